@@ -1,0 +1,26 @@
+# The two commands: `make up` (the whole pipeline, locally) and `make test` (the whole suite).
+.PHONY: up down status test test-integration lint format bench venv
+
+venv:
+	@bash scripts/bootstrap.sh
+
+up: venv
+	@.venv/bin/dresscode up
+
+down:
+	@if [ -x .venv/bin/dresscode ]; then .venv/bin/dresscode down; else echo "Nothing to stop (no .venv)."; fi
+
+status:
+	@if [ -x .venv/bin/dresscode ]; then .venv/bin/dresscode status; else echo "Not installed yet: run make up."; fi
+
+test: venv
+	@.venv/bin/python -m pytest
+
+test-integration: venv
+	@.venv/bin/python -m pytest tests/integration
+
+lint: venv
+	@.venv/bin/ruff check . && .venv/bin/ruff format --check .
+
+format: venv
+	@.venv/bin/ruff format . && .venv/bin/ruff check --fix .

@@ -1,0 +1,89 @@
+"""A small client for Airflow 3's public REST API (``/api/v2``), used by ``make up``."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+TERMINAL_STATES = {"success", "failed"}
+
+
+@dataclass
+class AirflowAPI:
+    base_url: str
+    username: str
+    password: str
+    _token: str | None = None
+
+    def _client(self) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {self.token()}"} if self._token else {}
+        return httpx.Client(base_url=self.base_url, headers=headers, timeout=30.0)
+
+    def token(self) -> str:
+        if self._token is None:
+            resp = httpx.post(
+                f"{self.base_url}/auth/token",
+                json={"username": self.username, "password": self.password},
+                timeout=30.0,
+            )
+            resp.raise_for_status()
+            self._token = resp.json()["access_token"]
+        return self._token
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        self.token()
+        with self._client() as client:
+            resp = client.request(method, path, **kwargs)
+        if resp.status_code >= 400:
+            raise RuntimeError(f"Airflow API {method} {path} answered {resp.status_code}: {resp.text[:300]}")
+        return resp.json() if resp.content else None
+
+    def healthy(self) -> dict[str, str]:
+        """Component name -> status from the unauthenticated health endpoint."""
+        resp = httpx.get(f"{self.base_url}/api/v2/monitor/health", timeout=10.0)
+        resp.raise_for_status()
+        return {name: (info or {}).get("status", "unknown") for name, info in resp.json().items()}
+
+    def dag_ids(self) -> set[str]:
+        return {d["dag_id"] for d in self.request("GET", "/api/v2/dags", params={"limit": 200})["dags"]}
+
+    def import_errors(self) -> list[dict[str, Any]]:
+        return self.request("GET", "/api/v2/importErrors")["import_errors"]
+
+    def unpause(self, dag_id: str) -> None:
+        self.request("PATCH", f"/api/v2/dags/{dag_id}", json={"is_paused": False})
+
+    def trigger(self, dag_id: str, conf: dict[str, Any] | None = None) -> str:
+        body = {"logical_date": None, "conf": conf or {}}
+        return self.request("POST", f"/api/v2/dags/{dag_id}/dagRuns", json=body)["dag_run_id"]
+
+    def runs(self, dag_id: str) -> list[dict[str, Any]]:
+        return self.request("GET", f"/api/v2/dags/{dag_id}/dagRuns", params={"limit": 50, "order_by": "-run_after"})["dag_runs"]
+
+    def run_state(self, dag_id: str, run_id: str) -> str:
+        return self.request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")["state"]
+
+    def task_states(self, dag_id: str, run_id: str) -> dict[str, str]:
+        tis = self.request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances", params={"limit": 500})
+        counts: dict[str, str] = {}
+        for ti in tis["task_instances"]:
+            key = ti["task_id"] if ti.get("map_index", -1) == -1 else f"{ti['task_id']}[{ti['map_index']}]"
+            counts[key] = ti.get("state") or "none"
+        return counts
+
+    def wait_for_run(self, dag_id: str, run_id: str, timeout_s: float, progress_every_s: float = 15.0) -> str:
+        deadline = time.monotonic() + timeout_s
+        last_print = 0.0
+        state = "queued"
+        while time.monotonic() < deadline:
+            state = self.run_state(dag_id, run_id)
+            if state in TERMINAL_STATES:
+                return state
+            if time.monotonic() - last_print > progress_every_s:
+                print(f"  … {dag_id} {run_id}: {state}", flush=True)
+                last_print = time.monotonic()
+            time.sleep(2.0)
+        return state

@@ -1,0 +1,128 @@
+"""``dresscode`` — the project's command line (the stack, the simulator, photos, prompts)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _up(args: argparse.Namespace) -> int:
+    from dresscode import stack
+
+    return stack.up(seed_photos=args.photos)
+
+
+def _down(args: argparse.Namespace) -> int:
+    from dresscode import stack
+
+    return stack.down()
+
+
+def _status(args: argparse.Namespace) -> int:
+    from dresscode import stack
+
+    return stack.status()
+
+
+def _sim(args: argparse.Namespace) -> int:
+    from dresscode.sim.__main__ import main as sim_main
+
+    return sim_main(args.sim_args)
+
+
+def _seed(args: argparse.Namespace) -> int:
+    from dresscode import seed, stack
+
+    result = seed.seed(n_photos=args.photos, script_path=args.script or stack.sim_script(), start=args.start)
+    print(f"seeded {result.new} new uploads into the landing area ({result.skipped} already ingested)")
+    return 0
+
+
+def _normalize(args: argparse.Namespace) -> int:
+    from dresscode import images
+    from dresscode.config import get_settings
+
+    settings = get_settings()
+    raw = Path(args.input).read_bytes()
+    try:
+        photo = images.normalize(
+            raw,
+            filename=Path(args.input).name,
+            long_edge=args.long_edge or settings.image_long_edge,
+            quality=settings.image_jpeg_quality,
+            max_bytes=settings.image_max_bytes,
+            max_pixels=settings.image_max_pixels,
+            allowed_formats=settings.image_formats,
+        )
+    except images.Rejected as rej:
+        print(f"rejected: {rej.code.value}: {rej.message}", file=sys.stderr)
+        return 2
+    Path(args.output).write_bytes(photo.jpeg)
+    print(
+        f"{args.input} ({photo.source_format} {photo.source_width}x{photo.source_height}, {photo.source_bytes} B) -> "
+        f"{args.output} (JPEG {photo.width}x{photo.height}, {len(photo.jpeg)} B, sha256 {photo.sha256[:12]})"
+    )
+    return 0
+
+
+def _digitize(args: argparse.Namespace) -> int:
+    import asyncio
+    import json
+
+    from dresscode import digitize
+
+    items = asyncio.run(digitize.digitize_file(Path(args.photo), blueprint_ref=args.prompt))
+    print(json.dumps(items, indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dresscode", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("up", help="start the local stack, seed photos, run the pipeline, print a summary")
+    up.add_argument("--photos", type=int, default=48, help="synthetic photos to seed (default 48)")
+    up.set_defaults(func=_up)
+    sub.add_parser("down", help="stop what `up` started").set_defaults(func=_down)
+    sub.add_parser("status", help="show the parts of the local stack").set_defaults(func=_status)
+
+    sim = sub.add_parser("sim", help="run the vLLM simulator (options: dresscode sim -- --help)", add_help=False)
+    sim.add_argument("sim_args", nargs=argparse.REMAINDER)
+    sim.set_defaults(func=_sim)
+
+    seed = sub.add_parser("seed", help="write synthetic photos (and bad files) into the landing area")
+    seed.add_argument("--photos", type=int, default=48)
+    seed.add_argument("--start", type=int, default=0, help="first photo seed (new photos: use a new range)")
+    seed.add_argument("--script", type=Path, default=None, help="simulator response script to append to")
+    seed.set_defaults(func=_seed)
+
+    norm = sub.add_parser("normalize", help="validate, orient, downscale and strip one photo")
+    norm.add_argument("input")
+    norm.add_argument("output")
+    norm.add_argument("--long-edge", type=int, default=None)
+    norm.set_defaults(func=_normalize)
+
+    dig = sub.add_parser("digitize", help="digitize one photo with the model endpoint (dresscode_llm)")
+    dig.add_argument("photo")
+    dig.add_argument("--prompt", default="wardrobe-digitizer", help="prompt name[@version]")
+    dig.set_defaults(func=_digitize)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from dresscode.config import SettingsError
+    from dresscode.stack import StackError
+
+    try:
+        return args.func(args)
+    except (SettingsError, StackError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,258 @@
+"""Settings and connections: the one configuration surface of the project.
+
+Knobs are typed settings read from ``DRESSCODE_*`` environment variables with documented
+defaults (``docs/configuration.md`` is generated from ``SETTINGS``). Endpoints and credentials
+are Airflow Connections, settable as ``AIRFLOW_CONN_<ID>`` env vars. A bad value fails at start
+with one sentence that names the variable.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+# The repository root: src/dresscode/config.py -> parents[2]. Only used for local defaults;
+# deployments set DRESSCODE_HOME and DRESSCODE_LAKE_URI explicitly.
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+LLM_CONN_ID = "dresscode_llm"
+WEATHER_CONN_ID = "weather_api"
+
+
+class SettingsError(ValueError):
+    """A setting or connection is missing or malformed; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Knob:
+    """One documented setting: its env var, type, default and meaning."""
+
+    env: str
+    parse: Callable[[str], Any]
+    default: Callable[[], Any]
+    help: str
+
+
+def _int_between(lo: int, hi: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        value = int(raw)
+        if not lo <= value <= hi:
+            raise ValueError(f"must be between {lo} and {hi}")
+        return value
+
+    parse.__doc__ = f"an integer between {lo} and {hi}"
+    return parse
+
+
+def _float_between(lo: float, hi: float) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        value = float(raw)
+        if not lo <= value <= hi:
+            raise ValueError(f"must be between {lo} and {hi}")
+        return value
+
+    parse.__doc__ = f"a number between {lo} and {hi}"
+    return parse
+
+
+def _uri(raw: str) -> str:
+    if "://" not in raw:
+        raise ValueError("must be a URI such as file:///data/lake or s3://bucket/prefix")
+    return raw.rstrip("/")
+
+
+_uri.__doc__ = "a URI (file://... or s3://...)"
+
+
+def _path(raw: str) -> Path:
+    return Path(raw).expanduser().resolve()
+
+
+_path.__doc__ = "a filesystem path"
+
+
+def _str(raw: str) -> str:
+    if not raw.strip():
+        raise ValueError("must not be empty")
+    return raw.strip()
+
+
+_str.__doc__ = "a non-empty string"
+
+
+def _formats(raw: str) -> frozenset[str]:
+    names = frozenset(part.strip().upper() for part in raw.split(",") if part.strip())
+    unknown = names - {"JPEG", "PNG", "WEBP", "HEIF"}
+    if not names or unknown:
+        raise ValueError(f"must be a comma list of JPEG, PNG, WEBP, HEIF (unknown: {sorted(unknown)})")
+    return names
+
+
+_formats.__doc__ = "a comma-separated list of JPEG, PNG, WEBP, HEIF"
+
+
+def _bool(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError("must be true or false")
+
+
+_bool.__doc__ = "true or false"
+
+
+def _home() -> Path:
+    return Path(os.environ.get("DRESSCODE_HOME") or REPO_ROOT / ".local").resolve()
+
+
+# Every knob of the project, in one table. Field name -> Knob.
+SETTINGS: dict[str, Knob] = {
+    "home": Knob("DRESSCODE_HOME", _path, lambda: _home(), "Local state folder (Airflow home, MLflow DB, lake, logs)."),
+    "lake_uri": Knob("DRESSCODE_LAKE_URI", _uri, lambda: (_home() / "lake").as_uri(), "Root of the lake: file://… locally, s3://bucket/prefix in production."),
+    "landing_uri": Knob("DRESSCODE_LANDING_URI", _uri, lambda: (_home() / "lake" / "landing").as_uri(), "Where users' raw uploads land (<user_id>/<upload_id>.<ext>)."),
+    "aws_conn_id": Knob("DRESSCODE_AWS_CONN_ID", _str, lambda: "aws_default", "Airflow connection used for s3:// URIs."),
+    "ingest_batch_size": Knob("DRESSCODE_INGEST_BATCH_SIZE", _int_between(1, 10_000), lambda: 64, "Photos per mapped ingest task."),
+    "ingest_max_photos_per_run": Knob("DRESSCODE_INGEST_MAX_PHOTOS_PER_RUN", _int_between(1, 10_000_000), lambda: 5_000, "Cap on photos one ingest run picks up; the rest wait for the next run."),
+    "ingest_max_failure_rate": Knob("DRESSCODE_INGEST_MAX_FAILURE_RATE", _float_between(0.0, 1.0), lambda: 0.05, "A run fails (and pages) when more than this share of its photos fail."),
+    "image_long_edge": Knob("DRESSCODE_IMAGE_LONG_EDGE", _int_between(64, 4096), lambda: 768, "Long edge of normalized photos in px (768 = Gemma 4's default image budget)."),
+    "image_jpeg_quality": Knob("DRESSCODE_IMAGE_JPEG_QUALITY", _int_between(50, 100), lambda: 85, "JPEG quality of normalized photos."),
+    "image_max_bytes": Knob("DRESSCODE_IMAGE_MAX_BYTES", _int_between(1, 1_000_000_000), lambda: 40_000_000, "Uploads larger than this are quarantined as too_large."),
+    "image_max_pixels": Knob("DRESSCODE_IMAGE_MAX_PIXELS", _int_between(1, 1_000_000_000), lambda: 60_000_000, "Declared width x height above this is a decompression_bomb (checked before decoding)."),
+    "image_formats": Knob("DRESSCODE_IMAGE_FORMATS", _formats, lambda: frozenset({"JPEG", "PNG", "WEBP", "HEIF"}), "Accepted source formats."),
+    "llm_max_concurrency": Knob("DRESSCODE_LLM_MAX_CONCURRENCY", _int_between(1, 1024), lambda: 16, "In-flight model calls per task (the connection extra max_concurrency wins)."),
+    "llm_timeout_s": Knob("DRESSCODE_LLM_TIMEOUT_S", _float_between(1, 3600), lambda: 120.0, "Per-call timeout in seconds (the connection extra timeout wins)."),
+    "llm_max_attempts": Knob("DRESSCODE_LLM_MAX_ATTEMPTS", _int_between(1, 20), lambda: 5, "Attempts per model call on 429/5xx/timeouts."),
+    "llm_retry_budget_s": Knob("DRESSCODE_LLM_RETRY_BUDGET_S", _float_between(1, 3600), lambda: 300.0, "Total time one model call may spend retrying."),
+    "mlflow_tracking_uri": Knob("MLFLOW_TRACKING_URI", _str, lambda: f"sqlite:///{_home() / 'mlflow.db'}", "MLflow tracking and prompt registry."),
+    "alerts_file": Knob("DRESSCODE_ALERTS_FILE", _path, lambda: _home() / "alerts.jsonl", "Local JSONL file every alert is appended to."),
+    "alert_backends": Knob("DRESSCODE_ALERT_BACKENDS", _str, lambda: "file", "Comma list of alert backends: file, slack, smtp, sns."),
+    "runbook_base_url": Knob("DRESSCODE_RUNBOOK_BASE_URL", _str, lambda: "docs/runbooks", "Prefix of runbook links in alerts (a repo URL in production)."),
+    "deadlines_enabled": Knob("DRESSCODE_DEADLINES_ENABLED", _bool, lambda: True, "Attach DeadlineAlerts to nightly DAGs (off in dag.test(), an upstream bug)."),
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Typed settings; build with :func:`get_settings` (or :func:`load_settings` in tests)."""
+
+    home: Path
+    lake_uri: str
+    landing_uri: str
+    aws_conn_id: str
+    ingest_batch_size: int
+    ingest_max_photos_per_run: int
+    ingest_max_failure_rate: float
+    image_long_edge: int
+    image_jpeg_quality: int
+    image_max_bytes: int
+    image_max_pixels: int
+    image_formats: frozenset[str]
+    llm_max_concurrency: int
+    llm_timeout_s: float
+    llm_max_attempts: int
+    llm_retry_budget_s: float
+    mlflow_tracking_uri: str
+    alerts_file: Path
+    alert_backends: str
+    runbook_base_url: str
+    deadlines_enabled: bool
+
+    def with_overrides(self, overrides: Mapping[str, Any]) -> Settings:
+        """Per-run overrides (DAG Params), validated like env values."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        for name, raw in overrides.items():
+            if name not in SETTINGS:
+                raise SettingsError(f"Unknown setting {name!r}; known: {', '.join(sorted(SETTINGS))}.")
+            values[name] = _parse(name, str(raw))
+        return Settings(**values)
+
+
+def _parse(name: str, raw: str) -> Any:
+    knob = SETTINGS[name]
+    try:
+        return knob.parse(raw)
+    except (ValueError, TypeError) as exc:
+        expected = knob.parse.__doc__ or "a valid value"
+        raise SettingsError(f"{knob.env}={raw!r} is invalid: expected {expected} ({exc}).") from None
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read every knob from ``env`` (default: the process environment)."""
+    env = os.environ if env is None else env
+    values = {}
+    for name, knob in SETTINGS.items():
+        raw = env.get(knob.env)
+        values[name] = knob.default() if raw is None or raw == "" else _parse(name, raw)
+    return Settings(**values)
+
+
+@cache
+def get_settings() -> Settings:
+    """Process-wide settings (cached: the environment does not change under a running task)."""
+    return load_settings()
+
+
+@dataclass(frozen=True)
+class LLMEndpoint:
+    """The model endpoint from the ``dresscode_llm`` connection."""
+
+    base_url: str
+    api_key: str
+    model: str
+    timeout_s: float
+    max_concurrency: int
+
+
+def _connection(conn_id: str) -> Any:
+    from airflow.sdk import BaseHook
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    try:
+        return BaseHook.get_connection(conn_id)
+    except AirflowNotFoundException:
+        env = f"AIRFLOW_CONN_{conn_id.upper()}"
+        raise SettingsError(
+            f"Connection {conn_id!r} is not defined: set {env} (see README, 'Configuration')."
+        ) from None
+
+
+def llm_endpoint(conn_id: str = LLM_CONN_ID, settings: Settings | None = None) -> LLMEndpoint:
+    """Resolve the model endpoint. host = base URL, password = API key, extra = model, timeout, max_concurrency."""
+    settings = settings or get_settings()
+    conn = _connection(conn_id)
+    extra = _extra(conn, conn_id)
+    base_url = (conn.host or "").rstrip("/")
+    if not base_url.startswith(("http://", "https://")):
+        raise SettingsError(
+            f"Connection {conn_id!r}: host must be the base URL such as http://localhost:8000/v1, got {conn.host!r}."
+        )
+    if conn.port and f":{conn.port}" not in base_url:
+        raise SettingsError(f"Connection {conn_id!r}: put the port inside host ({base_url}), not in port.")
+    model = extra.get("model")
+    if not model:
+        raise SettingsError(f"Connection {conn_id!r}: extra must name the served model, e.g. {{\"model\": \"google/gemma-4-26B-A4B-it\"}}.")
+    try:
+        timeout_s = float(extra.get("timeout", settings.llm_timeout_s))
+        max_concurrency = int(extra.get("max_concurrency", settings.llm_max_concurrency))
+    except (TypeError, ValueError):
+        raise SettingsError(f"Connection {conn_id!r}: extra timeout and max_concurrency must be numbers.") from None
+    if timeout_s <= 0 or max_concurrency < 1:
+        raise SettingsError(f"Connection {conn_id!r}: extra timeout must be > 0 and max_concurrency >= 1.")
+    return LLMEndpoint(base_url, conn.password or "EMPTY", str(model), timeout_s, max_concurrency)
+
+
+def _extra(conn: Any, conn_id: str) -> dict[str, Any]:
+    try:
+        extra = conn.extra_dejson if conn.extra else {}
+    except json.JSONDecodeError:
+        raise SettingsError(f"Connection {conn_id!r}: extra is not valid JSON.") from None
+    if not isinstance(extra, dict):
+        raise SettingsError(f"Connection {conn_id!r}: extra must be a JSON object.")
+    return extra

@@ -1,0 +1,26 @@
+"""What every DAG shares, defined once: default args (owner, retries, the failure notifier) and Assets.
+
+Imported at DAG parse time, so it stays cheap: only ``airflow.sdk`` and the notifier.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from airflow.sdk import Asset
+
+from dresscode.alerts import FailureNotifier
+
+OWNER = "dresscode-ml"
+
+DEFAULT_ARGS = {
+    "owner": OWNER,
+    "retries": 2,
+    "retry_delay": timedelta(seconds=30),
+    "retry_exponential_backoff": True,
+    "max_retry_delay": timedelta(minutes=10),
+    "on_failure_callback": FailureNotifier(),
+}
+
+# Data products other DAGs react to.
+WARDROBE_ITEMS = Asset(name="wardrobe_items", uri="dresscode://lake/wardrobe_items")
