@@ -4,12 +4,50 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from dresscode import config
+# Airflow reads its configuration once, at first import: isolate it before anything imports it.
+# One migrated SQLite DB under .local/test is reused across sessions (migrating costs ~10 s).
+REPO = Path(__file__).resolve().parents[1]
+TEST_AIRFLOW_HOME = REPO / ".local" / "test" / "airflow"
+os.environ.update(
+    {
+        "AIRFLOW_HOME": str(TEST_AIRFLOW_HOME),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{TEST_AIRFLOW_HOME / 'airflow.db'}",
+        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(TEST_AIRFLOW_HOME / "logs"),
+        # dag.test() crashes on DAGs with deadline= (an upstream bug): keep them off in tests.
+        "DRESSCODE_DEADLINES_ENABLED": "false",
+    }
+)
+
+from dresscode import config  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> Path:
+    """The migrated test metadata DB (migrated once; re-migrated when Airflow changes)."""
+    import airflow
+
+    marker = TEST_AIRFLOW_HOME / f".migrated-{airflow.__version__}"
+    if not marker.exists():
+        TEST_AIRFLOW_HOME.mkdir(parents=True, exist_ok=True)
+        airflow_bin = Path(sys.executable).parent / "airflow"
+        subprocess.run(
+            [str(airflow_bin), "db", "migrate"],
+            check=True,
+            capture_output=True,
+            env=os.environ.copy(),
+        )
+        marker.touch()
+    return TEST_AIRFLOW_HOME / "airflow.db"
 
 
 def free_port() -> int:
@@ -23,7 +61,12 @@ def dresscode_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
     """A fresh DRESSCODE_HOME with a local lake; settings cache cleared around the test."""
     home = tmp_path / "home"
     monkeypatch.setenv("DRESSCODE_HOME", str(home))
-    for knob in ("DRESSCODE_LAKE_URI", "DRESSCODE_LANDING_URI", "MLFLOW_TRACKING_URI", "DRESSCODE_ALERTS_FILE"):
+    for knob in (
+        "DRESSCODE_LAKE_URI",
+        "DRESSCODE_LANDING_URI",
+        "MLFLOW_TRACKING_URI",
+        "DRESSCODE_ALERTS_FILE",
+    ):
         monkeypatch.delenv(knob, raising=False)
     config.get_settings.cache_clear()
     yield home
@@ -53,7 +96,11 @@ def s3_lake(s3_server: str, dresscode_home: Path, monkeypatch: pytest.MonkeyPatc
     import boto3
 
     bucket = f"lake-{uuid.uuid4().hex[:12]}"
-    creds = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing", "region_name": "us-east-1"}
+    creds = {
+        "aws_access_key_id": "testing",
+        "aws_secret_access_key": "testing",
+        "region_name": "us-east-1",
+    }
     boto3.client("s3", endpoint_url=s3_server, **creds).create_bucket(Bucket=bucket)
     conn = {
         "conn_type": "aws",

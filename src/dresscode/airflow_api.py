@@ -38,7 +38,9 @@ class AirflowAPI:
         with self._client() as client:
             resp = client.request(method, path, **kwargs)
         if resp.status_code >= 400:
-            raise RuntimeError(f"Airflow API {method} {path} answered {resp.status_code}: {resp.text[:300]}")
+            raise RuntimeError(
+                f"Airflow API {method} {path} answered {resp.status_code}: {resp.text[:300]}"
+            )
         return resp.json() if resp.content else None
 
     def healthy(self) -> dict[str, str]:
@@ -48,7 +50,9 @@ class AirflowAPI:
         return {name: (info or {}).get("status", "unknown") for name, info in resp.json().items()}
 
     def dag_ids(self) -> set[str]:
-        return {d["dag_id"] for d in self.request("GET", "/api/v2/dags", params={"limit": 200})["dags"]}
+        return {
+            d["dag_id"] for d in self.request("GET", "/api/v2/dags", params={"limit": 200})["dags"]
+        }
 
     def import_errors(self) -> list[dict[str, Any]]:
         return self.request("GET", "/api/v2/importErrors")["import_errors"]
@@ -61,20 +65,30 @@ class AirflowAPI:
         return self.request("POST", f"/api/v2/dags/{dag_id}/dagRuns", json=body)["dag_run_id"]
 
     def runs(self, dag_id: str) -> list[dict[str, Any]]:
-        return self.request("GET", f"/api/v2/dags/{dag_id}/dagRuns", params={"limit": 50, "order_by": "-run_after"})["dag_runs"]
+        return self.request(
+            "GET", f"/api/v2/dags/{dag_id}/dagRuns", params={"limit": 50, "order_by": "-run_after"}
+        )["dag_runs"]
 
     def run_state(self, dag_id: str, run_id: str) -> str:
         return self.request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")["state"]
 
     def task_states(self, dag_id: str, run_id: str) -> dict[str, str]:
-        tis = self.request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances", params={"limit": 500})
+        tis = self.request(
+            "GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances", params={"limit": 500}
+        )
         counts: dict[str, str] = {}
         for ti in tis["task_instances"]:
-            key = ti["task_id"] if ti.get("map_index", -1) == -1 else f"{ti['task_id']}[{ti['map_index']}]"
+            key = (
+                ti["task_id"]
+                if ti.get("map_index", -1) == -1
+                else f"{ti['task_id']}[{ti['map_index']}]"
+            )
             counts[key] = ti.get("state") or "none"
         return counts
 
-    def wait_for_run(self, dag_id: str, run_id: str, timeout_s: float, progress_every_s: float = 15.0) -> str:
+    def wait_for_run(
+        self, dag_id: str, run_id: str, timeout_s: float, progress_every_s: float = 15.0
+    ) -> str:
         deadline = time.monotonic() + timeout_s
         last_print = 0.0
         state = "queued"

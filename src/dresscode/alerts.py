@@ -101,9 +101,18 @@ def deliver(alert: Alert, settings: Settings | None = None) -> None:
         try:
             _SENDERS[backend](alert)
         except KeyError:
-            log.error("Alert backend %r is unknown (DRESSCODE_ALERT_BACKENDS); the alert is in %s", backend, settings.alerts_file)
+            log.error(
+                "Alert backend %r is unknown (DRESSCODE_ALERT_BACKENDS); the alert is in %s",
+                backend,
+                settings.alerts_file,
+            )
         except Exception as exc:  # a down backend must not hide the original failure
-            log.error("Alert backend %s failed (%s); the alert is kept in %s", backend, first_line(exc), settings.alerts_file)
+            log.error(
+                "Alert backend %s failed (%s); the alert is kept in %s",
+                backend,
+                first_line(exc),
+                settings.alerts_file,
+            )
 
 
 def _append_local(alert: Alert, settings: Settings) -> None:
@@ -121,7 +130,9 @@ def read_alerts(settings: Settings | None = None) -> list[dict[str, Any]]:
     settings = settings or get_settings()
     if not settings.alerts_file.exists():
         return []
-    return [json.loads(line) for line in settings.alerts_file.read_text().splitlines() if line.strip()]
+    return [
+        json.loads(line) for line in settings.alerts_file.read_text().splitlines() if line.strip()
+    ]
 
 
 # Remote backends, by name. Each takes an Alert and raises on failure.

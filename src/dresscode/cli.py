@@ -34,8 +34,12 @@ def _sim(args: argparse.Namespace) -> int:
 def _seed(args: argparse.Namespace) -> int:
     from dresscode import seed, stack
 
-    result = seed.seed(n_photos=args.photos, script_path=args.script or stack.sim_script(), start=args.start)
-    print(f"seeded {result.new} new uploads into the landing area ({result.skipped} already ingested)")
+    result = seed.seed(
+        n_photos=args.photos, script_path=args.script or stack.sim_script(), start=args.start
+    )
+    print(
+        f"seeded {result.new} new uploads into the landing area ({result.skipped} already ingested)"
+    )
     return 0
 
 
@@ -81,20 +85,30 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dresscode", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    up = sub.add_parser("up", help="start the local stack, seed photos, run the pipeline, print a summary")
+    up = sub.add_parser(
+        "up", help="start the local stack, seed photos, run the pipeline, print a summary"
+    )
     up.add_argument("--photos", type=int, default=48, help="synthetic photos to seed (default 48)")
     up.set_defaults(func=_up)
     sub.add_parser("down", help="stop what `up` started").set_defaults(func=_down)
     sub.add_parser("status", help="show the parts of the local stack").set_defaults(func=_status)
 
-    sim = sub.add_parser("sim", help="run the vLLM simulator (options: dresscode sim -- --help)", add_help=False)
+    sim = sub.add_parser(
+        "sim", help="run the vLLM simulator (options: dresscode sim -- --help)", add_help=False
+    )
     sim.add_argument("sim_args", nargs=argparse.REMAINDER)
     sim.set_defaults(func=_sim)
 
-    seed = sub.add_parser("seed", help="write synthetic photos (and bad files) into the landing area")
+    seed = sub.add_parser(
+        "seed", help="write synthetic photos (and bad files) into the landing area"
+    )
     seed.add_argument("--photos", type=int, default=48)
-    seed.add_argument("--start", type=int, default=0, help="first photo seed (new photos: use a new range)")
-    seed.add_argument("--script", type=Path, default=None, help="simulator response script to append to")
+    seed.add_argument(
+        "--start", type=int, default=0, help="first photo seed (new photos: use a new range)"
+    )
+    seed.add_argument(
+        "--script", type=Path, default=None, help="simulator response script to append to"
+    )
     seed.set_defaults(func=_seed)
 
     norm = sub.add_parser("normalize", help="validate, orient, downscale and strip one photo")
@@ -103,7 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     norm.add_argument("--long-edge", type=int, default=None)
     norm.set_defaults(func=_normalize)
 
-    dig = sub.add_parser("digitize", help="digitize one photo with the model endpoint (dresscode_llm)")
+    dig = sub.add_parser(
+        "digitize", help="digitize one photo with the model endpoint (dresscode_llm)"
+    )
     dig.add_argument("photo")
     dig.add_argument("--prompt", default="wardrobe-digitizer", help="prompt name[@version]")
     dig.set_defaults(func=_digitize)

@@ -89,7 +89,9 @@ def _formats(raw: str) -> frozenset[str]:
     names = frozenset(part.strip().upper() for part in raw.split(",") if part.strip())
     unknown = names - {"JPEG", "PNG", "WEBP", "HEIF"}
     if not names or unknown:
-        raise ValueError(f"must be a comma list of JPEG, PNG, WEBP, HEIF (unknown: {sorted(unknown)})")
+        raise ValueError(
+            f"must be a comma list of JPEG, PNG, WEBP, HEIF (unknown: {sorted(unknown)})"
+        )
     return names
 
 
@@ -114,27 +116,132 @@ def _home() -> Path:
 
 # Every knob of the project, in one table. Field name -> Knob.
 SETTINGS: dict[str, Knob] = {
-    "home": Knob("DRESSCODE_HOME", _path, lambda: _home(), "Local state folder (Airflow home, MLflow DB, lake, logs)."),
-    "lake_uri": Knob("DRESSCODE_LAKE_URI", _uri, lambda: (_home() / "lake").as_uri(), "Root of the lake: file://… locally, s3://bucket/prefix in production."),
-    "landing_uri": Knob("DRESSCODE_LANDING_URI", _uri, lambda: (_home() / "lake" / "landing").as_uri(), "Where users' raw uploads land (<user_id>/<upload_id>.<ext>)."),
-    "aws_conn_id": Knob("DRESSCODE_AWS_CONN_ID", _str, lambda: "aws_default", "Airflow connection used for s3:// URIs."),
-    "ingest_batch_size": Knob("DRESSCODE_INGEST_BATCH_SIZE", _int_between(1, 10_000), lambda: 64, "Photos per mapped ingest task."),
-    "ingest_max_photos_per_run": Knob("DRESSCODE_INGEST_MAX_PHOTOS_PER_RUN", _int_between(1, 10_000_000), lambda: 5_000, "Cap on photos one ingest run picks up; the rest wait for the next run."),
-    "ingest_max_failure_rate": Knob("DRESSCODE_INGEST_MAX_FAILURE_RATE", _float_between(0.0, 1.0), lambda: 0.05, "A run fails (and pages) when more than this share of its photos fail."),
-    "image_long_edge": Knob("DRESSCODE_IMAGE_LONG_EDGE", _int_between(64, 4096), lambda: 768, "Long edge of normalized photos in px (768 = Gemma 4's default image budget)."),
-    "image_jpeg_quality": Knob("DRESSCODE_IMAGE_JPEG_QUALITY", _int_between(50, 100), lambda: 85, "JPEG quality of normalized photos."),
-    "image_max_bytes": Knob("DRESSCODE_IMAGE_MAX_BYTES", _int_between(1, 1_000_000_000), lambda: 40_000_000, "Uploads larger than this are quarantined as too_large."),
-    "image_max_pixels": Knob("DRESSCODE_IMAGE_MAX_PIXELS", _int_between(1, 1_000_000_000), lambda: 60_000_000, "Declared width x height above this is a decompression_bomb (checked before decoding)."),
-    "image_formats": Knob("DRESSCODE_IMAGE_FORMATS", _formats, lambda: frozenset({"JPEG", "PNG", "WEBP", "HEIF"}), "Accepted source formats."),
-    "llm_max_concurrency": Knob("DRESSCODE_LLM_MAX_CONCURRENCY", _int_between(1, 1024), lambda: 16, "In-flight model calls per task (the connection extra max_concurrency wins)."),
-    "llm_timeout_s": Knob("DRESSCODE_LLM_TIMEOUT_S", _float_between(1, 3600), lambda: 120.0, "Per-call timeout in seconds (the connection extra timeout wins)."),
-    "llm_max_attempts": Knob("DRESSCODE_LLM_MAX_ATTEMPTS", _int_between(1, 20), lambda: 5, "Attempts per model call on 429/5xx/timeouts."),
-    "llm_retry_budget_s": Knob("DRESSCODE_LLM_RETRY_BUDGET_S", _float_between(1, 3600), lambda: 300.0, "Total time one model call may spend retrying."),
-    "mlflow_tracking_uri": Knob("MLFLOW_TRACKING_URI", _str, lambda: f"sqlite:///{_home() / 'mlflow.db'}", "MLflow tracking and prompt registry."),
-    "alerts_file": Knob("DRESSCODE_ALERTS_FILE", _path, lambda: _home() / "alerts.jsonl", "Local JSONL file every alert is appended to."),
-    "alert_backends": Knob("DRESSCODE_ALERT_BACKENDS", _str, lambda: "file", "Comma list of alert backends: file, slack, smtp, sns."),
-    "runbook_base_url": Knob("DRESSCODE_RUNBOOK_BASE_URL", _str, lambda: "docs/runbooks", "Prefix of runbook links in alerts (a repo URL in production)."),
-    "deadlines_enabled": Knob("DRESSCODE_DEADLINES_ENABLED", _bool, lambda: True, "Attach DeadlineAlerts to nightly DAGs (off in dag.test(), an upstream bug)."),
+    "home": Knob(
+        "DRESSCODE_HOME",
+        _path,
+        lambda: _home(),
+        "Local state folder (Airflow home, MLflow DB, lake, logs).",
+    ),
+    "lake_uri": Knob(
+        "DRESSCODE_LAKE_URI",
+        _uri,
+        lambda: (_home() / "lake").as_uri(),
+        "Root of the lake: file://… locally, s3://bucket/prefix in production.",
+    ),
+    "landing_uri": Knob(
+        "DRESSCODE_LANDING_URI",
+        _uri,
+        lambda: (_home() / "lake" / "landing").as_uri(),
+        "Where users' raw uploads land (<user_id>/<upload_id>.<ext>).",
+    ),
+    "aws_conn_id": Knob(
+        "DRESSCODE_AWS_CONN_ID",
+        _str,
+        lambda: "aws_default",
+        "Airflow connection used for s3:// URIs.",
+    ),
+    "ingest_batch_size": Knob(
+        "DRESSCODE_INGEST_BATCH_SIZE",
+        _int_between(1, 10_000),
+        lambda: 64,
+        "Photos per mapped ingest task.",
+    ),
+    "ingest_max_photos_per_run": Knob(
+        "DRESSCODE_INGEST_MAX_PHOTOS_PER_RUN",
+        _int_between(1, 10_000_000),
+        lambda: 5_000,
+        "Cap on photos one ingest run picks up; the rest wait for the next run.",
+    ),
+    "ingest_max_failure_rate": Knob(
+        "DRESSCODE_INGEST_MAX_FAILURE_RATE",
+        _float_between(0.0, 1.0),
+        lambda: 0.05,
+        "A run fails (and pages) when more than this share of its photos fail.",
+    ),
+    "image_long_edge": Knob(
+        "DRESSCODE_IMAGE_LONG_EDGE",
+        _int_between(64, 4096),
+        lambda: 768,
+        "Long edge of normalized photos in px (768 = Gemma 4's default image budget).",
+    ),
+    "image_jpeg_quality": Knob(
+        "DRESSCODE_IMAGE_JPEG_QUALITY",
+        _int_between(50, 100),
+        lambda: 85,
+        "JPEG quality of normalized photos.",
+    ),
+    "image_max_bytes": Knob(
+        "DRESSCODE_IMAGE_MAX_BYTES",
+        _int_between(1, 1_000_000_000),
+        lambda: 40_000_000,
+        "Uploads larger than this are quarantined as too_large.",
+    ),
+    "image_max_pixels": Knob(
+        "DRESSCODE_IMAGE_MAX_PIXELS",
+        _int_between(1, 1_000_000_000),
+        lambda: 60_000_000,
+        "Declared width x height above this is a decompression_bomb (checked before decoding).",
+    ),
+    "image_formats": Knob(
+        "DRESSCODE_IMAGE_FORMATS",
+        _formats,
+        lambda: frozenset({"JPEG", "PNG", "WEBP", "HEIF"}),
+        "Accepted source formats.",
+    ),
+    "llm_max_concurrency": Knob(
+        "DRESSCODE_LLM_MAX_CONCURRENCY",
+        _int_between(1, 1024),
+        lambda: 16,
+        "In-flight model calls per task (the connection extra max_concurrency wins).",
+    ),
+    "llm_timeout_s": Knob(
+        "DRESSCODE_LLM_TIMEOUT_S",
+        _float_between(1, 3600),
+        lambda: 120.0,
+        "Per-call timeout in seconds (the connection extra timeout wins).",
+    ),
+    "llm_max_attempts": Knob(
+        "DRESSCODE_LLM_MAX_ATTEMPTS",
+        _int_between(1, 20),
+        lambda: 5,
+        "Attempts per model call on 429/5xx/timeouts.",
+    ),
+    "llm_retry_budget_s": Knob(
+        "DRESSCODE_LLM_RETRY_BUDGET_S",
+        _float_between(1, 3600),
+        lambda: 300.0,
+        "Total time one model call may spend retrying.",
+    ),
+    "mlflow_tracking_uri": Knob(
+        "MLFLOW_TRACKING_URI",
+        _str,
+        lambda: f"sqlite:///{_home() / 'mlflow.db'}",
+        "MLflow tracking and prompt registry.",
+    ),
+    "alerts_file": Knob(
+        "DRESSCODE_ALERTS_FILE",
+        _path,
+        lambda: _home() / "alerts.jsonl",
+        "Local JSONL file every alert is appended to.",
+    ),
+    "alert_backends": Knob(
+        "DRESSCODE_ALERT_BACKENDS",
+        _str,
+        lambda: "file",
+        "Comma list of alert backends: file, slack, smtp, sns.",
+    ),
+    "runbook_base_url": Knob(
+        "DRESSCODE_RUNBOOK_BASE_URL",
+        _str,
+        lambda: "docs/runbooks",
+        "Prefix of runbook links in alerts (a repo URL in production).",
+    ),
+    "deadlines_enabled": Knob(
+        "DRESSCODE_DEADLINES_ENABLED",
+        _bool,
+        lambda: True,
+        "Attach DeadlineAlerts to nightly DAGs (off in dag.test(), an upstream bug).",
+    ),
 }
 
 
@@ -169,7 +276,9 @@ class Settings:
         values = {f.name: getattr(self, f.name) for f in fields(self)}
         for name, raw in overrides.items():
             if name not in SETTINGS:
-                raise SettingsError(f"Unknown setting {name!r}; known: {', '.join(sorted(SETTINGS))}.")
+                raise SettingsError(
+                    f"Unknown setting {name!r}; known: {', '.join(sorted(SETTINGS))}."
+                )
             values[name] = _parse(name, str(raw))
         return Settings(**values)
 
@@ -180,7 +289,9 @@ def _parse(name: str, raw: str) -> Any:
         return knob.parse(raw)
     except (ValueError, TypeError) as exc:
         expected = knob.parse.__doc__ or "a valid value"
-        raise SettingsError(f"{knob.env}={raw!r} is invalid: expected {expected} ({exc}).") from None
+        raise SettingsError(
+            f"{knob.env}={raw!r} is invalid: expected {expected} ({exc})."
+        ) from None
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
@@ -234,17 +345,25 @@ def llm_endpoint(conn_id: str = LLM_CONN_ID, settings: Settings | None = None) -
             f"Connection {conn_id!r}: host must be the base URL such as http://localhost:8000/v1, got {conn.host!r}."
         )
     if conn.port and f":{conn.port}" not in base_url:
-        raise SettingsError(f"Connection {conn_id!r}: put the port inside host ({base_url}), not in port.")
+        raise SettingsError(
+            f"Connection {conn_id!r}: put the port inside host ({base_url}), not in port."
+        )
     model = extra.get("model")
     if not model:
-        raise SettingsError(f"Connection {conn_id!r}: extra must name the served model, e.g. {{\"model\": \"google/gemma-4-26B-A4B-it\"}}.")
+        raise SettingsError(
+            f'Connection {conn_id!r}: extra must name the served model, e.g. {{"model": "google/gemma-4-26B-A4B-it"}}.'
+        )
     try:
         timeout_s = float(extra.get("timeout", settings.llm_timeout_s))
         max_concurrency = int(extra.get("max_concurrency", settings.llm_max_concurrency))
     except (TypeError, ValueError):
-        raise SettingsError(f"Connection {conn_id!r}: extra timeout and max_concurrency must be numbers.") from None
+        raise SettingsError(
+            f"Connection {conn_id!r}: extra timeout and max_concurrency must be numbers."
+        ) from None
     if timeout_s <= 0 or max_concurrency < 1:
-        raise SettingsError(f"Connection {conn_id!r}: extra timeout must be > 0 and max_concurrency >= 1.")
+        raise SettingsError(
+            f"Connection {conn_id!r}: extra timeout must be > 0 and max_concurrency >= 1."
+        )
     return LLMEndpoint(base_url, conn.password or "EMPTY", str(model), timeout_s, max_concurrency)
 
 

@@ -37,6 +37,7 @@ _SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=@+-]{0,199}$")
 TABLES = (
     "landing",
     "images",
+    "digitized",
     "quarantine",
     "manifests",
     "wardrobe_items",
@@ -56,7 +57,9 @@ class UnsafeKey(ValueError):
 def safe_segment(value: str, *, what: str = "key segment") -> str:
     """Return ``value`` if it is safe as one path segment, else raise UnsafeKey."""
     if not isinstance(value, str) or not _SEGMENT.match(value) or ".." in value:
-        raise UnsafeKey(f"Unsafe {what} {value!r}: only letters, digits and ._=@+- are allowed, without '..'.")
+        raise UnsafeKey(
+            f"Unsafe {what} {value!r}: only letters, digits and ._=@+- are allowed, without '..'."
+        )
     return value
 
 
@@ -166,7 +169,9 @@ def to_parquet_bytes(records: Iterable[Mapping[str, Any]] | pd.DataFrame) -> byt
     """Serialize records (or a DataFrame) to Parquet bytes in memory."""
     import pandas as pd
 
-    frame = records if isinstance(records, pd.DataFrame) else pd.DataFrame.from_records(list(records))
+    frame = (
+        records if isinstance(records, pd.DataFrame) else pd.DataFrame.from_records(list(records))
+    )
     buf = io.BytesIO()
     frame.to_parquet(buf, index=False, engine="pyarrow", compression="zstd")
     return buf.getvalue()
@@ -196,7 +201,11 @@ def read_table(
     import pandas as pd
     import pyarrow.parquet as pq
 
-    folders = [partition(name, d, settings) for d in days] if days is not None else [table(name, settings)]
+    folders = (
+        [partition(name, d, settings) for d in days]
+        if days is not None
+        else [table(name, settings)]
+    )
     frames = []
     for folder in folders:
         for path in list_files(folder):

@@ -113,7 +113,11 @@ def airflow_env(ports: Ports) -> dict[str, str]:
                     "conn_type": "http",
                     "host": f"http://127.0.0.1:{ports.sim}/v1",
                     "password": "local-sim-key",
-                    "extra": {"model": "google/gemma-4-26B-A4B-it", "timeout": 120, "max_concurrency": 16},
+                    "extra": {
+                        "model": "google/gemma-4-26B-A4B-it",
+                        "timeout": 120,
+                        "max_concurrency": 16,
+                    },
                 }
             ),
             "MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri,
@@ -134,8 +138,21 @@ def parts(ports: Ports) -> list[Part]:
     return [
         Part(
             "simulator",
-            [sys.executable, "-m", "dresscode.sim", "--host", "127.0.0.1", "--port", str(ports.sim),
-             "--api-key", "local-sim-key", "--max-num-seqs", "16", "--script", str(script)],
+            [
+                sys.executable,
+                "-m",
+                "dresscode.sim",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(ports.sim),
+                "--api-key",
+                "local-sim-key",
+                "--max-num-seqs",
+                "16",
+                "--script",
+                str(script),
+            ],
             ports.sim,
         ),
         Part("api-server", [airflow, "api-server", "--port", str(ports.airflow)], ports.airflow),
@@ -212,8 +229,13 @@ def start_part(part: Part, env: dict[str, str]) -> int:
     run_dir().mkdir(parents=True, exist_ok=True)
     with (logs / f"{part.name}.log").open("ab") as log_fh:
         proc = subprocess.Popen(
-            part.argv, env=env, stdout=log_fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True, cwd=REPO_ROOT,
+            part.argv,
+            env=env,
+            stdout=log_fh,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            cwd=REPO_ROOT,
         )
     pid_file(part.name).write_text(str(proc.pid))
     return proc.pid
@@ -248,7 +270,9 @@ def _group_alive(pgid: int) -> bool:
     return False
 
 
-def wait_for(what: str, check: Callable[[], bool], timeout_s: float, log_name: str | None = None) -> None:
+def wait_for(
+    what: str, check: Callable[[], bool], timeout_s: float, log_name: str | None = None
+) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
@@ -257,7 +281,9 @@ def wait_for(what: str, check: Callable[[], bool], timeout_s: float, log_name: s
         except (httpx.HTTPError, OSError):
             pass
         if log_name and recorded_pid(log_name) and not _alive(recorded_pid(log_name) or 0):
-            raise StackError(f"{what} exited during start-up; see {home() / 'logs' / (log_name + '.log')}.")
+            raise StackError(
+                f"{what} exited during start-up; see {home() / 'logs' / (log_name + '.log')}."
+            )
         time.sleep(1.0)
     hint = f"; see {home() / 'logs' / (log_name + '.log')}" if log_name else ""
     raise StackError(f"{what} did not become healthy within {timeout_s:.0f} s{hint}.")
@@ -271,7 +297,9 @@ PIPELINE = ("wardrobe_ingest",)
 
 def _airflow(env: dict[str, str], *args: str) -> None:
     """Run one airflow CLI command, failing with its output on error."""
-    proc = subprocess.run([str(venv_bin() / "airflow"), *args], env=env, capture_output=True, text=True, cwd=REPO_ROOT)
+    proc = subprocess.run(
+        [str(venv_bin() / "airflow"), *args], env=env, capture_output=True, text=True, cwd=REPO_ROOT
+    )
     if proc.returncode != 0:
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
         raise StackError(f"`airflow {' '.join(args)}` failed:\n{tail}")
@@ -287,10 +315,14 @@ def start(ports: Ports) -> None:
     wanted = parts(ports)
     missing = [p for p in wanted if p.name not in alive]
     if alive and missing:
-        print(f"  half-started stack found: running {sorted(alive)}, missing {[p.name for p in missing]}; starting the missing parts")
+        print(
+            f"  half-started stack found: running {sorted(alive)}, missing {[p.name for p in missing]}; starting the missing parts"
+        )
     for part in missing:
         if part.port is not None and port_in_use(part.port):
-            env_name = "DRESSCODE_AIRFLOW_PORT" if part.name == "api-server" else "DRESSCODE_SIM_PORT"
+            env_name = (
+                "DRESSCODE_AIRFLOW_PORT" if part.name == "api-server" else "DRESSCODE_SIM_PORT"
+            )
             raise StackError(
                 f"Port {part.port} (for the {part.name}) is taken by another program. "
                 f"Stop it, or choose another port: {env_name}=<port> make up."
@@ -299,7 +331,9 @@ def start(ports: Ports) -> None:
     if missing:
         print("• preparing the Airflow database (airflow db migrate)", flush=True)
         _airflow(env, "db", "migrate")
-        _airflow(env, "pools", "set", "llm", "16", "Model calls in flight across all tasks (vLLM slots)")
+        _airflow(
+            env, "pools", "set", "llm", "16", "Model calls in flight across all tasks (vLLM slots)"
+        )
         sim_script().parent.mkdir(parents=True, exist_ok=True)
         sim_script().touch()
     for part in missing:
@@ -307,15 +341,30 @@ def start(ports: Ports) -> None:
         print(f"• started {part.name} (pid {pid})", flush=True)
 
     sim_url = f"http://127.0.0.1:{ports.sim}"
-    wait_for("the simulator", lambda: httpx.get(f"{sim_url}/health", timeout=2).status_code == 200, 60, "simulator")
+    wait_for(
+        "the simulator",
+        lambda: httpx.get(f"{sim_url}/health", timeout=2).status_code == 200,
+        60,
+        "simulator",
+    )
     client = api(ports)
 
     def airflow_healthy() -> bool:
         status = client.healthy()
-        return all(status.get(c) == "healthy" for c in ("metadatabase", "scheduler", "triggerer", "dag_processor"))
+        return all(
+            status.get(c) == "healthy"
+            for c in ("metadatabase", "scheduler", "triggerer", "dag_processor")
+        )
 
-    wait_for("Airflow (api-server, scheduler, dag-processor, triggerer)", airflow_healthy, 180, "api-server")
-    print(f"• all parts healthy: simulator at {sim_url}/v1, Airflow at {client.base_url}", flush=True)
+    wait_for(
+        "Airflow (api-server, scheduler, dag-processor, triggerer)",
+        airflow_healthy,
+        180,
+        "api-server",
+    )
+    print(
+        f"• all parts healthy: simulator at {sim_url}/v1, Airflow at {client.base_url}", flush=True
+    )
 
 
 def dags_in_folder() -> list[str]:
@@ -348,7 +397,11 @@ def run_pipeline(client: AirflowAPI, timeout_s: float = 1800) -> dict[str, str]:
             if run["state"] not in TERMINAL_STATES:
                 client.wait_for_run(dag_id, run["dag_run_id"], timeout_s)
         results[dag_id] = state
-        failed = [t for t, s in client.task_states(dag_id, run_id).items() if s not in {"success", "skipped"}]
+        failed = [
+            t
+            for t, s in client.task_states(dag_id, run_id).items()
+            if s not in {"success", "skipped"}
+        ]
         note = f" (not successful: {', '.join(failed)})" if failed else ""
         print(f"  {dag_id}: {state}{note}", flush=True)
     return results
@@ -364,13 +417,18 @@ def up(seed_photos: int = 48) -> int:
     wait_for_dags(client, dags_in_folder())
     print(f"• {len(dags_in_folder())} DAGs parsed, no import errors", flush=True)
     written = seed.seed(n_photos=seed_photos, script_path=sim_script())
-    print(f"• seeded landing: {written.new} new uploads ({written.skipped} already ingested earlier)", flush=True)
+    print(
+        f"• seeded landing: {written.new} new uploads ({written.skipped} already ingested earlier)",
+        flush=True,
+    )
     states = run_pipeline(client)
     print()
     print(summary.render(summary.collect(), states))
     print()
     print(f"Airflow UI: http://127.0.0.1:{ports.airflow}  (login {ADMIN_USER} / {ADMIN_PASSWORD})")
-    print(f"Simulator:  http://127.0.0.1:{ports.sim}/v1 — a stand-in for Gemma 4: its quality numbers are not Gemma's")
+    print(
+        f"Simulator:  http://127.0.0.1:{ports.sim}/v1 — a stand-in for Gemma 4: its quality numbers are not Gemma's"
+    )
     print("Stop with: make down")
     return 0 if all(s == "success" for s in states.values()) else 1
 

@@ -58,7 +58,9 @@ def _break_transport_mid_write(fs: object, protocol: str, monkeypatch: pytest.Mo
         monkeypatch.setattr(fs, "pipe_file", pipe_half_then_fail)
 
 
-def test_failed_write_leaves_no_partial_object(any_lake: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failed_write_leaves_no_partial_object(
+    any_lake: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     target = lake.partition("wardrobe_items", "2026-11-23") / "part.parquet"
     lake.write_bytes(target, b"old complete object")
     fs = target.fs

@@ -1,0 +1,117 @@
+"""``dresscode seed``: synthetic uploads for the local demo and the tests.
+
+Writes N synthetic wardrobe photos into the landing area — JPEG, PNG, WebP and HEIC in turn,
+each with GPS in its EXIF and XMP and a rotation tag — plus every kind of bad file and a few
+tricky-but-valid ones, and appends the true labels of the good photos to the simulator's
+response script (keyed by the sha256 of the normalized JPEG the model will be sent).
+
+Idempotent: uploads already in the manifest are not written again, and labels already in the
+script are not appended twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from dresscode import images, lake, samples
+from dresscode.config import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("JPEG", "PNG", "WEBP", "HEIC")
+EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "HEIC": "heic"}
+ORIENTATIONS = (1, 6, 3, 8)  # upright, and the three rotations phones write
+USERS = 8
+
+
+@dataclass(frozen=True)
+class SeedResult:
+    new: int
+    skipped: int
+
+
+def seed(
+    n_photos: int = 48,
+    *,
+    script_path: Path,
+    start: int = 0,
+    bad_files: bool = True,
+    size: tuple[int, int] = (1600, 1200),
+    settings: Settings | None = None,
+) -> SeedResult:
+    """Write the uploads and the response script; returns how many were new."""
+    from dresscode.ingest import manifest_state
+
+    settings = settings or get_settings()
+    done = set(manifest_state(settings))
+    landing = lake.landing(settings)
+    known_shas = _script_shas(script_path)
+    new = skipped = 0
+    script_lines = []
+    for i in range(start, start + n_photos):
+        fmt = FORMATS[i % len(FORMATS)]
+        key = f"user-{i % USERS:03d}/photo-{i:05d}.{EXTENSIONS[fmt]}"
+        img, labels = samples.wardrobe_photo(i, size=size)
+        raw = samples.encode(
+            img,
+            fmt,
+            exif_gps=True,
+            orientation=ORIENTATIONS[(i // len(FORMATS)) % len(ORIENTATIONS)],
+        )
+        sha = _sent_sha(raw, settings)
+        if sha not in known_shas:
+            script_lines.append(
+                {"image_sha256": sha, "items": [item.to_json() for item in labels], "source": key}
+            )
+            known_shas.add(sha)
+        if key in done:
+            skipped += 1
+            continue
+        lake.write_bytes(landing / key, raw)
+        new += 1
+    if bad_files:
+        extra = {f"user-bad/{name}": data for name, (data, _code) in samples.bad_files().items()}
+        extra |= {f"user-tricky/{name}": data for name, data in samples.tricky_good_files().items()}
+        for key, data in extra.items():
+            if key in done:
+                skipped += 1
+                continue
+            lake.write_bytes(landing / key, data)
+            new += 1
+    _append_script(script_path, script_lines)
+    log.info(
+        "seeded %d uploads (%d already ingested), %d new script lines",
+        new,
+        skipped,
+        len(script_lines),
+    )
+    return SeedResult(new, skipped)
+
+
+def _sent_sha(raw: bytes, settings: Settings) -> str:
+    """The sha256 of the JPEG the model will receive for this upload."""
+    photo = images.normalize(
+        raw, long_edge=settings.image_long_edge, quality=settings.image_jpeg_quality
+    )
+    return hashlib.sha256(photo.jpeg).hexdigest()
+
+
+def _script_shas(path: Path) -> set[str]:
+    if not path.exists():
+        return set()
+    return {
+        json.loads(line)["image_sha256"] for line in path.read_text().splitlines() if line.strip()
+    }
+
+
+def _append_script(path: Path, lines: list[dict]) -> None:
+    if not lines:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as fh:
+        for line in lines:
+            fh.write(json.dumps(line, sort_keys=True) + "\n")
