@@ -23,8 +23,6 @@ os.environ.update(
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{TEST_AIRFLOW_HOME / 'airflow.db'}",
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(TEST_AIRFLOW_HOME / "logs"),
-        # dag.test() crashes on DAGs with deadline= (an upstream bug): keep them off in tests.
-        "DRESSCODE_DEADLINES_ENABLED": "false",
     }
 )
 

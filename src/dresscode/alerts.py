@@ -3,7 +3,7 @@
 Every DAG's tasks carry :class:`FailureNotifier` as their failure callback (through
 ``dag_defaults.DEFAULT_ARGS``). An alert names the DAG, task, run, try, the first line of the
 cause, the log URL and the runbook ``docs/runbooks/<dag_id>.md``. Delivery never raises: the
-local JSONL file always gets the record first, so a broken backend cannot lose an alert.
+local JSONL file always gets the record, and the text goes to the task log at ERROR.
 """
 
 from __future__ import annotations
@@ -92,27 +92,9 @@ def alert_from_context(context: dict[str, Any], settings: Settings | None = None
 
 
 def deliver(alert: Alert, settings: Settings | None = None) -> None:
-    """Record the alert locally, then send it to the configured backends. Never raises."""
+    """Record the alert in the local JSONL file and the task log. Never raises."""
     settings = settings or get_settings()
     _append_local(alert, settings)
-    for backend in (b.strip() for b in settings.alert_backends.split(",")):
-        if backend in ("", "file"):
-            continue
-        try:
-            _SENDERS[backend](alert)
-        except KeyError:
-            log.error(
-                "Alert backend %r is unknown (DRESSCODE_ALERT_BACKENDS); the alert is in %s",
-                backend,
-                settings.alerts_file,
-            )
-        except Exception as exc:  # a down backend must not hide the original failure
-            log.error(
-                "Alert backend %s failed (%s); the alert is kept in %s",
-                backend,
-                first_line(exc),
-                settings.alerts_file,
-            )
 
 
 def _append_local(alert: Alert, settings: Settings) -> None:
@@ -133,10 +115,6 @@ def read_alerts(settings: Settings | None = None) -> list[dict[str, Any]]:
     return [
         json.loads(line) for line in settings.alerts_file.read_text().splitlines() if line.strip()
     ]
-
-
-# Remote backends, by name. Each takes an Alert and raises on failure.
-_SENDERS: dict[str, Any] = {}
 
 
 class FailureNotifier(BaseNotifier):

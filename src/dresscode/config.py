@@ -34,7 +34,7 @@ class Knob:
 
     env: str
     parse: Callable[[str], Any]
-    default: Callable[[], Any]
+    default: Callable[[Path], Any]  # given the resolved home folder
     help: str
 
 
@@ -98,149 +98,121 @@ def _formats(raw: str) -> frozenset[str]:
 _formats.__doc__ = "a comma-separated list of JPEG, PNG, WEBP, HEIF"
 
 
-def _bool(raw: str) -> bool:
-    lowered = raw.strip().lower()
-    if lowered in {"1", "true", "yes", "on"}:
-        return True
-    if lowered in {"0", "false", "no", "off"}:
-        return False
-    raise ValueError("must be true or false")
-
-
-_bool.__doc__ = "true or false"
-
-
-def _home() -> Path:
-    return Path(os.environ.get("DRESSCODE_HOME") or REPO_ROOT / ".local").resolve()
-
-
 # Every knob of the project, in one table. Field name -> Knob.
 SETTINGS: dict[str, Knob] = {
     "home": Knob(
         "DRESSCODE_HOME",
         _path,
-        lambda: _home(),
+        lambda home: home,
         "Local state folder (Airflow home, MLflow DB, lake, logs).",
     ),
     "lake_uri": Knob(
         "DRESSCODE_LAKE_URI",
         _uri,
-        lambda: (_home() / "lake").as_uri(),
+        lambda home: (home / "lake").as_uri(),
         "Root of the lake: file://… locally, s3://bucket/prefix in production.",
     ),
     "landing_uri": Knob(
         "DRESSCODE_LANDING_URI",
         _uri,
-        lambda: (_home() / "lake" / "landing").as_uri(),
-        "Where users' raw uploads land (<user_id>/<upload_id>.<ext>).",
+        lambda home: None,  # <lake>/landing, filled in by load_settings
+        "Where users' raw uploads land (<user_id>/<upload_id>.<ext>); default <lake>/landing.",
     ),
     "aws_conn_id": Knob(
         "DRESSCODE_AWS_CONN_ID",
         _str,
-        lambda: "aws_default",
+        lambda _home: "aws_default",
         "Airflow connection used for s3:// URIs.",
     ),
     "ingest_batch_size": Knob(
         "DRESSCODE_INGEST_BATCH_SIZE",
         _int_between(1, 10_000),
-        lambda: 64,
+        lambda _home: 64,
         "Photos per mapped ingest task.",
     ),
     "ingest_max_photos_per_run": Knob(
         "DRESSCODE_INGEST_MAX_PHOTOS_PER_RUN",
         _int_between(1, 10_000_000),
-        lambda: 5_000,
+        lambda _home: 5_000,
         "Cap on photos one ingest run picks up; the rest wait for the next run.",
     ),
     "ingest_max_failure_rate": Knob(
         "DRESSCODE_INGEST_MAX_FAILURE_RATE",
         _float_between(0.0, 1.0),
-        lambda: 0.05,
+        lambda _home: 0.05,
         "A run fails (and pages) when more than this share of its photos fail.",
     ),
     "image_long_edge": Knob(
         "DRESSCODE_IMAGE_LONG_EDGE",
         _int_between(64, 4096),
-        lambda: 768,
+        lambda _home: 768,
         "Long edge of normalized photos in px (768 = Gemma 4's default image budget).",
     ),
     "image_jpeg_quality": Knob(
         "DRESSCODE_IMAGE_JPEG_QUALITY",
         _int_between(50, 100),
-        lambda: 85,
+        lambda _home: 85,
         "JPEG quality of normalized photos.",
     ),
     "image_max_bytes": Knob(
         "DRESSCODE_IMAGE_MAX_BYTES",
         _int_between(1, 1_000_000_000),
-        lambda: 40_000_000,
+        lambda _home: 40_000_000,
         "Uploads larger than this are quarantined as too_large.",
     ),
     "image_max_pixels": Knob(
         "DRESSCODE_IMAGE_MAX_PIXELS",
         _int_between(1, 1_000_000_000),
-        lambda: 60_000_000,
+        lambda _home: 60_000_000,
         "Declared width x height above this is a decompression_bomb (checked before decoding).",
     ),
     "image_formats": Knob(
         "DRESSCODE_IMAGE_FORMATS",
         _formats,
-        lambda: frozenset({"JPEG", "PNG", "WEBP", "HEIF"}),
+        lambda _home: frozenset({"JPEG", "PNG", "WEBP", "HEIF"}),
         "Accepted source formats.",
     ),
     "llm_max_concurrency": Knob(
         "DRESSCODE_LLM_MAX_CONCURRENCY",
         _int_between(1, 1024),
-        lambda: 16,
+        lambda _home: 16,
         "In-flight model calls per task (the connection extra max_concurrency wins).",
     ),
     "llm_timeout_s": Knob(
         "DRESSCODE_LLM_TIMEOUT_S",
         _float_between(1, 3600),
-        lambda: 120.0,
+        lambda _home: 120.0,
         "Per-call timeout in seconds (the connection extra timeout wins).",
     ),
     "llm_max_attempts": Knob(
         "DRESSCODE_LLM_MAX_ATTEMPTS",
         _int_between(1, 20),
-        lambda: 5,
+        lambda _home: 5,
         "Attempts per model call on 429/5xx/timeouts.",
     ),
     "llm_retry_budget_s": Knob(
         "DRESSCODE_LLM_RETRY_BUDGET_S",
         _float_between(1, 3600),
-        lambda: 300.0,
+        lambda _home: 300.0,
         "Total time one model call may spend retrying.",
     ),
     "mlflow_tracking_uri": Knob(
         "MLFLOW_TRACKING_URI",
         _str,
-        lambda: f"sqlite:///{_home() / 'mlflow.db'}",
+        lambda home: f"sqlite:///{home / 'mlflow.db'}",
         "MLflow tracking and prompt registry.",
     ),
     "alerts_file": Knob(
         "DRESSCODE_ALERTS_FILE",
         _path,
-        lambda: _home() / "alerts.jsonl",
+        lambda home: home / "alerts.jsonl",
         "Local JSONL file every alert is appended to.",
-    ),
-    "alert_backends": Knob(
-        "DRESSCODE_ALERT_BACKENDS",
-        _str,
-        lambda: "file",
-        "Comma list of alert backends: file, slack, smtp, sns.",
     ),
     "runbook_base_url": Knob(
         "DRESSCODE_RUNBOOK_BASE_URL",
         _str,
-        lambda: "docs/runbooks",
+        lambda _home: "docs/runbooks",
         "Prefix of runbook links in alerts (a repo URL in production).",
-    ),
-    "deadlines_enabled": Knob(
-        "DRESSCODE_DEADLINES_ENABLED",
-        _bool,
-        lambda: True,
-        "Attach DeadlineAlerts to nightly DAGs (off in dag.test(), an upstream bug).",
     ),
 }
 
@@ -267,9 +239,7 @@ class Settings:
     llm_retry_budget_s: float
     mlflow_tracking_uri: str
     alerts_file: Path
-    alert_backends: str
     runbook_base_url: str
-    deadlines_enabled: bool
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> Settings:
         """Per-run overrides (DAG Params), validated like env values."""
@@ -297,10 +267,13 @@ def _parse(name: str, raw: str) -> Any:
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read every knob from ``env`` (default: the process environment)."""
     env = os.environ if env is None else env
+    raw_home = env.get(SETTINGS["home"].env)
+    home = _parse("home", raw_home) if raw_home else (REPO_ROOT / ".local").resolve()
     values = {}
     for name, knob in SETTINGS.items():
         raw = env.get(knob.env)
-        values[name] = knob.default() if raw is None or raw == "" else _parse(name, raw)
+        values[name] = knob.default(home) if raw is None or raw == "" else _parse(name, raw)
+    values["landing_uri"] = values["landing_uri"] or f"{values['lake_uri']}/landing"
     return Settings(**values)
 
 

@@ -1,0 +1,104 @@
+"""Settings and connections fail at start with one sentence that names the variable."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from dresscode import config
+from dresscode.config import SETTINGS, SettingsError, llm_endpoint, load_settings
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def test_defaults_need_no_environment(tmp_path: Path) -> None:
+    settings = load_settings({"DRESSCODE_HOME": str(tmp_path)})
+    assert settings.lake_uri == (tmp_path / "lake").as_uri()
+    assert settings.ingest_batch_size == 64
+    assert settings.image_long_edge == 768
+    assert settings.mlflow_tracking_uri == f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+
+@pytest.mark.parametrize(
+    ("env", "raw", "expected"),
+    [
+        ("DRESSCODE_INGEST_BATCH_SIZE", "abc", "an integer between 1 and 10000"),
+        ("DRESSCODE_INGEST_BATCH_SIZE", "0", "between 1 and 10000"),
+        ("DRESSCODE_INGEST_MAX_FAILURE_RATE", "5%", "a number between 0.0 and 1.0"),
+        ("DRESSCODE_LAKE_URI", "/data/lake", "a URI"),
+        ("DRESSCODE_IMAGE_FORMATS", "JPEG,GIF", "unknown: ['GIF']"),
+    ],
+)
+def test_bad_setting_names_the_variable(env: str, raw: str, expected: str) -> None:
+    with pytest.raises(SettingsError) as err:
+        load_settings({env: raw})
+    message = str(err.value)
+    assert message.startswith(f"{env}={raw!r} is invalid")
+    assert expected in message
+
+
+def test_per_run_overrides_are_validated() -> None:
+    settings = load_settings({})
+    assert settings.with_overrides({"ingest_batch_size": 8}).ingest_batch_size == 8
+    with pytest.raises(SettingsError, match="DRESSCODE_INGEST_BATCH_SIZE"):
+        settings.with_overrides({"ingest_batch_size": -1})
+    with pytest.raises(SettingsError, match="Unknown setting 'batch'"):
+        settings.with_overrides({"batch": 8})
+
+
+def test_every_setting_is_documented_in_the_readme() -> None:
+    readme = README.read_text()
+    missing = [knob.env for knob in SETTINGS.values() if f"`{knob.env}`" not in readme]
+    assert missing == []
+
+
+def _set_llm_conn(monkeypatch: pytest.MonkeyPatch, **conn: object) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_DRESSCODE_LLM", json.dumps({"conn_type": "http", **conn}))
+    config.get_settings.cache_clear()
+
+
+def test_llm_connection_resolves(monkeypatch: pytest.MonkeyPatch) -> None:
+    _set_llm_conn(
+        monkeypatch,
+        host="http://127.0.0.1:8000/v1/",
+        password="key",
+        extra={"model": "m", "max_concurrency": 4},
+    )
+    endpoint = llm_endpoint()
+    assert (endpoint.base_url, endpoint.api_key, endpoint.model, endpoint.max_concurrency) == (
+        "http://127.0.0.1:8000/v1",
+        "key",
+        "m",
+        4,
+    )
+
+
+def test_missing_llm_connection_says_which_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AIRFLOW_CONN_DRESSCODE_LLM", raising=False)
+    with pytest.raises(SettingsError, match="set AIRFLOW_CONN_DRESSCODE_LLM"):
+        llm_endpoint()
+
+
+@pytest.mark.parametrize(
+    ("conn", "expected"),
+    [
+        ({"host": "localhost:8000", "extra": {"model": "m"}}, "host must be the base URL"),
+        ({"host": "http://h:8000/v1", "extra": {}}, "extra must name the served model"),
+        (
+            {"host": "http://h:8000/v1", "extra": {"model": "m", "timeout": "soon"}},
+            "must be numbers",
+        ),
+        (
+            {"host": "http://h:8000/v1", "extra": {"model": "m", "max_concurrency": 0}},
+            "max_concurrency >= 1",
+        ),
+    ],
+)
+def test_malformed_llm_connection_is_explained(
+    monkeypatch: pytest.MonkeyPatch, conn: dict, expected: str
+) -> None:
+    _set_llm_conn(monkeypatch, **conn)
+    with pytest.raises(SettingsError, match=expected):
+        llm_endpoint()
