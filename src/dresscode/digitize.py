@@ -3,7 +3,7 @@
 The blueprint gives the prompt, the sampling settings and the output schema. The answer goes
 through ``parsing.parse_structured`` (strict JSON, counted repairs, schema validation). Items
 that break the schema's closed vocabularies are dropped one by one and counted; the rest of
-the photo's items are kept. Item ids are deterministic (image hash, index, prompt version), so
+the photo's items are kept. Item ids are deterministic (user, image hash, index, prompt version), so
 re-running never duplicates items.
 """
 
@@ -74,8 +74,11 @@ def build_messages(blueprint: Blueprint, jpeg: bytes) -> list[dict[str, Any]]:
     ]
 
 
-def item_id(image_sha256: str, index: int, blueprint: Blueprint) -> str:
-    return hashlib.sha256(f"{image_sha256}:{index}:{blueprint.ref}".encode()).hexdigest()[:24]
+def item_id(user_id: str, image_sha256: str, index: int, blueprint: Blueprint) -> str:
+    """Deterministic: the same user, photo, position and prompt version give the same id."""
+    return hashlib.sha256(f"{user_id}:{image_sha256}:{index}:{blueprint.ref}".encode()).hexdigest()[
+        :24
+    ]
 
 
 def salvage_items(value: Any, schema: dict[str, Any]) -> tuple[list[dict[str, Any]], int]:
@@ -143,16 +146,7 @@ async def digitize_photo(
         n_items=len(items) if (parse is not None and (parse.usable or salvaged)) else None,
         extra={"image_sha256": image_sha256, "dropped_items": dropped},
     )
-    enriched = [
-        {
-            "item_id": item_id(image_sha256, i, blueprint),
-            "image_sha256": image_sha256,
-            "prompt_version": blueprint.version,
-            **item,
-        }
-        for i, item in enumerate(items)
-    ]
-    return Digitized(image_sha256, enriched, record, dropped)
+    return Digitized(image_sha256, items, record, dropped)
 
 
 async def digitize_many(
@@ -178,6 +172,9 @@ async def digitize_many(
 def make_client(endpoint: LLMEndpoint, settings: Settings) -> LLMClient:
     from dresscode.llm import LLMClient
 
+    # httpx (httpx2 under openai 3) logs every request at INFO: thousands of lines per batch that bury the progress lines.
+    for name in ("httpx", "httpx2"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     return LLMClient(
         endpoint.base_url,
         api_key=endpoint.api_key,

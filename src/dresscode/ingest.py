@@ -219,7 +219,8 @@ def quarantine(
         )
         name = "original"
     else:
-        stem = folder / upload.user_id / upload.upload_id
+        # The full file name, not the upload id: photo.gif and photo.webp must not collide.
+        stem = folder / upload.user_id / upload.key.rpartition("/")[2]
         name = f"original.{upload.ext}"
     if raw is not None:
         lake.write_bytes(stem / name, raw)
@@ -230,7 +231,7 @@ def quarantine(
 
 
 def _prepare(
-    key: str, known_raw: dict[str, str], day: str, settings: Settings, run_id: str
+    key: str, seen: dict[tuple[str, str], str], day: str, settings: Settings, run_id: str
 ) -> tuple[PhotoOutcome, bytes | None]:
     """Read, validate and normalize one upload; quarantine it when it is bad. Runs in a thread."""
     from dresscode import images
@@ -294,10 +295,13 @@ def _prepare(
         brightness=round(photo.brightness, 2),
         **base,
     )
-    first = known_raw.setdefault(raw_sha, key)
+    # The same user sending the same photo again (same bytes, or the same picture with other
+    # metadata) is a duplicate: recorded, not digitized twice. Other users' copies are theirs.
+    first = seen.setdefault((upload.user_id, raw_sha), key)
+    first = first if first != key else seen.setdefault((upload.user_id, photo.sha256), key)
     if first != key:
         outcome.status = DUPLICATE
-        outcome.reason = f"same bytes as {first}"
+        outcome.reason = f"same photo as {first}"
         return outcome, None
     return outcome, photo.jpeg
 
@@ -344,7 +348,7 @@ async def _process(
     keys: list[str],
     client: LLMClient,
     blueprint: Blueprint,
-    known_raw: dict[str, str],
+    seen: dict[tuple[str, str], str],
     state: dict[str, dict[str, Any]],
     day: str,
     settings: Settings,
@@ -361,9 +365,7 @@ async def _process(
 
     async def one(key: str, pool: ThreadPoolExecutor) -> PhotoOutcome:
         nonlocal done
-        outcome, jpeg = await loop.run_in_executor(
-            pool, _prepare, key, known_raw, day, settings, run_id
-        )
+        outcome, jpeg = await loop.run_in_executor(pool, _prepare, key, seen, day, settings, run_id)
         if outcome.status == ACCEPTED and jpeg is not None:
             await _digitize_outcome(
                 outcome,
@@ -443,12 +445,12 @@ def process_batch(
     blueprint = digitize.current_blueprint()
     started = time.monotonic()
     state = manifest_state(settings)
-    known_raw = _known_raw_hashes(state, keys)
+    seen = _seen_photos(state, keys)
 
     async def run() -> tuple[list[PhotoOutcome], list[Digitized]]:
         async with digitize.make_client(endpoint, settings) as client:
             return await _process(
-                keys, client, blueprint, known_raw, state, day, settings, run_id, label
+                keys, client, blueprint, seen, state, day, settings, run_id, label
             )
 
     outcomes, calls = asyncio.run(run())
@@ -457,15 +459,13 @@ def process_batch(
     _commit(name, outcomes, calls, blueprint, day, settings)
     result = _count(name, outcomes, calls, time.monotonic() - started)
     log.info(
-        "%s: %d photos, %d ok, %d duplicates, %d quarantined %s, %d failed %s, %d items, %d model calls (%d cached), %.1f photos/s",
+        "%s: %d photos, %d ok, %d duplicates, %s quarantined, %s failed, %d items, %d model calls (%d cached), %.1f photos/s",
         label,
         result.photos,
         result.accepted,
         result.duplicates,
-        sum(result.quarantined.values()),
-        dict(result.quarantined) or "",
-        sum(result.failed.values()),
-        dict(result.failed) or "",
+        _fmt_counts(result.quarantined),
+        _fmt_counts(result.failed),
         result.items,
         result.model_calls,
         result.cached,
@@ -474,14 +474,24 @@ def process_batch(
     return asdict(result)
 
 
-def _known_raw_hashes(state: dict[str, dict[str, Any]], keys: list[str]) -> dict[str, str]:
-    """raw sha256 -> the upload that first brought it (re-uploads become duplicates)."""
+def _fmt_counts(counts: dict[str, int]) -> str:
+    """``3 (truncated 2, animated 1)``: a total, then the reasons, most common first."""
+    ranked = sorted(counts.items(), key=lambda kv: -kv[1])
+    detail = ", ".join(f"{code} {n}" for code, n in ranked)
+    return f"{sum(counts.values())} ({detail})" if detail else "0"
+
+
+def _seen_photos(state: dict[str, dict[str, Any]], keys: list[str]) -> dict[tuple[str, str], str]:
+    """(user_id, raw or image sha256) -> the upload that first brought that photo."""
     batch = set(keys)
-    return {
-        row["raw_sha256"]: key
-        for key, row in state.items()
-        if row["status"] == ACCEPTED and row.get("raw_sha256") and key not in batch
-    }
+    seen = {}
+    for key, row in state.items():
+        if row["status"] != ACCEPTED or key in batch:
+            continue
+        for sha in (row.get("raw_sha256"), row.get("image_sha256")):
+            if sha:
+                seen[(row["user_id"], sha)] = key
+    return seen
 
 
 def _give_up_on_repeated_failures(
@@ -519,13 +529,23 @@ def _commit(
     settings: Settings,
 ) -> None:
     """Write items, inference log and manifest atomically; only then clear landing."""
+    from dresscode.digitize import item_id
+
     items = []
     for outcome in outcomes:
         if outcome.status == ACCEPTED and outcome.n_items:
-            cached = lake.read_json(digitized_path(outcome.image_sha256 or "", blueprint, settings))
+            sha, user = outcome.image_sha256 or "", outcome.user_id or ""
+            cached = lake.read_json(digitized_path(sha, blueprint, settings))
             items.extend(
-                {**item, "user_id": outcome.user_id, "upload_key": outcome.upload_key}
-                for item in cached["items"]
+                {
+                    "item_id": item_id(user, sha, i, blueprint),
+                    "user_id": user,
+                    "image_sha256": sha,
+                    "upload_key": outcome.upload_key,
+                    "prompt_version": blueprint.version,
+                    **item,
+                }
+                for i, item in enumerate(cached["items"])
             )
     if items:
         lake.write_parquet("wardrobe_items", day, name, [_flatten_item(i) for i in items], settings)
@@ -616,15 +636,13 @@ def commit_and_report(
     rate = n_failed / totals["photos"] if totals["photos"] else 0.0
     totals["failure_rate"] = round(rate, 4)
     log.info(
-        "run: %d photos in %d batches: %d accepted, %d duplicates, %d quarantined %s, %d failed %s, %d items, %d model calls",
+        "run: %d photos in %d batches: %d accepted, %d duplicates, %s quarantined, %s failed, %d items, %d model calls",
         totals["photos"],
         totals["batches"],
         totals["accepted"],
         totals["duplicates"],
-        sum(quarantined.values()),
-        dict(quarantined.most_common()) or "",
-        n_failed,
-        dict(failed.most_common()) or "",
+        _fmt_counts(quarantined),
+        _fmt_counts(failed),
         totals["items"],
         totals["model_calls"],
     )

@@ -42,6 +42,8 @@ def test_salvage_of_a_wrong_shape_keeps_nothing() -> None:
 
 def test_item_ids_are_deterministic_and_depend_on_the_prompt_version() -> None:
     v2 = blueprints.from_mapping({**BLUEPRINT.__dict__, "version": 2}, "test")
-    assert digitize.item_id("abc", 0, BLUEPRINT) == digitize.item_id("abc", 0, BLUEPRINT)
-    assert digitize.item_id("abc", 0, BLUEPRINT) != digitize.item_id("abc", 1, BLUEPRINT)
-    assert digitize.item_id("abc", 0, BLUEPRINT) != digitize.item_id("abc", 0, v2)
+    first = digitize.item_id("user-1", "abc", 0, BLUEPRINT)
+    assert first == digitize.item_id("user-1", "abc", 0, BLUEPRINT)
+    assert first != digitize.item_id("user-1", "abc", 1, BLUEPRINT)
+    assert first != digitize.item_id("user-1", "abc", 0, v2)
+    assert first != digitize.item_id("user-2", "abc", 0, BLUEPRINT)

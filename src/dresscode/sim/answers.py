@@ -1,0 +1,411 @@
+"""What the simulated model says: wardrobe items, weather tool calls, outfits, minimal JSON.
+
+Everything is deterministic per (seed, served model, request content): the same photo sent
+to the same model gives the same answer, so evaluations against the simulator are
+reproducible. Vocabularies (categories, patterns, ...) come from the enums of the request's
+own schema, so answers stay valid when a prompt version changes its schema.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from dresscode.sim.faults import Fault
+from dresscode.sim.protocol import ChatRequest, tool_call_id
+from dresscode.sim.schema import conform, instance, resolve, type_of
+from dresscode.sim.script import ResponseScript
+from dresscode.sim.vision import PhotoFacts
+
+WEATHER_TOOL = "get_weather"
+DARK_BRIGHTNESS = 50  # mean luma below which a vision model mostly sees nothing
+COLD_CELSIUS = 12
+SUBCATEGORIES = {
+    "top": ("t-shirt", "shirt", "sweater", "blouse", "hoodie"),
+    "bottom": ("jeans", "trousers", "skirt", "shorts", "chinos"),
+    "dress": ("summer dress", "shirt dress", "midi dress"),
+    "outerwear": ("rain jacket", "wool coat", "denim jacket", "parka", "blazer"),
+    "footwear": ("sneakers", "ankle boots", "loafers", "sandals"),
+    "bag": ("tote bag", "backpack", "crossbody bag"),
+    "accessory": ("scarf", "belt", "cap", "sunglasses"),
+}
+MATERIALS = {
+    "top": ("cotton", "wool", "linen"),
+    "bottom": ("denim", "cotton", "wool"),
+    "dress": ("cotton", "viscose", "linen"),
+    "outerwear": ("polyester", "wool", "denim"),
+    "footwear": ("leather", "canvas", "suede"),
+    "bag": ("leather", "canvas", "nylon"),
+    "accessory": ("wool", "leather", "cotton"),
+}
+_ITEM_KEYS = {"outfits", "items", "item_ids", "item_id"}
+_NOTE_KEYS = {
+    "reason",
+    "rationale",
+    "explanation",
+    "description",
+    "summary",
+    "note",
+    "notes",
+    "why",
+}
+_CITY = re.compile(r"\bcity\s*[:=]\s*[\"']?([^\n\"',;()]+)", re.I)
+_DATE = re.compile(r"\bdate\s*[:=]\s*[\"']?(\d{4}-\d{2}-\d{2})", re.I)
+_ID_LINE = re.compile(
+    r"^\s*[-*•]?\s*(?:item_)?id\s*[:=]\s*[\"']?([\w.:-]+)[\"']?(.*)$", re.I | re.M
+)
+_ATTR = re.compile(r"(\w+)\s*[:=]\s*[\"']?([^\s,;|\"']+)")
+_OPEN = re.compile(r"[\[{]")
+_TEMP = re.compile(r"\"?\w*temp\w*\"?\s*[:=]\s*(-?\d+(?:\.\d+)?)", re.I)
+_RAIN_CHANCE = re.compile(
+    r"\"?\w*(?:precip|rain)\w*(?:prob|chance)\w*\"?\s*[:=]\s*(\d+(?:\.\d+)?)", re.I
+)
+_IS_RAINY = re.compile(r"\"?is_rainy\"?\s*[:=]\s*\"?true", re.I)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The clean answer, and the content faults the model's profile adds to it."""
+
+    content: str | None
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    faults: frozenset[Fault] = frozenset()
+
+
+def answer(request: ChatRequest, *, seed: int, script: ResponseScript) -> Answer:
+    """The simulated model's answer to one checked request."""
+    key = request.photos[0].sha256 if request.photos else _text_key(request)
+    rng = random.Random(f"{seed}|{request.model.name}|{key}")
+    profile = request.model.profile
+    call = tool_call(request)
+    if call is not None:
+        faults = {Fault.STRING_ARGS} if rng.random() < profile.string_args else set()
+        return Answer(None, [call], frozenset(faults))
+    if request.schema is not None:
+        text = json.dumps(structured(request, request.schema, rng, script), ensure_ascii=False)
+    elif request.json_mode:
+        text = json.dumps({"answer": plain_text(request)})
+    else:
+        return Answer(plain_text(request))
+    faults: set[Fault] = set()
+    for rate, fault in (
+        (profile.chatter, Fault.PREFIX),
+        (profile.fence, Fault.FENCE),
+        (profile.broken_json, Fault.MALFORMED),
+    ):
+        if rng.random() < rate:
+            faults.add(fault)
+    return Answer(text, [], frozenset(faults))
+
+
+def _text_key(request: ChatRequest) -> str:
+    text = request.prompt_text + "\x00" + "\x00".join(request.tool_results)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def plain_text(request: ChatRequest) -> str:
+    photos = f" I received {len(request.photos)} photo(s)." if request.photos else ""
+    return f"This is a simulated answer from the Dresscode simulator, not a real model.{photos}"
+
+
+def structured(
+    request: ChatRequest, schema: dict, rng: random.Random, script: ResponseScript
+) -> Any:
+    """A schema-valid answer: outfits, wardrobe items, or a minimal instance."""
+    if looks_like_outfit(schema):
+        return outfit_answer(request, schema, rng)
+    item_schema = wardrobe_item_schema(schema)
+    if item_schema is not None:
+        return wardrobe_answer(request, schema, item_schema, rng, script)
+    return instance(schema)
+
+
+# -- wardrobe digitizing -----------------------------------------------------------------------
+
+
+def wardrobe_item_schema(schema: dict) -> dict | None:
+    """The item schema when ``schema`` is ``{"items": [{"category": ...}]}``-shaped, else None."""
+    items = resolve(resolve(schema, schema).get("properties", {}).get("items", {}), schema)
+    item = resolve(items.get("items", {}), schema)
+    return item if "category" in item.get("properties", {}) else None
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """The closed vocabularies of the request's item schema (empty when not enumerated)."""
+
+    categories: list[Any]
+    patterns: list[Any]
+    warmth: list[Any]
+    formality: list[Any]
+    seasons: list[Any]
+
+    @classmethod
+    def of(cls, item_schema: dict, root: dict) -> Vocabulary:
+        props = item_schema.get("properties", {})
+
+        def enum(name: str, *, array: bool = False) -> list[Any]:
+            prop = resolve(props.get(name, {}), root)
+            if array:
+                prop = resolve(prop.get("items", {}), root)
+            return list(prop.get("enum", []))
+
+        return cls(
+            enum("category"),
+            enum("pattern"),
+            enum("warmth"),
+            enum("formality"),
+            enum("seasons", array=True),
+        )
+
+
+def wardrobe_answer(
+    request: ChatRequest,
+    schema: dict,
+    item_schema: dict,
+    rng: random.Random,
+    script: ResponseScript,
+) -> Any:
+    """Scripted golden items for known photos, pixel-derived ones otherwise, then the profile's errors."""
+    vocab = Vocabulary.of(item_schema, schema)
+    items: list[dict[str, Any]] = []
+    for photo in request.photos:
+        scripted = script.items_for(photo.sha256)
+        items.extend(scripted if scripted is not None else pixel_items(photo.facts, vocab))
+    profile = request.model.profile
+    kept = []
+    for item in items:
+        if rng.random() < profile.drop_item:
+            continue
+        if rng.random() < profile.confuse_category:
+            others = [c for c in vocab.categories if c != item.get("category")]
+            if others:
+                item["category"] = rng.choice(others)
+        kept.append(item)
+    return conform({"items": kept}, schema)
+
+
+def pixel_items(facts: PhotoFacts, vocab: Vocabulary) -> list[dict[str, Any]]:
+    """A plausible, deterministic reading of an unscripted photo: 1-3 items in its colours."""
+    r = random.Random(f"pixels|{facts.sha256}")
+    if facts.brightness < DARK_BRIGHTNESS:
+        count = 0 if r.random() < 0.7 else 1  # dark photos: a real vision model mostly gives up
+    else:
+        count = 1 + r.randrange(3)
+    items = []
+    for i in range(count):
+        category = r.choice(vocab.categories) if vocab.categories else "top"
+        sub = r.choice(SUBCATEGORIES.get(str(category), (str(category),)))
+        n_colors = min(len(facts.colors), 1 + r.randrange(2))
+        colors = [facts.colors[(i + k) % len(facts.colors)] for k in range(n_colors)]
+        seasons = [s for s in vocab.seasons if r.random() < 0.5] or vocab.seasons[:1]
+        items.append(
+            {
+                "category": category,
+                "subcategory": sub,
+                "colors": [{"name": name, "hex": hex_} for name, hex_ in dict(colors).items()],
+                "pattern": vocab.patterns[0]
+                if vocab.patterns and r.random() < 0.7
+                else _pick(r, vocab.patterns, "solid"),
+                "material": r.choice(MATERIALS.get(str(category), ("unknown",))),
+                "warmth": _pick(r, vocab.warmth, "medium"),
+                "formality": _pick(r, vocab.formality, "casual"),
+                "seasons": seasons,
+                "water_resistant": category == "outerwear" and r.random() < 0.5,
+                "description": f"A {colors[0][0]} {sub}.",
+            }
+        )
+    return items
+
+
+def _pick(r: random.Random, options: list[Any], fallback: Any) -> Any:
+    return r.choice(options) if options else fallback
+
+
+# -- the stylist: weather tool call, then outfits ------------------------------------------
+
+
+def tool_call(request: ChatRequest) -> dict[str, Any] | None:
+    """The tool call the model makes now, or None when it answers instead.
+
+    With ``auto`` it asks for the weather once (if it may), like the stylist prompt wants.
+    """
+    names = request.tool_names
+    choice = request.tool_choice
+    if not names or choice == "none":
+        return None
+    if isinstance(choice, dict):
+        name = choice["function"]["name"]
+    elif choice == "required":
+        name = WEATHER_TOOL if WEATHER_TOOL in names else names[0]
+    elif WEATHER_TOOL in names and not request.tool_results:
+        name = WEATHER_TOOL
+    else:
+        return None
+    function = next(t["function"] for t in request.tools if t["function"]["name"] == name)
+    params = function.get("parameters") or {"type": "object", "properties": {}}
+    args = instance(params)
+    args = args if isinstance(args, dict) else {}
+    cities, dates = _CITY.findall(request.prompt_text), _DATE.findall(request.prompt_text)
+    for key in resolve(params, params).get("properties", {}):
+        if key.lower() in ("city", "location", "place", "city_name") and cities:
+            args[key] = cities[-1].strip()
+        elif key.lower() in ("date", "day") and dates:
+            args[key] = dates[-1]
+    arguments = json.dumps(conform(args, params))
+    return {
+        "id": tool_call_id(),
+        "type": "function",
+        "function": {"name": name, "arguments": arguments},
+    }
+
+
+def looks_like_outfit(schema: dict) -> bool:
+    """Outfit-shaped: mentions ``outfits`` or ``item_id`` fields (forgiving on purpose)."""
+    text = json.dumps(schema)
+    return '"outfits"' in text or '"item_id"' in text or '"item_ids"' in text
+
+
+def parse_wardrobe(text: str) -> list[dict[str, Any]]:
+    """Items the prompt lists: JSON objects with ``item_id``, or ``- id: <id> key: value`` lines."""
+    found: dict[str, dict[str, Any]] = {}
+    decoder = json.JSONDecoder()
+    pos = 0
+    while match := _OPEN.search(text, pos):
+        try:
+            value, pos = decoder.raw_decode(text, match.start())
+        except ValueError:
+            pos = match.start() + 1
+            continue
+        for item in _dicts_with_item_id(value):
+            found.setdefault(str(item["item_id"]), item)
+    for match in _ID_LINE.finditer(text):
+        item_id, rest = match.group(1), match.group(2)
+        attrs: dict[str, Any] = {k.lower(): v for k, v in _ATTR.findall(rest)}
+        if "category" not in attrs:
+            words = set(re.findall(r"[a-z]+", rest.lower()))
+            attrs["category"] = next((c for c in SUBCATEGORIES if c in words), "")
+        found.setdefault(item_id, {"item_id": item_id, **attrs})
+    return list(found.values())
+
+
+def _dicts_with_item_id(value: Any) -> list[dict[str, Any]]:
+    if isinstance(value, dict):
+        if "item_id" in value:
+            return [value]
+        return [d for v in value.values() for d in _dicts_with_item_id(v)]
+    if isinstance(value, list):
+        return [d for v in value for d in _dicts_with_item_id(v)]
+    return []
+
+
+def read_weather(tool_results: list[str]) -> tuple[float | None, bool]:
+    """(temperature, rainy) from the weather tool's answers, as forgivingly as a model would."""
+    text = "\n".join(tool_results)
+    temps = _TEMP.findall(text)
+    chances = [float(c) * (100 if float(c) <= 1 else 1) for c in _RAIN_CHANCE.findall(text)]
+    rainy = bool(_IS_RAINY.search(text)) or any(c >= 50 for c in chances)
+    return (float(temps[0]) if temps else None), rainy
+
+
+def pick_outfit(
+    wardrobe: list[dict[str, Any]], k: int, *, cold: bool, rainy: bool
+) -> list[dict[str, Any]]:
+    """The k-th outfit: top+bottom (or a dress), footwear, and outerwear when cold or rainy."""
+    by_category: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for item in wardrobe:
+        by_category[str(item.get("category", "")).lower()].append(item)
+
+    def nth(category: str) -> dict[str, Any] | None:
+        items = by_category.get(category)
+        return items[k % len(items)] if items else None
+
+    has_separates = bool(by_category.get("top") and by_category.get("bottom"))
+    chosen = (
+        [nth("dress")]
+        if by_category.get("dress") and (k % 2 or not has_separates)
+        else [nth("top"), nth("bottom")]
+    )
+    chosen.append(nth("footwear"))
+    coats = by_category.get("outerwear", [])
+    if coats and (cold or rainy):
+        wanted = [
+            c
+            for c in coats
+            if (rainy and _truthy(c.get("water_resistant")))
+            or (cold and c.get("warmth") in ("warm", "heavy"))
+        ]
+        chosen.append((wanted or coats)[k % len(wanted or coats)])
+    picked = [c for c in chosen if c]
+    if not picked and wardrobe:
+        picked = [wardrobe[(k + i) % len(wardrobe)] for i in range(min(3, len(wardrobe)))]
+    return picked
+
+
+def _truthy(value: Any) -> bool:
+    return value is True or str(value).lower() in ("true", "yes", "1")
+
+
+class _OutfitFiller:
+    """Builds an outfit answer from the schema, putting owned item ids where ids belong."""
+
+    def __init__(self, root: dict, request: ChatRequest, rng: random.Random) -> None:
+        self.root = root
+        self.wardrobe = parse_wardrobe(request.prompt_text)
+        temperature, self.rainy = read_weather(request.tool_results)
+        self.cold = temperature is not None and temperature < COLD_CELSIUS
+        city = _CITY.findall(request.prompt_text)
+        where = f" in {city[-1].strip()}" if city else ""
+        weather = f"{temperature:g}°C" if temperature is not None else "the forecast"
+        self.note = f"Chosen for {weather}{where}{', with rain expected' if self.rainy else ''}."
+        self.hallucinate = rng.random() < request.model.profile.hallucinate_item
+        self.ghost = {"item_id": f"item_hallucinated_{rng.randrange(1000)}"}
+        self._outfits: dict[int, list[dict[str, Any]]] = {}
+
+    def outfit(self, k: int) -> list[dict[str, Any]]:
+        if k not in self._outfits:
+            items = pick_outfit(self.wardrobe, k, cold=self.cold, rainy=self.rainy)
+            if k == 0 and self.hallucinate:
+                items = [*items, self.ghost]  # the sloppy model's favourite mistake
+            self._outfits[k] = items
+        return self._outfits[k]
+
+    def value(
+        self, schema: Any, name: str | None = None, k: int = 0, item: dict | None = None
+    ) -> Any:
+        schema = resolve(schema, self.root)
+        kind = type_of(schema)
+        if kind == "array":
+            sub = resolve(schema.get("items", {}), self.root)
+            if name == "outfits":
+                values: list[Any] = [
+                    self.value(sub, None, i) for i in range(max(1, schema.get("minItems", 1)))
+                ]
+            elif name == "item_ids":
+                values = [i["item_id"] for i in self.outfit(k)]
+            elif "item_id" in sub.get("properties", {}):
+                values = [self.value(sub, None, k, i) for i in self.outfit(k)]
+            else:
+                values = instance(schema, self.root)
+            return conform(values, schema, self.root)
+        if kind == "object":
+            props = schema.get("properties", {})
+            keys = dict.fromkeys(
+                [*schema.get("required", []), *(p for p in props if p in _ITEM_KEYS)]
+            )
+            return {key: self.value(props.get(key, {}), key, k, item) for key in keys}
+        if item is not None and name in item:
+            return conform(item[name], schema, self.root)
+        if name in _NOTE_KEYS and kind == "string":
+            return conform(self.note, schema, self.root)
+        return instance(schema, self.root)
+
+
+def outfit_answer(request: ChatRequest, schema: dict, rng: random.Random) -> Any:
+    """Outfits built from the wardrobe the prompt lists, fitted to the response schema."""
+    return conform(_OutfitFiller(schema, request, rng).value(schema), schema)

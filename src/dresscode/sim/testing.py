@@ -1,0 +1,110 @@
+"""Run a simulator from tests and benchmarks: in a thread, or in its own process.
+
+``running_simulator`` is the cheap one (same process, background thread). Benchmarks use
+``simulator_process`` so the client under test does not share the GIL with the server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from dresscode.sim.config import SimConfig
+
+STARTUP_TIMEOUT_S = 30.0
+
+
+@contextlib.contextmanager
+def running_simulator(**options: Any) -> Iterator[str]:
+    """Serve a simulator on a free loopback port in a background thread; yield its ``/v1`` URL.
+
+    ``options`` are the CLI options' keyword names (``max_num_seqs=4``,
+    ``fixed_latency_ms=50``, ``scripts=[path]``, ``served_model_name=["m=sloppy"]``).
+    """
+    import uvicorn
+
+    from dresscode.sim.server import create_app
+
+    config = SimConfig.from_options(**{"host": "127.0.0.1", **options})
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(config),
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=1,
+        )
+    )
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, name=f"dresscode-sim-{port}", daemon=True
+    )
+    thread.start()
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the simulator did not start (see the log above)")
+            time.sleep(0.01)
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
+@contextlib.contextmanager
+def simulator_process(*cli_args: str) -> Iterator[str]:
+    """Run ``python -m dresscode.sim`` on a free port; yield its ``/v1`` URL once healthy."""
+    import httpx
+
+    port = _free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "dresscode.sim",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        *cli_args,
+    ]
+    process = subprocess.Popen(command, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(
+                    f"the simulator exited with code {process.returncode}: {' '.join(command)}"
+                )
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{base}/health", timeout=1.0).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the simulator was not healthy within {STARTUP_TIMEOUT_S:g}s")
+            time.sleep(0.05)
+        yield f"{base}/v1"
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
