@@ -25,12 +25,6 @@ def _status(args: argparse.Namespace) -> int:
     return stack.status()
 
 
-def _sim(args: argparse.Namespace) -> int:
-    from dresscode.sim.__main__ import main as sim_main
-
-    return sim_main(args.sim_args)
-
-
 def _seed(args: argparse.Namespace) -> int:
     from dresscode import seed, stack
 
@@ -93,11 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("down", help="stop what `up` started").set_defaults(func=_down)
     sub.add_parser("status", help="show the parts of the local stack").set_defaults(func=_status)
 
-    sim = sub.add_parser(
-        "sim", help="run the vLLM simulator (options: dresscode sim -- --help)", add_help=False
-    )
-    sim.add_argument("sim_args", nargs=argparse.REMAINDER)
-    sim.set_defaults(func=_sim)
+    sub.add_parser("sim", help="run the vLLM simulator (dresscode sim --help for its options)")
 
     seed = sub.add_parser(
         "seed", help="write synthetic photos (and bad files) into the landing area"
@@ -127,6 +117,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["sim"]:
+        # The simulator owns its flags (`dresscode sim --help` shows them).
+        from dresscode.sim import main as sim_main
+
+        return sim_main(argv[1:])
     args = build_parser().parse_args(argv)
     from dresscode.config import SettingsError
     from dresscode.stack import StackError

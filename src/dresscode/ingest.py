@@ -23,6 +23,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from airflow.sdk.exceptions import AirflowFailException
+
 from dresscode import lake
 from dresscode.config import Settings, get_settings
 
@@ -45,8 +47,12 @@ READ_FAILED = "read_failed"
 FINAL_STATUSES = frozenset({ACCEPTED, DUPLICATE, QUARANTINED})
 
 
-class IngestFailed(RuntimeError):
-    """The run's failure rate is above the threshold: a systemic problem, not a bad photo."""
+class IngestFailed(AirflowFailException):
+    """The run's failure rate is above the threshold: a systemic problem, not a bad photo.
+
+    Fails the task without retries: re-adding the same batch results gives the same verdict,
+    and the failed photos are retried by the next run anyway.
+    """
 
 
 @dataclass(frozen=True)
