@@ -183,23 +183,39 @@ def _alive(pid: int) -> bool:
         return True
 
 
-def _is_ours(pid: int) -> bool:
-    """A recorded PID that was reused by another program must not be killed."""
+def _start_time(pid: int) -> str | None:
+    """The kernel's start time of ``pid`` (clock ticks since boot), or None if it is gone."""
     try:
-        environ = Path(f"/proc/{pid}/environ").read_bytes()
+        stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
-        return False
-    return f"DRESSCODE_HOME={home()}".encode() in environ.split(b"\0")
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
 
 
-def recorded_pid(name: str) -> int | None:
+def recorded(name: str) -> tuple[int, str | None] | None:
+    """(pid, start time) from the part's PID file."""
     path = pid_file(name)
     if not path.exists():
         return None
-    try:
-        return int(path.read_text().strip())
-    except ValueError:
+    fields = path.read_text().split()
+    if not fields or not fields[0].isdigit():
         return None
+    return int(fields[0]), (fields[1] if len(fields) > 1 else None)
+
+
+def recorded_pid(name: str) -> int | None:
+    entry = recorded(name)
+    return entry[0] if entry else None
+
+
+def _is_ours(name: str) -> bool:
+    """The recorded PID is still the process we started (not a reused PID).
+
+    Compares the start time recorded at launch; /proc/PID/environ cannot be used, because
+    Airflow's processes rewrite it when they set their process titles.
+    """
+    entry = recorded(name)
+    return entry is not None and entry[1] is not None and _start_time(entry[0]) == entry[1]
 
 
 def running_parts(ports: Ports) -> dict[str, int]:
@@ -209,7 +225,7 @@ def running_parts(ports: Ports) -> dict[str, int]:
         pid = recorded_pid(part.name)
         if pid is None:
             continue
-        if _alive(pid) and _is_ours(pid):
+        if _alive(pid) and _is_ours(part.name):
             alive[part.name] = pid
         else:
             print(f"  note: stale PID file for {part.name} (pid {pid} is gone); removing it")
@@ -237,7 +253,7 @@ def start_part(part: Part, env: dict[str, str]) -> int:
             start_new_session=True,
             cwd=REPO_ROOT,
         )
-    pid_file(part.name).write_text(str(proc.pid))
+    pid_file(part.name).write_text(f"{proc.pid} {_start_time(proc.pid)}")
     return proc.pid
 
 

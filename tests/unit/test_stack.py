@@ -1,0 +1,79 @@
+"""`make up` explains a taken port, a stale PID file and a reused PID instead of tripping on them."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dresscode import config, stack
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def ports(dresscode_home: Path, monkeypatch: pytest.MonkeyPatch) -> stack.Ports:
+    monkeypatch.setenv("DRESSCODE_AIRFLOW_PORT", str(free_port()))
+    monkeypatch.setenv("DRESSCODE_SIM_PORT", str(free_port()))
+    config.get_settings.cache_clear()
+    stack.run_dir().mkdir(parents=True, exist_ok=True)
+    return stack.Ports.from_env()
+
+
+def test_stale_pid_file_is_removed_with_a_note(
+    ports: stack.Ports, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stack.pid_file("scheduler").write_text(f"{dead.pid} 12345")
+
+    assert stack.running_parts(ports) == {}
+    assert not stack.pid_file("scheduler").exists()
+    assert f"stale PID file for scheduler (pid {dead.pid} is gone)" in capsys.readouterr().out
+
+
+def test_a_reused_pid_is_never_taken_for_ours(ports: stack.Ports) -> None:
+    # Our own (alive) PID, but with another start time: some other program got that PID.
+    stack.pid_file("simulator").write_text(f"{os.getpid()} 1")
+
+    assert stack.running_parts(ports) == {}
+    assert not stack.pid_file("simulator").exists()
+
+
+def test_a_part_we_started_is_recognised(ports: stack.Ports) -> None:
+    part = stack.Part("simulator", [sys.executable, "-c", "import time; time.sleep(30)"])
+    pid = stack.start_part(part, dict(os.environ))
+    try:
+        assert stack.running_parts(ports) == {"simulator": pid}
+    finally:
+        stack.stop_part("simulator", pid)
+    assert stack.running_parts(ports) == {}
+
+
+def test_taken_port_is_explained_before_anything_starts(
+    ports: stack.Ports, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", ports.airflow))
+        squatter.listen()
+        with pytest.raises(stack.StackError) as err:
+            stack.start(ports)
+    assert f"Port {ports.airflow} (for the api-server) is taken by another program" in str(
+        err.value
+    )
+    assert "DRESSCODE_AIRFLOW_PORT=<port> make up" in str(err.value)
+    assert list(stack.run_dir().glob("*.pid")) == []
+
+
+def test_bad_port_setting_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DRESSCODE_SIM_PORT", "eighty")
+    with pytest.raises(stack.StackError, match="DRESSCODE_SIM_PORT='eighty' is not a TCP port"):
+        stack.Ports.from_env()
