@@ -730,3 +730,32 @@ def test_simulator_process_serves_over_http() -> None:
     with simulator_process("--fixed-latency-ms", "1", "--served-model-name", "m=perfect") as url:
         assert httpx.get(f"{url}/models").json()["data"][0]["id"] == "m"
         assert post(url, chat_body(model="m")).status_code == 200
+
+
+async def test_script_pins_content_faults_to_one_photo(
+    client: AsyncOpenAI, script_path: Path
+) -> None:
+    chatty, free_form, other = jpeg(71), jpeg(72), jpeg(73)
+    bad_item = {"category": "spacesuit", "subcategory": "suit"}
+    with script_path.open("a") as script:
+        for photo, items, faults in (
+            (chatty, [], ["prefix"]),
+            (free_form, [bad_item], ["unconstrained"]),
+        ):
+            line = {
+                "image_sha256": hashlib.sha256(photo).hexdigest(),
+                "items": items,
+                "faults": faults,
+            }
+            script.write(json.dumps(line) + "\n")
+
+    async def content(photo: bytes) -> str:
+        response = await client.chat.completions.create(
+            model=GEMMA, messages=photo_message(photo), response_format=DIGITIZER_FORMAT
+        )
+        return response.choices[0].message.content
+
+    chatty_text = await content(chatty)
+    assert not chatty_text.startswith("{") and chatty_text.endswith('{"items": []}')
+    assert json.loads(await content(free_form)) == {"items": [bad_item]}
+    assert (await content(other)).startswith("{")  # other photos are unaffected

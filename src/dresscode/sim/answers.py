@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import random
 import re
 from collections import defaultdict
@@ -21,6 +22,8 @@ from dresscode.sim.protocol import ChatRequest, tool_call_id
 from dresscode.sim.schema import conform, instance, resolve, type_of
 from dresscode.sim.script import ResponseScript
 from dresscode.sim.vision import PhotoFacts
+
+log = logging.getLogger(__name__)
 
 WEATHER_TOOL = "get_weather"
 DARK_BRIGHTNESS = 50  # mean luma below which a vision model mostly sees nothing
@@ -100,7 +103,20 @@ def answer(request: ChatRequest, *, seed: int, script: ResponseScript) -> Answer
     ):
         if rng.random() < rate:
             faults.add(fault)
+    for photo in request.photos:
+        faults.update(_scripted_faults(script, photo.sha256))
     return Answer(text, [], frozenset(faults))
+
+
+def _scripted_faults(script: ResponseScript, image_sha256: str) -> set[Fault]:
+    """Content faults a response script pins to one photo; unknown names are ignored with a warning."""
+    pinned = set()
+    for name in script.faults_for(image_sha256):
+        try:
+            pinned.add(Fault(name))
+        except ValueError:
+            log.warning("script: unknown fault %r for photo %s ignored", name, image_sha256[:12])
+    return pinned
 
 
 def _text_key(request: ChatRequest) -> str:
@@ -187,6 +203,10 @@ def wardrobe_answer(
             if others:
                 item["category"] = rng.choice(others)
         kept.append(item)
+    # vLLM's guided decoding keeps answers inside the schema; when it is off (or silently
+    # falls back), scripted items that break the schema go out as they are.
+    if any(Fault.UNCONSTRAINED in _scripted_faults(script, p.sha256) for p in request.photos):
+        return {"items": kept}
     return conform({"items": kept}, schema)
 
 

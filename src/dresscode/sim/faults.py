@@ -32,6 +32,7 @@ class Fault(StrEnum):
     MALFORMED = "malformed"  # JSON cut mid-way
     STRING_ARGS = "string_args"  # tool-call numbers as strings
     PAD = "pad"  # nothing but <pad> tokens
+    UNCONSTRAINED = "unconstrained"  # guided decoding off: scripted items go out unchecked
 
 
 ERROR_FAULTS = {
