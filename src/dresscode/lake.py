@@ -50,6 +50,9 @@ TABLES = (
 )
 
 
+TMP_PREFIX = ".tmp-"
+
+
 class UnsafeKey(ValueError):
     """A user-supplied key segment that could escape its folder or hide a file."""
 
@@ -112,7 +115,7 @@ def write_bytes(path: ObjectStoragePath, data: bytes) -> None:
         return
     parent = path.parent
     parent.mkdir(parents=True, exist_ok=True)
-    tmp = parent / f".tmp-{uuid.uuid4().hex}-{path.name}"
+    tmp = parent / f"{TMP_PREFIX}{uuid.uuid4().hex}-{path.name}"
     try:
         fs.pipe_file(tmp.path, data)
         fs.mv(tmp.path, target)
@@ -150,7 +153,7 @@ def copy(src: ObjectStoragePath, dst: ObjectStoragePath) -> None:
 
 
 def list_files(prefix: ObjectStoragePath) -> list[ObjectStoragePath]:
-    """Every object below ``prefix`` (recursive), hidden temp files excluded, sorted by key."""
+    """Every object below ``prefix`` (recursive), our temp files excluded, sorted by key."""
     fs = prefix.fs
     if not fs.exists(prefix.path):
         return []
@@ -159,7 +162,8 @@ def list_files(prefix: ObjectStoragePath) -> list[ObjectStoragePath]:
     out = []
     for key in sorted(found):
         rel = key[len(base) :].lstrip("/") if key.startswith(base) else key
-        if any(part.startswith(".") for part in rel.split("/")):
+        # Only our own in-flight temp files are hidden; a user's dot-file is data to handle.
+        if any(part.startswith(TMP_PREFIX) for part in rel.split("/")):
             continue
         out.append(prefix / rel)
     return out

@@ -1,0 +1,215 @@
+"""Ingest's batch logic against the simulator over real HTTP and a local lake (no Airflow runtime).
+
+Each bad model answer and each bad key is fed on purpose; the rest of the batch must go through.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from dresscode import config, ingest, lake, samples
+from dresscode.config import LLMEndpoint
+from dresscode.seed import _sent_sha
+from dresscode.sim.testing import running_simulator
+
+MODEL = "google/gemma-4-26B-A4B-it"
+DAY = "2026-11-23"
+GOOD_ITEM = {
+    "category": "top", "subcategory": "t-shirt", "colors": [{"name": "navy", "hex": "#1f2a44"}],
+    "pattern": "solid", "material": "cotton", "warmth": "light", "formality": "casual",
+    "seasons": ["summer"], "water_resistant": False, "description": "A navy tee.",
+}  # fmt: skip
+
+
+def _upload(
+    key: str,
+    seed: int,
+    script: Path | None = None,
+    items: list | None = None,
+    faults: list | None = None,
+) -> str:
+    """Put one synthetic photo in landing; optionally script the model's answer for it."""
+    img, labels = samples.wardrobe_photo(seed, size=(640, 480))
+    raw = samples.encode(img, "JPEG")
+    lake.write_bytes(lake.landing() / key, raw)
+    sha = _sent_sha(raw, config.get_settings())
+    if script is not None:
+        line = {
+            "image_sha256": sha,
+            "items": items if items is not None else [i.to_json() for i in labels],
+        }
+        with script.open("a") as fh:
+            fh.write(json.dumps(line | ({"faults": faults} if faults else {})) + "\n")
+    return sha
+
+
+@pytest.fixture
+def script(dresscode_home: Path) -> Path:
+    path = dresscode_home / "script.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("")
+    return path
+
+
+@pytest.fixture
+def endpoint(script: Path) -> Iterator[LLMEndpoint]:
+    with running_simulator(
+        scripts=[script], served_model_name=[f"{MODEL}=perfect"], fixed_latency_ms=10
+    ) as url:
+        yield LLMEndpoint(url, "EMPTY", MODEL, 20.0, 8)
+
+
+def _run(endpoint: LLMEndpoint, run_id: str = "run-1") -> dict:
+    results = [
+        ingest.process_batch(b, run_id=run_id, day=DAY, endpoint=endpoint)
+        for b in ingest.discover()
+    ]
+    return ingest.commit_and_report(results)
+
+
+def _log() -> dict[str, dict]:
+    frame = lake.read_table("inference_log")
+    return {row["image_sha256"]: row for row in frame.to_dict("records")}
+
+
+def test_each_bad_model_answer_is_handled_and_the_batch_goes_on(
+    script: Path, endpoint: LLMEndpoint
+) -> None:
+    shas = {
+        "prefix": _upload("u1/prefix.jpg", 1, script, faults=["prefix"]),
+        "repeat": _upload("u1/repeat.jpg", 2, script, faults=["repeat"]),
+        "unknown_category": _upload("u1/unknown.jpg", 3, script, items=[GOOD_ITEM, GOOD_ITEM | {"category": "spacesuit"}], faults=["unconstrained"]),
+        "zero_items": _upload("u1/empty.jpg", 4, script, items=[]),
+        "malformed": _upload("u1/malformed.jpg", 5, script, faults=["malformed"]),
+        "pad": _upload("u1/pad.jpg", 6, script, faults=["pad"]),
+        "clean": _upload("u1/clean.jpg", 7, script),
+    }  # fmt: skip
+    with pytest.raises(
+        ingest.IngestFailed, match=r"2 of 7 photos failed \(28\.6% > 5% allowed\); top reasons: "
+    ):
+        _run(endpoint)
+
+    log = _log()
+    assert log[shas["malformed"]]["error_class"] == "invalid_json"
+    assert log[shas["pad"]]["error_class"] == "pad_output"
+    assert log[shas["prefix"]]["repaired"] and log[shas["prefix"]]["n_items"] >= 1
+    assert (
+        log[shas["repeat"]]["error_class"] == "repetition" and log[shas["repeat"]]["n_items"] >= 1
+    )
+    assert log[shas["unknown_category"]]["schema_ok"] is False
+    assert (
+        log[shas["unknown_category"]]["n_items"],
+        log[shas["unknown_category"]]["dropped_items"],
+    ) == (1, 1)
+    assert (
+        log[shas["zero_items"]]["n_items"] == 0 and log[shas["zero_items"]]["error_class"] is None
+    )
+    assert log[shas["clean"]]["parse_ok"] and not log[shas["clean"]]["repaired"]
+
+    items = lake.read_table("wardrobe_items")
+    assert set(items["category"]) <= {
+        "top",
+        "bottom",
+        "dress",
+        "outerwear",
+        "footwear",
+        "bag",
+        "accessory",
+    }
+    # The two unusable answers stay in landing for the next run; everything else left it.
+    assert sorted(ingest.landing_keys(config.get_settings())) == ["u1/malformed.jpg", "u1/pad.jpg"]
+
+
+def test_unusable_answers_are_quarantined_after_three_runs(
+    script: Path, endpoint: LLMEndpoint
+) -> None:
+    _upload("u2/broken.jpg", 11, script, faults=["malformed"])
+    for attempt in (1, 2):
+        with pytest.raises(ingest.IngestFailed):
+            _run(endpoint, run_id=f"run-{attempt}")
+        assert ingest.landing_keys(config.get_settings()) == ["u2/broken.jpg"]
+    totals = _run(endpoint, run_id="run-3")
+
+    assert totals["quarantined"] == {"model_failed": 1}
+    assert ingest.landing_keys(config.get_settings()) == []
+    reason = lake.read_json(lake.partition("quarantine", DAY) / "u2" / "broken.jpg" / "reason.json")
+    assert reason["code"] == "model_failed" and "3 runs" in reason["message"]
+
+
+@pytest.mark.parametrize("key", ["u3/..hidden.jpg", "u3/a/b.jpg", "..u3/x.jpg", "u3/noext"])
+def test_unsafe_landing_keys_are_quarantined_not_followed(
+    script: Path, endpoint: LLMEndpoint, key: str
+) -> None:
+    _upload("u3/fine.jpg", 21, script)
+    path = lake.landing() / key
+    lake.write_bytes(path, b"\xff\xd8 whatever")
+
+    totals = _run(endpoint)
+
+    assert totals["accepted"] == 1 and totals["quarantined"] == {"unsafe_key": 1}
+    [reason_file] = [
+        p for p in lake.list_files(lake.table("quarantine")) if p.name == "reason.json"
+    ]
+    reason = lake.read_json(reason_file)
+    assert reason["code"] == "unsafe_key" and reason["upload_key"] == key
+    assert "/_unsafe_keys/" in str(reason_file)
+    assert lake.read_bytes(reason_file.parent / "original") == b"\xff\xd8 whatever"
+
+
+def test_an_endpoint_failing_for_a_while_is_ridden_out_with_retries(
+    dresscode_home: Path, script: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DRESSCODE_LLM_MAX_ATTEMPTS", "10")
+    config.get_settings.cache_clear()
+    for i in range(6):
+        _upload(f"u4/p{i}.jpg", 30 + i, script)
+    with running_simulator(
+        scripts=[script],
+        served_model_name=[f"{MODEL}=perfect"],
+        fixed_latency_ms=5,
+        fault_rate_5xx=0.3,
+    ) as url:
+        totals = _run(LLMEndpoint(url, "EMPTY", MODEL, 20.0, 8))
+        stats = httpx.get(url.removesuffix("/v1") + "/sim/stats").json()
+
+    assert totals["accepted"] == 6 and totals["failed"] == {}
+    assert stats["requests_total"] > 6  # some calls were answered 503 and retried
+    assert max(lake.read_table("inference_log")["attempts"]) > 1
+
+
+def test_an_upload_committed_before_a_crash_is_only_cleaned_up(
+    script: Path, endpoint: LLMEndpoint
+) -> None:
+    _upload("u5/photo.jpg", 41, script)
+    _run(endpoint)
+    calls = len(lake.read_table("inference_log"))
+    # The run died after the manifest was written but before the upload left landing.
+    _upload("u5/photo.jpg", 41)
+
+    assert ingest.discover() == []
+    assert ingest.landing_keys(config.get_settings()) == []
+    assert len(lake.read_table("inference_log")) == calls
+
+
+def test_the_same_photo_again_is_a_duplicate_but_another_users_copy_is_theirs(
+    script: Path, endpoint: LLMEndpoint
+) -> None:
+    _upload("u6/first.jpg", 51, script)
+    _run(endpoint, run_id="run-1")
+    _upload("u6/again.jpg", 51)
+    _upload("u7/same-picture.jpg", 51)
+    totals = _run(endpoint, run_id="run-2")
+
+    assert (totals["duplicates"], totals["accepted"], totals["model_calls"]) == (
+        1,
+        1,
+        0,
+    )  # u7 hits the cache
+    items = lake.read_table("wardrobe_items")
+    assert set(items["user_id"]) == {"u6", "u7"}
+    assert items["item_id"].is_unique
