@@ -158,7 +158,13 @@ def _strip_pad(text: str, repairs: list[str]) -> str:
     if PAD_TOKEN not in text:
         return text
     repairs.append(Repair.PAD_TOKENS)
-    return text.replace(PAD_TOKEN, "")
+    cleaned = text.replace(PAD_TOKEN, "")
+    # A run of pads cut at max_tokens can end in a partial token ("<pa").
+    tail = cleaned.rstrip()
+    for cut in range(len(PAD_TOKEN) - 1, 0, -1):
+        if tail.endswith(PAD_TOKEN[:cut]):
+            return tail[:-cut]
+    return cleaned
 
 
 def _strip_fence(text: str, repairs: list[str]) -> str:

@@ -335,3 +335,8 @@ def test_garbage_never_raises(text, finish_reason):
 def test_absurdly_deep_nesting_is_invalid_json_not_a_crash():
     out = parse("[" * 100_000 + "]" * 100_000, schema=None)
     assert out.value is None and out.failure is FailureClass.INVALID_JSON
+
+
+def test_pad_run_cut_mid_token_at_the_limit_is_pad_output() -> None:
+    outcome = parse_structured("<pad>" * 40 + "<pa", finish_reason="length", schema=None)
+    assert outcome.failure is FailureClass.PAD_OUTPUT
