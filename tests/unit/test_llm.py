@@ -158,7 +158,7 @@ async def test_transient_errors_are_retried_until_success(sim, status, error_cla
     assert seen["requests_by_status"] == {status: 2, "200": 1}
     # The simulator applies the fault to the first 2 requests *with the same X-Request-Id*;
     # success on attempt 3 proves every attempt carried the same id.
-    warnings = [r.getMessage() for r in caplog.records]
+    warnings = [r.getMessage() for r in caplog.records if r.name == "dresscode.llm"]
     assert len(warnings) == 2
     assert all("req-123" in w and error_class in w and f"HTTP {status}" in w for w in warnings)
     assert "1/5" in warnings[0] and "2/5" in warnings[1]
@@ -179,7 +179,8 @@ async def test_retry_after_is_honoured_as_a_floor(sim, caplog):
     async with client:
         result = await client.chat(ask(), headers=fault("429", times=1))
     assert result.ok and result.attempts == 2
-    assert "retrying in 1.00s" in caplog.records[0].getMessage()  # the simulator's Retry-After
+    [retry] = [r.getMessage() for r in caplog.records if r.name == "dresscode.llm"]
+    assert "retrying in 1.00s" in retry  # the simulator's Retry-After
 
 
 async def test_retry_budget_stops_retries_that_could_not_finish_in_time(sim):
@@ -243,7 +244,7 @@ async def test_retry_logs_never_contain_the_prompt_or_the_image(sim, jpeg, caplo
     caplog.set_level(logging.WARNING)
     async with LLMClient(sim, model=MODEL, **FAST) as client:
         await client.chat(photo_messages(jpeg), headers=fault("503", times=1))
-    assert caplog.records
+    assert [r for r in caplog.records if r.name == "dresscode.llm"]
     assert "wardrobe items" not in caplog.text and "base64" not in caplog.text
 
 

@@ -9,7 +9,7 @@ import io
 import json
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -173,8 +173,9 @@ def sim(script_path: Path) -> Iterator[str]:
 
 
 @pytest.fixture
-def client(sim: str) -> AsyncOpenAI:
-    return AsyncOpenAI(base_url=sim, api_key="unused", max_retries=0)
+async def client(sim: str) -> AsyncIterator[AsyncOpenAI]:
+    async with AsyncOpenAI(base_url=sim, api_key="unused", max_retries=0) as sdk:
+        yield sdk
 
 
 # -- discovery -----------------------------------------------------------------------------

@@ -126,7 +126,7 @@ class Simulator:
                 media_type="text/event-stream",
                 # Starlette may cancel before the generator ever runs (client gone at once);
                 # then only this frees the lease.
-                background=BackgroundTask(lease.release),
+                background=BackgroundTask(lease.release_async),
             )
         response = await self._complete(request, chat, output, arrival, lease)
         self.metrics.received(label, response.status_code)
@@ -190,16 +190,19 @@ class Simulator:
         try:
             await lease.ready()
             ttft, generation = self.latency.plan(output.completion_tokens, self.pool.running)
-            await asyncio.sleep(ttft)
+            # Pace against absolute deadlines: relative sleeps would add every late wake-up
+            # under load to the time a slot is held.
+            start = time.monotonic()
+            await _sleep_until(start + ttft)
             ttft_s = time.monotonic() - arrival
             yield sse(protocol.chunk(cid, model, created, {"role": "assistant", "content": ""}))
             deltas = _deltas(output)
             step = generation / max(1, len(deltas))
             for i, delta in enumerate(deltas):
                 if i:
-                    await asyncio.sleep(step)
+                    await _sleep_until(start + ttft + i * step)
                 yield sse(protocol.chunk(cid, model, created, delta))
-            await asyncio.sleep(step)
+            await _sleep_until(start + ttft + generation)
             yield sse(protocol.chunk(cid, model, created, {}, output.finish_reason))
             lease.release()
             reason = output.finish_reason
@@ -250,6 +253,10 @@ class _Lease:
             self._metrics.start_running(self._model)
             self._state, self._since = "running", time.monotonic()
 
+    async def release_async(self) -> None:
+        """``release`` for Starlette's background task: async, so it stays on the event loop."""
+        self.release()
+
     def release(self) -> None:
         """Idempotent: the generator, the handler and a background task may all call it."""
         if self._state == "queued":
@@ -259,6 +266,10 @@ class _Lease:
         if self._state != "done":
             self._state = "done"
             self._ticket.release()
+
+
+async def _sleep_until(deadline: float) -> None:
+    await asyncio.sleep(max(0.0, deadline - time.monotonic()))
 
 
 def _deltas(output: faults.Output) -> list[dict[str, Any]]:
