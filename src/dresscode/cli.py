@@ -136,5 +136,23 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def run() -> None:
+    """Console entry point: run the command, flush, and exit without interpreter teardown.
+
+    Native thread pools (libheif/x265 via pillow-heif, Arrow) sometimes abort with
+    "terminate called without an active exception" while the interpreter tears down (seen
+    once in five `make up` runs, after all work was done and printed). Every file is closed
+    by then, so skipping the teardown loses nothing and keeps the exit code honest.
+    """
+    import logging
+    import os
+
+    code = main()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()
