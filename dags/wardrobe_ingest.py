@@ -1,6 +1,7 @@
 """Wardrobe ingest — turn new photos in the landing area into clean JPEGs and wardrobe items.
 
-Every 15 minutes: **discover** new uploads in `landing/` (the manifest says what is done),
+Every 15 minutes (and on S3 upload events when `DRESSCODE_INGEST_SQS_QUEUE_URL` is set):
+**discover** new uploads in `landing/` (the manifest says what is done),
 **process** them in mapped batches (validate, orient, downscale and strip each photo; quarantine
 bad files with a reason; digitize the good ones with the `wardrobe-digitizer` blueprint through
 the `dresscode_llm` connection and the `llm` pool), then **report** the run's totals and emit
@@ -21,10 +22,11 @@ from airflow.sdk import dag, get_current_context, task
 
 from dresscode.config import get_settings
 from dresscode.dag_defaults import DEFAULT_ARGS, WARDROBE_ITEMS
+from dresscode.schedules import ingest_schedule
 
 
 @dag(
-    schedule="*/15 * * * *",
+    schedule=ingest_schedule(),
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,

@@ -85,6 +85,17 @@ def _str(raw: str) -> str:
 _str.__doc__ = "a non-empty string"
 
 
+def _sqs_url(raw: str) -> str:
+    if not raw.strip().startswith(("https://", "http://")):
+        raise ValueError(
+            "must be a queue URL such as https://sqs.eu-west-1.amazonaws.com/123456789012/uploads"
+        )
+    return raw.strip()
+
+
+_sqs_url.__doc__ = "an SQS queue URL"
+
+
 def _formats(raw: str) -> frozenset[str]:
     names = frozenset(part.strip().upper() for part in raw.split(",") if part.strip())
     unknown = names - {"JPEG", "PNG", "WEBP", "HEIF"}
@@ -123,6 +134,12 @@ SETTINGS: dict[str, Knob] = {
         _str,
         lambda _home: "aws_default",
         "Airflow connection used for s3:// URIs.",
+    ),
+    "ingest_sqs_queue_url": Knob(
+        "DRESSCODE_INGEST_SQS_QUEUE_URL",
+        _sqs_url,
+        lambda _home: None,
+        "SQS queue receiving the landing bucket's S3 event notifications; when set, wardrobe_ingest also runs on new uploads (an AssetWatcher), not only every 15 min.",
     ),
     "ingest_batch_size": Knob(
         "DRESSCODE_INGEST_BATCH_SIZE",
@@ -225,6 +242,7 @@ class Settings:
     lake_uri: str
     landing_uri: str
     aws_conn_id: str
+    ingest_sqs_queue_url: str | None
     ingest_batch_size: int
     ingest_max_photos_per_run: int
     ingest_max_failure_rate: float
