@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import io
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -74,6 +75,19 @@ def build_messages(blueprint: Blueprint, jpeg: bytes) -> list[dict[str, Any]]:
     ]
 
 
+def fit_to_blueprint(jpeg: bytes, blueprint: Blueprint) -> bytes:
+    """The photo as the blueprint wants it: stored images are downscaled further when the
+    blueprint's ``image_long_edge`` is smaller (a prompt version may trade detail for tokens)."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(jpeg)) as im:  # reads the header only
+        if max(im.size) <= blueprint.image_long_edge:
+            return jpeg
+    from dresscode import images
+
+    return images.normalize(jpeg, long_edge=blueprint.image_long_edge).jpeg
+
+
 def item_id(user_id: str, image_sha256: str, index: int, blueprint: Blueprint) -> str:
     """Deterministic: the same user, photo, position and prompt version give the same id."""
     return hashlib.sha256(f"{user_id}:{image_sha256}:{index}:{blueprint.ref}".encode()).hexdigest()[
@@ -104,7 +118,7 @@ async def digitize_photo(
     from dresscode.parsing import parse_structured
 
     result = await client.chat(
-        build_messages(blueprint, jpeg),
+        build_messages(blueprint, fit_to_blueprint(jpeg, blueprint)),
         response_format=json_schema_format("wardrobe_items", blueprint.output_schema),
         temperature=blueprint.temperature,
         max_tokens=blueprint.max_tokens,

@@ -178,3 +178,25 @@ def test_model_outage_fails_the_run_alerts_and_keeps_the_photos(
     recovered = ingest_dag.test()
     assert recovered.state == "success"
     assert ingest.landing_keys(config.get_settings()) == []
+
+
+def test_the_run_emits_wardrobe_items_with_its_counts(first_run) -> None:
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        query = (
+            select(AssetEvent.extra)
+            .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+            .where(
+                AssetModel.name == "wardrobe_items", AssetEvent.source_run_id == first_run.run_id
+            )
+        )
+        [extra] = session.scalars(query).all()
+    assert (
+        extra["photos"]
+        == first_run.get_task_instance("report").xcom_pull(task_ids="report")["photos"]
+    )
+    assert extra["accepted"] == N_PHOTOS + len(samples.tricky_good_files()) - 1
+    assert sum(extra["quarantined"].values()) == len(samples.bad_files())

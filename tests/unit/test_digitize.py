@@ -47,3 +47,19 @@ def test_item_ids_are_deterministic_and_depend_on_the_prompt_version() -> None:
     assert first != digitize.item_id("user-1", "abc", 1, BLUEPRINT)
     assert first != digitize.item_id("user-1", "abc", 0, v2)
     assert first != digitize.item_id("user-2", "abc", 0, BLUEPRINT)
+
+
+def test_photos_are_fitted_to_a_blueprint_that_wants_them_smaller() -> None:
+    import io
+
+    from PIL import Image
+
+    from dresscode import images, samples
+
+    img, _ = samples.wardrobe_photo(5, size=(1600, 1200))
+    stored = images.normalize(samples.encode(img, "JPEG"), long_edge=768).jpeg
+    small = blueprints.from_mapping({**BLUEPRINT.__dict__, "image_long_edge": 384}, "test")
+
+    assert digitize.fit_to_blueprint(stored, BLUEPRINT) is stored  # already 768 px: sent as stored
+    with Image.open(io.BytesIO(digitize.fit_to_blueprint(stored, small))) as sent:
+        assert sent.size == (384, 288)

@@ -213,3 +213,28 @@ def test_the_same_photo_again_is_a_duplicate_but_another_users_copy_is_theirs(
     items = lake.read_table("wardrobe_items")
     assert set(items["user_id"]) == {"u6", "u7"}
     assert items["item_id"].is_unique
+
+
+def test_digitize_command_prints_the_items_of_one_photo(
+    tmp_path: Path,
+    script: Path,
+    endpoint: LLMEndpoint,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from dresscode import cli
+
+    img, labels = samples.wardrobe_photo(61, size=(640, 480))
+    raw = samples.encode(img, "HEIC", orientation=6)
+    photo = tmp_path / "coat.heic"
+    photo.write_bytes(raw)
+    line = {
+        "image_sha256": _sent_sha(raw, config.get_settings()),
+        "items": [label.to_json() for label in labels],
+    }
+    script.write_text(json.dumps(line) + "\n")
+    conn = {"conn_type": "http", "host": endpoint.base_url, "extra": {"model": MODEL}}
+    monkeypatch.setenv("AIRFLOW_CONN_DRESSCODE_LLM", json.dumps(conn))
+
+    assert cli.main(["digitize", str(photo)]) == 0
+    assert json.loads(capsys.readouterr().out) == [label.to_json() for label in labels]
