@@ -203,6 +203,7 @@ def read_table(
 ) -> pd.DataFrame:
     """Read a whole table (or some days of it) into a DataFrame; a missing table is empty."""
     import pandas as pd
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     folders = (
@@ -210,21 +211,22 @@ def read_table(
         if days is not None
         else [table(name, settings)]
     )
-    frames = []
+    parts = []
     for folder in folders:
         for path in list_files(folder):
             if not path.name.endswith(".parquet"):
                 continue
             with path.fs.open(path.path, "rb") as fh:
-                frame = pq.read_table(fh, columns=columns).to_pandas()
+                part = pq.read_table(fh, columns=columns)
             day = _day_of(path)
-            if day is not None and "date" not in frame.columns:
-                frame["date"] = day
-            frames.append(frame)
-    if not frames:
+            if day is not None and "date" not in part.column_names:
+                part = part.append_column("date", pa.array([day] * part.num_rows, pa.string()))
+            parts.append(part)
+    if not parts:
         return pd.DataFrame(columns=columns or [])
-    frames = [f for f in frames if not f.empty] or frames[:1]
-    return pd.concat(frames, ignore_index=True)
+    # Parts written at different times may type a column differently (all-null in one part,
+    # strings in another): Arrow promotes them to one schema.
+    return pa.concat_tables(parts, promote_options="permissive").to_pandas()
 
 
 def _day_of(path: ObjectStoragePath) -> str | None:
