@@ -1,7 +1,8 @@
 """Wardrobe ingest — turn new photos in the landing area into clean JPEGs and wardrobe items.
 
 Every 15 minutes (and on S3 upload events when `DRESSCODE_INGEST_SQS_QUEUE_URL` is set):
-**discover** new uploads in `landing/` (the manifest says what is done),
+**resolve_prompt** reads the `production` blueprint of `wardrobe-digitizer` from the MLflow
+prompt registry (the newest in git, with a warning, until one is promoted); **discover** new uploads in `landing/` (the manifest says what is done),
 **process** them in mapped batches (validate, orient, downscale and strip each photo; quarantine
 bad files with a reason; digitize the good ones with the `wardrobe-digitizer` blueprint through
 the `dresscode_llm` connection and the `llm` pool), then **report** the run's totals and emit
@@ -36,6 +37,14 @@ from dresscode.schedules import ingest_schedule
 )
 def wardrobe_ingest():
     @task
+    def resolve_prompt() -> dict:
+        """The registry's production blueprint, once per run (a promotion or rollback applies
+        from the next run on)."""
+        from dresscode import digitize
+
+        return digitize.serving()
+
+    @task
     def discover() -> list[list[str]]:
         from dresscode import ingest
 
@@ -48,15 +57,19 @@ def wardrobe_ingest():
         pool_slots=get_settings().llm_max_concurrency,
         map_index_template="{{ batch_label }}",
     )
-    def process(keys: list[str]) -> dict:
-        from dresscode import ingest
+    def process(keys: list[str], serving: dict) -> dict:
+        from dresscode import digitize, ingest
 
         context = get_current_context()
         ti, run = context["ti"], context["dag_run"]
         label = f"batch {ti.map_index + 1} ({len(keys)} photos)"
         context["batch_label"] = label
         return ingest.process_batch(
-            keys, run_id=run.run_id, day=run.run_after.date().isoformat(), label=label
+            keys,
+            run_id=run.run_id,
+            day=run.run_after.date().isoformat(),
+            blueprint=digitize.blueprint_for(serving),
+            label=label,
         )
 
     @task(outlets=[WARDROBE_ITEMS])
@@ -67,7 +80,7 @@ def wardrobe_ingest():
         get_current_context()["outlet_events"][WARDROBE_ITEMS].extra = totals
         return totals
 
-    report(process.expand(keys=discover()))
+    report(process.partial(serving=resolve_prompt()).expand(keys=discover()))
 
 
 wardrobe_ingest()

@@ -439,6 +439,7 @@ def process_batch(
     run_id: str,
     day: str,
     endpoint: LLMEndpoint | None = None,
+    blueprint: Blueprint | None = None,
     settings: Settings | None = None,
     label: str = "batch",
 ) -> dict[str, Any]:
@@ -448,7 +449,7 @@ def process_batch(
 
     settings = settings or get_settings()
     endpoint = endpoint or llm_endpoint(settings=settings)
-    blueprint = digitize.current_blueprint()
+    blueprint = blueprint or digitize.current_blueprint()
     started = time.monotonic()
     state = manifest_state(settings)
     seen = _seen_photos(state, keys)

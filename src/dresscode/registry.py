@@ -48,6 +48,10 @@ class RegistryError(RuntimeError):
     """The registry cannot do what was asked; the message names the prompt and version."""
 
 
+class AliasNotSet(RegistryError):
+    """The prompt has no such alias (or is not registered at all): nothing was ever promoted."""
+
+
 @dataclass(frozen=True)
 class SyncResult:
     """One git version after ``sync``: its MLflow version and whether it was just registered."""
@@ -212,7 +216,7 @@ def _by_alias(client: MlflowClient, name: str, alias: str) -> PromptVersion:
         return client.load_prompt(f"prompts:/{name}@{alias}", cache_ttl_seconds=0)
     except Exception as exc:
         if _is_not_found(exc):
-            raise RegistryError(
+            raise AliasNotSet(
                 f"{name} has no alias {alias!r} in MLflow at {_uri()} "
                 f"(known aliases: {sorted(_aliases(client, name))})."
             ) from None

@@ -86,7 +86,7 @@ def first_run(ingest_dag, seeded: dict):
 def test_first_run_succeeds_and_every_task_ran(first_run) -> None:
     states = {ti.task_id: ti.state for ti in first_run.get_task_instances()}
     assert first_run.state == "success", states
-    assert set(states) == {"discover", "process", "report"}
+    assert set(states) == {"resolve_prompt", "discover", "process", "report"}
     assert set(states.values()) == {"success"}
 
 
@@ -200,3 +200,35 @@ def test_the_run_emits_wardrobe_items_with_its_counts(first_run) -> None:
     )
     assert extra["accepted"] == N_PHOTOS + len(samples.tricky_good_files()) - 1
     assert sum(extra["quarantined"].values()) == len(samples.bad_files())
+
+
+def _served_versions(run) -> set[str]:
+    """The prompt versions the run's photos were digitized with (from the manifest)."""
+    rows = ingest.manifest_state(config.get_settings()).values()
+    return {
+        str(int(r["prompt_version"]))
+        for r in rows
+        if r["run_id"] == run.run_id and r["status"] == ingest.ACCEPTED
+    }
+
+
+def test_promotion_and_rollback_apply_from_the_next_run(
+    ingest_dag, first_run, seeded: dict
+) -> None:
+    from dresscode import registry
+
+    name = "wardrobe-digitizer"
+    assert _served_versions(first_run) == {"2"}  # nothing promoted yet: the newest in git
+    registry.sync(name)
+    for version in (1, 2):
+        registry.mark_gate(name, version, True, {"f1": 1.0})
+    registry.promote(name, 1, actor="test", reason="baseline")
+
+    seed.seed(2, script_path=seeded["script"], start=200, bad_files=False, size=(800, 600))
+    assert _served_versions(ingest_dag.test()) == {"1"}
+
+    registry.promote(name, 2, actor="test", reason="v2 passed its gate")
+    registry.rollback(name, "previous", actor="on-call", reason="wool coats in a heatwave")
+    seed.seed(2, script_path=seeded["script"], start=300, bad_files=False, size=(800, 600))
+    assert _served_versions(ingest_dag.test()) == {"1"}
+    assert registry.aliases(name) == {"production": 1, "previous": 2}

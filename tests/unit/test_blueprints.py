@@ -52,7 +52,9 @@ def test_schema_that_is_not_json_schema_is_refused(tmp_path: Path) -> None:
 
 def test_file_name_must_match_the_version(tmp_path: Path) -> None:
     path = _write(tmp_path, GOOD | {"version": 3}, version=1)
-    with pytest.raises(BlueprintError, match=r"must be include/prompts/wardrobe-digitizer/v3\.yaml"):
+    with pytest.raises(
+        BlueprintError, match=r"must be include/prompts/wardrobe-digitizer/v3\.yaml"
+    ):
         blueprints.load_file(path)
 
 
