@@ -26,9 +26,11 @@ import httpx
 
 from dresscode.airflow_api import TERMINAL_STATES, AirflowAPI
 from dresscode.config import REPO_ROOT, get_settings
+from dresscode.sim import command as sim_command
 
 ADMIN_USER = "admin"
 ADMIN_PASSWORD = "admin"  # local only: the stack binds to 127.0.0.1
+SIM_API_KEY = "local-sim-key"  # the local simulator's key, passed in the dresscode_llm connection
 
 
 class StackError(RuntimeError):
@@ -112,7 +114,7 @@ def airflow_env(ports: Ports) -> dict[str, str]:
                 {
                     "conn_type": "http",
                     "host": f"http://127.0.0.1:{ports.sim}/v1",
-                    "password": "local-sim-key",
+                    "password": SIM_API_KEY,
                     "extra": {
                         "model": "google/gemma-4-26B-A4B-it",
                         "timeout": 120,
@@ -138,21 +140,9 @@ def parts(ports: Ports) -> list[Part]:
     return [
         Part(
             "simulator",
-            [
-                sys.executable,
-                "-m",
-                "dresscode.sim",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(ports.sim),
-                "--api-key",
-                "local-sim-key",
-                "--max-num-seqs",
-                "16",
-                "--script",
-                str(script),
-            ],
+            sim_command(
+                ports.sim, "--api-key", SIM_API_KEY, "--max-num-seqs", "16", "--script", str(script)
+            ),
             ports.sim,
         ),
         Part("api-server", [airflow, "api-server", "--port", str(ports.airflow)], ports.airflow),

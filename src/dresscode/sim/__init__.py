@@ -12,6 +12,13 @@ in FastAPI and uvicorn when used.
 
 from __future__ import annotations
 
+import sys
+
+
+def command(port: int, *cli_args: str, host: str = "127.0.0.1") -> list[str]:
+    """The command line that serves the simulator in its own process on ``host:port``."""
+    return [sys.executable, "-m", "dresscode.sim", "--host", host, "--port", str(port), *cli_args]
+
 
 def main(argv: list[str] | None = None) -> int:
     """Run the simulator server (``dresscode sim``); see ``dresscode.sim.__main__``."""
@@ -20,4 +27,4 @@ def main(argv: list[str] | None = None) -> int:
     return _main(argv)
 
 
-__all__ = ["main"]
+__all__ = ["command", "main"]

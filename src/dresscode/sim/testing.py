@@ -10,12 +10,12 @@ import contextlib
 import os
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
+from dresscode.sim import command as sim_command
 from dresscode.sim.config import SimConfig
 
 STARTUP_TIMEOUT_S = 30.0
@@ -69,16 +69,7 @@ def simulator_process(*cli_args: str) -> Iterator[str]:
     import httpx
 
     port = _free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "dresscode.sim",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        *cli_args,
-    ]
+    command = sim_command(port, *cli_args)
     process = subprocess.Popen(command, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     base = f"http://127.0.0.1:{port}"
     try:
