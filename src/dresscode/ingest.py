@@ -362,8 +362,6 @@ async def _process(
     label: str,
 ) -> tuple[list[PhotoOutcome], list[Digitized]]:
     """Normalize in a thread pool and digitize as soon as each photo is ready (CPU and GPU overlap)."""
-    from dresscode.digitize import Digitized, digitize_photo
-
     loop = asyncio.get_running_loop()
     progress = Progress(label, len(keys))
     done = 0
@@ -373,18 +371,7 @@ async def _process(
         nonlocal done
         outcome, jpeg = await loop.run_in_executor(pool, _prepare, key, seen, day, settings, run_id)
         if outcome.status == ACCEPTED and jpeg is not None:
-            await _digitize_outcome(
-                outcome,
-                jpeg,
-                client,
-                blueprint,
-                state,
-                day,
-                settings,
-                calls,
-                digitize_photo,
-                Digitized,
-            )
+            await _digitize_outcome(outcome, jpeg, client, blueprint, state, settings, calls)
         done += 1
         progress(done)
         return outcome
@@ -400,12 +387,12 @@ async def _digitize_outcome(
     client: LLMClient,
     blueprint: Blueprint,
     state: dict[str, dict[str, Any]],
-    day: str,
     settings: Settings,
     calls: list[Digitized],
-    digitize_photo: Any,
-    digitized_cls: Any,
 ) -> None:
+    """Digitize one accepted photo, or take its cached answer for this prompt version."""
+    from dresscode.digitize import digitize_photo
+
     outcome.prompt_version = blueprint.version
     cache = digitized_path(outcome.image_sha256 or "", blueprint, settings)
     if lake.exists(cache):
