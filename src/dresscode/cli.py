@@ -75,6 +75,53 @@ def _digitize(args: argparse.Namespace) -> int:
     return 0
 
 
+def _prompts(args: argparse.Namespace) -> int:
+    """``dresscode prompts list|sync|promote|rollback`` for the engineer on call."""
+    import getpass
+
+    from dresscode import registry
+
+    actor = args.actor or getpass.getuser()
+    if args.action == "sync":
+        for result in registry.sync(args.name):
+            state = "registered" if result.created else "already registered"
+            print(
+                f"{result.name} v{result.git_version}: {state} (MLflow version {result.mlflow_version})"
+            )
+        return 0
+    if args.action == "list":
+        for info in registry.versions(args.name):
+            aliases = ", ".join(info.aliases) or "-"
+            print(
+                f"{info.name} v{info.git_version}  aliases: {aliases:28}  gate: {info.gate or 'never evaluated'}"
+            )
+        return 0
+    if not args.reason:
+        print(
+            f"error: {args.action} needs --reason (it is recorded with who and when)",
+            file=sys.stderr,
+        )
+        return 2
+    if args.action == "promote":
+        # People promote only what passed its golden-set gate; rollback checks the same.
+        wanted = str(args.version or "").lstrip("v")
+        info = next((v for v in registry.versions(args.name) if str(v.git_version) == wanted), None)
+        if info is None or info.gate != "passed":
+            why = "no such version" if info is None else f"gate: {info.gate or 'never evaluated'}"
+            print(
+                f"error: {args.name} v{wanted} has not passed its gate ({why}); not promoted",
+                file=sys.stderr,
+            )
+            return 1
+        done = registry.promote(args.name, args.version, actor=actor, reason=args.reason)
+    else:
+        done = registry.rollback(
+            args.name, args.version or "previous", actor=actor, reason=args.reason
+        )
+    print(done.describe())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dresscode", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -107,6 +154,16 @@ def build_parser() -> argparse.ArgumentParser:
     norm.add_argument("--long-edge", type=int, default=None)
     norm.set_defaults(func=_normalize)
 
+    prompts = sub.add_parser("prompts", help="the prompt registry: list, sync, promote, rollback")
+    prompts.add_argument("action", choices=["list", "sync", "promote", "rollback"])
+    prompts.add_argument("name", help="prompt name, e.g. wardrobe-digitizer")
+    prompts.add_argument(
+        "version", nargs="?", help="git version (promote), or rollback target (default: previous)"
+    )
+    prompts.add_argument("--reason", help="why (required for promote and rollback)")
+    prompts.add_argument("--actor", help="who (default: the current user)")
+    prompts.set_defaults(func=_prompts)
+
     dig = sub.add_parser(
         "digitize", help="digitize one photo with the model endpoint (dresscode_llm)"
     )
@@ -124,12 +181,14 @@ def main(argv: list[str] | None = None) -> int:
 
         return sim_main(argv[1:])
     args = build_parser().parse_args(argv)
+    from dresscode.blueprints import BlueprintError
     from dresscode.config import SettingsError
+    from dresscode.registry import RegistryError
     from dresscode.stack import StackError
 
     try:
         return args.func(args)
-    except (SettingsError, StackError) as exc:
+    except (SettingsError, StackError, RegistryError, BlueprintError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
