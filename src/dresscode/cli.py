@@ -75,6 +75,22 @@ def _digitize(args: argparse.Namespace) -> int:
     return 0
 
 
+def _eval(args: argparse.Namespace) -> int:
+    from dresscode import evaluation
+
+    result = evaluation.evaluate_prompt(args.prompt)
+    m = result.metrics
+    print(
+        f"{result.ref} on {m.n_examples} golden photos: F1 {m.f1:.3f} (P {m.precision:.3f}, R {m.recall:.3f}), "
+        f"count accuracy {m.count_accuracy:.3f}, JSON validity {m.json_validity:.3f}, repaired {m.repaired_rate:.3f}"
+    )
+    against = f" (baseline {result.baseline_ref})" if result.baseline_ref else ""
+    verdict = "PASSED" if result.verdict.passed else "FAILED: " + "; ".join(result.verdict.reasons)
+    print(f"gate{against}: {verdict}")
+    print(f"MLflow run {result.mlflow_run_id} (experiment dresscode-evaluations)")
+    return 0 if result.verdict.passed else 1
+
+
 def _prompts(args: argparse.Namespace) -> int:
     """``dresscode prompts list|sync|promote|rollback`` for the engineer on call."""
     import getpass
@@ -153,6 +169,12 @@ def build_parser() -> argparse.ArgumentParser:
     norm.add_argument("output")
     norm.add_argument("--long-edge", type=int, default=None)
     norm.set_defaults(func=_normalize)
+
+    ev = sub.add_parser(
+        "eval", help="evaluate a digitizer blueprint on the golden set and record the gate"
+    )
+    ev.add_argument("prompt", help="NAME, NAME@VERSION or NAME@ALIAS (default alias: production)")
+    ev.set_defaults(func=_eval)
 
     prompts = sub.add_parser("prompts", help="the prompt registry: list, sync, promote, rollback")
     prompts.add_argument("action", choices=["list", "sync", "promote", "rollback"])

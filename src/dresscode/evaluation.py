@@ -377,3 +377,84 @@ async def evaluate_digitizer(
         metrics.repaired_rate,
     )
     return metrics
+
+
+# --------------------------------------------------------------------------------------------
+# Recorded evaluations: `dresscode eval PROMPT[@VERSION|@ALIAS]`
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EvalRun:
+    """One recorded evaluation: the prompt version, its metrics, the verdict, the MLflow run."""
+
+    ref: str
+    metrics: DigitizerMetrics
+    verdict: GateVerdict
+    baseline_ref: str | None
+    mlflow_run_id: str
+
+
+def _production_baseline(
+    name: str, evaluated_version: int
+) -> tuple[str | None, DigitizerMetrics | None]:
+    """The production version's recorded gate metrics, unless production is what we evaluate."""
+    import json
+
+    from dresscode import registry
+
+    for info in registry.versions(name):
+        if "production" in info.aliases and info.git_version != evaluated_version:
+            raw = info.tags.get(registry.GATE_METRICS_TAG)
+            if raw:
+                return f"{name}@{info.git_version}", DigitizerMetrics.from_summary(json.loads(raw))
+    return None, None
+
+
+def evaluate_prompt(ref: str, *, golden: Sequence[GoldenPhoto] | None = None) -> EvalRun:
+    """Evaluate a digitizer blueprint on the golden set through the ``dresscode_llm`` endpoint.
+
+    The version is synced to the registry first (idempotent), the verdict is recorded on it
+    (``mark_gate``) and everything goes into one MLflow run: metrics, the verdict and its
+    reasons, and the per-example table (``examples.json``), linked to the prompt version by
+    tags, so a data engineer can see why a candidate failed.
+    """
+    import asyncio
+
+    import mlflow
+
+    from dresscode import digitize, registry
+    from dresscode.config import get_settings, llm_endpoint
+    from dresscode.golden import load_wardrobe_golden
+
+    name, _, selector = ref.partition("@")
+    registry.sync(name)
+    blueprint = registry.load(name, selector or "production")
+    golden = list(golden) if golden is not None else load_wardrobe_golden()
+    baseline_ref, baseline = _production_baseline(name, blueprint.version)
+    settings = get_settings()
+
+    async def run() -> DigitizerMetrics:
+        async with digitize.make_client(llm_endpoint(settings=settings), settings) as client:
+            return await evaluate_digitizer(client, blueprint, golden)
+
+    metrics = asyncio.run(run())
+    verdict = gate(metrics, baseline=baseline)
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    mlflow.set_experiment("dresscode-evaluations")
+    with mlflow.start_run(run_name=f"eval {blueprint.ref}") as active:
+        mlflow.set_tags(
+            {
+                "dresscode.prompt": name,
+                "dresscode.prompt_version": str(blueprint.version),
+                "dresscode.content_hash": blueprint.content_hash(),
+                "dresscode.gate": "passed" if verdict.passed else "failed",
+                "dresscode.gate_reasons": "; ".join(verdict.reasons) or "-",
+                "dresscode.baseline": baseline_ref or "-",
+                "dresscode.golden_photos": str(len(golden)),
+            }
+        )
+        mlflow.log_metrics(metrics.summary())
+        mlflow.log_dict({"rows": metrics.table()}, "examples.json")
+    registry.mark_gate(name, blueprint.version, verdict.passed, metrics.summary())
+    return EvalRun(blueprint.ref, metrics, verdict, baseline_ref, active.info.run_id)
