@@ -158,18 +158,9 @@ def discover(settings: Settings | None = None) -> list[list[str]]:
     """New uploads in batches; uploads whose manifest row is final are only cleaned up."""
     settings = settings or get_settings()
     state = manifest_state(settings)
-    todo, leftovers = [], []
-    for key in landing_keys(settings):
-        row = state.get(key)
-        (leftovers if row is not None and row["status"] in FINAL_STATUSES else todo).append(key)
-    for key in leftovers:
-        # A previous run committed this upload but died before removing it from landing.
-        log.warning(
-            "upload %s is already in the manifest as %s; removing it from landing",
-            key,
-            state[key]["status"],
-        )
-        lake.delete(lake.landing(settings) / key)
+    todo = [
+        key for key in landing_keys(settings) if not _clean_up_if_committed(key, state, settings)
+    ]
     capped = todo[: settings.ingest_max_photos_per_run]
     if len(todo) > len(capped):
         log.warning(
@@ -181,6 +172,28 @@ def discover(settings: Settings | None = None) -> list[list[str]]:
     batches = [capped[i : i + size] for i in range(0, len(capped), size)]
     log.info("discovered %d new uploads in %d batches of up to %d", len(capped), len(batches), size)
     return batches
+
+
+def _clean_up_if_committed(key: str, state: dict[str, dict[str, Any]], settings: Settings) -> bool:
+    """Remove an upload that an earlier run (or try) committed but did not get to remove.
+
+    Only when the landing object is the very upload its final manifest row describes: new
+    bytes under a finished key (an app reusing an upload id) are a new upload. Returns True
+    when the key was cleaned up and must not be processed.
+    """
+    row = state.get(key)
+    if row is None or row["status"] not in FINAL_STATUSES:
+        return False
+    recorded = row.get("raw_sha256")
+    raw = _read_or_none(lake.landing(settings) / key) if recorded else None
+    if raw is None or hashlib.sha256(raw).hexdigest() != recorded:
+        log.warning("upload %s was sent again with other bytes; processing it as a new upload", key)
+        return False
+    log.warning(
+        "upload %s is already in the manifest as %s; removing it from landing", key, row["status"]
+    )
+    lake.delete(lake.landing(settings) / key)
+    return True
 
 
 # --- one batch -------------------------------------------------------------------------------
@@ -439,6 +452,9 @@ def process_batch(
     blueprint = blueprint or digitize.current_blueprint()
     started = time.monotonic()
     state = manifest_state(settings)
+    # A retried task gets the same keys: what an earlier try committed is only cleaned up.
+    name = batch_name(keys)
+    keys = [key for key in keys if not _clean_up_if_committed(key, state, settings)]
     seen = _seen_photos(state, keys)
 
     async def run() -> tuple[list[PhotoOutcome], list[Digitized]]:
@@ -447,9 +463,8 @@ def process_batch(
                 keys, client, blueprint, seen, state, day, settings, run_id, label
             )
 
-    outcomes, calls = asyncio.run(run())
+    outcomes, calls = asyncio.run(run()) if keys else ([], [])
     _give_up_on_repeated_failures(outcomes, day, settings)
-    name = batch_name(keys)
     _commit(name, outcomes, calls, blueprint, day, settings)
     result = _count(name, outcomes, calls, time.monotonic() - started)
     log.info(
@@ -525,6 +540,9 @@ def _commit(
     """Write items, inference log and manifest atomically; only then clear landing."""
     from dresscode.digitize import item_id
 
+    if not outcomes:
+        return
+
     items = []
     for outcome in outcomes:
         if outcome.status == ACCEPTED and outcome.n_items:
@@ -541,16 +559,19 @@ def _commit(
                 }
                 for i, item in enumerate(cached["items"])
             )
+    # Parts are named by the batch's keys *and* outcomes: a retried batch replaces its own part,
+    # a later batch with the same keys (an upload id reused for a new photo) adds a new one.
+    part = name + "-" + _outcome_hash(outcomes)
     if items:
-        lake.write_parquet("wardrobe_items", day, name, [_flatten_item(i) for i in items], settings)
+        lake.write_parquet("wardrobe_items", day, part, [_flatten_item(i) for i in items], settings)
     if calls:
         ids = "\n".join(sorted(c.record["request_id"] for c in calls))
-        part = "calls-" + hashlib.sha256(ids.encode()).hexdigest()[:16]
-        lake.write_parquet("inference_log", day, part, [c.record for c in calls], settings)
+        calls_part = "calls-" + hashlib.sha256(ids.encode()).hexdigest()[:16]
+        lake.write_parquet("inference_log", day, calls_part, [c.record for c in calls], settings)
     lake.write_parquet(
         "manifests",
         day,
-        name + "-" + _outcome_hash(outcomes),
+        part,
         [asdict(o) for o in outcomes],
         settings,
     )
@@ -560,8 +581,9 @@ def _commit(
 
 
 def _outcome_hash(outcomes: list[PhotoOutcome]) -> str:
-    # A retried batch with the same outcomes replaces its manifest part; a later run with
-    # different outcomes (e.g. a retried model failure that now succeeded) adds a new one.
+    # A retried batch with the same outcomes replaces its parts; a later run with different
+    # outcomes (a retried model failure that now succeeded, a new photo under a reused key)
+    # adds new ones.
     sig = "\n".join(
         sorted(f"{o.upload_key}|{o.status}|{o.attempt}|{o.image_sha256}" for o in outcomes)
     )

@@ -238,3 +238,39 @@ def test_digitize_command_prints_the_items_of_one_photo(
 
     assert cli.main(["digitize", str(photo)]) == 0
     assert json.loads(capsys.readouterr().out) == [label.to_json() for label in labels]
+
+
+def test_new_bytes_under_a_finished_key_are_a_new_upload_not_a_leftover(
+    script: Path, endpoint: LLMEndpoint
+) -> None:
+    _upload("u9/photo.jpg", 71, script)
+    _run(endpoint, run_id="run-1")
+    _upload("u9/photo.jpg", 72, script)  # the app reused the upload id for another photo
+
+    totals = _run(endpoint, run_id="run-2")
+
+    assert (totals["accepted"], totals["model_calls"]) == (1, 1)
+    assert ingest.landing_keys(config.get_settings()) == []
+    assert lake.read_table("wardrobe_items")["image_sha256"].nunique() == 2
+
+
+def test_a_retried_batch_task_does_not_process_what_its_first_try_committed(
+    script: Path, endpoint: LLMEndpoint
+) -> None:
+    keys = [f"u10/p{i}.jpg" for i in range(3)]
+    for i, key in enumerate(keys):
+        _upload(key, 80 + i, script)
+    originals = {key: lake.read_bytes(lake.landing() / key) for key in keys}
+    ingest.process_batch(keys, run_id="run-1", day=DAY, endpoint=endpoint)
+    items = len(lake.read_table("wardrobe_items"))
+    # Try 1 died after committing, before clearing landing; a fourth photo is new in try 2.
+    for key, data in originals.items():
+        lake.write_bytes(lake.landing() / key, data)
+    _upload("u10/p3.jpg", 83, script)
+
+    retry = ingest.process_batch([*keys, "u10/p3.jpg"], run_id="run-1", day=DAY, endpoint=endpoint)
+
+    assert (retry["photos"], retry["model_calls"]) == (1, 1)
+    frame = lake.read_table("wardrobe_items")
+    assert frame["item_id"].is_unique and len(frame) > items
+    assert ingest.landing_keys(config.get_settings()) == []
