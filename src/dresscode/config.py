@@ -21,7 +21,6 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 LLM_CONN_ID = "dresscode_llm"
-WEATHER_CONN_ID = "weather_api"
 
 
 class SettingsError(ValueError):

@@ -14,7 +14,7 @@ import hashlib
 import io
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -164,23 +164,14 @@ async def digitize_photo(
 
 
 async def digitize_many(
-    client: LLMClient,
-    blueprint: Blueprint,
-    photos: Sequence[tuple[str, bytes]],
-    progress: Callable[[int, int], None] | None = None,
+    client: LLMClient, blueprint: Blueprint, photos: Sequence[tuple[str, bytes]]
 ) -> list[Digitized]:
     """Digitize photos concurrently (the client's semaphore bounds the calls in flight)."""
-    done = 0
-
-    async def one(sha: str, jpeg: bytes) -> Digitized:
-        nonlocal done
-        out = await digitize_photo(client, blueprint, sha, jpeg)
-        done += 1
-        if progress is not None:
-            progress(done, len(photos))
-        return out
-
-    return list(await asyncio.gather(*(one(sha, jpeg) for sha, jpeg in photos)))
+    return list(
+        await asyncio.gather(
+            *(digitize_photo(client, blueprint, sha, jpeg) for sha, jpeg in photos)
+        )
+    )
 
 
 def make_client(endpoint: LLMEndpoint, settings: Settings) -> LLMClient:

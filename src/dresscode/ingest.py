@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 import os
 import time
@@ -373,25 +374,28 @@ async def _process(
     settings: Settings,
     run_id: str,
     label: str,
-) -> tuple[list[PhotoOutcome], list[Digitized]]:
+) -> tuple[list[PhotoOutcome], list[Digitized], dict[str, list[dict[str, Any]]]]:
     """Normalize in a thread pool and digitize as soon as each photo is ready (CPU and GPU overlap)."""
     loop = asyncio.get_running_loop()
     progress = Progress(label, len(keys))
     done = 0
     calls: list[Digitized] = []
+    answers: dict[str, list[dict[str, Any]]] = {}
 
     async def one(key: str, pool: ThreadPoolExecutor) -> PhotoOutcome:
         nonlocal done
         outcome, jpeg = await loop.run_in_executor(pool, _prepare, key, seen, day, settings, run_id)
         if outcome.status == ACCEPTED and jpeg is not None:
-            await _digitize_outcome(outcome, jpeg, client, blueprint, state, settings, calls)
+            await _digitize_outcome(
+                outcome, jpeg, client, blueprint, state, settings, calls, answers
+            )
         done += 1
         progress(done)
         return outcome
 
     with ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:
         outcomes = await asyncio.gather(*(one(k, pool) for k in keys))
-    return list(outcomes), calls
+    return list(outcomes), calls, answers
 
 
 async def _digitize_outcome(
@@ -402,21 +406,27 @@ async def _digitize_outcome(
     state: dict[str, dict[str, Any]],
     settings: Settings,
     calls: list[Digitized],
+    answers: dict[str, list[dict[str, Any]]],
 ) -> None:
-    """Digitize one accepted photo, or take its cached answer for this prompt version."""
+    """Digitize one accepted photo, or take its cached answer for this prompt version.
+
+    The photo's items go into ``answers`` (image sha256 -> items) for the commit.
+    """
     from dresscode.digitize import digitize_photo
 
     outcome.prompt_version = blueprint.version
     cache = digitized_path(outcome.image_sha256 or "", blueprint, settings)
-    if lake.exists(cache):
-        cached = lake.read_json(cache)
-        outcome.n_items = len(cached["items"])
+    cached = _read_or_none(cache)
+    if cached is not None:
+        answers[outcome.image_sha256 or ""] = json.loads(cached)["items"]
+        outcome.n_items = len(answers[outcome.image_sha256 or ""])
         return
     result = await digitize_photo(client, blueprint, outcome.image_sha256, jpeg)
     calls.append(result)
     outcome.model_called = True
     if result.ok:
         outcome.n_items = len(result.items)
+        answers[outcome.image_sha256 or ""] = result.items
         lake.write_json(
             cache,
             {
@@ -457,15 +467,15 @@ def process_batch(
     keys = [key for key in keys if not _clean_up_if_committed(key, state, settings)]
     seen = _seen_photos(state, keys)
 
-    async def run() -> tuple[list[PhotoOutcome], list[Digitized]]:
+    async def run() -> tuple[list[PhotoOutcome], list[Digitized], dict[str, list[dict[str, Any]]]]:
         async with digitize.make_client(endpoint, settings) as client:
             return await _process(
                 keys, client, blueprint, seen, state, day, settings, run_id, label
             )
 
-    outcomes, calls = asyncio.run(run()) if keys else ([], [])
+    outcomes, calls, answers = asyncio.run(run()) if keys else ([], [], {})
     _give_up_on_repeated_failures(outcomes, day, settings)
-    _commit(name, outcomes, calls, blueprint, day, settings)
+    _commit(name, outcomes, calls, answers, blueprint, day, settings)
     result = _count(name, outcomes, calls, time.monotonic() - started)
     log.info(
         "%s: %d photos, %d ok, %d duplicates, %s quarantined, %s failed, %d items, %d model calls (%d cached), %.1f photos/s",
@@ -533,6 +543,7 @@ def _commit(
     name: str,
     outcomes: list[PhotoOutcome],
     calls: list[Digitized],
+    answers: dict[str, list[dict[str, Any]]],
     blueprint: Blueprint,
     day: str,
     settings: Settings,
@@ -547,7 +558,6 @@ def _commit(
     for outcome in outcomes:
         if outcome.status == ACCEPTED and outcome.n_items:
             sha, user = outcome.image_sha256 or "", outcome.user_id or ""
-            cached = lake.read_json(digitized_path(sha, blueprint, settings))
             items.extend(
                 {
                     "item_id": item_id(user, sha, i, blueprint),
@@ -557,7 +567,7 @@ def _commit(
                     "prompt_version": blueprint.version,
                     **item,
                 }
-                for i, item in enumerate(cached["items"])
+                for i, item in enumerate(answers[sha])
             )
     # Parts are named by the batch's keys *and* outcomes: a retried batch replaces its own part,
     # a later batch with the same keys (an upload id reused for a new photo) adds a new one.
