@@ -21,6 +21,10 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 LLM_CONN_ID = "dresscode_llm"
+WEATHER_CONN_ID = "weather_api"
+# Open-Meteo's public API shape; the connection overrides it (a paid plan, a mirror, a stub).
+DEFAULT_WEATHER_URL = "https://api.open-meteo.com/v1"
+DEFAULT_GEOCODING_URL = "https://geocoding-api.open-meteo.com/v1"
 
 
 class SettingsError(ValueError):
@@ -93,6 +97,17 @@ def _sqs_url(raw: str) -> str:
 
 
 _sqs_url.__doc__ = "an SQS queue URL"
+
+
+def _choice(*options: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in options:
+            raise ValueError(f"must be one of {', '.join(options)}")
+        return value
+
+    parse.__doc__ = f"one of {', '.join(options)}"
+    return parse
 
 
 def _formats(raw: str) -> frozenset[str]:
@@ -212,6 +227,72 @@ SETTINGS: dict[str, Knob] = {
         lambda _home: 300.0,
         "Total time one model call may spend retrying.",
     ),
+    "active_user_days": Knob(
+        "DRESSCODE_ACTIVE_USER_DAYS",
+        _int_between(1, 3650),
+        lambda _home: 30,
+        "A user is active (gets weather, features and outfits) if seen within this many days.",
+    ),
+    "weather_cache_ttl_s": Knob(
+        "DRESSCODE_WEATHER_CACHE_TTL_S",
+        _int_between(0, 7 * 86_400),
+        lambda _home: 10_800,
+        "A city's forecast fetched less than this long ago is reused, not fetched again.",
+    ),
+    "weather_stale_max_s": Knob(
+        "DRESSCODE_WEATHER_STALE_MAX_S",
+        _int_between(0, 30 * 86_400),
+        lambda _home: 86_400,
+        "When the provider fails, a cached forecast up to this old is used; older: city marked missing.",
+    ),
+    "weather_timeout_s": Knob(
+        "DRESSCODE_WEATHER_TIMEOUT_S",
+        _float_between(0.1, 600),
+        lambda _home: 10.0,
+        "Per-request timeout for the weather provider (the connection extra timeout wins).",
+    ),
+    "weather_max_attempts": Knob(
+        "DRESSCODE_WEATHER_MAX_ATTEMPTS",
+        _int_between(1, 20),
+        lambda _home: 4,
+        "Attempts per provider request on timeouts, 429 and 5xx.",
+    ),
+    "feast_repo": Knob(
+        "DRESSCODE_FEAST_REPO",
+        _path,
+        lambda _home: REPO_ROOT / "feature_repo",
+        "The Feast feature repository (definitions and feature_store*.yaml).",
+    ),
+    "feast_env": Knob(
+        "DRESSCODE_FEAST_ENV",
+        _choice("local", "fullstack"),
+        lambda _home: "local",
+        "Which feature_store yaml to use: local (file offline + SQLite online) or fullstack (Redis online + SQL registry).",
+    ),
+    "feast_write_batch_size": Knob(
+        "DRESSCODE_FEAST_WRITE_BATCH_SIZE",
+        _int_between(1, 1_000_000),
+        lambda _home: 10_000,
+        "Rows per online-store write during materialization (bounds memory).",
+    ),
+    "materialize_overlap_h": Knob(
+        "DRESSCODE_MATERIALIZE_OVERLAP_H",
+        _int_between(0, 168),
+        lambda _home: 6,
+        "Hours before the data interval also re-materialized, for late rows.",
+    ),
+    "outfit_max_turns": Knob(
+        "DRESSCODE_OUTFIT_MAX_TURNS",
+        _int_between(1, 20),
+        lambda _home: 4,
+        "Model turns per user in the stylist's tool-calling loop before giving up.",
+    ),
+    "outfit_batch_size": Knob(
+        "DRESSCODE_OUTFIT_BATCH_SIZE",
+        _int_between(1, 100_000),
+        lambda _home: 200,
+        "Users per mapped outfit_pregen task.",
+    ),
     "mlflow_tracking_uri": Knob(
         "MLFLOW_TRACKING_URI",
         _str,
@@ -254,6 +335,17 @@ class Settings:
     llm_timeout_s: float
     llm_max_attempts: int
     llm_retry_budget_s: float
+    active_user_days: int
+    weather_cache_ttl_s: int
+    weather_stale_max_s: int
+    weather_timeout_s: float
+    weather_max_attempts: int
+    feast_repo: Path
+    feast_env: str
+    feast_write_batch_size: int
+    materialize_overlap_h: int
+    outfit_max_turns: int
+    outfit_batch_size: int
     mlflow_tracking_uri: str
     alerts_file: Path
     runbook_base_url: str
@@ -365,3 +457,46 @@ def _extra(conn: Any, conn_id: str) -> dict[str, Any]:
     if not isinstance(extra, dict):
         raise SettingsError(f"Connection {conn_id!r}: extra must be a JSON object.")
     return extra
+
+
+@dataclass(frozen=True)
+class WeatherEndpoint:
+    """The forecast provider from the ``weather_api`` connection (Open-Meteo's API shape).
+
+    host = forecast base URL, password = API key (sent as ``apikey``; empty for the free
+    API), extra = ``geocoding_url`` and ``timeout``. Keys never live in code.
+    """
+
+    base_url: str
+    geocoding_url: str
+    api_key: str | None
+    timeout_s: float
+
+
+def weather_endpoint(
+    conn_id: str = WEATHER_CONN_ID, settings: Settings | None = None
+) -> WeatherEndpoint:
+    """Resolve the weather provider; without a ``weather_api`` connection, Open-Meteo's public URLs."""
+    settings = settings or get_settings()
+    try:
+        conn = _connection(conn_id)
+    except SettingsError:
+        return WeatherEndpoint(
+            DEFAULT_WEATHER_URL, DEFAULT_GEOCODING_URL, None, settings.weather_timeout_s
+        )
+    extra = _extra(conn, conn_id)
+    base_url = (conn.host or "").rstrip("/")
+    if not base_url.startswith(("http://", "https://")):
+        raise SettingsError(
+            f"Connection {conn_id!r}: host must be the forecast base URL such as {DEFAULT_WEATHER_URL}, got {conn.host!r}."
+        )
+    geocoding_url = str(extra.get("geocoding_url") or base_url).rstrip("/")
+    if not geocoding_url.startswith(("http://", "https://")):
+        raise SettingsError(f"Connection {conn_id!r}: extra geocoding_url must be an http(s) URL.")
+    try:
+        timeout_s = float(extra.get("timeout", settings.weather_timeout_s))
+    except (TypeError, ValueError):
+        raise SettingsError(f"Connection {conn_id!r}: extra timeout must be a number.") from None
+    if timeout_s <= 0:
+        raise SettingsError(f"Connection {conn_id!r}: extra timeout must be > 0.")
+    return WeatherEndpoint(base_url, geocoding_url, conn.password or None, timeout_s)
