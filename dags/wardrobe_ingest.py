@@ -40,9 +40,9 @@ def wardrobe_ingest():
     def resolve_prompt() -> dict:
         """The registry's production blueprint, once per run (a promotion or rollback applies
         from the next run on)."""
-        from dresscode import digitize
+        from dresscode import digitize, registry
 
-        return digitize.serving()
+        return registry.serving(digitize.PROMPT_NAME)
 
     @task
     def discover() -> list[list[str]]:
@@ -58,7 +58,7 @@ def wardrobe_ingest():
         map_index_template="{{ batch_label }}",
     )
     def process(keys: list[str], serving: dict) -> dict:
-        from dresscode import digitize, ingest
+        from dresscode import ingest, registry
 
         context = get_current_context()
         ti, run = context["ti"], context["dag_run"]
@@ -68,7 +68,7 @@ def wardrobe_ingest():
             keys,
             run_id=run.run_id,
             day=run.run_after.date().isoformat(),
-            blueprint=digitize.blueprint_for(serving),
+            blueprint=registry.blueprint_for(serving),
             label=label,
         )
 

@@ -122,6 +122,7 @@ async def digitize_photo(
         response_format=json_schema_format("wardrobe_items", blueprint.output_schema),
         temperature=blueprint.temperature,
         max_tokens=blueprint.max_tokens,
+        model=blueprint.model,
     )
     items: list[dict[str, Any]] = []
     dropped = 0
@@ -197,35 +198,6 @@ def current_blueprint(ref: str = PROMPT_NAME) -> Blueprint:
     if "@" not in ref:
         log.warning(
             "Serving the newest blueprint in git, %s, not the registry's production", blueprint.ref
-        )
-    return blueprint
-
-
-def serving(name: str = PROMPT_NAME) -> dict[str, str]:
-    """What to serve this run: the registry's ``production`` (resolved once per run).
-
-    Falls back to the newest blueprint in git, with a warning, only while nothing was ever
-    promoted. An unreachable registry fails: never serve an unknown blueprint.
-    Returns ``{"ref", "content_hash", "source"}`` (small enough for XCom).
-    """
-    from dresscode import registry
-
-    try:
-        blueprint, source = registry.load(name, "production"), "registry production"
-    except registry.AliasNotSet as exc:
-        log.warning("%s Serving the newest blueprint in git instead.", exc)
-        blueprint, source = blueprints.resolve(name), "git (nothing promoted yet)"
-    log.info("serving %s from %s", blueprint.ref, source)
-    return {"ref": blueprint.ref, "content_hash": blueprint.content_hash(), "source": source}
-
-
-def blueprint_for(serving_ref: dict[str, str]) -> Blueprint:
-    """The git blueprint a ``serving`` answer names, checked against the registered content."""
-    blueprint = blueprints.resolve(serving_ref["ref"])
-    if blueprint.content_hash() != serving_ref["content_hash"]:
-        raise blueprints.BlueprintError(
-            f"{blueprint.ref} in git differs from the one the registry serves "
-            f"({serving_ref['source']}); re-sync the prompts or fix the checkout."
         )
     return blueprint
 

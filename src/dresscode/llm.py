@@ -229,16 +229,20 @@ class LLMClient:
         max_tokens: int = 1024,
         headers: dict | None = None,
         request_id: str | None = None,
+        model: str | None = None,
     ) -> ChatResult:
         """One chat completion, retried as needed. Never raises for API or network failures.
 
-        ``request_id`` (a fresh uuid4 hex by default) goes out as ``X-Request-Id`` on every
+        ``model`` overrides the client's default served model for this call (a blueprint
+        names the model it was evaluated with). ``request_id`` (a fresh uuid4 hex by default) goes out as ``X-Request-Id`` on every
         attempt, so the server's logs tie the retries of one call together.
         """
         request_id = request_id or uuid.uuid4().hex
         body = self._request_body(
             messages, response_format, tools, tool_choice, temperature, max_tokens
         )
+        if model:
+            body["model"] = model
         headers = {**(headers or {}), "X-Request-Id": request_id}
         started = time.perf_counter()
         attempt = 0
@@ -257,7 +261,7 @@ class LLMClient:
                     outcome.error_class,
                     outcome.http_status or "-",
                 )
-                return self._failed_result(request_id, outcome, attempt)
+                return self._failed_result(request_id, outcome, attempt, body["model"])
             log.warning(
                 "llm request %s attempt %d/%d failed: %s (HTTP %s) — retrying in %.2fs",
                 request_id,
@@ -343,7 +347,7 @@ class LLMClient:
                     answer.ttft_ms = (time.perf_counter() - t0) * 1000.0
         return ChatResult(
             request_id=request_id,
-            model=answer.model or self.model,
+            model=answer.model or body["model"],
             content="".join(answer.content) if answer.content else None,
             tool_calls=answer.tool_call_list(),
             finish_reason=answer.finish_reason,
@@ -373,10 +377,12 @@ class LLMClient:
             return None
         return delay
 
-    def _failed_result(self, request_id: str, failure: _Failure, attempts: int) -> ChatResult:
+    def _failed_result(
+        self, request_id: str, failure: _Failure, attempts: int, model: str
+    ) -> ChatResult:
         return ChatResult(
             request_id=request_id,
-            model=self.model,
+            model=model,
             content=None,
             latency_ms=failure.latency_ms,
             http_status=failure.http_status,

@@ -198,6 +198,37 @@ def load(name: str, alias_or_version: str | int = "production") -> Blueprint:
         return _blueprint_from(prompt)
 
 
+def serving(name: str) -> dict[str, str]:
+    """What to serve this run: the registry's ``production`` (resolved once per run).
+
+    Falls back to the newest blueprint in git, with a warning, only while nothing was ever
+    promoted. An unreachable registry fails: never serve an unknown blueprint.
+    Returns ``{"ref", "content_hash", "source"}`` (small enough for XCom).
+    """
+    from dresscode import blueprints
+
+    try:
+        blueprint, source = load(name, "production"), "registry production"
+    except AliasNotSet as exc:
+        log.warning("%s Serving the newest blueprint in git instead.", exc)
+        blueprint, source = blueprints.resolve(name), "git (nothing promoted yet)"
+    log.info("serving %s from %s", blueprint.ref, source)
+    return {"ref": blueprint.ref, "content_hash": blueprint.content_hash(), "source": source}
+
+
+def blueprint_for(serving_ref: dict[str, str]) -> Blueprint:
+    """The git blueprint a ``serving`` answer names, checked against the registered content."""
+    from dresscode import blueprints
+
+    blueprint = blueprints.resolve(serving_ref["ref"])
+    if blueprint.content_hash() != serving_ref["content_hash"]:
+        raise blueprints.BlueprintError(
+            f"{blueprint.ref} in git differs from the one the registry serves "
+            f"({serving_ref['source']}); re-sync the prompts or fix the checkout."
+        )
+    return blueprint
+
+
 def _blueprint_from(prompt: PromptVersion) -> Blueprint:
     ref = f"{prompt.name} (MLflow version {prompt.version})"
     raw = prompt.tags.get(BLUEPRINT_TAG)

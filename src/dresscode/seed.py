@@ -3,7 +3,8 @@
 Writes N synthetic wardrobe photos into the landing area — JPEG, PNG, WebP and HEIC in turn,
 each with GPS in its EXIF and XMP and a rotation tag — plus every kind of bad file and a few
 tricky-but-valid ones, and appends the true labels of the good photos to the simulator's
-response script (keyed by the sha256 of the normalized JPEG the model will be sent).
+response script (keyed by the sha256 of the normalized JPEG the model will be sent), and the
+users' profiles (their cities) to the ``users`` table.
 
 Idempotent: uploads already in the manifest are not written again, and labels already in the
 script are not appended twice.
@@ -15,9 +16,10 @@ import hashlib
 import json
 import logging
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
-from dresscode import images, lake, samples
+from dresscode import images, lake, samples, users
 from dresscode.config import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -26,6 +28,21 @@ FORMATS = ("JPEG", "PNG", "WEBP", "HEIC")
 EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "HEIC": "heic"}
 ORIENTATIONS = (1, 6, 3, 8)  # upright, and the three rotations phones write
 USERS = 8
+# Where the synthetic users live: both hemispheres, hot, cold and rainy places, and one city
+# no weather provider knows (its user is skipped with a reason, not crashed on). user-bad
+# only uploads broken files, so it is an active user with an empty wardrobe.
+CITIES = {
+    "user-000": "Berlin",
+    "user-001": "London",
+    "user-002": "Sydney",
+    "user-003": "Dubai",
+    "user-004": "Oslo",
+    "user-005": "Seattle",
+    "user-006": "São Paulo",
+    "user-007": "Atlantis",
+    "user-bad": "Reykjavik",
+    "user-tricky": "Cape Town",
+}
 
 
 @dataclass(frozen=True)
@@ -83,6 +100,12 @@ def seed(
             lake.write_bytes(landing / key, data)
             new += 1
     _append_script(script_path, script_lines)
+    now = datetime.now(UTC)
+    users.write_profiles(
+        [{"user_id": u, "city": c, "last_active_at": now} for u, c in CITIES.items()],
+        day=now.date().isoformat(),
+        settings=settings,
+    )
     log.info(
         "seeded %d uploads (%d already ingested), %d new script lines",
         new,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from pathlib import Path
 
@@ -195,7 +196,8 @@ def simulator(golden_set, tmp_path_factory) -> str:
 
 
 def _evaluate(base_url: str, model: str, photos: list[golden.GoldenPhoto]) -> DigitizerMetrics:
-    blueprint = blueprints.resolve("wardrobe-digitizer@1")
+    # The blueprint names the model it is served with; the request carries that name.
+    blueprint = dataclasses.replace(blueprints.resolve("wardrobe-digitizer@1"), model=model)
 
     async def run() -> DigitizerMetrics:
         async with LLMClient(base_url, model=model, max_concurrency=16, max_attempts=2) as client:
