@@ -134,6 +134,7 @@ def _prompts(args: argparse.Namespace) -> int:
         done = registry.rollback(
             args.name, args.version or "previous", actor=actor, reason=args.reason
         )
+    registry.audit(done)
     print(done.describe())
     return 0
 

@@ -414,18 +414,6 @@ def _production_baseline(
 EXPERIMENT = "dresscode-evaluations"
 
 
-def _use_experiment(mlflow: Any, name: str, settings: Any) -> None:
-    """Select the experiment; with a local (SQLite) store its artifacts live under
-    DRESSCODE_HOME, not in ./mlruns of whatever directory the command ran from."""
-    if mlflow.get_experiment_by_name(name) is None and settings.mlflow_tracking_uri.startswith(
-        "sqlite:"
-    ):
-        mlflow.create_experiment(
-            name, artifact_location=(settings.home / "mlflow-artifacts").as_uri()
-        )
-    mlflow.set_experiment(name)
-
-
 def evaluate_prompt(ref: str, *, golden: Sequence[GoldenPhoto] | None = None) -> EvalRun:
     """Evaluate a digitizer blueprint on the golden set through the ``dresscode_llm`` endpoint.
 
@@ -456,7 +444,7 @@ def evaluate_prompt(ref: str, *, golden: Sequence[GoldenPhoto] | None = None) ->
     metrics = asyncio.run(run())
     verdict = gate(metrics, baseline=baseline)
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
-    _use_experiment(mlflow, EXPERIMENT, settings)
+    registry.use_experiment(mlflow, EXPERIMENT, settings)
     with mlflow.start_run(run_name=f"eval {blueprint.ref}") as active:
         mlflow.set_tags(
             {

@@ -228,7 +228,55 @@ def test_promotion_and_rollback_apply_from_the_next_run(
     assert _served_versions(ingest_dag.test()) == {"1"}
 
     registry.promote(name, 2, actor="test", reason="v2 passed its gate")
-    registry.rollback(name, "previous", actor="on-call", reason="wool coats in a heatwave")
-    seed.seed(2, script_path=seeded["script"], start=300, bad_files=False, size=(800, 600))
-    assert _served_versions(ingest_dag.test()) == {"1"}
+    seed.seed(2, script_path=seeded["script"], start=250, bad_files=False, size=(800, 600))
+    assert _served_versions(ingest_dag.test()) == {"2"}
+
+    # The on-call engineer rolls back through the prompt_rollback DAG ...
+    rollback_dag = _load_dag("prompt_rollback")
+    reason = "wool coats in a heatwave"
+    done = rollback_dag.test(run_conf={"prompt": name, "target": "previous", "reason": reason})
+    assert done.state == "success"
     assert registry.aliases(name) == {"production": 1, "previous": 2}
+    audit = done.get_task_instance("rollback").xcom_pull(task_ids="rollback")
+    assert (audit["from_version"], audit["to_version"], audit["reason"]) == (2, 1, reason)
+    assert _audit_tags(audit["audit_run_id"])["dresscode.actor"]  # who is recorded
+
+    # ... and the very next ingest run serves v1, as its inference-log rows show.
+    seed.seed(2, script_path=seeded["script"], start=300, bad_files=False, size=(800, 600))
+    rerun = ingest_dag.test()
+    assert _served_versions(rerun) == {"1"}
+    calls = lake.read_table("inference_log", columns=["prompt_name", "prompt_version", "ts"])
+    newest = calls.sort_values("ts").tail(2)
+    assert set(newest["prompt_version"]) == {"1"}
+
+
+def test_rollback_to_a_version_that_never_passed_fails_clearly(first_run, seeded: dict) -> None:
+    from dresscode import registry
+
+    name = "wardrobe-digitizer"
+    registry.sync(name)
+    before = registry.aliases(name)
+    registry.mark_gate(name, 2, False, {"f1": 0.5})
+    run = _load_dag("prompt_rollback").test(
+        run_conf={"prompt": name, "target": "2", "reason": "try the failed one"}
+    )
+    assert run.state == "failed"
+    assert registry.aliases(name) == before  # nothing moved
+    alert = alerts.read_alerts()[-1]
+    assert alert["dag_id"] == "prompt_rollback"
+    assert "gate" in alert["summary"]
+    registry.mark_gate(name, 2, True, {"f1": 1.0})
+
+
+def _load_dag(dag_id: str):
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(Path(__file__).resolve().parents[2] / "dags" / f"{dag_id}.py"))
+    assert bag.import_errors == {}
+    return bag.dags[dag_id]
+
+
+def _audit_tags(run_id: str) -> dict[str, str]:
+    from mlflow import MlflowClient
+
+    return MlflowClient(config.get_settings().mlflow_tracking_uri).get_run(run_id).data.tags

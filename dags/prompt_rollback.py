@@ -1,0 +1,68 @@
+"""Prompt rollback — put a prompt's `production` alias back on a known-good version, with an audit record.
+
+Manual only. Trigger with Params: `prompt` (e.g. `outfit-stylist`), `target` (`previous`, or a
+git version such as `2`) and `reason` (required: it is recorded). **rollback** checks that the
+target exists and passed its golden-set gate once, moves `production` to it (the replaced
+version becomes `previous`), and records who, when, why and from-to as an MLflow run in the
+`dresscode-releases` experiment and in this task's log. Readers resolve `production` at the
+start of every run, so the very next `wardrobe_ingest` / `outfit_pregen` run uses it.
+
+The same from a shell: `dresscode prompts rollback PROMPT --reason "…"`.
+On failure, see `docs/runbooks/prompt_rollback.md`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from airflow.sdk import Param, dag, get_current_context, task
+
+from dresscode.dag_defaults import DEFAULT_ARGS
+
+PROMPTS = ["wardrobe-digitizer", "outfit-stylist"]
+
+
+@dag(
+    schedule=None,
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    default_args={
+        **DEFAULT_ARGS,
+        "retries": 0,
+    },  # a human is watching; a retry would re-move the alias
+    tags=["dresscode", "registry", "on-call"],
+    doc_md=__doc__,
+    params={
+        "prompt": Param("wardrobe-digitizer", type="string", enum=PROMPTS),
+        "target": Param(
+            "previous",
+            type="string",
+            pattern=r"^(previous|v?[0-9]+)$",
+            description="`previous`, or the git version to serve (e.g. 2)",
+        ),
+        "reason": Param(
+            "", type="string", minLength=5, description="Why (recorded with who and when)"
+        ),
+    },
+)
+def prompt_rollback():
+    @task
+    def rollback() -> dict:
+        from dataclasses import asdict
+
+        from dresscode import registry
+
+        context = get_current_context()
+        params, run = context["params"], context["dag_run"]
+        actor = getattr(run, "triggering_user_name", None) or "airflow"
+        done = registry.rollback(
+            params["prompt"], params["target"], actor=actor, reason=params["reason"]
+        )
+        run_id = registry.audit(done)
+        return {**asdict(done), "audit_run_id": run_id}
+
+    rollback()
+
+
+prompt_rollback()
