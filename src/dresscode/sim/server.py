@@ -25,6 +25,7 @@ from dresscode.sim.latency import LatencyModel, QueueFull, SlotPool, Ticket
 from dresscode.sim.metrics import Metrics
 from dresscode.sim.protocol import ApiError, ChatRequest, sse
 from dresscode.sim.script import ResponseScript
+from dresscode.sim.weather import create_weather_app
 
 T = TypeVar("T")
 CLIENT_CLOSED = 499  # nginx's code for "client went away"; only ever seen in sim metrics
@@ -405,4 +406,7 @@ def create_app(config: SimConfig) -> FastAPI:
         sim.attempts.reset()
         return sim.metrics.stats()
 
+    # The Open-Meteo-shaped weather stub rides along, so one local process serves the stylist
+    # its model and its weather: http://<host>:<port>/weather/v1/forecast and /v1/search.
+    app.mount("/weather", create_weather_app(seed=config.seed))
     return app

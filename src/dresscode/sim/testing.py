@@ -64,6 +64,47 @@ def running_simulator(**options: Any) -> Iterator[str]:
 
 
 @contextlib.contextmanager
+def running_weather_stub(**options: Any) -> Iterator[str]:
+    """Serve the Open-Meteo-shaped weather stub on a free loopback port; yield its ``/v1`` URL.
+
+    ``options`` go to ``create_weather_app`` (``seed=1``, ``timeout_fault_s=1.0``). The URL
+    serves both ``/forecast`` and ``/search``; the controls live at ``<url>/../_faults`` etc.
+    """
+    import uvicorn
+
+    from dresscode.sim.weather import create_weather_app
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_weather_app(**options),
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=1,
+        )
+    )
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, name=f"weather-stub-{port}", daemon=True
+    )
+    thread.start()
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the weather stub did not start (see the log above)")
+            time.sleep(0.01)
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
+@contextlib.contextmanager
 def simulator_process(*cli_args: str) -> Iterator[str]:
     """Run ``python -m dresscode.sim`` on a free port; yield its ``/v1`` URL once healthy."""
     import httpx
