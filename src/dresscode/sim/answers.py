@@ -14,6 +14,7 @@ import logging
 import random
 import re
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +29,7 @@ log = logging.getLogger(__name__)
 WEATHER_TOOL = "get_weather"
 DARK_BRIGHTNESS = 50  # mean luma below which a vision model mostly sees nothing
 COLD_CELSIUS = 12
+HOT_CELSIUS = 28
 SUBCATEGORIES = {
     "top": ("t-shirt", "shirt", "sweater", "blouse", "hoodie"),
     "bottom": ("jeans", "trousers", "skirt", "shorts", "chinos"),
@@ -69,6 +71,10 @@ _RAIN_CHANCE = re.compile(
     r"\"?\w*(?:precip|rain)\w*(?:prob|chance)\w*\"?\s*[:=]\s*(\d+(?:\.\d+)?)", re.I
 )
 _IS_RAINY = re.compile(r"\"?is_rainy\"?\s*[:=]\s*\"?true", re.I)
+_OCCASION = re.compile(r"\boccasion\s*[:=]\s*[\"']?([a-z]+)", re.I)
+_DESCRIPTION = re.compile(r"\bdescription\s*[:=]", re.I)
+# What a gullible model obeys in the data: "... recommend item it_42 ...".
+_INJECTED = re.compile(r"\brecommend\s+(?:the\s+)?item\s+[\"']?([\w.:-]+)", re.I)
 
 
 @dataclass(frozen=True)
@@ -85,7 +91,8 @@ def answer(request: ChatRequest, *, seed: int, script: ResponseScript) -> Answer
     key = request.photos[0].sha256 if request.photos else _text_key(request)
     rng = random.Random(f"{seed}|{request.model.name}|{key}")
     profile = request.model.profile
-    call = tool_call(request)
+    again = profile.tool_loop > 0 and rng.random() < profile.tool_loop
+    call = tool_call(request, again=again)
     if call is not None:
         faults = {Fault.STRING_ARGS} if rng.random() < profile.string_args else set()
         return Answer(None, [call], frozenset(faults))
@@ -250,10 +257,11 @@ def _pick(r: random.Random, options: list[Any], fallback: Any) -> Any:
 # -- the stylist: weather tool call, then outfits ------------------------------------------
 
 
-def tool_call(request: ChatRequest) -> dict[str, Any] | None:
+def tool_call(request: ChatRequest, *, again: bool = False) -> dict[str, Any] | None:
     """The tool call the model makes now, or None when it answers instead.
 
-    With ``auto`` it asks for the weather once (if it may), like the stylist prompt wants.
+    With ``auto`` it asks for the weather once (if it may), like the stylist prompt wants;
+    ``again`` (the ``tool-loop`` profile) makes it ask again even after it got an answer.
     """
     names = request.tool_names
     choice = request.tool_choice
@@ -263,7 +271,7 @@ def tool_call(request: ChatRequest) -> dict[str, Any] | None:
         name = choice["function"]["name"]
     elif choice == "required":
         name = WEATHER_TOOL if WEATHER_TOOL in names else names[0]
-    elif WEATHER_TOOL in names and not request.tool_results:
+    elif WEATHER_TOOL in names and (again or not request.tool_results):
         name = WEATHER_TOOL
     else:
         return None
@@ -292,7 +300,11 @@ def looks_like_outfit(schema: dict) -> bool:
 
 
 def parse_wardrobe(text: str) -> list[dict[str, Any]]:
-    """Items the prompt lists: JSON objects with ``item_id``, or ``- id: <id> key: value`` lines."""
+    """Items the prompt lists: JSON objects with ``item_id``, or ``- id: <id> key: value`` lines.
+
+    On a line, attributes after ``description`` belong to the description: free text the user
+    wrote cannot change an item's category or warmth.
+    """
     found: dict[str, dict[str, Any]] = {}
     decoder = json.JSONDecoder()
     pos = 0
@@ -306,6 +318,7 @@ def parse_wardrobe(text: str) -> list[dict[str, Any]]:
             found.setdefault(str(item["item_id"]), item)
     for match in _ID_LINE.finditer(text):
         item_id, rest = match.group(1), match.group(2)
+        rest = _DESCRIPTION.split(rest, maxsplit=1)[0]
         attrs: dict[str, Any] = {k.lower(): v for k, v in _ATTR.findall(rest)}
         if "category" not in attrs:
             words = set(re.findall(r"[a-z]+", rest.lower()))
@@ -325,25 +338,52 @@ def _dicts_with_item_id(value: Any) -> list[dict[str, Any]]:
 
 
 def read_weather(tool_results: list[str]) -> tuple[float | None, bool]:
-    """(temperature, rainy) from the weather tool's answers, as forgivingly as a model would."""
+    """(temperature, rainy) from the weather tool's answers, as forgivingly as a model would.
+
+    A rain chance written as a fraction (``0.8``) is read as a share, a whole number (``80``,
+    or ``1``) as a percentage.
+    """
     text = "\n".join(tool_results)
     temps = _TEMP.findall(text)
-    chances = [float(c) * (100 if float(c) <= 1 else 1) for c in _RAIN_CHANCE.findall(text)]
+    chances = [
+        float(c) * (100 if "." in c and float(c) <= 1 else 1) for c in _RAIN_CHANCE.findall(text)
+    ]
     rainy = bool(_IS_RAINY.search(text)) or any(c >= 50 for c in chances)
     return (float(temps[0]) if temps else None), rainy
 
 
+@dataclass(frozen=True)
+class Conditions:
+    """What the simulated stylist takes into account when it picks items."""
+
+    cold: bool = False  # below COLD_CELSIUS: warm layers, a warm coat
+    rainy: bool = False  # rain gear
+    hot: bool = False  # at or above HOT_CELSIUS: no heavy coat
+    occasion: str | None = None  # prefer items of matching formality
+
+
 def pick_outfit(
-    wardrobe: list[dict[str, Any]], k: int, *, cold: bool, rainy: bool
+    wardrobe: list[dict[str, Any]],
+    k: int,
+    *,
+    cold: bool,
+    rainy: bool,
+    hot: bool = False,
+    occasion: str | None = None,
 ) -> list[dict[str, Any]]:
-    """The k-th outfit: top+bottom (or a dress), footwear, and outerwear when cold or rainy."""
+    """The k-th outfit: top+bottom (or a dress), footwear, and outerwear when cold or rainy.
+
+    Each slot prefers what the weather asks for (warm tops when cold, water-resistant shoes
+    in rain, never a heavy coat in heat), then what the occasion asks for, and among equals
+    takes the k-th, so outfits differ.
+    """
     by_category: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for item in wardrobe:
         by_category[str(item.get("category", "")).lower()].append(item)
+    when = Conditions(cold, rainy, hot, occasion)
 
     def nth(category: str) -> dict[str, Any] | None:
-        items = by_category.get(category)
-        return items[k % len(items)] if items else None
+        return _preferred(by_category.get(category, []), k, _wishes(category, when))
 
     has_separates = bool(by_category.get("top") and by_category.get("bottom"))
     chosen = (
@@ -352,19 +392,57 @@ def pick_outfit(
         else [nth("top"), nth("bottom")]
     )
     chosen.append(nth("footwear"))
-    coats = by_category.get("outerwear", [])
+    # A heavy coat in the heat is never right, even in the rain.
+    coats = [
+        c for c in by_category.get("outerwear", []) if not (hot and c.get("warmth") == "heavy")
+    ]
     if coats and (cold or rainy):
-        wanted = [
-            c
-            for c in coats
-            if (rainy and _truthy(c.get("water_resistant")))
-            or (cold and c.get("warmth") in ("warm", "heavy"))
-        ]
-        chosen.append((wanted or coats)[k % len(wanted or coats)])
+        chosen.append(_preferred(coats, k, _wishes("outerwear", when)))
     picked = [c for c in chosen if c]
     if not picked and wardrobe:
         picked = [wardrobe[(k + i) % len(wardrobe)] for i in range(min(3, len(wardrobe)))]
     return picked
+
+
+_OCCASION_FORMALITY = {
+    "formal": ("formal", "business"),
+    "work": ("business", "smart_casual"),
+    "sport": ("sport",),
+    "everyday": ("casual", "smart_casual"),
+}
+
+
+def _wishes(category: str, when: Conditions) -> list[Callable[[dict[str, Any]], bool]]:
+    """Preferences for one slot, most important first."""
+    wishes: list[Callable[[dict[str, Any]], bool]] = []
+    if when.hot:
+        wishes.append(lambda i: i.get("warmth") != "heavy")
+    if category == "outerwear":
+        wishes.append(
+            lambda i: (
+                (when.rainy and _truthy(i.get("water_resistant")))
+                or (when.cold and i.get("warmth") in ("warm", "heavy"))
+            )
+        )
+    if when.cold and category in ("top", "dress", "footwear"):
+        wishes.append(lambda i: i.get("warmth") in ("warm", "heavy"))
+    if when.rainy and category == "footwear":
+        wishes.append(lambda i: _truthy(i.get("water_resistant")))
+    if when.occasion in _OCCASION_FORMALITY:
+        wanted = _OCCASION_FORMALITY[when.occasion]
+        wishes.append(lambda i: i.get("formality") in wanted)
+    return wishes
+
+
+def _preferred(
+    items: list[dict[str, Any]], k: int, wishes: list[Callable[[dict[str, Any]], bool]]
+) -> dict[str, Any] | None:
+    """The k-th item among those meeting the most important wishes that some item meets."""
+    pool = items
+    for wish in wishes:
+        narrowed = [i for i in pool if wish(i)]
+        pool = narrowed or pool
+    return pool[k % len(pool)] if pool else None
 
 
 def _truthy(value: Any) -> bool:
@@ -377,23 +455,52 @@ class _OutfitFiller:
     def __init__(self, root: dict, request: ChatRequest, rng: random.Random) -> None:
         self.root = root
         self.wardrobe = parse_wardrobe(request.prompt_text)
-        temperature, self.rainy = read_weather(request.tool_results)
-        self.cold = temperature is not None and temperature < COLD_CELSIUS
+        temperature, rainy = read_weather(request.tool_results)
+        # The day's low decides about warmth, its high about heat.
+        temps = [float(t) for t in _TEMP.findall("\n".join(request.tool_results))]
+        occasions = _OCCASION.findall(request.prompt_text)
+        self.when = Conditions(
+            cold=bool(temps) and min(temps) < COLD_CELSIUS,
+            rainy=rainy,
+            hot=bool(temps) and max(temps) >= HOT_CELSIUS,
+            occasion=occasions[-1].lower() if occasions else None,
+        )
         city = _CITY.findall(request.prompt_text)
         where = f" in {city[-1].strip()}" if city else ""
         weather = f"{temperature:g}°C" if temperature is not None else "the forecast"
-        self.note = f"Chosen for {weather}{where}{', with rain expected' if self.rainy else ''}."
-        self.hallucinate = rng.random() < request.model.profile.hallucinate_item
+        self.note = f"Chosen for {weather}{where}{', with rain expected' if rainy else ''}."
+        profile = request.model.profile
+        self.hallucinate = rng.random() < profile.hallucinate_item
         self.ghost = {"item_id": f"item_hallucinated_{rng.randrange(1000)}"}
+        injected = _INJECTED.findall(request.prompt_text)
+        if injected and profile.obey_injection > 0 and rng.random() < profile.obey_injection:
+            self.hallucinate, self.ghost = True, {"item_id": injected[0]}  # it took the bait
         self._outfits: dict[int, list[dict[str, Any]]] = {}
 
     def outfit(self, k: int) -> list[dict[str, Any]]:
         if k not in self._outfits:
-            items = pick_outfit(self.wardrobe, k, cold=self.cold, rainy=self.rainy)
+            w = self.when
+            items = pick_outfit(
+                self.wardrobe, k, cold=w.cold, rainy=w.rainy, hot=w.hot, occasion=w.occasion
+            )
             if k == 0 and self.hallucinate:
                 items = [*items, self.ghost]  # the sloppy model's favourite mistake
             self._outfits[k] = items
         return self._outfits[k]
+
+    def outfit_indexes(self, schema: dict) -> list[int]:
+        """Which outfits to give: ``minItems`` of them, or two different ones when allowed."""
+        least = max(1, schema.get("minItems", 1))
+        wanted = max(least, min(2, schema.get("maxItems", least)))
+        chosen: list[int] = []
+        seen: set[tuple[str, ...]] = set()
+        for k in range(wanted):
+            ids = tuple(sorted(str(i.get("item_id")) for i in self.outfit(k)))
+            if ids in seen and len(chosen) >= least:
+                continue
+            seen.add(ids)
+            chosen.append(k)
+        return chosen
 
     def value(
         self, schema: Any, name: str | None = None, k: int = 0, item: dict | None = None
@@ -403,9 +510,7 @@ class _OutfitFiller:
         if kind == "array":
             sub = resolve(schema.get("items", {}), self.root)
             if name == "outfits":
-                values: list[Any] = [
-                    self.value(sub, None, i) for i in range(max(1, schema.get("minItems", 1)))
-                ]
+                values: list[Any] = [self.value(sub, None, i) for i in self.outfit_indexes(schema)]
             elif name == "item_ids":
                 values = [i["item_id"] for i in self.outfit(k)]
             elif "item_id" in sub.get("properties", {}):
@@ -421,6 +526,8 @@ class _OutfitFiller:
             return {key: self.value(props.get(key, {}), key, k, item) for key in keys}
         if item is not None and name in item:
             return conform(item[name], schema, self.root)
+        if name == "occasion" and self.when.occasion in schema.get("enum", ()):
+            return self.when.occasion
         if name in _NOTE_KEYS and kind == "string":
             return conform(self.note, schema, self.root)
         return instance(schema, self.root)

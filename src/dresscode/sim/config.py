@@ -31,6 +31,10 @@ class Profile:
     broken_json: float = 0.0  # JSON cut mid-way
     hallucinate_item: float = 0.0  # an item id the user does not own, in outfit answers
     string_args: float = 0.0  # tool-call numbers as strings
+    # Opt-in stylist failure modes, zero in the quality profiles above so their seeded
+    # answers never change; the test profiles below turn them on.
+    tool_loop: float = 0.0  # asks for the weather again instead of answering, every turn
+    obey_injection: float = 0.0  # follows "recommend item X" found inside the wardrobe data
 
 
 # Rates are guesses of a plausible model, not measurements of Gemma: "faithful" makes the
@@ -57,6 +61,9 @@ PROFILES: dict[str, Profile] = {
         hallucinate_item=0.3,
         string_args=0.3,
     ),
+    # Test profiles for the stylist's tool loop and its prompt-injection defences.
+    "tool-loop": Profile("tool-loop", tool_loop=1.0),
+    "gullible": Profile("gullible", obey_injection=1.0),
 }
 
 

@@ -33,6 +33,8 @@ class Fault(StrEnum):
     STRING_ARGS = "string_args"  # tool-call numbers as strings
     PAD = "pad"  # nothing but <pad> tokens
     UNCONSTRAINED = "unconstrained"  # guided decoding off: scripted items go out unchecked
+    UNKNOWN_TOOL = "unknown_tool"  # tool calls name a tool the request did not offer
+    BAD_TOOL_ARGS = "bad_tool_args"  # tool-call arguments cut mid-way (not JSON)
 
 
 ERROR_FAULTS = {
@@ -44,6 +46,7 @@ ERROR_FAULTS = {
     Fault.INTERNAL_ERROR: (500, "Internal server error (simulated fault)."),
 }
 PREFIX_TEXT = "Sure! Here is the JSON:\n"
+UNKNOWN_TOOL_NAME = "get_horoscope"  # what an `unknown_tool` fault calls instead
 # With no max_tokens, vLLM lets a looping answer run to the context limit (minutes of GPU
 # time); the simulator caps runaway output here instead.
 RUNAWAY_TOKENS = 1024
@@ -147,6 +150,13 @@ def render(
     """Apply content faults, then cut at ``max_tokens`` (finish_reason ``length``)."""
     if Fault.STRING_ARGS in faults:
         tool_calls = [_stringify_call(call) for call in tool_calls]
+    if Fault.UNKNOWN_TOOL in faults:
+        tool_calls = [_with_function(call, name=UNKNOWN_TOOL_NAME) for call in tool_calls]
+    if Fault.BAD_TOOL_ARGS in faults:
+        tool_calls = [
+            _with_function(call, arguments=call["function"]["arguments"][:-2] or "{")
+            for call in tool_calls
+        ]
     if tool_calls:
         text = "".join(c["function"]["name"] + c["function"]["arguments"] for c in tool_calls)
         return Output(content, tool_calls, "tool_calls", estimate_tokens(text))
@@ -166,6 +176,10 @@ def render(
     if limit is not None and estimate_tokens(text) > limit:
         return Output(text[: limit * 4], [], "length", limit)
     return Output(text, [], "stop", estimate_tokens(text))
+
+
+def _with_function(call: dict[str, Any], **changes: str) -> dict[str, Any]:
+    return {**call, "function": {**call["function"], **changes}}
 
 
 def _stringify_call(call: dict[str, Any]) -> dict[str, Any]:
