@@ -79,11 +79,10 @@ def _eval(args: argparse.Namespace) -> int:
     from dresscode import evaluation
 
     result = evaluation.evaluate_prompt(args.prompt)
-    m = result.metrics
-    print(
-        f"{result.ref} on {m.n_examples} golden photos: F1 {m.f1:.3f} (P {m.precision:.3f}, R {m.recall:.3f}), "
-        f"count accuracy {m.count_accuracy:.3f}, JSON validity {m.json_validity:.3f}, repaired {m.repaired_rate:.3f}"
+    headline = ", ".join(
+        f"{k} {v:.3f}" for k, v in result.metrics.items() if not k.startswith("n_")
     )
+    print(f"{result.ref} on {result.examples} golden examples: {headline}")
     against = f" (baseline {result.baseline_ref})" if result.baseline_ref else ""
     verdict = "PASSED" if result.verdict.passed else "FAILED: " + "; ".join(result.verdict.reasons)
     print(f"gate{against}: {verdict}")

@@ -389,10 +389,11 @@ class EvalRun:
     """One recorded evaluation: the prompt version, its metrics, the verdict, the MLflow run."""
 
     ref: str
-    metrics: DigitizerMetrics
+    metrics: dict[str, float]  # the headline numbers logged to MLflow
     verdict: GateVerdict
     baseline_ref: str | None
     mlflow_run_id: str
+    examples: int
 
 
 def _production_baseline(
@@ -414,35 +415,38 @@ def _production_baseline(
 EXPERIMENT = "dresscode-evaluations"
 
 
-def evaluate_prompt(ref: str, *, golden: Sequence[GoldenPhoto] | None = None) -> EvalRun:
-    """Evaluate a digitizer blueprint on the golden set through the ``dresscode_llm`` endpoint.
+STYLIST_PROMPT = "outfit-stylist"
 
-    The version is synced to the registry first (idempotent), the verdict is recorded on it
-    (``mark_gate``) and everything goes into one MLflow run: metrics, the verdict and its
-    reasons, and the per-example table (``examples.json``), linked to the prompt version by
-    tags, so a data engineer can see why a candidate failed.
+
+def evaluate_prompt(
+    ref: str,
+    *,
+    golden: Sequence[GoldenPhoto] | None = None,
+    scenarios: Sequence[Any] | None = None,
+) -> EvalRun:
+    """Evaluate a blueprint on its golden set through the ``dresscode_llm`` endpoint.
+
+    ``wardrobe-digitizer`` versions run on the golden photos (gate: F1, JSON validity, and not
+    worse than production); ``outfit-stylist`` versions on the outfit scenarios (gate: no
+    hallucinated item, weather rules, tool calls, structured output). The version is synced to
+    the registry first (idempotent), the verdict is recorded on it (``mark_gate``) and
+    everything goes into one MLflow run: metrics, the verdict and its reasons, and the
+    per-example table (``examples.json``), linked to the prompt version by tags, so a data
+    engineer can see why a candidate failed.
     """
-    import asyncio
-
     import mlflow
 
-    from dresscode import digitize, registry
-    from dresscode.config import get_settings, llm_endpoint
-    from dresscode.golden import load_wardrobe_golden
+    from dresscode import registry
+    from dresscode.config import get_settings
 
     name, _, selector = ref.partition("@")
     registry.sync(name)
     blueprint = registry.load(name, selector or "production")
-    golden = list(golden) if golden is not None else load_wardrobe_golden()
-    baseline_ref, baseline = _production_baseline(name, blueprint.version)
     settings = get_settings()
-
-    async def run() -> DigitizerMetrics:
-        async with digitize.make_client(llm_endpoint(settings=settings), settings) as client:
-            return await evaluate_digitizer(client, blueprint, golden)
-
-    metrics = asyncio.run(run())
-    verdict = gate(metrics, baseline=baseline)
+    if name == STYLIST_PROMPT:
+        summary, rows, verdict, baseline_ref = _run_stylist(blueprint, scenarios)
+    else:
+        summary, rows, verdict, baseline_ref = _run_digitizer(blueprint, golden)
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     registry.use_experiment(mlflow, EXPERIMENT, settings)
     with mlflow.start_run(run_name=f"eval {blueprint.ref}") as active:
@@ -450,14 +454,58 @@ def evaluate_prompt(ref: str, *, golden: Sequence[GoldenPhoto] | None = None) ->
             {
                 "dresscode.prompt": name,
                 "dresscode.prompt_version": str(blueprint.version),
+                "dresscode.model": blueprint.model,
                 "dresscode.content_hash": blueprint.content_hash(),
                 "dresscode.gate": "passed" if verdict.passed else "failed",
                 "dresscode.gate_reasons": "; ".join(verdict.reasons) or "-",
                 "dresscode.baseline": baseline_ref or "-",
-                "dresscode.golden_photos": str(len(golden)),
+                "dresscode.golden_examples": str(len(rows)),
             }
         )
-        mlflow.log_metrics(metrics.summary())
-        mlflow.log_dict({"rows": metrics.table()}, "examples.json")
-    registry.mark_gate(name, blueprint.version, verdict.passed, metrics.summary())
-    return EvalRun(blueprint.ref, metrics, verdict, baseline_ref, active.info.run_id)
+        mlflow.log_metrics(summary)
+        mlflow.log_dict({"rows": rows}, "examples.json")
+    registry.mark_gate(name, blueprint.version, verdict.passed, summary)
+    return EvalRun(blueprint.ref, summary, verdict, baseline_ref, active.info.run_id, len(rows))
+
+
+def _run_digitizer(
+    blueprint: Blueprint, golden: Sequence[GoldenPhoto] | None
+) -> tuple[dict[str, float], list[dict[str, Any]], GateVerdict, str | None]:
+    import asyncio
+
+    from dresscode import digitize
+    from dresscode.config import get_settings, llm_endpoint
+    from dresscode.golden import load_wardrobe_golden
+
+    settings = get_settings()
+    photos = list(golden) if golden is not None else load_wardrobe_golden()
+    baseline_ref, baseline = _production_baseline(blueprint.name, blueprint.version)
+
+    async def run() -> DigitizerMetrics:
+        async with digitize.make_client(llm_endpoint(settings=settings), settings) as client:
+            return await evaluate_digitizer(client, blueprint, photos)
+
+    metrics = asyncio.run(run())
+    return metrics.summary(), metrics.table(), gate(metrics, baseline=baseline), baseline_ref
+
+
+def _run_stylist(
+    blueprint: Blueprint, scenarios: Sequence[Any] | None
+) -> tuple[dict[str, float], list[dict[str, Any]], GateVerdict, str | None]:
+    from dresscode import stylist_eval
+    from dresscode.config import get_settings, llm_endpoint
+
+    settings = get_settings()
+    endpoint = llm_endpoint(settings=settings)
+    metrics, rows = stylist_eval.evaluate_stylist(
+        blueprint,
+        endpoint.base_url,
+        scenarios=scenarios,
+        api_key=endpoint.api_key,
+        max_concurrency=endpoint.max_concurrency,
+        timeout_s=endpoint.timeout_s,
+        max_turns=settings.outfit_max_turns,
+    )
+    passed, reasons = stylist_eval.stylist_gate(metrics)
+    summary = {k: float(v) for k, v in metrics.items() if isinstance(v, int | float)}
+    return summary, rows, GateVerdict(passed, reasons), None

@@ -48,7 +48,7 @@ def test_a_good_model_passes_and_everything_is_recorded(
     with _endpoint(monkeypatch, "perfect", script):
         result = evaluation.evaluate_prompt(f"{NAME}@2", golden=golden_subset)
 
-    assert result.verdict.passed and result.metrics.f1 == 1.0
+    assert result.verdict.passed and result.metrics["f1"] == 1.0
     [info] = [v for v in registry.versions(NAME) if v.git_version == 2]
     assert info.gate == "passed"
     run = mlflow.get_run(result.mlflow_run_id)
@@ -89,5 +89,28 @@ def test_eval_command_runs_the_whole_golden_set(
     with _endpoint(monkeypatch, "perfect", script):
         assert cli.main(["eval", f"{NAME}@2"]) == 0
     out = capsys.readouterr().out
-    assert f"{NAME}@2 on {len(photos)} golden photos: F1 1.000" in out
+    assert f"{NAME}@2 on {len(photos)} golden examples:" in out
+    assert "f1 1.000" in out and "json_validity 1.000" in out
     assert "gate: PASSED" in out
+
+
+def test_a_stylist_version_is_evaluated_on_the_outfit_scenarios(
+    script: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mlflow
+
+    from dresscode import evaluation, stylist_eval
+
+    scenarios = stylist_eval.load_scenarios()
+    with _endpoint(monkeypatch, "perfect", script):
+        result = evaluation.evaluate_prompt("outfit-stylist@2")
+
+    assert result.verdict.passed, result.verdict.reasons
+    assert result.examples == len(scenarios) >= 25
+    assert result.metrics["hallucinated_items"] == 0
+    assert result.metrics["weather_rule_pass_rate"] == 1.0
+    [info] = [v for v in registry.versions("outfit-stylist") if v.git_version == 2]
+    assert info.gate == "passed"
+    run = mlflow.get_run(result.mlflow_run_id)
+    assert run.data.tags["dresscode.prompt"] == "outfit-stylist"
+    assert run.data.metrics["tool_call_rate_when_needed"] == 1.0
