@@ -1,0 +1,103 @@
+"""Prompt release — gate, shadow and promote new prompt blueprints from git.
+
+Every 30 minutes (a cheap no-op when nothing changed), or by hand after a merge:
+**sync** registers every blueprint in `include/prompts/` in the MLflow prompt registry
+(idempotent: a content-hash tag, so an unchanged tree creates no version) and lists the
+versions newer than `production` that were never evaluated; **evaluate** runs each on its
+golden set (an MLflow run with metrics, verdict and a per-example table); **choose** makes the
+newest passing version per prompt the `candidate` — if none passed, the run fails with the
+report; **shadow** replays recent real inputs from the lake through candidate and production
+and compares agreement, latency, tokens and JSON failures; then the candidate is promoted —
+at once when the Param `auto_promote` is true, otherwise after a human approves the
+**approve** task in the Airflow UI (Required actions). Promotion moves `previous` to the old
+`production` first, and is recorded as an MLflow run.
+
+On failure, see `docs/runbooks/prompt_release.md`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from airflow.providers.standard.operators.hitl import ApprovalOperator
+from airflow.sdk import Param, dag, get_current_context, task
+
+from dresscode.dag_defaults import DEFAULT_ARGS
+
+
+@dag(
+    schedule="*/30 * * * *",
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=1,  # two releases at once would race on the aliases
+    default_args=DEFAULT_ARGS,
+    tags=["dresscode", "registry", "llm"],
+    doc_md=__doc__,
+    params={
+        "auto_promote": Param(
+            False, type="boolean", description="Promote a passing candidate without approval"
+        )
+    },
+)
+def prompt_release():
+    @task
+    def sync() -> list[dict]:
+        from dresscode import release
+
+        return release.sync_all()
+
+    @task.short_circuit
+    def anything_new(pending: list[dict]) -> bool:
+        return bool(pending)
+
+    @task(pool="llm", map_index_template="{{ task.op_kwargs['version']['name'] }}")
+    def evaluate(version: dict) -> dict:
+        from dresscode import release
+
+        return release.evaluate(version)
+
+    @task
+    def choose(results: list[dict]) -> list[dict]:
+        from dresscode import release
+
+        return release.choose_candidates(list(results))
+
+    @task
+    def shadow(candidates: list[dict]) -> list[dict]:
+        from dresscode import release
+
+        return [release.shadow(c) for c in candidates]
+
+    @task.branch
+    def decide(shadowed: list[dict]) -> str:
+        auto = get_current_context()["params"]["auto_promote"]
+        return "promote" if auto else "approve"
+
+    approve = ApprovalOperator(
+        task_id="approve",
+        subject="Promote the prompt candidates to production?",
+        body="{% for c in ti.xcom_pull(task_ids='shadow') %}"
+        "- **{{ c.name }}@{{ c.version }}** passed its gate (MLflow run {{ c.mlflow_run_id }})"
+        "{% if c.shadow %}; {{ c.shadow.summary }}{% endif %}\n{% endfor %}",
+        retries=0,
+    )
+
+    @task(trigger_rule="none_failed_min_one_success")
+    def promote(shadowed: list[dict]) -> list[str]:
+        from dresscode import release
+
+        run = get_current_context()["dag_run"]
+        actor = getattr(run, "triggering_user_name", None) or "prompt_release"
+        return release.promote(shadowed, actor=actor)
+
+    pending = sync()
+    evaluated = evaluate.expand(version=pending)
+    anything_new(pending) >> evaluated
+    shadowed = shadow(choose(evaluated))
+    decision = decide(shadowed)
+    promoted = promote(shadowed)
+    decision >> [approve, promoted]
+    approve >> promoted
+
+
+prompt_release()

@@ -1,0 +1,159 @@
+"""The work of ``prompt_release``: sync git to the registry, gate new versions, shadow, promote.
+
+A blueprint change is a deployment. Versions newer than ``production`` that were never
+evaluated are evaluated on the golden set; the newest passing one per prompt becomes
+``candidate``, is compared with production on recent real inputs (the shadow), and is promoted
+— automatically or after a human approves. An unchanged tree does nothing: no version, no
+evaluation, no alias move.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from airflow.sdk.exceptions import AirflowFailException
+
+from dresscode import blueprints
+
+log = logging.getLogger(__name__)
+
+
+class ReleaseFailed(AirflowFailException):
+    """No new version passed its gate; the message is the report. No retries: it is a verdict."""
+
+
+def prompt_names() -> list[str]:
+    """Every prompt with blueprints in git (``include/prompts/<name>/``; ``_*`` folders hold
+    examples, never released)."""
+    return sorted(
+        p.name for p in blueprints.PROMPTS_DIR.iterdir() if p.is_dir() and p.name[0] != "_"
+    )
+
+
+def sync_all() -> list[dict[str, Any]]:
+    """Register every git version (idempotent); return the versions that need a gate verdict.
+
+    Those are the versions newer than production (all, if nothing is promoted yet) that were
+    never evaluated. Re-running on an unchanged tree returns the same (usually empty) list.
+    """
+    from dresscode import registry
+
+    pending = []
+    for name in prompt_names():
+        created = [r for r in registry.sync(name) if r.created]
+        for r in created:
+            log.info(
+                "%s v%d: registered (MLflow version %d)", name, r.git_version, r.mlflow_version
+            )
+        production = registry.aliases(name).get("production", 0)
+        for info in registry.versions(name):
+            if info.git_version > production and not info.gate:
+                pending.append({"name": name, "version": info.git_version})
+    log.info(
+        "%d version(s) to evaluate: %s",
+        len(pending),
+        ", ".join(f"{p['name']}@{p['version']}" for p in pending) or "none",
+    )
+    return pending
+
+
+def evaluate(version: dict[str, Any]) -> dict[str, Any]:
+    """Golden-set evaluation of one version, recorded in MLflow and as its gate verdict."""
+    from dresscode import evaluation
+
+    run = evaluation.evaluate_prompt(f"{version['name']}@{version['version']}")
+    result = {
+        **version,
+        "passed": run.verdict.passed,
+        "reasons": list(run.verdict.reasons),
+        "metrics": run.metrics,
+        "mlflow_run_id": run.mlflow_run_id,
+    }
+    log.info(
+        "%s@%s: gate %s%s (MLflow run %s)",
+        version["name"],
+        version["version"],
+        "passed" if run.verdict.passed else "FAILED",
+        "" if run.verdict.passed else ": " + "; ".join(run.verdict.reasons),
+        run.mlflow_run_id,
+    )
+    return result
+
+
+def choose_candidates(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The newest passing version per prompt becomes ``candidate``; a release with none fails."""
+    from dresscode import registry
+
+    failed = [r for r in results if not r["passed"]]
+    for r in failed:
+        log.warning(
+            "%s@%s failed its gate: %s (see MLflow run %s)",
+            r["name"],
+            r["version"],
+            "; ".join(r["reasons"]),
+            r["mlflow_run_id"],
+        )
+    chosen: dict[str, dict[str, Any]] = {}
+    for r in sorted((r for r in results if r["passed"]), key=lambda r: r["version"]):
+        chosen[r["name"]] = r
+    if results and not chosen:
+        report = "; ".join(f"{r['name']}@{r['version']}: {', '.join(r['reasons'])}" for r in failed)
+        raise ReleaseFailed(f"No new prompt version passed its gate, nothing released: {report}")
+    for r in chosen.values():
+        registry.set_candidate(r["name"], r["version"])
+        log.info("%s@%s is the candidate", r["name"], r["version"])
+    return list(chosen.values())
+
+
+def shadow(candidate: dict[str, Any]) -> dict[str, Any]:
+    """Compare the candidate with production on recent real inputs; the report goes to the lake."""
+    import asyncio
+
+    from dresscode import registry
+    from dresscode import shadow as shadowing
+    from dresscode.config import get_settings, llm_endpoint
+    from dresscode.digitize import PROMPT_NAME, make_client
+
+    name = candidate["name"]
+    try:
+        production = registry.load(name, "production")
+    except registry.AliasNotSet:
+        log.info("%s: nothing in production yet, no shadow comparison", name)
+        return {**candidate, "shadow": None}
+    if name != PROMPT_NAME:
+        log.info("%s: no shadow replay for this prompt yet; the golden gate decides", name)
+        return {**candidate, "shadow": None}
+    settings = get_settings()
+    photos = shadowing.recent_photos(settings=settings)
+    if not photos:
+        log.info("%s: no recent photos in the lake to replay", name)
+        return {**candidate, "shadow": None}
+    blueprint = registry.load(name, candidate["version"])
+
+    async def run() -> shadowing.ShadowReport:
+        async with make_client(llm_endpoint(settings=settings), settings) as client:
+            return await shadowing.compare_digitizer(client, blueprint, production, photos)
+
+    report = asyncio.run(run())
+    path = shadowing.write_report(report, settings)
+    log.info("%s (report %s)", report.summary(), path)
+    return {**candidate, "shadow": {"summary": report.summary(), "report": path}}
+
+
+def promote(candidates: list[dict[str, Any]], *, actor: str) -> list[str]:
+    """Move ``production`` to each candidate (``previous`` keeps the old one), audited."""
+    from dresscode import registry
+
+    done = []
+    for c in candidates:
+        if registry.aliases(c["name"]).get("production") == c["version"]:
+            log.info("%s@%s is already production", c["name"], c["version"])
+            continue
+        reason = f"passed its gate (MLflow run {c['mlflow_run_id']})"
+        if c.get("shadow"):
+            reason += f"; {c['shadow']['summary']}"
+        promotion = registry.promote(c["name"], c["version"], actor=actor, reason=reason)
+        registry.audit(promotion)
+        done.append(promotion.describe())
+    return done
