@@ -139,6 +139,12 @@ def load_file(path: Path) -> Blueprint:
     return blueprint
 
 
+def prompt_names(prompts_dir: Path = PROMPTS_DIR) -> list[str]:
+    """Every prompt with blueprints in git (``<prompts_dir>/<name>/``); ``_*`` folders hold
+    examples that are never synced, released or served."""
+    return sorted(p.name for p in prompts_dir.iterdir() if p.is_dir() and p.name[0] != "_")
+
+
 def versions_in_git(name: str, prompts_dir: Path = PROMPTS_DIR) -> list[Blueprint]:
     """Every blueprint of ``name`` in git, oldest first."""
     folder = prompts_dir / name

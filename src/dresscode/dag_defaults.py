@@ -25,3 +25,6 @@ DEFAULT_ARGS = {
 # Data products other DAGs react to. Name-only on purpose: an Asset URI with a scheme makes
 # Airflow load every provider's URI normalizer at parse time (~0.6 s, boto3 included).
 WARDROBE_ITEMS = Asset(name="wardrobe_items")
+WEATHER_FEATURES = Asset(name="weather_features")
+USER_STYLE = Asset(name="user_style")
+OUTFIT_SUGGESTIONS = Asset(name="outfit_suggestions")

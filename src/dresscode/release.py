@@ -24,11 +24,7 @@ class ReleaseFailed(AirflowFailException):
 
 
 def prompt_names() -> list[str]:
-    """Every prompt with blueprints in git (``include/prompts/<name>/``; ``_*`` folders hold
-    examples, never released)."""
-    return sorted(
-        p.name for p in blueprints.PROMPTS_DIR.iterdir() if p.is_dir() and p.name[0] != "_"
-    )
+    return blueprints.prompt_names()
 
 
 def sync_all() -> list[dict[str, Any]]:

@@ -22,8 +22,12 @@ def _write(tmp_path: Path, doc: object, name: str = "wardrobe-digitizer", versio
 
 
 def test_every_blueprint_in_git_loads() -> None:
-    for folder in blueprints.PROMPTS_DIR.iterdir():
-        assert blueprints.versions_in_git(folder.name), folder
+    names = blueprints.prompt_names()
+    assert names == ["outfit-stylist", "wardrobe-digitizer"]
+    for name in names:
+        assert blueprints.versions_in_git(name), name
+    examples = blueprints.PROMPTS_DIR / "_examples"
+    assert blueprints.versions_in_git("wardrobe-digitizer", examples)  # the failing example
 
 
 def test_newest_version_wins_and_versions_resolve(tmp_path: Path) -> None:
