@@ -139,22 +139,24 @@ def load_file(path: Path) -> Blueprint:
     return blueprint
 
 
-def prompt_names(prompts_dir: Path = PROMPTS_DIR) -> list[str]:
+def prompt_names(prompts_dir: Path | None = None) -> list[str]:
     """Every prompt with blueprints in git (``<prompts_dir>/<name>/``); ``_*`` folders hold
     examples that are never synced, released or served."""
+    prompts_dir = prompts_dir or PROMPTS_DIR
     return sorted(p.name for p in prompts_dir.iterdir() if p.is_dir() and p.name[0] != "_")
 
 
-def versions_in_git(name: str, prompts_dir: Path = PROMPTS_DIR) -> list[Blueprint]:
-    """Every blueprint of ``name`` in git, oldest first."""
-    folder = prompts_dir / name
+def versions_in_git(name: str, prompts_dir: Path | None = None) -> list[Blueprint]:
+    """Every blueprint of ``name`` in git, oldest first (``PROMPTS_DIR`` is read at call time,
+    so tests can point it at a scratch copy)."""
+    folder = (prompts_dir or PROMPTS_DIR) / name
     if not folder.is_dir():
         raise BlueprintError(f"No prompt folder {folder}.")
     blueprints = [load_file(p) for p in folder.glob("v*.yaml")]
     return sorted(blueprints, key=lambda b: b.version)
 
 
-def resolve(ref: str, prompts_dir: Path = PROMPTS_DIR) -> Blueprint:
+def resolve(ref: str, prompts_dir: Path | None = None) -> Blueprint:
     """``name`` (the newest in git) or ``name@<version>``, from git.
 
     The registry (MLflow) is the deployed state; until a prompt is registered there,
@@ -163,7 +165,7 @@ def resolve(ref: str, prompts_dir: Path = PROMPTS_DIR) -> Blueprint:
     name, _, version = ref.partition("@")
     blueprints = versions_in_git(name, prompts_dir)
     if not blueprints:
-        raise BlueprintError(f"No blueprint versions in {prompts_dir / name}.")
+        raise BlueprintError(f"No blueprint versions in {(prompts_dir or PROMPTS_DIR) / name}.")
     if not version:
         return blueprints[-1]
     wanted = int(version.lstrip("v"))
