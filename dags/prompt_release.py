@@ -8,7 +8,7 @@ golden set (an MLflow run with metrics, verdict and a per-example table); **choo
 newest passing version per prompt the `candidate` — if none passed, the run fails with the
 report; **shadow** replays recent real inputs from the lake through candidate and production
 and compares agreement, latency, tokens and JSON failures; then the candidate is promoted —
-at once when the Param `auto_promote` is true, otherwise after a human approves the
+at once when the Param `auto_promote` is true (default: `DRESSCODE_RELEASE_AUTO_PROMOTE`), otherwise after a human approves the
 **approve** task in the Airflow UI (Required actions). Promotion moves `previous` to the old
 `production` first, and is recorded as an MLflow run.
 
@@ -22,6 +22,7 @@ from datetime import datetime
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import Param, dag, get_current_context, task
 
+from dresscode.config import get_settings
 from dresscode.dag_defaults import DEFAULT_ARGS
 
 
@@ -35,7 +36,9 @@ from dresscode.dag_defaults import DEFAULT_ARGS
     doc_md=__doc__,
     params={
         "auto_promote": Param(
-            False, type="boolean", description="Promote a passing candidate without approval"
+            get_settings().release_auto_promote,
+            type="boolean",
+            description="Promote a passing candidate without approval",
         )
     },
 )

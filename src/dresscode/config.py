@@ -99,6 +99,16 @@ def _sqs_url(raw: str) -> str:
 _sqs_url.__doc__ = "an SQS queue URL"
 
 
+def _bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value not in {"true", "false", "1", "0", "yes", "no"}:
+        raise ValueError("must be true or false")
+    return value in {"true", "1", "yes"}
+
+
+_bool.__doc__ = "true or false"
+
+
 def _choice(*options: str) -> Callable[[str], str]:
     def parse(raw: str) -> str:
         value = raw.strip().lower()
@@ -293,6 +303,12 @@ SETTINGS: dict[str, Knob] = {
         lambda _home: 200,
         "Users per mapped outfit_pregen task.",
     ),
+    "release_auto_promote": Knob(
+        "DRESSCODE_RELEASE_AUTO_PROMOTE",
+        _bool,
+        lambda _home: False,
+        "Default of prompt_release's auto_promote Param: promote a passing candidate without a human approval.",
+    ),
     "mlflow_tracking_uri": Knob(
         "MLFLOW_TRACKING_URI",
         _str,
@@ -346,6 +362,7 @@ class Settings:
     materialize_overlap_h: int
     outfit_max_turns: int
     outfit_batch_size: int
+    release_auto_promote: bool
     mlflow_tracking_uri: str
     alerts_file: Path
     runbook_base_url: str

@@ -122,6 +122,20 @@ def airflow_env(ports: Ports) -> dict[str, str]:
                     },
                 }
             ),
+            # The simulator process also serves an Open-Meteo-shaped weather stub under
+            # /weather: the local stack never calls a public API.
+            "AIRFLOW_CONN_WEATHER_API": json.dumps(
+                {
+                    "conn_type": "http",
+                    "host": f"http://127.0.0.1:{ports.sim}/weather/v1",
+                    "extra": {
+                        "geocoding_url": f"http://127.0.0.1:{ports.sim}/weather/v1",
+                        "timeout": 10,
+                    },
+                }
+            ),
+            # The local demo promotes what passes its gate; production waits for a human.
+            "DRESSCODE_RELEASE_AUTO_PROMOTE": "true",
             "MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri,
             "DRESSCODE_LAKE_URI": settings.lake_uri,
             "DRESSCODE_LANDING_URI": settings.landing_uri,
@@ -134,6 +148,12 @@ def sim_script() -> Path:
     return home() / "sim" / "script.jsonl"
 
 
+def golden_script() -> Path:
+    """The golden set's labels, so the simulator answers golden photos like a good model and
+    a release evaluated in the local stack has a meaningful gate."""
+    return home() / "sim" / "golden.jsonl"
+
+
 def parts(ports: Ports) -> list[Part]:
     airflow = str(venv_bin() / "airflow")
     script = sim_script()
@@ -141,7 +161,15 @@ def parts(ports: Ports) -> list[Part]:
         Part(
             "simulator",
             sim_command(
-                ports.sim, "--api-key", SIM_API_KEY, "--max-num-seqs", "16", "--script", str(script)
+                ports.sim,
+                "--api-key",
+                SIM_API_KEY,
+                "--max-num-seqs",
+                "16",
+                "--script",
+                str(script),
+                "--script",
+                str(golden_script()),
             ),
             ports.sim,
         ),
@@ -298,7 +326,13 @@ def wait_for(
 # --- up / down / status ----------------------------------------------------------------------
 
 # The pipeline in run order; ``up`` triggers those that exist in dags/.
-PIPELINE = ("wardrobe_ingest",)
+PIPELINE = (
+    "wardrobe_ingest",
+    "prompt_release",
+    "weather_ingest",
+    "style_features",
+    "outfit_pregen",
+)
 
 
 def _airflow(env: dict[str, str], *args: str) -> None:
@@ -340,8 +374,11 @@ def start(ports: Ports) -> None:
         _airflow(
             env, "pools", "set", "llm", "16", "Model calls in flight across all tasks (vLLM slots)"
         )
+        from dresscode import golden
+
         sim_script().parent.mkdir(parents=True, exist_ok=True)
         sim_script().touch()
+        golden.write_script(golden.load_wardrobe_golden(), golden_script())
     for part in missing:
         pid = start_part(part, env)
         print(f"• started {part.name} (pid {pid})", flush=True)

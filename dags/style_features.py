@@ -1,0 +1,75 @@
+"""Style features — each active user's wardrobe as features, materialized into Feast.
+
+Nightly at 02:00 UTC, and whenever `wardrobe_ingest` updates the `wardrobe_items` Asset:
+**compute** the user style features (wardrobe size, category, warmth and formality mix, top
+colours, outerwear and rain-gear counts, last upload) of every active user as of the end of
+the data interval and write them to the `user_style` lake table; **materialize** the
+`user_style` and `weather` views for the interval, starting `DRESSCODE_MATERIALIZE_OVERLAP_H`
+hours earlier to catch late rows, in bounded-memory chunks; **verify** a sample back from the
+online store and fail loudly if it is stale.
+
+The nightly schedule has a real 24-hour data interval (Airflow 3's `@daily` would give a
+zero-length one); runs started by the Asset or by hand use the 24 hours before they started.
+Safe to re-run: the same interval writes the same part and materializes the same values.
+
+On failure, see `docs/runbooks/style_features.md`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from airflow.sdk import dag, get_current_context, task
+from airflow.timetables.assets import AssetOrTimeSchedule
+from airflow.timetables.interval import CronDataIntervalTimetable
+
+from dresscode.dag_defaults import DEFAULT_ARGS, USER_STYLE, WARDROBE_ITEMS
+
+
+def _window() -> dict:
+    from dresscode import feature_jobs
+
+    context = get_current_context()
+    return feature_jobs.materialize_window(
+        context.get("data_interval_start"),
+        context.get("data_interval_end"),
+        context["dag_run"].run_after,
+    )
+
+
+@dag(
+    schedule=AssetOrTimeSchedule(
+        timetable=CronDataIntervalTimetable("0 2 * * *", timezone="UTC"),
+        assets=[WARDROBE_ITEMS],
+    ),
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    tags=["dresscode", "features", "feast"],
+    doc_md=__doc__,
+)
+def style_features():
+    @task
+    def compute() -> dict:
+        from dresscode import feature_jobs
+
+        return feature_jobs.compute_style(_window())
+
+    @task
+    def materialize(computed: dict) -> dict:
+        from dresscode import feature_jobs
+
+        return feature_jobs.materialize(_window())
+
+    @task(outlets=[USER_STYLE])
+    def verify(computed: dict, materialized: dict) -> dict:
+        from dresscode import feature_jobs
+
+        return feature_jobs.verify_online(computed, _window())
+
+    computed = compute()
+    verify(computed, materialize(computed))
+
+
+style_features()

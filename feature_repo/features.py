@@ -1,0 +1,165 @@
+"""Feast definitions of Dresscode: who we serve (users, cities) and what we know about them.
+
+* ``user_style`` — one row per user per night from ``<lake>/user_style/`` (wardrobe size,
+  category / warmth / formality shares, top colours, outerwear, last upload). Its feature
+  names come from :mod:`dresscode.style`, which takes them from the wardrobe-digitizer
+  blueprint's schema: one schema source.
+* ``weather`` — the derived forecast per city from ``<lake>/weather/`` (the offline history,
+  materialized nightly, used for training data and backfills).
+* ``weather_live`` — the same features, pushed by the hourly ``weather_ingest`` through the
+  push source ``weather_push``. Its own view (its own online table) so that materializing
+  ``weather`` from older batch rows never overwrites a fresher push: the SQLite online store
+  upserts without comparing timestamps. Never materialize ``weather_live``.
+* ``outfit_context`` — what the stylist reads online: ``user_style`` + ``weather_live``; an
+  entity row carries ``user_id`` and ``city_id``.
+
+The lake tables are Hive-partitioned folders (``date=YYYY-MM-DD/*.parquet``). Feast's file
+offline store reads them with Dask, which discovers the partitions and adds ``date`` as an
+extra (categorical) column that no view selects. The lake root comes from the settings
+(``DRESSCODE_LAKE_URI``) when this module is loaded, so ``feast apply`` / ``dresscode.features
+.apply()`` record the lake of the environment that applies them.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+
+from feast import (
+    Entity,
+    FeatureService,
+    FeatureView,
+    Field,
+    FileSource,
+    PushSource,
+    ValueType,
+)
+from feast.data_format import ParquetFormat
+from feast.types import Array, Bool, Float64, Int64, String, UnixTimestamp
+
+from dresscode import style
+from dresscode.features import repo_settings
+
+TIMESTAMP = "event_timestamp"
+CREATED = "created"
+
+
+def lake_path(table: str) -> str:
+    """Where Feast reads a lake table: a local path for file:// lakes, the URI for s3://."""
+    uri = repo_settings().lake_uri
+    if uri.startswith("file://"):
+        uri = uri[len("file://") :]
+    return f"{uri}/{table}"
+
+
+# For S3-compatible stores (MinIO in the full stack); unset on AWS.
+S3_ENDPOINT = (
+    os.environ.get("FEAST_S3_ENDPOINT_URL")
+    or os.environ.get("AWS_ENDPOINT_URL_S3")
+    or os.environ.get("AWS_ENDPOINT_URL")
+    or None
+)
+
+user = Entity(
+    name="user",
+    join_keys=["user_id"],
+    value_type=ValueType.STRING,
+    description="A Dresscode user (the product's user id).",
+)
+city = Entity(
+    name="city",
+    join_keys=["city_id"],
+    value_type=ValueType.STRING,
+    description="A city users dress for (weather is per city).",
+)
+
+user_style_source = FileSource(
+    name="user_style_source",
+    path=lake_path("user_style"),
+    file_format=ParquetFormat(),
+    timestamp_field=TIMESTAMP,
+    created_timestamp_column=CREATED,
+    s3_endpoint_override=S3_ENDPOINT,
+    description="Nightly user style snapshots, <lake>/user_style/date=YYYY-MM-DD/*.parquet.",
+)
+
+weather_source = FileSource(
+    name="weather_source",
+    path=lake_path("weather"),
+    file_format=ParquetFormat(),
+    timestamp_field=TIMESTAMP,
+    created_timestamp_column=CREATED,
+    s3_endpoint_override=S3_ENDPOINT,
+    description="Derived forecasts per city, <lake>/weather/date=YYYY-MM-DD/*.parquet.",
+)
+
+weather_push = PushSource(
+    name="weather_push",
+    batch_source=weather_source,
+    description="Hourly weather_ingest pushes fresh forecasts here (online, and offline).",
+)
+
+
+def _user_style_schema() -> list[Field]:
+    shares = style.share_columns()
+    share_fields = [Field(name=n, dtype=Float64) for names in shares.values() for n in names]
+    return [
+        Field(name="wardrobe_size", dtype=Int64),
+        *share_fields,
+        Field(name="top_colors", dtype=Array(String)),
+        Field(name="outerwear_count", dtype=Int64),
+        Field(name="water_resistant_count", dtype=Int64),
+        Field(name="last_upload", dtype=UnixTimestamp),
+    ]
+
+
+WEATHER_SCHEMA = [
+    Field(name="temperature_c", dtype=Float64),
+    Field(name="feels_like_c", dtype=Float64),
+    Field(name="precip_prob", dtype=Float64),
+    Field(name="wind_kph", dtype=Float64),
+    Field(name="is_rainy", dtype=Bool),
+    Field(name="temperature_tier", dtype=String),
+    Field(name="season", dtype=String),
+    Field(name="day", dtype=String),
+]
+
+user_style = FeatureView(
+    name="user_style",
+    entities=[user],
+    ttl=timedelta(days=30),
+    schema=_user_style_schema(),
+    source=user_style_source,
+    online=True,
+    description="Wardrobe summary per user, computed nightly by style_features.",
+    tags={"owner": "dresscode", "dag": "style_features"},
+)
+
+weather = FeatureView(
+    name="weather",
+    entities=[city],
+    ttl=timedelta(days=2),
+    schema=WEATHER_SCHEMA,
+    source=weather_source,
+    online=True,
+    description="Derived forecast per city from the lake (materialized nightly).",
+    tags={"owner": "dresscode", "dag": "weather_ingest"},
+)
+
+weather_live = FeatureView(
+    name="weather_live",
+    entities=[city],
+    ttl=timedelta(days=2),
+    schema=WEATHER_SCHEMA,
+    source=weather_push,
+    online=True,
+    description="Derived forecast per city as pushed hourly; never materialized.",
+    tags={"owner": "dresscode", "dag": "weather_ingest"},
+)
+
+outfit_context = FeatureService(
+    name="outfit_context",
+    features=[user_style, weather_live],
+    description="What the stylist reads online per (user_id, city_id).",
+    tags={"owner": "dresscode", "dag": "outfit_pregen"},
+)

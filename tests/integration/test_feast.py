@@ -1,0 +1,402 @@
+"""The Feast repo and dresscode.features against the real Feast (one module: feast imports once).
+
+Local stack: file registry, SQLite online store, the lake as the file offline store. The last
+test runs the full-stack yaml against Redis (127.0.0.1:6379) and PostgreSQL (db ``test``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import socket
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from dresscode import config, features, lake, style
+
+pytestmark = pytest.mark.integration
+
+DAY1 = datetime(2026, 5, 1, tzinfo=UTC)
+DAY2 = DAY1 + timedelta(days=1)
+DAY3 = DAY2 + timedelta(days=1)
+
+
+def item(user: str, category: str, day: str, **extra) -> dict:
+    return {
+        "user_id": user,
+        "category": category,
+        "color_names": ["black"],
+        "warmth": "medium",
+        "formality": "casual",
+        "water_resistant": False,
+        "date": day,
+        **extra,
+    }
+
+
+def write_style(day: datetime, items: list[dict], users=()) -> pd.DataFrame:
+    """A nightly snapshot as of ``day`` + 1, in partition ``day`` (as the DAG does)."""
+    as_of = day + timedelta(days=1)
+    frame = style.style_features(pd.DataFrame(items), as_of=as_of, user_ids=users, created=as_of)
+    path = lake.partition("user_style", day.date()) / "snapshot.parquet"
+    lake.write_bytes(path, style.to_parquet_bytes(frame))
+    return frame
+
+
+def weather_row(city: str, at: datetime, temperature: float, **extra) -> dict:
+    return {
+        "city_id": city,
+        "event_timestamp": at,
+        "created": at,
+        "temperature_c": temperature,
+        "feels_like_c": temperature - 2,
+        "precip_prob": 0.6,
+        "wind_kph": 12.0,
+        "is_rainy": True,
+        "temperature_tier": "mild",
+        "season": "spring",
+        "day": at.date().isoformat(),
+        **extra,
+    }
+
+
+def write_weather(day: datetime, rows: list[dict]) -> None:
+    lake.write_parquet("weather", day.date(), "forecast", rows)
+
+
+@pytest.fixture
+def store(dresscode_home: Path):
+    features.apply()
+    return features.feature_store()
+
+
+def online_db() -> Path:
+    return config.get_settings().home / "feast" / "online.db"
+
+
+def online_snapshot(view: str) -> list[tuple]:
+    with sqlite3.connect(online_db()) as conn:
+        return conn.execute(
+            f"SELECT entity_key, feature_name, value, event_ts, created_ts "
+            f"FROM dresscode_{view} ORDER BY entity_key, feature_name"
+        ).fetchall()
+
+
+# --- definitions ---------------------------------------------------------------------------------
+
+
+def test_plan_lists_every_object_of_the_repo(dresscode_home):
+    registry_diff, infra_diff = features.plan()
+    for name in ("user", "city", "user_style", "weather", "weather_live", "outfit_context"):
+        assert name in registry_diff
+    assert "dresscode_user_style" in infra_diff
+
+
+def test_plan_fails_on_a_broken_definition(dresscode_home, monkeypatch):
+    repo = dresscode_home / "broken_repo"
+    shutil.copytree(config.REPO_ROOT / "feature_repo", repo)
+    with (repo / "features.py").open("a") as fh:
+        # A feature service pointing at a feature the view does not have.
+        fh.write('\nbroken = FeatureService(name="broken", features=[user_style[["nope"]]])\n')
+    monkeypatch.setenv("DRESSCODE_FEAST_REPO", str(repo))
+    config.get_settings.cache_clear()
+    with pytest.raises(Exception, match="nope"):
+        features.plan()
+
+
+def test_apply_is_idempotent_and_wires_the_service(dresscode_home):
+    first = features.apply()
+    second = features.apply()
+    assert first == second
+    assert {"user_style", "weather", "weather_live", "outfit_context"} <= set(first)
+    store = features.feature_store()
+    assert sorted(v.name for v in store.list_feature_views()) == [
+        "user_style",
+        "weather",
+        "weather_live",
+    ]
+    service = store.get_feature_service("outfit_context")
+    assert sorted(p.name for p in service.feature_view_projections) == [
+        "user_style",
+        "weather_live",
+    ]
+    view = store.get_feature_view("user_style")
+    assert {f.name for f in view.features} == set(style.feature_names())
+    assert view.batch_source.path == str(dresscode_home / "lake" / "user_style")
+
+
+def test_unset_yaml_variable_is_a_clear_error(dresscode_home, monkeypatch):
+    monkeypatch.setenv("DRESSCODE_FEAST_ENV", "fullstack")
+    monkeypatch.delenv("DRESSCODE_FEAST_REGISTRY_URL", raising=False)
+    config.get_settings.cache_clear()
+    with pytest.raises(features.FeastConfigError, match="DRESSCODE_FEAST_REGISTRY_URL"):
+        features.feature_store()
+
+
+# --- materialize and read ----------------------------------------------------------------------
+
+
+def test_materialize_then_read_outfit_context_online(store):
+    write_style(
+        DAY1,
+        [item("u1", "top", "2026-05-01"), item("u1", "outerwear", "2026-05-01")],
+        users=["u2"],
+    )
+    write_weather(DAY1, [weather_row("paris", DAY1 + timedelta(hours=6), 14.0)])
+    report = features.materialize(DAY1, DAY2)
+    assert {v.view: v.entities_written for v in report.views} == {"user_style": 2, "weather": 1}
+    features.push_weather([weather_row("paris", DAY2, 18.5)])
+
+    out = features.online_context(
+        [{"user_id": "u1", "city_id": "paris"}, {"user_id": "u2", "city_id": "paris"}]
+    ).set_index("user_id")
+    assert out.loc["u1", "wardrobe_size"] == 2
+    assert out.loc["u1", "share_outerwear"] == pytest.approx(0.5)
+    assert list(out.loc["u1", "top_colors"]) == ["black"]
+    assert out.loc["u2", "wardrobe_size"] == 0  # an empty wardrobe is a value, not a miss
+    assert out.loc["u1", "temperature_c"] == 18.5  # from the push (weather_live)
+    batch = store.get_online_features(
+        features=["weather:temperature_c"], entity_rows=[{"city_id": "paris"}]
+    ).to_dict()
+    assert batch["temperature_c"] == [14.0]  # the materialized batch view
+
+
+def test_unknown_entities_read_as_nulls_not_errors(store):
+    write_style(DAY1, [item("u1", "top", "2026-05-01")])
+    features.materialize(DAY1, DAY2, views=("user_style",))
+    out = features.online_context([{"user_id": "ghost", "city_id": "atlantis"}])
+    assert len(out) == 1
+    assert pd.isna(out.loc[0, "wardrobe_size"])
+    assert pd.isna(out.loc[0, "temperature_c"])
+    assert out.loc[0, "top_colors"] is None
+
+
+def test_latest_row_per_user_wins_across_partitions(store):
+    write_style(DAY1, [item("u1", "top", "2026-05-01")])
+    write_style(DAY2, [item("u1", "top", "2026-05-01"), item("u1", "bag", "2026-05-02")])
+    report = features.materialize(DAY1, DAY3, views=("user_style",))
+    assert report.views[0].rows_in_window == 2
+    assert report.views[0].entities_written == 1
+    out = features.online_context([{"user_id": "u1", "city_id": "x"}])
+    assert out.loc[0, "wardrobe_size"] == 2
+    # Written in the opposite order (newer part first on disk), the newer row still wins.
+    write_style(DAY1, [item("u1", "top", "2026-05-01")])
+    features.materialize(DAY1, DAY3, views=("user_style",))
+    assert features.online_context([{"user_id": "u1", "city_id": "x"}]).loc[0, "wardrobe_size"] == 2
+
+
+def test_rematerializing_an_interval_changes_nothing(store):
+    write_style(DAY1, [item("u1", "top", "2026-05-01"), item("u2", "bag", "2026-05-01")])
+    write_weather(DAY1, [weather_row("paris", DAY1 + timedelta(hours=3), 11.0)])
+    features.materialize(DAY1, DAY2)
+    before = {view: online_snapshot(view) for view in ("user_style", "weather")}
+    rows = {"user_id": ["u1", "u2"]}
+    values_before = store.get_online_features(
+        features=["user_style:wardrobe_size", "user_style:last_upload"],
+        entity_rows=[{"user_id": u} for u in rows["user_id"]],
+    ).to_dict()
+    features.materialize(DAY1, DAY2)
+    after = {view: online_snapshot(view) for view in ("user_style", "weather")}
+    assert after == before
+    assert len(after["user_style"]) == 2 * len(style.feature_names())
+    values_after = store.get_online_features(
+        features=["user_style:wardrobe_size", "user_style:last_upload"],
+        entity_rows=[{"user_id": u} for u in rows["user_id"]],
+    ).to_dict()
+    assert values_after == values_before
+
+
+def test_materialize_reads_an_s3_lake(s3_lake):
+    features.apply()
+    store = features.feature_store()
+    assert store.get_feature_view("user_style").batch_source.path == (
+        f"s3://{s3_lake}/lake/user_style"
+    )
+    write_style(DAY1, [item("u1", "top", "2026-05-01"), item("u2", "bag", "2026-05-01")])
+    report = features.materialize(DAY1, DAY2, views=("user_style",))
+    assert report.views[0].partitions == 1
+    assert report.entities_written == 2
+    out = features.online_context([{"user_id": "u2", "city_id": "x"}])
+    assert out.loc[0, "share_bag"] == 1.0
+
+
+def test_materialize_respects_the_window_and_overlap(store):
+    # Event time DAY1 + 1 day; a window ending before it writes nothing.
+    write_style(DAY1, [item("u1", "top", "2026-05-01")])
+    early = features.materialize(DAY1 - timedelta(days=3), DAY1, views=("user_style",))
+    assert early.entities_written == 0
+    # The overlap (6 h by default) reaches back before the interval's start.
+    late = features.materialize(DAY2 + timedelta(hours=3), DAY3, views=("user_style",))
+    assert late.start == DAY2 - timedelta(hours=3)
+    assert late.entities_written == 1
+
+
+def test_historical_retrieval_is_point_in_time(store):
+    write_style(DAY1, [item("u1", "top", "2026-05-01")])  # event time DAY2
+    write_style(DAY2, [item("u1", "top", "2026-05-01"), item("u1", "bag", "2026-05-02")])
+    entity_df = pd.DataFrame(
+        {
+            "user_id": ["u1", "u1", "zz-unknown"],
+            "event_timestamp": [
+                DAY2 + timedelta(hours=12),  # sees the DAY1 snapshot
+                DAY3 + timedelta(hours=12),  # sees the DAY2 snapshot
+                DAY3,
+            ],
+        }
+    )
+    out = store.get_historical_features(
+        entity_df=entity_df, features=["user_style:wardrobe_size", "user_style:top_colors"]
+    ).to_df()
+    out = out.sort_values(["user_id", "event_timestamp"]).reset_index(drop=True)
+    assert list(out["user_id"]) == ["u1", "u1", "zz-unknown"]
+    assert list(out["wardrobe_size"][:2]) == [1, 2]
+    assert list(out.loc[1, "top_colors"]) == ["black"]
+    assert pd.isna(out.loc[2, "wardrobe_size"])  # unknown entity: nulls, row kept
+
+
+# Two limitations of Feast 0.67's file (Dask) offline store, kept as strict xfails so that a
+# Feast upgrade that fixes them is noticed. Training-set builders must work around them.
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="Feast 0.67 Dask offline store drops an entity row whose only feature rows are "
+    "outside [ts - ttl, ts] (e.g. before the first snapshot) instead of returning nulls",
+)
+def test_historical_keeps_entity_rows_before_the_first_feature_row(store):
+    write_style(DAY1, [item("u1", "top", "2026-05-01")])  # event time DAY2
+    entity_df = pd.DataFrame({"user_id": ["u1", "u1"], "event_timestamp": [DAY1, DAY3]})
+    out = store.get_historical_features(
+        entity_df=entity_df, features=["user_style:wardrobe_size"]
+    ).to_df()
+    assert len(out) == 2
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=NotImplementedError,
+    reason="Feast 0.67 Dask offline store: with a source of 2+ files, an entity without "
+    "feature rows that sorts first makes Dask's sort fail ('Divisions calculation failed')",
+)
+def test_historical_unknown_entity_first_with_several_files(store):
+    write_style(DAY1, [item("u1", "top", "2026-05-01")])
+    write_style(DAY2, [item("u1", "bag", "2026-05-02")])
+    entity_df = pd.DataFrame({"user_id": ["a-unknown", "u1"], "event_timestamp": [DAY3, DAY3]})
+    store.get_historical_features(
+        entity_df=entity_df, features=["user_style:wardrobe_size"]
+    ).to_df()
+
+
+# --- push --------------------------------------------------------------------------------------
+
+
+def test_pushed_weather_survives_materializing_older_batch_rows(store):
+    fresh = DAY2 + timedelta(hours=9)
+    features.push_weather([weather_row("oslo", fresh, 3.0, is_rainy=False)])
+    write_weather(DAY2, [weather_row("oslo", DAY2, -4.0)])  # older batch row
+    features.materialize(DAY2, DAY3)  # default views: user_style and weather
+    live = store.get_online_features(
+        features=["weather_live:temperature_c", "weather_live:is_rainy"],
+        entity_rows=[{"city_id": "oslo"}],
+    ).to_dict()
+    assert live["temperature_c"] == [3.0]
+    assert live["is_rainy"] == [False]
+    features.check_fresh([{"city_id": "oslo"}], view="weather_live", not_before=fresh)
+    with pytest.raises(ValueError, match="weather_live"):
+        features.materialize(DAY2, DAY3, views=("weather_live",))
+
+
+def test_push_refuses_rows_without_features(store):
+    with pytest.raises(ValueError, match="temperature_c"):
+        features.push_weather([{"city_id": "oslo", "event_timestamp": DAY1}])
+    assert features.push_weather([]) == 0
+
+
+# --- freshness ---------------------------------------------------------------------------------
+
+
+def test_check_fresh_names_view_entities_and_times(store):
+    write_style(DAY1, [item("u1", "top", "2026-05-01")])
+    features.materialize(DAY1, DAY2, views=("user_style",))
+    features.check_fresh([{"user_id": "u1"}], view="user_style", not_before=DAY2)
+    with pytest.raises(features.StaleFeatures) as err:
+        features.check_fresh(
+            [{"user_id": "u1"}, {"user_id": "ghost"}], view="user_style", not_before=DAY3
+        )
+    message = str(err.value)
+    assert "user_style" in message
+    assert "user_id=u1: event time 2026-05-02T00:00:00+00:00" in message
+    assert "user_id=ghost: missing" in message
+
+
+# --- full stack: Redis online store + SQL registry on PostgreSQL ----------------------------------
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_fullstack_yaml_on_redis_and_postgres(dresscode_home, monkeypatch):
+    missing = [m for m in ("redis", "psycopg") if not _importable(m)]
+    if missing:
+        pytest.skip(
+            f"FULL-STACK FEAST NOT TESTED: python package(s) {missing} not installed "
+            "(the Redis online store needs `redis`, the SQL registry `psycopg`)."
+        )
+    down = [name for name, port in (("Redis", 6379), ("PostgreSQL", 5432)) if not _listening(port)]
+    if down:
+        pytest.skip(f"FULL-STACK FEAST NOT TESTED: {', '.join(down)} not listening on 127.0.0.1.")
+    with _scratch_database() as url:
+        monkeypatch.setenv("DRESSCODE_FEAST_ENV", "fullstack")
+        monkeypatch.setenv("DRESSCODE_FEAST_REGISTRY_URL", url)
+        monkeypatch.setenv("DRESSCODE_FEAST_REDIS", "127.0.0.1:6379,db=13")
+        config.get_settings.cache_clear()
+        _run_fullstack()
+
+
+@contextlib.contextmanager
+def _scratch_database():
+    """A fresh PostgreSQL database for Feast's SQL registry, dropped afterwards: registry
+    tables (version history included) never leak from one run into the next."""
+    import uuid
+
+    import psycopg
+
+    name = f"feast_test_{uuid.uuid4().hex[:12]}"
+    admin = "postgresql://postgres@127.0.0.1:5432/postgres"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def _run_fullstack() -> None:
+    names = features.apply()
+    store = features.feature_store()
+    try:
+        assert "outfit_context" in names
+        write_style(DAY1, [item("u1", "dress", "2026-05-01")])
+        report = features.materialize(DAY1, DAY2, views=("user_style",))
+        assert report.entities_written == 1
+        features.push_weather([weather_row("rome", DAY2, 21.0)])
+        out = features.online_context([{"user_id": "u1", "city_id": "rome"}])
+        assert out.loc[0, "share_dress"] == 1.0
+        assert out.loc[0, "temperature_c"] == 21.0
+        features.check_fresh([{"user_id": "u1"}], view="user_style", not_before=DAY2)
+    finally:
+        store.teardown()  # this project's Redis keys and registry rows
+
+
+def _importable(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
