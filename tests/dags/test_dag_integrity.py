@@ -55,6 +55,15 @@ def test_file_name_is_the_dag_id(dagbag, path: Path) -> None:
     )
 
 
+# Tasks that must not retry, and why (each is also documented in its runbook).
+NOT_RETRIED = {
+    # A retry after the alias moved would roll "previous" back again, flipping production.
+    ("prompt_rollback", "rollback"),
+    # A human's decision; there is nothing transient to retry.
+    ("prompt_release", "approve"),
+}
+
+
 @pytest.mark.parametrize("path", DAG_FILES, ids=lambda p: p.stem)
 def test_dag_is_documented_owned_tagged_and_retried(dagbag, path: Path) -> None:
     dag = dagbag.dags[path.stem]
@@ -64,7 +73,8 @@ def test_dag_is_documented_owned_tagged_and_retried(dagbag, path: Path) -> None:
     assert "dresscode" in dag.tags
     for task in dag.tasks:
         assert task.owner not in ("", "airflow"), f"{task.task_id} has no owner"
-        assert task.retries >= 2, f"{task.task_id} retries={task.retries}"
+        if (dag.dag_id, task.task_id) not in NOT_RETRIED:
+            assert task.retries >= 2, f"{task.task_id} retries={task.retries}"
         callbacks = task.on_failure_callback or []
         callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
         assert any(isinstance(cb, FailureNotifier) for cb in callbacks), (
