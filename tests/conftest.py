@@ -59,6 +59,9 @@ def dresscode_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
     """A fresh DRESSCODE_HOME with a local lake; settings cache cleared around the test."""
     home = tmp_path / "home"
     monkeypatch.setenv("DRESSCODE_HOME", str(home))
+    # mlflow.set_tracking_uri() also exports MLFLOW_TRACKING_URI: keep an earlier
+    # test's registry out of this home (undo() removes it again).
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     for knob in (
         "DRESSCODE_LAKE_URI",
         "DRESSCODE_LANDING_URI",

@@ -47,6 +47,9 @@ def env(airflow_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     monkeypatch = pytest.MonkeyPatch()
     home = tmp_path_factory.mktemp("release-home")
     monkeypatch.setenv("DRESSCODE_HOME", str(home))
+    # mlflow.set_tracking_uri() also exports MLFLOW_TRACKING_URI: keep an earlier
+    # test's registry out of this home (undo() removes it again).
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     config.get_settings.cache_clear()
     prompts = home / "prompts"
     shutil.copytree(blueprints.PROMPTS_DIR, prompts)

@@ -60,6 +60,9 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     monkeypatch = pytest.MonkeyPatch()
     home = tmp_path_factory.mktemp("ingest-home")
     monkeypatch.setenv("DRESSCODE_HOME", str(home))
+    # mlflow.set_tracking_uri() also exports MLFLOW_TRACKING_URI: keep an earlier
+    # test's registry out of this home (undo() removes it again).
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     config.get_settings.cache_clear()
     script = home / "script.jsonl"
     result = seed.seed(N_PHOTOS, script_path=script, size=(800, 600))
