@@ -418,6 +418,28 @@ EXPERIMENT = "dresscode-evaluations"
 STYLIST_PROMPT = "outfit-stylist"
 
 
+class ModelNotServed(ValueError):
+    """The blueprint names a model the endpoint does not serve: no evaluation can mean anything."""
+
+
+def check_served(blueprint: Blueprint, base_url: str, api_key: str = "EMPTY") -> None:
+    """Ask the endpoint's ``/models`` whether it serves the blueprint's model; raise if not."""
+    import httpx
+
+    response = httpx.get(
+        f"{base_url.rstrip('/')}/models",
+        headers={"Authorization": f"Bearer {api_key}"},
+        timeout=10.0,
+    )
+    response.raise_for_status()
+    served = sorted(m.get("id", "") for m in response.json().get("data", []))
+    if blueprint.model not in served:
+        raise ModelNotServed(
+            f"{blueprint.ref} names model {blueprint.model!r}, which {base_url} does not serve "
+            f"(it serves {served}); fix the blueprint's model or point dresscode_llm elsewhere."
+        )
+
+
 def evaluate_prompt(
     ref: str,
     *,
@@ -437,12 +459,14 @@ def evaluate_prompt(
     import mlflow
 
     from dresscode import registry
-    from dresscode.config import get_settings
+    from dresscode.config import get_settings, llm_endpoint
 
     name, _, selector = ref.partition("@")
     registry.sync(name)
     blueprint = registry.load(name, selector or "production")
     settings = get_settings()
+    endpoint = llm_endpoint(settings=settings)
+    check_served(blueprint, endpoint.base_url, endpoint.api_key)
     if name == STYLIST_PROMPT:
         summary, rows, verdict, baseline_ref = _run_stylist(blueprint, scenarios)
     else:

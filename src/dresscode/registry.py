@@ -152,8 +152,25 @@ def _sync_one(
         response_format=blueprint.output_schema,
         model_config=_model_config(blueprint),
     )
-    log.info("registered %s v%d as MLflow version %s", name, blueprint.version, registered.version)
-    return SyncResult(name, blueprint.version, int(registered.version), digest, created=True)
+    ours = int(registered.version)
+    # Two syncs at once (a release run and an engineer's `dresscode prompts sync`) can both
+    # register the same git version. The lowest MLflow version wins; each loser removes its
+    # own copy, so exactly one stays whatever the interleaving.
+    twins = sorted(
+        i.mlflow_version for i in _registered(client, name) if i.git_version == blueprint.version
+    )
+    if twins and twins[0] != ours:
+        client.delete_prompt_version(name, str(ours))
+        log.info(
+            "%s v%d was registered concurrently as MLflow version %d; removed our copy %d",
+            name,
+            blueprint.version,
+            twins[0],
+            ours,
+        )
+        return SyncResult(name, blueprint.version, twins[0], digest, created=False)
+    log.info("registered %s v%d as MLflow version %s", name, blueprint.version, ours)
+    return SyncResult(name, blueprint.version, ours, digest, created=True)
 
 
 def _chat_template(blueprint: Blueprint) -> list[dict[str, str]]:

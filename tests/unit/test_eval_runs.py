@@ -114,3 +114,25 @@ def test_a_stylist_version_is_evaluated_on_the_outfit_scenarios(
     run = mlflow.get_run(result.mlflow_run_id)
     assert run.data.tags["dresscode.prompt"] == "outfit-stylist"
     assert run.data.metrics["tool_call_rate_when_needed"] == 1.0
+
+
+def test_a_model_the_endpoint_does_not_serve_fails_before_any_call(
+    script: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import shutil
+
+    import yaml
+
+    from dresscode import blueprints, evaluation
+
+    prompts = tmp_path / "prompts"
+    shutil.copytree(blueprints.PROMPTS_DIR, prompts)
+    data = yaml.safe_load((prompts / NAME / "v2.yaml").read_text())
+    data.update(version=3, model="google/gemma-9-unreleased")
+    (prompts / NAME / "v3.yaml").write_text(yaml.safe_dump(data))
+    monkeypatch.setattr(blueprints, "PROMPTS_DIR", prompts)
+    with _endpoint(monkeypatch, "perfect", script), pytest.raises(evaluation.ModelNotServed) as err:
+        evaluation.evaluate_prompt(f"{NAME}@3")
+    assert "google/gemma-9-unreleased" in str(err.value) and MODEL in str(err.value)
+    [v3] = [v for v in registry.versions(NAME) if v.git_version == 3]
+    assert v3.gate is None or v3.gate == ""  # no verdict recorded from a run that never ran

@@ -210,3 +210,18 @@ def test_unreachable_mlflow_raises_quickly(
     ):
         registry.load(NAME)
     assert time.monotonic() - started < 5
+
+
+def test_a_concurrent_sync_of_the_same_version_leaves_exactly_one(
+    mlflow_uri: str, v1: Blueprint
+) -> None:
+    # Another sync registered v1 between our read of the registry and our own register call:
+    # replay that interleaving by handing _sync_one a stale "not registered yet" view.
+    [theirs] = registry.sync(NAME, [v1])
+    with registry._mlflow(NAME) as client:
+        ours = registry._sync_one(client, NAME, v1, existing=None)
+    assert (ours.created, ours.mlflow_version) == (False, theirs.mlflow_version)
+    assert [(i.git_version, i.mlflow_version) for i in registry.versions(NAME)] == [
+        (1, theirs.mlflow_version)
+    ]
+    assert registry.load(NAME, 1).content_hash() == v1.content_hash()
