@@ -85,6 +85,7 @@ def ingest_weather(
     report = {
         **summary,
         "day": day.isoformat(),
+        "at": datetime.now(UTC).isoformat(),
         "missing_cities": [asdict(m) for m in batch.missing],
     }
     lake.write_json(

@@ -61,7 +61,7 @@ def weather() -> dict[str, Any]:
     reports = [p for p in lake.list_files(lake.table("reports")) if "weather-run-" in p.name]
     if not reports:
         return {}
-    latest = max((lake.read_json(p) for p in reports), key=lambda r: (r["day"], str(r)))
+    latest = max((lake.read_json(p) for p in reports), key=lambda r: r.get("at", r["day"]))
     missing = latest.get("missing_cities", [])
     return {
         "cities": latest["cities"],
@@ -74,8 +74,11 @@ def weather() -> dict[str, Any]:
 
 def style() -> dict[str, Any]:
     """Users with style features offline, and how many of them the online store serves."""
+    import logging
+
     from dresscode import features
 
+    logging.getLogger("feast").setLevel(logging.WARNING)  # its INFO chatter is not the summary
     table = lake.read_table("user_style", columns=["user_id", "wardrobe_size", "event_timestamp"])
     if table.empty:
         return {}
@@ -114,7 +117,7 @@ def _reasons(counts: dict[str, Any]) -> str:
 
 
 def _metrics(metrics: dict[str, float]) -> str:
-    return ", ".join(f"{k} {v:g}" for k, v in metrics.items()) or "no gate metrics"
+    return ", ".join(f"{k} {round(v, 3):g}" for k, v in metrics.items()) or "no gate metrics"
 
 
 def render(stages: dict[str, dict[str, Any]], states: dict[str, str]) -> str:
