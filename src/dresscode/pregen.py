@@ -51,7 +51,8 @@ def plan_batches(settings: Settings | None = None) -> list[list[dict[str, str]]]
     return batches
 
 
-def _wardrobes(user_ids: list[str], settings: Settings) -> dict[str, list[dict[str, Any]]]:
+def wardrobes_of(user_ids: list[str], settings: Settings) -> dict[str, list[dict[str, Any]]]:
+    """Each user's wardrobe items from the lake (one dict per item), by user id."""
     items = lake.read_table("wardrobe_items", settings)
     found: dict[str, list[dict[str, Any]]] = {u: [] for u in user_ids}
     if items.empty:
@@ -154,7 +155,7 @@ def run_batch(
     blueprint = registry.blueprint_for(serving)
     started = time.perf_counter()
     ids = [u["user_id"] for u in batch]
-    wardrobes = _wardrobes(ids, settings)
+    wardrobes = wardrobes_of(ids, settings)
     online = _online(batch, settings)
     contexts = [
         outfits.UserContext(

@@ -117,19 +117,36 @@ def shadow(candidate: dict[str, Any]) -> dict[str, Any]:
     except registry.AliasNotSet:
         log.info("%s: nothing in production yet, no shadow comparison", name)
         return {**candidate, "shadow": None}
-    if name != PROMPT_NAME:
-        log.info("%s: no shadow replay for this prompt yet; the golden gate decides", name)
-        return {**candidate, "shadow": None}
     settings = get_settings()
-    photos = shadowing.recent_photos(settings=settings)
-    if not photos:
-        log.info("%s: no recent photos in the lake to replay", name)
-        return {**candidate, "shadow": None}
     blueprint = registry.load(name, candidate["version"])
+    if name == PROMPT_NAME:
+        photos = shadowing.recent_photos(settings=settings)
+        inputs: list[Any] = photos
+
+        async def compare(client: Any) -> shadowing.ShadowReport:
+            return await shadowing.compare_digitizer(client, blueprint, production, photos)
+    else:
+        contexts = shadowing.recent_stylist_inputs(settings=settings)
+        weather = shadowing.weather_on_record(settings)
+        inputs = contexts
+
+        async def compare(client: Any) -> shadowing.ShadowReport:
+            return await shadowing.compare_stylist(
+                client,
+                blueprint,
+                production,
+                contexts,
+                weather,
+                max_turns=settings.outfit_max_turns,
+            )
+
+    if not inputs:
+        log.info("%s: no recent real inputs in the lake to replay", name)
+        return {**candidate, "shadow": None}
 
     async def run() -> shadowing.ShadowReport:
         async with make_client(llm_endpoint(settings=settings), settings) as client:
-            return await shadowing.compare_digitizer(client, blueprint, production, photos)
+            return await compare(client)
 
     report = asyncio.run(run())
     path = shadowing.write_report(report, settings)

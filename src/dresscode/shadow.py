@@ -1,7 +1,7 @@
 """Shadow comparison: replay recent real inputs through a candidate and production, side by side.
 
 The golden set says whether a candidate is *good*; the shadow says whether it behaves like
-production on today's traffic — how often the two agree, and what it costs (latency, tokens,
+production on today's traffic (photos for the digitizer, users for the stylist) — how often the two agree, and what it costs (latency, tokens,
 JSON failures). Nothing is written to user-facing tables: answers go into a report under
 ``reports/shadow/`` in the lake.
 """
@@ -142,3 +142,88 @@ def write_report(report: ShadowReport, settings: Settings | None = None) -> str:
     path = lake.table("reports", settings) / "shadow" / lake.safe_segment(name)
     lake.write_json(path, asdict(report))
     return str(path)
+
+
+# --- the stylist --------------------------------------------------------------------------
+
+
+def recent_stylist_inputs(n: int = SAMPLE_SIZE, settings: Settings | None = None) -> list[Any]:
+    """UserContexts of the newest day's suggested users, rebuilt from the lake: their wardrobe
+    now, and that day's weather from the ``weather`` table (None where there was none)."""
+    from datetime import date
+
+    from dresscode import outfits, pregen, users
+
+    settings = settings or get_settings()
+    done = lake.read_table("outfit_suggestions", settings, columns=["user_id", "day", "status"])
+    if done.empty:
+        return []
+    day = str(done["day"].max())
+    ids = sorted(set(done.loc[(done["day"] == day) & (done["status"] == "ok"), "user_id"]))[:n]
+    cities = {u.user_id: u.city for u in users.active_users(settings=settings)}
+    items = pregen.wardrobes_of(ids, settings)
+    return [
+        outfits.UserContext(u, cities[u], date.fromisoformat(day), items[u])
+        for u in ids
+        if u in cities
+    ]
+
+
+def weather_on_record(settings: Settings) -> Any:
+    """A ``get_weather`` answer source from the lake's weather table (no provider calls)."""
+    table = lake.read_table("weather", settings)
+    answers: dict[tuple[str, str], dict[str, Any]] = {}
+    if not table.empty:
+        for row in table.sort_values("event_timestamp").to_dict("records"):
+            answers[(str(row["city"]), str(row["day"]))] = {
+                "city": row["city"],
+                "date": str(row["day"]),
+                "temperature_c": row["temperature_c"],
+                "feels_like_c": row["feels_like_c"],
+                "precipitation_probability": round(100 * float(row["precip_prob"])),
+                "wind_kph": row["wind_kph"],
+                "is_rainy": bool(row["is_rainy"]),
+                "temperature_tier": row["temperature_tier"],
+                "season": row["season"],
+            }
+    return lambda city, day: answers.get((city, day.isoformat()))
+
+
+def outfit_agreement(a: Any, b: Any) -> float:
+    """Jaccard overlap of the items the two suggestions put in their outfits (1.0 if both skip)."""
+    mine = {i for o in a.outfits for i in o["item_ids"]}
+    theirs = {i for o in b.outfits for i in o["item_ids"]}
+    if not mine and not theirs:
+        return 1.0 if a.status == b.status else 0.0
+    return len(mine & theirs) / len(mine | theirs)
+
+
+async def compare_stylist(
+    client: Any,
+    candidate: Blueprint,
+    production: Blueprint,
+    contexts: list[Any],
+    weather: Any,
+    *,
+    max_turns: int,
+) -> ShadowReport:
+    """Run the stylist loop for the same users with both blueprints and compare."""
+    import asyncio
+
+    from dresscode.outfits import suggest_many
+
+    ours, theirs = await asyncio.gather(
+        suggest_many(client, candidate, contexts, weather, max_turns=max_turns),
+        suggest_many(client, production, contexts, weather, max_turns=max_turns),
+    )
+    scores = [outfit_agreement(c, p) for (c, _), (p, _) in zip(ours, theirs, strict=True)]
+    return ShadowReport(
+        prompt=candidate.name,
+        candidate=candidate.version,
+        production=production.version,
+        inputs=len(contexts),
+        agreement=round(statistics.fmean(scores), 4) if scores else 1.0,
+        candidate_stats=CallStats.of([r for _, rows in ours for r in rows]),
+        production_stats=CallStats.of([r for _, rows in theirs for r in rows]),
+        at=datetime.now(UTC).isoformat(timespec="seconds"),
+    )

@@ -165,3 +165,21 @@ def test_outfit_pregen_rerun_replaces_its_parts(stack: dict, pregen_run) -> None
     before = len(lake.read_table("outfit_suggestions"))
     assert _load_dag("outfit_pregen").test().state == "success"
     assert len(lake.read_table("outfit_suggestions")) == before
+
+
+def test_the_stylist_shadow_replays_recent_users_through_both_versions(pregen_run) -> None:
+    from dresscode import registry, release
+
+    name = "outfit-stylist"
+    registry.sync(name)
+    for version in (1, 2):
+        registry.mark_gate(name, version, True, {"hallucinated_items": 0})
+    registry.promote(name, 1, actor="test", reason="baseline for the shadow")
+    shadowed = release.shadow({"name": name, "version": 2, "mlflow_run_id": "-"})
+    report = lake.read_json(lake.storage_path(shadowed["shadow"]["report"]))
+    suggested = lake.read_table("outfit_suggestions")
+    assert report["inputs"] == (suggested["status"] == "ok").sum() > 0
+    assert (report["candidate"], report["production"]) == (2, 1)
+    assert 0.0 <= report["agreement"] <= 1.0
+    for side in ("candidate_stats", "production_stats"):
+        assert report[side]["calls"] >= report["inputs"] and report[side]["failures"] == 0
