@@ -13,7 +13,7 @@ import hashlib
 import logging
 import time
 from collections import Counter
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 
 from dresscode import lake, users
@@ -178,16 +178,17 @@ def run_batch(
     results = asyncio.run(run())
     suggestions = [s for s, _ in results]
     records = [r for _, rows in results for r in rows]
-    part = label_part(ids)
     if suggestions:
-        lake.write_parquet(
-            "outfit_suggestions", day, part, [s.row() for s in suggestions], settings
-        )
+        # A user's suggestion for a day may be written again by a later run with other batch
+        # mates (another part): readers keep the newest `generated_at` per user and day.
+        generated_at = datetime.now(UTC)
+        rows = [s.row() | {"generated_at": generated_at} for s in suggestions]
+        lake.write_parquet("outfit_suggestions", day, label_part(ids), rows, settings)
     if records:
         # Every model call is a fact for monitoring: a re-run adds its own calls (named by
         # their request ids, so a retry of the same write replaces itself), never erases.
-        ids = "\n".join(sorted(r["request_id"] for r in records))
-        calls = "outfit-calls-" + hashlib.sha256(ids.encode()).hexdigest()[:16]
+        request_ids = "\n".join(sorted(r["request_id"] for r in records))
+        calls = "outfit-calls-" + hashlib.sha256(request_ids.encode()).hexdigest()[:16]
         lake.write_parquet("inference_log", day, calls, records, settings)
     summary = summarize(suggestions, records)
     summary.update(

@@ -100,6 +100,8 @@ def outfits() -> dict[str, Any]:
         return {}
     day = table["day"].max()
     today = table[table["day"] == day]
+    if "generated_at" in today.columns:  # the newest suggestion per user wins
+        today = today.sort_values("generated_at").drop_duplicates("user_id", keep="last")
     skipped = Counter(today.loc[today["status"] != "ok", "skip_reason"].astype(str))
     return {
         "day": day,
