@@ -22,24 +22,17 @@ STARTUP_TIMEOUT_S = 30.0
 
 
 @contextlib.contextmanager
-def running_simulator(**options: Any) -> Iterator[str]:
-    """Serve a simulator on a free loopback port in a background thread; yield its ``/v1`` URL.
-
-    ``options`` are the CLI options' keyword names (``max_num_seqs=4``,
-    ``fixed_latency_ms=50``, ``scripts=[path]``, ``served_model_name=["m=sloppy"]``).
-    """
+def _serving(app: Any, what: str) -> Iterator[str]:
+    """Serve an ASGI app on a free loopback port in a background thread; yield its base URL."""
     import uvicorn
 
-    from dresscode.sim.server import create_app
-
-    config = SimConfig.from_options(**{"host": "127.0.0.1", **options})
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     server = uvicorn.Server(
         uvicorn.Config(
-            create_app(config),
+            app,
             log_level="warning",
             access_log=False,
             lifespan="off",
@@ -47,20 +40,34 @@ def running_simulator(**options: Any) -> Iterator[str]:
         )
     )
     thread = threading.Thread(
-        target=server.run, kwargs={"sockets": [sock]}, name=f"dresscode-sim-{port}", daemon=True
+        target=server.run, kwargs={"sockets": [sock]}, name=f"{what}-{port}", daemon=True
     )
     thread.start()
     try:
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while not server.started:
             if not thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the simulator did not start (see the log above)")
+                raise RuntimeError(f"the {what} did not start (see the log above)")
             time.sleep(0.01)
-        yield f"http://127.0.0.1:{port}/v1"
+        yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         thread.join(timeout=10)
         sock.close()
+
+
+@contextlib.contextmanager
+def running_simulator(**options: Any) -> Iterator[str]:
+    """Serve a simulator on a free loopback port in a background thread; yield its ``/v1`` URL.
+
+    ``options`` are the CLI options' keyword names (``max_num_seqs=4``,
+    ``fixed_latency_ms=50``, ``scripts=[path]``, ``served_model_name=["m=sloppy"]``).
+    """
+    from dresscode.sim.server import create_app
+
+    config = SimConfig.from_options(**{"host": "127.0.0.1", **options})
+    with _serving(create_app(config), "simulator") as url:
+        yield f"{url}/v1"
 
 
 @contextlib.contextmanager
@@ -70,38 +77,10 @@ def running_weather_stub(**options: Any) -> Iterator[str]:
     ``options`` go to ``create_weather_app`` (``seed=1``, ``timeout_fault_s=1.0``). The URL
     serves both ``/forecast`` and ``/search``; the controls live at ``<url>/../_faults`` etc.
     """
-    import uvicorn
-
     from dresscode.sim.weather import create_weather_app
 
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_weather_app(**options),
-            log_level="warning",
-            access_log=False,
-            lifespan="off",
-            timeout_graceful_shutdown=1,
-        )
-    )
-    thread = threading.Thread(
-        target=server.run, kwargs={"sockets": [sock]}, name=f"weather-stub-{port}", daemon=True
-    )
-    thread.start()
-    try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the weather stub did not start (see the log above)")
-            time.sleep(0.01)
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
+    with _serving(create_weather_app(**options), "weather stub") as url:
+        yield f"{url}/v1"
 
 
 @contextlib.contextmanager
