@@ -102,7 +102,6 @@ class _WeatherLookup:
                 self.from_features[row["city_id"]] = row
 
     def __call__(self, city: str, day: date) -> dict[str, Any] | None:
-
         key = (_city_key(city), day.isoformat())
         if key not in self.answers:
             self.answers[key] = self._lookup(city, day)
@@ -113,17 +112,7 @@ class _WeatherLookup:
 
         row = self.from_features.get(_city_key(city))
         if row is not None and str(row.get("day")) == day.isoformat():
-            return {
-                "city": city,
-                "date": day.isoformat(),
-                "temperature_c": row["temperature_c"],
-                "feels_like_c": row.get("feels_like_c"),
-                "precipitation_probability": round(100 * float(row.get("precip_prob") or 0)),
-                "wind_kph": row.get("wind_kph"),
-                "is_rainy": bool(row.get("is_rainy")),
-                "temperature_tier": row.get("temperature_tier"),
-                "season": row.get("season"),
-            }
+            return weather.tool_answer(row, city=city, day=day.isoformat())
         self.provider_calls += 1
         found = weather.weather_for(city, day=day, settings=self.settings)
         if isinstance(found, weather.Missing):

@@ -171,21 +171,15 @@ def recent_stylist_inputs(n: int = SAMPLE_SIZE, settings: Settings | None = None
 
 def weather_on_record(settings: Settings) -> Any:
     """A ``get_weather`` answer source from the lake's weather table (no provider calls)."""
+    from dresscode import weather
+
     table = lake.read_table("weather", settings)
     answers: dict[tuple[str, str], dict[str, Any]] = {}
     if not table.empty:
         for row in table.sort_values("event_timestamp").to_dict("records"):
-            answers[(str(row["city"]), str(row["day"]))] = {
-                "city": row["city"],
-                "date": str(row["day"]),
-                "temperature_c": row["temperature_c"],
-                "feels_like_c": row["feels_like_c"],
-                "precipitation_probability": round(100 * float(row["precip_prob"])),
-                "wind_kph": row["wind_kph"],
-                "is_rainy": bool(row["is_rainy"]),
-                "temperature_tier": row["temperature_tier"],
-                "season": row["season"],
-            }
+            answers[(str(row["city"]), str(row["day"]))] = weather.tool_answer(
+                row, city=row["city"], day=str(row["day"])
+            )
     return lambda city, day: answers.get((city, day.isoformat()))
 
 

@@ -165,17 +165,23 @@ class CityWeather:
 
     def tool_answer(self) -> dict[str, Any]:
         """What the stylist's ``get_weather`` tool returns to the model."""
-        return {
-            "city": self.city,
-            "date": self.day.isoformat(),
-            "temperature_c": self.temperature_c,
-            "feels_like_c": self.feels_like_c,
-            "precipitation_probability": round(self.precip_prob * 100),
-            "wind_kph": self.wind_kph,
-            "is_rainy": self.is_rainy,
-            "temperature_tier": self.temperature_tier,
-            "season": self.season,
-        }
+        return tool_answer(asdict(self), city=self.city, day=self.day.isoformat())
+
+
+def tool_answer(features: Mapping[str, Any], *, city: str, day: str) -> dict[str, Any]:
+    """The ``get_weather`` answer from one city's weather features — a fresh fetch, an
+    online feature row or a lake row alike (``precip_prob`` 0..1 becomes a percentage)."""
+    return {
+        "city": city,
+        "date": day,
+        "temperature_c": features["temperature_c"],
+        "feels_like_c": features.get("feels_like_c"),
+        "precipitation_probability": round(100 * float(features.get("precip_prob") or 0)),
+        "wind_kph": features.get("wind_kph"),
+        "is_rainy": bool(features.get("is_rainy")),
+        "temperature_tier": features.get("temperature_tier"),
+        "season": features.get("season"),
+    }
 
 
 @dataclass(frozen=True)
