@@ -82,6 +82,17 @@ LAYER_CATEGORIES = frozenset({"top", "dress", "outerwear"})
 # Prompt hygiene: wardrobe text is user data inside delimiters.
 MAX_DESCRIPTION_CHARS = 160
 MAX_FIELD_CHARS = 40
+# The wardrobe_items fields the stylist reads (prompt lines, validators, golden scenarios).
+WARDROBE_FIELDS = (
+    "item_id",
+    "category",
+    "subcategory",
+    "color_names",
+    "warmth",
+    "formality",
+    "water_resistant",
+    "description",
+)
 MAX_WARDROBE_ITEMS = 150  # ~40 tokens a line; keeps the prompt far from the context limit
 MAX_STYLE_FEATURES = 16
 MAX_TOOL_CALLS_PER_TURN = 4

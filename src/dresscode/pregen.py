@@ -22,17 +22,6 @@ from dresscode.config import Settings, get_settings, llm_endpoint
 log = logging.getLogger(__name__)
 
 PROMPT_NAME = "outfit-stylist"
-WARDROBE_COLUMNS = [
-    "item_id",
-    "user_id",
-    "category",
-    "subcategory",
-    "color_names",
-    "warmth",
-    "formality",
-    "water_resistant",
-    "description",
-]
 # More than this share of users failing on model errors is an outage: fail the run loudly.
 MAX_MODEL_ERROR_SHARE = 0.2
 
@@ -53,13 +42,15 @@ def plan_batches(settings: Settings | None = None) -> list[list[dict[str, str]]]
 
 def wardrobes_of(user_ids: list[str], settings: Settings) -> dict[str, list[dict[str, Any]]]:
     """Each user's wardrobe items from the lake (one dict per item), by user id."""
+    from dresscode.outfits import WARDROBE_FIELDS
+
     items = lake.read_table("wardrobe_items", settings)
     found: dict[str, list[dict[str, Any]]] = {u: [] for u in user_ids}
     if items.empty:
         return found
     items = items[items["user_id"].isin(user_ids)]
     items = items.drop_duplicates("item_id", keep="last")
-    columns = [c for c in WARDROBE_COLUMNS if c in items.columns]
+    columns = [c for c in ("user_id", *WARDROBE_FIELDS) if c in items.columns]
     for row in items[columns].to_dict("records"):
         colors = row.get("color_names")
         row["color_names"] = [] if colors is None else [str(c) for c in colors]

@@ -23,10 +23,6 @@ class ReleaseFailed(AirflowFailException):
     """No new version passed its gate; the message is the report. No retries: it is a verdict."""
 
 
-def prompt_names() -> list[str]:
-    return blueprints.prompt_names()
-
-
 def sync_all() -> list[dict[str, Any]]:
     """Register every git version (idempotent); return the versions that need a gate verdict.
 
@@ -36,7 +32,7 @@ def sync_all() -> list[dict[str, Any]]:
     from dresscode import registry
 
     pending = []
-    for name in prompt_names():
+    for name in blueprints.prompt_names():
         created = [r for r in registry.sync(name) if r.created]
         for r in created:
             log.info(

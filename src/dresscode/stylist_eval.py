@@ -74,16 +74,7 @@ _TOP_KEYS = {
     "expectations",
     "tags",
 }
-_ITEM_KEYS = {
-    "item_id",
-    "category",
-    "subcategory",
-    "color_names",
-    "warmth",
-    "formality",
-    "water_resistant",
-    "description",
-}
+_ITEM_KEYS = frozenset(outfits.WARDROBE_FIELDS)
 _STATUSES = ("ok", "skipped")
 
 

@@ -17,14 +17,14 @@ from pathlib import Path
 
 import pytest
 
-from dresscode import blueprints, evaluation, golden, release, stylist_eval
+from dresscode import blueprints, evaluation, golden, stylist_eval
 from dresscode.blueprints import Blueprint
 from dresscode.llm import LLMClient
 from dresscode.sim.testing import running_simulator
 
 GEMMA = "google/gemma-4-26B-A4B-it"
 SLOPPY = "dresscode-sim/sloppy"
-IN_GIT = [bp for name in release.prompt_names() for bp in blueprints.versions_in_git(name)]
+IN_GIT = [bp for name in blueprints.prompt_names() for bp in blueprints.versions_in_git(name)]
 EXAMPLES = blueprints.PROMPTS_DIR / "_examples"
 
 
@@ -59,7 +59,7 @@ def verdict(blueprint: Blueprint, url: str) -> tuple[bool, list[str]]:
 
 def test_both_prompts_have_at_least_two_versions_in_git() -> None:
     versions = {
-        name: [b.version for b in IN_GIT if b.name == name] for name in release.prompt_names()
+        name: [b.version for b in IN_GIT if b.name == name] for name in blueprints.prompt_names()
     }
     assert set(versions) == {"wardrobe-digitizer", "outfit-stylist"}
     assert all(len(v) >= 2 for v in versions.values()), versions
@@ -80,5 +80,5 @@ def test_the_sloppy_example_fails_its_gate(endpoint: str) -> None:
 
 
 def test_examples_are_never_released() -> None:
-    assert "_examples" not in release.prompt_names()
+    assert "_examples" not in blueprints.prompt_names()
     assert all(Path(b.source).parts[:3] != ("include", "prompts", "_examples") for b in IN_GIT)
