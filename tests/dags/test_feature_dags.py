@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -19,15 +18,6 @@ from dresscode.sim.testing import running_simulator
 
 MODEL = "google/gemma-4-26B-A4B-it"
 N_PHOTOS = 16
-REPO = Path(__file__).resolve().parents[2]
-
-
-def _load_dag(dag_id: str):
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(REPO / "dags" / f"{dag_id}.py"))
-    assert bag.import_errors == {}
-    return bag.dags[dag_id]
 
 
 def _states(run) -> dict[str, str]:
@@ -35,7 +25,7 @@ def _states(run) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def stack(airflow_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+def stack(load_dag, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     """A fresh home, seeded and ingested, with the simulator and its weather stub."""
     monkeypatch = pytest.MonkeyPatch()
     home = tmp_path_factory.mktemp("features-home")
@@ -70,7 +60,7 @@ def stack(airflow_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
                 }
             ),
         )
-        ingest = _load_dag("wardrobe_ingest").test()
+        ingest = load_dag("wardrobe_ingest").test()
         assert ingest.state == "success", _states(ingest)
         yield {"home": home, "url": url, "weather": f"{root}/weather"}
     monkeypatch.undo()
@@ -82,8 +72,8 @@ def _forecast_requests(stack: dict) -> dict[str, int]:
 
 
 @pytest.fixture(scope="module")
-def weather_run(stack: dict):
-    return _load_dag("weather_ingest").test()
+def weather_run(stack: dict, load_dag):
+    return load_dag("weather_ingest").test()
 
 
 def test_weather_ingest_writes_features_for_every_known_city(weather_run, stack) -> None:
@@ -100,8 +90,8 @@ def test_weather_ingest_writes_features_for_every_known_city(weather_run, stack)
     assert sydney["season"] != oslo["season"]  # opposite hemispheres
 
 
-def test_weather_reruns_within_the_ttl_fetch_each_city_once(weather_run, stack) -> None:
-    dag = _load_dag("weather_ingest")
+def test_weather_reruns_within_the_ttl_fetch_each_city_once(weather_run, stack, load_dag) -> None:
+    dag = load_dag("weather_ingest")
     for _ in range(2):
         assert dag.test().state == "success"
     requests = _forecast_requests(stack)
@@ -109,8 +99,8 @@ def test_weather_reruns_within_the_ttl_fetch_each_city_once(weather_run, stack) 
 
 
 @pytest.fixture(scope="module")
-def style_run(stack: dict, weather_run):
-    return _load_dag("style_features").test()
+def style_run(stack: dict, weather_run, load_dag):
+    return load_dag("style_features").test()
 
 
 def test_style_features_are_materialized_and_verified(style_run) -> None:
@@ -132,8 +122,8 @@ def test_style_features_are_materialized_and_verified(style_run) -> None:
 
 
 @pytest.fixture(scope="module")
-def pregen_run(stack: dict, style_run):
-    return _load_dag("outfit_pregen").test()
+def pregen_run(stack: dict, style_run, load_dag):
+    return load_dag("outfit_pregen").test()
 
 
 def test_outfit_pregen_suggests_for_users_with_a_wardrobe(pregen_run) -> None:
@@ -161,9 +151,9 @@ def test_outfit_calls_are_logged_with_their_tool_calls(pregen_run) -> None:
     assert (calls["hallucinated_items"] == 0).all()  # the perfect profile owns up to its wardrobe
 
 
-def test_outfit_pregen_rerun_replaces_its_parts(stack: dict, pregen_run) -> None:
+def test_outfit_pregen_rerun_replaces_its_parts(stack: dict, pregen_run, load_dag) -> None:
     before = len(lake.read_table("outfit_suggestions"))
-    assert _load_dag("outfit_pregen").test().state == "success"
+    assert load_dag("outfit_pregen").test().state == "success"
     assert len(lake.read_table("outfit_suggestions")) == before
 
 

@@ -18,16 +18,7 @@ from dresscode import alerts, blueprints, config, golden, lake, seed
 
 GEMMA = "google/gemma-4-26B-A4B-it"
 SLOPPY = "dresscode-sim/sloppy"
-REPO = Path(__file__).resolve().parents[2]
 PROMPTS = ("wardrobe-digitizer", "outfit-stylist")
-
-
-def _load_dag(dag_id: str):
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(REPO / "dags" / f"{dag_id}.py"))
-    assert bag.import_errors == {}
-    return bag.dags[dag_id]
 
 
 def _states(run) -> dict[str, str]:
@@ -41,7 +32,7 @@ def _add_version(prompts: Path, name: str, version: int, **changes) -> None:
 
 
 @pytest.fixture(scope="module")
-def env(airflow_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+def env(load_dag, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     from dresscode.sim.testing import running_simulator
 
     monkeypatch = pytest.MonkeyPatch()
@@ -65,9 +56,9 @@ def env(airflow_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     ) as url:
         conn = {"conn_type": "http", "host": url, "extra": {"model": GEMMA, "max_concurrency": 32}}
         monkeypatch.setenv("AIRFLOW_CONN_DRESSCODE_LLM", json.dumps(conn))
-        ingest = _load_dag("wardrobe_ingest").test()  # recent real photos for the shadow
+        ingest = load_dag("wardrobe_ingest").test()  # recent real photos for the shadow
         assert ingest.state == "success", _states(ingest)
-        yield {"prompts": prompts, "dag": _load_dag("prompt_release")}
+        yield {"prompts": prompts, "dag": load_dag("prompt_release")}
     monkeypatch.undo()
     config.get_settings.cache_clear()
 
@@ -147,10 +138,10 @@ def test_a_failing_candidate_is_not_promoted(env: dict, first_release) -> None:
     assert _states(_release(env))["evaluate"] == "skipped"
 
 
-def test_without_auto_promote_a_human_approves() -> None:
+def test_without_auto_promote_a_human_approves(load_dag) -> None:
     from airflow.providers.standard.operators.hitl import ApprovalOperator
 
-    dag = _load_dag("prompt_release")
+    dag = load_dag("prompt_release")
     approve = dag.get_task("approve")
     assert isinstance(approve, ApprovalOperator)
     assert dag.get_task("decide").downstream_task_ids == {"approve", "promote"}

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -44,14 +43,8 @@ def _lake_snapshot() -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def ingest_dag(airflow_db: Path):
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(
-        dag_folder=str(Path(__file__).resolve().parents[2] / "dags" / "wardrobe_ingest.py")
-    )
-    assert bag.import_errors == {}
-    return bag.dags["wardrobe_ingest"]
+def ingest_dag(load_dag):
+    return load_dag("wardrobe_ingest")
 
 
 @pytest.fixture(scope="module")
@@ -216,7 +209,7 @@ def _served_versions(run) -> set[str]:
 
 
 def test_promotion_and_rollback_apply_from_the_next_run(
-    ingest_dag, first_run, seeded: dict
+    ingest_dag, first_run, seeded: dict, load_dag
 ) -> None:
     from dresscode import registry
 
@@ -235,7 +228,7 @@ def test_promotion_and_rollback_apply_from_the_next_run(
     assert _served_versions(ingest_dag.test()) == {"2"}
 
     # The on-call engineer rolls back through the prompt_rollback DAG ...
-    rollback_dag = _load_dag("prompt_rollback")
+    rollback_dag = load_dag("prompt_rollback")
     reason = "wool coats in a heatwave"
     done = rollback_dag.test(run_conf={"prompt": name, "target": "previous", "reason": reason})
     assert done.state == "success"
@@ -253,14 +246,16 @@ def test_promotion_and_rollback_apply_from_the_next_run(
     assert set(newest["prompt_version"]) == {"1"}
 
 
-def test_rollback_to_a_version_that_never_passed_fails_clearly(first_run, seeded: dict) -> None:
+def test_rollback_to_a_version_that_never_passed_fails_clearly(
+    first_run, seeded: dict, load_dag
+) -> None:
     from dresscode import registry
 
     name = "wardrobe-digitizer"
     registry.sync(name)
     before = registry.aliases(name)
     registry.mark_gate(name, 2, False, {"f1": 0.5})
-    run = _load_dag("prompt_rollback").test(
+    run = load_dag("prompt_rollback").test(
         run_conf={"prompt": name, "target": "2", "reason": "try the failed one"}
     )
     assert run.state == "failed"
@@ -269,14 +264,6 @@ def test_rollback_to_a_version_that_never_passed_fails_clearly(first_run, seeded
     assert alert["dag_id"] == "prompt_rollback"
     assert "gate" in alert["summary"]
     registry.mark_gate(name, 2, True, {"f1": 1.0})
-
-
-def _load_dag(dag_id: str):
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(Path(__file__).resolve().parents[2] / "dags" / f"{dag_id}.py"))
-    assert bag.import_errors == {}
-    return bag.dags[dag_id]
 
 
 def _audit_tags(run_id: str) -> dict[str, str]:
