@@ -120,6 +120,64 @@ def _choice(*options: str) -> Callable[[str], str]:
     return parse
 
 
+# Monitoring SLOs: ``<metric>_max`` is an upper bound, ``<metric>_min`` a lower bound on the
+# metric of the current window (names match ``dresscode.monitoring``'s metric columns).
+SLO_DEFAULTS: dict[str, float] = {
+    "json_error_rate_max": 0.02,
+    "schema_violation_rate_max": 0.02,
+    "repaired_rate_max": 0.10,
+    "zero_item_share_max": 0.10,
+    "items_per_photo_min": 1.0,
+    "ttft_p95_ms_max": 3000.0,
+    "latency_p95_ms_max": 30000.0,
+    "tool_call_success_rate_min": 0.95,
+    "hallucination_rate_max": 0.01,
+    "quarantine_rate_max": 0.50,
+    "correction_rate_max": 0.20,
+}
+ALERT_BACKENDS = ("slack", "smtp", "sns")
+
+
+def _slos(raw: str) -> dict[str, float]:
+    """Overrides of SLO_DEFAULTS as a JSON object; merged over the defaults."""
+    try:
+        given = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not JSON: {exc.msg}") from None
+    if not isinstance(given, dict):
+        raise ValueError('must be a JSON object such as {"json_error_rate_max": 0.05}')
+    unknown = sorted(set(given) - set(SLO_DEFAULTS))
+    if unknown:
+        raise ValueError(f"unknown SLO {unknown}; known: {', '.join(SLO_DEFAULTS)}")
+    bad = sorted(
+        k for k, v in given.items() if isinstance(v, bool) or not isinstance(v, int | float)
+    )
+    if bad:
+        raise ValueError(f"SLO values must be numbers: {bad}")
+    return SLO_DEFAULTS | {k: float(v) for k, v in given.items()}
+
+
+_slos.__doc__ = "a JSON object of SLO overrides"
+
+
+def _alert_backends(raw: str) -> frozenset[str]:
+    names = frozenset(part.strip().lower() for part in raw.split(",") if part.strip())
+    unknown = names - set(ALERT_BACKENDS)
+    if unknown:
+        raise ValueError(f"unknown backend {sorted(unknown)}")
+    return names
+
+
+_alert_backends.__doc__ = f"a comma-separated list of {', '.join(ALERT_BACKENDS)} (or empty)"
+
+
+def _optional_str(raw: str) -> str | None:
+    return raw.strip() or None
+
+
+_optional_str.__doc__ = "a string (empty: unset)"
+
+
 def _formats(raw: str) -> frozenset[str]:
     names = frozenset(part.strip().upper() for part in raw.split(",") if part.strip())
     unknown = names - {"JPEG", "PNG", "WEBP", "HEIF"}
@@ -327,6 +385,84 @@ SETTINGS: dict[str, Knob] = {
         lambda _home: "docs/runbooks",
         "Prefix of runbook links in alerts (a repo URL in production).",
     ),
+    "alert_backends": Knob(
+        "DRESSCODE_ALERT_BACKENDS",
+        _alert_backends,
+        lambda _home: frozenset(),
+        "Alert backends besides the local file (always written): slack, smtp, sns.",
+    ),
+    "alert_slack_conn_id": Knob(
+        "DRESSCODE_ALERT_SLACK_CONN_ID",
+        _str,
+        lambda _home: "slack_alerts",
+        "Airflow connection of the Slack incoming webhook (backend slack).",
+    ),
+    "alert_smtp_conn_id": Knob(
+        "DRESSCODE_ALERT_SMTP_CONN_ID",
+        _str,
+        lambda _home: "smtp_alerts",
+        "Airflow connection of the SMTP server (backend smtp).",
+    ),
+    "alert_email_to": Knob(
+        "DRESSCODE_ALERT_EMAIL_TO",
+        _optional_str,
+        lambda _home: None,
+        "Comma-separated recipients of alert e-mails (backend smtp).",
+    ),
+    "alert_sns_topic_arn": Knob(
+        "DRESSCODE_ALERT_SNS_TOPIC_ARN",
+        _optional_str,
+        lambda _home: None,
+        "SNS topic alerts are published to (backend sns, through the aws_default connection).",
+    ),
+    "deadlines": Knob(
+        "DRESSCODE_DEADLINES",
+        _bool,
+        lambda _home: True,
+        "Deadline alerts on the nightly DAGs (tests turn them off: dag.test() cannot run them).",
+    ),
+    "monitoring_slos": Knob(
+        "DRESSCODE_MONITORING_SLOS",
+        _slos,
+        lambda _home: dict(SLO_DEFAULTS),
+        "SLO overrides as JSON, merged over the defaults (see docs/monitoring.md).",
+    ),
+    "drift_reference_days": Knob(
+        "DRESSCODE_DRIFT_REFERENCE_DAYS",
+        _int_between(1, 365),
+        lambda _home: 7,
+        "Days before the current window that form the drift reference (from the last promotion on, when that has enough rows).",
+    ),
+    "drift_baseline_uri": Knob(
+        "DRESSCODE_DRIFT_BASELINE_URI",
+        _optional_str,
+        lambda _home: None,
+        "A frozen drift baseline (Parquet frame); when set it replaces the reference window.",
+    ),
+    "drift_min_rows": Knob(
+        "DRESSCODE_DRIFT_MIN_ROWS",
+        _int_between(1, 1_000_000),
+        lambda _home: 30,
+        "Rows a column needs in both windows to be tested for drift; fewer is 'not enough data'.",
+    ),
+    "drift_share": Knob(
+        "DRESSCODE_DRIFT_SHARE",
+        _float_between(0.0, 1.0),
+        lambda _home: 0.3,
+        "Share of drifted columns at which the data set counts as drifted.",
+    ),
+    "drift_max_rows": Knob(
+        "DRESSCODE_DRIFT_MAX_ROWS",
+        _int_between(0, 100_000_000),
+        lambda _home: 0,
+        "Rows per window the drift report uses (a seeded sample); 0 uses them all.",
+    ),
+    "feedback_max_future_s": Knob(
+        "DRESSCODE_FEEDBACK_MAX_FUTURE_S",
+        _int_between(0, 86_400),
+        lambda _home: 300,
+        "Feedback events timed further than this in the future are rejected (clock skew allowance).",
+    ),
 }
 
 
@@ -366,6 +502,19 @@ class Settings:
     mlflow_tracking_uri: str
     alerts_file: Path
     runbook_base_url: str
+    alert_backends: frozenset[str]
+    alert_slack_conn_id: str
+    alert_smtp_conn_id: str
+    alert_email_to: str | None
+    alert_sns_topic_arn: str | None
+    deadlines: bool
+    monitoring_slos: dict[str, float]
+    drift_reference_days: int
+    drift_baseline_uri: str | None
+    drift_min_rows: int
+    drift_share: float
+    drift_max_rows: int
+    feedback_max_future_s: int
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> Settings:
         """Per-run overrides (DAG Params), validated like env values."""

@@ -48,6 +48,10 @@ TABLES = (
     "user_style",
     "outfit_suggestions",
     "feedback",
+    "corrected_labels",
+    "golden_candidates",
+    "quality_metrics",
+    "monitoring_decisions",
     "reports",
 )
 
