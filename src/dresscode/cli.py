@@ -29,10 +29,14 @@ def _seed(args: argparse.Namespace) -> int:
     from dresscode import seed, stack
 
     result = seed.seed(
-        n_photos=args.photos, script_path=args.script or stack.sim_script(), start=args.start
+        n_photos=args.photos,
+        script_path=args.script or stack.sim_script(),
+        start=args.start,
+        shift=args.shift,
     )
+    what = f"{args.shift}-shifted " if args.shift else ""
     print(
-        f"seeded {result.new} new uploads into the landing area ({result.skipped} already ingested)"
+        f"seeded {result.new} new {what}uploads into the landing area ({result.skipped} already ingested)"
     )
     return 0
 
@@ -161,6 +165,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     seed.add_argument(
         "--script", type=Path, default=None, help="simulator response script to append to"
+    )
+    seed.add_argument(
+        "--shift",
+        choices=("dark", "lowres", "format"),
+        default=None,
+        help="write a drifted batch: dark photos, low-resolution photos, or everything as PNG",
     )
     seed.set_defaults(func=_seed)
 

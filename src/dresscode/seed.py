@@ -6,6 +6,12 @@ tricky-but-valid ones, and appends the true labels of the good photos to the sim
 response script (keyed by the sha256 of the normalized JPEG the model will be sent), and the
 users' profiles (their cities) to the ``users`` table.
 
+``shift`` writes a batch that looks different the way real traffic drifts (``dark``: photos
+taken in a dim room; ``lowres``: small, messenger-compressed photos; ``format``: a phone update
+that uploads everything as PNG). Shifted uploads get their own keys (``photo-00000-dark.jpg``),
+carry the same true labels, and no bad files. The simulator sees far fewer items on dark photos,
+as a real vision model would; the other two shifts move only the inputs.
+
 Idempotent: uploads already in the manifest are not written again, and labels already in the
 script are not appended twice.
 """
@@ -18,9 +24,13 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dresscode import images, lake, samples, users
 from dresscode.config import Settings, get_settings
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +38,9 @@ FORMATS = ("JPEG", "PNG", "WEBP", "HEIC")
 EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "HEIC": "heic"}
 ORIENTATIONS = (1, 6, 3, 8)  # upright, and the three rotations phones write
 USERS = 8
+SHIFTS = ("dark", "lowres", "format")
+DARK_EXPOSURE = 0.2  # brightness factor of a dim-room photo: mean luma well below 50/255
+LOWRES_EDGE = 320  # long edge of a messenger-compressed photo
 # Where the synthetic users live: both hemispheres, hot, cold and rainy places, and one city
 # no weather provider knows (its user is skipped with a reason, not crashed on). user-bad
 # only uploads broken files, so it is an active user with an empty wardrobe.
@@ -58,21 +71,27 @@ def seed(
     start: int = 0,
     bad_files: bool = True,
     size: tuple[int, int] = (1600, 1200),
+    shift: str | None = None,
     settings: Settings | None = None,
 ) -> SeedResult:
     """Write the uploads and the response script; returns how many were new."""
     from dresscode.ingest import manifest_state
 
+    if shift is not None and shift not in SHIFTS:
+        raise ValueError(f"Unknown shift {shift!r}; known: {', '.join(SHIFTS)}.")
     settings = settings or get_settings()
+    bad_files = bad_files and shift is None
     done = set(manifest_state(settings))
     landing = lake.landing(settings)
     known_shas = _script_shas(script_path)
     new = skipped = 0
     script_lines = []
     for i in range(start, start + n_photos):
-        fmt = FORMATS[i % len(FORMATS)]
-        key = f"user-{i % USERS:03d}/photo-{i:05d}.{EXTENSIONS[fmt]}"
+        fmt = "PNG" if shift == "format" else FORMATS[i % len(FORMATS)]
+        suffix = f"-{shift}" if shift else ""
+        key = f"user-{i % USERS:03d}/photo-{i:05d}{suffix}.{EXTENSIONS[fmt]}"
         img, labels = samples.wardrobe_photo(i, size=size)
+        img = shifted(img, shift)
         raw = samples.encode(
             img,
             fmt,
@@ -113,6 +132,19 @@ def seed(
         len(script_lines),
     )
     return SeedResult(new, skipped)
+
+
+def shifted(img: Image.Image, shift: str | None) -> Image.Image:
+    """The photo as the drifted traffic would have taken it (labels do not change)."""
+    from PIL import Image, ImageEnhance
+
+    if shift == "dark":
+        return ImageEnhance.Brightness(img).enhance(DARK_EXPOSURE)
+    if shift == "lowres":
+        scale = LOWRES_EDGE / max(img.size)
+        small = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
+        return img.resize(small, Image.Resampling.LANCZOS)
+    return img
 
 
 def _sent_sha(raw: bytes, settings: Settings) -> str:

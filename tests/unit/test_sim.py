@@ -286,6 +286,40 @@ async def test_scripted_photo_returns_the_golden_items(
     assert json.loads(response.choices[0].message.content) == {"items": golden}
 
 
+async def test_dark_scripted_photos_lose_most_of_their_true_items(
+    client: AsyncOpenAI, script_path: Path
+) -> None:
+    """A real vision model misses garments in a dark photo even when the labels say they are there."""
+    item = {
+        "category": "top",
+        "subcategory": "t-shirt",
+        "colors": [{"name": "white", "hex": "#ffffff"}],
+        "pattern": "solid",
+        "material": "cotton",
+        "warmth": "light",
+        "formality": "casual",
+        "seasons": ["summer"],
+        "water_resistant": False,
+        "description": "A white t-shirt.",
+    }
+    photos = {"bright": [jpeg(600 + i) for i in range(10)], "dark": []}
+    photos["dark"] = [jpeg(600 + i, dark=True) for i in range(10)]
+    with script_path.open("a") as script:
+        for photo in photos["bright"] + photos["dark"]:
+            line = {"image_sha256": hashlib.sha256(photo).hexdigest(), "items": [item] * 4}
+            script.write(json.dumps(line) + "\n")
+    seen = {}
+    for kind, batch in photos.items():
+        seen[kind] = 0
+        for photo in batch:
+            r = await client.chat.completions.create(
+                model=GEMMA, messages=photo_message(photo), response_format=DIGITIZER_FORMAT
+            )
+            seen[kind] += len(json.loads(r.choices[0].message.content)["items"])
+    assert seen["bright"] == 40  # every labelled item, on every bright photo
+    assert seen["dark"] < 40 * 0.6  # SEEN_ON_DARK = 0.3 of them, give or take the dice
+
+
 async def test_sloppy_profile_gets_scripted_photos_wrong_sometimes(
     client: AsyncOpenAI, script_path: Path
 ) -> None:
