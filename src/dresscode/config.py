@@ -123,6 +123,7 @@ def _choice(*options: str) -> Callable[[str], str]:
 # Monitoring SLOs: ``<metric>_max`` is an upper bound, ``<metric>_min`` a lower bound on the
 # metric of the current window (names match ``dresscode.monitoring``'s metric columns).
 SLO_DEFAULTS: dict[str, float] = {
+    "call_error_rate_max": 0.05,
     "json_error_rate_max": 0.02,
     "schema_violation_rate_max": 0.02,
     "repaired_rate_max": 0.10,
