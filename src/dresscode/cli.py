@@ -142,6 +142,35 @@ def _prompts(args: argparse.Namespace) -> int:
     return 0
 
 
+def _golden_accept(args: argparse.Namespace) -> int:
+    """``dresscode golden accept``: copy reviewed feedback candidates into the golden set."""
+    from dresscode import feedback
+    from dresscode.golden import GoldenError
+
+    if args.all == bool(args.shas):
+        pending = feedback.latest_candidates()
+        pending = pending[pending["status"] == feedback.PENDING] if not pending.empty else pending
+        for row in pending.to_dict("records"):
+            print(f"{row['image_sha256']}  {row['user_id']}  {row['n_corrections']} corrections")
+        print(
+            f"{len(pending)} pending; name candidates by SHA (or a prefix), or --all",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        done = feedback.accept_candidates(
+            args.shas, all_pending=args.all, golden_dir=args.golden_dir, set_name=args.set_name
+        )
+    except (feedback.FeedbackError, GoldenError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    for golden_id in done.accepted:
+        print(f"accepted {golden_id} into {done.golden_dir}")
+    for sha in done.already:
+        print(f"{sha[:12]} was already accepted; nothing to do")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dresscode", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -195,6 +224,19 @@ def build_parser() -> argparse.ArgumentParser:
     prompts.add_argument("--reason", help="why (required for promote and rollback)")
     prompts.add_argument("--actor", help="who (default: the current user)")
     prompts.set_defaults(func=_prompts)
+
+    golden = sub.add_parser("golden", help="the wardrobe golden set")
+    golden_sub = golden.add_subparsers(dest="golden_command", required=True)
+    accept = golden_sub.add_parser(
+        "accept", help="copy golden candidates (photos with corrected labels) into the golden set"
+    )
+    accept.add_argument("shas", nargs="*", metavar="SHA", help="photo sha256 or a unique prefix")
+    accept.add_argument("--all", action="store_true", help="accept every pending candidate")
+    accept.add_argument(
+        "--golden-dir", type=Path, default=None, help="default: include/golden/wardrobe"
+    )
+    accept.add_argument("--set", dest="set_name", default="feedback", help="labels-<set>.jsonl")
+    accept.set_defaults(func=_golden_accept)
 
     dig = sub.add_parser(
         "digitize", help="digitize one photo with the model endpoint (dresscode_llm)"

@@ -327,6 +327,74 @@ def add_photo(
     return photo
 
 
+def accept_photo(
+    jpeg: bytes,
+    items: list[dict[str, Any]],
+    *,
+    out_dir: Path = GOLDEN_DIR,
+    set_name: str = "feedback",
+    photo_id: str | None = None,
+    tags: Sequence[str] = (),
+) -> GoldenPhoto:
+    """Store an already-normalized photo and its labels as ``photo_id``; idempotent.
+
+    For photos that went through ingest (``dresscode golden accept``): the bytes are stored as
+    they are, because their sha256 is what the digitizer was sent. The label line goes to
+    ``labels-<set_name>.jsonl``; accepting the same id again replaces its line (new labels) or
+    changes nothing (same labels). A photo already in the set under another id is refused.
+    """
+    from jsonschema import Draft202012Validator
+    from PIL import Image
+
+    out_dir = Path(out_dir)
+    sha = hashlib.sha256(jpeg).hexdigest()
+    photo_id = photo_id or f"{set_name}-{sha[:12]}"
+    validator = Draft202012Validator(_output_schema())
+    row = {"id": photo_id, "file": "?", "image_sha256": sha, "items": items}
+    _parse_line(json.dumps(row), f"{photo_id} (labels)", out_dir, validator)
+    with Image.open(io.BytesIO(jpeg)) as im:
+        if im.format != "JPEG" or max(im.size) > schema_long_edge():
+            raise GoldenError(
+                f"{photo_id}: the photo must be a normalized JPEG with a long edge of at most "
+                f"{schema_long_edge()} px (got {im.format} {im.size[0]}x{im.size[1]})"
+            )
+    labels_path = out_dir / f"labels-{set_name}.jsonl"
+    _check_not_elsewhere(out_dir, labels_path, photo_id, sha)
+    file = f"photos/{set_name}/{photo_id}.jpg"
+    target = out_dir / file
+    if not target.is_file() or target.read_bytes() != jpeg:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(jpeg)
+    photo = GoldenPhoto(photo_id, file, sha, items, [*tags, *tags_for(items)], root=out_dir)
+    line = json.dumps(
+        {k: getattr(photo, k) for k in ("id", "file", "image_sha256", "items", "tags")}
+    )
+    lines = labels_path.read_text().splitlines() if labels_path.exists() else []
+    kept = [x for x in lines if x.strip() and json.loads(x).get("id") != photo_id]
+    if line not in lines:
+        tmp = labels_path.with_name(f".{labels_path.name}.tmp")
+        tmp.write_text("".join(x + "\n" for x in [*kept, line]))
+        tmp.replace(labels_path)
+    return photo
+
+
+def _check_not_elsewhere(out_dir: Path, own_file: Path, photo_id: str, sha: str) -> None:
+    """Refuse a photo (or an id) the golden set already holds in another label line."""
+    for labels in label_files(out_dir):
+        for line_no, line in enumerate(labels.read_text().splitlines(), start=1):
+            if not line.strip():
+                continue
+            row = json.loads(line)
+            same_id = row.get("id") == photo_id
+            if same_id and labels == own_file:
+                continue
+            if same_id or row.get("image_sha256") == sha:
+                raise GoldenError(
+                    f"{labels}:{line_no}: photo {sha[:12]}... (id {photo_id}) is already in the "
+                    f"golden set as {row.get('id')!r}"
+                )
+
+
 def schema_long_edge() -> int:
     """The long edge photos are sent at (the schema blueprint's ``image_long_edge``)."""
     from dresscode import blueprints

@@ -170,3 +170,148 @@ def _append_script(path: Path, lines: list[dict]) -> None:
     with path.open("a", encoding="utf-8") as fh:
         for line in lines:
             fh.write(json.dumps(line, sort_keys=True) + "\n")
+
+
+# --- feedback demo ---------------------------------------------------------------------------
+
+FEEDBACK_DEMO_KEY = "feedback/demo.jsonl"
+
+
+@dataclass(frozen=True)
+class FeedbackSeed:
+    key: str | None
+    """Landing key written, or None when there was nothing to write."""
+    events: int
+    bad_lines: int
+
+
+@dataclass(frozen=True)
+class _DemoEvents:
+    """Builds demo events; ids come from ``kind`` and ``key``, so they are stable across seeds."""
+
+    now: datetime
+
+    def __call__(self, kind: str, key: str, user_id: str, minutes: int, **fields: object) -> dict:
+        from datetime import timedelta
+
+        from dresscode.feedback import iso_utc
+
+        digest = hashlib.sha256(f"{kind}:{key}".encode()).hexdigest()[:16]
+        return {
+            "event_id": f"demo-{digest}",
+            "event_type": kind,
+            "user_id": user_id,
+            "event_time": iso_utc(self.now - timedelta(minutes=minutes)),
+            **fields,
+        }
+
+
+def seed_feedback(*, settings: Settings | None = None, now: datetime | None = None) -> FeedbackSeed:
+    """Write a demo feedback file into ``landing/feedback/`` for already-ingested items.
+
+    Good events: a category and a colour correction, a deletion, an added item, a thumbs up
+    and down and a "wore instead" (the outfit events only when ``outfit_suggestions`` has rows).
+    Bad lines, so the demo shows rejections: malformed JSON, missing fields, an unknown item,
+    a future event, a duplicated event id and an unknown event type. Event ids are derived
+    from the items, so seeding again after the file was ingested writes nothing.
+    """
+    import pandas as pd
+
+    settings = settings or get_settings()
+    event = _DemoEvents(now or datetime.now(UTC))
+    items = lake.read_table("wardrobe_items", settings)
+    if items.empty:
+        log.warning("no wardrobe items yet: ingest photos before seeding feedback")
+        return FeedbackSeed(None, 0, 0)
+    items = items.drop_duplicates("item_id").sort_values(["image_sha256", "item_id"])
+    photos = list(dict.fromkeys(items["image_sha256"]))[:4]
+    first = [items[items["image_sha256"] == sha].iloc[0] for sha in photos]
+
+    def on_item(kind: str, row: pd.Series, minutes: int, **fields: object) -> dict:
+        return event(kind, row["item_id"], str(row["user_id"]), minutes, **fields)
+
+    a = first[0]
+    category = "outerwear" if a["category"] != "outerwear" else "top"
+    good = [on_item("item_corrected", a, 50, item_id=a["item_id"], changes={"category": category})]
+    if len(first) > 1:
+        navy = [{"name": "navy", "hex": "#1f2a44"}]
+        good.append(
+            on_item(
+                "item_corrected",
+                first[1],
+                45,
+                item_id=first[1]["item_id"],
+                changes={"colors": navy},
+            )
+        )
+    deleted = first[2]["item_id"] if len(first) > 2 else None
+    if deleted:
+        good.append(on_item("item_deleted", first[2], 40, item_id=deleted))
+    if len(first) > 3:
+        sha = first[3]["image_sha256"]
+        good.append(on_item("item_added", first[3], 35, image_sha256=sha, item=_DEMO_SCARF))
+    kept = items[items["item_id"] != deleted]
+    worn_by = kept.groupby("user_id")["item_id"].apply(lambda ids: list(ids)[:2]).to_dict()
+    good += _outfit_events(worn_by, event, settings)
+    done = lake.read_table("feedback", settings, columns=["event_id"])
+    if not done.empty and {e["event_id"] for e in good} <= set(done["event_id"]):
+        log.info("the demo feedback was ingested already; nothing to seed")
+        return FeedbackSeed(None, 0, 0)
+    user = str(a["user_id"])
+    future = {"item_id": a["item_id"], "changes": {"pattern": "striped"}}
+    bad = [
+        '{"event_id": "demo-broken", "event_type": "item_deleted", ',  # malformed JSON
+        json.dumps({"event_id": "demo-missing", "event_type": "item_deleted", "user_id": user}),
+        json.dumps(event("item_deleted", "no-such-item", user, 15, item_id="no-such-item")),
+        json.dumps(on_item("item_corrected", a, -24 * 60, **future)),  # a day ahead
+        json.dumps(good[0]),  # the same event id again
+        json.dumps(on_item("item_liked", a, 10, item_id=a["item_id"])),  # unknown event type
+    ]
+    lines = [json.dumps(e) for e in good] + bad
+    lake.write_bytes(lake.landing(settings) / FEEDBACK_DEMO_KEY, ("\n".join(lines) + "\n").encode())
+    log.info("seeded %s: %d events and %d bad lines", FEEDBACK_DEMO_KEY, len(good), len(bad))
+    return FeedbackSeed(FEEDBACK_DEMO_KEY, len(good), len(bad))
+
+
+_DEMO_SCARF = {
+    "category": "accessory",
+    "subcategory": "scarf",
+    "colors": [{"name": "red", "hex": "#b22222"}],
+    "pattern": "checked",
+    "material": "wool",
+    "warmth": "warm",
+    "formality": "casual",
+    "seasons": ["autumn", "winter"],
+    "water_resistant": False,
+    "description": "Red checked wool scarf.",
+}
+
+
+def _outfit_events(
+    worn_by: dict[str, list[str]], event: _DemoEvents, settings: Settings
+) -> list[dict]:
+    """A thumbs up, a thumbs down and a "wore instead" on the newest suggestion, if any."""
+    suggestions = lake.read_table("outfit_suggestions", settings)
+    ok = suggestions[suggestions["status"] == "ok"] if not suggestions.empty else suggestions
+    if ok.empty:
+        log.warning("no outfit suggestions yet: the demo feedback has no thumbs or wore_instead")
+        return []
+    newest = ok.sort_values(["day", "user_id"]).iloc[-1]
+    user, day = str(newest["user_id"]), str(newest["day"])
+    ref = {"suggestion_day": day, "outfit_index": 0}
+    out = [
+        event("outfit_rated", f"up:{user}:{day}", user, 30, **ref, rating="up"),
+        event("outfit_rated", f"down:{user}:{day}", user, 25, **ref, rating="down"),
+    ]
+    if worn_by.get(user):
+        out.append(
+            event(
+                "wore_instead",
+                f"wore:{user}:{day}",
+                user,
+                20,
+                suggestion_day=day,
+                item_ids=worn_by[user],
+            )
+        )
+    return out

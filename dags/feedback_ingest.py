@@ -1,0 +1,72 @@
+"""Feedback ingest — users' corrections and thumbs become corrected labels, a correction rate and golden candidates.
+
+Daily at 04:30 UTC: **discover** lists the JSON-lines files the app dropped in
+`landing/feedback/`; **validate_and_apply** checks every line against its event type's schema
+(`item_corrected`, `item_deleted`, `item_added`, `outfit_rated`, `wore_instead`), drops events
+already received (same `event_id`), checks in event-time order that each event points at the
+user's own item, photo or suggestion, writes the accepted events to the `feedback` table and
+each photo's model items with the corrections applied to `corrected_labels`, keeps rejected
+lines with their reason in `reports/feedback/date=<day>/`, archives each file under
+`feedback/raw/` and only then removes it from landing; **stage_golden_candidates** stages
+photos with corrected labels in `golden_candidates` for a human to accept with
+`dresscode golden accept`; **report** logs the counts and the correction rate.
+
+Bad lines never fail the run: they are kept and counted (a WARNING per reason). Safe to
+re-run: parts are named by the file's content hash and the derived tables are written only
+when they change, so replaying a file changes nothing.
+
+On failure, see `docs/runbooks/feedback_ingest.md`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from airflow.sdk import dag, get_current_context, task
+
+from dresscode.dag_defaults import DEFAULT_ARGS
+
+
+def _run_day() -> str:
+    return get_current_context()["dag_run"].run_after.date().isoformat()
+
+
+@dag(
+    schedule="30 4 * * *",
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    tags=["dresscode", "feedback", "labels"],
+    doc_md=__doc__,
+)
+def feedback_ingest():
+    @task
+    def discover() -> list[str]:
+        from dresscode import feedback
+
+        return feedback.discover()
+
+    @task
+    def validate_and_apply(keys: list[str]) -> dict:
+        from dresscode import feedback
+
+        return feedback.validate_and_apply(keys, day=_run_day())
+
+    @task
+    def stage_golden_candidates(applied: dict) -> dict:
+        from dresscode import feedback
+
+        return feedback.stage_golden_candidates(day=_run_day())
+
+    @task
+    def report(applied: dict, staged: dict) -> dict:
+        from dresscode import feedback
+
+        return feedback.report(applied, staged)
+
+    applied = validate_and_apply(discover())
+    report(applied, stage_golden_candidates(applied))
+
+
+feedback_ingest()
