@@ -20,11 +20,11 @@ On failure, see `docs/runbooks/feedback_ingest.md`.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from airflow.sdk import dag, get_current_context, task
 
-from dresscode.dag_defaults import DEFAULT_ARGS
+from dresscode.dag_defaults import DEFAULT_ARGS, deadline
 
 
 def _run_day() -> str:
@@ -37,6 +37,7 @@ def _run_day() -> str:
     catchup=False,
     max_active_runs=1,
     default_args=DEFAULT_ARGS,
+    deadline=deadline(timedelta(hours=1)),
     tags=["dresscode", "feedback", "labels"],
     doc_md=__doc__,
 )

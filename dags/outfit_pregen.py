@@ -18,12 +18,12 @@ On failure, see `docs/runbooks/outfit_pregen.md`.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from airflow.sdk import dag, get_current_context, task
 
 from dresscode.config import get_settings
-from dresscode.dag_defaults import DEFAULT_ARGS, OUTFIT_SUGGESTIONS
+from dresscode.dag_defaults import DEFAULT_ARGS, OUTFIT_SUGGESTIONS, deadline
 
 
 @dag(
@@ -32,6 +32,8 @@ from dresscode.dag_defaults import DEFAULT_ARGS, OUTFIT_SUGGESTIONS
     catchup=False,
     max_active_runs=1,
     default_args=DEFAULT_ARGS,
+    # Suggestions must be ready before users wake up (~07:00 UTC).
+    deadline=deadline(timedelta(hours=2)),
     tags=["dresscode", "outfits", "llm"],
     doc_md=__doc__,
 )

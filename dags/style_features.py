@@ -17,13 +17,13 @@ On failure, see `docs/runbooks/style_features.md`.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from airflow.sdk import dag, get_current_context, task
 from airflow.timetables.assets import AssetOrTimeSchedule
 from airflow.timetables.interval import CronDataIntervalTimetable
 
-from dresscode.dag_defaults import DEFAULT_ARGS, USER_STYLE, WARDROBE_ITEMS
+from dresscode.dag_defaults import DEFAULT_ARGS, USER_STYLE, WARDROBE_ITEMS, deadline
 
 
 def _window() -> dict:
@@ -46,6 +46,8 @@ def _window() -> dict:
     catchup=False,
     max_active_runs=1,
     default_args=DEFAULT_ARGS,
+    # Features must be online before outfit_pregen starts at 05:00 UTC.
+    deadline=deadline(timedelta(hours=2)),
     tags=["dresscode", "features", "feast"],
     doc_md=__doc__,
 )
