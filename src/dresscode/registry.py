@@ -515,7 +515,7 @@ def _mlflow(name: str) -> Iterator[MlflowClient]:
     except RegistryError:
         raise
     except MlflowException as exc:
-        if _is_unreachable(exc):
+        if is_unreachable(exc):
             raise RegistryError(
                 f"MLflow at {uri} is unreachable: {_first_line(exc)} (prompt {name})."
             ) from exc
@@ -525,10 +525,10 @@ def _mlflow(name: str) -> Iterator[MlflowClient]:
 
 
 def _is_not_found(exc: Exception) -> bool:
-    return getattr(exc, "error_code", None) in _NOT_FOUND_CODES and not _is_unreachable(exc)
+    return getattr(exc, "error_code", None) in _NOT_FOUND_CODES and not is_unreachable(exc)
 
 
-def _is_unreachable(exc: BaseException) -> bool:
+def is_unreachable(exc: BaseException) -> bool:
     import requests
 
     seen: BaseException | None = exc

@@ -33,6 +33,55 @@ def collect() -> dict[str, dict[str, Any]]:
         "weather_ingest": weather(),
         "style_features": style(),
         "outfit_pregen": outfits(),
+        "feedback_ingest": feedback_loop(),
+        "model_monitoring": monitoring(),
+    }
+
+
+def feedback_loop() -> dict[str, Any]:
+    """Events applied by type, lines rejected by reason, the correction rate, golden candidates."""
+    from dresscode import feedback
+    from dresscode.config import get_settings
+
+    settings = get_settings()
+    events = feedback.read_feedback(settings)
+    rejected: Counter[str] = Counter()
+    for path in lake.list_files(lake.table("reports", settings) / "feedback"):
+        for line in lake.read_bytes(path).decode().splitlines():
+            if line.strip():
+                rejected[json.loads(line)["reason"]] += 1
+    candidates = feedback.latest_candidates(settings)
+    status = Counter(candidates["status"]) if not candidates.empty else Counter()
+    return {
+        "events": dict(Counter(events["event_type"])) if not events.empty else {},
+        "rejected": dict(rejected.most_common()),
+        "correction": feedback.correction_rate(settings),
+        "candidates": dict(status),
+    }
+
+
+def monitoring(last: int = 3) -> dict[str, Any]:
+    """The latest monitoring decisions (branch, action, reasons, report) and the pages written."""
+    from dresscode import alerts
+
+    decisions = lake.read_table("monitoring_decisions")
+    rows = []
+    if not decisions.empty:
+        for row in decisions.sort_values("decided_at").tail(last).to_dict("records"):
+            rows.append(
+                {
+                    "window": f"{row['window_start'][:19]} .. {row['window_end'][:19]}",
+                    "branch": row["branch"],
+                    "action": row["action"],
+                    "reasons": json.loads(row["reasons"]),
+                    "report": row["drift_report"],
+                }
+            )
+    pages = [a for a in alerts.read_alerts() if a["kind"] == "page"]
+    return {
+        "decisions": rows,
+        "pages": len(pages),
+        "last_page": pages[-1]["text"] if pages else None,
     }
 
 
@@ -177,4 +226,26 @@ def render(stages: dict[str, dict[str, Any]], states: dict[str, str]) -> str:
             f"{outfits['rule_violations']} outfits removed by weather rules, "
             f"{outfits['coerced_args']} string tool arguments coerced",
         ]
+    loop = stages.get("feedback_ingest")
+    if loop and (loop["events"] or loop["rejected"]):
+        rate = loop["correction"]["correction_rate"]
+        head("feedback_ingest")
+        lines += [
+            f"  events applied    {_reasons(loop['events'])}",
+            f"  lines rejected    {_reasons(loop['rejected'])} (kept in reports/feedback/)",
+            f"  correction rate   {'n/a' if rate is None else f'{rate:.1%}'} of photos "
+            f"({loop['correction']['corrected_photos']} of {loop['correction']['photos']})",
+            f"  golden candidates {_reasons(loop['candidates'])} (accept: dresscode golden accept)",
+        ]
+    watch = stages.get("model_monitoring")
+    if watch and watch["decisions"]:
+        lines.append(f"{'model_monitoring':16} last {len(watch['decisions'])} decisions")
+        for d in watch["decisions"]:
+            lines.append(f"  {d['window']}  {d['branch']} -> {d['action']}")
+            lines += [f"    - {reason}" for reason in d["reasons"][:4]]
+            if d["report"]:
+                lines.append(f"    drift report: {d['report']}")
+        if watch["last_page"]:
+            lines.append(f"  pages written     {watch['pages']}; the last one:")
+            lines += [f"    | {line}" for line in watch["last_page"].splitlines()]
     return "\n".join(lines)
