@@ -78,7 +78,10 @@ KEY_NUMBERS = (  # what the per-day log line shows, per prompt
     "latency_p95_ms",
 )
 
-Status = Literal["ok", "breach", "no_data"]
+Status = Literal["ok", "watch", "breach", "no_data"]
+# z of a two-sided 95 % Wilson interval: a rate breaches only when the whole interval is past
+# its bound, so one bad call among 40 on a quiet day is "watch", not a page.
+WILSON_Z = 1.96
 Kind = Literal["max", "min"]
 
 
@@ -611,7 +614,9 @@ def check_slos(
     """Every SLO against every metric of its name (one check per prompt, or per row).
 
     ``slos`` defaults to ``settings.monitoring_slos``. ``<metric>_max`` breaches when the value
-    is above the bound, ``<metric>_min`` when below; a NaN value or ``n = 0`` is ``no_data``.
+    is above the bound, ``<metric>_min`` when below — for rates, only when the 95 % Wilson
+    interval of the rate is entirely past the bound; a rate past its bound by chance alone is
+    ``watch``. A NaN value or ``n = 0`` is ``no_data``.
     An SLO whose metric does not occur at all gets one ``no_data`` check.
     """
     slos = get_settings().monitoring_slos if slos is None else slos
@@ -642,9 +647,30 @@ def _check(slo: str, metric: str, bound: float, kind: Kind, value: MetricValue) 
     number = value.value
     if number is None or math.isnan(number) or value.n <= 0:
         return SloCheck(slo, metric, bound, kind, None, int(value.n), "no_data", value.scope)
-    breach = number > bound if kind == "max" else number < bound
-    status: Status = "breach" if breach else "ok"
+    beyond = number > bound if kind == "max" else number < bound
+    status: Status = "ok"
+    if beyond:
+        status = "breach"
+        if _is_rate(metric):
+            low, high = wilson_interval(number, int(value.n))
+            sure = low > bound if kind == "max" else high < bound
+            status = "breach" if sure else "watch"
     return SloCheck(slo, metric, bound, kind, float(number), int(value.n), status, value.scope)
+
+
+def _is_rate(metric: str) -> bool:
+    """Shares of a count (``n`` trials); means and percentiles are compared as they are."""
+    return metric.endswith(("_rate", "_share"))
+
+
+def wilson_interval(rate: float, n: int, z: float = WILSON_Z) -> tuple[float, float]:
+    """The Wilson score interval of a proportion observed as ``rate`` over ``n`` trials."""
+    if n <= 0:
+        return 0.0, 1.0
+    denominator = 1 + z * z / n
+    center = (rate + z * z / (2 * n)) / denominator
+    half = z * math.sqrt(rate * (1 - rate) / n + z * z / (4 * n * n)) / denominator
+    return max(0.0, center - half), min(1.0, center + half)
 
 
 def _metric_values(

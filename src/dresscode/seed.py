@@ -39,7 +39,7 @@ EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "HEIC": "heic"}
 ORIENTATIONS = (1, 6, 3, 8)  # upright, and the three rotations phones write
 USERS = 8
 SHIFTS = ("dark", "lowres", "format")
-DARK_EXPOSURE = 0.2  # brightness factor of a dim-room photo: mean luma well below 50/255
+DARK_EXPOSURE = 0.15  # brightness factor of a dark-room photo: mean luma about 15-30 of 255
 LOWRES_EDGE = 320  # long edge of a messenger-compressed photo
 # Where the synthetic users live: both hemispheres, hot, cold and rainy places, and one city
 # no weather provider knows (its user is skipped with a reason, not crashed on). user-bad

@@ -562,8 +562,8 @@ def test_max_and_min_bounds_and_the_bound_itself_is_ok() -> None:
         MetricValue(DIGITIZER, "json_error_rate", 0.02, 100),  # at the max: ok
         MetricValue(DIGITIZER, "items_per_photo", 0.9, 50),  # below the min: breach
         MetricValue(STYLIST, "tool_call_success_rate", 0.95, 20),  # at the min: ok
-        MetricValue("", "quarantine_rate", 0.6, 10),  # above the max: breach
-        MetricValue("", "quarantine_rate:truncated", 0.6, 10),  # no SLO of its own
+        MetricValue("", "quarantine_rate", 0.6, 200),  # above the max: breach
+        MetricValue("", "quarantine_rate:truncated", 0.6, 200),  # no SLO of its own
     ]
     slos = {
         "json_error_rate_max": 0.02,
@@ -584,6 +584,25 @@ def test_max_and_min_bounds_and_the_bound_itself_is_ok() -> None:
         "items_per_photo_min",
         "quarantine_rate_max",
     ]
+
+
+def test_a_rate_past_its_bound_by_chance_is_watch_not_a_breach() -> None:
+    slos = {"json_error_rate_max": 0.02, "zero_item_share_max": 0.1}
+    values = [
+        # 1 bad answer in 41: 2.4 % > 2 %, but the 95 % interval reaches down to 0.4 %.
+        MetricValue(DIGITIZER, "json_error_rate", 1 / 41, 41),
+        # 15 empty photos in 40: 37.5 %, the interval (24 %..53 %) is all above 10 %.
+        MetricValue(DIGITIZER, "zero_item_share", 15 / 40, 40),
+    ]
+
+    checks = {c.slo: c.status for c in monitoring.check_slos(values, slos)}
+
+    assert checks == {"json_error_rate_max": "watch", "zero_item_share_max": "breach"}
+    low, high = monitoring.wilson_interval(15 / 40, 40)
+    assert 0.1 < low < 15 / 40 < high < 1
+    # The same 2.4 % over 4,100 answers is no longer chance.
+    many = monitoring.check_slos([MetricValue(DIGITIZER, "json_error_rate", 1 / 41, 4100)], slos)
+    assert [c.status for c in many if c.metric == "json_error_rate"] == ["breach"]
 
 
 def test_a_per_day_table_is_checked_row_by_row(dresscode_home: Path) -> None:

@@ -95,7 +95,7 @@ OWNED = {"it_top", "it_jeans", "it_boots", "it_raincoat"}
 
 
 def jpeg(seed: int, *, dark: bool = False, size: tuple[int, int] = (64, 48)) -> bytes:
-    """A small, unique noise photo; dark ones have a mean brightness far below 50/255."""
+    """A small, unique noise photo; dark ones have a mean brightness far below 35/255."""
     raw = random.Random(seed).randbytes(size[0] * size[1] * 3)
     pixels = bytes(b % 30 for b in raw) if dark else bytes(90 + b % 160 for b in raw)
     out = io.BytesIO()
