@@ -173,6 +173,25 @@ def test_corrections_raise_the_correction_rate_and_stage_golden_candidates(world
     assert json.loads(candidates.iloc[0]["items_json"]) == labels
 
 
+def test_corrections_move_the_monitoring_correction_rate_metric(world) -> None:
+    from dresscode import monitoring
+
+    day = datetime(2026, 3, 1, tzinfo=UTC)  # the photos were digitized that day
+
+    def rate() -> tuple[float, int]:
+        frame = monitoring.compute_metrics(day, day + timedelta(days=1))
+        row = frame[frame["metric"] == "correction_rate"].iloc[0]
+        return float(row["value"]), int(row["n"])
+
+    assert rate() == (0.0, 4)
+    _land("day1.jsonl", [_fix_category(world["a"], 0, "outerwear", 30)])
+    _run()
+    assert rate() == (0.25, 4)
+    _land("day1.jsonl", [_fix_category(world["a"], 0, "outerwear", 30)])  # replayed
+    _run(NOW + timedelta(hours=1))
+    assert rate() == (0.25, 4)
+
+
 def test_replaying_the_same_file_changes_no_table(world) -> None:
     a, b = world["a"], world["b"]
     lines = [
