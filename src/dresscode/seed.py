@@ -212,13 +212,18 @@ def seed_feedback(*, settings: Settings | None = None, now: datetime | None = No
     Good events: a category and a colour correction, a deletion, an added item, a thumbs up
     and down and a "wore instead" (the outfit events only when ``outfit_suggestions`` has rows).
     Bad lines, so the demo shows rejections: malformed JSON, missing fields, an unknown item,
-    a future event, a duplicated event id and an unknown event type. Event ids are derived
-    from the items, so seeding again after the file was ingested writes nothing.
+    a future event, a duplicated event id and an unknown event type. Seeding again after the
+    file was ingested writes nothing.
     """
     import pandas as pd
 
     settings = settings or get_settings()
     event = _DemoEvents(now or datetime.now(UTC))
+    # Once ingested, never again: later batches change which photos the demo would pick.
+    sources = lake.read_table("feedback", settings, columns=["source"])
+    if not sources.empty and (sources["source"] == FEEDBACK_DEMO_KEY).any():
+        log.info("the demo feedback was ingested already; nothing to seed")
+        return FeedbackSeed(None, 0, 0)
     items = lake.read_table("wardrobe_items", settings)
     if items.empty:
         log.warning("no wardrobe items yet: ingest photos before seeding feedback")

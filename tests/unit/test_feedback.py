@@ -638,3 +638,12 @@ def test_seeded_demo_feedback_shows_every_rejection_and_applies_the_rest(world) 
     assert staged["staged"] == 4  # two corrected, one deleted from, one added to
     assert feedback.correction_rate()["corrected_photos"] == 4
     assert seed.seed_feedback(now=NOW).key is None  # already ingested: nothing to seed
+    # ... not even after new photos arrive, which would change the photos the demo picks.
+    newer = _photo("user-e", 9, 2)
+    rows = [
+        {"item_id": i, "user_id": "user-e", "image_sha256": "0" * 64, "upload_key": "user-e/x.jpg"}
+        | {"prompt_version": 2, **_flat(item)}
+        for i, item in zip(newer.item_ids, newer.items, strict=True)
+    ]
+    lake.write_parquet("wardrobe_items", "2026-03-02", "batch-later", rows)
+    assert seed.seed_feedback(now=NOW + timedelta(days=1)).key is None
