@@ -27,7 +27,9 @@ from dresscode.sim.vision import PhotoFacts
 log = logging.getLogger(__name__)
 
 WEATHER_TOOL = "get_weather"
-DARK_BRIGHTNESS = 35  # mean luma below which a vision model mostly sees nothing (dim golden photos: 41+)
+DARK_BRIGHTNESS = (
+    35  # mean luma below which a vision model mostly sees nothing (dim golden photos: 41+)
+)
 SEEN_ON_DARK = 0.3  # share of the true items a vision model still reports on a dark photo
 COLD_CELSIUS = 12
 HOT_CELSIUS = 28
