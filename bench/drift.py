@@ -30,11 +30,11 @@ import argparse
 import json
 import os
 import resource
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
+
+from _capped import run_capped
 
 CASES = ("project", "evidently-default")
 CATEGORIES = ["top", "bottom", "dress", "outerwear", "footwear", "bag", "accessory"]
@@ -167,32 +167,6 @@ def _evidently_default(drift, reference, current) -> dict:
 # --- driver ---------------------------------------------------------------------------------------
 
 
-def _run_capped(cmd: list[str], cap_mb: int) -> tuple[int, str, str, bool]:
-    """Run a case; kill it if its resident memory passes ``cap_mb`` (checked every 0.2 s)."""
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=err, text=True)
-        capped = False
-        while proc.poll() is None:
-            time.sleep(0.2)
-            if cap_mb and _child_rss_mb(proc.pid) > cap_mb:
-                proc.kill()
-                capped = True
-        proc.wait()
-        out.seek(0)
-        err.seek(0)
-        return proc.returncode, out.read(), err.read(), capped
-
-
-def _child_rss_mb(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000])
@@ -217,7 +191,7 @@ def main() -> None:
             cmd = [sys.executable, __file__, "--case", case, "--one", str(rows)]
             cmd += ["--max-rows", str(args.max_rows), "--profile", str(args.profile)]
             began = time.perf_counter()
-            returncode, stdout, stderr, capped = _run_capped(cmd, args.rss_cap_mb)
+            returncode, stdout, stderr, capped = run_capped(cmd, args.rss_cap_mb)
             wall = time.perf_counter() - began
             if args.profile:
                 print(stderr, file=sys.stderr, flush=True)

@@ -33,12 +33,13 @@ import json
 import os
 import resource
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+from _capped import run_capped
 
 REPO = Path(__file__).resolve().parents[1]
 LAST_DAY = datetime(2026, 5, 10, tzinfo=UTC)
@@ -197,32 +198,6 @@ def _store(case: str, settings, home: Path, redis_url: str | None):
     return FeatureStore(repo_path=str(settings.feast_repo), fs_yaml_file=yaml_file)
 
 
-def _run_capped(cmd: list[str], cap_mb: int) -> tuple[int, str, str, bool]:
-    """Run a case; kill it if its resident memory passes ``cap_mb`` (checked every 0.2 s)."""
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=err, text=True)
-        capped = False
-        while proc.poll() is None:
-            time.sleep(0.2)
-            if cap_mb and _child_rss_mb(proc.pid) > cap_mb:
-                proc.kill()
-                capped = True
-        proc.wait()
-        out.seek(0)
-        err.seek(0)
-        return proc.returncode, out.read(), err.read(), capped
-
-
-def _child_rss_mb(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
-
-
 # --- driver ---------------------------------------------------------------------------------------
 
 
@@ -276,7 +251,7 @@ def main() -> None:
             cmd += ["--home", str(home), "--batch", str(args.batch), "--days", str(args.days)]
             cmd += ["--redis-url", args.redis_url]
             began = time.perf_counter()
-            returncode, stdout, stderr, capped = _run_capped(cmd, args.rss_cap_mb)
+            returncode, stdout, stderr, capped = run_capped(cmd, args.rss_cap_mb)
             wall = time.perf_counter() - began
             lines = [ln for ln in stdout.splitlines() if ln.startswith("RESULT ")]
             if capped:
