@@ -86,6 +86,7 @@ def airflow_env(ports: Ports) -> dict[str, str]:
         secret_file.chmod(0o600)
     passwords = airflow_home() / "simple_auth_manager_passwords.json"
     passwords.write_text(json.dumps({ADMIN_USER: ADMIN_PASSWORD}))
+    passwords.chmod(0o600)
     base_url = f"http://127.0.0.1:{ports.airflow}"
     env = dict(os.environ)
     env.update(
