@@ -15,19 +15,24 @@ import pytest
 # One migrated SQLite DB under .local/test is reused across sessions (migrating costs ~10 s).
 REPO = Path(__file__).resolve().parents[1]
 TEST_AIRFLOW_HOME = REPO / ".local" / "test" / "airflow"
+# The full-stack run (tests/integration/test_full_stack.py) sets this to a scratch PostgreSQL DB.
+AIRFLOW_DB_OVERRIDE = os.environ.get("DRESSCODE_TEST_AIRFLOW_DB")
 os.environ.update(
     {
         "AIRFLOW_HOME": str(TEST_AIRFLOW_HOME),
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{TEST_AIRFLOW_HOME / 'airflow.db'}",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": AIRFLOW_DB_OVERRIDE
+        or f"sqlite:///{TEST_AIRFLOW_HOME / 'airflow.db'}",
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(TEST_AIRFLOW_HOME / "logs"),
         # dag.test() cannot run a DAG with a deadline (an upstream bug); tests that check the
         # deadlines turn them on for the DAG they load.
         "DRESSCODE_DEADLINES": "false",
     }
 )
+if AIRFLOW_DB_OVERRIDE:
+    os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC"] = AIRFLOW_DB_OVERRIDE
 
 from dresscode import config  # noqa: E402
 
@@ -38,7 +43,7 @@ def airflow_db() -> Path:
     import airflow
 
     marker = TEST_AIRFLOW_HOME / f".migrated-{airflow.__version__}"
-    if not marker.exists():
+    if AIRFLOW_DB_OVERRIDE or not marker.exists():
         TEST_AIRFLOW_HOME.mkdir(parents=True, exist_ok=True)
         airflow_bin = Path(sys.executable).parent / "airflow"
         subprocess.run(
@@ -47,7 +52,8 @@ def airflow_db() -> Path:
             capture_output=True,
             env=os.environ.copy(),
         )
-        marker.touch()
+        if not AIRFLOW_DB_OVERRIDE:  # a scratch DB is migrated each time, the marker is SQLite's
+            marker.touch()
     return TEST_AIRFLOW_HOME / "airflow.db"
 
 
