@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -135,3 +136,26 @@ def _reset_object_store_cache() -> None:
 
     store._STORE_CACHE.clear()
     os.environ.pop("AWS_ENDPOINT_URL", None)
+
+
+@pytest.fixture(scope="session")
+def empty_mlflow_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An MLflow SQLite DB with its schema created once per session (migrating costs ~2 s)."""
+    from mlflow import MlflowClient
+
+    path = tmp_path_factory.mktemp("mlflow") / "mlflow.db"
+    uri = f"sqlite:///{path}"
+    MlflowClient(tracking_uri=uri, registry_uri=uri).search_prompts()
+    return path
+
+
+@pytest.fixture
+def mlflow_uri(empty_mlflow_db: Path, dresscode_home: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh, empty MLflow store for this test, set as MLFLOW_TRACKING_URI."""
+    dresscode_home.mkdir(parents=True, exist_ok=True)
+    db = dresscode_home / "mlflow.db"
+    shutil.copy(empty_mlflow_db, db)
+    uri = f"sqlite:///{db}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    config.get_settings.cache_clear()
+    return uri

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -380,28 +379,6 @@ def test_a_missing_baseline_is_an_error_naming_the_setting(
 
 
 # --- report, MLflow ----------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def empty_mlflow_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An MLflow SQLite DB with its schema created once (migrating costs seconds per DB)."""
-    from mlflow import MlflowClient
-
-    path = tmp_path_factory.mktemp("mlflow") / "mlflow.db"
-    uri = f"sqlite:///{path}"
-    MlflowClient(tracking_uri=uri, registry_uri=uri).search_prompts()
-    return path
-
-
-@pytest.fixture
-def mlflow_uri(empty_mlflow_db: Path, dresscode_home: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    dresscode_home.mkdir(parents=True, exist_ok=True)
-    db = dresscode_home / "mlflow.db"
-    shutil.copy(empty_mlflow_db, db)
-    uri = f"sqlite:///{db}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    config.get_settings.cache_clear()
-    return uri
 
 
 @pytest.fixture(scope="module")

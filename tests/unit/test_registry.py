@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -16,29 +15,6 @@ from dresscode.blueprints import Blueprint
 
 NAME = "wardrobe-digitizer"
 V1_PATH = config.REPO_ROOT / "include" / "prompts" / NAME / "v1.yaml"
-
-
-@pytest.fixture(scope="module")
-def empty_mlflow_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An MLflow SQLite DB with its schema created once (migrating costs ~2 s per DB)."""
-    from mlflow import MlflowClient
-
-    path = tmp_path_factory.mktemp("mlflow") / "mlflow.db"
-    uri = f"sqlite:///{path}"
-    MlflowClient(tracking_uri=uri, registry_uri=uri).search_prompts()
-    return path
-
-
-@pytest.fixture
-def mlflow_uri(empty_mlflow_db: Path, dresscode_home: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    """A fresh, empty MLflow store for this test, set as MLFLOW_TRACKING_URI."""
-    dresscode_home.mkdir(parents=True, exist_ok=True)
-    db = dresscode_home / "mlflow.db"
-    shutil.copy(empty_mlflow_db, db)
-    uri = f"sqlite:///{db}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    config.get_settings.cache_clear()
-    return uri
 
 
 @pytest.fixture

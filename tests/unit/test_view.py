@@ -60,16 +60,6 @@ def token(airflow_app: object) -> str:
     return get_auth_manager().generate_jwt(SimpleAuthManagerUser(username="admin", role="ADMIN"))
 
 
-@pytest.fixture(scope="module")
-def empty_mlflow_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from mlflow import MlflowClient
-
-    path = tmp_path_factory.mktemp("mlflow") / "mlflow.db"
-    uri = f"sqlite:///{path}"
-    MlflowClient(tracking_uri=uri, registry_uri=uri).search_prompts()
-    return path
-
-
 @pytest.fixture
 def registered(empty_mlflow_db: Path, dresscode_home: Path, monkeypatch: pytest.MonkeyPatch):
     """Every git prompt synced; the digitizer v1 gated and promoted, v2 failed as candidate."""
