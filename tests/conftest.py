@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -36,6 +35,7 @@ if AIRFLOW_DB_OVERRIDE:
     os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC"] = AIRFLOW_DB_OVERRIDE
 
 from dresscode import config  # noqa: E402
+from dresscode.sim.testing import free_port  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -56,12 +56,6 @@ def airflow_db() -> Path:
         if not AIRFLOW_DB_OVERRIDE:  # a scratch DB is migrated each time, the marker is SQLite's
             marker.touch()
     return TEST_AIRFLOW_HOME / "airflow.db"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture

@@ -29,6 +29,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from dresscode.sim.testing import free_port
+
 # The stack and the scenario are built while the first test sets up: allow for both.
 # ~3.5 min on a 2-core machine: with it, `make test` would pass the 10-minute budget, so it
 # runs in `make test-integration` (which sets DRESSCODE_FULLSTACK=1), not in `make test`.
@@ -93,16 +95,10 @@ def _scratch_databases(*purposes: str) -> Iterator[dict[str, str]]:
                 conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @contextlib.contextmanager
 def _mlflow_server(backend: str, artifacts: str, env: dict[str, str], log: Path) -> Iterator[str]:
     """A real `mlflow server` subprocess on a free loopback port; yields its URL."""
-    port = _free_port()
+    port = free_port()
     cmd = [
         str(Path(sys.executable).parent / "mlflow"),
         "server",

@@ -11,12 +11,7 @@ from pathlib import Path
 import pytest
 
 from dresscode import config, stack
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from dresscode.sim.testing import free_port
 
 
 @pytest.fixture

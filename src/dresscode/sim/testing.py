@@ -88,7 +88,7 @@ def simulator_process(*cli_args: str) -> Iterator[str]:
     """Run ``python -m dresscode.sim`` on a free port; yield its ``/v1`` URL once healthy."""
     import httpx
 
-    port = _free_port()
+    port = free_port()
     command = sim_command(port, *cli_args)
     process = subprocess.Popen(command, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     base = f"http://127.0.0.1:{port}"
@@ -115,7 +115,8 @@ def simulator_process(*cli_args: str) -> Iterator[str]:
             process.wait()
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A loopback TCP port nobody listens on right now (for servers started by tests)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
