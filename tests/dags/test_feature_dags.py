@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from dresscode import config, lake, seed
+from dresscode import lake, seed
 from dresscode.sim.testing import running_simulator
 
 MODEL = "google/gemma-4-26B-A4B-it"
@@ -25,15 +25,9 @@ def _states(run) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def stack(load_dag, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+def stack(load_dag, module_home) -> Iterator[dict]:
     """A fresh home, seeded and ingested, with the simulator and its weather stub."""
-    monkeypatch = pytest.MonkeyPatch()
-    home = tmp_path_factory.mktemp("features-home")
-    monkeypatch.setenv("DRESSCODE_HOME", str(home))
-    # mlflow.set_tracking_uri() also exports MLFLOW_TRACKING_URI: keep an earlier
-    # test's registry out of this home (undo() removes it again).
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    config.get_settings.cache_clear()
+    home, monkeypatch = module_home
     script = home / "script.jsonl"
     seed.seed(N_PHOTOS, script_path=script, size=(800, 600))
     with running_simulator(
@@ -63,8 +57,6 @@ def stack(load_dag, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         ingest = load_dag("wardrobe_ingest").test()
         assert ingest.state == "success", _states(ingest)
         yield {"home": home, "url": url, "weather": f"{root}/weather"}
-    monkeypatch.undo()
-    config.get_settings.cache_clear()
 
 
 def _forecast_requests(stack: dict) -> dict[str, int]:

@@ -68,17 +68,10 @@ def _digitized_photos(n: int) -> None:
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
-    monkeypatch = pytest.MonkeyPatch()
-    monkeypatch.setenv("DRESSCODE_HOME", str(tmp_path_factory.mktemp("feedback-home")))
-    for knob in ("DRESSCODE_LAKE_URI", "DRESSCODE_LANDING_URI", "MLFLOW_TRACKING_URI"):
-        monkeypatch.delenv(knob, raising=False)
-    config.get_settings.cache_clear()
+def home(module_home) -> Iterator[dict]:
     _digitized_photos(4)
     seeded = seed.seed_feedback()
     yield {"seeded": seeded, "file": lake.read_bytes(lake.landing() / seeded.key)}
-    monkeypatch.undo()
-    config.get_settings.cache_clear()
 
 
 @pytest.fixture(scope="module")

@@ -61,15 +61,9 @@ def _digitized_answers() -> int:
 
 
 @pytest.fixture(scope="module")
-def drill(load_dag, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+def drill(load_dag, module_home) -> Iterator[dict]:
     """Seed, kill the digitize work mid-batch, then re-run the DAG; yield what each step saw."""
-    monkeypatch = pytest.MonkeyPatch()
-    home = tmp_path_factory.mktemp("kill-rerun-home")
-    monkeypatch.setenv("DRESSCODE_HOME", str(home))
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    for knob in ("DRESSCODE_LAKE_URI", "DRESSCODE_LANDING_URI", "DRESSCODE_ALERTS_FILE"):
-        monkeypatch.delenv(knob, raising=False)
-    config.get_settings.cache_clear()
+    home, monkeypatch = module_home
     script = home / "script.jsonl"
     seeded = seed.seed(N_PHOTOS, script_path=script, size=(800, 600), bad_files=False)
     keys = sorted(ingest.landing_keys(config.get_settings()))
@@ -77,66 +71,62 @@ def drill(load_dag, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     for line in script.read_text().splitlines():
         entry = json.loads(line)
         labels[entry["image_sha256"]] = len(entry["items"])
-    try:
-        with running_simulator(
-            scripts=[script],
-            served_model_name=[f"{MODEL}=perfect"],
-            fixed_latency_ms=LATENCY_MS,
-            max_num_seqs=CONCURRENCY,
-        ) as url:
-            conn = {
-                "conn_type": "http",
-                "host": url,
-                "extra": {"model": MODEL, "timeout": 30, "max_concurrency": CONCURRENCY},
-            }
-            monkeypatch.setenv("AIRFLOW_CONN_DRESSCODE_LLM", json.dumps(conn))
-            day = time.strftime("%Y-%m-%d", time.gmtime())
-            log_path = home / "worker.log"
-            with log_path.open("wb") as log_file:
-                worker = subprocess.Popen(
-                    [sys.executable, "-c", WORKER.format(day=day)],
-                    env=os.environ.copy(),
-                    stdout=log_file,
-                    stderr=subprocess.STDOUT,
-                )
-                deadline = time.monotonic() + STARTUP_TIMEOUT_S
-                calls_at_kill = 0
-                try:
-                    while worker.poll() is None and time.monotonic() < deadline:
-                        calls_at_kill = _stats(url)["requests_total"]
-                        if calls_at_kill >= KILL_AFTER_CALLS:
-                            os.kill(worker.pid, signal.SIGKILL)
-                            break
-                        time.sleep(0.02)
-                finally:
-                    if worker.poll() is None and calls_at_kill < KILL_AFTER_CALLS:
-                        worker.kill()  # timed out: the assertions below say so
-                    worker.wait(timeout=30)
-            after_kill = {
-                "returncode": worker.returncode,
-                "calls": calls_at_kill,
-                "log": log_path.read_text(errors="replace"),
-                "manifest_rows": len(lake.read_table("manifests")),
-                "items": len(lake.read_table("wardrobe_items")),
-                "landing": sorted(ingest.landing_keys(config.get_settings())),
-                "answers_saved": _digitized_answers(),
-                "temp_files": _temp_files_on_disk(home),
-            }
-            calls_before_rerun = _stats(url)["requests_total"]
-            run = load_dag("wardrobe_ingest").test()
-            rerun_calls = _stats(url)["requests_total"] - calls_before_rerun
-            yield {
-                "home": home,
-                "seeded": seeded.new,
-                "keys": keys,
-                "labels": labels,
-                "after_kill": after_kill,
-                "run": run,
-                "rerun_calls": rerun_calls,
-            }
-    finally:
-        monkeypatch.undo()
-        config.get_settings.cache_clear()
+    with running_simulator(
+        scripts=[script],
+        served_model_name=[f"{MODEL}=perfect"],
+        fixed_latency_ms=LATENCY_MS,
+        max_num_seqs=CONCURRENCY,
+    ) as url:
+        conn = {
+            "conn_type": "http",
+            "host": url,
+            "extra": {"model": MODEL, "timeout": 30, "max_concurrency": CONCURRENCY},
+        }
+        monkeypatch.setenv("AIRFLOW_CONN_DRESSCODE_LLM", json.dumps(conn))
+        day = time.strftime("%Y-%m-%d", time.gmtime())
+        log_path = home / "worker.log"
+        with log_path.open("wb") as log_file:
+            worker = subprocess.Popen(
+                [sys.executable, "-c", WORKER.format(day=day)],
+                env=os.environ.copy(),
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+            )
+            deadline = time.monotonic() + STARTUP_TIMEOUT_S
+            calls_at_kill = 0
+            try:
+                while worker.poll() is None and time.monotonic() < deadline:
+                    calls_at_kill = _stats(url)["requests_total"]
+                    if calls_at_kill >= KILL_AFTER_CALLS:
+                        os.kill(worker.pid, signal.SIGKILL)
+                        break
+                    time.sleep(0.02)
+            finally:
+                if worker.poll() is None and calls_at_kill < KILL_AFTER_CALLS:
+                    worker.kill()  # timed out: the assertions below say so
+                worker.wait(timeout=30)
+        after_kill = {
+            "returncode": worker.returncode,
+            "calls": calls_at_kill,
+            "log": log_path.read_text(errors="replace"),
+            "manifest_rows": len(lake.read_table("manifests")),
+            "items": len(lake.read_table("wardrobe_items")),
+            "landing": sorted(ingest.landing_keys(config.get_settings())),
+            "answers_saved": _digitized_answers(),
+            "temp_files": _temp_files_on_disk(home),
+        }
+        calls_before_rerun = _stats(url)["requests_total"]
+        run = load_dag("wardrobe_ingest").test()
+        rerun_calls = _stats(url)["requests_total"] - calls_before_rerun
+        yield {
+            "home": home,
+            "seeded": seeded.new,
+            "keys": keys,
+            "labels": labels,
+            "after_kill": after_kill,
+            "run": run,
+            "rerun_calls": rerun_calls,
+        }
 
 
 def test_the_worker_was_killed_in_the_middle_of_the_batch(drill: dict) -> None:

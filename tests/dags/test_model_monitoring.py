@@ -35,15 +35,11 @@ def _now() -> str:
 
 
 @pytest.fixture(scope="module")
-def env(load_dag, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+def env(load_dag, module_home) -> Iterator[dict]:
     from dresscode import release
     from dresscode.sim.testing import running_simulator
 
-    monkeypatch = pytest.MonkeyPatch()
-    home = tmp_path_factory.mktemp("monitoring-home")
-    monkeypatch.setenv("DRESSCODE_HOME", str(home))
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    config.get_settings.cache_clear()
+    home, monkeypatch = module_home
     # A scratch copy of the prompts, with a sloppy digitizer version for the promote scenario.
     prompts = home / "prompts"
     shutil.copytree(blueprints.PROMPTS_DIR, prompts)
@@ -91,8 +87,6 @@ def env(load_dag, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         ingest_batch(0)  # the reference: photos from before the windows under test
         windows = {"normal": ingest_batch(BATCH), "dark": ingest_batch(2 * BATCH, "dark")}
         yield {"home": home, "dag": load_dag("model_monitoring"), "windows": windows}
-    monkeypatch.undo()
-    config.get_settings.cache_clear()
 
 
 def _decisions() -> list[dict]:

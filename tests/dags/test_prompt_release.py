@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dresscode import alerts, blueprints, config, golden, lake, seed
+from dresscode import alerts, blueprints, golden, lake, seed
 
 GEMMA = "google/gemma-4-26B-A4B-it"
 SLOPPY = "dresscode-sim/sloppy"
@@ -32,16 +32,10 @@ def _add_version(prompts: Path, name: str, version: int, **changes) -> None:
 
 
 @pytest.fixture(scope="module")
-def env(load_dag, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+def env(load_dag, module_home) -> Iterator[dict]:
     from dresscode.sim.testing import running_simulator
 
-    monkeypatch = pytest.MonkeyPatch()
-    home = tmp_path_factory.mktemp("release-home")
-    monkeypatch.setenv("DRESSCODE_HOME", str(home))
-    # mlflow.set_tracking_uri() also exports MLFLOW_TRACKING_URI: keep an earlier
-    # test's registry out of this home (undo() removes it again).
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    config.get_settings.cache_clear()
+    home, monkeypatch = module_home
     prompts = home / "prompts"
     shutil.copytree(blueprints.PROMPTS_DIR, prompts)
     monkeypatch.setattr(blueprints, "PROMPTS_DIR", prompts)
@@ -59,8 +53,6 @@ def env(load_dag, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         ingest = load_dag("wardrobe_ingest").test()  # recent real photos for the shadow
         assert ingest.state == "success", _states(ingest)
         yield {"prompts": prompts, "dag": load_dag("prompt_release")}
-    monkeypatch.undo()
-    config.get_settings.cache_clear()
 
 
 def _release(env: dict, auto_promote: bool = True):

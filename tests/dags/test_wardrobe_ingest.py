@@ -48,15 +48,9 @@ def ingest_dag(load_dag):
 
 
 @pytest.fixture(scope="module")
-def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+def seeded(module_home) -> Iterator[dict]:
     """A fresh home with a seeded landing area and a simulator serving its labels."""
-    monkeypatch = pytest.MonkeyPatch()
-    home = tmp_path_factory.mktemp("ingest-home")
-    monkeypatch.setenv("DRESSCODE_HOME", str(home))
-    # mlflow.set_tracking_uri() also exports MLFLOW_TRACKING_URI: keep an earlier
-    # test's registry out of this home (undo() removes it again).
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    config.get_settings.cache_clear()
+    home, monkeypatch = module_home
     script = home / "script.jsonl"
     result = seed.seed(N_PHOTOS, script_path=script, size=(800, 600))
     with running_simulator(
@@ -70,8 +64,6 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
             "seeded": result.new,
             "monkeypatch": monkeypatch,
         }
-    monkeypatch.undo()
-    config.get_settings.cache_clear()
 
 
 @pytest.fixture(scope="module")
