@@ -25,6 +25,16 @@ def _status(args: argparse.Namespace) -> int:
     return stack.status()
 
 
+def _leak_scan(args: argparse.Namespace) -> int:
+    from dresscode import stack
+
+    scanned, found = stack.leak_scan(stack.Ports.from_env())
+    for finding in found:
+        print(f"LEAK {finding}")
+    print(f"scanned {scanned} files of logs and alerts under {stack.home()}: {len(found)} findings")
+    return 1 if found else 0
+
+
 def _seed(args: argparse.Namespace) -> int:
     from dresscode import seed, stack
 
@@ -182,6 +192,11 @@ def build_parser() -> argparse.ArgumentParser:
     up.set_defaults(func=_up)
     sub.add_parser("down", help="stop what `up` started").set_defaults(func=_down)
     sub.add_parser("status", help="show the parts of the local stack").set_defaults(func=_status)
+
+    sub.add_parser(
+        "leak-scan",
+        help="scan the stack's logs and alerts for secrets, credentials and image bytes",
+    ).set_defaults(func=_leak_scan)
 
     sub.add_parser("sim", help="run the vLLM simulator (dresscode sim --help for its options)")
 

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import httpx
 
+from dresscode import leaks
 from dresscode.airflow_api import TERMINAL_STATES, AirflowAPI
 from dresscode.config import REPO_ROOT, get_settings
 from dresscode.sim import command as sim_command
@@ -543,12 +544,28 @@ def up(seed_photos: int = 48) -> int:
     print()
     print(summary.render(summary.collect(), states))
     print()
+    scanned, found = leak_scan(ports)
+    print(f"Leak scan of logs and alerts: {scanned} files, {len(found)} findings", flush=True)
+    for finding in found[:20]:
+        print(f"  LEAK {finding}", flush=True)
     print(f"Airflow UI: http://127.0.0.1:{ports.airflow}  (login {ADMIN_USER} / {ADMIN_PASSWORD})")
     print(
         f"Simulator:  http://127.0.0.1:{ports.sim}/v1 — a stand-in for Gemma 4: its quality numbers are not Gemma's"
     )
     print("Stop with: make down")
-    return 0 if all(s == "success" for s in states.values()) else 1
+    return 0 if not found and all(s == "success" for s in states.values()) else 1
+
+
+def leak_scan(ports: Ports) -> tuple[int, list[leaks.Finding]]:
+    """(files, findings): the stack's logs and alerts scanned for its secrets and image bytes.
+
+    Known values are the connections' passwords (the simulator's API key) and Airflow's JWT
+    secret; the patterns catch credential shapes and photos (raw, base64, data URLs).
+    """
+    env = airflow_env(ports)
+    known = leaks.connection_secrets(env)
+    known[env["AIRFLOW__API_AUTH__JWT_SECRET"]] = "Airflow JWT secret"
+    return leaks.scan_tree([home() / "logs", get_settings().alerts_file], known)
 
 
 def down() -> int:

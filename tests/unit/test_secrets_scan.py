@@ -8,26 +8,14 @@ repo may hold are the local-only ones in ``ALLOWED_URL_CREDENTIALS``, each with 
 
 from __future__ import annotations
 
-import re
 import subprocess
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from dresscode import leaks
 
-PATTERNS: dict[str, re.Pattern[str]] = {
-    "AWS access key id": re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"),
-    "private key block": re.compile(r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----"),
-    "Slack webhook URL": re.compile(
-        r"hooks\.slack\.com/services/T[A-Z0-9]{6,}/B[A-Z0-9]{6,}/[A-Za-z0-9]{16,}"
-    ),
-    "GitHub token": re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{40,})"),
-    "Hugging Face token": re.compile(r"\bhf_[A-Za-z0-9]{30,}\b"),
-    "password in URL": re.compile(
-        r"\b[a-z][a-z0-9+.-]*://(?P<user>[^\s/:@'\"<>{}]+):(?P<password>[^\s/@'\"<>{}]+)@(?P<host>[^\s/:'\"<>]+)"
-    ),
-}
+REPO = Path(__file__).resolve().parents[2]
 
 # (user, password, host) of URL credentials that are documented local-only values.
 ALLOWED_URL_CREDENTIALS: dict[tuple[str, str, str], str] = {
@@ -60,22 +48,8 @@ def repo_files() -> list[Path]:
 
 def scan_text(text: str) -> list[tuple[int, str]]:
     """(line number, what) for every secret-shaped string in ``text``."""
-    found = []
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        for what, pattern in PATTERNS.items():
-            for match in pattern.finditer(line):
-                if what == "password in URL" and _allowed(match):
-                    continue
-                found.append((lineno, what))
-    return found
-
-
-def _allowed(match: re.Match[str]) -> bool:
-    user, password, host = match["user"], match["password"], match["host"]
-    return (user, password, host) in ALLOWED_URL_CREDENTIALS or (
-        user,
-        password,
-    ) in PLACEHOLDER_CREDENTIALS
+    allowed = [*ALLOWED_URL_CREDENTIALS, *((u, p, "*") for u, p in PLACEHOLDER_CREDENTIALS)]
+    return leaks.scan_text_for_secrets(text, allowed_url_credentials=allowed)
 
 
 def scan_file(path: Path) -> list[str]:
