@@ -438,8 +438,18 @@ async def _digitize_outcome(
         return
     previous = state.get(outcome.upload_key, {}).get("failed_attempts", 0)
     outcome.attempt = previous + 1
-    outcome.reason_code = result.record["error_class"] or "model_failed"
-    outcome.reason = f"model answer unusable ({outcome.reason_code}), attempt {outcome.attempt} of {MAX_DIGITIZE_ATTEMPTS}"
+    record = result.record
+    outcome.reason_code = record["error_class"] or "model_failed"
+    if record["parse_ok"] is None:  # no answer at all: the endpoint failed the client's retries
+        what = (
+            f"model call failed: {outcome.reason_code} (HTTP {record['http_status'] or '-'}) "
+            f"after {record['attempts']} attempt(s)"
+        )
+    else:
+        what = f"model answer unusable: {outcome.reason_code}"
+    outcome.reason = (
+        f"{what}; ingest run {outcome.attempt} of {MAX_DIGITIZE_ATTEMPTS}, the next run retries"
+    )
     outcome.status = DIGITIZE_FAILED
 
 

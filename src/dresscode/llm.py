@@ -365,14 +365,15 @@ class LLMClient:
         """Seconds to wait before the next attempt, or None to give up.
 
         Full jitter (uniform in [0, base * 2^(n-1)], capped) spreads a burst of retries out;
-        a server's ``Retry-After`` is a floor, still capped by ``backoff_max_s``.
+        a server's ``Retry-After`` is a floor with the jitter on top (clients told "1 s" must not
+        all come back in the same millisecond), still capped by ``backoff_max_s``.
         """
         if failure.error_class not in RETRYABLE or attempt >= self.max_attempts:
             return None
         ceiling = min(self.backoff_max_s, self.backoff_base_s * 2 ** (attempt - 1))
         delay = self._random.uniform(0.0, ceiling)
         if failure.retry_after_s is not None:
-            delay = min(self.backoff_max_s, max(delay, failure.retry_after_s))
+            delay = min(self.backoff_max_s, failure.retry_after_s + delay)
         if elapsed_s + delay >= self.retry_budget_s:
             return None
         return delay

@@ -12,7 +12,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from dresscode.sim import command as sim_command
@@ -57,16 +57,18 @@ def _serving(app: Any, what: str) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def running_simulator(**options: Any) -> Iterator[str]:
+def running_simulator(*, wrap: Callable[[Any], Any] | None = None, **options: Any) -> Iterator[str]:
     """Serve a simulator on a free loopback port in a background thread; yield its ``/v1`` URL.
 
     ``options`` are the CLI options' keyword names (``max_num_seqs=4``,
     ``fixed_latency_ms=50``, ``scripts=[path]``, ``served_model_name=["m=sloppy"]``).
+    ``wrap`` puts ASGI middleware in front of it (a flaky gateway in the fault drills).
     """
     from dresscode.sim.server import create_app
 
     config = SimConfig.from_options(**{"host": "127.0.0.1", **options})
-    with _serving(create_app(config), "simulator") as url:
+    app = create_app(config)
+    with _serving(wrap(app) if wrap else app, "simulator") as url:
         yield f"{url}/v1"
 
 
