@@ -153,6 +153,41 @@ def test_interpolation_regex_handles_every_compose_form() -> None:
     assert referenced_variables(text) == {"A", "B", "C", "D", "E", "F", "G"}
 
 
+def unguarded_variables(text: str) -> set[str]:
+    """Variables with neither a default (``:-``/``-``) nor a required form (``:?message``).
+
+    Unset, such a variable becomes "" with only a warning: a database URL without its password,
+    found out at the first connection. With ``:?message`` anywhere in the file, ``docker
+    compose`` refuses to start and prints the message; ours name the variable and where to set it.
+    """
+    guarded, used = set(), set()
+    for match in re.finditer(
+        r"\$\$|\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?P<op>:?[-?+])?(?P<arg>[^}]*)\}", text
+    ):
+        name, op, arg = match["name"], match["op"], match["arg"]
+        if not name:  # an escaped $$
+            continue
+        used.add(name)
+        if op in {":-", "-"} or (op == ":?" and arg.strip()):
+            guarded.add(name)
+    return used - guarded
+
+
+def test_an_unset_variable_stops_compose_with_a_message_naming_it() -> None:
+    assert unguarded_variables(COMPOSE.read_text()) == set()
+
+
+def test_the_unset_variable_check_sees_a_bare_secret() -> None:
+    text = (
+        "url: postgresql://u:${DB_PASSWORD}@db/x\n"
+        "key: ${API_KEY:?set API_KEY in .env}\n"
+        "port: ${PORT:-8080}\n"
+        "empty: ${TOKEN:?}\n"
+        "shell: $${NOT_COMPOSE}\n"
+    )
+    assert unguarded_variables(text) == {"DB_PASSWORD", "TOKEN"}
+
+
 def test_depends_on_targets_exist_and_use_a_condition(
     services: dict[str, dict[str, Any]],
 ) -> None:
