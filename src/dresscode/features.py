@@ -84,6 +84,27 @@ class FeastConfigError(RuntimeError):
     """The feature store yaml cannot be loaded; the message names the file and the variable."""
 
 
+class OnlineStoreUnavailable(RuntimeError):
+    """The online store could not be reached; the message names the store, view and progress."""
+
+
+def _connection_errors() -> tuple[type[BaseException], ...]:
+    """What an unreachable online store raises (after its client's own retries)."""
+    errors: tuple[type[BaseException], ...] = (ConnectionError, TimeoutError)
+    try:
+        import redis.exceptions
+    except ImportError:  # the local SQLite online store has no network to lose
+        return errors
+    return (*errors, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+
+
+def _online_store_name(store: FeatureStore) -> str:
+    """``redis at host:port``: never the connection string's options (they may hold a password)."""
+    online = store.config.online_store
+    where = getattr(online, "connection_string", None) or getattr(online, "path", None) or "?"
+    return f"{online.type} at {str(where).split(',')[0]}"
+
+
 @dataclass
 class ViewReport:
     view: str
@@ -478,10 +499,17 @@ def _materialize_view(
             if len(take) == 0:
                 continue
             chunk = batch.take(pa.array(take)).to_pandas()
-            with warnings.catch_warnings():
-                # An all-null chunk is skipped by Feast with a UserWarning; nothing to keep.
-                warnings.simplefilter("ignore", UserWarning)
-                store.write_to_online_store(view.name, chunk)
+            try:
+                with warnings.catch_warnings():
+                    # An all-null chunk is skipped by Feast with a UserWarning; nothing to keep.
+                    warnings.simplefilter("ignore", UserWarning)
+                    store.write_to_online_store(view.name, chunk)
+            except _connection_errors() as exc:
+                raise OnlineStoreUnavailable(
+                    f"{view.name}: the online store ({_online_store_name(store)}) is unreachable "
+                    f"after {report.entities_written} of {total} entities were written: {exc} "
+                    "Re-running the interval completes it."
+                ) from exc
             report.entities_written += len(take)
             report.batches += 1
             progress(report.entities_written, report.batches)

@@ -185,9 +185,13 @@ def _clean_up_if_committed(key: str, state: dict[str, dict[str, Any]], settings:
     row = state.get(key)
     if row is None or row["status"] not in FINAL_STATUSES:
         return False
+    raw = _read_if_exists(lake.landing(settings) / key)
+    if raw is None:
+        # Committed and gone from landing: a retried task is handed its batch's keys again.
+        log.info("upload %s is already in the manifest as %s", key, row["status"])
+        return True
     recorded = row.get("raw_sha256")
-    raw = _read_or_none(lake.landing(settings) / key) if recorded else None
-    if raw is None or hashlib.sha256(raw).hexdigest() != recorded:
+    if not recorded or hashlib.sha256(raw).hexdigest() != recorded:
         log.warning("upload %s was sent again with other bytes; processing it as a new upload", key)
         return False
     log.warning(
@@ -259,7 +263,7 @@ def _prepare(
     try:
         upload = Upload.parse(key)
     except lake.UnsafeKey as exc:
-        raw = _read_or_none(lake.landing(settings) / key)
+        raw = _read_if_exists(lake.landing(settings) / key)
         quarantine(None, key, raw, "unsafe_key", str(exc), {"key": repr(key)}, day, settings)
         log.warning("quarantined %r: unsafe_key", key)
         return PhotoOutcome(
@@ -326,10 +330,15 @@ def _prepare(
     return outcome, photo.jpeg
 
 
-def _read_or_none(path: lake.ObjectStoragePath) -> bytes | None:
+def _read_if_exists(path: lake.ObjectStoragePath) -> bytes | None:
+    """The object's bytes, or None when it does not exist.
+
+    Any other error (S3 unreachable) propagates: taken for "missing", it would make a
+    committed upload look new (processed twice) or a saved answer look unsaved (asked again).
+    """
     try:
         return lake.read_bytes(path)
-    except Exception:
+    except FileNotFoundError:
         return None
 
 
@@ -394,7 +403,13 @@ async def _process(
         return outcome
 
     with ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:
-        outcomes = await asyncio.gather(*(one(k, pool) for k in keys))
+        try:
+            outcomes = await asyncio.gather(*(one(k, pool) for k in keys))
+        except BaseException:
+            # Storage or the model client failed the batch: drop the queued photos instead of
+            # working through them (each would retry the dead endpoint) before the task fails.
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
     return list(outcomes), calls, answers
 
 
@@ -416,7 +431,7 @@ async def _digitize_outcome(
 
     outcome.prompt_version = blueprint.version
     cache = digitized_path(outcome.image_sha256 or "", blueprint, settings)
-    cached = _read_or_none(cache)
+    cached = _read_if_exists(cache)
     if cached is not None:
         answers[outcome.image_sha256 or ""] = json.loads(cached)["items"]
         outcome.n_items = len(answers[outcome.image_sha256 or ""])

@@ -274,3 +274,28 @@ def test_a_retried_batch_task_does_not_process_what_its_first_try_committed(
     frame = lake.read_table("wardrobe_items")
     assert frame["item_id"].is_unique and len(frame) > items
     assert ingest.landing_keys(config.get_settings()) == []
+
+
+def test_a_process_retry_after_its_batch_committed_keeps_the_batch(
+    dresscode_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The restart drill's failure path, without its timing: the first try of ``process``
+    commits its batch (manifest, items, landing emptied) but cannot report success (PostgreSQL
+    is down for its last API call), and Airflow retries it with the same keys."""
+    from dresscode import seed
+
+    n_photos, run_id, day = 4, "manual__restart-drill", "2026-05-01"
+    script = dresscode_home / "script.jsonl"
+    seed.seed(n_photos, script_path=script, size=(800, 600), bad_files=False)
+    with running_simulator(scripts=[script], served_model_name=[f"{MODEL}=perfect"]) as url:
+        llm = {"conn_type": "http", "host": url, "extra": {"model": MODEL}}
+        monkeypatch.setenv("AIRFLOW_CONN_DRESSCODE_LLM", json.dumps(llm))
+        (keys,) = ingest.discover()
+        first = ingest.process_batch(keys, run_id=run_id, day=day, label="try 1")
+        if first["accepted"] != n_photos:
+            pytest.fail(f"the first try did not accept every photo: {first}")
+        retry = ingest.process_batch(keys, run_id=run_id, day=day, label="try 2")
+    assert retry["failed"] == {}, retry
+    latest = ingest.manifest_state(config.get_settings())
+    assert {row["status"] for row in latest.values()} == {ingest.ACCEPTED}
+    assert ingest.commit_and_report([retry])["failure_rate"] == 0
