@@ -20,7 +20,7 @@ import os
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -487,9 +487,12 @@ def process_batch(
     blueprint = blueprint or digitize.current_blueprint()
     started = time.monotonic()
     state = manifest_state(settings)
-    # A retried task gets the same keys: what an earlier try committed is only cleaned up.
+    # A retried task gets the same keys: what an earlier try committed is only cleaned up,
+    # and counted when that try was of this run (it failed before it could report).
     name = batch_name(keys)
-    keys = [key for key in keys if not _clean_up_if_committed(key, state, settings)]
+    committed = {key for key in keys if _clean_up_if_committed(key, state, settings)}
+    earlier = [_outcome_of(state[k]) for k in sorted(committed) if state[k]["run_id"] == run_id]
+    keys = [key for key in keys if key not in committed]
     seen = _seen_photos(state, keys)
 
     async def run() -> tuple[list[PhotoOutcome], list[Digitized], dict[str, list[dict[str, Any]]]]:
@@ -501,7 +504,7 @@ def process_batch(
     outcomes, calls, answers = asyncio.run(run()) if keys else ([], [], {})
     _give_up_on_repeated_failures(outcomes, day, settings)
     _commit(name, outcomes, calls, answers, blueprint, day, settings)
-    result = _count(name, outcomes, calls, time.monotonic() - started)
+    result = _count(name, outcomes + earlier, calls, time.monotonic() - started)
     log.info(
         "%s: %d photos, %d ok, %d duplicates, %s quarantined, %s failed, %d items, %d model calls (%d cached), %.1f photos/s",
         label,
@@ -516,6 +519,16 @@ def process_batch(
         result.photos / max(result.seconds, 1e-9),
     )
     return asdict(result)
+
+
+def _outcome_of(row: dict[str, Any]) -> PhotoOutcome:
+    """A manifest row back as the outcome it recorded (Parquet's NaN read as None)."""
+    values = {f.name: row.get(f.name) for f in fields(PhotoOutcome)}
+    return PhotoOutcome(**{k: None if _missing(v) else v for k, v in values.items()})
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and value != value)
 
 
 def _fmt_counts(counts: dict[str, int]) -> str:

@@ -270,7 +270,8 @@ def test_a_retried_batch_task_does_not_process_what_its_first_try_committed(
 
     retry = ingest.process_batch([*keys, "u10/p3.jpg"], run_id="run-1", day=DAY, endpoint=endpoint)
 
-    assert (retry["photos"], retry["model_calls"]) == (1, 1)
+    # One new model call; the three committed by try 1 are counted (try 1 never reported).
+    assert (retry["photos"], retry["accepted"], retry["model_calls"]) == (4, 4, 1)
     frame = lake.read_table("wardrobe_items")
     assert frame["item_id"].is_unique and len(frame) > items
     assert ingest.landing_keys(config.get_settings()) == []
@@ -296,6 +297,12 @@ def test_a_process_retry_after_its_batch_committed_keeps_the_batch(
             pytest.fail(f"the first try did not accept every photo: {first}")
         retry = ingest.process_batch(keys, run_id=run_id, day=day, label="try 2")
     assert retry["failed"] == {}, retry
+    # The retry reports what its committed try could not: the run's totals stay whole.
+    assert (retry["photos"], retry["accepted"], retry["items"]) == (
+        n_photos,
+        n_photos,
+        first["items"],
+    )
     latest = ingest.manifest_state(config.get_settings())
     assert {row["status"] for row in latest.values()} == {ingest.ACCEPTED}
     assert ingest.commit_and_report([retry])["failure_rate"] == 0
