@@ -17,7 +17,7 @@ test: venv
 	@.venv/bin/python -m pytest
 
 test-integration: venv
-	@DRESSCODE_FULLSTACK=1 .venv/bin/python -m pytest tests/integration
+	@.venv/bin/python -m pytest tests/integration
 
 lint: venv
 	@.venv/bin/ruff check . && .venv/bin/ruff format --check .

@@ -153,3 +153,16 @@ def mlflow_uri(empty_mlflow_db: Path, dresscode_home: Path, monkeypatch: pytest.
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     config.get_settings.cache_clear()
     return uri
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start the full-stack run (tests/integration/test_full_stack.py) now, in the background.
+
+    It spends ~2 minutes in other processes (servers and its own pytest); started here, it
+    overlaps the rest of the suite instead of adding to it.
+    """
+    for item in session.items:
+        start = getattr(getattr(item, "module", None), "start_in_background", None)
+        if start is not None:
+            start()
+            return

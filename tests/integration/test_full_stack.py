@@ -7,6 +7,11 @@ left in each service directly — dag_run rows in PostgreSQL, objects in the buc
 aliases on the MLflow server, feature keys in Redis — so a run that quietly fell back to a
 local store fails.
 
+The run takes ~2 minutes, nearly all of it in other processes (the scenario, the MLflow
+server, moto's S3 server, PostgreSQL, Redis). So it starts in a background thread as soon as
+collection ends (tests/conftest.py calls ``start_in_background``) and overlaps the rest of
+the suite; the fixture below only waits for it. ``DRESSCODE_FULLSTACK=0`` leaves it out.
+
 Scratch databases (Airflow, MLflow, Feast registry) get unique names and are dropped; the
 Redis keys of the run (db 12) are deleted. Missing PostgreSQL or Redis skips loudly locally
 and fails under CI, where both run.
@@ -14,13 +19,17 @@ and fails under CI, where both run.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import logging
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -31,15 +40,12 @@ import pytest
 
 from dresscode.sim.testing import free_port
 
-# The stack and the scenario are built while the first test sets up: allow for both.
-# ~3.5 min on a 2-core machine: with it, `make test` would pass the 10-minute budget, so it
-# runs in `make test-integration` (which sets DRESSCODE_FULLSTACK=1), not in `make test`.
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.timeout(600),
+    pytest.mark.timeout(900),
     pytest.mark.skipif(
-        os.environ.get("DRESSCODE_FULLSTACK") != "1",
-        reason="the full-stack pipeline runs in `make test-integration` (DRESSCODE_FULLSTACK=1)",
+        os.environ.get("DRESSCODE_FULLSTACK") == "0",
+        reason="DRESSCODE_FULLSTACK=0: the full-stack pipeline run was switched off",
     ),
 ]
 
@@ -60,22 +66,17 @@ CREDS = {
     "aws_secret_access_key": "testing",
     "region_name": "us-east-1",
 }
+SCENARIO_TIMEOUT_S = 600
+
+
+class StackDown(Exception):
+    """PostgreSQL or Redis is not there: the run cannot be built (skip, or fail under CI)."""
 
 
 def _listening(port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(1)
         return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
-@pytest.fixture(scope="module")
-def services() -> None:
-    down = [name for name, port in (("PostgreSQL", 5432), ("Redis", 6379)) if not _listening(port)]
-    if down:
-        message = f"FULL-STACK PIPELINE NOT TESTED: {', '.join(down)} not listening on 127.0.0.1."
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
 
 
 @contextlib.contextmanager
@@ -96,8 +97,42 @@ def _scratch_databases(*purposes: str) -> Iterator[dict[str, str]]:
 
 
 @contextlib.contextmanager
-def _mlflow_server(backend: str, artifacts: str, env: dict[str, str], log: Path) -> Iterator[str]:
-    """A real `mlflow server` subprocess on a free loopback port; yields its URL."""
+def _server(
+    name: str, cmd: list[str], health: str, env: dict[str, str], log: Path
+) -> Iterator[None]:
+    """A server subprocess, healthy (``health`` answers 200) before the body runs."""
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{name} exited with {proc.returncode}:\n{log.read_text()}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(health, timeout=2).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{name} not healthy after 120 s:\n{log.read_text()}")
+            time.sleep(0.5)
+        yield
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _s3_server(env: dict[str, str], log: Path) -> contextlib.AbstractContextManager[None]:
+    # moto's server in its own process: in this one it would share the GIL with the suite.
+    port = free_port()
+    cmd = [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)]
+    env["S3_URL"] = f"http://127.0.0.1:{port}"
+    return _server("moto_server", cmd, f"{env['S3_URL']}/moto-api/", env, log)
+
+
+def _mlflow_server(backend: str, artifacts: str, env: dict[str, str], log: Path):
     port = free_port()
     cmd = [
         str(Path(sys.executable).parent / "mlflow"),
@@ -113,59 +148,43 @@ def _mlflow_server(backend: str, artifacts: str, env: dict[str, str], log: Path)
         "--artifacts-destination",
         artifacts,
     ]
-    url = f"http://127.0.0.1:{port}"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"mlflow server exited with {proc.returncode}:\n{log.read_text()}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                pytest.fail(f"mlflow server not healthy after 120 s:\n{log.read_text()}")
-            time.sleep(0.5)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    env["MLFLOW_URL"] = f"http://127.0.0.1:{port}"
+    return _server("mlflow server", cmd, f"{env['MLFLOW_URL']}/health", env, log)
 
 
-@pytest.fixture(scope="module")
-def full_run(services, s3_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+@contextlib.contextmanager
+def _full_stack_run(tmp: Path) -> Iterator[dict]:
     """Build the stack, run the scenario in its own pytest process; yields where things are."""
     import boto3
 
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto logs every request
-    tmp = tmp_path_factory.mktemp("full-stack")
+    down = [name for name, port in (("PostgreSQL", 5432), ("Redis", 6379)) if not _listening(port)]
+    if down:
+        raise StackDown(
+            f"FULL-STACK PIPELINE NOT TESTED: {', '.join(down)} not listening on 127.0.0.1."
+        )
     bucket = f"fullstack-{uuid.uuid4().hex[:12]}"
-    boto3.client("s3", endpoint_url=s3_server, **CREDS).create_bucket(Bucket=bucket)
     aws_env = {
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_DEFAULT_REGION": "us-east-1",
     }
-    with _scratch_databases("airflow", "mlflow", "feast") as dbs:
-        # mlflow.set_experiment() in earlier tests of this process exports MLFLOW_* variables
-        # (an experiment id of another store): none of them may reach the server or the run.
-        clean = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-        server_env = {**clean, **aws_env, "MLFLOW_S3_ENDPOINT_URL": s3_server}
-        with _mlflow_server(
-            dbs["mlflow"], f"s3://{bucket}/mlflow", server_env, tmp / "mlflow.log"
-        ) as mlflow_url:
+    # mlflow.set_experiment() in earlier tests of this process exports MLFLOW_* variables
+    # (an experiment id of another store): none of them may reach the servers or the run.
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    urls: dict[str, str] = {**clean, **aws_env}
+    with _s3_server(urls, tmp / "s3.log"), _scratch_databases("airflow", "mlflow", "feast") as dbs:
+        s3_url = urls["S3_URL"]
+        boto3.client("s3", endpoint_url=s3_url, **CREDS).create_bucket(Bucket=bucket)
+        server_env = {**clean, **aws_env, "MLFLOW_S3_ENDPOINT_URL": s3_url}
+        with _mlflow_server(dbs["mlflow"], f"s3://{bucket}/mlflow", server_env, tmp / "mlflow.log"):
+            mlflow_url = server_env["MLFLOW_URL"]
             env = {k: v for k, v in clean.items() if not k.startswith(("AIRFLOW", "DRESSCODE"))}
             env.update(aws_env)
             aws_default = {
                 "conn_type": "aws",
                 "login": "testing",
                 "password": "testing",
-                "extra": {"endpoint_url": s3_server, "region_name": "us-east-1"},
+                "extra": {"endpoint_url": s3_url, "region_name": "us-east-1"},
             }
             env.update(
                 {
@@ -174,7 +193,7 @@ def full_run(services, s3_server: str, tmp_path_factory: pytest.TempPathFactory)
                     "DRESSCODE_LAKE_URI": f"s3://{bucket}/lake",
                     "DRESSCODE_LANDING_URI": f"s3://{bucket}/landing",
                     "AIRFLOW_CONN_AWS_DEFAULT": json.dumps(aws_default),
-                    "FEAST_S3_ENDPOINT_URL": s3_server,  # Feast's offline reads of the lake
+                    "FEAST_S3_ENDPOINT_URL": s3_url,  # Feast's offline reads of the lake
                     "MLFLOW_TRACKING_URI": mlflow_url,
                     "DRESSCODE_FEAST_ENV": "fullstack",
                     "DRESSCODE_FEAST_REGISTRY_URL": dbs["feast"],
@@ -190,18 +209,88 @@ def full_run(services, s3_server: str, tmp_path_factory: pytest.TempPathFactory)
                     cwd=HERE.parents[1],
                     capture_output=True,
                     text=True,
-                    timeout=600,
+                    timeout=SCENARIO_TIMEOUT_S,
                 )
                 (tmp / "scenario.log").write_text(result.stdout + result.stderr)
                 yield {
                     "result": result,
-                    "s3": s3_server,
+                    "s3": s3_url,
                     "bucket": bucket,
                     "mlflow": mlflow_url,
                     "airflow_db": dbs["airflow"],
                 }
             finally:
                 _drop_redis_keys()
+
+
+class _BackgroundRun:
+    """The full-stack run in a thread: started once, read by the tests, torn down after them."""
+
+    def __init__(self) -> None:
+        self.ready = threading.Event()
+        self.release = threading.Event()
+        self.data: dict | None = None
+        self.error: BaseException | None = None
+        self.tmp: Path | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is None:
+            self.tmp = Path(tempfile.mkdtemp(prefix="dresscode-full-stack-"))
+            self._thread = threading.Thread(target=self._run, name="full-stack", daemon=True)
+            self._thread.start()
+            atexit.register(self.stop)  # an interrupted session still stops the servers
+
+    def _run(self) -> None:
+        try:
+            with _full_stack_run(self.tmp) as data:
+                self.data = data
+                self.ready.set()
+                self.release.wait()
+        except BaseException as exc:  # handed to the test that waits for the run
+            self.error = exc
+        finally:
+            self.ready.set()
+
+    def wait(self) -> dict:
+        self.start()
+        self.ready.wait(SCENARIO_TIMEOUT_S + 300)
+        if isinstance(self.error, StackDown):
+            if os.environ.get("CI"):
+                pytest.fail(str(self.error))
+            pytest.skip(str(self.error))
+        if self.error is not None:
+            raise self.error
+        if self.data is None:
+            pytest.fail(f"the full-stack run did not finish; logs in {self.tmp}")
+        return self.data
+
+    def stop(self) -> None:
+        self.release.set()
+        if self._thread is not None:
+            self._thread.join(120)
+        if self.tmp is not None and self.error is None and _passed(self.data):
+            shutil.rmtree(self.tmp, ignore_errors=True)  # kept for reading when it failed
+
+
+def _passed(data: dict | None) -> bool:
+    return data is not None and data["result"].returncode == 0
+
+
+RUN = _BackgroundRun()
+
+
+def start_in_background() -> None:
+    """Called by tests/conftest.py once collection ends, when this module's tests are selected."""
+    if os.environ.get("DRESSCODE_FULLSTACK") != "0":
+        logging.getLogger(__name__).info("starting the full-stack run in the background")
+        RUN.start()
+
+
+@pytest.fixture(scope="module")
+def full_run() -> Iterator[dict]:
+    yield RUN.wait()
+    RUN.stop()
 
 
 def _redis():
