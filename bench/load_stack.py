@@ -197,6 +197,9 @@ def main() -> int:
     print(f"## Load run: {args.photos} photos, `dresscode up` exit {up.returncode}")
     print()
     print(f"- seeding: {seed_s:.0f} s; `dresscode up --photos 0`: {up_s:.0f} s end to end")
+    print(
+        f"- machine: {os.cpu_count()} CPUs, load average at the end {os.getloadavg()[1]:.1f} (5 min)"
+    )
     print(f"- manifests: {accepted} accepted, {quarantined} quarantined")
     for run_id, seconds, settled in runs:
         rate = f", {settled / seconds:.1f} uploads/s" if settled else ""
