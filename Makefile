@@ -14,7 +14,7 @@ status:
 	@if [ -x .venv/bin/dresscode ]; then .venv/bin/dresscode status; else echo "Not installed yet: run make up."; fi
 
 test: venv
-	@.venv/bin/python -m pytest
+	@bash scripts/test.sh
 
 test-integration: venv
 	@.venv/bin/python -m pytest tests/integration

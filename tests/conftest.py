@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -44,17 +45,22 @@ def airflow_db() -> Path:
     import airflow
 
     marker = TEST_AIRFLOW_HOME / f".migrated-{airflow.__version__}"
-    if AIRFLOW_DB_OVERRIDE or not marker.exists():
-        TEST_AIRFLOW_HOME.mkdir(parents=True, exist_ok=True)
-        airflow_bin = Path(sys.executable).parent / "airflow"
-        subprocess.run(
-            [str(airflow_bin), "db", "migrate"],
-            check=True,
-            capture_output=True,
-            env=os.environ.copy(),
-        )
-        if not AIRFLOW_DB_OVERRIDE:  # a scratch DB is migrated each time, the marker is SQLite's
-            marker.touch()
+    TEST_AIRFLOW_HOME.mkdir(parents=True, exist_ok=True)
+    # `make test` runs two pytest processes at once: one migrates, the other waits for it.
+    with (TEST_AIRFLOW_HOME / ".migrate.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if AIRFLOW_DB_OVERRIDE or not marker.exists():
+            airflow_bin = Path(sys.executable).parent / "airflow"
+            subprocess.run(
+                [str(airflow_bin), "db", "migrate"],
+                check=True,
+                capture_output=True,
+                env=os.environ.copy(),
+            )
+            if (
+                not AIRFLOW_DB_OVERRIDE
+            ):  # a scratch DB is migrated each time; the marker is SQLite's
+                marker.touch()
     return TEST_AIRFLOW_HOME / "airflow.db"
 
 
