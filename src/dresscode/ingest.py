@@ -491,7 +491,7 @@ def process_batch(
     # and counted when that try was of this run (it failed before it could report).
     name = batch_name(keys)
     committed = {key for key in keys if _clean_up_if_committed(key, state, settings)}
-    earlier = [_outcome_of(state[k]) for k in sorted(committed) if state[k]["run_id"] == run_id]
+    earlier = [_outcome_of(state[k]) for k in sorted(committed) if state[k].get("run_id") == run_id]
     keys = [key for key in keys if key not in committed]
     seen = _seen_photos(state, keys)
 
