@@ -155,6 +155,16 @@ def _sent_sha(raw: bytes, settings: Settings) -> str:
     return hashlib.sha256(photo.jpeg).hexdigest()
 
 
+def scripted_item_counts(path: Path) -> dict[str, int]:
+    """image sha256 -> how many items the response script gives that photo."""
+    counts = {}
+    for line in path.read_text().splitlines():
+        if line.strip():
+            entry = json.loads(line)
+            counts[entry["image_sha256"]] = len(entry["items"])
+    return counts
+
+
 def _script_shas(path: Path) -> set[str]:
     if not path.exists():
         return set()

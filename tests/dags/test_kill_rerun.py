@@ -67,10 +67,7 @@ def drill(load_dag, module_home) -> Iterator[dict]:
     script = home / "script.jsonl"
     seeded = seed.seed(N_PHOTOS, script_path=script, size=(800, 600), bad_files=False)
     keys = sorted(ingest.landing_keys(config.get_settings()))
-    labels = {}
-    for line in script.read_text().splitlines():
-        entry = json.loads(line)
-        labels[entry["image_sha256"]] = len(entry["items"])
+    labels = seed.scripted_item_counts(script)
     with running_simulator(
         scripts=[script],
         served_model_name=[f"{MODEL}=perfect"],

@@ -93,10 +93,7 @@ def test_good_photos_become_the_scripted_items(first_run, seeded: dict) -> None:
     assert (
         len(accepted) == N_PHOTOS + len(samples.tricky_good_files()) - 1
     )  # one tricky file is a duplicate
-    labels = {}
-    for line in seeded["script"].read_text().splitlines():
-        entry = json.loads(line)
-        labels[entry["image_sha256"]] = len(entry["items"])
+    labels = seed.scripted_item_counts(seeded["script"])
     items = lake.read_table("wardrobe_items")
     per_photo = items.groupby("image_sha256").size().to_dict()
     for row in accepted:

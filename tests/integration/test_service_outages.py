@@ -324,10 +324,7 @@ def _seed_uploads(home: Path) -> tuple[list[str], dict[str, int]]:
     bad = samples.bad_files()
     for name in BAD_FILES:
         lake.write_bytes(lake.landing() / f"user-bad/{name}", bad[name][0])
-    labels = {}
-    for line in script.read_text().splitlines():
-        entry = json.loads(line)
-        labels[entry["image_sha256"]] = len(entry["items"])
+    labels = seed.scripted_item_counts(script)
     return sorted(ingest.landing_keys(config.get_settings())), labels
 
 
