@@ -35,6 +35,7 @@ import uuid
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+import httpx
 import pandas as pd
 
 REPO = Path(__file__).resolve().parents[1]
@@ -187,6 +188,7 @@ def main() -> int:
         runs = ingest_runs(db, manifests)
         tasks = task_table(db, rss.peaks)
         locked = locked_lines(args.home / "logs")
+        sim = httpx.get(f"http://127.0.0.1:{args.sim_port}/sim/stats", timeout=10).json()
         accepted = int((manifests["status"] == "accepted").sum())
         quarantined = int((manifests["status"] == "quarantined").sum())
     finally:
@@ -205,6 +207,13 @@ def main() -> int:
         rate = f", {settled / seconds:.1f} uploads/s" if settled else ""
         print(f"- wardrobe_ingest {run_id}: {settled} uploads settled in {seconds:.0f} s{rate}")
     print(f"- task processes sampled for peak RSS: {len(rss.peaks)}")
+    calls, busy = sim["requests_total"], sim["busy_slot_seconds"]
+    if calls:
+        per_call = busy / calls
+        print(
+            f"- simulated endpoint: {calls} calls, {per_call:.2f} s per call, "
+            f"{sim['max_num_seqs']} slots: capacity {sim['max_num_seqs'] / per_call:.1f} calls/s"
+        )
     print(f"- 'database is locked' lines in the logs: {len(locked)}")
     for line in locked[:10]:
         print(f"  {line}")
