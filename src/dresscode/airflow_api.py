@@ -89,15 +89,24 @@ class AirflowAPI:
     def wait_for_run(
         self, dag_id: str, run_id: str, timeout_s: float, progress_every_s: float = 15.0
     ) -> str:
+        """Wait until the run ends; give up after ``timeout_s`` without progress.
+
+        Progress is any change of the run's state or of its task instances' states, so a long
+        run that keeps finishing tasks (10,000 photos) is waited for and a stuck one is not.
+        Returns the run's last state.
+        """
         deadline = time.monotonic() + timeout_s
-        last_print = 0.0
-        state = "queued"
+        last_check = -progress_every_s
+        state, seen = "queued", None
         while time.monotonic() < deadline:
             state = self.run_state(dag_id, run_id)
             if state in TERMINAL_STATES:
                 return state
-            if time.monotonic() - last_print > progress_every_s:
+            if time.monotonic() - last_check >= progress_every_s:
+                snapshot = (state, tuple(sorted(self.task_states(dag_id, run_id).items())))
+                if snapshot != seen:
+                    seen, deadline = snapshot, time.monotonic() + timeout_s
                 print(f"  … {dag_id} {run_id}: {state}", flush=True)
-                last_print = time.monotonic()
+                last_check = time.monotonic()
             time.sleep(2.0)
         return state

@@ -436,11 +436,11 @@ def run_pipeline(client: AirflowAPI, timeout_s: float = 1800) -> dict[str, str]:
         client.unpause(dag_id)
         run_id = client.trigger(dag_id)
         print(f"• triggered {dag_id} ({run_id})", flush=True)
+        # Unpausing may also have started a scheduled run; ours queues behind it
+        # (max_active_runs=1), so wait for it first, then ours, then any that came after.
+        _wait_for_other_runs(client, dag_id, run_id, timeout_s)
         state = client.wait_for_run(dag_id, run_id, timeout_s)
-        # Unpausing may also have started a scheduled run; wait for it too so the lake is settled.
-        for run in client.runs(dag_id):
-            if run["state"] not in TERMINAL_STATES:
-                client.wait_for_run(dag_id, run["dag_run_id"], timeout_s)
+        _wait_for_other_runs(client, dag_id, run_id, timeout_s)
         results[dag_id] = state
         failed = [
             t
@@ -450,6 +450,12 @@ def run_pipeline(client: AirflowAPI, timeout_s: float = 1800) -> dict[str, str]:
         note = f" (not successful: {', '.join(failed)})" if failed else ""
         print(f"  {dag_id}: {state}{note}", flush=True)
     return results
+
+
+def _wait_for_other_runs(client: AirflowAPI, dag_id: str, run_id: str, timeout_s: float) -> None:
+    for run in client.runs(dag_id):
+        if run["dag_run_id"] != run_id and run["state"] not in TERMINAL_STATES:
+            client.wait_for_run(dag_id, run["dag_run_id"], timeout_s)
 
 
 # The monitoring demo: a second normal batch (the check must say healthy), then a batch of dark

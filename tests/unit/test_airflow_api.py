@@ -1,0 +1,65 @@
+"""wait_for_run: a long run that keeps making progress is waited for; a stuck one is not.
+
+The Airflow API's answers are scripted (a subclass overriding the two reads) and the clock is
+fake: what is tested is the waiting logic, which a real ``make up`` run exercises end to end.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from dresscode import airflow_api
+from dresscode.airflow_api import AirflowAPI
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    fake = FakeClock()
+    monkeypatch.setattr(airflow_api.time, "monotonic", fake.monotonic)
+    monkeypatch.setattr(airflow_api.time, "sleep", fake.sleep)
+    return fake
+
+
+class ScriptedRun(AirflowAPI):
+    """A run whose mapped task finishes one more map index every ``every_s`` seconds."""
+
+    def __init__(self, clock: FakeClock, batches: int, every_s: float, stuck_after: int | None):
+        super().__init__("http://127.0.0.1:1", "admin", "admin")
+        self.clock, self.batches, self.every_s = clock, batches, every_s
+        self.stuck_after = stuck_after
+
+    def _done(self) -> int:
+        done = int(self.clock.now // self.every_s)
+        return min(done, self.stuck_after if self.stuck_after is not None else self.batches)
+
+    def run_state(self, dag_id: str, run_id: str) -> str:
+        return "success" if self._done() >= self.batches else "running"
+
+    def task_states(self, dag_id: str, run_id: str) -> dict[str, str]:
+        done = self._done()
+        return {f"process[{i}]": "success" if i < done else "queued" for i in range(self.batches)}
+
+
+def test_a_run_longer_than_the_timeout_is_waited_for_while_it_progresses(clock: FakeClock) -> None:
+    # 157 batches, one every 20 s: 52 minutes in all, against a 30-minute stall timeout.
+    api = ScriptedRun(clock, batches=157, every_s=20, stuck_after=None)
+    assert api.wait_for_run("wardrobe_ingest", "manual__1", timeout_s=1800) == "success"
+    assert clock.now >= 157 * 20
+
+
+def test_a_stuck_run_is_given_up_after_the_timeout_without_progress(clock: FakeClock) -> None:
+    api = ScriptedRun(clock, batches=10, every_s=20, stuck_after=3)
+    assert api.wait_for_run("wardrobe_ingest", "manual__1", timeout_s=600) == "running"
+    # Stuck at 60 s: given up 600 s after the last change it saw (checked every 15 s).
+    assert 600 <= clock.now - 60 <= 600 + 15 + 2
