@@ -1,30 +1,42 @@
 #!/usr/bin/env bash
-# `make test`: the whole suite, as two pytest processes at once. tests/integration (real
-# servers and subprocesses: mostly waiting) runs beside the rest (CPU-bound: images, Airflow's
-# dag.test()), so on a 2-core machine the suite takes about as long as its longer half. The
-# integration half's output is shown once the rest is done (and kept in its log). Extra
-# arguments go to both halves. Fails when either half fails.
+# `make test`: the whole suite, as three pytest processes at once. tests/dags (Airflow's
+# dag.test(): simulators, retry delays) and tests/integration (real servers and subprocesses)
+# spend much of their time waiting, so they run beside tests/unit instead of after it, and the
+# suite takes about as long as its longest part. The background parts' output is shown once
+# tests/unit is done (and kept in their logs). Extra arguments go to every part. Fails when
+# any part fails.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 py=.venv/bin/python
-log=.local/test/integration.log
-mkdir -p .local/test
+logs=.local/test
+mkdir -p "$logs"
 
-"$py" -m pytest tests/integration -p no:cacheprovider "$@" >"$log" 2>&1 &
-integration=$!
-trap 'kill "$integration" 2>/dev/null' EXIT
+declare -A pids
+for part in dags integration; do
+    "$py" -m pytest "tests/$part" -p no:cacheprovider "$@" >"$logs/$part.log" 2>&1 &
+    pids[$part]=$!
+done
+trap 'kill "${pids[@]}" 2>/dev/null' EXIT
 
-"$py" -m pytest --ignore=tests/integration "$@"
-rest=$?
+"$py" -m pytest --ignore=tests/dags --ignore=tests/integration "$@"
+rc=$?
+summary="tests/unit: exit $rc"
+failed=$(( rc != 0 ))
 
-echo
-echo "=== tests/integration (ran alongside; log: $log) ==="
-tail -n +1 --pid="$integration" -f "$log"
-wait "$integration"
-integration_rc=$?
+for part in dags integration; do
+    echo
+    echo "=== tests/$part (ran alongside; log: $logs/$part.log) ==="
+    tail -n +1 --pid="${pids[$part]}" -f "$logs/$part.log"
+    wait "${pids[$part]}"
+    rc=$?
+    summary="$summary; tests/$part: exit $rc"
+    [ "$rc" -ne 0 ] && failed=1
+done
 trap - EXIT
 
-if [ "$rest" -ne 0 ] || [ "$integration_rc" -ne 0 ]; then
-    echo "make test FAILED: rest exit $rest, tests/integration exit $integration_rc" >&2
+echo
+if [ "$failed" -ne 0 ]; then
+    echo "make test FAILED ($summary)" >&2
     exit 1
 fi
+echo "make test passed ($summary)"
