@@ -165,7 +165,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     """Start the full-stack run (tests/integration/test_full_stack.py) now, in the background.
 
     It spends ~2 minutes in other processes (servers and its own pytest); started here, it
-    overlaps the rest of the suite instead of adding to it.
+    overlaps the other tests of its pytest process instead of adding to them.
     """
     for item in session.items:
         start = getattr(getattr(item, "module", None), "start_in_background", None)

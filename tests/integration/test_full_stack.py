@@ -9,8 +9,8 @@ local store fails.
 
 The run takes ~2 minutes, nearly all of it in other processes (the scenario, the MLflow
 server, moto's S3 server, PostgreSQL, Redis). So it starts in a background thread as soon as
-collection ends (tests/conftest.py calls ``start_in_background``) and overlaps the rest of
-the suite; the fixture below only waits for it. ``DRESSCODE_FULLSTACK=0`` leaves it out.
+collection ends (tests/conftest.py calls ``start_in_background``) and overlaps the other tests
+of its pytest process; the fixture below only waits for it. ``DRESSCODE_FULLSTACK=0`` leaves it out.
 
 Scratch databases (Airflow, MLflow, Feast registry) get unique names and are dropped; the
 Redis keys of the run (db 12) are deleted. Missing PostgreSQL or Redis skips loudly locally
