@@ -33,14 +33,14 @@ SECRET_PATTERNS: dict[str, re.Pattern[str]] = {
     ),
 }
 
-IMAGE_PATTERNS: dict[bytes, re.Pattern[bytes]] = {
-    b"JPEG bytes": re.compile(rb"\xff\xd8\xff[\xc0-\xfe]"),
-    b"PNG bytes": re.compile(rb"\x89PNG\r\n\x1a\n"),
-    b"image data URL": re.compile(rb"data:image/[a-z0-9.+-]+;base64,"),
+IMAGE_PATTERNS: dict[str, re.Pattern[bytes]] = {
+    "JPEG bytes": re.compile(rb"\xff\xd8\xff[\xc0-\xfe]"),
+    "PNG bytes": re.compile(rb"\x89PNG\r\n\x1a\n"),
+    "image data URL": re.compile(rb"data:image/[a-z0-9.+-]+;base64,"),
     # JPEG (/9j/), PNG (iVBORw0KGgo) and RIFF/WebP (UklGR) files in base64.
-    b"base64 image": re.compile(rb"(?<![A-Za-z0-9+/])(?:/9j/|iVBORw0KGgo|UklGR)[A-Za-z0-9+/]{60}"),
+    "base64 image": re.compile(rb"(?<![A-Za-z0-9+/])(?:/9j/|iVBORw0KGgo|UklGR)[A-Za-z0-9+/]{60}"),
     # 1 kB of base64 without a break is a payload, not a token or a hash.
-    b"long base64 run": re.compile(rb"[A-Za-z0-9+/]{1024,}={0,2}"),
+    "long base64 run": re.compile(rb"[A-Za-z0-9+/]{1024,}={0,2}"),
 }
 
 # Real secrets are longer than this; shorter "known values" (a demo password like ``admin``)
@@ -91,7 +91,7 @@ def scan_bytes_for_images(data: bytes) -> list[tuple[int, str]]:
     found = []
     for what, pattern in IMAGE_PATTERNS.items():
         for match in pattern.finditer(data):
-            found.append((data.count(b"\n", 0, match.start()) + 1, what.decode()))
+            found.append((data.count(b"\n", 0, match.start()) + 1, what))
     return sorted(set(found))
 
 
