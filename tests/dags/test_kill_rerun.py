@@ -13,7 +13,6 @@ simulator, so the kill lands while model calls are in flight.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -26,7 +25,7 @@ import httpx
 import pytest
 
 from dresscode import config, ingest, lake, seed
-from dresscode.sim.testing import running_simulator
+from dresscode.sim.testing import llm_connection, running_simulator
 
 MODEL = "google/gemma-4-26B-A4B-it"
 N_PHOTOS = 16
@@ -74,12 +73,8 @@ def drill(load_dag, module_home) -> Iterator[dict]:
         fixed_latency_ms=LATENCY_MS,
         max_num_seqs=CONCURRENCY,
     ) as url:
-        conn = {
-            "conn_type": "http",
-            "host": url,
-            "extra": {"model": MODEL, "timeout": 30, "max_concurrency": CONCURRENCY},
-        }
-        monkeypatch.setenv("AIRFLOW_CONN_DRESSCODE_LLM", json.dumps(conn))
+        conn = llm_connection(url, MODEL, max_concurrency=CONCURRENCY)
+        monkeypatch.setenv("AIRFLOW_CONN_DRESSCODE_LLM", conn)
         day = time.strftime("%Y-%m-%d", time.gmtime())
         log_path = home / "worker.log"
         with log_path.open("wb") as log_file:

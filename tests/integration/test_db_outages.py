@@ -58,7 +58,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from dresscode import config
-from dresscode.sim.testing import free_port
+from dresscode.sim.testing import free_port, llm_connection
 
 if TYPE_CHECKING:
     import redis
@@ -513,7 +513,7 @@ def _alerts(home: Path) -> list[dict]:
 
 
 def _child_env(
-    home: Path, airflow_home: Path, metadata_db: str, mlflow_db: Path, llm: dict
+    home: Path, airflow_home: Path, metadata_db: str, mlflow_db: Path, llm: str
 ) -> dict[str, str]:
     """The parent's environment (tests/conftest.py's Airflow settings included) with the
     metadata DB on the private cluster and this drill's home, model and MLflow store."""
@@ -531,7 +531,7 @@ def _child_env(
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC": metadata_db,
             "DRESSCODE_HOME": str(home),
             "MLFLOW_TRACKING_URI": f"sqlite:///{mlflow_db}",
-            "AIRFLOW_CONN_DRESSCODE_LLM": json.dumps(llm),
+            "AIRFLOW_CONN_DRESSCODE_LLM": llm,
         }
     )
     return env
@@ -575,11 +575,7 @@ def postgres_drill(
             fixed_latency_ms=LATENCY_MS,
             max_num_seqs=CONCURRENCY,
         ) as url:
-            llm = {
-                "conn_type": "http",
-                "host": url,
-                "extra": {"model": MODEL, "timeout": 30, "max_concurrency": CONCURRENCY},
-            }
+            llm = llm_connection(url, MODEL, max_concurrency=CONCURRENCY)
             env = _child_env(home, airflow_home, cluster.url("airflow"), mlflow_db, llm)
             airflow_bin = Path(sys.executable).parent / "airflow"
             subprocess.run(

@@ -30,15 +30,13 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
-from dresscode.sim.testing import free_port
+from dresscode.sim.testing import free_port, stop_process, wait_healthy
 
 pytestmark = [
     pytest.mark.integration,
@@ -104,24 +102,10 @@ def _server(
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"{name} exited with {proc.returncode}:\n{log.read_text()}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(health, timeout=2).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{name} not healthy after 120 s:\n{log.read_text()}")
-            time.sleep(0.5)
+        wait_healthy(proc, health, 120, name, log=log, poll_s=0.5)
         yield
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
 
 
 def _s3_server(env: dict[str, str], log: Path) -> contextlib.AbstractContextManager[None]:

@@ -57,7 +57,14 @@ import pytest
 from dresscode import blueprints, config, feature_jobs, ingest, lake, registry, samples, seed
 from dresscode import users as users_mod
 from dresscode import weather as weather_mod
-from dresscode.sim.testing import free_port, running_simulator, running_weather_stub
+from dresscode.sim.testing import (
+    free_port,
+    llm_connection,
+    running_simulator,
+    running_weather_stub,
+    stop_process,
+    wait_healthy,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
@@ -296,21 +303,19 @@ def _s3_lake(home: Path, server: S3Server) -> Iterator[str]:
 @contextlib.contextmanager
 def _simulator(script: Path) -> Iterator[str]:
     """The LLM simulator (slow enough to stop S3 mid-batch) behind dresscode_llm."""
-    with running_simulator(
-        scripts=[script],
-        served_model_name=[f"{MODEL}=perfect"],
-        fixed_latency_ms=LATENCY_MS,
-        max_num_seqs=CONCURRENCY,
-    ) as url:
-        conn = {
-            "conn_type": "http",
-            "host": url,
-            "extra": {"model": MODEL, "timeout": 30, "max_concurrency": CONCURRENCY},
-        }
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setenv("AIRFLOW_CONN_DRESSCODE_LLM", json.dumps(conn))
-            config.get_settings.cache_clear()
-            yield url
+    with (
+        running_simulator(
+            scripts=[script],
+            served_model_name=[f"{MODEL}=perfect"],
+            fixed_latency_ms=LATENCY_MS,
+            max_num_seqs=CONCURRENCY,
+        ) as url,
+        pytest.MonkeyPatch.context() as patch,
+    ):
+        conn = llm_connection(url, MODEL, max_concurrency=CONCURRENCY)
+        patch.setenv("AIRFLOW_CONN_DRESSCODE_LLM", conn)
+        config.get_settings.cache_clear()
+        yield url
 
 
 def _model_calls(sim_url: str) -> int:
@@ -678,27 +683,15 @@ class MlflowServer:
 
     def wait_healthy(self) -> None:
         assert self._proc is not None, "launch() first"
-        deadline = time.monotonic() + MLFLOW_START_TIMEOUT_S
-        while True:
-            if self._proc.poll() is not None:
-                pytest.fail(f"mlflow server exited {self._proc.returncode}:\n{self._log_text()}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
-                    return
-            if time.monotonic() > deadline:
-                pytest.fail(f"mlflow server not healthy in time:\n{self._log_text()}")
-            time.sleep(0.25)
+        wait_healthy(
+            self._proc, f"{self.url}/health", MLFLOW_START_TIMEOUT_S, "mlflow server", log=self._log
+        )
 
     def stop(self) -> None:
         if self._proc is None:
             return
         proc, self._proc = self._proc, None
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
 
     def _log_text(self) -> str:
         return self._log.read_text(errors="replace")[-5000:]

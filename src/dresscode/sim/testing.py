@@ -7,12 +7,14 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import socket
 import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 from dresscode.sim import command as sim_command
@@ -88,33 +90,62 @@ def running_weather_stub(**options: Any) -> Iterator[str]:
 @contextlib.contextmanager
 def simulator_process(*cli_args: str) -> Iterator[str]:
     """Run ``python -m dresscode.sim`` on a free port; yield its ``/v1`` URL once healthy."""
-    import httpx
-
     port = free_port()
     command = sim_command(port, *cli_args)
     process = subprocess.Popen(command, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(
-                    f"the simulator exited with code {process.returncode}: {' '.join(command)}"
-                )
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{base}/health", timeout=1.0).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the simulator was not healthy within {STARTUP_TIMEOUT_S:g}s")
-            time.sleep(0.05)
+        wait_healthy(process, f"{base}/health", STARTUP_TIMEOUT_S, "the simulator", poll_s=0.05)
         yield f"{base}/v1"
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, timeout_s=10)
+
+
+def wait_healthy(
+    process: subprocess.Popen,
+    health_url: str,
+    timeout_s: float,
+    what: str,
+    *,
+    log: Path | None = None,
+    poll_s: float = 0.25,
+) -> None:
+    """Wait until ``health_url`` answers 200; RuntimeError if ``process`` exits or time runs out.
+
+    The error carries the tail of ``log`` (the server's output), where the reason usually is.
+    """
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited with code {process.returncode}{_tail(log)}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(health_url, timeout=2.0).status_code == 200:
+                return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} was not healthy within {timeout_s:g}s{_tail(log)}")
+        time.sleep(poll_s)
+
+
+def _tail(log: Path | None) -> str:
+    return f":\n{log.read_text(errors='replace')[-5000:]}" if log and log.exists() else ""
+
+
+def stop_process(process: subprocess.Popen, timeout_s: float = 20.0) -> None:
+    """SIGTERM, then SIGKILL what has not exited after ``timeout_s``."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def llm_connection(url: str, model: str, *, max_concurrency: int, timeout_s: float = 30) -> str:
+    """The ``dresscode_llm`` Airflow connection (``AIRFLOW_CONN_DRESSCODE_LLM``) for ``url``."""
+    extra = {"model": model, "timeout": timeout_s, "max_concurrency": max_concurrency}
+    return json.dumps({"conn_type": "http", "host": url, "extra": extra})
 
 
 def free_port() -> int:
