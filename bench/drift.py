@@ -1,4 +1,4 @@
-"""Benchmark: the drift report (``dresscode.drift.detect_drift``) on large windows.
+"""Benchmark: the drift report (``dresscode.monitoring.drift.detect_drift``) on large windows.
 
 What is measured: one ``detect_drift`` call — Evidently 0.7's data drift preset with its
 per-column tests over the 11 ``DRIFT_COLUMNS``, *including* the HTML rendering — for a
@@ -93,7 +93,7 @@ def run_case(case: str, rows: int, max_rows: int, profile: int) -> dict:
     began = time.perf_counter()
     import evidently.presets  # noqa: F401
 
-    from dresscode import drift
+    from dresscode.monitoring import drift
 
     import_s = time.perf_counter() - began
     began = time.perf_counter()

@@ -33,7 +33,7 @@ MODEL = "google/gemma-4-26B-A4B-it"
 
 def _make_upload(args: tuple[int, tuple[int, int]]) -> tuple[str, bytes]:
     """One distinct phone-like JPEG (a synthetic wardrobe photo, q90, EXIF with GPS)."""
-    from dresscode import samples
+    from dresscode.local import samples
 
     i, size = args
     img, _ = samples.wardrobe_photo(i, size=size)
@@ -43,7 +43,7 @@ def _make_upload(args: tuple[int, tuple[int, int]]) -> tuple[str, bytes]:
 
 
 def seed_landing(n: int, size: tuple[int, int], workers: int) -> float:
-    from dresscode import lake
+    from dresscode.core import lake
 
     started = time.perf_counter()
     landing = lake.landing()
@@ -54,8 +54,8 @@ def seed_landing(n: int, size: tuple[int, int], workers: int) -> float:
 
 
 def _process(args: tuple[list[str], str, int, int]) -> dict:
-    from dresscode import ingest
-    from dresscode.config import LLMEndpoint
+    from dresscode.core.config import LLMEndpoint
+    from dresscode.ingest import tasks as ingest
 
     keys, url, concurrency, index = args
     endpoint = LLMEndpoint(url, "EMPTY", MODEL, 120.0, concurrency)
@@ -99,10 +99,10 @@ def airflow_overhead(url: str, batches: int, batch_size: int, size: tuple[int, i
         {"conn_type": "http", "host": url, "extra": {"model": MODEL}}
     )
     os.environ["DRESSCODE_INGEST_BATCH_SIZE"] = str(batch_size)
-    from dresscode import config
+    from dresscode.core import config
 
     config.get_settings.cache_clear()
-    from dresscode import lake
+    from dresscode.core import lake
 
     landing = lake.landing()
     for i in range(batches * batch_size):
@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     os.environ["DRESSCODE_INGEST_BATCH_SIZE"] = str(args.batch_size)
     os.environ["DRESSCODE_INGEST_MAX_PHOTOS_PER_RUN"] = str(args.photos)
-    from dresscode import ingest
+    from dresscode.ingest import tasks as ingest
     from dresscode.sim.testing import simulator_process
 
     print(f"seeding {args.photos} photos of {args.size} into {home} ...", flush=True)

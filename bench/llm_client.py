@@ -1,4 +1,4 @@
-"""Benchmark: can dresscode.llm.LLMClient keep a 64-slot model endpoint saturated?
+"""Benchmark: can dresscode.llm.client.LLMClient keep a 64-slot model endpoint saturated?
 
 Runs the vLLM simulator in its own process (``--max-num-seqs 64 --fixed-latency-ms 400``,
 so its capacity is exactly 64 / 0.4 s = 160 requests/s), then sends realistic digitizer
@@ -31,8 +31,8 @@ import psutil  # an Airflow dependency; here to tell whose CPU the run was bound
 import yaml
 from PIL import Image
 
-from dresscode.llm import ChatResult, LLMClient, image_part, json_schema_format
-from dresscode.parsing import parse_structured
+from dresscode.llm.client import ChatResult, LLMClient, image_part, json_schema_format
+from dresscode.llm.parsing import parse_structured
 from dresscode.sim.testing import simulator_process
 
 MODEL = "google/gemma-4-26B-A4B-it"

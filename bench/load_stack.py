@@ -1,7 +1,7 @@
 """Load run: N seeded photos through the local stack (`dresscode up`), measured from outside.
 
 What runs: a scratch stack home (default ``.local/load``, its own ports) is seeded with N phone
-photos by ``dresscode.seed`` (JPEG, PNG, WebP and HEIC with EXIF GPS and rotations, at
+photos by ``dresscode.local.seed`` (JPEG, PNG, WebP and HEIC with EXIF GPS and rotations, at
 ``--size``) in ``--workers`` processes, then ``dresscode up --photos 0`` starts Airflow
 (LocalExecutor, SQLite metadata DB) and the simulator and runs the whole pipeline and the
 monitoring demo, exactly as ``make up`` does. ``DRESSCODE_INGEST_MAX_PHOTOS_PER_RUN`` is raised
@@ -43,7 +43,7 @@ WORKER_TITLE = re.compile(rb"^airflow worker -- ([0-9a-f-]{36})")
 
 
 def _seed_range(args: tuple[int, int, tuple[int, int], str]) -> int:
-    from dresscode import seed
+    from dresscode.local import seed
 
     start, count, size, script = args
     result = seed.seed(count, script_path=Path(script), start=start, size=size, bad_files=False)
@@ -56,7 +56,7 @@ def seed_photos(n: int, size: tuple[int, int], workers: int, script: Path) -> tu
     Photo numbers start after the monitoring demo's batches (photos 0..79 of ``up --photos 0``),
     so the demo still ingests batches of its own.
     """
-    from dresscode import stack
+    from dresscode.local import stack
 
     first = len(stack.DEMO_BATCHES) * stack.DEMO_BATCH
     started = time.perf_counter()
@@ -168,7 +168,8 @@ def main() -> int:
         "DRESSCODE_INGEST_MAX_PHOTOS_PER_RUN": str(max(args.photos, 1)),
     }
     os.environ.update(env)  # the seeding processes read the same settings
-    from dresscode import lake, stack
+    from dresscode.core import lake
+    from dresscode.local import stack
 
     if lake.list_files(lake.landing()):
         print(f"{args.home} already has uploads in landing: use a fresh --home", file=sys.stderr)

@@ -7,7 +7,7 @@ DRESSCODE_HOME, so an empty online store and registry) over the *same* lake:
 * ``feast-default`` — ``FeatureStore.materialize`` with Feast's defaults (the repo's
   feature_store.yaml without ``materialization:``, so ``online_write_batch_size`` is None);
 * ``feast-batched`` — the same call with ``online_write_batch_size`` = the project's setting;
-* ``project`` — ``dresscode.features.materialize`` (partition pruning, a key-only pass for
+* ``project`` — ``dresscode.features.store.materialize`` (partition pruning, a key-only pass for
   latest-per-entity, then record batches through ``FeatureStore.write_to_online_store``);
 * ``project-redis`` / ``feast-default-redis`` (``--redis``) — the same into Redis at
   ``--redis-url`` (a dedicated db number, 14 by default; the keys are removed afterwards
@@ -64,7 +64,7 @@ def make_lake(lake: Path, users: int, days: int, row_group: int) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from dresscode import style
+    from dresscode.features import style
 
     schema = style.arrow_schema()
     rng = np.random.default_rng(7)
@@ -144,8 +144,8 @@ def run_case(
         (home / "feast").mkdir(parents=True, exist_ok=True)
         os.environ["DRESSCODE_FEAST_ENV"] = "fullstack"
         os.environ["DRESSCODE_FEAST_REPO"] = str(_bench_repo(home, redis_url))
-    from dresscode import features
-    from dresscode.config import get_settings
+    from dresscode.core.config import get_settings
+    from dresscode.features import store as features
 
     settings = get_settings()
     store = _store(case, settings, home, redis_url)
@@ -183,7 +183,7 @@ def run_case(
 def _store(case: str, settings, home: Path, redis_url: str | None):
     from feast import FeatureStore
 
-    from dresscode import features
+    from dresscode.features import store as features
 
     if case.startswith("project"):
         return features.feature_store(settings)
@@ -231,7 +231,7 @@ def main() -> None:
         return
 
     if args.row_group is None:
-        from dresscode import style
+        from dresscode.features import style
 
         args.row_group = style.ROW_GROUP
     work = args.workdir or Path(tempfile.mkdtemp(prefix="bench-materialize-"))

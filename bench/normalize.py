@@ -1,14 +1,14 @@
-"""Benchmark photo normalization: dresscode.images.normalize against a naive Pillow pipeline.
+"""Benchmark photo normalization: dresscode.ingest.photos.normalize against a naive Pillow pipeline.
 
 Usage (from the repo root):
 
     .venv/bin/python bench/normalize.py --photos 8 --repeat 3
 
-Generates ``--photos`` synthetic 12 MP (4000x3000) wardrobe photos with dresscode.samples and
+Generates ``--photos`` synthetic 12 MP (4000x3000) wardrobe photos with dresscode.local.samples and
 encodes each as JPEG (q90), WebP (q90) and HEIC (512 px grid tiles, like an iPhone), all with
 EXIF/GPS/XMP. Then, in one process, times per photo:
 
-* ``project``: ``dresscode.images.normalize`` (768 px long edge, JPEG q85);
+* ``project``: ``dresscode.ingest.photos.normalize`` (768 px long edge, JPEG q85);
 * ``naive``: ``Image.open`` -> ``ImageOps.exif_transpose`` -> ``resize`` (LANCZOS, 768 px)
   -> ``save`` JPEG q85, the pipeline one writes first;
 * ``floor`` (JPEG): a ``draft`` decode at 1/8 scale plus one 1 MP JPEG encode, i.e. close to
@@ -46,7 +46,8 @@ from PIL import Image, ImageChops, ImageOps
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "src"))
 
-from dresscode import images, samples
+from dresscode.ingest import photos as images
+from dresscode.local import samples
 
 SIZE = (4000, 3000)
 LONG_EDGE = 768
@@ -193,7 +194,7 @@ def psnr(a: Image.Image, b: Image.Image) -> float:
 
 
 def _patched(patch: dict[str, object], fn: Callable[[bytes], bytes]) -> Callable[[bytes], bytes]:
-    """``fn`` run with some module-level knobs of dresscode.images temporarily replaced."""
+    """``fn`` run with some module-level knobs of dresscode.ingest.photos temporarily replaced."""
 
     def run(raw: bytes) -> bytes:
         saved = {name: getattr(images, name) for name in patch}

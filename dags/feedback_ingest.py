@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import dag, get_current_context, task
 
-from dresscode.dag_defaults import DEFAULT_ARGS, deadline
+from dresscode.orchestration.dag_defaults import DEFAULT_ARGS, deadline
 
 
 def _run_day() -> str:
@@ -44,25 +44,25 @@ def _run_day() -> str:
 def feedback_ingest():
     @task
     def discover() -> list[str]:
-        from dresscode import feedback
+        from dresscode.feedback import tasks as feedback
 
         return feedback.discover()
 
     @task
     def validate_and_apply(keys: list[str]) -> dict:
-        from dresscode import feedback
+        from dresscode.feedback import tasks as feedback
 
         return feedback.validate_and_apply(keys, day=_run_day())
 
     @task
     def stage_golden_candidates(applied: dict) -> dict:
-        from dresscode import feedback
+        from dresscode.feedback import tasks as feedback
 
         return feedback.stage_golden_candidates(day=_run_day())
 
     @task
     def report(applied: dict, staged: dict) -> dict:
-        from dresscode import feedback
+        from dresscode.feedback import tasks as feedback
 
         return feedback.report(applied, staged)
 

@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from airflow.sdk import Param, dag, get_current_context, task
 from airflow.timetables.interval import CronDataIntervalTimetable
 
-from dresscode.dag_defaults import DEFAULT_ARGS, deadline
+from dresscode.orchestration.dag_defaults import DEFAULT_ARGS, deadline
 
 
 def _run_id() -> str:
@@ -57,7 +57,7 @@ def _run_id() -> str:
 def model_monitoring():
     @task
     def choose_window() -> dict:
-        from dresscode import monitoring_jobs
+        from dresscode.monitoring import tasks as monitoring_jobs
 
         context = get_current_context()
         return monitoring_jobs.current_window(
@@ -70,19 +70,19 @@ def model_monitoring():
 
     @task
     def measure(window: dict) -> dict:
-        from dresscode import monitoring_jobs
+        from dresscode.monitoring import tasks as monitoring_jobs
 
         return monitoring_jobs.measure(window)
 
     @task
     def detect_drift(window: dict) -> dict:
-        from dresscode import monitoring_jobs
+        from dresscode.monitoring import tasks as monitoring_jobs
 
         return monitoring_jobs.detect_drift(window, _run_id())
 
     @task
     def decide(measured: dict, drifted: dict) -> dict:
-        from dresscode import monitoring_jobs
+        from dresscode.monitoring import tasks as monitoring_jobs
 
         return monitoring_jobs.decide(measured, drifted)
 
@@ -106,20 +106,20 @@ def model_monitoring():
     # (so its only upstreams are those two: the metrics come through XCom inside).
     @task(pool="llm", trigger_rule="none_failed_min_one_success")
     def reevaluate() -> list[dict]:
-        from dresscode import monitoring_jobs
+        from dresscode.monitoring import tasks as monitoring_jobs
 
         measured = get_current_context()["ti"].xcom_pull(task_ids="measure")
         return monitoring_jobs.reevaluate(monitoring_jobs.prompts_to_reevaluate(measured))
 
     @task.branch
     def choose_action(evaluated: list[dict]) -> str:
-        from dresscode import monitoring_jobs
+        from dresscode.monitoring import tasks as monitoring_jobs
 
         return "promote" if monitoring_jobs.better_candidates(evaluated) else "page"
 
     @task
     def promote(evaluated: list[dict], decision: dict) -> list[str]:
-        from dresscode import monitoring_jobs
+        from dresscode.monitoring import tasks as monitoring_jobs
 
         return monitoring_jobs.promote(monitoring_jobs.better_candidates(evaluated), decision)
 
@@ -127,7 +127,7 @@ def model_monitoring():
     def page(
         decision: dict, measured: dict, drifted: dict, evaluated: list[dict], window: dict
     ) -> dict:
-        from dresscode import monitoring_jobs
+        from dresscode.monitoring import tasks as monitoring_jobs
 
         return monitoring_jobs.page(
             decision, measured, drifted, evaluated, window=window, run_id=_run_id()
@@ -135,7 +135,7 @@ def model_monitoring():
 
     @task(trigger_rule="none_failed_min_one_success")
     def record(window: dict, decision: dict, drifted: dict) -> str:
-        from dresscode import monitoring_jobs
+        from dresscode.monitoring import tasks as monitoring_jobs
 
         ti = get_current_context()["ti"]
         promoted = ti.xcom_pull(task_ids="promote")

@@ -22,8 +22,8 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import dag, get_current_context, task
 
-from dresscode.config import get_settings
-from dresscode.dag_defaults import DEFAULT_ARGS, OUTFIT_SUGGESTIONS, deadline
+from dresscode.core.config import get_settings
+from dresscode.orchestration.dag_defaults import DEFAULT_ARGS, OUTFIT_SUGGESTIONS, deadline
 
 
 @dag(
@@ -41,13 +41,14 @@ def outfit_pregen():
     @task
     def resolve_prompt() -> dict:
         """The registry's production stylist, once per run."""
-        from dresscode import pregen, registry
+        from dresscode.outfits import tasks as pregen
+        from dresscode.registry import prompt_registry as registry
 
         return registry.serving(pregen.PROMPT_NAME)
 
     @task
     def plan() -> list[list[dict]]:
-        from dresscode import pregen
+        from dresscode.outfits import tasks as pregen
 
         return pregen.plan_batches()
 
@@ -57,7 +58,7 @@ def outfit_pregen():
         map_index_template="{{ batch_label }}",
     )
     def suggest(users: list[dict], serving: dict) -> dict:
-        from dresscode import pregen
+        from dresscode.outfits import tasks as pregen
 
         context = get_current_context()
         ti, run = context["ti"], context["dag_run"]
@@ -67,7 +68,7 @@ def outfit_pregen():
 
     @task(outlets=[OUTFIT_SUGGESTIONS])
     def report(results: list[dict]) -> dict:
-        from dresscode import pregen
+        from dresscode.outfits import tasks as pregen
 
         return pregen.report(list(results))
 

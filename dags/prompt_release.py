@@ -22,8 +22,8 @@ from datetime import datetime
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import Param, dag, get_current_context, task
 
-from dresscode.config import get_settings
-from dresscode.dag_defaults import DEFAULT_ARGS
+from dresscode.core.config import get_settings
+from dresscode.orchestration.dag_defaults import DEFAULT_ARGS
 
 
 @dag(
@@ -45,7 +45,7 @@ from dresscode.dag_defaults import DEFAULT_ARGS
 def prompt_release():
     @task
     def sync() -> list[dict]:
-        from dresscode import release
+        from dresscode.registry import tasks as release
 
         return release.sync_all()
 
@@ -55,19 +55,19 @@ def prompt_release():
 
     @task(pool="llm", map_index_template="{{ task.op_kwargs['version']['name'] }}")
     def evaluate(version: dict) -> dict:
-        from dresscode import release
+        from dresscode.registry import tasks as release
 
         return release.evaluate(version)
 
     @task
     def choose(results: list[dict]) -> list[dict]:
-        from dresscode import release
+        from dresscode.registry import tasks as release
 
         return release.choose_candidates(list(results))
 
     @task
     def shadow(candidates: list[dict]) -> list[dict]:
-        from dresscode import release
+        from dresscode.registry import tasks as release
 
         return [release.shadow(c) for c in candidates]
 
@@ -87,7 +87,7 @@ def prompt_release():
 
     @task(trigger_rule="none_failed_min_one_success")
     def promote(shadowed: list[dict]) -> list[str]:
-        from dresscode import release
+        from dresscode.registry import tasks as release
 
         run = get_current_context()["dag_run"]
         actor = getattr(run, "triggering_user_name", None) or "prompt_release"

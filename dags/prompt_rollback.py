@@ -17,7 +17,7 @@ from datetime import datetime
 
 from airflow.sdk import Param, dag, get_current_context, task
 
-from dresscode.dag_defaults import DEFAULT_ARGS
+from dresscode.orchestration.dag_defaults import DEFAULT_ARGS
 
 PROMPTS = ["wardrobe-digitizer", "outfit-stylist"]
 
@@ -51,7 +51,7 @@ def prompt_rollback():
     def rollback() -> dict:
         from dataclasses import asdict
 
-        from dresscode import registry
+        from dresscode.registry import prompt_registry as registry
 
         context = get_current_context()
         params, run = context["params"], context["dag_run"]

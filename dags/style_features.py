@@ -23,11 +23,11 @@ from airflow.sdk import dag, get_current_context, task
 from airflow.timetables.assets import AssetOrTimeSchedule
 from airflow.timetables.interval import CronDataIntervalTimetable
 
-from dresscode.dag_defaults import DEFAULT_ARGS, USER_STYLE, WARDROBE_ITEMS, deadline
+from dresscode.orchestration.dag_defaults import DEFAULT_ARGS, USER_STYLE, WARDROBE_ITEMS, deadline
 
 
 def _window() -> dict:
-    from dresscode import feature_jobs
+    from dresscode.features import tasks as feature_jobs
 
     context = get_current_context()
     return feature_jobs.materialize_window(
@@ -54,19 +54,19 @@ def _window() -> dict:
 def style_features():
     @task
     def compute() -> dict:
-        from dresscode import feature_jobs
+        from dresscode.features import tasks as feature_jobs
 
         return feature_jobs.compute_style(_window())
 
     @task
     def materialize(computed: dict) -> dict:
-        from dresscode import feature_jobs
+        from dresscode.features import tasks as feature_jobs
 
         return feature_jobs.materialize(_window())
 
     @task(outlets=[USER_STYLE])
     def verify(computed: dict, materialized: dict) -> dict:
-        from dresscode import feature_jobs
+        from dresscode.features import tasks as feature_jobs
 
         return feature_jobs.verify_online(computed, _window())
 

@@ -21,9 +21,9 @@ from datetime import datetime
 
 from airflow.sdk import dag, get_current_context, task
 
-from dresscode.config import get_settings
-from dresscode.dag_defaults import DEFAULT_ARGS, WARDROBE_ITEMS
-from dresscode.schedules import ingest_schedule
+from dresscode.core.config import get_settings
+from dresscode.orchestration.dag_defaults import DEFAULT_ARGS, WARDROBE_ITEMS
+from dresscode.orchestration.schedules import ingest_schedule
 
 
 @dag(
@@ -40,13 +40,14 @@ def wardrobe_ingest():
     def resolve_prompt() -> dict:
         """The registry's production blueprint, once per run (a promotion or rollback applies
         from the next run on)."""
-        from dresscode import digitize, registry
+        from dresscode.ingest import digitize
+        from dresscode.registry import prompt_registry as registry
 
         return registry.serving(digitize.PROMPT_NAME)
 
     @task
     def discover() -> list[list[str]]:
-        from dresscode import ingest
+        from dresscode.ingest import tasks as ingest
 
         return ingest.discover()
 
@@ -58,7 +59,8 @@ def wardrobe_ingest():
         map_index_template="{{ batch_label }}",
     )
     def process(keys: list[str], serving: dict) -> dict:
-        from dresscode import ingest, registry
+        from dresscode.ingest import tasks as ingest
+        from dresscode.registry import prompt_registry as registry
 
         context = get_current_context()
         ti, run = context["ti"], context["dag_run"]
@@ -74,7 +76,7 @@ def wardrobe_ingest():
 
     @task(outlets=[WARDROBE_ITEMS])
     def report(results: list[dict]) -> dict:
-        from dresscode import ingest
+        from dresscode.ingest import tasks as ingest
 
         totals = ingest.commit_and_report(list(results))
         get_current_context()["outlet_events"][WARDROBE_ITEMS].extra = totals

@@ -22,7 +22,7 @@ from datetime import datetime
 
 from airflow.sdk import dag, get_current_context, task
 
-from dresscode.dag_defaults import DEFAULT_ARGS, WEATHER_FEATURES
+from dresscode.orchestration.dag_defaults import DEFAULT_ARGS, WEATHER_FEATURES
 
 
 @dag(
@@ -37,20 +37,20 @@ from dresscode.dag_defaults import DEFAULT_ARGS, WEATHER_FEATURES
 def weather_ingest():
     @task
     def find_cities() -> list[str]:
-        from dresscode import feature_jobs
+        from dresscode.features import tasks as feature_jobs
 
         return feature_jobs.cities_of_active_users()
 
     @task
     def fetch_forecasts(cities: list[str]) -> dict:
-        from dresscode import feature_jobs
+        from dresscode.features import tasks as feature_jobs
 
         run = get_current_context()["dag_run"]
         return feature_jobs.ingest_weather(cities, day=run.run_after.date(), run_id=run.run_id)
 
     @task(outlets=[WEATHER_FEATURES])
     def push_online(fetched: dict) -> dict:
-        from dresscode import feature_jobs
+        from dresscode.features import tasks as feature_jobs
 
         return feature_jobs.push_weather(fetched)
 

@@ -2,7 +2,7 @@
 
 * ``user_style`` — one row per user per night from ``<lake>/user_style/`` (wardrobe size,
   category / warmth / formality shares, top colours, outerwear, last upload). Its feature
-  names come from :mod:`dresscode.style`, which takes them from the wardrobe-digitizer
+  names come from :mod:`dresscode.features.style`, which takes them from the wardrobe-digitizer
   blueprint's schema: one schema source.
 * ``weather`` — the derived forecast per city from ``<lake>/weather/`` (the offline history,
   materialized nightly, used for training data and backfills).
@@ -16,7 +16,7 @@
 The lake tables are Hive-partitioned folders (``date=YYYY-MM-DD/*.parquet``). Feast's file
 offline store reads them with Dask, which discovers the partitions and adds ``date`` as an
 extra (categorical) column that no view selects. The lake root comes from the settings
-(``DRESSCODE_LAKE_URI``) when this module is loaded, so ``feast apply`` / ``dresscode.features
+(``DRESSCODE_LAKE_URI``) when this module is loaded, so ``feast apply`` / ``dresscode.features.store
 .apply()`` record the lake of the environment that applies them.
 """
 
@@ -37,8 +37,8 @@ from feast import (
 from feast.data_format import ParquetFormat
 from feast.types import Array, Bool, Float64, Int64, String, UnixTimestamp
 
-from dresscode import style
-from dresscode.features import repo_settings
+from dresscode.features import style
+from dresscode.features.store import repo_settings
 
 TIMESTAMP = "event_timestamp"
 CREATED = "created"

@@ -1,6 +1,6 @@
 """Airflow plugin: the Dresscode view (prompt versions, gates, drift, SLOs, quarantine).
 
-Thin on purpose: the logic lives in ``dresscode.view``. Airflow's api-server mounts the app
+Thin on purpose: the logic lives in ``dresscode.ui.view``. Airflow's api-server mounts the app
 under ``/dresscode`` and the UI shows a "Dresscode" entry in its Browse menu that opens it.
 The app requires an authenticated Airflow user on every route (Airflow's own
 ``requires_authenticated`` dependency): the UI's session cookie or a bearer JWT.
@@ -16,18 +16,18 @@ from typing import Any, ClassVar
 
 from airflow.plugins_manager import AirflowPlugin
 
-URL_PREFIX = "/dresscode"  # dresscode.view.URL_PREFIX
+URL_PREFIX = "/dresscode"  # dresscode.ui.view.URL_PREFIX
 
 
 class LazyApp:
-    """An ASGI app that builds ``dresscode.view.create_app()`` when it is first called."""
+    """An ASGI app that builds ``dresscode.ui.view.create_app()`` when it is first called."""
 
     def __init__(self) -> None:
         self._app: Any = None
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if self._app is None:
-            from dresscode import view
+            from dresscode.ui import view
 
             self._app = view.create_app()
         await self._app(scope, receive, send)

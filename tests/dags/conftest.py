@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from dresscode import config
+from dresscode.core import config
 
 DAGS = Path(__file__).resolve().parents[2] / "dags"
 

@@ -19,7 +19,8 @@ from urllib.parse import quote
 
 import pytest
 
-from dresscode import alerts, config, dag_defaults
+from dresscode.core import config
+from dresscode.orchestration import alerts, dag_defaults
 
 REPO = Path(__file__).resolve().parents[2]
 DAG_IDS = sorted(p.stem for p in (REPO / "dags").glob("*.py") if not p.name.startswith("_"))
@@ -90,11 +91,13 @@ def test_nightly_dags_carry_a_deadline_that_alerts(
     dag = load_dag(dag_id)
 
     [deadline] = dag.deadline
-    assert deadline.callback.path == "dresscode.alerts.deadline_missed"
+    assert deadline.callback.path == "dresscode.orchestration.alerts.deadline_missed"
     assert deadline.interval > timedelta(0)
     # The dag-processor stores it serialized: it must survive the round trip.
     [stored] = DagSerialization.from_dict(DagSerialization.to_dict(dag)).deadline
-    assert stored["callback"]["__data__"]["path"] == "dresscode.alerts.deadline_missed"
+    assert (
+        stored["callback"]["__data__"]["path"] == "dresscode.orchestration.alerts.deadline_missed"
+    )
     config.get_settings.cache_clear()
 
 

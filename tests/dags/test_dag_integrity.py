@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from dresscode.alerts import FailureNotifier
+from dresscode.orchestration.alerts import FailureNotifier
 
 REPO = Path(__file__).resolve().parents[2]
 DAGS_DIR = REPO / "dags"

@@ -13,7 +13,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from dresscode import lake, seed
+from dresscode.core import lake
+from dresscode.local import seed
 from dresscode.sim.testing import running_simulator
 
 MODEL = "google/gemma-4-26B-A4B-it"
@@ -99,7 +100,7 @@ def style_run(stack: dict, weather_run, load_dag):
 
 
 def test_style_features_are_materialized_and_verified(style_run) -> None:
-    from dresscode import features
+    from dresscode.features import store as features
 
     assert style_run.state == "success", _states(style_run)
     assert set(_states(style_run).values()) == {"success"}
@@ -153,7 +154,8 @@ def test_outfit_pregen_rerun_replaces_its_parts(stack: dict, pregen_run, load_da
 
 
 def test_the_stylist_shadow_replays_recent_users_through_both_versions(pregen_run) -> None:
-    from dresscode import registry, release
+    from dresscode.registry import prompt_registry as registry
+    from dresscode.registry import tasks as release
 
     name = "outfit-stylist"
     registry.sync(name)

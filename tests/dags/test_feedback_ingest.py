@@ -10,7 +10,12 @@ from datetime import UTC, date, datetime
 import pandas as pd
 import pytest
 
-from dresscode import config, feedback, images, ingest, lake, outfits, samples, seed
+from dresscode.core import config, lake
+from dresscode.feedback import tasks as feedback
+from dresscode.ingest import photos as images
+from dresscode.ingest import tasks as ingest
+from dresscode.local import samples, seed
+from dresscode.outfits import stylist as outfits
 
 TABLES = ("feedback", "corrected_labels", "golden_candidates")
 

@@ -24,7 +24,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from dresscode import config, ingest, lake, seed
+from dresscode.core import config, lake
+from dresscode.ingest import tasks as ingest
+from dresscode.local import seed
 from dresscode.sim.testing import llm_connection, running_simulator
 
 MODEL = "google/gemma-4-26B-A4B-it"
@@ -36,7 +38,9 @@ STARTUP_TIMEOUT_S = 90.0
 
 # What the DAG's resolve_prompt, discover and process tasks do, in one process to be killed.
 WORKER = """
-from dresscode import digitize, ingest, registry
+from dresscode.ingest import digitize
+from dresscode.ingest import tasks as ingest
+from dresscode.registry import prompt_registry as registry
 serving = registry.serving(digitize.PROMPT_NAME)
 blueprint = registry.blueprint_for(serving)
 for i, keys in enumerate(ingest.discover()):

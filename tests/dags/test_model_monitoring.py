@@ -18,7 +18,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dresscode import alerts, blueprints, config, golden, lake, registry, seed
+from dresscode.core import config, lake
+from dresscode.llm import blueprints
+from dresscode.local import seed
+from dresscode.orchestration import alerts
+from dresscode.registry import golden
+from dresscode.registry import prompt_registry as registry
 
 GEMMA = "google/gemma-4-26B-A4B-it"
 SLOPPY = "dresscode-sim/sloppy"
@@ -36,7 +41,7 @@ def _now() -> str:
 
 @pytest.fixture(scope="module")
 def env(load_dag, module_home) -> Iterator[dict]:
-    from dresscode import release
+    from dresscode.registry import tasks as release
     from dresscode.sim.testing import running_simulator
 
     home, monkeypatch = module_home

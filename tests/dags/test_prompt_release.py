@@ -14,7 +14,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dresscode import alerts, blueprints, golden, lake, seed
+from dresscode.core import lake
+from dresscode.llm import blueprints
+from dresscode.local import seed
+from dresscode.orchestration import alerts
+from dresscode.registry import golden
 
 GEMMA = "google/gemma-4-26B-A4B-it"
 SLOPPY = "dresscode-sim/sloppy"
@@ -60,7 +64,7 @@ def _release(env: dict, auto_promote: bool = True):
 
 
 def _registered() -> dict[str, int]:
-    from dresscode import registry
+    from dresscode.registry import prompt_registry as registry
 
     return {name: len(registry.versions(name)) for name in PROMPTS}
 
@@ -71,7 +75,7 @@ def first_release(env: dict):
 
 
 def test_first_release_gates_and_promotes_the_newest_passing_versions(first_release) -> None:
-    from dresscode import registry
+    from dresscode.registry import prompt_registry as registry
 
     assert first_release.state == "success", _states(first_release)
     states = _states(first_release)
@@ -85,7 +89,7 @@ def test_first_release_gates_and_promotes_the_newest_passing_versions(first_rele
 
 
 def test_a_rerun_on_an_unchanged_tree_changes_nothing(env: dict, first_release) -> None:
-    from dresscode import registry
+    from dresscode.registry import prompt_registry as registry
 
     before = (_registered(), {n: registry.aliases(n) for n in PROMPTS})
     rerun = _release(env)
@@ -97,7 +101,7 @@ def test_a_rerun_on_an_unchanged_tree_changes_nothing(env: dict, first_release) 
 
 
 def test_a_passing_candidate_is_shadowed_then_promoted(env: dict, first_release) -> None:
-    from dresscode import registry
+    from dresscode.registry import prompt_registry as registry
 
     _add_version(env["prompts"], "wardrobe-digitizer", 3, max_tokens=1600)
     run = _release(env)
@@ -114,7 +118,7 @@ def test_a_passing_candidate_is_shadowed_then_promoted(env: dict, first_release)
 
 
 def test_a_failing_candidate_is_not_promoted(env: dict, first_release) -> None:
-    from dresscode import registry
+    from dresscode.registry import prompt_registry as registry
 
     before = registry.aliases("wardrobe-digitizer")["production"]
     _add_version(env["prompts"], "wardrobe-digitizer", 4, model=SLOPPY)

@@ -15,7 +15,10 @@ import httpx
 import pytest
 from PIL import Image
 
-from dresscode import alerts, config, ingest, lake, samples, seed
+from dresscode.core import config, lake
+from dresscode.ingest import tasks as ingest
+from dresscode.local import samples, seed
+from dresscode.orchestration import alerts
 from dresscode.sim.testing import running_simulator
 
 MODEL = "google/gemma-4-26B-A4B-it"
@@ -200,7 +203,7 @@ def _served_versions(run) -> set[str]:
 def test_promotion_and_rollback_apply_from_the_next_run(
     ingest_dag, first_run, seeded: dict, load_dag
 ) -> None:
-    from dresscode import registry
+    from dresscode.registry import prompt_registry as registry
 
     name = "wardrobe-digitizer"
     assert _served_versions(first_run) == {"2"}  # nothing promoted yet: the newest in git
@@ -238,7 +241,7 @@ def test_promotion_and_rollback_apply_from_the_next_run(
 def test_rollback_to_a_version_that_never_passed_fails_clearly(
     first_run, seeded: dict, load_dag
 ) -> None:
-    from dresscode import registry
+    from dresscode.registry import prompt_registry as registry
 
     name = "wardrobe-digitizer"
     registry.sync(name)

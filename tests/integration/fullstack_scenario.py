@@ -19,7 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from dresscode import config, golden, lake, seed
+from dresscode.core import config, lake
+from dresscode.local import seed
+from dresscode.registry import golden
 
 GEMMA = "google/gemma-4-26B-A4B-it"
 N_PHOTOS = 12
@@ -102,7 +104,7 @@ def test_wardrobe_ingest_digitizes_the_seeded_landing(ingest_window) -> None:
 
 
 def test_prompt_release_gates_and_promotes_into_the_mlflow_server(ingest_window, load_dag) -> None:
-    from dresscode import registry
+    from dresscode.registry import prompt_registry as registry
 
     _succeeds(load_dag("prompt_release").test(run_conf={"auto_promote": True}))
     for name in PROMPTS:
@@ -115,7 +117,7 @@ def test_weather_ingest_pushes_the_forecasts(ingest_window, load_dag) -> None:
 
 
 def test_style_features_reach_the_online_store(ingest_window, load_dag) -> None:
-    from dresscode import features
+    from dresscode.features import store as features
 
     # No logical date: the run wardrobe_ingest's Asset triggers, covering the 24 h before it
     # (a run for the last nightly interval would end before these uploads).

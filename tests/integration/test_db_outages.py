@@ -57,7 +57,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from dresscode import config
+from dresscode.core import config
 from dresscode.sim.testing import free_port, llm_connection
 
 if TYPE_CHECKING:
@@ -247,7 +247,8 @@ def _write_snapshot(users: list[str], day: datetime, extra_items: int) -> dict[s
     1 + i % 4 + ``extra_items`` items. Returns each user's wardrobe size."""
     import pandas as pd
 
-    from dresscode import lake, style
+    from dresscode.core import lake
+    from dresscode.features import style
 
     items = [
         {
@@ -273,7 +274,7 @@ def _write_snapshot(users: list[str], day: datetime, extra_items: int) -> dict[s
 
 def _materialize(day: datetime) -> dict:
     """What style_features' materialize task runs for the interval ending at ``day`` + 1."""
-    from dresscode import feature_jobs
+    from dresscode.features import tasks as feature_jobs
 
     window = {"start": day.isoformat(), "as_of": (day + timedelta(days=1)).isoformat()}
     return feature_jobs.materialize(window)
@@ -288,7 +289,7 @@ def _attempt(day: datetime) -> dict:
 
 def _online(users: list[str]) -> dict[str, tuple[int | None, int]]:
     """Per user: (wardrobe_size, event time in epoch seconds; 0 = none) read from the store."""
-    from dresscode import features
+    from dresscode.features import store as features
 
     got = (
         features.feature_store()
@@ -317,7 +318,8 @@ def redis_drill(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         _not_here(f"{REDIS_SERVER} is missing (apt-get install redis-server).")
     if not _listening(5432):
         _not_here("PostgreSQL is not listening on 127.0.0.1:5432 (the Feast registry's DB).")
-    from dresscode import features, style
+    from dresscode.features import store as features
+    from dresscode.features import style
 
     home = tmp_path_factory.mktemp("redis-outage-home")
     server = PrivateRedis(tmp_path_factory.mktemp("redis-outage-server"))
@@ -403,7 +405,9 @@ def test_a_redis_outage_fails_the_materialization_naming_redis_and_its_address(
     assert WRITE_BATCH <= outage["rows_at_kill"] < N_USERS
     assert outage["report"] is None, "materialize reported success with Redis down"
     assert len(outage["retry_delays"]) >= 1  # retried by the client before giving up
-    assert outage["error"].startswith("dresscode.features.OnlineStoreUnavailable: user_style:")
+    assert outage["error"].startswith(
+        "dresscode.features.store.OnlineStoreUnavailable: user_style:"
+    )
     assert f"redis at {redis_drill['address']}" in outage["error"]
     written = re.search(rf"after (\d+) of {N_USERS} entities were written", outage["error"])
     assert written and int(written[1]) < N_USERS, outage["error"]
@@ -545,7 +549,9 @@ def postgres_drill(
     the model is being called, run the DAG again; yield what each step left."""
     import psycopg
 
-    from dresscode import ingest, lake, seed
+    from dresscode.core import lake
+    from dresscode.ingest import tasks as ingest
+    from dresscode.local import seed
     from dresscode.sim.testing import running_simulator
 
     if not (PG_BIN / "initdb").exists():
@@ -695,7 +701,7 @@ def test_the_rerun_succeeds(postgres_drill) -> None:
 
 
 def test_every_photo_is_accounted_for_exactly_once(postgres_drill) -> None:
-    from dresscode import ingest
+    from dresscode.ingest import tasks as ingest
 
     manifests = postgres_drill["manifests"]
     final = manifests[manifests["status"].isin(ingest.FINAL_STATUSES)]

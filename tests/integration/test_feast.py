@@ -1,4 +1,4 @@
-"""The Feast repo and dresscode.features against the real Feast (one module: feast imports once).
+"""The Feast repo and dresscode.features.store against the real Feast (one module: feast imports once).
 
 Local stack: file registry, SQLite online store, the lake as the file offline store. The last
 test runs the full-stack yaml against Redis (127.0.0.1:6379) and PostgreSQL (db ``test``).
@@ -17,7 +17,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from dresscode import config, features, lake, style
+from dresscode.core import config, lake
+from dresscode.features import store as features
+from dresscode.features import style
 
 pytestmark = pytest.mark.integration
 

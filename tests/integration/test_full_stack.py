@@ -346,7 +346,7 @@ def test_the_bucket_holds_the_lake_and_mlflow_artifacts_and_an_emptied_landing(
 def test_the_mlflow_server_serves_the_promoted_prompts(full_run: dict) -> None:
     from mlflow import MlflowClient
 
-    from dresscode.registry import GIT_VERSION_TAG
+    from dresscode.registry.prompt_registry import GIT_VERSION_TAG
 
     client = MlflowClient(tracking_uri=full_run["mlflow"], registry_uri=full_run["mlflow"])
     for name in ("wardrobe-digitizer", "outfit-stylist"):
@@ -358,6 +358,6 @@ def test_the_mlflow_server_serves_the_promoted_prompts(full_run: dict) -> None:
 
 def test_redis_holds_the_online_features(full_run: dict) -> None:
     # One key per entity: the users' style rows and the cities' weather.
-    from dresscode import seed
+    from dresscode.local import seed
 
     assert len(_feast_keys()) >= len(seed.CITIES)

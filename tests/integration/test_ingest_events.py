@@ -9,7 +9,8 @@ from pathlib import Path
 import boto3
 import pytest
 
-from dresscode import config, schedules
+from dresscode.core import config
+from dresscode.orchestration import schedules
 
 CREDS = {
     "aws_access_key_id": "testing",

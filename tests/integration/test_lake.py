@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dresscode import lake
+from dresscode.core import lake
 
 
 @pytest.fixture(params=["file", "s3"])

@@ -54,9 +54,14 @@ import airflow.sdk  # noqa: F401  (Airflow sets up logging on import: before our
 import httpx
 import pytest
 
-from dresscode import blueprints, config, feature_jobs, ingest, lake, registry, samples, seed
-from dresscode import users as users_mod
-from dresscode import weather as weather_mod
+from dresscode.core import config, lake
+from dresscode.features import tasks as feature_jobs
+from dresscode.features import users as users_mod
+from dresscode.features import weather as weather_mod
+from dresscode.ingest import tasks as ingest
+from dresscode.llm import blueprints
+from dresscode.local import samples, seed
+from dresscode.registry import prompt_registry as registry
 from dresscode.sim.testing import (
     free_port,
     llm_connection,
@@ -757,7 +762,7 @@ def mlflow_down(
     try:
         with (
             _environment(home, MLFLOW_TRACKING_URI=server.url),
-            _Records("dresscode.registry") as logged,
+            _Records("dresscode.registry.prompt_registry") as logged,
         ):
             registry.sync(PROMPT)
             # Registered, not promoted: the one case where serving() falls back to git (v2).
@@ -885,7 +890,7 @@ def weather_down(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str,
         patch.setenv("AIRFLOW_CONN_WEATHER_API", _weather_conn(dead))
         with (
             pytest.MonkeyPatch.context() as retry_patch,
-            _Records("dresscode.weather", "dresscode.feature_jobs") as logged,
+            _Records("dresscode.features.weather", "dresscode.features.tasks") as logged,
         ):
             recording = functools.partial(weather_mod.RetryPolicy, sleep=sleeps.append)
             retry_patch.setattr(weather_mod, "RetryPolicy", recording)

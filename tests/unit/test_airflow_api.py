@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from dresscode import airflow_api
-from dresscode.airflow_api import AirflowAPI
+from dresscode.local import airflow_api
+from dresscode.local.airflow_api import AirflowAPI
 
 
 class FakeClock:

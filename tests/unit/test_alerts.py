@@ -24,7 +24,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from dresscode import alerts, config
+from dresscode.core import config
+from dresscode.orchestration import alerts
 
 RUN_ID = "manual__2026-11-23T10:00:00"
 

@@ -17,9 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from dresscode import blueprints, evaluation, golden, stylist_eval
-from dresscode.blueprints import Blueprint
-from dresscode.llm import LLMClient
+from dresscode.llm import blueprints
+from dresscode.llm.blueprints import Blueprint
+from dresscode.llm.client import LLMClient
+from dresscode.registry import golden
+from dresscode.registry.evaluation import digitizer as evaluation
+from dresscode.registry.evaluation import stylist as stylist_eval
 from dresscode.sim.testing import running_simulator
 
 GEMMA = "google/gemma-4-26B-A4B-it"

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dresscode import blueprints
-from dresscode.blueprints import BlueprintError
+from dresscode.llm import blueprints
+from dresscode.llm.blueprints import BlueprintError
 
 GOOD = yaml.safe_load((blueprints.PROMPTS_DIR / "wardrobe-digitizer" / "v1.yaml").read_text())
 

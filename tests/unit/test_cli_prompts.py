@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from dresscode import cli, registry
+from dresscode.local import cli
+from dresscode.registry import prompt_registry as registry
 
 NAME = "wardrobe-digitizer"
 

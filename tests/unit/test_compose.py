@@ -278,7 +278,7 @@ def test_airflow_runs_celery_with_a_scalable_worker(services: dict[str, dict[str
 
 
 def test_project_settings_use_real_setting_names(services: dict[str, dict[str, Any]]) -> None:
-    from dresscode.config import SETTINGS
+    from dresscode.core.config import SETTINGS
 
     env = services["airflow-worker"]["environment"]
     known = {knob.env for knob in SETTINGS.values()}

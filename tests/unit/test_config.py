@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from dresscode import config
-from dresscode.config import SETTINGS, SettingsError, llm_endpoint, load_settings
+from dresscode.core import config
+from dresscode.core.config import SETTINGS, SettingsError, llm_endpoint, load_settings
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

@@ -21,8 +21,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from dresscode import config, images, ingest, lake
-from dresscode.config import LLMEndpoint
+from dresscode.core import config, lake
+from dresscode.core.config import LLMEndpoint
+from dresscode.ingest import photos as images
+from dresscode.ingest import tasks as ingest
 from dresscode.sim.testing import running_simulator
 
 CORPUS = Path(__file__).resolve().parents[1] / "corpus"
@@ -240,7 +242,7 @@ def _leaks(jpeg: bytes) -> list[str]:
 @pytest.fixture(scope="module")
 def outputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
     """Normalized JPEGs of every accepted corpus file and of a seeded batch of phone photos."""
-    from dresscode import seed
+    from dresscode.local import seed
 
     found = {name: _outcome(_raw(name), name).jpeg for name in ACCEPTED}
     home = tmp_path_factory.mktemp("leak-home")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import copy
 
-from dresscode import blueprints, digitize
+from dresscode.ingest import digitize
+from dresscode.llm import blueprints
 
 BLUEPRINT = blueprints.resolve("wardrobe-digitizer@1")
 ITEM = {
@@ -54,7 +55,8 @@ def test_photos_are_fitted_to_a_blueprint_that_wants_them_smaller() -> None:
 
     from PIL import Image
 
-    from dresscode import images, samples
+    from dresscode.ingest import photos as images
+    from dresscode.local import samples
 
     img, _ = samples.wardrobe_photo(5, size=(1600, 1200))
     stored = images.normalize(samples.encode(img, "JPEG"), long_edge=768).jpeg

@@ -1,4 +1,4 @@
-"""dresscode.drift: Evidently on synthetic photo frames, the photo frame from real lake parts,
+"""dresscode.monitoring.drift: Evidently on synthetic photo frames, the photo frame from real lake parts,
 reference windows, and the report in the lake and in MLflow (SQLite)."""
 
 from __future__ import annotations
@@ -14,7 +14,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from dresscode import blueprints, config, drift, lake, registry
+from dresscode.core import config, lake
+from dresscode.llm import blueprints
+from dresscode.monitoring import drift
+from dresscode.registry import prompt_registry as registry
 
 CATEGORIES = ["top", "bottom", "dress", "outerwear", "footwear", "bag", "accessory"]
 COLORS = ["black", "white", "navy", "grey", "beige", "red"]
@@ -108,7 +111,7 @@ def test_label_test_flags_same_distribution_windows_at_its_nominal_rate() -> Non
 def test_a_reference_with_too_few_rows_is_not_enough_data_never_drift(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    with caplog.at_level(logging.WARNING, logger="dresscode.drift"):
+    with caplog.at_level(logging.WARNING, logger="dresscode.monitoring.drift"):
         result = detect(photos(20, seed=1), photos(2000, seed=2, dark=True))
 
     assert not result.drifted and result.drift_share == 0.0 and result.html == ""
@@ -444,7 +447,9 @@ def test_log_to_mlflow_records_the_verdict_scores_and_both_files(
     assert run.data.metrics["drifted"] == 1.0
     brightness = by_column(dark_result)["brightness"].score
     assert run.data.metrics["score.brightness"] == pytest.approx(brightness)
-    assert run.data.tags["dresscode.drift.reference"].startswith("days_before [2026-05-03")
+    assert run.data.tags["dresscode.monitoring.drift.reference"].startswith(
+        "days_before [2026-05-03"
+    )
     names = {a.path for a in client.list_artifacts(run_id, "drift")}
     assert names == {"drift/wardrobe-digitizer.html", "drift/wardrobe-digitizer.json"}
     local = client.download_artifacts(run_id, "drift/wardrobe-digitizer.json")
@@ -465,7 +470,7 @@ def test_log_to_mlflow_unreachable_keeps_the_lake_report_and_warns(
     config.get_settings.cache_clear()
     paths = drift.write_report(dark_result, "wardrobe-digitizer")
 
-    with caplog.at_level(logging.WARNING, logger="dresscode.drift"):
+    with caplog.at_level(logging.WARNING, logger="dresscode.monitoring.drift"):
         run_id = drift.log_to_mlflow(dark_result, paths, "drift 2026-05-10")
 
     assert run_id is None

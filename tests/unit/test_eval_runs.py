@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from dresscode import cli, golden, registry
+from dresscode.local import cli
+from dresscode.registry import golden
+from dresscode.registry import prompt_registry as registry
 
 NAME = "wardrobe-digitizer"
 MODEL = "google/gemma-4-26B-A4B-it"
@@ -43,7 +45,7 @@ def test_a_good_model_passes_and_everything_is_recorded(
 ) -> None:
     import mlflow
 
-    from dresscode import evaluation
+    from dresscode.registry.evaluation import digitizer as evaluation
 
     with _endpoint(monkeypatch, "perfect", script):
         result = evaluation.evaluate_prompt(f"{NAME}@2", golden=golden_subset)
@@ -70,7 +72,7 @@ def test_a_good_model_passes_and_everything_is_recorded(
 def test_a_sloppy_model_fails_the_gate_and_cannot_be_promoted(
     script: Path, golden_subset, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from dresscode import evaluation
+    from dresscode.registry.evaluation import digitizer as evaluation
 
     with _endpoint(monkeypatch, "sloppy", script):
         result = evaluation.evaluate_prompt(f"{NAME}@1", golden=golden_subset)
@@ -99,7 +101,8 @@ def test_a_stylist_version_is_evaluated_on_the_outfit_scenarios(
 ) -> None:
     import mlflow
 
-    from dresscode import evaluation, stylist_eval
+    from dresscode.registry.evaluation import digitizer as evaluation
+    from dresscode.registry.evaluation import stylist as stylist_eval
 
     scenarios = stylist_eval.load_scenarios()
     with _endpoint(monkeypatch, "perfect", script):
@@ -123,7 +126,8 @@ def test_a_model_the_endpoint_does_not_serve_fails_before_any_call(
 
     import yaml
 
-    from dresscode import blueprints, evaluation
+    from dresscode.llm import blueprints
+    from dresscode.registry.evaluation import digitizer as evaluation
 
     prompts = tmp_path / "prompts"
     shutil.copytree(blueprints.PROMPTS_DIR, prompts)

@@ -9,8 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from dresscode import blueprints, evaluation, golden, samples
-from dresscode.evaluation import (
+from dresscode.llm import blueprints
+from dresscode.llm.client import LLMClient
+from dresscode.local import samples
+from dresscode.registry import golden
+from dresscode.registry.evaluation import digitizer as evaluation
+from dresscode.registry.evaluation.digitizer import (
     DigitizerExample,
     DigitizerMetrics,
     color_family,
@@ -18,7 +22,6 @@ from dresscode.evaluation import (
     match_items,
     score_digitizer,
 )
-from dresscode.llm import LLMClient
 from dresscode.sim.testing import running_simulator
 
 MODEL = "google/gemma-4-26B-A4B-it"
@@ -227,7 +230,7 @@ def test_a_sloppy_model_fails_the_gate_with_reasons(simulator: str, golden_set) 
 
 def test_golden_photos_are_sent_as_stored(golden_set: list[golden.GoldenPhoto]) -> None:
     # The script is keyed by the stored bytes' sha256; the digitizer must not re-encode them.
-    from dresscode.digitize import fit_to_blueprint
+    from dresscode.ingest.digitize import fit_to_blueprint
 
     blueprint = blueprints.resolve("wardrobe-digitizer@1")
     jpeg = golden_set[0].read_jpeg()

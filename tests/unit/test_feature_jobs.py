@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from dresscode import feature_jobs, lake
+from dresscode.core import lake
+from dresscode.features import tasks as feature_jobs
 from dresscode.sim.testing import running_weather_stub
 
 DAY = date(2026, 11, 23)

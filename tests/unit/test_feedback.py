@@ -13,8 +13,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from dresscode import cli, config, feedback, golden, images, ingest, lake, outfits, samples, seed
-from dresscode.feedback import Reason
+from dresscode.core import config, lake
+from dresscode.feedback import tasks as feedback
+from dresscode.feedback.tasks import Reason
+from dresscode.ingest import photos as images
+from dresscode.ingest import tasks as ingest
+from dresscode.local import cli, samples, seed
+from dresscode.outfits import stylist as outfits
+from dresscode.registry import golden
 
 DAY = "2026-03-03"
 NOW = datetime(2026, 3, 3, 12, 0, tzinfo=UTC)
@@ -174,7 +180,7 @@ def test_corrections_raise_the_correction_rate_and_stage_golden_candidates(world
 
 
 def test_corrections_move_the_monitoring_correction_rate_metric(world) -> None:
-    from dresscode import monitoring
+    from dresscode.monitoring import metrics as monitoring
 
     day = datetime(2026, 3, 1, tzinfo=UTC)  # the photos were digitized that day
 
@@ -391,7 +397,7 @@ def test_an_empty_file_is_reported_archived_and_cleared(world) -> None:
 def test_rejections_are_counted_in_the_log_once_per_reason(world, caplog) -> None:
     lines = ["{", "{", _event("item_deleted", "user-a", 1, item_id="nope")]
     _land("log.jsonl", lines)
-    with caplog.at_level(logging.WARNING, logger="dresscode.feedback"):
+    with caplog.at_level(logging.WARNING, logger="dresscode.feedback.tasks"):
         _run()
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any("2 rejected as malformed_json (lines 1, 2)" in m for m in warnings)

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from dresscode import golden, samples
-from dresscode.golden import GoldenError, load_wardrobe_golden
+from dresscode.local import samples
+from dresscode.registry import golden
+from dresscode.registry.golden import GoldenError, load_wardrobe_golden
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Tests for dresscode.images: every input is built in memory, every check is on the output."""
+"""Tests for dresscode.ingest.photos: every input is built in memory, every check is on the output."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ import warnings
 import pytest
 from PIL import ExifTags, Image, ImageChops, ImageCms, ImageDraw, ImageFile, ImageStat
 
-from dresscode import images, samples
-from dresscode.images import CleanPhoto, RejectCode, Rejected, normalize, sniff_format
+from dresscode.ingest import photos as images
+from dresscode.ingest.photos import CleanPhoto, RejectCode, Rejected, normalize, sniff_format
+from dresscode.local import samples
 
 # ---- helpers ---------------------------------------------------------------------------------
 

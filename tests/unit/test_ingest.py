@@ -12,9 +12,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from dresscode import config, ingest, lake, samples
-from dresscode.config import LLMEndpoint
-from dresscode.seed import _sent_sha
+from dresscode.core import config, lake
+from dresscode.core.config import LLMEndpoint
+from dresscode.ingest import tasks as ingest
+from dresscode.local import samples
+from dresscode.local.seed import _sent_sha
 from dresscode.sim.testing import running_simulator
 
 MODEL = "google/gemma-4-26B-A4B-it"
@@ -222,7 +224,7 @@ def test_digitize_command_prints_the_items_of_one_photo(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from dresscode import cli
+    from dresscode.local import cli
 
     img, labels = samples.wardrobe_photo(61, size=(640, 480))
     raw = samples.encode(img, "HEIC", orientation=6)
@@ -283,7 +285,7 @@ def test_a_process_retry_after_its_batch_committed_keeps_the_batch(
     """The restart drill's failure path, without its timing: the first try of ``process``
     commits its batch (manifest, items, landing emptied) but cannot report success (PostgreSQL
     is down for its last API call), and Airflow retries it with the same keys."""
-    from dresscode import seed
+    from dresscode.local import seed
 
     n_photos, run_id, day = 4, "manual__restart-drill", "2026-05-01"
     script = dresscode_home / "script.jsonl"

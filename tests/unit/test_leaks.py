@@ -9,7 +9,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from dresscode import leaks
+from dresscode.local import leaks
 
 
 def _jpeg() -> bytes:

@@ -19,8 +19,14 @@ import pytest
 import yaml
 from PIL import Image
 
-from dresscode.llm import ChatResult, LLMClient, image_part, inference_record, json_schema_format
-from dresscode.parsing import FailureClass, Repair, parse_structured
+from dresscode.llm.client import (
+    ChatResult,
+    LLMClient,
+    image_part,
+    inference_record,
+    json_schema_format,
+)
+from dresscode.llm.parsing import FailureClass, Repair, parse_structured
 from dresscode.sim.testing import running_simulator
 
 MODEL = "google/gemma-4-26B-A4B-it"
@@ -149,7 +155,7 @@ async def test_tool_numbers_sent_as_strings_are_repaired_by_the_parser(sim):
     [("503", "server_error"), ("429", "rate_limited"), ("500", "server_error")],
 )
 async def test_transient_errors_are_retried_until_success(sim, status, error_class, caplog):
-    caplog.set_level(logging.WARNING, logger="dresscode.llm")
+    caplog.set_level(logging.WARNING, logger="dresscode.llm.client")
     async with LLMClient(sim, model=MODEL, **FAST) as client:
         result = await client.chat(ask(), headers=fault(status, times=2), request_id="req-123")
     assert result.ok and result.attempts == 3 and result.request_id == "req-123"
@@ -158,7 +164,7 @@ async def test_transient_errors_are_retried_until_success(sim, status, error_cla
     assert seen["requests_by_status"] == {status: 2, "200": 1}
     # The simulator applies the fault to the first 2 requests *with the same X-Request-Id*;
     # success on attempt 3 proves every attempt carried the same id.
-    warnings = [r.getMessage() for r in caplog.records if r.name == "dresscode.llm"]
+    warnings = [r.getMessage() for r in caplog.records if r.name == "dresscode.llm.client"]
     assert len(warnings) == 2
     assert all("req-123" in w and error_class in w and f"HTTP {status}" in w for w in warnings)
     assert "1/5" in warnings[0] and "2/5" in warnings[1]
@@ -174,12 +180,12 @@ async def test_gives_up_after_max_attempts_without_raising(sim, transport):
 
 
 async def test_retry_after_is_honoured_as_a_floor(sim, caplog):
-    caplog.set_level(logging.WARNING, logger="dresscode.llm")
+    caplog.set_level(logging.WARNING, logger="dresscode.llm.client")
     client = LLMClient(sim, model=MODEL, backoff_base_s=0.001, backoff_max_s=5)
     async with client:
         result = await client.chat(ask(), headers=fault("429", times=1))
     assert result.ok and result.attempts == 2
-    [retry] = [r.getMessage() for r in caplog.records if r.name == "dresscode.llm"]
+    [retry] = [r.getMessage() for r in caplog.records if r.name == "dresscode.llm.client"]
     assert "retrying in 1.00s" in retry  # the simulator's Retry-After
 
 
@@ -244,7 +250,7 @@ async def test_retry_logs_never_contain_the_prompt_or_the_image(sim, jpeg, caplo
     caplog.set_level(logging.WARNING)
     async with LLMClient(sim, model=MODEL, **FAST) as client:
         await client.chat(photo_messages(jpeg), headers=fault("503", times=1))
-    assert [r for r in caplog.records if r.name == "dresscode.llm"]
+    assert [r for r in caplog.records if r.name == "dresscode.llm.client"]
     assert "wardrobe items" not in caplog.text and "base64" not in caplog.text
 
 

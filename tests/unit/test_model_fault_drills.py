@@ -39,8 +39,13 @@ import httpx
 import pandas as pd
 import pytest
 
-from dresscode import blueprints, config, digitize, ingest, lake, outfits, seed
-from dresscode.config import LLMEndpoint
+from dresscode.core import config, lake
+from dresscode.core.config import LLMEndpoint
+from dresscode.ingest import digitize
+from dresscode.ingest import tasks as ingest
+from dresscode.llm import blueprints
+from dresscode.local import seed
+from dresscode.outfits import stylist as outfits
 from dresscode.sim.testing import running_simulator
 
 log = logging.getLogger(__name__)
@@ -60,7 +65,7 @@ HEALTHY_TIMEOUT_S = 10.0
 SLOW_LATENCY_MS = 1000.0
 HANG_S = 15.0  # a `timeout` fault hangs this long unless the client hangs up first
 
-# dresscode.llm's retry warning, matched exactly: if it changes, the retry checks fail loudly.
+# dresscode.llm.client's retry warning, matched exactly: if it changes, the retry checks fail loudly.
 RETRY_LOG = "llm request %s attempt %d/%d failed: %s (HTTP %s) — retrying in %.2fs"
 
 
@@ -142,7 +147,7 @@ class RetryLog(logging.Handler):
 @contextlib.contextmanager
 def retry_log() -> Iterator[RetryLog]:
     handler = RetryLog()
-    logger = logging.getLogger("dresscode.llm")
+    logger = logging.getLogger("dresscode.llm.client")
     logger.addHandler(handler)
     try:
         yield handler

@@ -18,12 +18,13 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from dresscode import config, lake, monitoring
-from dresscode.config import SLO_DEFAULTS
-from dresscode.ingest import PhotoOutcome
-from dresscode.llm import ChatResult, inference_record
-from dresscode.monitoring import MetricValue, SloCheck
-from dresscode.parsing import parse_structured
+from dresscode.core import config, lake
+from dresscode.core.config import SLO_DEFAULTS
+from dresscode.ingest.tasks import PhotoOutcome
+from dresscode.llm.client import ChatResult, inference_record
+from dresscode.llm.parsing import parse_structured
+from dresscode.monitoring import metrics as monitoring
+from dresscode.monitoring.metrics import MetricValue, SloCheck
 
 DAY = "2026-05-04"
 START = datetime(2026, 5, 4, tzinfo=UTC)

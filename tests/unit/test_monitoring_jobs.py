@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from dresscode import monitoring_jobs as jobs
+from dresscode.monitoring import tasks as jobs
 
 NIGHT = datetime(2026, 11, 23, 3, tzinfo=UTC)
 

@@ -14,9 +14,11 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
-from dresscode import blueprints, lake, outfits
-from dresscode.llm import LLMClient
-from dresscode.outfits import SkipReason, ToolArgumentError, UserContext, Violation
+from dresscode.core import lake
+from dresscode.llm import blueprints
+from dresscode.llm.client import LLMClient
+from dresscode.outfits import stylist as outfits
+from dresscode.outfits.stylist import SkipReason, ToolArgumentError, UserContext, Violation
 from dresscode.sim.testing import running_simulator
 
 BLUEPRINT = blueprints.resolve("outfit-stylist@2")

@@ -1,4 +1,4 @@
-"""dresscode.parsing: strict JSON, counted repairs, schema validation — and Gemma 4's bugs."""
+"""dresscode.llm.parsing: strict JSON, counted repairs, schema validation — and Gemma 4's bugs."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import yaml
 from jsonschema.exceptions import SchemaError
 
-from dresscode.parsing import FailureClass, ParseOutcome, Repair, parse_structured
+from dresscode.llm.parsing import FailureClass, ParseOutcome, Repair, parse_structured
 
 DIGITIZER_V1 = Path(__file__).parents[2] / "include/prompts/wardrobe-digitizer/v1.yaml"
 
@@ -289,7 +289,7 @@ def test_repetition_takes_precedence_over_a_schema_violation():
 
 
 def test_equal_schemas_share_one_compiled_validator():
-    from dresscode import parsing
+    from dresscode.llm import parsing
 
     parsing._compiled.cache_clear()
     parse(ANSWER_JSON, schema=json.loads(json.dumps(SCHEMA)))

@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dresscode import blueprints, config, registry
-from dresscode.blueprints import Blueprint
+from dresscode.core import config
+from dresscode.llm import blueprints
+from dresscode.llm.blueprints import Blueprint
+from dresscode.registry import prompt_registry as registry
 
 NAME = "wardrobe-digitizer"
 V1_PATH = config.REPO_ROOT / "include" / "prompts" / NAME / "v1.yaml"
@@ -98,7 +100,7 @@ def test_promote_moves_production_to_previous(
     synced: list[registry.SyncResult], caplog: pytest.LogCaptureFixture
 ) -> None:
     first = registry.promote(NAME, 1, actor="alice", reason="first release")
-    with caplog.at_level(logging.INFO, logger="dresscode.registry"):
+    with caplog.at_level(logging.INFO, logger="dresscode.registry.prompt_registry"):
         second = registry.promote(NAME, 2, actor="bob", reason="F1 0.97 on golden set")
 
     assert (first.from_version, first.to_version) == (None, 1)

@@ -1,4 +1,4 @@
-"""Tests for dresscode.samples: deterministic, schema-valid, and honest about what is drawn.
+"""Tests for dresscode.local.samples: deterministic, schema-valid, and honest about what is drawn.
 
 That every bad file is rejected with its code (and every tricky file accepted) is tested once,
 in test_images.py.
@@ -15,7 +15,7 @@ import pytest
 import yaml
 from PIL import ExifTags, Image, ImageChops, ImageCms, ImageOps
 
-from dresscode import samples
+from dresscode.local import samples
 
 BLUEPRINT = Path(__file__).parents[2] / "include/prompts/wardrobe-digitizer/v1.yaml"
 

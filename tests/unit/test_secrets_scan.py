@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from dresscode import leaks
+from dresscode.local import leaks
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from dresscode import images, lake, seed
-from dresscode.config import get_settings
-from dresscode.ingest import landing_keys
+from dresscode.core import lake
+from dresscode.core.config import get_settings
+from dresscode.ingest import photos as images
+from dresscode.ingest.tasks import landing_keys
+from dresscode.local import seed
 from dresscode.sim.answers import DARK_BRIGHTNESS
 
 SIZE = (400, 300)

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from dresscode import config, stack
+from dresscode.core import config
+from dresscode.local import stack
 from dresscode.sim.testing import free_port
 
 

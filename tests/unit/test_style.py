@@ -10,7 +10,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from dresscode import blueprints, style
+from dresscode.features import style
+from dresscode.llm import blueprints
 
 AS_OF = datetime(2026, 5, 3, tzinfo=UTC)
 CREATED = datetime(2026, 5, 3, 1, tzinfo=UTC)
@@ -112,7 +113,7 @@ def test_no_items_at_all_still_gives_rows_for_known_users():
 
 
 def test_unknown_category_counts_in_size_not_in_shares(caplog):
-    with caplog.at_level(logging.WARNING, logger="dresscode.style"):
+    with caplog.at_level(logging.WARNING, logger="dresscode.features.style"):
         out = features([item("u1", "top"), item("u1", "cape"), item("u1", "cape")])
     row = out.loc["u1"]
     assert row["wardrobe_size"] == 3
@@ -176,7 +177,7 @@ def test_parquet_keeps_list_of_strings_when_nobody_has_a_colour():
 
 
 def test_for_interval_reads_the_lake_and_writes_a_replaceable_part(dresscode_home):
-    from dresscode import lake
+    from dresscode.core import lake
 
     lake.write_parquet("wardrobe_items", "2026-05-01", "a", [item("u1", "top")])
     lake.write_parquet("wardrobe_items", "2026-05-04", "b", [item("u1", "bag", date=None)])

@@ -10,9 +10,11 @@ from typing import Any
 import pytest
 import yaml
 
-from dresscode import blueprints, outfits, stylist_eval
+from dresscode.llm import blueprints
+from dresscode.outfits import stylist as outfits
+from dresscode.registry.evaluation import stylist as stylist_eval
+from dresscode.registry.evaluation.stylist import ScenarioError, StylistResult
 from dresscode.sim.testing import running_simulator
-from dresscode.stylist_eval import ScenarioError, StylistResult
 
 BLUEPRINT = blueprints.resolve("outfit-stylist@2")
 SCENARIOS = stylist_eval.load_scenarios()

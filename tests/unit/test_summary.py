@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from dresscode import lake, summary
+from dresscode.core import lake
+from dresscode.local import summary
 
 
 def _row(user: str, status: str, at: datetime, reason: str | None = None) -> dict:

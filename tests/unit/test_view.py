@@ -18,7 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from dresscode import blueprints, config, lake, registry, view
+from dresscode.core import config, lake
+from dresscode.llm import blueprints
+from dresscode.registry import prompt_registry as registry
+from dresscode.ui import view
 
 PLUGINS = config.REPO_ROOT / "plugins"
 DIGITIZER = "wardrobe-digitizer"

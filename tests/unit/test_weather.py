@@ -19,10 +19,9 @@ import airflow.sdk  # noqa: F401  (Airflow sets up logging on import: before cap
 import httpx
 import pytest
 
-from dresscode import config, lake
-from dresscode.config import Settings, WeatherEndpoint
-from dresscode.sim.testing import running_simulator, running_weather_stub
-from dresscode.weather import (
+from dresscode.core import config, lake
+from dresscode.core.config import Settings, WeatherEndpoint
+from dresscode.features.weather import (
     CIRCUIT_BREAK_AFTER,
     CityWeather,
     InvalidCity,
@@ -38,6 +37,7 @@ from dresscode.weather import (
     temperature_tier,
     weather_for,
 )
+from dresscode.sim.testing import running_simulator, running_weather_stub
 
 DAY = date(2025, 1, 15)
 NOW = datetime(2025, 1, 15, 5, 0, tzinfo=UTC)
@@ -341,7 +341,7 @@ def test_timeouts_fall_back_to_a_stale_cache_then_go_missing(
     stub.faults({"bergen": {"fault": "timeout", "seconds": 2.0}, "seattle": {"fault": "timeout", "seconds": 2.0}})  # fmt: skip
     quick = stub.endpoint(timeout_s=0.2)
     past_ttl = NOW + timedelta(seconds=settings.weather_cache_ttl_s + 60)
-    with caplog.at_level(logging.WARNING, logger="dresscode.weather"):
+    with caplog.at_level(logging.WARNING, logger="dresscode.features.weather"):
         batch = fetch(
             stub,
             settings,

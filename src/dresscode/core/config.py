@@ -1,0 +1,669 @@
+"""Settings and connections: the one configuration surface of the project.
+
+Knobs are typed settings read from ``DRESSCODE_*`` environment variables with documented
+defaults (``docs/configuration.md`` is generated from ``SETTINGS``). Endpoints and credentials
+are Airflow Connections, settable as ``AIRFLOW_CONN_<ID>`` env vars. A bad value fails at start
+with one sentence that names the variable.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+# The repository root: src/dresscode/core/config.py -> parents[3]. Only used for local defaults;
+# deployments set DRESSCODE_HOME and DRESSCODE_LAKE_URI explicitly.
+REPO_ROOT = Path(__file__).resolve().parents[3]
+
+LLM_CONN_ID = "dresscode_llm"
+WEATHER_CONN_ID = "weather_api"
+# Open-Meteo's public API shape; the connection overrides it (a paid plan, a mirror, a stub).
+DEFAULT_WEATHER_URL = "https://api.open-meteo.com/v1"
+DEFAULT_GEOCODING_URL = "https://geocoding-api.open-meteo.com/v1"
+
+
+class SettingsError(ValueError):
+    """A setting or connection is missing or malformed; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Knob:
+    """One documented setting: its env var, type, default and meaning."""
+
+    env: str
+    parse: Callable[[str], Any]
+    default: Callable[[Path], Any]  # given the resolved home folder
+    help: str
+
+
+def _int_between(lo: int, hi: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        value = int(raw)
+        if not lo <= value <= hi:
+            raise ValueError(f"must be between {lo} and {hi}")
+        return value
+
+    parse.__doc__ = f"an integer between {lo} and {hi}"
+    return parse
+
+
+def _float_between(lo: float, hi: float) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        value = float(raw)
+        if not lo <= value <= hi:
+            raise ValueError(f"must be between {lo} and {hi}")
+        return value
+
+    parse.__doc__ = f"a number between {lo} and {hi}"
+    return parse
+
+
+def _uri(raw: str) -> str:
+    if "://" not in raw:
+        raise ValueError("must be a URI such as file:///data/lake or s3://bucket/prefix")
+    return raw.rstrip("/")
+
+
+_uri.__doc__ = "a URI (file://... or s3://...)"
+
+
+def _path(raw: str) -> Path:
+    return Path(raw).expanduser().resolve()
+
+
+_path.__doc__ = "a filesystem path"
+
+
+def _str(raw: str) -> str:
+    if not raw.strip():
+        raise ValueError("must not be empty")
+    return raw.strip()
+
+
+_str.__doc__ = "a non-empty string"
+
+
+def _sqs_url(raw: str) -> str:
+    if not raw.strip().startswith(("https://", "http://")):
+        raise ValueError(
+            "must be a queue URL such as https://sqs.eu-west-1.amazonaws.com/123456789012/uploads"
+        )
+    return raw.strip()
+
+
+_sqs_url.__doc__ = "an SQS queue URL"
+
+
+def _bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value not in {"true", "false", "1", "0", "yes", "no"}:
+        raise ValueError("must be true or false")
+    return value in {"true", "1", "yes"}
+
+
+_bool.__doc__ = "true or false"
+
+
+def _choice(*options: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in options:
+            raise ValueError(f"must be one of {', '.join(options)}")
+        return value
+
+    parse.__doc__ = f"one of {', '.join(options)}"
+    return parse
+
+
+# Monitoring SLOs: ``<metric>_max`` is an upper bound, ``<metric>_min`` a lower bound on the
+# metric of the current window (names match ``dresscode.monitoring.metrics``'s metric columns).
+SLO_DEFAULTS: dict[str, float] = {
+    "call_error_rate_max": 0.05,
+    "json_error_rate_max": 0.02,
+    "schema_violation_rate_max": 0.02,
+    "repaired_rate_max": 0.10,
+    "zero_item_share_max": 0.10,
+    "items_per_photo_min": 1.0,
+    "ttft_p95_ms_max": 3000.0,
+    "latency_p95_ms_max": 30000.0,
+    "tool_call_success_rate_min": 0.95,
+    "hallucination_rate_max": 0.01,
+    "quarantine_rate_max": 0.50,
+    "correction_rate_max": 0.20,
+}
+ALERT_BACKENDS = ("slack", "smtp", "sns")
+
+
+def _slos(raw: str) -> dict[str, float]:
+    """Overrides of SLO_DEFAULTS as a JSON object; merged over the defaults."""
+    try:
+        given = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not JSON: {exc.msg}") from None
+    if not isinstance(given, dict):
+        raise ValueError('must be a JSON object such as {"json_error_rate_max": 0.05}')
+    unknown = sorted(set(given) - set(SLO_DEFAULTS))
+    if unknown:
+        raise ValueError(f"unknown SLO {unknown}; known: {', '.join(SLO_DEFAULTS)}")
+    bad = sorted(
+        k for k, v in given.items() if isinstance(v, bool) or not isinstance(v, int | float)
+    )
+    if bad:
+        raise ValueError(f"SLO values must be numbers: {bad}")
+    return SLO_DEFAULTS | {k: float(v) for k, v in given.items()}
+
+
+_slos.__doc__ = "a JSON object of SLO overrides"
+
+
+def _alert_backends(raw: str) -> frozenset[str]:
+    names = frozenset(part.strip().lower() for part in raw.split(",") if part.strip())
+    unknown = names - set(ALERT_BACKENDS)
+    if unknown:
+        raise ValueError(f"unknown backend {sorted(unknown)}")
+    return names
+
+
+_alert_backends.__doc__ = f"a comma-separated list of {', '.join(ALERT_BACKENDS)} (or empty)"
+
+
+def _optional_str(raw: str) -> str | None:
+    return raw.strip() or None
+
+
+_optional_str.__doc__ = "a string (empty: unset)"
+
+
+def _formats(raw: str) -> frozenset[str]:
+    names = frozenset(part.strip().upper() for part in raw.split(",") if part.strip())
+    unknown = names - {"JPEG", "PNG", "WEBP", "HEIF"}
+    if not names or unknown:
+        raise ValueError(
+            f"must be a comma list of JPEG, PNG, WEBP, HEIF (unknown: {sorted(unknown)})"
+        )
+    return names
+
+
+_formats.__doc__ = "a comma-separated list of JPEG, PNG, WEBP, HEIF"
+
+
+# Every knob of the project, in one table. Field name -> Knob.
+SETTINGS: dict[str, Knob] = {
+    "home": Knob(
+        "DRESSCODE_HOME",
+        _path,
+        lambda home: home,
+        "Local state folder (Airflow home, MLflow DB, lake, logs).",
+    ),
+    "lake_uri": Knob(
+        "DRESSCODE_LAKE_URI",
+        _uri,
+        lambda home: (home / "lake").as_uri(),
+        "Root of the lake: file://… locally, s3://bucket/prefix in production.",
+    ),
+    "landing_uri": Knob(
+        "DRESSCODE_LANDING_URI",
+        _uri,
+        lambda home: None,  # <lake>/landing, filled in by load_settings
+        "Where users' raw uploads land (<user_id>/<upload_id>.<ext>); default <lake>/landing.",
+    ),
+    "aws_conn_id": Knob(
+        "DRESSCODE_AWS_CONN_ID",
+        _str,
+        lambda _home: "aws_default",
+        "Airflow connection used for s3:// URIs.",
+    ),
+    "ingest_sqs_queue_url": Knob(
+        "DRESSCODE_INGEST_SQS_QUEUE_URL",
+        _sqs_url,
+        lambda _home: None,
+        "SQS queue receiving the landing bucket's S3 event notifications; when set, wardrobe_ingest also runs on new uploads (an AssetWatcher), not only every 15 min.",
+    ),
+    "ingest_batch_size": Knob(
+        "DRESSCODE_INGEST_BATCH_SIZE",
+        _int_between(1, 10_000),
+        lambda _home: 64,
+        "Photos per mapped ingest task.",
+    ),
+    "ingest_max_photos_per_run": Knob(
+        "DRESSCODE_INGEST_MAX_PHOTOS_PER_RUN",
+        _int_between(1, 10_000_000),
+        lambda _home: 5_000,
+        "Cap on photos one ingest run picks up; the rest wait for the next run.",
+    ),
+    "ingest_max_failure_rate": Knob(
+        "DRESSCODE_INGEST_MAX_FAILURE_RATE",
+        _float_between(0.0, 1.0),
+        lambda _home: 0.05,
+        "A run fails (and pages) when more than this share of its photos fail.",
+    ),
+    "image_long_edge": Knob(
+        "DRESSCODE_IMAGE_LONG_EDGE",
+        _int_between(64, 4096),
+        lambda _home: 768,
+        "Long edge of normalized photos in px (768 = Gemma 4's default image budget).",
+    ),
+    "image_jpeg_quality": Knob(
+        "DRESSCODE_IMAGE_JPEG_QUALITY",
+        _int_between(50, 100),
+        lambda _home: 85,
+        "JPEG quality of normalized photos.",
+    ),
+    "image_max_bytes": Knob(
+        "DRESSCODE_IMAGE_MAX_BYTES",
+        _int_between(1, 1_000_000_000),
+        lambda _home: 40_000_000,
+        "Uploads larger than this are quarantined as too_large.",
+    ),
+    "image_max_pixels": Knob(
+        "DRESSCODE_IMAGE_MAX_PIXELS",
+        _int_between(1, 1_000_000_000),
+        lambda _home: 60_000_000,
+        "Declared width x height above this is a decompression_bomb (checked before decoding).",
+    ),
+    "image_formats": Knob(
+        "DRESSCODE_IMAGE_FORMATS",
+        _formats,
+        lambda _home: frozenset({"JPEG", "PNG", "WEBP", "HEIF"}),
+        "Accepted source formats.",
+    ),
+    "llm_max_concurrency": Knob(
+        "DRESSCODE_LLM_MAX_CONCURRENCY",
+        _int_between(1, 1024),
+        lambda _home: 16,
+        "In-flight model calls per task (the connection extra max_concurrency wins).",
+    ),
+    "llm_timeout_s": Knob(
+        "DRESSCODE_LLM_TIMEOUT_S",
+        _float_between(1, 3600),
+        lambda _home: 120.0,
+        "Per-call timeout in seconds (the connection extra timeout wins).",
+    ),
+    "llm_max_attempts": Knob(
+        "DRESSCODE_LLM_MAX_ATTEMPTS",
+        _int_between(1, 20),
+        lambda _home: 5,
+        "Attempts per model call on 429/5xx/timeouts.",
+    ),
+    "llm_retry_budget_s": Knob(
+        "DRESSCODE_LLM_RETRY_BUDGET_S",
+        _float_between(1, 3600),
+        lambda _home: 300.0,
+        "Total time one model call may spend retrying.",
+    ),
+    "active_user_days": Knob(
+        "DRESSCODE_ACTIVE_USER_DAYS",
+        _int_between(1, 3650),
+        lambda _home: 30,
+        "A user is active (gets weather, features and outfits) if seen within this many days.",
+    ),
+    "weather_cache_ttl_s": Knob(
+        "DRESSCODE_WEATHER_CACHE_TTL_S",
+        _int_between(0, 7 * 86_400),
+        lambda _home: 10_800,
+        "A city's forecast fetched less than this long ago is reused, not fetched again.",
+    ),
+    "weather_stale_max_s": Knob(
+        "DRESSCODE_WEATHER_STALE_MAX_S",
+        _int_between(0, 30 * 86_400),
+        lambda _home: 86_400,
+        "When the provider fails, a cached forecast up to this old is used; older: city marked missing.",
+    ),
+    "weather_timeout_s": Knob(
+        "DRESSCODE_WEATHER_TIMEOUT_S",
+        _float_between(0.1, 600),
+        lambda _home: 10.0,
+        "Per-request timeout for the weather provider (the connection extra timeout wins).",
+    ),
+    "weather_max_attempts": Knob(
+        "DRESSCODE_WEATHER_MAX_ATTEMPTS",
+        _int_between(1, 20),
+        lambda _home: 4,
+        "Attempts per provider request on timeouts, 429 and 5xx.",
+    ),
+    "feast_repo": Knob(
+        "DRESSCODE_FEAST_REPO",
+        _path,
+        lambda _home: REPO_ROOT / "feature_repo",
+        "The Feast feature repository (definitions and feature_store*.yaml).",
+    ),
+    "feast_env": Knob(
+        "DRESSCODE_FEAST_ENV",
+        _choice("local", "fullstack"),
+        lambda _home: "local",
+        "Which feature_store yaml to use: local (file offline + SQLite online) or fullstack (Redis online + SQL registry).",
+    ),
+    "feast_write_batch_size": Knob(
+        "DRESSCODE_FEAST_WRITE_BATCH_SIZE",
+        _int_between(1, 1_000_000),
+        lambda _home: 10_000,
+        "Rows per online-store write during materialization (bounds memory).",
+    ),
+    "materialize_overlap_h": Knob(
+        "DRESSCODE_MATERIALIZE_OVERLAP_H",
+        _int_between(0, 168),
+        lambda _home: 6,
+        "Hours before the data interval also re-materialized, for late rows.",
+    ),
+    "outfit_max_turns": Knob(
+        "DRESSCODE_OUTFIT_MAX_TURNS",
+        _int_between(1, 20),
+        lambda _home: 4,
+        "Model turns per user in the stylist's tool-calling loop before giving up.",
+    ),
+    "outfit_batch_size": Knob(
+        "DRESSCODE_OUTFIT_BATCH_SIZE",
+        _int_between(1, 100_000),
+        lambda _home: 200,
+        "Users per mapped outfit_pregen task.",
+    ),
+    "release_auto_promote": Knob(
+        "DRESSCODE_RELEASE_AUTO_PROMOTE",
+        _bool,
+        lambda _home: False,
+        "Default of prompt_release's auto_promote Param: promote a passing candidate without a human approval.",
+    ),
+    "mlflow_tracking_uri": Knob(
+        "MLFLOW_TRACKING_URI",
+        _str,
+        lambda home: f"sqlite:///{home / 'mlflow.db'}",
+        "MLflow tracking and prompt registry.",
+    ),
+    "alerts_file": Knob(
+        "DRESSCODE_ALERTS_FILE",
+        _path,
+        lambda home: home / "alerts.jsonl",
+        "Local JSONL file every alert is appended to.",
+    ),
+    "runbook_base_url": Knob(
+        "DRESSCODE_RUNBOOK_BASE_URL",
+        _str,
+        lambda _home: "docs/runbooks",
+        "Prefix of runbook links in alerts (a repo URL in production).",
+    ),
+    "alert_backends": Knob(
+        "DRESSCODE_ALERT_BACKENDS",
+        _alert_backends,
+        lambda _home: frozenset(),
+        "Alert backends besides the local file (always written): slack, smtp, sns.",
+    ),
+    "alert_slack_conn_id": Knob(
+        "DRESSCODE_ALERT_SLACK_CONN_ID",
+        _str,
+        lambda _home: "slack_alerts",
+        "Airflow connection of the Slack incoming webhook (backend slack).",
+    ),
+    "alert_smtp_conn_id": Knob(
+        "DRESSCODE_ALERT_SMTP_CONN_ID",
+        _str,
+        lambda _home: "smtp_alerts",
+        "Airflow connection of the SMTP server (backend smtp).",
+    ),
+    "alert_email_to": Knob(
+        "DRESSCODE_ALERT_EMAIL_TO",
+        _optional_str,
+        lambda _home: None,
+        "Comma-separated recipients of alert e-mails (backend smtp).",
+    ),
+    "alert_sns_topic_arn": Knob(
+        "DRESSCODE_ALERT_SNS_TOPIC_ARN",
+        _optional_str,
+        lambda _home: None,
+        "SNS topic alerts are published to (backend sns, through the aws_default connection).",
+    ),
+    "deadlines": Knob(
+        "DRESSCODE_DEADLINES",
+        _bool,
+        lambda _home: True,
+        "Deadline alerts on the nightly DAGs (tests turn them off: dag.test() cannot run them).",
+    ),
+    "monitoring_slos": Knob(
+        "DRESSCODE_MONITORING_SLOS",
+        _slos,
+        lambda _home: dict(SLO_DEFAULTS),
+        "SLO overrides as JSON, merged over the defaults (see docs/monitoring.md).",
+    ),
+    "drift_reference_days": Knob(
+        "DRESSCODE_DRIFT_REFERENCE_DAYS",
+        _int_between(1, 365),
+        lambda _home: 7,
+        "Days before the current window that form the drift reference (from the last promotion on, when that has enough rows).",
+    ),
+    "drift_baseline_uri": Knob(
+        "DRESSCODE_DRIFT_BASELINE_URI",
+        _optional_str,
+        lambda _home: None,
+        "A frozen drift baseline (Parquet frame); when set it replaces the reference window.",
+    ),
+    "drift_min_rows": Knob(
+        "DRESSCODE_DRIFT_MIN_ROWS",
+        _int_between(1, 1_000_000),
+        lambda _home: 30,
+        "Rows a column needs in both windows to be tested for drift; fewer is 'not enough data'.",
+    ),
+    "drift_share": Knob(
+        "DRESSCODE_DRIFT_SHARE",
+        _float_between(0.0, 1.0),
+        lambda _home: 0.3,
+        "Share of drifted columns at which the data set counts as drifted.",
+    ),
+    "drift_max_rows": Knob(
+        "DRESSCODE_DRIFT_MAX_ROWS",
+        _int_between(0, 100_000_000),
+        lambda _home: 0,
+        "Rows per window the drift report uses (a seeded sample); 0 uses them all.",
+    ),
+    "feedback_max_future_s": Knob(
+        "DRESSCODE_FEEDBACK_MAX_FUTURE_S",
+        _int_between(0, 86_400),
+        lambda _home: 300,
+        "Feedback events timed further than this in the future are rejected (clock skew allowance).",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Typed settings; build with :func:`get_settings` (or :func:`load_settings` in tests)."""
+
+    home: Path
+    lake_uri: str
+    landing_uri: str
+    aws_conn_id: str
+    ingest_sqs_queue_url: str | None
+    ingest_batch_size: int
+    ingest_max_photos_per_run: int
+    ingest_max_failure_rate: float
+    image_long_edge: int
+    image_jpeg_quality: int
+    image_max_bytes: int
+    image_max_pixels: int
+    image_formats: frozenset[str]
+    llm_max_concurrency: int
+    llm_timeout_s: float
+    llm_max_attempts: int
+    llm_retry_budget_s: float
+    active_user_days: int
+    weather_cache_ttl_s: int
+    weather_stale_max_s: int
+    weather_timeout_s: float
+    weather_max_attempts: int
+    feast_repo: Path
+    feast_env: str
+    feast_write_batch_size: int
+    materialize_overlap_h: int
+    outfit_max_turns: int
+    outfit_batch_size: int
+    release_auto_promote: bool
+    mlflow_tracking_uri: str
+    alerts_file: Path
+    runbook_base_url: str
+    alert_backends: frozenset[str]
+    alert_slack_conn_id: str
+    alert_smtp_conn_id: str
+    alert_email_to: str | None
+    alert_sns_topic_arn: str | None
+    deadlines: bool
+    monitoring_slos: dict[str, float]
+    drift_reference_days: int
+    drift_baseline_uri: str | None
+    drift_min_rows: int
+    drift_share: float
+    drift_max_rows: int
+    feedback_max_future_s: int
+
+    def with_overrides(self, overrides: Mapping[str, Any]) -> Settings:
+        """Per-run overrides (DAG Params), validated like env values."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        for name, raw in overrides.items():
+            if name not in SETTINGS:
+                raise SettingsError(
+                    f"Unknown setting {name!r}; known: {', '.join(sorted(SETTINGS))}."
+                )
+            values[name] = _parse(name, str(raw))
+        return Settings(**values)
+
+
+def _parse(name: str, raw: str) -> Any:
+    knob = SETTINGS[name]
+    try:
+        return knob.parse(raw)
+    except (ValueError, TypeError) as exc:
+        expected = knob.parse.__doc__ or "a valid value"
+        raise SettingsError(
+            f"{knob.env}={raw!r} is invalid: expected {expected} ({exc})."
+        ) from None
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read every knob from ``env`` (default: the process environment)."""
+    env = os.environ if env is None else env
+    raw_home = env.get(SETTINGS["home"].env)
+    home = _parse("home", raw_home) if raw_home else (REPO_ROOT / ".local").resolve()
+    values = {}
+    for name, knob in SETTINGS.items():
+        raw = env.get(knob.env)
+        values[name] = knob.default(home) if raw is None or raw == "" else _parse(name, raw)
+    values["landing_uri"] = values["landing_uri"] or f"{values['lake_uri']}/landing"
+    return Settings(**values)
+
+
+@cache
+def get_settings() -> Settings:
+    """Process-wide settings (cached: the environment does not change under a running task)."""
+    return load_settings()
+
+
+@dataclass(frozen=True)
+class LLMEndpoint:
+    """The model endpoint from the ``dresscode_llm`` connection."""
+
+    base_url: str
+    api_key: str
+    model: str
+    timeout_s: float
+    max_concurrency: int
+
+
+def _connection(conn_id: str) -> Any:
+    from airflow.sdk import BaseHook
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    try:
+        return BaseHook.get_connection(conn_id)
+    except AirflowNotFoundException:
+        env = f"AIRFLOW_CONN_{conn_id.upper()}"
+        raise SettingsError(
+            f"Connection {conn_id!r} is not defined: set {env} (see README, 'Configuration')."
+        ) from None
+
+
+def llm_endpoint(conn_id: str = LLM_CONN_ID, settings: Settings | None = None) -> LLMEndpoint:
+    """Resolve the model endpoint. host = base URL, password = API key, extra = model, timeout, max_concurrency."""
+    settings = settings or get_settings()
+    conn = _connection(conn_id)
+    extra = _extra(conn, conn_id)
+    base_url = (conn.host or "").rstrip("/")
+    if not base_url.startswith(("http://", "https://")):
+        raise SettingsError(
+            f"Connection {conn_id!r}: host must be the base URL such as http://localhost:8000/v1, got {conn.host!r}."
+        )
+    if conn.port and f":{conn.port}" not in base_url:
+        raise SettingsError(
+            f"Connection {conn_id!r}: put the port inside host ({base_url}), not in port."
+        )
+    model = extra.get("model")
+    if not model:
+        raise SettingsError(
+            f'Connection {conn_id!r}: extra must name the served model, e.g. {{"model": "google/gemma-4-26B-A4B-it"}}.'
+        )
+    try:
+        timeout_s = float(extra.get("timeout", settings.llm_timeout_s))
+        max_concurrency = int(extra.get("max_concurrency", settings.llm_max_concurrency))
+    except (TypeError, ValueError):
+        raise SettingsError(
+            f"Connection {conn_id!r}: extra timeout and max_concurrency must be numbers."
+        ) from None
+    if timeout_s <= 0 or max_concurrency < 1:
+        raise SettingsError(
+            f"Connection {conn_id!r}: extra timeout must be > 0 and max_concurrency >= 1."
+        )
+    return LLMEndpoint(base_url, conn.password or "EMPTY", str(model), timeout_s, max_concurrency)
+
+
+def _extra(conn: Any, conn_id: str) -> dict[str, Any]:
+    try:
+        extra = conn.extra_dejson if conn.extra else {}
+    except json.JSONDecodeError:
+        raise SettingsError(f"Connection {conn_id!r}: extra is not valid JSON.") from None
+    if not isinstance(extra, dict):
+        raise SettingsError(f"Connection {conn_id!r}: extra must be a JSON object.")
+    return extra
+
+
+@dataclass(frozen=True)
+class WeatherEndpoint:
+    """The forecast provider from the ``weather_api`` connection (Open-Meteo's API shape).
+
+    host = forecast base URL, password = API key (sent as ``apikey``; empty for the free
+    API), extra = ``geocoding_url`` and ``timeout``. Keys never live in code.
+    """
+
+    base_url: str
+    geocoding_url: str
+    api_key: str | None
+    timeout_s: float
+
+
+def weather_endpoint(
+    conn_id: str = WEATHER_CONN_ID, settings: Settings | None = None
+) -> WeatherEndpoint:
+    """Resolve the weather provider; without a ``weather_api`` connection, Open-Meteo's public URLs."""
+    settings = settings or get_settings()
+    try:
+        conn = _connection(conn_id)
+    except SettingsError:
+        return WeatherEndpoint(
+            DEFAULT_WEATHER_URL, DEFAULT_GEOCODING_URL, None, settings.weather_timeout_s
+        )
+    extra = _extra(conn, conn_id)
+    base_url = (conn.host or "").rstrip("/")
+    if not base_url.startswith(("http://", "https://")):
+        raise SettingsError(
+            f"Connection {conn_id!r}: host must be the forecast base URL such as {DEFAULT_WEATHER_URL}, got {conn.host!r}."
+        )
+    geocoding_url = str(extra.get("geocoding_url") or base_url).rstrip("/")
+    if not geocoding_url.startswith(("http://", "https://")):
+        raise SettingsError(f"Connection {conn_id!r}: extra geocoding_url must be an http(s) URL.")
+    try:
+        timeout_s = float(extra.get("timeout", settings.weather_timeout_s))
+    except (TypeError, ValueError):
+        raise SettingsError(f"Connection {conn_id!r}: extra timeout must be a number.") from None
+    if timeout_s <= 0:
+        raise SettingsError(f"Connection {conn_id!r}: extra timeout must be > 0.")
+    return WeatherEndpoint(base_url, geocoding_url, conn.password or None, timeout_s)

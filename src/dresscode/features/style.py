@@ -1,0 +1,306 @@
+"""User style features: one row per user summarising their wardrobe, for Feast's ``user_style``.
+
+Pure pandas over ``wardrobe_items`` rows, so the nightly task, a replay and a test compute the
+same thing. The vocabularies (categories, warmth, formality) come from the wardrobe-digitizer
+blueprint's output schema — the single schema source — so a category the model may emit and a
+share column here can never drift apart. Feature columns are named from those vocabularies:
+``share_<category>``, ``warmth_<level>``, ``formality_<level>``.
+
+Choices a reader may wonder about:
+
+* A user with no items is a row (``wardrobe_size`` 0, every share 0.0, no colours, no last
+  upload): an empty wardrobe is a valid, common state that the stylist must see, not a
+  missing key.
+* Shares of one attribute are over the user's items with a *known* value of that attribute,
+  so they sum to 1 for a non-empty wardrobe. An unknown value (model drift, an old prompt)
+  still counts in ``wardrobe_size`` and is logged as a warning, once per value.
+* ``top_colors`` is a list of up to 3 colour names (Feast ``Array(String)``: the SQLite and
+  Redis online stores and the file offline store round-trip it, empty lists included). Colours
+  are lower-cased, counted once per item, ordered by count then name (deterministic).
+* Point in time: only items whose day is on or before ``as_of`` count, so replaying a past
+  interval gives the same features even after newer uploads landed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from functools import cache
+from typing import TYPE_CHECKING
+
+from dresscode.core.config import Settings, get_settings
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+
+log = logging.getLogger(__name__)
+
+# The blueprint whose output schema defines the vocabularies. Pinned: a new digitizer version
+# that changes a vocabulary changes the feature view too, so it must be a deliberate bump here.
+SCHEMA_BLUEPRINT = "wardrobe-digitizer@2"
+TOP_COLORS = 3
+TABLE = "user_style"
+# Rows per Parquet row group: a reader streaming a part (the materializer) decodes one group at
+# a time, so this bounds its memory however many users a nightly part holds.
+ROW_GROUP = 65_536
+
+
+@dataclass(frozen=True)
+class Vocabularies:
+    categories: tuple[str, ...]
+    warmth: tuple[str, ...]
+    formality: tuple[str, ...]
+
+
+@cache
+def vocabularies() -> Vocabularies:
+    """The closed vocabularies of wardrobe items, read from the digitizer blueprint's schema."""
+    from dresscode.llm import blueprints
+
+    schema = blueprints.resolve(SCHEMA_BLUEPRINT).output_schema
+    return Vocabularies(
+        categories=tuple(blueprints.enum_of(schema, "items", "category")),
+        warmth=tuple(blueprints.enum_of(schema, "items", "warmth")),
+        formality=tuple(blueprints.enum_of(schema, "items", "formality")),
+    )
+
+
+def share_columns() -> dict[str, list[str]]:
+    """Share column names per attribute (``category`` / ``warmth`` / ``formality``)."""
+    v = vocabularies()
+    return {
+        "category": [f"share_{c}" for c in v.categories],
+        "warmth": [f"warmth_{w}" for w in v.warmth],
+        "formality": [f"formality_{f}" for f in v.formality],
+    }
+
+
+# Column name -> pandas dtype of the output (besides the share columns, all float64).
+_FIXED = {
+    "user_id": "object",
+    "event_timestamp": "datetime64[ns, UTC]",
+    "created": "datetime64[ns, UTC]",
+    "wardrobe_size": "int64",
+    "outerwear_count": "int64",
+    "water_resistant_count": "int64",
+    "top_colors": "object",
+    "last_upload": "datetime64[ns, UTC]",
+}
+
+
+def feature_names() -> list[str]:
+    """Every feature column of ``user_style`` (no entity key, no timestamps), in output order."""
+    shares = share_columns()
+    return [
+        "wardrobe_size",
+        *shares["category"],
+        "top_colors",
+        *shares["warmth"],
+        *shares["formality"],
+        "outerwear_count",
+        "water_resistant_count",
+        "last_upload",
+    ]
+
+
+def columns() -> list[str]:
+    return ["user_id", "event_timestamp", "created", *feature_names()]
+
+
+def arrow_schema() -> pa.Schema:
+    """The Parquet schema of ``user_style`` parts, explicit so that a snapshot where nobody has
+    a colour (all lists empty) is still ``list<string>``, not ``list<null>``."""
+    import pyarrow as pa
+
+    ts = pa.timestamp("ns", tz="UTC")
+    special = {
+        "user_id": pa.string(),
+        "event_timestamp": ts,
+        "created": ts,
+        "top_colors": pa.list_(pa.string()),
+        "last_upload": ts,
+        "wardrobe_size": pa.int64(),
+        "outerwear_count": pa.int64(),
+        "water_resistant_count": pa.int64(),
+    }
+    return pa.schema([(name, special.get(name, pa.float64())) for name in columns()])
+
+
+def to_parquet_bytes(frame: pd.DataFrame) -> bytes:
+    """Serialize a :func:`style_features` frame with :func:`arrow_schema`, in row groups of
+    ROW_GROUP rows."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pandas(frame[columns()], schema=arrow_schema(), preserve_index=False)
+    buf = io.BytesIO()
+    pq.write_table(table, buf, compression="zstd", row_group_size=ROW_GROUP)
+    return buf.getvalue()
+
+
+def _aware_utc(value: datetime, what: str) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError(f"{what} must be timezone-aware (got naive {value.isoformat()})")
+    return value.astimezone(UTC)
+
+
+def _item_times(items: pd.DataFrame) -> pd.Series:
+    """When each item arrived: ``ingested_at`` where present, else its partition day (00:00 UTC)."""
+    import pandas as pd
+
+    by_day = pd.to_datetime(items["date"], utc=True, errors="coerce")
+    if "ingested_at" in items.columns:
+        ingested = pd.to_datetime(items["ingested_at"], utc=True, errors="coerce")
+        return ingested.fillna(by_day)
+    return by_day
+
+
+def _warn_unknown(values: pd.Series, known: Iterable[str], attribute: str) -> None:
+    unknown = values[~values.isin(list(known))]
+    for value, count in sorted(Counter(unknown.fillna("<null>").astype(str)).items()):
+        log.warning(
+            "unknown_%s: %d item(s) with %s %r are counted in wardrobe_size but in no %s share",
+            attribute,
+            count,
+            attribute,
+            value,
+            attribute,
+        )
+
+
+def _shares(
+    items: pd.DataFrame, attribute: str, vocab: tuple[str, ...], names: list[str]
+) -> pd.DataFrame:
+    """Per-user share of each known value of ``attribute`` (0.0 where the user has none)."""
+    import pandas as pd
+
+    values = items[attribute]
+    _warn_unknown(values, vocab, attribute)
+    known = items[values.isin(list(vocab))]
+    counts = pd.crosstab(known["user_id"], known[attribute]).reindex(columns=list(vocab))
+    counts = counts.fillna(0)
+    totals = counts.sum(axis=1)
+    shares = counts.div(totals.where(totals > 0), axis=0).fillna(0.0).astype("float64")
+    shares.columns = names
+    return shares
+
+
+def _top_colors(items: pd.DataFrame) -> pd.Series:
+    """Up to TOP_COLORS colour names per user, by item count, ties by name."""
+    import pandas as pd
+
+    if items.empty:
+        return pd.Series(dtype=object)
+    pairs = items[["user_id", "color_names"]].explode("color_names").dropna()
+    pairs["color_names"] = pairs["color_names"].astype(str).str.strip().str.lower()
+    pairs = pairs[pairs["color_names"] != ""]
+    # Once per item: "black, black" on one item is one black item.
+    pairs = pairs.reset_index().drop_duplicates(["index", "color_names"])
+    counts = pairs.groupby(["user_id", "color_names"]).size().rename("n").reset_index()
+    counts = counts.sort_values(["user_id", "n", "color_names"], ascending=[True, False, True])
+    top = counts.groupby("user_id").head(TOP_COLORS)
+    return top.groupby("user_id")["color_names"].agg(list)
+
+
+def style_features(
+    items: pd.DataFrame,
+    *,
+    as_of: datetime,
+    user_ids: Iterable[str] | None = None,
+    created: datetime | None = None,
+) -> pd.DataFrame:
+    """One row per user from ``wardrobe_items`` rows, as of ``as_of`` (aware UTC).
+
+    ``user_ids`` adds users with no items (a zero row each); without it, only users with
+    items appear. ``created`` (default now) is when the row was computed: Feast uses it to pick
+    between two rows with the same event timestamp, so a recomputation wins.
+    """
+    import pandas as pd
+
+    as_of = _aware_utc(as_of, "as_of")
+    created = _aware_utc(created, "created") if created else datetime.now(UTC)
+    vocab = vocabularies()
+    shares = share_columns()
+
+    items = items.reset_index(drop=True)
+    for name in ("user_id", "category", "warmth", "formality", "color_names", "date"):
+        if name not in items.columns:
+            items[name] = pd.Series(dtype=object)
+    items["user_id"] = items["user_id"].astype(str)
+    items["_at"] = _item_times(items)
+    future = items["_at"] > as_of
+    if future.any():
+        log.info("style features as of %s: %d later item(s) left out", as_of, int(future.sum()))
+    items = items[~future]
+
+    users = sorted(set(items["user_id"]) | {str(u) for u in (user_ids or ())})
+    out = pd.DataFrame(index=pd.Index(users, name="user_id"))
+    out["wardrobe_size"] = items.groupby("user_id").size()
+    out = out.join(_shares(items, "category", vocab.categories, shares["category"]))
+    out["top_colors"] = _top_colors(items)
+    out = out.join(_shares(items, "warmth", vocab.warmth, shares["warmth"]))
+    out = out.join(_shares(items, "formality", vocab.formality, shares["formality"]))
+    out["outerwear_count"] = items[items["category"] == "outerwear"].groupby("user_id").size()
+    wet = items.get("water_resistant", pd.Series(False, index=items.index)).isin([True])
+    out["water_resistant_count"] = items[wet].groupby("user_id").size()
+    out["last_upload"] = items.groupby("user_id")["_at"].max()
+
+    out = out.reset_index()
+    for name in ("wardrobe_size", "outerwear_count", "water_resistant_count"):
+        out[name] = out[name].fillna(0).astype("int64")
+    for names in shares.values():
+        out[names] = out[names].fillna(0.0).astype("float64")
+    out["top_colors"] = [list(c) if isinstance(c, list) else [] for c in out["top_colors"]]
+    out["last_upload"] = pd.to_datetime(out["last_upload"], utc=True)
+    out["event_timestamp"] = pd.Timestamp(as_of)
+    out["created"] = pd.Timestamp(created)
+    out = out[columns()].astype(_FIXED)
+    return out.sort_values("user_id", kind="stable").reset_index(drop=True)
+
+
+def style_features_for_interval(
+    start: datetime,
+    end: datetime,
+    *,
+    user_ids: Iterable[str] | None = None,
+    settings: Settings | None = None,
+    created: datetime | None = None,
+    write: bool = True,
+) -> pd.DataFrame:
+    """Features as of ``end`` from every item up to ``end``; written to ``user_style``.
+
+    The part lands in the partition of the interval's first day and is named by the interval,
+    so re-running the interval replaces it. Reads the whole item history (a wardrobe is
+    everything ever uploaded); fine at today's scale, the first thing to make incremental later.
+    """
+    from dresscode.core import lake
+
+    settings = settings or get_settings()
+    start, end = _aware_utc(start, "start"), _aware_utc(end, "end")
+    items = lake.read_table("wardrobe_items", settings)
+    if not items.empty:
+        items = items[items["date"].astype(str) <= end.date().isoformat()]
+    frame = style_features(items, as_of=end, user_ids=user_ids, created=created)
+    log.info(
+        "user style as of %s: %d users (%d with an empty wardrobe) from %d items",
+        end.isoformat(),
+        len(frame),
+        int((frame["wardrobe_size"] == 0).sum()),
+        len(items),
+    )
+    if write and not frame.empty:
+        part = f"{TABLE}-{start:%Y%m%dT%H%M%S}-{end:%Y%m%dT%H%M%S}"
+        path = lake.partition(TABLE, partition_day(start), settings) / f"{part}.parquet"
+        lake.write_bytes(path, to_parquet_bytes(frame))
+    return frame
+
+
+def partition_day(moment: datetime) -> date:
+    """The lake partition of a row whose interval starts at ``moment``."""
+    return _aware_utc(moment, "moment").date()

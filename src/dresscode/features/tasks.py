@@ -1,0 +1,199 @@
+"""The work of the feature DAGs (``weather_ingest``, ``style_features``), one function per task.
+
+Each function reads its inputs from the lake or the feature store, writes its outputs
+atomically, and returns a small summary dict (for XCom and the task log). Re-running a task
+for the same run or data interval writes the same parts and the same online values.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections import Counter
+from dataclasses import asdict
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from dresscode.core import lake
+from dresscode.core.config import Settings, get_settings
+from dresscode.features import users
+
+log = logging.getLogger(__name__)
+
+# More than this share of cities without weather is an outage, not bad luck: fail loudly.
+WEATHER_MAX_MISSING_SHARE = 0.5
+# Users read back from the online store after materializing.
+VERIFY_SAMPLE = 20
+
+
+class FeatureJobError(RuntimeError):
+    """A feature job that must fail the task; the message says what to look at."""
+
+
+def _part(*keys: str) -> str:
+    return hashlib.sha256("\n".join(keys).encode()).hexdigest()[:16]
+
+
+# --- weather_ingest ---------------------------------------------------------------------
+
+
+def cities_of_active_users(settings: Settings | None = None) -> list[str]:
+    """The distinct cities of active users, sorted (display names; the provider geocodes)."""
+    active = users.active_users(settings=settings)
+    cities = sorted({u.city for u in active})
+    log.info("%d active users in %d cities", len(active), len(cities))
+    return cities
+
+
+def ingest_weather(
+    cities: list[str], *, day: date, run_id: str, settings: Settings | None = None
+) -> dict[str, Any]:
+    """Fetch (or reuse) each city's forecast, write the day's features; returns a summary.
+
+    The part written is named by the run, so a retry or re-run replaces it.
+    """
+    from dresscode.features import weather
+
+    settings = settings or get_settings()
+    batch = weather.fetch_weather(cities, day=day, settings=settings)
+    rows = [w.feature_row() for w in batch.rows]
+    path = None
+    if rows:
+        path = str(lake.write_parquet("weather", day, f"run-{_part(run_id)}", rows, settings))
+    missing = Counter(m.reason for m in batch.missing)
+    for m in batch.missing:
+        log.warning("weather missing for %s: %s (%s)", m.city, m.reason, m.message)
+    summary = {
+        "cities": len(set(cities)),
+        "with_weather": len(rows),
+        "missing": dict(missing),
+        "provider_calls": batch.provider_calls,
+        "cache_hits": batch.cache_hits,
+        "stale_used": batch.stale_used,
+        "path": path,
+    }
+    log.info(
+        "weather: %d of %d cities, %d fetched, %d from cache, %d stale, missing %s",
+        len(rows),
+        summary["cities"],
+        batch.provider_calls,
+        batch.cache_hits,
+        batch.stale_used,
+        dict(missing) or "none",
+    )
+    # The run's report (which cities are missing, and why) stays in the lake for on-call
+    # and for the `make up` summary; the part name is the run's, so a retry replaces it.
+    report = {
+        **summary,
+        "day": day.isoformat(),
+        "at": datetime.now(UTC).isoformat(),
+        "missing_cities": [asdict(m) for m in batch.missing],
+    }
+    lake.write_json(
+        lake.partition("reports", day, settings) / f"weather-run-{_part(run_id)}.json", report
+    )
+    if cities and len(batch.missing) > WEATHER_MAX_MISSING_SHARE * summary["cities"]:
+        raise FeatureJobError(
+            f"weather missing for {len(batch.missing)} of {summary['cities']} cities "
+            f"({dict(missing)}): the provider looks down or misconfigured (weather_api connection)."
+        )
+    return summary
+
+
+def push_weather(fetched: dict[str, Any], settings: Settings | None = None) -> dict[str, Any]:
+    """Push the rows ``ingest_weather`` wrote to the online store (``weather_live``)."""
+    from dresscode.features import store as features
+
+    settings = settings or get_settings()
+    if not fetched.get("path"):
+        log.info("no weather rows to push")
+        return {**fetched, "pushed": 0}
+    path = lake.storage_path(fetched["path"], settings)
+    with path.fs.open(path.path, "rb") as fh:
+        import pandas as pd
+
+        rows = pd.read_parquet(fh).to_dict("records")
+    features.apply(settings)  # idempotent: the registry matches feature_repo/ before the push
+    pushed = features.push_weather(rows, settings)
+    log.info("pushed %d city forecasts to the online store", pushed)
+    return {**fetched, "pushed": pushed}
+
+
+# --- style_features -----------------------------------------------------------------------
+
+
+def materialize_window(
+    interval_start: datetime | None, interval_end: datetime | None, run_after: datetime
+) -> dict[str, str]:
+    """The interval a style_features run covers, as ISO strings (XCom-friendly).
+
+    ``as_of`` is the end of the data interval; runs without a real interval (asset-triggered,
+    manual: start == end or none) cover the 24 hours before they started.
+    ``features.materialize`` moves ``start`` back by the overlap for late rows.
+    """
+    end = interval_end or run_after
+    start = interval_start if interval_start and interval_start < end else end - timedelta(days=1)
+    return {"start": start.astimezone(UTC).isoformat(), "as_of": end.astimezone(UTC).isoformat()}
+
+
+def compute_style(window: dict[str, str], settings: Settings | None = None) -> dict[str, Any]:
+    """Style features of every active user as of the window's end, written to ``user_style``."""
+    from dresscode.features import style
+
+    settings = settings or get_settings()
+    as_of = datetime.fromisoformat(window["as_of"])
+    active = users.active_users(now=as_of, settings=settings)
+    ids = [u.user_id for u in active]
+    items = lake.read_table("wardrobe_items", settings)
+    if not items.empty:
+        items = items[items["user_id"].isin(ids)]
+    # Users with no items get a zero row: an empty wardrobe is a state worth serving.
+    table = style.style_features(items, as_of=as_of, user_ids=ids)
+    empty = int((table["wardrobe_size"] == 0).sum()) if not table.empty else 0
+    path = None
+    if not table.empty:
+        part = (
+            lake.partition("user_style", as_of.date(), settings)
+            / f"asof-{as_of:%Y%m%dT%H%M%S}.parquet"
+        )
+        lake.write_bytes(part, style.to_parquet_bytes(table))
+        path = str(part)
+    log.info(
+        "style features for %d active users (%d with an empty wardrobe) as of %s",
+        len(table),
+        empty,
+        as_of.isoformat(),
+    )
+    return {"users": len(table), "empty_wardrobes": empty, "user_ids": ids, "path": path}
+
+
+def materialize(window: dict[str, str], settings: Settings | None = None) -> dict[str, Any]:
+    """Apply the feature repo (idempotent) and materialize user_style and weather for the window."""
+    from dresscode.features import store as features
+
+    settings = settings or get_settings()
+    features.apply(settings)
+    start = datetime.fromisoformat(window["start"])
+    # Feast's window end is exclusive: one second past as_of includes the rows stamped as_of.
+    end = datetime.fromisoformat(window["as_of"]) + timedelta(seconds=1)
+    return features.materialize(start, end, settings=settings).as_dict()
+
+
+def verify_online(
+    computed: dict[str, Any], window: dict[str, str], settings: Settings | None = None
+) -> dict[str, Any]:
+    """Read a sample of users back online; stale or missing rows fail the task."""
+    from dresscode.features import store as features
+
+    sample = sorted(computed.get("user_ids") or [])[:VERIFY_SAMPLE]
+    if not sample:
+        log.info("no active users: nothing to verify")
+        return {"verified": 0}
+    features.check_fresh(
+        [{"user_id": u} for u in sample],
+        view="user_style",
+        not_before=datetime.fromisoformat(window["as_of"]),
+        settings=settings,
+    )
+    log.info("online store fresh for %d sampled users", len(sample))
+    return {"verified": len(sample)}

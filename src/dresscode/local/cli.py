@@ -1,0 +1,306 @@
+"""``dresscode`` — the project's command line (the stack, the simulator, photos, prompts)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _up(args: argparse.Namespace) -> int:
+    from dresscode.local import stack
+
+    return stack.up(seed_photos=args.photos)
+
+
+def _down(args: argparse.Namespace) -> int:
+    from dresscode.local import stack
+
+    return stack.down()
+
+
+def _status(args: argparse.Namespace) -> int:
+    from dresscode.local import stack
+
+    return stack.status()
+
+
+def _leak_scan(args: argparse.Namespace) -> int:
+    from dresscode.local import stack
+
+    scanned, found = stack.leak_scan(stack.Ports.from_env())
+    for finding in found:
+        print(f"LEAK {finding}")
+    print(f"scanned {scanned} files of logs and alerts under {stack.home()}: {len(found)} findings")
+    return 1 if found else 0
+
+
+def _seed(args: argparse.Namespace) -> int:
+    from dresscode.local import seed, stack
+
+    result = seed.seed(
+        n_photos=args.photos,
+        script_path=args.script or stack.sim_script(),
+        start=args.start,
+        shift=args.shift,
+    )
+    what = f"{args.shift}-shifted " if args.shift else ""
+    print(
+        f"seeded {result.new} new {what}uploads into the landing area ({result.skipped} already ingested)"
+    )
+    return 0
+
+
+def _normalize(args: argparse.Namespace) -> int:
+    from dresscode.core.config import get_settings
+    from dresscode.ingest import photos as images
+
+    settings = get_settings()
+    raw = Path(args.input).read_bytes()
+    try:
+        photo = images.normalize(
+            raw,
+            filename=Path(args.input).name,
+            long_edge=args.long_edge or settings.image_long_edge,
+            quality=settings.image_jpeg_quality,
+            max_bytes=settings.image_max_bytes,
+            max_pixels=settings.image_max_pixels,
+            allowed_formats=settings.image_formats,
+        )
+    except images.Rejected as rej:
+        print(f"rejected: {rej.code.value}: {rej.message}", file=sys.stderr)
+        return 2
+    Path(args.output).write_bytes(photo.jpeg)
+    print(
+        f"{args.input} ({photo.source_format} {photo.source_width}x{photo.source_height}, {photo.source_bytes} B) -> "
+        f"{args.output} (JPEG {photo.width}x{photo.height}, {len(photo.jpeg)} B, sha256 {photo.sha256[:12]})"
+    )
+    return 0
+
+
+def _digitize(args: argparse.Namespace) -> int:
+    import asyncio
+    import json
+
+    from dresscode.ingest import digitize
+
+    items = asyncio.run(digitize.digitize_file(Path(args.photo), blueprint_ref=args.prompt))
+    print(json.dumps(items, indent=2))
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from dresscode.registry.evaluation import digitizer as evaluation
+
+    result = evaluation.evaluate_prompt(args.prompt)
+    headline = ", ".join(
+        f"{k} {v:.3f}" for k, v in result.metrics.items() if not k.startswith("n_")
+    )
+    print(f"{result.ref} on {result.examples} golden examples: {headline}")
+    against = f" (baseline {result.baseline_ref})" if result.baseline_ref else ""
+    verdict = "PASSED" if result.verdict.passed else "FAILED: " + "; ".join(result.verdict.reasons)
+    print(f"gate{against}: {verdict}")
+    print(f"MLflow run {result.mlflow_run_id} (experiment {evaluation.EXPERIMENT})")
+    return 0 if result.verdict.passed else 1
+
+
+def _prompts(args: argparse.Namespace) -> int:
+    """``dresscode prompts list|sync|promote|rollback`` for the engineer on call."""
+    import getpass
+
+    from dresscode.registry import prompt_registry as registry
+
+    actor = args.actor or getpass.getuser()
+    if args.action == "sync":
+        for result in registry.sync(args.name):
+            state = "registered" if result.created else "already registered"
+            print(
+                f"{result.name} v{result.git_version}: {state} (MLflow version {result.mlflow_version})"
+            )
+        return 0
+    if args.action == "list":
+        for info in registry.versions(args.name):
+            aliases = ", ".join(info.aliases) or "-"
+            print(
+                f"{info.name} v{info.git_version}  aliases: {aliases:28}  gate: {info.gate or 'never evaluated'}"
+            )
+        return 0
+    if not args.reason:
+        print(
+            f"error: {args.action} needs --reason (it is recorded with who and when)",
+            file=sys.stderr,
+        )
+        return 2
+    if args.action == "promote":
+        # People promote only what passed its golden-set gate; rollback checks the same.
+        wanted = str(args.version or "").lstrip("v")
+        info = next((v for v in registry.versions(args.name) if str(v.git_version) == wanted), None)
+        if info is None or info.gate != "passed":
+            why = "no such version" if info is None else f"gate: {info.gate or 'never evaluated'}"
+            print(
+                f"error: {args.name} v{wanted} has not passed its gate ({why}); not promoted",
+                file=sys.stderr,
+            )
+            return 1
+        done = registry.promote(args.name, args.version, actor=actor, reason=args.reason)
+    else:
+        done = registry.rollback(
+            args.name, args.version or "previous", actor=actor, reason=args.reason
+        )
+    registry.audit(done)
+    print(done.describe())
+    return 0
+
+
+def _golden_accept(args: argparse.Namespace) -> int:
+    """``dresscode golden accept``: copy reviewed feedback candidates into the golden set."""
+    from dresscode.feedback import tasks as feedback
+    from dresscode.registry.golden import GoldenError
+
+    if args.all == bool(args.shas):
+        pending = feedback.latest_candidates()
+        pending = pending[pending["status"] == feedback.PENDING] if not pending.empty else pending
+        for row in pending.to_dict("records"):
+            print(f"{row['image_sha256']}  {row['user_id']}  {row['n_corrections']} corrections")
+        print(
+            f"{len(pending)} pending; name candidates by SHA (or a prefix), or --all",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        done = feedback.accept_candidates(
+            args.shas, all_pending=args.all, golden_dir=args.golden_dir, set_name=args.set_name
+        )
+    except (feedback.FeedbackError, GoldenError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    for golden_id in done.accepted:
+        print(f"accepted {golden_id} into {done.golden_dir}")
+    for sha in done.already:
+        print(f"{sha[:12]} was already accepted; nothing to do")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dresscode", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser(
+        "up", help="start the local stack, seed photos, run the pipeline, print a summary"
+    )
+    up.add_argument("--photos", type=int, default=48, help="synthetic photos to seed (default 48)")
+    up.set_defaults(func=_up)
+    sub.add_parser("down", help="stop what `up` started").set_defaults(func=_down)
+    sub.add_parser("status", help="show the parts of the local stack").set_defaults(func=_status)
+
+    sub.add_parser(
+        "leak-scan",
+        help="scan the stack's logs and alerts for secrets, credentials and image bytes",
+    ).set_defaults(func=_leak_scan)
+
+    sub.add_parser("sim", help="run the vLLM simulator (dresscode sim --help for its options)")
+
+    seed = sub.add_parser(
+        "seed", help="write synthetic photos (and bad files) into the landing area"
+    )
+    seed.add_argument("--photos", type=int, default=48)
+    seed.add_argument(
+        "--start", type=int, default=0, help="first photo seed (new photos: use a new range)"
+    )
+    seed.add_argument(
+        "--script", type=Path, default=None, help="simulator response script to append to"
+    )
+    seed.add_argument(
+        "--shift",
+        choices=("dark", "lowres", "format"),
+        default=None,
+        help="write a drifted batch: dark photos, low-resolution photos, or everything as PNG",
+    )
+    seed.set_defaults(func=_seed)
+
+    norm = sub.add_parser("normalize", help="validate, orient, downscale and strip one photo")
+    norm.add_argument("input")
+    norm.add_argument("output")
+    norm.add_argument("--long-edge", type=int, default=None)
+    norm.set_defaults(func=_normalize)
+
+    ev = sub.add_parser(
+        "eval", help="evaluate a digitizer blueprint on the golden set and record the gate"
+    )
+    ev.add_argument("prompt", help="NAME, NAME@VERSION or NAME@ALIAS (default alias: production)")
+    ev.set_defaults(func=_eval)
+
+    prompts = sub.add_parser("prompts", help="the prompt registry: list, sync, promote, rollback")
+    prompts.add_argument("action", choices=["list", "sync", "promote", "rollback"])
+    prompts.add_argument("name", help="prompt name, e.g. wardrobe-digitizer")
+    prompts.add_argument(
+        "version", nargs="?", help="git version (promote), or rollback target (default: previous)"
+    )
+    prompts.add_argument("--reason", help="why (required for promote and rollback)")
+    prompts.add_argument("--actor", help="who (default: the current user)")
+    prompts.set_defaults(func=_prompts)
+
+    golden = sub.add_parser("golden", help="the wardrobe golden set")
+    golden_sub = golden.add_subparsers(dest="golden_command", required=True)
+    accept = golden_sub.add_parser(
+        "accept", help="copy golden candidates (photos with corrected labels) into the golden set"
+    )
+    accept.add_argument("shas", nargs="*", metavar="SHA", help="photo sha256 or a unique prefix")
+    accept.add_argument("--all", action="store_true", help="accept every pending candidate")
+    accept.add_argument(
+        "--golden-dir", type=Path, default=None, help="default: include/golden/wardrobe"
+    )
+    accept.add_argument("--set", dest="set_name", default="feedback", help="labels-<set>.jsonl")
+    accept.set_defaults(func=_golden_accept)
+
+    dig = sub.add_parser(
+        "digitize", help="digitize one photo with the model endpoint (dresscode_llm)"
+    )
+    dig.add_argument("photo")
+    dig.add_argument("--prompt", default="wardrobe-digitizer", help="prompt name[@version]")
+    dig.set_defaults(func=_digitize)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["sim"]:
+        # The simulator owns its flags (`dresscode sim --help` shows them).
+        from dresscode.sim import main as sim_main
+
+        return sim_main(argv[1:])
+    args = build_parser().parse_args(argv)
+    from dresscode.core.config import SettingsError
+    from dresscode.llm.blueprints import BlueprintError
+    from dresscode.local.stack import StackError
+    from dresscode.registry.prompt_registry import RegistryError
+
+    try:
+        return args.func(args)
+    except (SettingsError, StackError, RegistryError, BlueprintError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def run() -> None:
+    """Console entry point: run the command, flush, and exit without interpreter teardown.
+
+    Native thread pools (libheif/x265 via pillow-heif, Arrow) sometimes abort with
+    "terminate called without an active exception" while the interpreter tears down (seen
+    once in five `make up` runs, after all work was done and printed). Every file is closed
+    by then, so skipping the teardown loses nothing and keeps the exit code honest.
+    """
+    import logging
+    import os
+
+    code = main()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,603 @@
+"""The local stack behind ``make up`` / ``make down`` / ``make status``.
+
+Everything lives under ``DRESSCODE_HOME`` (default ``.local/``): the Airflow home with its
+SQLite database, logs, PID files, the lake and the MLflow database. Processes are started in
+their own sessions with their PIDs recorded, so ``down`` stops exactly what ``up`` started.
+
+Parts: the vLLM simulator (the only stand-in: no GPU here), and Airflow's api-server,
+scheduler, dag-processor and triggerer with the LocalExecutor.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from dresscode.core.config import REPO_ROOT, get_settings
+from dresscode.local import leaks
+from dresscode.local.airflow_api import TERMINAL_STATES, AirflowAPI
+from dresscode.sim import command as sim_command
+
+ADMIN_USER = "admin"
+ADMIN_PASSWORD = "admin"  # local only: the stack binds to 127.0.0.1
+SIM_API_KEY = "local-sim-key"  # the local simulator's key, passed in the dresscode_llm connection
+
+
+class StackError(RuntimeError):
+    """Something the person running ``make up`` must fix; the message says what."""
+
+
+@dataclass(frozen=True)
+class Ports:
+    airflow: int
+    sim: int
+
+    @classmethod
+    def from_env(cls) -> Ports:
+        def port(env: str, default: int) -> int:
+            raw = os.environ.get(env, str(default))
+            if not raw.isdigit() or not 1 <= int(raw) <= 65535:
+                raise StackError(f"{env}={raw!r} is not a TCP port number.")
+            return int(raw)
+
+        return cls(port("DRESSCODE_AIRFLOW_PORT", 8080), port("DRESSCODE_SIM_PORT", 8000))
+
+
+@dataclass(frozen=True)
+class Part:
+    name: str
+    argv: list[str]
+    port: int | None = None
+
+
+def home() -> Path:
+    return get_settings().home
+
+
+def run_dir() -> Path:
+    return home() / "run"
+
+
+def airflow_home() -> Path:
+    return home() / "airflow"
+
+
+def venv_bin() -> Path:
+    return Path(sys.executable).parent
+
+
+def airflow_env(ports: Ports) -> dict[str, str]:
+    """The environment every Airflow process (and ``dag.test`` helpers) runs with."""
+    settings = get_settings()
+    secret_file = airflow_home() / "jwt_secret"
+    if not secret_file.exists():
+        secret_file.parent.mkdir(parents=True, exist_ok=True)
+        secret_file.write_text(secrets.token_urlsafe(32))
+        secret_file.chmod(0o600)
+    passwords = airflow_home() / "simple_auth_manager_passwords.json"
+    passwords.write_text(json.dumps({ADMIN_USER: ADMIN_PASSWORD}))
+    passwords.chmod(0o600)
+    base_url = f"http://127.0.0.1:{ports.airflow}"
+    env = dict(os.environ)
+    env.update(
+        {
+            "PATH": f"{venv_bin()}{os.pathsep}{env.get('PATH', '')}",
+            "DRESSCODE_HOME": str(settings.home),
+            "AIRFLOW_HOME": str(airflow_home()),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__PARALLELISM": "8",
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN_USER}:admin",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{airflow_home() / 'airflow.db'}",
+            "AIRFLOW__API__HOST": "127.0.0.1",
+            "AIRFLOW__API__PORT": str(ports.airflow),
+            "AIRFLOW__API__BASE_URL": base_url,
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{base_url}/execution/",
+            "AIRFLOW__API_AUTH__JWT_SECRET": secret_file.read_text().strip(),
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
+            "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "True",
+            "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home() / "logs" / "airflow"),
+            "AIRFLOW_CONN_DRESSCODE_LLM": json.dumps(
+                {
+                    "conn_type": "http",
+                    "host": f"http://127.0.0.1:{ports.sim}/v1",
+                    "password": SIM_API_KEY,
+                    "extra": {
+                        "model": "google/gemma-4-26B-A4B-it",
+                        "timeout": 120,
+                        "max_concurrency": 16,
+                    },
+                }
+            ),
+            # The simulator process also serves an Open-Meteo-shaped weather stub under
+            # /weather: the local stack never calls a public API.
+            "AIRFLOW_CONN_WEATHER_API": json.dumps(
+                {
+                    "conn_type": "http",
+                    "host": f"http://127.0.0.1:{ports.sim}/weather/v1",
+                    "extra": {
+                        "geocoding_url": f"http://127.0.0.1:{ports.sim}/weather/v1",
+                        "timeout": 10,
+                    },
+                }
+            ),
+            # The local demo promotes what passes its gate; production waits for a human.
+            "DRESSCODE_RELEASE_AUTO_PROMOTE": "true",
+            "MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri,
+            "DRESSCODE_LAKE_URI": settings.lake_uri,
+            "DRESSCODE_LANDING_URI": settings.landing_uri,
+        }
+    )
+    return env
+
+
+def sim_script() -> Path:
+    return home() / "sim" / "script.jsonl"
+
+
+def golden_script() -> Path:
+    """The golden set's labels, so the simulator answers golden photos like a good model and
+    a release evaluated in the local stack has a meaningful gate."""
+    return home() / "sim" / "golden.jsonl"
+
+
+def parts(ports: Ports) -> list[Part]:
+    airflow = str(venv_bin() / "airflow")
+    script = sim_script()
+    return [
+        Part(
+            "simulator",
+            sim_command(
+                ports.sim,
+                "--api-key",
+                SIM_API_KEY,
+                "--max-num-seqs",
+                "16",
+                "--script",
+                str(script),
+                "--script",
+                str(golden_script()),
+            ),
+            ports.sim,
+        ),
+        Part("api-server", [airflow, "api-server", "--port", str(ports.airflow)], ports.airflow),
+        Part("scheduler", [airflow, "scheduler"]),
+        Part("dag-processor", [airflow, "dag-processor"]),
+        Part("triggerer", [airflow, "triggerer"]),
+    ]
+
+
+# --- PID bookkeeping -------------------------------------------------------------------------
+
+
+def pid_file(name: str) -> Path:
+    return run_dir() / f"{name}.pid"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie still answers kill(0); treat it as gone.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return True
+
+
+def _start_time(pid: int) -> str | None:
+    """The kernel's start time of ``pid`` (clock ticks since boot), or None if it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def recorded(name: str) -> tuple[int, str | None] | None:
+    """(pid, start time) from the part's PID file."""
+    path = pid_file(name)
+    if not path.exists():
+        return None
+    fields = path.read_text().split()
+    if not fields or not fields[0].isdigit():
+        return None
+    return int(fields[0]), (fields[1] if len(fields) > 1 else None)
+
+
+def recorded_pid(name: str) -> int | None:
+    entry = recorded(name)
+    return entry[0] if entry else None
+
+
+def _is_ours(name: str) -> bool:
+    """The recorded PID is still the process we started (not a reused PID).
+
+    Compares the start time recorded at launch; /proc/PID/environ cannot be used, because
+    Airflow's processes rewrite it when they set their process titles.
+    """
+    entry = recorded(name)
+    return entry is not None and entry[1] is not None and _start_time(entry[0]) == entry[1]
+
+
+def running_parts(ports: Ports) -> dict[str, int]:
+    """Parts with a live PID of ours; stale PID files are removed with a note."""
+    alive = {}
+    for part in parts(ports):
+        pid = recorded_pid(part.name)
+        if pid is None:
+            continue
+        if _alive(pid) and _is_ours(part.name):
+            alive[part.name] = pid
+        else:
+            print(f"  note: stale PID file for {part.name} (pid {pid} is gone); removing it")
+            pid_file(part.name).unlink(missing_ok=True)
+    return alive
+
+
+def port_in_use(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def start_part(part: Part, env: dict[str, str]) -> int:
+    logs = home() / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    run_dir().mkdir(parents=True, exist_ok=True)
+    with (logs / f"{part.name}.log").open("ab") as log_fh:
+        proc = subprocess.Popen(
+            part.argv,
+            env=env,
+            stdout=log_fh,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            cwd=REPO_ROOT,
+        )
+    pid_file(part.name).write_text(f"{proc.pid} {_start_time(proc.pid)}")
+    return proc.pid
+
+
+def stop_part(name: str, pid: int, timeout_s: float = 20.0) -> None:
+    """SIGTERM the part's process group, then SIGKILL what is left after ``timeout_s``."""
+    for sig, wait in ((signal.SIGTERM, timeout_s), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            break
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline and _group_alive(pid):
+            time.sleep(0.2)
+        if not _group_alive(pid):
+            break
+    pid_file(name).unlink(missing_ok=True)
+
+
+def _group_alive(pgid: int) -> bool:
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            stat = (proc / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
+
+
+def wait_for(
+    what: str, check: Callable[[], bool], timeout_s: float, log_name: str | None = None
+) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except (httpx.HTTPError, OSError):
+            pass
+        if log_name and recorded_pid(log_name) and not _alive(recorded_pid(log_name) or 0):
+            raise StackError(
+                f"{what} exited during start-up; see {home() / 'logs' / (log_name + '.log')}."
+            )
+        time.sleep(1.0)
+    hint = f"; see {home() / 'logs' / (log_name + '.log')}" if log_name else ""
+    raise StackError(f"{what} did not become healthy within {timeout_s:.0f} s{hint}.")
+
+
+# --- up / down / status ----------------------------------------------------------------------
+
+# The pipeline in run order; ``up`` triggers those that exist in dags/.
+PIPELINE = (
+    "wardrobe_ingest",
+    "prompt_release",
+    "weather_ingest",
+    "style_features",
+    "outfit_pregen",
+)
+
+
+def _airflow(env: dict[str, str], *args: str) -> None:
+    """Run one airflow CLI command, failing with its output on error."""
+    proc = subprocess.run(
+        [str(venv_bin() / "airflow"), *args], env=env, capture_output=True, text=True, cwd=REPO_ROOT
+    )
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
+        raise StackError(f"`airflow {' '.join(args)}` failed:\n{tail}")
+
+
+def api(ports: Ports) -> AirflowAPI:
+    return AirflowAPI(f"http://127.0.0.1:{ports.airflow}", ADMIN_USER, ADMIN_PASSWORD)
+
+
+def start(ports: Ports) -> None:
+    """Start every part that is not running yet and wait until all are healthy."""
+    alive = running_parts(ports)
+    wanted = parts(ports)
+    missing = [p for p in wanted if p.name not in alive]
+    if alive and missing:
+        print(
+            f"  half-started stack found: running {sorted(alive)}, missing {[p.name for p in missing]}; starting the missing parts"
+        )
+    for part in missing:
+        if part.port is not None and port_in_use(part.port):
+            env_name = (
+                "DRESSCODE_AIRFLOW_PORT" if part.name == "api-server" else "DRESSCODE_SIM_PORT"
+            )
+            raise StackError(
+                f"Port {part.port} (for the {part.name}) is taken by another program. "
+                f"Stop it, or choose another port: {env_name}=<port> make up."
+            )
+    env = airflow_env(ports)
+    if missing:
+        print("• preparing the Airflow database (airflow db migrate)", flush=True)
+        _airflow(env, "db", "migrate")
+        _airflow(
+            env, "pools", "set", "llm", "16", "Model calls in flight across all tasks (vLLM slots)"
+        )
+        from dresscode.registry import golden
+
+        sim_script().parent.mkdir(parents=True, exist_ok=True)
+        sim_script().touch()
+        golden.write_script(golden.load_wardrobe_golden(), golden_script())
+    for part in missing:
+        pid = start_part(part, env)
+        print(f"• started {part.name} (pid {pid})", flush=True)
+
+    sim_url = f"http://127.0.0.1:{ports.sim}"
+    wait_for(
+        "the simulator",
+        lambda: httpx.get(f"{sim_url}/health", timeout=2).status_code == 200,
+        60,
+        "simulator",
+    )
+    client = api(ports)
+
+    def airflow_healthy() -> bool:
+        status = client.healthy()
+        return all(
+            status.get(c) == "healthy"
+            for c in ("metadatabase", "scheduler", "triggerer", "dag_processor")
+        )
+
+    wait_for(
+        "Airflow (api-server, scheduler, dag-processor, triggerer)",
+        airflow_healthy,
+        180,
+        "api-server",
+    )
+    print(
+        f"• all parts healthy: simulator at {sim_url}/v1, Airflow at {client.base_url}", flush=True
+    )
+
+
+def dags_in_folder() -> list[str]:
+    return sorted(p.stem for p in (REPO_ROOT / "dags").glob("*.py") if not p.name.startswith("_"))
+
+
+def wait_for_dags(client: AirflowAPI, expected: list[str], timeout_s: float = 180) -> None:
+    def parsed() -> bool:
+        if client.import_errors():
+            return True  # reported below
+        return set(expected) <= client.dag_ids()
+
+    wait_for("the DAGs to be parsed", parsed, timeout_s, "dag-processor")
+    errors = client.import_errors()
+    if errors:
+        lines = [f"  {e['filename']}: {e['stack_trace'].strip().splitlines()[-1]}" for e in errors]
+        raise StackError("DAG import errors:\n" + "\n".join(lines))
+
+
+def run_pipeline(client: AirflowAPI, timeout_s: float = 1800) -> dict[str, str]:
+    """Unpause and trigger each pipeline DAG in order; wait for every run. Returns dag_id -> state."""
+    results = {}
+    for dag_id in (d for d in PIPELINE if d in dags_in_folder()):
+        client.unpause(dag_id)
+        run_id = client.trigger(dag_id)
+        print(f"• triggered {dag_id} ({run_id})", flush=True)
+        # Unpausing may also have started a scheduled run; ours queues behind it
+        # (max_active_runs=1), so wait for it first, then ours, then any that came after.
+        _wait_for_other_runs(client, dag_id, run_id, timeout_s)
+        state = client.wait_for_run(dag_id, run_id, timeout_s)
+        _wait_for_other_runs(client, dag_id, run_id, timeout_s)
+        results[dag_id] = state
+        failed = [
+            t
+            for t, s in client.task_states(dag_id, run_id).items()
+            if s not in {"success", "skipped"}
+        ]
+        note = f" (not successful: {', '.join(failed)})" if failed else ""
+        print(f"  {dag_id}: {state}{note}", flush=True)
+    return results
+
+
+def _wait_for_other_runs(client: AirflowAPI, dag_id: str, run_id: str, timeout_s: float) -> None:
+    for run in client.runs(dag_id):
+        if run["dag_run_id"] != run_id and run["state"] not in TERMINAL_STATES:
+            client.wait_for_run(dag_id, run["dag_run_id"], timeout_s)
+
+
+# The monitoring demo: a second normal batch (the check must say healthy), then a batch of dark
+# photos (it must see the drift, re-evaluate, and promote or page).
+DEMO_BATCH = 40  # photos per demo batch: above DRESSCODE_DRIFT_MIN_ROWS, so drift is testable
+DEMO_BATCHES = (("normal", None), ("dark", "dark"))
+
+
+def _run_and_report(client: AirflowAPI, dag_id: str, conf: dict | None, timeout_s: float) -> str:
+    client.unpause(dag_id)
+    run_id = client.trigger(dag_id, conf=conf)
+    print(f"• triggered {dag_id} ({run_id})", flush=True)
+    state = client.wait_for_run(dag_id, run_id, timeout_s)
+    tasks = client.task_states(dag_id, run_id)
+    failed = [t for t, s in tasks.items() if s not in {"success", "skipped"}]
+    taken = [
+        t
+        for t in ("healthy", "quality_degraded", "drifted", "promote", "page")
+        if tasks.get(t) == "success"
+    ]
+    note = f" (not successful: {', '.join(failed)})" if failed else ""
+    branch = f", took {' -> '.join(taken)}" if taken else ""
+    print(f"  {dag_id}: {state}{branch}{note}", flush=True)
+    return state
+
+
+def run_monitoring_demo(
+    client: AirflowAPI, first_seed: int, timeout_s: float = 1800
+) -> dict[str, str]:
+    """Ingest each demo batch, then run model_monitoring over exactly that batch's window.
+
+    The window of a batch is recorded the first time it is ingested, so running ``up`` again
+    checks the same photos and reaches the same decision.
+    """
+    from datetime import UTC, datetime
+
+    from dresscode.local import seed
+
+    windows_file = run_dir() / "demo-windows.json"
+    windows = json.loads(windows_file.read_text()) if windows_file.exists() else {}
+    results = {}
+    for i, (name, shift) in enumerate(DEMO_BATCHES):
+        # Before seeding: a scheduled wardrobe_ingest may pick the batch up at once.
+        start = datetime.now(UTC).isoformat()
+        written = seed.seed(
+            n_photos=DEMO_BATCH,
+            script_path=sim_script(),
+            start=first_seed + i * DEMO_BATCH,
+            bad_files=False,
+            shift=shift,
+        )
+        print(f"• seeded the {name} demo batch: {written.new} new uploads", flush=True)
+        if written.new or name not in windows:
+            results[f"wardrobe_ingest ({name} batch)"] = _run_and_report(
+                client, "wardrobe_ingest", None, timeout_s
+            )
+            windows[name] = {"window_start": start, "window_end": datetime.now(UTC).isoformat()}
+            windows_file.parent.mkdir(parents=True, exist_ok=True)
+            windows_file.write_text(json.dumps(windows, indent=2))
+        results[f"model_monitoring ({name} batch)"] = _run_and_report(
+            client, "model_monitoring", windows[name], timeout_s
+        )
+    return results
+
+
+def up(seed_photos: int = 48) -> int:
+    from dresscode.local import seed, summary
+
+    ports = Ports.from_env()
+    print(f"Dresscode local stack in {home()}", flush=True)
+    start(ports)
+    client = api(ports)
+    wait_for_dags(client, dags_in_folder())
+    print(f"• {len(dags_in_folder())} DAGs parsed, no import errors", flush=True)
+    written = seed.seed(n_photos=seed_photos, script_path=sim_script())
+    print(
+        f"• seeded landing: {written.new} new uploads ({written.skipped} already ingested earlier)",
+        flush=True,
+    )
+    states = run_pipeline(client)
+    if "feedback_ingest" in dags_in_folder():
+        fed = seed.seed_feedback()
+        print(
+            f"• seeded user feedback: {fed.events} events and {fed.bad_lines} bad lines in {fed.key}"
+            if fed.key
+            else "• user feedback already ingested earlier",
+            flush=True,
+        )
+        states["feedback_ingest"] = _run_and_report(client, "feedback_ingest", None, 1800)
+    if "model_monitoring" in dags_in_folder():
+        states |= run_monitoring_demo(client, first_seed=seed_photos)
+    print()
+    print(summary.render(summary.collect(), states))
+    print()
+    scanned, found = leak_scan(ports)
+    print(f"Leak scan of logs and alerts: {scanned} files, {len(found)} findings", flush=True)
+    for finding in found[:20]:
+        print(f"  LEAK {finding}", flush=True)
+    print(f"Airflow UI: http://127.0.0.1:{ports.airflow}  (login {ADMIN_USER} / {ADMIN_PASSWORD})")
+    print(
+        f"Simulator:  http://127.0.0.1:{ports.sim}/v1 — a stand-in for Gemma 4: its quality numbers are not Gemma's"
+    )
+    print("Stop with: make down")
+    return 0 if not found and all(s == "success" for s in states.values()) else 1
+
+
+def leak_scan(ports: Ports) -> tuple[int, list[leaks.Finding]]:
+    """(files, findings): the stack's logs and alerts scanned for its secrets and image bytes.
+
+    Known values are the connections' passwords (the simulator's API key) and Airflow's JWT
+    secret; the patterns catch credential shapes and photos (raw, base64, data URLs).
+    """
+    env = airflow_env(ports)
+    known = leaks.connection_secrets(env)
+    known[env["AIRFLOW__API_AUTH__JWT_SECRET"]] = "Airflow JWT secret"
+    return leaks.scan_tree([home() / "logs", get_settings().alerts_file], known)
+
+
+def down() -> int:
+    ports = Ports.from_env()
+    alive = running_parts(ports)
+    if not alive:
+        print("Nothing of the Dresscode stack is running.")
+        return 0
+    # Stop Airflow before the simulator so no task sees the model vanish mid-call.
+    for name in [p.name for p in reversed(parts(ports)) if p.name in alive]:
+        stop_part(name, alive[name])
+        print(f"• stopped {name} (pid {alive[name]})")
+    return 0
+
+
+def status() -> int:
+    ports = Ports.from_env()
+    alive = running_parts(ports)
+    for part in parts(ports):
+        pid = alive.get(part.name)
+        where = f" on 127.0.0.1:{part.port}" if part.port else ""
+        print(f"{part.name:14} {'running, pid ' + str(pid) if pid else 'stopped'}{where}")
+    if "api-server" in alive:
+        try:
+            for component, state in api(ports).healthy().items():
+                print(f"  airflow {component}: {state}")
+        except httpx.HTTPError as exc:
+            print(f"  airflow health: not answering ({exc})")
+    return 0

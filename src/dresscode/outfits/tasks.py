@@ -1,0 +1,245 @@
+"""The work of ``outfit_pregen``: plan user batches, suggest outfits per batch, total the run.
+
+A batch reads each user's features from Feast (``outfit_context``) and wardrobe from the lake,
+runs the stylist's tool-calling loop for all of them concurrently (bounded by the client's
+semaphore, like digitization), and writes ``outfit_suggestions`` and ``inference_log`` parts
+named by the batch's users — a retried batch replaces its own parts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections import Counter
+from datetime import UTC, date, datetime
+from typing import Any
+
+from dresscode.core import lake
+from dresscode.core.config import Settings, get_settings, llm_endpoint
+from dresscode.features import users
+
+log = logging.getLogger(__name__)
+
+PROMPT_NAME = "outfit-stylist"
+# More than this share of users failing on model errors is an outage: fail the run loudly.
+MAX_MODEL_ERROR_SHARE = 0.2
+
+
+class PregenError(RuntimeError):
+    """The run must fail; the message names the cause and what to check."""
+
+
+def plan_batches(settings: Settings | None = None) -> list[list[dict[str, str]]]:
+    """Active users in batches of ``DRESSCODE_OUTFIT_BATCH_SIZE`` (``{"user_id", "city"}``)."""
+    settings = settings or get_settings()
+    active = [{"user_id": u.user_id, "city": u.city} for u in users.active_users(settings=settings)]
+    size = settings.outfit_batch_size
+    batches = [active[i : i + size] for i in range(0, len(active), size)]
+    log.info("%d active users in %d batches of up to %d", len(active), len(batches), size)
+    return batches
+
+
+def wardrobes_of(user_ids: list[str], settings: Settings) -> dict[str, list[dict[str, Any]]]:
+    """Each user's wardrobe items from the lake (one dict per item), by user id."""
+    from dresscode.outfits.stylist import WARDROBE_FIELDS
+
+    items = lake.read_table("wardrobe_items", settings)
+    found: dict[str, list[dict[str, Any]]] = {u: [] for u in user_ids}
+    if items.empty:
+        return found
+    items = items[items["user_id"].isin(user_ids)]
+    items = items.drop_duplicates("item_id", keep="last")
+    columns = [c for c in ("user_id", *WARDROBE_FIELDS) if c in items.columns]
+    for row in items[columns].to_dict("records"):
+        colors = row.get("color_names")
+        row["color_names"] = [] if colors is None else [str(c) for c in colors]
+        found[row["user_id"]].append(row)
+    return found
+
+
+def _online(batch: list[dict[str, str]], settings: Settings) -> dict[str, dict[str, Any]]:
+    """Each user's ``outfit_context`` features (style and live weather), by user id."""
+    from dresscode.features import store as features
+
+    rows = [{"user_id": u["user_id"], "city_id": _city_key(u["city"])} for u in batch]
+    frame = features.online_context(rows, settings)
+    return {r["user_id"]: r for r in frame.to_dict("records")}
+
+
+def _city_key(city: str) -> str:
+    """The city's feature-store id; a name no provider could know gets a key nothing matches."""
+    from dresscode.features import weather
+
+    try:
+        return weather.city_id(city)
+    except weather.InvalidCity:
+        return "invalid-city"
+
+
+class _WeatherLookup:
+    """The ``get_weather`` tool's answers: online features first, then the provider, per city.
+
+    Answers are kept per (city, day) so a batch asks the provider at most once per city.
+    """
+
+    def __init__(self, online: dict[str, dict[str, Any]], settings: Settings) -> None:
+        self.settings = settings
+        self.from_features: dict[str, dict[str, Any]] = {}
+        self.answers: dict[tuple[str, str], dict[str, Any] | None] = {}
+        self.provider_calls = 0
+        for row in online.values():
+            if row.get("city_id") and _has(row.get("temperature_c")):
+                self.from_features[row["city_id"]] = row
+
+    def __call__(self, city: str, day: date) -> dict[str, Any] | None:
+        key = (_city_key(city), day.isoformat())
+        if key not in self.answers:
+            self.answers[key] = self._lookup(city, day)
+        return self.answers[key]
+
+    def _lookup(self, city: str, day: date) -> dict[str, Any] | None:
+        from dresscode.features import weather
+
+        row = self.from_features.get(_city_key(city))
+        if row is not None and str(row.get("day")) == day.isoformat():
+            return weather.tool_answer(row, city=city, day=day.isoformat())
+        self.provider_calls += 1
+        found = weather.weather_for(city, day=day, settings=self.settings)
+        if isinstance(found, weather.Missing):
+            log.warning("no weather for %s on %s: %s", city, day, found.reason)
+            return None
+        return found.tool_answer()
+
+
+def _has(value: Any) -> bool:
+    """Not None and not NaN (lists and arrays count as present)."""
+    if value is None:
+        return False
+    return not isinstance(value, float) or value == value
+
+
+def run_batch(
+    batch: list[dict[str, str]],
+    *,
+    day: date,
+    serving: dict[str, str],
+    label: str = "batch",
+    settings: Settings | None = None,
+) -> dict[str, Any]:
+    """Suggest outfits for one batch of users; write suggestions and the inference log."""
+    from dresscode.ingest.digitize import make_client
+    from dresscode.outfits import stylist as outfits
+    from dresscode.registry import prompt_registry as registry
+
+    settings = settings or get_settings()
+    blueprint = registry.blueprint_for(serving)
+    started = time.perf_counter()
+    ids = [u["user_id"] for u in batch]
+    wardrobes = wardrobes_of(ids, settings)
+    online = _online(batch, settings)
+    contexts = [
+        outfits.UserContext(
+            user_id=u["user_id"],
+            city=u["city"],
+            day=day,
+            wardrobe=wardrobes.get(u["user_id"], []),
+            style={k: v for k, v in online.get(u["user_id"], {}).items() if _has(v)},
+        )
+        for u in batch
+    ]
+    lookup = _WeatherLookup(online, settings)
+
+    async def run() -> list[Any]:
+        async with make_client(llm_endpoint(settings=settings), settings) as client:
+            return await outfits.suggest_many(
+                client, blueprint, contexts, lookup, max_turns=settings.outfit_max_turns
+            )
+
+    results = asyncio.run(run())
+    suggestions = [s for s, _ in results]
+    records = [r for _, rows in results for r in rows]
+    if suggestions:
+        # A user's suggestion for a day may be written again by a later run with other batch
+        # mates (another part): readers keep the newest `generated_at` per user and day.
+        generated_at = datetime.now(UTC)
+        rows = [s.row() | {"generated_at": generated_at} for s in suggestions]
+        lake.write_parquet("outfit_suggestions", day, label_part(ids), rows, settings)
+    if records:
+        # Every model call is a fact for monitoring: a re-run adds its own calls (named by
+        # their request ids, so a retry of the same write replaces itself), never erases.
+        request_ids = "\n".join(sorted(r["request_id"] for r in records))
+        calls = "outfit-calls-" + hashlib.sha256(request_ids.encode()).hexdigest()[:16]
+        lake.write_parquet("inference_log", day, calls, records, settings)
+    summary = summarize(suggestions, records)
+    summary.update(
+        batch=label,
+        seconds=round(time.perf_counter() - started, 3),
+        weather_fallbacks=lookup.provider_calls,
+    )
+    log.info(
+        "%s: %d users, %d suggested, %d skipped %s, %d hallucinated items dropped, %d model calls in %.1fs",
+        label,
+        summary["users"],
+        summary["suggested"],
+        summary["skipped_total"],
+        summary["skipped"] or "",
+        summary["hallucinated_items"],
+        summary["model_calls"],
+        summary["seconds"],
+    )
+    return summary
+
+
+def label_part(user_ids: list[str]) -> str:
+    """Part name of a batch: stable for the same users, so a retry replaces it."""
+    return "users-" + hashlib.sha256("\n".join(sorted(user_ids)).encode()).hexdigest()[:16]
+
+
+def summarize(suggestions: list[Any], records: list[dict[str, Any]]) -> dict[str, Any]:
+    skipped = Counter(s.skip_reason for s in suggestions if s.status != "ok")
+    return {
+        "users": len(suggestions),
+        "suggested": sum(1 for s in suggestions if s.status == "ok"),
+        "skipped_total": sum(skipped.values()),
+        "skipped": dict(skipped),
+        "hallucinated_items": sum(len(s.dropped_items) for s in suggestions),
+        "rule_violations": sum(len(s.rule_violations) for s in suggestions),
+        "coerced_args": sum(s.coerced_args for s in suggestions),
+        "model_calls": len(records),
+        "model_errors": sum(1 for r in records if r.get("http_status") != 200),
+    }
+
+
+def report(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Totals of the run; fails when model errors cost more than a fifth of the users."""
+    totals: dict[str, Any] = {"batches": len(results), "skipped": Counter()}
+    for r in results:
+        for key in (
+            "users",
+            "suggested",
+            "skipped_total",
+            "hallucinated_items",
+            "rule_violations",
+            "coerced_args",
+            "model_calls",
+            "model_errors",
+        ):
+            totals[key] = totals.get(key, 0) + int(r.get(key, 0))
+        totals["skipped"].update(r.get("skipped", {}))
+    totals["skipped"] = dict(totals["skipped"])
+    log.info(
+        "outfit_pregen: %d users, %d suggested, skipped %s, %d hallucinated items caught",
+        totals.get("users", 0),
+        totals.get("suggested", 0),
+        totals["skipped"] or "none",
+        totals.get("hallucinated_items", 0),
+    )
+    errors = totals["skipped"].get("model_error", 0)
+    if totals.get("users") and errors > MAX_MODEL_ERROR_SHARE * totals["users"]:
+        raise PregenError(
+            f"{errors} of {totals['users']} users got no suggestion because the model failed: "
+            "check the dresscode_llm endpoint (see docs/runbooks/outfit_pregen.md)."
+        )
+    return totals

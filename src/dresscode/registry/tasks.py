@@ -1,0 +1,168 @@
+"""The work of ``prompt_release``: sync git to the registry, gate new versions, shadow, promote.
+
+A blueprint change is a deployment. Versions newer than ``production`` that were never
+evaluated are evaluated on the golden set; the newest passing one per prompt becomes
+``candidate``, is compared with production on recent real inputs (the shadow), and is promoted
+— automatically or after a human approves. An unchanged tree does nothing: no version, no
+evaluation, no alias move.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from airflow.sdk.exceptions import AirflowFailException
+
+from dresscode.llm import blueprints
+
+log = logging.getLogger(__name__)
+
+
+class ReleaseFailed(AirflowFailException):
+    """No new version passed its gate; the message is the report. No retries: it is a verdict."""
+
+
+def sync_all() -> list[dict[str, Any]]:
+    """Register every git version (idempotent); return the versions that need a gate verdict.
+
+    Those are the versions newer than production (all, if nothing is promoted yet) that were
+    never evaluated. Re-running on an unchanged tree returns the same (usually empty) list.
+    """
+    from dresscode.registry import prompt_registry as registry
+
+    pending = []
+    for name in blueprints.prompt_names():
+        created = [r for r in registry.sync(name) if r.created]
+        for r in created:
+            log.info(
+                "%s v%d: registered (MLflow version %d)", name, r.git_version, r.mlflow_version
+            )
+        production = registry.aliases(name).get("production", 0)
+        for info in registry.versions(name):
+            if info.git_version > production and not info.gate:
+                pending.append({"name": name, "version": info.git_version})
+    log.info(
+        "%d version(s) to evaluate: %s",
+        len(pending),
+        ", ".join(f"{p['name']}@{p['version']}" for p in pending) or "none",
+    )
+    return pending
+
+
+def evaluate(version: dict[str, Any]) -> dict[str, Any]:
+    """Golden-set evaluation of one version, recorded in MLflow and as its gate verdict."""
+    from dresscode.registry.evaluation import digitizer as evaluation
+
+    run = evaluation.evaluate_prompt(f"{version['name']}@{version['version']}")
+    result = {
+        **version,
+        "passed": run.verdict.passed,
+        "reasons": list(run.verdict.reasons),
+        "metrics": run.metrics,
+        "mlflow_run_id": run.mlflow_run_id,
+    }
+    log.info(
+        "%s@%s: gate %s%s (MLflow run %s)",
+        version["name"],
+        version["version"],
+        "passed" if run.verdict.passed else "FAILED",
+        "" if run.verdict.passed else ": " + "; ".join(run.verdict.reasons),
+        run.mlflow_run_id,
+    )
+    return result
+
+
+def choose_candidates(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The newest passing version per prompt becomes ``candidate``; a release with none fails."""
+    from dresscode.registry import prompt_registry as registry
+
+    failed = [r for r in results if not r["passed"]]
+    for r in failed:
+        log.warning(
+            "%s@%s failed its gate: %s (see MLflow run %s)",
+            r["name"],
+            r["version"],
+            "; ".join(r["reasons"]),
+            r["mlflow_run_id"],
+        )
+    chosen: dict[str, dict[str, Any]] = {}
+    for r in sorted((r for r in results if r["passed"]), key=lambda r: r["version"]):
+        chosen[r["name"]] = r
+    if results and not chosen:
+        report = "; ".join(f"{r['name']}@{r['version']}: {', '.join(r['reasons'])}" for r in failed)
+        raise ReleaseFailed(f"No new prompt version passed its gate, nothing released: {report}")
+    for r in chosen.values():
+        registry.set_candidate(r["name"], r["version"])
+        log.info("%s@%s is the candidate", r["name"], r["version"])
+    return list(chosen.values())
+
+
+def shadow(candidate: dict[str, Any]) -> dict[str, Any]:
+    """Compare the candidate with production on recent real inputs; the report goes to the lake."""
+    import asyncio
+
+    from dresscode.core.config import get_settings, llm_endpoint
+    from dresscode.ingest.digitize import PROMPT_NAME, make_client
+    from dresscode.registry import prompt_registry as registry
+    from dresscode.registry import shadow as shadowing
+
+    name = candidate["name"]
+    try:
+        production = registry.load(name, "production")
+    except registry.AliasNotSet:
+        log.info("%s: nothing in production yet, no shadow comparison", name)
+        return {**candidate, "shadow": None}
+    settings = get_settings()
+    blueprint = registry.load(name, candidate["version"])
+    if name == PROMPT_NAME:
+        photos = shadowing.recent_photos(settings=settings)
+        inputs: list[Any] = photos
+
+        async def compare(client: Any) -> shadowing.ShadowReport:
+            return await shadowing.compare_digitizer(client, blueprint, production, photos)
+    else:
+        contexts = shadowing.recent_stylist_inputs(settings=settings)
+        weather = shadowing.weather_on_record(settings)
+        inputs = contexts
+
+        async def compare(client: Any) -> shadowing.ShadowReport:
+            return await shadowing.compare_stylist(
+                client,
+                blueprint,
+                production,
+                contexts,
+                weather,
+                max_turns=settings.outfit_max_turns,
+            )
+
+    if not inputs:
+        log.info("%s: no recent real inputs in the lake to replay", name)
+        return {**candidate, "shadow": None}
+
+    async def run() -> shadowing.ShadowReport:
+        async with make_client(llm_endpoint(settings=settings), settings) as client:
+            return await compare(client)
+
+    report = asyncio.run(run())
+    path = shadowing.write_report(report, settings)
+    log.info("%s (report %s)", report.summary(), path)
+    return {**candidate, "shadow": {"summary": report.summary(), "report": path}}
+
+
+def promote(candidates: list[dict[str, Any]], *, actor: str) -> list[str]:
+    """Move ``production`` to each candidate (``previous`` keeps the old one), audited."""
+    from dresscode.registry import prompt_registry as registry
+
+    done = []
+    for c in candidates:
+        if registry.aliases(c["name"]).get("production") == c["version"]:
+            log.info("%s@%s is already production", c["name"], c["version"])
+            continue
+        reason = f"passed its gate (MLflow run {c['mlflow_run_id']})"
+        if c.get("shadow"):
+            reason += f"; {c['shadow']['summary']}"
+        promotion = registry.promote(c["name"], c["version"], actor=actor, reason=reason)
+        registry.audit(promotion)
+        done.append(promotion.describe())
+    return done
