@@ -17,9 +17,10 @@ from datetime import datetime
 
 from airflow.sdk import Param, dag, get_current_context, task
 
+from dresscode.core import prompts
 from dresscode.orchestration.dag_defaults import DEFAULT_ARGS
 
-PROMPTS = ["wardrobe-digitizer", "outfit-stylist"]
+PROMPTS = list(prompts.PROMPT_NAMES)
 
 
 @dag(
@@ -34,7 +35,7 @@ PROMPTS = ["wardrobe-digitizer", "outfit-stylist"]
     tags=["dresscode", "registry", "on-call"],
     doc_md=__doc__,
     params={
-        "prompt": Param("wardrobe-digitizer", type="string", enum=PROMPTS),
+        "prompt": Param(prompts.DIGITIZER.name, type="string", enum=PROMPTS),
         "target": Param(
             "previous",
             type="string",

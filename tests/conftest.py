@@ -35,7 +35,7 @@ os.environ.update(
 if AIRFLOW_DB_OVERRIDE:
     os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC"] = AIRFLOW_DB_OVERRIDE
 
-from dresscode import config  # noqa: E402
+from dresscode.core import config  # noqa: E402
 from dresscode.sim.testing import free_port  # noqa: E402
 
 

@@ -242,7 +242,7 @@ def test_a_sender_killed_mid_send_loses_no_alert(
         [
             sys.executable,
             "-c",
-            "from dresscode import alerts; alerts.deliver(alerts.Alert("
+            "from dresscode.orchestration import alerts; alerts.deliver(alerts.Alert("
             "kind='page', dag_id='model_monitoring', summary='drift', runbook='rb'))",
         ],
         env=os.environ.copy(),

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dresscode.core import prompts
 from dresscode.llm import blueprints
 from dresscode.llm.blueprints import Blueprint
 
@@ -28,8 +29,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-PROMPT_NAME = "wardrobe-digitizer"
-PURPOSE = "digitize"
+PROMPT_NAME = prompts.DIGITIZER.name
+PURPOSE = prompts.DIGITIZER.purpose
 
 
 @dataclass(frozen=True)

@@ -257,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
         "digitize", help="digitize one photo with the model endpoint (dresscode_llm)"
     )
     dig.add_argument("photo")
-    dig.add_argument("--prompt", default="wardrobe-digitizer", help="prompt name[@version]")
+    dig.add_argument("--prompt", default=prompts.DIGITIZER.name, help="prompt name[@version]")
     dig.set_defaults(func=_digitize)
     return parser
 

@@ -10,18 +10,10 @@ import json
 from collections import Counter
 from typing import Any
 
-from dresscode.core import lake
+from dresscode.core import lake, prompts
 
 # Headline gate metrics shown per prompt (the rest are in the MLflow run).
-HEADLINE = {
-    "wardrobe-digitizer": ("f1", "json_validity", "count_accuracy"),
-    "outfit-stylist": (
-        "hallucinated_items",
-        "weather_rule_pass_rate",
-        "tool_call_rate_when_needed",
-        "structured_output_validity",
-    ),
-}
+HEADLINE = {name: spec.headline_metrics for name, spec in prompts.CATALOGUE.items()}
 
 
 def collect() -> dict[str, dict[str, Any]]:

@@ -40,7 +40,7 @@ from datetime import UTC, date, datetime, timedelta
 from functools import cache
 from typing import TYPE_CHECKING, Any, Literal
 
-from dresscode.core import lake
+from dresscode.core import lake, prompts
 from dresscode.core.config import Settings, get_settings
 
 if TYPE_CHECKING:
@@ -72,7 +72,7 @@ LABEL_COLUMNS = tuple(c for c, kind in DRIFT_COLUMNS.items() if kind == "cat")
 NO_ITEMS = "none"  # primary_category / primary_color of a photo the model found nothing in
 
 EXPERIMENT = "dresscode-monitoring"
-DIGITIZER = "wardrobe-digitizer"
+DIGITIZER = prompts.DIGITIZER.name
 # Ingest writes a photo into the partition of its run's start (run_after), processed later:
 # rows processed in a window can sit in partitions up to this many days before it.
 PARTITION_SLACK_DAYS = 2

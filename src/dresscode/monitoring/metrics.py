@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
-from dresscode.core import lake
+from dresscode.core import lake, prompts
 from dresscode.core.config import Settings, get_settings
 
 if TYPE_CHECKING:
@@ -38,7 +38,7 @@ KEYS = ["day", "prompt_name", "prompt_version"]
 
 DIGITIZE = "digitize"  # dresscode.ingest.digitize.PURPOSE
 OUTFIT = "outfit"  # dresscode.outfits.stylist.PURPOSE
-DIGITIZER_PROMPT = "wardrobe-digitizer"  # dresscode.ingest.digitize.PROMPT_NAME (manifests lack it)
+DIGITIZER_PROMPT = prompts.DIGITIZER.name  # manifests lack the prompt name
 # Eval and shadow purposes never reach the lake's inference log, but if they did they are not
 # production traffic.
 PRODUCTION_PURPOSES = (DIGITIZE, OUTFIT)

@@ -17,14 +17,14 @@ from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from dresscode.core import lake
+from dresscode.core import lake, prompts
 from dresscode.core.config import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
 DAG_ID = "model_monitoring"
-DIGITIZER = "wardrobe-digitizer"
-STYLIST = "outfit-stylist"
+DIGITIZER = prompts.DIGITIZER.name
+STYLIST = prompts.STYLIST.name
 # SLOs about the stylist's calls; a breach there re-evaluates the stylist prompt too.
 STYLIST_SLOS = {"tool_call_success_rate_min", "hallucination_rate_max"}
 DEFAULT_WINDOW = timedelta(hours=24)
@@ -243,7 +243,7 @@ def reevaluate(names: list[str]) -> list[dict[str, Any]]:
 
 # The score that decides "beats production": item F1 for the digitizer; for the stylist, the
 # share of scenarios meeting every expectation.
-SCORES = {DIGITIZER: "f1", STYLIST: "expectation_pass_rate"}
+SCORES = {name: spec.score_metric for name, spec in prompts.CATALOGUE.items()}
 
 
 def _score(name: str, metrics: dict[str, float]) -> float | None:

@@ -58,6 +58,7 @@ from datetime import date
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
+from dresscode.core import prompts
 from dresscode.llm import blueprints
 from dresscode.llm.blueprints import Blueprint
 
@@ -67,8 +68,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-PROMPT_NAME = "outfit-stylist"
-PURPOSE = "outfit"
+PROMPT_NAME = prompts.STYLIST.name
+PURPOSE = prompts.STYLIST.purpose
 WEATHER_TOOL = "get_weather"
 
 # Weather rules (documented above; the v2 prompt shows the same numbers).

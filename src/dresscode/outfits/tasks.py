@@ -16,13 +16,13 @@ from collections import Counter
 from datetime import UTC, date, datetime
 from typing import Any
 
-from dresscode.core import lake
+from dresscode.core import lake, prompts
 from dresscode.core.config import Settings, get_settings, llm_endpoint
 from dresscode.features import users
 
 log = logging.getLogger(__name__)
 
-PROMPT_NAME = "outfit-stylist"
+PROMPT_NAME = prompts.STYLIST.name
 # More than this share of users failing on model errors is an outage: fail the run loudly.
 MAX_MODEL_ERROR_SHARE = 0.2
 

@@ -21,6 +21,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from dresscode.core import prompts
+
 if TYPE_CHECKING:
     from dresscode.ingest.digitize import Digitized
     from dresscode.llm.blueprints import Blueprint
@@ -415,7 +417,7 @@ def _production_baseline(
 EXPERIMENT = "dresscode-evaluations"
 
 
-STYLIST_PROMPT = "outfit-stylist"
+STYLIST_PROMPT = prompts.STYLIST.name
 
 
 class ModelNotServed(ValueError):
