@@ -23,7 +23,6 @@ is considered down for the rest of the batch, so an outage costs seconds, not ho
 
 from __future__ import annotations
 
-import email.utils
 import hashlib
 import logging
 import math
@@ -42,6 +41,7 @@ import httpx
 
 from dresscode.core import lake
 from dresscode.core.config import Settings, WeatherEndpoint, get_settings, weather_endpoint
+from dresscode.core.http import retry_after_seconds
 
 log = logging.getLogger(__name__)
 
@@ -394,23 +394,6 @@ class Place:
     country_code: str | None
 
 
-def _retry_after_s(raw: str | None) -> float | None:
-    """``Retry-After`` as seconds: delta-seconds or an HTTP date."""
-    if raw is None:
-        return None
-    try:
-        seconds = float(raw)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(raw)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - datetime.now(UTC)).total_seconds()
-    return max(0.0, seconds) if math.isfinite(seconds) else None
-
-
 def _status_error(response: httpx.Response, redact: Callable[[str], str]) -> WeatherError:
     """Map a non-200 answer to a reason; Open-Meteo explains errors in ``{"reason": …}``."""
     status = response.status_code
@@ -423,7 +406,7 @@ def _status_error(response: httpx.Response, redact: Callable[[str], str]) -> Wea
         return WeatherError(
             MissingReason.RATE_LIMITED,
             f"The provider rate-limited us (HTTP 429){said}.",
-            retry_after_s=_retry_after_s(response.headers.get("retry-after")),
+            retry_after_s=retry_after_seconds(response.headers.get("retry-after")),
         )
     if status >= 500:
         return WeatherError(

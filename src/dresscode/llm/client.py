@@ -30,10 +30,11 @@ from typing import TYPE_CHECKING, Any, Literal, Self
 
 import openai
 
+from dresscode.core.http import retry_after_seconds
+from dresscode.llm.parsing import ParseOutcome
+
 if TYPE_CHECKING:
     import httpx
-
-    from dresscode.llm.parsing import ParseOutcome
 
 __all__ = [
     "ChatResult",
@@ -466,7 +467,7 @@ def _classify(err: Exception) -> _Failure:
             _status_class(status),
             status,
             _safe_message(_api_message(err)),
-            _retry_after_s(err.response.headers.get("retry-after")),
+            retry_after_seconds(err.response.headers.get("retry-after")),
         )
     if isinstance(err, TimeoutError | openai.APITimeoutError) and not _connection_failed(err):
         return _Failure(ErrorClass.TIMEOUT, 0, "no complete answer within the timeout")
@@ -529,17 +530,6 @@ def _api_message(err: openai.APIStatusError) -> str:
 def _cause_message(err: openai.APIConnectionError) -> str:
     cause = err.__cause__
     return f"{err.message}: {type(cause).__name__}: {cause}" if cause else err.message
-
-
-def _retry_after_s(raw: str | None) -> float | None:
-    """``Retry-After`` in seconds (the HTTP-date form is not used by vLLM or proxies we meet)."""
-    if raw is None:
-        return None
-    try:
-        seconds = float(raw)
-    except ValueError:
-        return None
-    return seconds if seconds >= 0 else None
 
 
 def _safe_message(message: str) -> str:
