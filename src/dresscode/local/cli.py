@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from dresscode.core import prompts
+
 
 def _up(args: argparse.Namespace) -> int:
     from dresscode.local import stack
@@ -230,15 +232,17 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("prompt", help="NAME, NAME@VERSION or NAME@ALIAS (default alias: production)")
     ev.set_defaults(func=_eval)
 
-    prompts = sub.add_parser("prompts", help="the prompt registry: list, sync, promote, rollback")
-    prompts.add_argument("action", choices=["list", "sync", "promote", "rollback"])
-    prompts.add_argument("name", help="prompt name, e.g. wardrobe-digitizer")
-    prompts.add_argument(
+    prompts_cmd = sub.add_parser(
+        "prompts", help="the prompt registry: list, sync, promote, rollback"
+    )
+    prompts_cmd.add_argument("action", choices=["list", "sync", "promote", "rollback"])
+    prompts_cmd.add_argument("name", help="prompt name, e.g. wardrobe-digitizer")
+    prompts_cmd.add_argument(
         "version", nargs="?", help="git version (promote), or rollback target (default: previous)"
     )
-    prompts.add_argument("--reason", help="why (required for promote and rollback)")
-    prompts.add_argument("--actor", help="who (default: the current user)")
-    prompts.set_defaults(func=_prompts)
+    prompts_cmd.add_argument("--reason", help="why (required for promote and rollback)")
+    prompts_cmd.add_argument("--actor", help="who (default: the current user)")
+    prompts_cmd.set_defaults(func=_prompts)
 
     golden = sub.add_parser("golden", help="the wardrobe golden set")
     golden_sub = golden.add_subparsers(dest="golden_command", required=True)
