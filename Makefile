@@ -19,8 +19,13 @@ test: venv
 test-integration: venv
 	@.venv/bin/python -m pytest tests/integration
 
+# ruff (with Airflow's AIR rules), mypy over src/, the import contracts of the package
+# (pyproject.toml [tool.importlinter]) and of the DAG files (scripts/check_dag_imports.py).
 lint: venv
-	@.venv/bin/ruff check . && .venv/bin/ruff format --check .
+	@.venv/bin/ruff check . && .venv/bin/ruff format --check . \
+		&& .venv/bin/mypy \
+		&& .venv/bin/lint-imports \
+		&& .venv/bin/python scripts/check_dag_imports.py
 
 format: venv
 	@.venv/bin/ruff format . && .venv/bin/ruff check --fix .

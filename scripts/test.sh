@@ -3,7 +3,8 @@
 # dag.test(): simulators, retry delays) and tests/integration (real servers and subprocesses)
 # spend much of their time waiting, so they run beside tests/unit instead of after it, and the
 # suite takes about as long as its longest part. The background parts' output is shown once
-# tests/unit is done (and kept in their logs). Extra arguments go to every part. Fails when
+# tests/unit is done (and kept in their logs). Extra arguments go to every pytest part. `make
+# lint` (ruff, mypy, the import contracts) runs alongside too, so CI enforces it. Fails when
 # any part fails.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +17,8 @@ for part in dags integration; do
     "$py" -m pytest "tests/$part" -p no:cacheprovider "$@" >"$logs/$part.log" 2>&1 &
     pids[$part]=$!
 done
+make -s lint >"$logs/lint.log" 2>&1 &
+pids[lint]=$!
 trap 'kill "${pids[@]}" 2>/dev/null' EXIT
 
 "$py" -m pytest --ignore=tests/dags --ignore=tests/integration "$@"
@@ -23,13 +26,15 @@ rc=$?
 summary="tests/unit: exit $rc"
 failed=$(( rc != 0 ))
 
-for part in dags integration; do
+for part in lint dags integration; do
+    name="tests/$part"
+    [ "$part" = lint ] && name="make lint"
     echo
-    echo "=== tests/$part (ran alongside; log: $logs/$part.log) ==="
+    echo "=== $name (ran alongside; log: $logs/$part.log) ==="
     tail -n +1 --pid="${pids[$part]}" -f "$logs/$part.log"
     wait "${pids[$part]}"
     rc=$?
-    summary="$summary; tests/$part: exit $rc"
+    summary="$summary; $name: exit $rc"
     [ "$rc" -ne 0 ] && failed=1
 done
 trap - EXIT

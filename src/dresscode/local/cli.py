@@ -9,6 +9,37 @@ from pathlib import Path
 from dresscode.core import prompts
 
 
+class CliError(Exception):
+    """A failure the command reports in one sentence (exit 1), never as a traceback."""
+
+
+def _count(raw: str) -> int:
+    """A count argument: a whole number >= 0."""
+    try:
+        value = int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{raw} is negative; give a number >= 0")
+    return value
+
+
+def _positive(raw: str) -> int:
+    value = _count(raw)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _known_prompt(name: str) -> str:
+    """A prompt of the catalogue (``name`` or ``name@version``), else the known ones named."""
+    if name.split("@", 1)[0] not in prompts.CATALOGUE:
+        raise argparse.ArgumentTypeError(
+            f"unknown prompt {name!r}; the known prompts are {', '.join(prompts.PROMPT_NAMES)}"
+        )
+    return name
+
+
 def _up(args: argparse.Namespace) -> int:
     from dresscode.local import stack
 
@@ -53,16 +84,50 @@ def _seed(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_capped(path: Path, cap: int) -> bytes:
+    """Up to ``cap + 1`` bytes of ``path``: enough to tell "too large" without reading it all
+    (``/dev/zero`` or a 50 GB file must not exhaust memory). Raises CliError for what is not a
+    readable regular file."""
+    if not path.exists():
+        raise CliError(f"{path}: no such file")
+    if path.is_dir():
+        raise CliError(f"{path}: is a directory, not a photo")
+    try:
+        with path.open("rb") as handle:
+            return handle.read(cap + 1)
+    except OSError as exc:
+        raise CliError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+
+
+def _writable_output(output: Path, source: Path) -> None:
+    """Refuse an output that would overwrite the input or that cannot be written."""
+    if output.exists() and source.exists() and output.resolve() == source.resolve():
+        raise CliError(f"{output}: is the input; write the normalized photo to another file")
+    if output.is_dir():
+        raise CliError(f"{output}: is a directory; name the output file")
+    if not output.parent.is_dir():
+        raise CliError(f"{output}: its folder {output.parent} does not exist")
+
+
 def _normalize(args: argparse.Namespace) -> int:
     from dresscode.core.config import get_settings
     from dresscode.ingest import photos as images
 
     settings = get_settings()
-    raw = Path(args.input).read_bytes()
+    source, output = Path(args.input), Path(args.output)
+    _writable_output(output, source)
+    raw = _read_capped(source, settings.image_max_bytes)
+    if len(raw) > settings.image_max_bytes:
+        print(
+            f"rejected: too_large: {source} is larger than the "
+            f"{settings.image_max_bytes / 1e6:.1f} MB limit (DRESSCODE_IMAGE_MAX_BYTES)",
+            file=sys.stderr,
+        )
+        return 2
     try:
         photo = images.normalize(
             raw,
-            filename=Path(args.input).name,
+            filename=source.name,
             long_edge=args.long_edge or settings.image_long_edge,
             quality=settings.image_jpeg_quality,
             max_bytes=settings.image_max_bytes,
@@ -72,10 +137,13 @@ def _normalize(args: argparse.Namespace) -> int:
     except images.Rejected as rej:
         print(f"rejected: {rej.code.value}: {rej.message}", file=sys.stderr)
         return 2
-    Path(args.output).write_bytes(photo.jpeg)
+    try:
+        output.write_bytes(photo.jpeg)
+    except OSError as exc:
+        raise CliError(f"{output}: cannot be written ({exc.strerror or exc})") from None
     print(
-        f"{args.input} ({photo.source_format} {photo.source_width}x{photo.source_height}, {photo.source_bytes} B) -> "
-        f"{args.output} (JPEG {photo.width}x{photo.height}, {len(photo.jpeg)} B, sha256 {photo.sha256[:12]})"
+        f"{source} ({photo.source_format} {photo.source_width}x{photo.source_height}, {photo.source_bytes} B) -> "
+        f"{output} (JPEG {photo.width}x{photo.height}, {len(photo.jpeg)} B, sha256 {photo.sha256[:12]})"
     )
     return 0
 
@@ -86,7 +154,9 @@ def _digitize(args: argparse.Namespace) -> int:
 
     from dresscode.ingest import digitize
 
-    items = asyncio.run(digitize.digitize_file(Path(args.photo), blueprint_ref=args.prompt))
+    photo = Path(args.photo)
+    _read_capped(photo, 0)  # exists, is a file, is readable: one sentence otherwise
+    items = asyncio.run(digitize.digitize_file(photo, blueprint_ref=args.prompt))
     print(json.dumps(items, indent=2))
     return 0
 
@@ -136,9 +206,11 @@ def _prompts(args: argparse.Namespace) -> int:
     if args.action == "promote":
         # People promote only what passed its golden-set gate; rollback checks the same.
         wanted = str(args.version or "").lstrip("v")
-        info = next((v for v in registry.versions(args.name) if str(v.git_version) == wanted), None)
-        if info is None or info.gate != "passed":
-            why = "no such version" if info is None else f"gate: {info.gate or 'never evaluated'}"
+        found = next(
+            (v for v in registry.versions(args.name) if str(v.git_version) == wanted), None
+        )
+        if found is None or found.gate != "passed":
+            why = "no such version" if found is None else f"gate: {found.gate or 'never evaluated'}"
             print(
                 f"error: {args.name} v{wanted} has not passed its gate ({why}); not promoted",
                 file=sys.stderr,
@@ -190,7 +262,9 @@ def build_parser() -> argparse.ArgumentParser:
     up = sub.add_parser(
         "up", help="start the local stack, seed photos, run the pipeline, print a summary"
     )
-    up.add_argument("--photos", type=int, default=48, help="synthetic photos to seed (default 48)")
+    up.add_argument(
+        "--photos", type=_count, default=48, help="synthetic photos to seed (default 48)"
+    )
     up.set_defaults(func=_up)
     sub.add_parser("down", help="stop what `up` started").set_defaults(func=_down)
     sub.add_parser("status", help="show the parts of the local stack").set_defaults(func=_status)
@@ -205,9 +279,9 @@ def build_parser() -> argparse.ArgumentParser:
     seed = sub.add_parser(
         "seed", help="write synthetic photos (and bad files) into the landing area"
     )
-    seed.add_argument("--photos", type=int, default=48)
+    seed.add_argument("--photos", type=_count, default=48)
     seed.add_argument(
-        "--start", type=int, default=0, help="first photo seed (new photos: use a new range)"
+        "--start", type=_count, default=0, help="first photo seed (new photos: use a new range)"
     )
     seed.add_argument(
         "--script", type=Path, default=None, help="simulator response script to append to"
@@ -223,20 +297,26 @@ def build_parser() -> argparse.ArgumentParser:
     norm = sub.add_parser("normalize", help="validate, orient, downscale and strip one photo")
     norm.add_argument("input")
     norm.add_argument("output")
-    norm.add_argument("--long-edge", type=int, default=None)
+    norm.add_argument("--long-edge", type=_positive, default=None)
     norm.set_defaults(func=_normalize)
 
     ev = sub.add_parser(
         "eval", help="evaluate a digitizer blueprint on the golden set and record the gate"
     )
-    ev.add_argument("prompt", help="NAME, NAME@VERSION or NAME@ALIAS (default alias: production)")
+    ev.add_argument(
+        "prompt",
+        type=_known_prompt,
+        help="NAME, NAME@VERSION or NAME@ALIAS (default alias: production)",
+    )
     ev.set_defaults(func=_eval)
 
     prompts_cmd = sub.add_parser(
         "prompts", help="the prompt registry: list, sync, promote, rollback"
     )
     prompts_cmd.add_argument("action", choices=["list", "sync", "promote", "rollback"])
-    prompts_cmd.add_argument("name", help="prompt name, e.g. wardrobe-digitizer")
+    prompts_cmd.add_argument(
+        "name", type=_known_prompt, help="prompt name, e.g. wardrobe-digitizer"
+    )
     prompts_cmd.add_argument(
         "version", nargs="?", help="git version (promote), or rollback target (default: previous)"
     )
@@ -261,7 +341,9 @@ def build_parser() -> argparse.ArgumentParser:
         "digitize", help="digitize one photo with the model endpoint (dresscode_llm)"
     )
     dig.add_argument("photo")
-    dig.add_argument("--prompt", default=prompts.DIGITIZER.name, help="prompt name[@version]")
+    dig.add_argument(
+        "--prompt", type=_known_prompt, default=prompts.DIGITIZER.name, help="prompt name[@version]"
+    )
     dig.set_defaults(func=_digitize)
     return parser
 
@@ -281,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return args.func(args)
-    except (SettingsError, StackError, RegistryError, BlueprintError) as exc:
+    except (CliError, SettingsError, StackError, RegistryError, BlueprintError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -128,7 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Every option is also settable as DRESSCODE_SIM_<OPTION> (comma-separated when repeatable).",
     )
     for option in OPTIONS:
-        kind = {int: "N", float: "X", Path: "PATH"}.get(option.parse, "VALUE")
+        kinds: dict[object, str] = {int: "N", float: "X", Path: "PATH"}
+        kind = kinds.get(option.parse, "VALUE")
         shown = f" (default: {option.default})" if option.default is not None else ""
         kwargs: dict[str, Any] = {
             "type": _argtype(option.parse),

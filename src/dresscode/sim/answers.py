@@ -97,8 +97,8 @@ def answer(request: ChatRequest, *, seed: int, script: ResponseScript) -> Answer
     again = profile.tool_loop > 0 and rng.random() < profile.tool_loop
     call = tool_call(request, again=again)
     if call is not None:
-        faults = {Fault.STRING_ARGS} if rng.random() < profile.string_args else set()
-        return Answer(None, [call], frozenset(faults))
+        call_faults = {Fault.STRING_ARGS} if rng.random() < profile.string_args else set()
+        return Answer(None, [call], frozenset(call_faults))
     if request.schema is not None:
         text = json.dumps(structured(request, request.schema, rng, script), ensure_ascii=False)
     elif request.json_mode:

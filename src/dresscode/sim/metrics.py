@@ -9,6 +9,7 @@ from __future__ import annotations
 import bisect
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -88,7 +89,7 @@ def _labels(**labels: str) -> str:
 
 
 def _family(
-    out: list[str], name: str, kind: str, help_: str, samples: list[tuple[str, float]]
+    out: list[str], name: str, kind: str, help_: str, samples: Sequence[tuple[str, float]]
 ) -> None:
     out.append(f"# HELP {name} {help_}")
     out.append(f"# TYPE {name} {kind}")

@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response, Streami
 from starlette.background import BackgroundTask
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from dresscode.sim import answers, faults, protocol
+from dresscode.sim import answers, control, faults, protocol
 from dresscode.sim.config import DEFAULT_MODEL, SimConfig
 from dresscode.sim.latency import LatencyModel, QueueFull, SlotPool, Ticket
 from dresscode.sim.metrics import Metrics
@@ -400,8 +400,11 @@ def create_app(config: SimConfig) -> FastAPI:
     async def stats() -> dict[str, Any]:
         return sim.metrics.stats()
 
-    @app.post("/sim/reset")
-    async def reset() -> dict[str, Any]:
+    @app.post("/sim/reset", response_model=None)
+    async def reset(request: Request) -> dict[str, Any] | JSONResponse:
+        refused = control.refusal(request)
+        if refused is not None:
+            return JSONResponse({"error": {"message": refused[1]}}, status_code=refused[0])
         sim.metrics.reset()
         sim.attempts.reset()
         return sim.metrics.stats()

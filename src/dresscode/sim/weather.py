@@ -36,6 +36,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
+from dresscode.sim import control
+
 # fault -> what it does. Transport faults answer instead of the forecast; data faults change it.
 FAULTS: dict[str, str] = {
     "server_error": "HTTP 500 with Open-Meteo's error body",
@@ -546,6 +548,9 @@ def create_weather_app(seed: int = 0, *, timeout_fault_s: float = 30.0) -> FastA
 
     @app.post("/_faults")
     async def set_faults(request: Request) -> Response:
+        refused = control.refusal(request)
+        if refused is not None:
+            return _error(*refused)
         try:
             raw = await request.json()
             if not isinstance(raw, dict):
@@ -557,7 +562,10 @@ def create_weather_app(seed: int = 0, *, timeout_fault_s: float = 30.0) -> FastA
         return JSONResponse(stub.stats())
 
     @app.post("/_reset")
-    async def reset() -> Response:
+    async def reset(request: Request) -> Response:
+        refused = control.refusal(request)
+        if refused is not None:
+            return _error(*refused)
         stub.reset()
         return JSONResponse(stub.stats())
 
