@@ -40,7 +40,9 @@ def _run(argv: list[str]) -> tuple[int, str]:
 
 
 @pytest.fixture
-def files(tmp_path: Path, dresscode_home: Path) -> dict[str, str]:
+def files(tmp_path: Path, dresscode_home: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    # Generated relative names are written relative to the working directory: keep it here.
+    monkeypatch.chdir(tmp_path)
     photo = tmp_path / "in.jpg"
     photo.write_bytes((Path(__file__).parents[1] / "corpus" / "progressive.jpg").read_bytes())
     (tmp_path / "folder").mkdir()
@@ -104,7 +106,7 @@ def test_normalize_answers_any_arguments_with_an_exit_code(
 )
 def test_numbers_and_prompt_names_are_checked_before_anything_runs(
     command: list[str], value: str
-) -> None:
+) -> None:  # parse_args only: nothing runs, nothing is written
     # Only invalid values reach the command: a valid count would start a seed or the stack, so
     # the property is checked on parsing, which is where every value is validated.
     parser = cli.build_parser()
