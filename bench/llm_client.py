@@ -31,7 +31,8 @@ import psutil  # an Airflow dependency; here to tell whose CPU the run was bound
 import yaml
 from PIL import Image
 
-from dresscode.llm.client import ChatResult, LLMClient, image_part, json_schema_format
+from dresscode.llm.ask import image_part, json_schema_format
+from dresscode.llm.client import ChatResult, LLMClient
 from dresscode.llm.parsing import parse_structured
 from dresscode.sim.testing import simulator_process
 

@@ -7,7 +7,7 @@ DRESSCODE_HOME, so an empty online store and registry) over the *same* lake:
 * ``feast-default`` — ``FeatureStore.materialize`` with Feast's defaults (the repo's
   feature_store.yaml without ``materialization:``, so ``online_write_batch_size`` is None);
 * ``feast-batched`` — the same call with ``online_write_batch_size`` = the project's setting;
-* ``project`` — ``dresscode.features.store.materialize`` (partition pruning, a key-only pass for
+* ``project`` — ``dresscode.features.materialization.materialize`` (partition pruning, a key-only pass for
   latest-per-entity, then record batches through ``FeatureStore.write_to_online_store``);
 * ``project-redis`` / ``feast-default-redis`` (``--redis``) — the same into Redis at
   ``--redis-url`` (a dedicated db number, 14 by default; the keys are removed afterwards
@@ -145,7 +145,7 @@ def run_case(
         os.environ["DRESSCODE_FEAST_ENV"] = "fullstack"
         os.environ["DRESSCODE_FEAST_REPO"] = str(_bench_repo(home, redis_url))
     from dresscode.core.config import get_settings
-    from dresscode.features import store as features
+    from dresscode.features import materialization as features
 
     settings = get_settings()
     store = _store(case, settings, home, redis_url)

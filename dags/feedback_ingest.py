@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import dag, get_current_context, task
 
+from dresscode.feedback import tasks as feedback
 from dresscode.orchestration.dag_defaults import DEFAULT_ARGS, deadline
 
 
@@ -44,26 +45,18 @@ def _run_day() -> str:
 def feedback_ingest():
     @task
     def discover() -> list[str]:
-        from dresscode.feedback import tasks as feedback
-
         return feedback.discover()
 
     @task
-    def validate_and_apply(keys: list[str]) -> dict:
-        from dresscode.feedback import tasks as feedback
-
+    def validate_and_apply(keys: list[str]) -> feedback.Applied:
         return feedback.validate_and_apply(keys, day=_run_day())
 
     @task
-    def stage_golden_candidates(applied: dict) -> dict:
-        from dresscode.feedback import tasks as feedback
-
+    def stage_golden_candidates(applied: feedback.Applied) -> feedback.Staged:
         return feedback.stage_golden_candidates(day=_run_day())
 
     @task
-    def report(applied: dict, staged: dict) -> dict:
-        from dresscode.feedback import tasks as feedback
-
+    def report(applied: feedback.Applied, staged: feedback.Staged) -> feedback.Report:
         return feedback.report(applied, staged)
 
     applied = validate_and_apply(discover())

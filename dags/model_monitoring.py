@@ -8,11 +8,11 @@ tokens, tool-call success, hallucinations, quarantine and correction rates) into
 **detect_drift** compares the window's photos, model outputs and latency with a reference (the
 days since the last promotion, or a frozen baseline) with Evidently, and stores the HTML report
 and its JSON summary under `reports/drift/` and in MLflow; **choose_branch** goes to `healthy`,
-`quality_degraded` or `drifted`. For the last two, **reevaluate** runs production and the
-candidate on the golden set, and **choose_action** either **promote**s a candidate that passes
-its gate and beats production, or **page**s the on-call with the SLO table, the drift summary,
-the report path and the runbook. **record** writes the decision and its reasons to the
-`monitoring_decisions` table.
+`quality_degraded` or `drifted`, as **decide** chose. For the last two, **reevaluate** runs
+production and the candidate on the golden set, and **choose_action** either **promote**s a
+candidate that passes its gate and beats production, or **page**s the on-call with the SLO
+table, the drift summary, the report path and the runbook. **record** writes the decision, its
+reasons and what was done to the `monitoring_decisions` table.
 
 Safe to re-run: the metrics of a day and the decision of a run are replaced, not duplicated.
 On failure, or when paged, see `docs/runbooks/model_monitoring.md`.
@@ -21,10 +21,11 @@ On failure, or when paged, see `docs/runbooks/model_monitoring.md`.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Literal
 
-from airflow.sdk import Param, dag, get_current_context, task
-from airflow.timetables.interval import CronDataIntervalTimetable
+from airflow.sdk import CronDataIntervalTimetable, Param, dag, get_current_context, task
 
+from dresscode.monitoring import tasks as monitoring
 from dresscode.orchestration.dag_defaults import DEFAULT_ARGS, deadline
 
 
@@ -55,12 +56,11 @@ def _run_id() -> str:
     },
 )
 def model_monitoring():
-    @task
-    def choose_window() -> dict:
-        from dresscode.monitoring import tasks as monitoring_jobs
-
+    # Every value is one XCom (a JSON dict), not one per key: multiple_outputs=False.
+    @task(multiple_outputs=False)
+    def choose_window() -> monitoring.Window:
         context = get_current_context()
-        return monitoring_jobs.current_window(
+        return monitoring.current_window(
             context.get("data_interval_start"),
             context.get("data_interval_end"),
             context["dag_run"].run_after,
@@ -68,104 +68,84 @@ def model_monitoring():
             end=context["params"]["window_end"],
         )
 
-    @task
-    def measure(window: dict) -> dict:
-        from dresscode.monitoring import tasks as monitoring_jobs
+    @task(multiple_outputs=False)
+    def measure(window: monitoring.Window) -> monitoring.Measured:
+        return monitoring.measure(window)
 
-        return monitoring_jobs.measure(window)
+    @task(multiple_outputs=False)
+    def detect_drift(window: monitoring.Window) -> monitoring.DriftVerdict:
+        return monitoring.detect_drift(window, _run_id())
 
-    @task
-    def detect_drift(window: dict) -> dict:
-        from dresscode.monitoring import tasks as monitoring_jobs
-
-        return monitoring_jobs.detect_drift(window, _run_id())
-
-    @task
-    def decide(measured: dict, drifted: dict) -> dict:
-        from dresscode.monitoring import tasks as monitoring_jobs
-
-        return monitoring_jobs.decide(measured, drifted)
+    @task(multiple_outputs=False)
+    def decide(
+        measured: monitoring.Measured, drift: monitoring.DriftVerdict
+    ) -> monitoring.Decision:
+        return monitoring.decide(measured, drift)
 
     @task.branch
-    def choose_branch(decision: dict) -> str:
+    def choose_branch(decision: monitoring.Decision) -> monitoring.Branch:
         return decision["branch"]
 
     @task
     def healthy() -> str:
         return "every SLO met, no drift"
 
-    @task
-    def quality_degraded(decision: dict) -> list[str]:
-        return decision["reasons"]
+    # The two branches that act hand the decision on to reevaluate.
+    @task(multiple_outputs=False)
+    def quality_degraded(decision: monitoring.Decision) -> monitoring.Decision:
+        return decision
 
-    @task
-    def drifted(decision: dict) -> list[str]:
-        return decision["reasons"]
+    @task(multiple_outputs=False)
+    def drifted(decision: monitoring.Decision) -> monitoring.Decision:
+        return decision
 
-    # Runs after whichever of quality_degraded / drifted was chosen; skipped after healthy
-    # (so its only upstreams are those two: the metrics come through XCom inside).
+    # Its only upstreams are the two branches that act: it runs after whichever ran (the
+    # skipped one hands on None) and is skipped after healthy, where both are skipped.
     @task(pool="llm", trigger_rule="none_failed_min_one_success")
-    def reevaluate() -> list[dict]:
-        from dresscode.monitoring import tasks as monitoring_jobs
-
-        measured = get_current_context()["ti"].xcom_pull(task_ids="measure")
-        return monitoring_jobs.reevaluate(monitoring_jobs.prompts_to_reevaluate(measured))
+    def reevaluate(
+        after_degraded: monitoring.Decision | None, after_drifted: monitoring.Decision | None
+    ) -> list[monitoring.Evaluation]:
+        return monitoring.reevaluate(monitoring.taken(after_degraded, after_drifted))
 
     @task.branch
-    def choose_action(evaluated: list[dict]) -> str:
-        from dresscode.monitoring import tasks as monitoring_jobs
-
-        return "promote" if monitoring_jobs.better_candidates(evaluated) else "page"
+    def choose_action(evaluated: list[monitoring.Evaluation]) -> Literal["promote", "page"]:
+        return monitoring.choose_action(evaluated)
 
     @task
-    def promote(evaluated: list[dict], decision: dict) -> list[str]:
-        from dresscode.monitoring import tasks as monitoring_jobs
+    def promote(evaluated: list[monitoring.Evaluation], decision: monitoring.Decision) -> list[str]:
+        return monitoring.promote(evaluated, decision)
 
-        return monitoring_jobs.promote(monitoring_jobs.better_candidates(evaluated), decision)
-
-    @task
+    @task(multiple_outputs=False)
     def page(
-        decision: dict, measured: dict, drifted: dict, evaluated: list[dict], window: dict
-    ) -> dict:
-        from dresscode.monitoring import tasks as monitoring_jobs
+        decision: monitoring.Decision,
+        evaluated: list[monitoring.Evaluation],
+        window: monitoring.Window,
+    ) -> monitoring.Paged:
+        return monitoring.page(decision, evaluated, window=window, run_id=_run_id())
 
-        return monitoring_jobs.page(
-            decision, measured, drifted, evaluated, window=window, run_id=_run_id()
-        )
-
+    # Always runs: after healthy, or after promote or page (the other one, skipped, is None).
     @task(trigger_rule="none_failed_min_one_success")
-    def record(window: dict, decision: dict, drifted: dict) -> str:
-        from dresscode.monitoring import tasks as monitoring_jobs
-
-        ti = get_current_context()["ti"]
-        promoted = ti.xcom_pull(task_ids="promote")
-        paged = ti.xcom_pull(task_ids="page")
-        action, outcome = (
-            ("promoted", promoted) if promoted else ("paged", paged) if paged else ("none", None)
-        )
-        return monitoring_jobs.record(
+    def record(
+        window: monitoring.Window,
+        decision: monitoring.Decision,
+        promoted: list[str] | None,
+        paged: monitoring.Paged | None,
+    ) -> str:
+        return monitoring.record(
             run_id=_run_id(),
             window=window,
             decision=decision,
-            drifted=drifted,
-            action=action,
-            outcome=outcome,
+            outcome=monitoring.outcome_of(promoted, paged),
         )
 
     window = choose_window()
-    measured = measure(window)
-    drift = detect_drift(window)
-    decision = decide(measured, drift)
+    decision = decide(measure(window), detect_drift(window))
     branches = [healthy(), quality_degraded(decision), drifted(decision)]
     choose_branch(decision) >> branches
-    evaluated = reevaluate()
-    branches[1:] >> evaluated
-    action = choose_action(evaluated)
-    promoted = promote(evaluated, decision)
-    paged = page(decision, measured, drift, evaluated, window)
-    action >> [promoted, paged]
-    recorded = record(window, decision, drift)
-    [branches[0], promoted, paged] >> recorded
+    evaluated = reevaluate(branches[1], branches[2])
+    promoted, paged = promote(evaluated, decision), page(decision, evaluated, window)
+    choose_action(evaluated) >> [promoted, paged]
+    branches[0] >> record(window, decision, promoted, paged)
 
 
 model_monitoring()

@@ -24,6 +24,7 @@ from airflow.sdk import dag, get_current_context, task
 
 from dresscode.core.config import get_settings
 from dresscode.orchestration.dag_defaults import DEFAULT_ARGS, OUTFIT_SUGGESTIONS, deadline
+from dresscode.outfits import tasks as outfits
 
 
 @dag(
@@ -39,38 +40,29 @@ from dresscode.orchestration.dag_defaults import DEFAULT_ARGS, OUTFIT_SUGGESTION
 )
 def outfit_pregen():
     @task
-    def resolve_prompt() -> dict:
+    def resolve_prompt() -> outfits.Serving:
         """The registry's production stylist, once per run."""
-        from dresscode.outfits import tasks as pregen
-        from dresscode.registry import prompt_registry as registry
-
-        return registry.serving(pregen.PROMPT_NAME)
+        return outfits.resolve_prompt()
 
     @task
-    def plan() -> list[list[dict]]:
-        from dresscode.outfits import tasks as pregen
-
-        return pregen.plan_batches()
+    def plan() -> list[list[outfits.UserRef]]:
+        return outfits.plan_batches()
 
     @task(
         pool="llm",
         pool_slots=get_settings().llm_max_concurrency,
         map_index_template="{{ batch_label }}",
     )
-    def suggest(users: list[dict], serving: dict) -> dict:
-        from dresscode.outfits import tasks as pregen
-
+    def suggest(users: list[outfits.UserRef], serving: outfits.Serving) -> outfits.BatchSummary:
         context = get_current_context()
         ti, run = context["ti"], context["dag_run"]
         label = f"batch {ti.map_index + 1} ({len(users)} users)"
         context["batch_label"] = label
-        return pregen.run_batch(users, day=run.run_after.date(), serving=serving, label=label)
+        return outfits.run_batch(users, day=run.run_after.date(), serving=serving, label=label)
 
     @task(outlets=[OUTFIT_SUGGESTIONS])
-    def report(results: list[dict]) -> dict:
-        from dresscode.outfits import tasks as pregen
-
-        return pregen.report(list(results))
+    def report(results: list[outfits.BatchSummary]) -> outfits.RunTotals:
+        return outfits.report(list(results))
 
     report(suggest.partial(serving=resolve_prompt()).expand(users=plan()))
 

@@ -24,6 +24,7 @@ from airflow.sdk import Param, dag, get_current_context, task
 
 from dresscode.core.config import get_settings
 from dresscode.orchestration.dag_defaults import DEFAULT_ARGS
+from dresscode.registry import tasks as registry
 
 
 @dag(
@@ -44,35 +45,27 @@ from dresscode.orchestration.dag_defaults import DEFAULT_ARGS
 )
 def prompt_release():
     @task
-    def sync() -> list[dict]:
-        from dresscode.registry import tasks as release
-
-        return release.sync_all()
+    def sync() -> list[registry.PromptVersion]:
+        return registry.sync_all()
 
     @task.short_circuit
-    def anything_new(pending: list[dict]) -> bool:
+    def anything_new(pending: list[registry.PromptVersion]) -> bool:
         return bool(pending)
 
     @task(pool="llm", map_index_template="{{ task.op_kwargs['version']['name'] }}")
-    def evaluate(version: dict) -> dict:
-        from dresscode.registry import tasks as release
-
-        return release.evaluate(version)
+    def evaluate(version: registry.PromptVersion) -> registry.Evaluated:
+        return registry.evaluate(version)
 
     @task
-    def choose(results: list[dict]) -> list[dict]:
-        from dresscode.registry import tasks as release
-
-        return release.choose_candidates(list(results))
+    def choose(results: list[registry.Evaluated]) -> list[registry.Evaluated]:
+        return registry.choose_candidates(list(results))
 
     @task
-    def shadow(candidates: list[dict]) -> list[dict]:
-        from dresscode.registry import tasks as release
-
-        return [release.shadow(c) for c in candidates]
+    def shadow(candidates: list[registry.Evaluated]) -> list[registry.Shadowed]:
+        return [registry.shadow(c) for c in candidates]
 
     @task.branch
-    def decide(shadowed: list[dict]) -> str:
+    def decide(shadowed: list[registry.Shadowed]) -> str:
         auto = get_current_context()["params"]["auto_promote"]
         return "promote" if auto else "approve"
 
@@ -86,12 +79,10 @@ def prompt_release():
     )
 
     @task(trigger_rule="none_failed_min_one_success")
-    def promote(shadowed: list[dict]) -> list[str]:
-        from dresscode.registry import tasks as release
-
+    def promote(shadowed: list[registry.Shadowed]) -> list[str]:
         run = get_current_context()["dag_run"]
         actor = getattr(run, "triggering_user_name", None) or "prompt_release"
-        return release.promote(shadowed, actor=actor)
+        return registry.promote(shadowed, actor=actor)
 
     pending = sync()
     evaluated = evaluate.expand(version=pending)

@@ -19,6 +19,7 @@ from airflow.sdk import Param, dag, get_current_context, task
 
 from dresscode.core import prompts
 from dresscode.orchestration.dag_defaults import DEFAULT_ARGS
+from dresscode.registry import tasks as registry
 
 PROMPTS = list(prompts.PROMPT_NAMES)
 
@@ -49,19 +50,13 @@ PROMPTS = list(prompts.PROMPT_NAMES)
 )
 def prompt_rollback():
     @task
-    def rollback() -> dict:
-        from dataclasses import asdict
-
-        from dresscode.registry import prompt_registry as registry
-
+    def rollback() -> registry.RolledBack:
         context = get_current_context()
         params, run = context["params"], context["dag_run"]
         actor = getattr(run, "triggering_user_name", None) or "airflow"
-        done = registry.rollback(
+        return registry.rollback(
             params["prompt"], params["target"], actor=actor, reason=params["reason"]
         )
-        run_id = registry.audit(done)
-        return {**asdict(done), "audit_run_id": run_id}
 
     rollback()
 

@@ -19,18 +19,21 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from airflow.sdk import dag, get_current_context, task
-from airflow.timetables.assets import AssetOrTimeSchedule
-from airflow.timetables.interval import CronDataIntervalTimetable
+from airflow.sdk import (
+    AssetOrTimeSchedule,
+    CronDataIntervalTimetable,
+    dag,
+    get_current_context,
+    task,
+)
 
+from dresscode.features import tasks as features
 from dresscode.orchestration.dag_defaults import DEFAULT_ARGS, USER_STYLE, WARDROBE_ITEMS, deadline
 
 
-def _window() -> dict:
-    from dresscode.features import tasks as feature_jobs
-
+def _window() -> features.Window:
     context = get_current_context()
-    return feature_jobs.materialize_window(
+    return features.materialize_window(
         context.get("data_interval_start"),
         context.get("data_interval_end"),
         context["dag_run"].run_after,
@@ -53,22 +56,18 @@ def _window() -> dict:
 )
 def style_features():
     @task
-    def compute() -> dict:
-        from dresscode.features import tasks as feature_jobs
-
-        return feature_jobs.compute_style(_window())
+    def compute() -> features.StyleComputed:
+        return features.compute_style(_window())
 
     @task
-    def materialize(computed: dict) -> dict:
-        from dresscode.features import tasks as feature_jobs
-
-        return feature_jobs.materialize(_window())
+    def materialize(computed: features.StyleComputed) -> features.Materialized:
+        return features.materialize(_window())
 
     @task(outlets=[USER_STYLE])
-    def verify(computed: dict, materialized: dict) -> dict:
-        from dresscode.features import tasks as feature_jobs
-
-        return feature_jobs.verify_online(computed, _window())
+    def verify(
+        computed: features.StyleComputed, materialized: features.Materialized
+    ) -> features.Verified:
+        return features.verify_online(computed, _window())
 
     computed = compute()
     verify(computed, materialize(computed))

@@ -22,6 +22,7 @@ from datetime import datetime
 from airflow.sdk import dag, get_current_context, task
 
 from dresscode.core.config import get_settings
+from dresscode.ingest import tasks as ingest
 from dresscode.orchestration.dag_defaults import DEFAULT_ARGS, WARDROBE_ITEMS
 from dresscode.orchestration.schedules import ingest_schedule
 
@@ -37,18 +38,13 @@ from dresscode.orchestration.schedules import ingest_schedule
 )
 def wardrobe_ingest():
     @task
-    def resolve_prompt() -> dict:
+    def resolve_prompt() -> ingest.Serving:
         """The registry's production blueprint, once per run (a promotion or rollback applies
         from the next run on)."""
-        from dresscode.ingest import digitize
-        from dresscode.registry import prompt_registry as registry
-
-        return registry.serving(digitize.PROMPT_NAME)
+        return ingest.resolve_prompt()
 
     @task
     def discover() -> list[list[str]]:
-        from dresscode.ingest import tasks as ingest
-
         return ingest.discover()
 
     # Each batch keeps up to llm_max_concurrency calls in flight, so it takes that many slots
@@ -58,10 +54,7 @@ def wardrobe_ingest():
         pool_slots=get_settings().llm_max_concurrency,
         map_index_template="{{ batch_label }}",
     )
-    def process(keys: list[str], serving: dict) -> dict:
-        from dresscode.ingest import tasks as ingest
-        from dresscode.registry import prompt_registry as registry
-
+    def process(keys: list[str], serving: ingest.Serving) -> ingest.BatchResult:
         context = get_current_context()
         ti, run = context["ti"], context["dag_run"]
         label = f"batch {ti.map_index + 1} ({len(keys)} photos)"
@@ -70,14 +63,12 @@ def wardrobe_ingest():
             keys,
             run_id=run.run_id,
             day=run.run_after.date().isoformat(),
-            blueprint=registry.blueprint_for(serving),
+            serving=serving,
             label=label,
         )
 
     @task(outlets=[WARDROBE_ITEMS])
-    def report(results: list[dict]) -> dict:
-        from dresscode.ingest import tasks as ingest
-
+    def report(results: list[ingest.BatchResult]) -> ingest.RunTotals:
         totals = ingest.commit_and_report(list(results))
         get_current_context()["outlet_events"][WARDROBE_ITEMS].extra = totals
         return totals

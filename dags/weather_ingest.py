@@ -22,6 +22,7 @@ from datetime import datetime
 
 from airflow.sdk import dag, get_current_context, task
 
+from dresscode.features import tasks as features
 from dresscode.orchestration.dag_defaults import DEFAULT_ARGS, WEATHER_FEATURES
 
 
@@ -37,22 +38,16 @@ from dresscode.orchestration.dag_defaults import DEFAULT_ARGS, WEATHER_FEATURES
 def weather_ingest():
     @task
     def find_cities() -> list[str]:
-        from dresscode.features import tasks as feature_jobs
-
-        return feature_jobs.cities_of_active_users()
+        return features.cities_of_active_users()
 
     @task
-    def fetch_forecasts(cities: list[str]) -> dict:
-        from dresscode.features import tasks as feature_jobs
-
+    def fetch_forecasts(cities: list[str]) -> features.WeatherFetched:
         run = get_current_context()["dag_run"]
-        return feature_jobs.ingest_weather(cities, day=run.run_after.date(), run_id=run.run_id)
+        return features.ingest_weather(cities, day=run.run_after.date(), run_id=run.run_id)
 
     @task(outlets=[WEATHER_FEATURES])
-    def push_online(fetched: dict) -> dict:
-        from dresscode.features import tasks as feature_jobs
-
-        return feature_jobs.push_weather(fetched)
+    def push_online(fetched: features.WeatherFetched) -> features.WeatherPushed:
+        return features.push_weather(fetched)
 
     push_online(fetch_forecasts(find_cities()))
 

@@ -23,10 +23,14 @@ def imported_modules(tree: ast.AST) -> list[tuple[str, int]]:
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             found += [(a.name, node.lineno) for a in node.names if a.name.startswith("dresscode")]
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            if node.module == "dresscode" or node.module.startswith("dresscode."):
-                # `from dresscode.features import tasks` imports dresscode.features.tasks
-                found += [(f"{node.module}.{a.name}", node.lineno) for a in node.names]
+        elif (
+            isinstance(node, ast.ImportFrom)
+            and node.level == 0
+            and node.module
+            and (node.module == "dresscode" or node.module.startswith("dresscode."))
+        ):
+            # `from dresscode.features import tasks` imports dresscode.features.tasks
+            found += [(f"{node.module}.{a.name}", node.lineno) for a in node.names]
     return found
 
 

@@ -11,11 +11,14 @@ import pandas as pd
 import pytest
 
 from dresscode.core import config, lake
+from dresscode.feedback import events as feedback_events
+from dresscode.feedback import labels
 from dresscode.feedback import tasks as feedback
 from dresscode.ingest import photos as images
 from dresscode.ingest import tasks as ingest
 from dresscode.local import samples, seed
 from dresscode.outfits import stylist as outfits
+from dresscode.registry import golden
 
 TABLES = ("feedback", "corrected_labels", "golden_candidates")
 
@@ -112,7 +115,7 @@ def test_a_run_applies_the_feedback_file_and_keeps_its_bad_lines(first_run, home
     assert applied["rejected_total"] == home["seeded"].bad_lines
     events = lake.read_table("feedback")
     assert len(events) == home["seeded"].events
-    assert set(events["event_type"]) == set(feedback.EVENT_TYPES)
+    assert set(events["event_type"]) == set(feedback_events.EVENT_TYPES)
     [report] = applied["reports"].values()
     kept = [json.loads(x) for x in lake.read_bytes(lake.storage_path(report)).splitlines()]
     assert len(kept) == home["seeded"].bad_lines and all(r["raw"] is not None for r in kept)
@@ -123,8 +126,8 @@ def test_a_run_produces_labels_candidates_and_a_correction_rate(first_run) -> No
     summary = first_run.get_task_instance("report").xcom_pull(task_ids="report")
     corrected = summary["correction"]["corrected_photos"]
     assert corrected == 4 and summary["correction"]["correction_rate"] == 1.0
-    assert len(feedback.latest_corrected_labels()) == corrected
-    candidates = feedback.latest_candidates()
+    assert len(labels.latest_corrected_labels()) == corrected
+    candidates = golden.latest_candidates()
     assert len(candidates) == corrected and set(candidates["status"]) == {"pending"}
     assert summary["golden"]["pending"] == corrected
 

@@ -121,6 +121,13 @@ def test_the_dag_branches_healthy_or_reevaluates_then_promotes_or_pages(env) -> 
     assert {"healthy", "promote", "page"} <= dag.task_dict["record"].upstream_task_ids
 
 
+def test_the_dag_wires_typed_values_and_pulls_nothing_by_task_id() -> None:
+    # The decisions (branch, what to re-evaluate, promote or page, the action recorded) are
+    # made in dresscode.monitoring.tasks; the DAG file only passes values along.
+    source = (config.REPO_ROOT / "dags" / "model_monitoring.py").read_text()
+    assert "xcom_pull" not in source
+
+
 def test_a_normal_batch_takes_the_healthy_branch(normal_run) -> None:
     states = _states(normal_run)
     assert normal_run.state == "success", states

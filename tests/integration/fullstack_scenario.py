@@ -77,9 +77,13 @@ def stack(load_dag) -> Iterator[dict]:
         max_num_seqs=64,
     ) as url:
         root = url.removesuffix("/v1")
-        llm = {"conn_type": "http", "host": url, "extra": {"model": GEMMA, "max_concurrency": 16}}
+        llm = {
+            "conn_type": "dresscode_llm",
+            "host": url,
+            "extra": {"model": GEMMA, "max_concurrency": 16},
+        }
         weather = {
-            "conn_type": "http",
+            "conn_type": "dresscode_weather",
             "host": f"{root}/weather/v1",
             "extra": {"geocoding_url": f"{root}/weather/v1", "timeout": 5},
         }

@@ -1,4 +1,4 @@
-"""The Feast repo and dresscode.features.store against the real Feast (one module: feast imports once).
+"""The Feast repo, dresscode.features.store and .materialization against the real Feast (one module: feast imports once).
 
 Local stack: file registry, SQLite online store, the lake as the file offline store. The last
 test runs the full-stack yaml against Redis (127.0.0.1:6379) and PostgreSQL (db ``test``).
@@ -18,8 +18,8 @@ import pandas as pd
 import pytest
 
 from dresscode.core import config, lake
+from dresscode.features import materialization, style
 from dresscode.features import store as features
-from dresscode.features import style
 
 pytestmark = pytest.mark.integration
 
@@ -150,7 +150,7 @@ def test_materialize_then_read_outfit_context_online(store):
         users=["u2"],
     )
     write_weather(DAY1, [weather_row("paris", DAY1 + timedelta(hours=6), 14.0)])
-    report = features.materialize(DAY1, DAY2)
+    report = materialization.materialize(DAY1, DAY2)
     assert {v.view: v.entities_written for v in report.views} == {"user_style": 2, "weather": 1}
     features.push_weather([weather_row("paris", DAY2, 18.5)])
 
@@ -170,7 +170,7 @@ def test_materialize_then_read_outfit_context_online(store):
 
 def test_unknown_entities_read_as_nulls_not_errors(store):
     write_style(DAY1, [item("u1", "top", "2026-05-01")])
-    features.materialize(DAY1, DAY2, views=("user_style",))
+    materialization.materialize(DAY1, DAY2, views=("user_style",))
     out = features.online_context([{"user_id": "ghost", "city_id": "atlantis"}])
     assert len(out) == 1
     assert pd.isna(out.loc[0, "wardrobe_size"])
@@ -181,28 +181,28 @@ def test_unknown_entities_read_as_nulls_not_errors(store):
 def test_latest_row_per_user_wins_across_partitions(store):
     write_style(DAY1, [item("u1", "top", "2026-05-01")])
     write_style(DAY2, [item("u1", "top", "2026-05-01"), item("u1", "bag", "2026-05-02")])
-    report = features.materialize(DAY1, DAY3, views=("user_style",))
+    report = materialization.materialize(DAY1, DAY3, views=("user_style",))
     assert report.views[0].rows_in_window == 2
     assert report.views[0].entities_written == 1
     out = features.online_context([{"user_id": "u1", "city_id": "x"}])
     assert out.loc[0, "wardrobe_size"] == 2
     # Written in the opposite order (newer part first on disk), the newer row still wins.
     write_style(DAY1, [item("u1", "top", "2026-05-01")])
-    features.materialize(DAY1, DAY3, views=("user_style",))
+    materialization.materialize(DAY1, DAY3, views=("user_style",))
     assert features.online_context([{"user_id": "u1", "city_id": "x"}]).loc[0, "wardrobe_size"] == 2
 
 
 def test_rematerializing_an_interval_changes_nothing(store):
     write_style(DAY1, [item("u1", "top", "2026-05-01"), item("u2", "bag", "2026-05-01")])
     write_weather(DAY1, [weather_row("paris", DAY1 + timedelta(hours=3), 11.0)])
-    features.materialize(DAY1, DAY2)
+    materialization.materialize(DAY1, DAY2)
     before = {view: online_snapshot(view) for view in ("user_style", "weather")}
     rows = {"user_id": ["u1", "u2"]}
     values_before = store.get_online_features(
         features=["user_style:wardrobe_size", "user_style:last_upload"],
         entity_rows=[{"user_id": u} for u in rows["user_id"]],
     ).to_dict()
-    features.materialize(DAY1, DAY2)
+    materialization.materialize(DAY1, DAY2)
     after = {view: online_snapshot(view) for view in ("user_style", "weather")}
     assert after == before
     assert len(after["user_style"]) == 2 * len(style.feature_names())
@@ -220,7 +220,7 @@ def test_materialize_reads_an_s3_lake(s3_lake):
         f"s3://{s3_lake}/lake/user_style"
     )
     write_style(DAY1, [item("u1", "top", "2026-05-01"), item("u2", "bag", "2026-05-01")])
-    report = features.materialize(DAY1, DAY2, views=("user_style",))
+    report = materialization.materialize(DAY1, DAY2, views=("user_style",))
     assert report.views[0].partitions == 1
     assert report.entities_written == 2
     out = features.online_context([{"user_id": "u2", "city_id": "x"}])
@@ -230,10 +230,10 @@ def test_materialize_reads_an_s3_lake(s3_lake):
 def test_materialize_respects_the_window_and_overlap(store):
     # Event time DAY1 + 1 day; a window ending before it writes nothing.
     write_style(DAY1, [item("u1", "top", "2026-05-01")])
-    early = features.materialize(DAY1 - timedelta(days=3), DAY1, views=("user_style",))
+    early = materialization.materialize(DAY1 - timedelta(days=3), DAY1, views=("user_style",))
     assert early.entities_written == 0
     # The overlap (6 h by default) reaches back before the interval's start.
-    late = features.materialize(DAY2 + timedelta(hours=3), DAY3, views=("user_style",))
+    late = materialization.materialize(DAY2 + timedelta(hours=3), DAY3, views=("user_style",))
     assert late.start == DAY2 - timedelta(hours=3)
     assert late.entities_written == 1
 
@@ -301,7 +301,7 @@ def test_pushed_weather_survives_materializing_older_batch_rows(store):
     fresh = DAY2 + timedelta(hours=9)
     features.push_weather([weather_row("oslo", fresh, 3.0, is_rainy=False)])
     write_weather(DAY2, [weather_row("oslo", DAY2, -4.0)])  # older batch row
-    features.materialize(DAY2, DAY3)  # default views: user_style and weather
+    materialization.materialize(DAY2, DAY3)  # default views: user_style and weather
     live = store.get_online_features(
         features=["weather_live:temperature_c", "weather_live:is_rainy"],
         entity_rows=[{"city_id": "oslo"}],
@@ -310,7 +310,7 @@ def test_pushed_weather_survives_materializing_older_batch_rows(store):
     assert live["is_rainy"] == [False]
     features.check_fresh([{"city_id": "oslo"}], view="weather_live", not_before=fresh)
     with pytest.raises(ValueError, match="weather_live"):
-        features.materialize(DAY2, DAY3, views=("weather_live",))
+        materialization.materialize(DAY2, DAY3, views=("weather_live",))
 
 
 def test_push_refuses_rows_without_features(store):
@@ -324,7 +324,7 @@ def test_push_refuses_rows_without_features(store):
 
 def test_check_fresh_names_view_entities_and_times(store):
     write_style(DAY1, [item("u1", "top", "2026-05-01")])
-    features.materialize(DAY1, DAY2, views=("user_style",))
+    materialization.materialize(DAY1, DAY2, views=("user_style",))
     features.check_fresh([{"user_id": "u1"}], view="user_style", not_before=DAY2)
     with pytest.raises(features.StaleFeatures) as err:
         features.check_fresh(
@@ -386,7 +386,7 @@ def _run_fullstack() -> None:
     try:
         assert "outfit_context" in names
         write_style(DAY1, [item("u1", "dress", "2026-05-01")])
-        report = features.materialize(DAY1, DAY2, views=("user_style",))
+        report = materialization.materialize(DAY1, DAY2, views=("user_style",))
         assert report.entities_written == 1
         features.push_weather([weather_row("rome", DAY2, 21.0)])
         out = features.online_context([{"user_id": "u1", "city_id": "rome"}])

@@ -57,7 +57,7 @@ import pytest
 from dresscode.core import config, lake
 from dresscode.features import tasks as feature_jobs
 from dresscode.features import users as users_mod
-from dresscode.features import weather as weather_mod
+from dresscode.features.weather import cache as weather_mod
 from dresscode.ingest import tasks as ingest
 from dresscode.llm import blueprints
 from dresscode.local import samples, seed

@@ -104,7 +104,9 @@ def test_a_dag_file_importing_a_second_stages_tasks_fails_naming_the_import(
         path.write_text(before)
     assert result.returncode == 1
     assert "wardrobe_ingest.py" in result.stdout
-    assert "2 stage tasks modules (dresscode.features.tasks, dresscode.ingest.tasks)" in result.stdout
+    assert (
+        "2 stage tasks modules (dresscode.features.tasks, dresscode.ingest.tasks)" in result.stdout
+    )
 
 
 def test_a_dag_file_importing_a_stage_module_that_is_not_its_door_fails(tree_copy: Path) -> None:

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from dresscode.core import config
-from dresscode.core.config import SETTINGS, SettingsError, llm_endpoint, load_settings
+from dresscode.core import config, connections
+from dresscode.core.config import SETTINGS, SettingsError, load_settings
+from dresscode.core.connections import llm_endpoint, weather_endpoint
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -84,7 +85,11 @@ def test_missing_llm_connection_says_which_variable(monkeypatch: pytest.MonkeyPa
 @pytest.mark.parametrize(
     ("conn", "expected"),
     [
-        ({"host": "localhost:8000", "extra": {"model": "m"}}, "host must be the base URL"),
+        ({"host": "localhost:8000", "extra": {"model": "m"}}, "no http:// or https://"),
+        ({"extra": {"model": "m"}}, "host must be the base URL .* got nothing"),
+        ({"host": "ftp://h/v1", "extra": {"model": "m"}}, "the scheme must be http or https"),
+        ({"host": "http:///v1", "extra": {"model": "m"}}, "no host name"),
+        ({"host": "http://h/v1", "port": 8000, "extra": {"model": "m"}}, "put the port inside"),
         ({"host": "http://h:8000/v1", "extra": {}}, "extra must name the served model"),
         (
             {"host": "http://h:8000/v1", "extra": {"model": "m", "timeout": "soon"}},
@@ -102,3 +107,40 @@ def test_malformed_llm_connection_is_explained(
     _set_llm_conn(monkeypatch, **conn)
     with pytest.raises(SettingsError, match=expected):
         llm_endpoint()
+
+
+def test_empty_extra_fields_of_the_connection_form_fall_back_to_the_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The connection form saves an emptied field as null (or ""), not as a missing key.
+    _set_llm_conn(
+        monkeypatch,
+        host="http://h:8000/v1",
+        extra={"model": "m", "timeout": None, "max_concurrency": ""},
+    )
+    monkeypatch.setenv("DRESSCODE_LLM_TIMEOUT_S", "33")
+    config.get_settings.cache_clear()
+    endpoint = llm_endpoint()
+    assert (endpoint.timeout_s, endpoint.max_concurrency, endpoint.api_key) == (33.0, 16, "EMPTY")
+
+
+def test_connections_stay_importable_from_config() -> None:
+    from dresscode.core.config import (  # noqa: F401  (the names other modules import)
+        DEFAULT_GEOCODING_URL,
+        LLM_CONN_ID,
+        WEATHER_CONN_ID,
+        LLMEndpoint,
+        WeatherEndpoint,
+    )
+
+    assert config.llm_endpoint is connections.llm_endpoint
+    assert config.weather_endpoint is weather_endpoint
+    assert LLMEndpoint is connections.LLMEndpoint
+    with pytest.raises(AttributeError):
+        _ = config.no_such_setting
+
+
+def test_without_a_weather_connection_open_meteo_is_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AIRFLOW_CONN_WEATHER_API", raising=False)
+    endpoint = weather_endpoint()
+    assert (endpoint.base_url, endpoint.api_key) == (connections.DEFAULT_WEATHER_URL, None)

@@ -1,5 +1,6 @@
-"""dresscode.monitoring.drift: Evidently on synthetic photo frames, the photo frame from real lake parts,
-reference windows, and the report in the lake and in MLflow (SQLite)."""
+"""Drift: Evidently on synthetic photo frames (``drift``), the photo frame from real lake parts
+and reference windows (``drift_frames``), the report in the lake and in MLflow (SQLite)
+(``drift_report``)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import yaml
 
 from dresscode.core import config, lake
 from dresscode.llm import blueprints
-from dresscode.monitoring import drift
+from dresscode.monitoring import drift, drift_frames, drift_report
 from dresscode.registry import prompt_registry as registry
 
 CATEGORIES = ["top", "bottom", "dress", "outerwear", "footwear", "bag", "accessory"]
@@ -121,11 +122,11 @@ def test_a_reference_with_too_few_rows_is_not_enough_data_never_drift(
 
 
 def test_an_empty_current_window_is_not_enough_data(dresscode_home: Path) -> None:
-    empty = drift.photo_frame(DAY, DAY + timedelta(days=1))
+    empty = drift_frames.photo_frame(DAY, DAY + timedelta(days=1))
 
     result = detect(photos(500, seed=1), empty)
 
-    assert list(empty.columns) == [*drift.ID_COLUMNS, *drift.DRIFT_COLUMNS] and empty.empty
+    assert list(empty.columns) == [*drift_frames.ID_COLUMNS, *drift.DRIFT_COLUMNS] and empty.empty
     assert not result.drifted and result.n_current == 0
     assert {c.status for c in result.columns} == {"not_enough_data"}
 
@@ -292,9 +293,9 @@ def test_photo_frame_keeps_the_latest_accepted_row_per_upload_in_the_window(
         ],
     )
 
-    frame = drift.photo_frame(DAY, DAY + timedelta(days=1))
+    frame = drift_frames.photo_frame(DAY, DAY + timedelta(days=1))
 
-    assert list(frame.columns) == [*drift.ID_COLUMNS, *drift.DRIFT_COLUMNS]
+    assert list(frame.columns) == [*drift_frames.ID_COLUMNS, *drift.DRIFT_COLUMNS]
     assert frame["upload_key"].tolist() == ["u6/h.jpg", "u1/a.jpg", "u1/b.jpg", "u3/e.heic"]
     rows = frame.set_index("upload_key")
     a, b, e, h = (rows.loc[k] for k in ("u1/a.jpg", "u1/b.jpg", "u3/e.heic", "u6/h.jpg"))
@@ -330,11 +331,11 @@ def test_reference_is_the_days_since_the_promotion_when_they_hold_enough_photos(
     accepted_photos(promoted + timedelta(hours=1), 40, timedelta(minutes=30))
     accepted_photos(promoted - timedelta(hours=5), 10, timedelta(minutes=10))  # before it
 
-    window = drift.reference_window(DAY, last_promotion=promoted)
+    window = drift_frames.reference_window(DAY, last_promotion=promoted)
 
     assert (window.source, window.start, window.end) == ("since_promotion", promoted, DAY)
     assert "40 photos" in window.note
-    assert len(drift.reference_frame(window)) == 40
+    assert len(drift_frames.reference_frame(window)) == 40
 
 
 def test_reference_falls_back_to_the_days_before_with_a_reason(dresscode_home: Path) -> None:
@@ -342,9 +343,9 @@ def test_reference_falls_back_to_the_days_before_with_a_reason(dresscode_home: P
     accepted_photos(promoted + timedelta(hours=1), 5, timedelta(minutes=30))
     week_before = (DAY - timedelta(days=7), DAY)
 
-    few = drift.reference_window(DAY, last_promotion=promoted)
-    never = drift.reference_window(DAY, last_promotion=None)
-    old = drift.reference_window(DAY, last_promotion=DAY - timedelta(days=30))
+    few = drift_frames.reference_window(DAY, last_promotion=promoted)
+    never = drift_frames.reference_window(DAY, last_promotion=None)
+    old = drift_frames.reference_window(DAY, last_promotion=DAY - timedelta(days=30))
 
     for window in (few, never, old):
         assert (window.source, window.start, window.end) == ("days_before", *week_before)
@@ -357,18 +358,18 @@ def test_a_frozen_baseline_replaces_the_reference_window(
     dresscode_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     accepted_photos(DAY - timedelta(days=20), 35, timedelta(hours=1))
-    frozen = drift.photo_frame(DAY - timedelta(days=21), DAY - timedelta(days=10))
+    frozen = drift_frames.photo_frame(DAY - timedelta(days=21), DAY - timedelta(days=10))
     path = tmp_path / "baseline.parquet"
     frozen.to_parquet(path, index=False)
     monkeypatch.setenv("DRESSCODE_DRIFT_BASELINE_URI", path.as_uri())
     config.get_settings.cache_clear()
 
-    window = drift.reference_window(DAY, last_promotion=DAY - timedelta(days=1))
+    window = drift_frames.reference_window(DAY, last_promotion=DAY - timedelta(days=1))
 
     assert window.source == "baseline" and path.as_uri() in window.note
     assert window.start == frozen["processed_at"].min()
     assert window.end == frozen["processed_at"].max()
-    pd.testing.assert_frame_equal(drift.reference_frame(window), frozen)
+    pd.testing.assert_frame_equal(drift_frames.reference_frame(window), frozen)
 
 
 def test_a_missing_baseline_is_an_error_naming_the_setting(
@@ -378,7 +379,7 @@ def test_a_missing_baseline_is_an_error_naming_the_setting(
     config.get_settings.cache_clear()
 
     with pytest.raises(drift.DriftError, match=r"DRESSCODE_DRIFT_BASELINE_URI=.*nope\.parquet"):
-        drift.reference_window(DAY, last_promotion=None)
+        drift_frames.reference_window(DAY, last_promotion=None)
 
 
 # --- report, MLflow ----------------------------------------------------------------------------
@@ -396,18 +397,18 @@ def test_last_promotion_is_when_production_last_moved(mlflow_uri: str) -> None:
     path = config.REPO_ROOT / "include" / "prompts" / "wardrobe-digitizer" / "v1.yaml"
     v1 = blueprints.from_mapping(yaml.safe_load(path.read_text()), "include/prompts/v1")
     registry.sync("wardrobe-digitizer", [v1])
-    assert drift.last_promotion() is None
+    assert drift_frames.last_promotion() is None
 
     done = registry.promote("wardrobe-digitizer", 1, actor="alice", reason="first release")
 
-    assert drift.last_promotion() == datetime.fromisoformat(done.at)
-    assert drift.last_promotion("outfit-stylist") is None
+    assert drift_frames.last_promotion() == datetime.fromisoformat(done.at)
+    assert drift_frames.last_promotion("outfit-stylist") is None
 
 
 def test_write_report_stores_html_and_a_json_summary_that_round_trips(
     dresscode_home: Path, dark_result: drift.DriftResult
 ) -> None:
-    paths = drift.write_report(dark_result, "wardrobe-digitizer")
+    paths = drift_report.write_report(dark_result, "wardrobe-digitizer")
 
     assert paths["html"].endswith("/reports/drift/date=2026-05-10/wardrobe-digitizer.html")
     assert paths["json"].endswith("/reports/drift/date=2026-05-10/wardrobe-digitizer.json")
@@ -423,7 +424,7 @@ def test_a_report_with_nothing_tested_still_writes_a_page_saying_why(
 ) -> None:
     result = detect(photos(5, seed=1), photos(5, seed=2))
 
-    paths = drift.write_report(result, "quiet-night", day="2026-05-11")
+    paths = drift_report.write_report(result, "quiet-night", day="2026-05-11")
 
     html = lake.read_bytes(lake.storage_path(paths["html"])).decode()
     assert "not enough data" in html and "brightness" in html
@@ -435,14 +436,14 @@ def test_log_to_mlflow_records_the_verdict_scores_and_both_files(
 ) -> None:
     from mlflow import MlflowClient
 
-    paths = drift.write_report(dark_result, "wardrobe-digitizer")
+    paths = drift_report.write_report(dark_result, "wardrobe-digitizer")
 
-    run_id = drift.log_to_mlflow(dark_result, paths, "drift 2026-05-10")
+    run_id = drift_report.log_to_mlflow(dark_result, paths, "drift 2026-05-10")
 
     client = MlflowClient(tracking_uri=mlflow_uri)
     run = client.get_run(run_id)
     experiment = client.get_experiment(run.info.experiment_id)
-    assert experiment.name == drift.EXPERIMENT
+    assert experiment.name == drift_report.EXPERIMENT
     assert run.data.metrics["drift_share"] == pytest.approx(dark_result.drift_share)
     assert run.data.metrics["drifted"] == 1.0
     brightness = by_column(dark_result)["brightness"].score
@@ -468,10 +469,10 @@ def test_log_to_mlflow_unreachable_keeps_the_lake_report_and_warns(
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
     config.get_settings.cache_clear()
-    paths = drift.write_report(dark_result, "wardrobe-digitizer")
+    paths = drift_report.write_report(dark_result, "wardrobe-digitizer")
 
-    with caplog.at_level(logging.WARNING, logger="dresscode.monitoring.drift"):
-        run_id = drift.log_to_mlflow(dark_result, paths, "drift 2026-05-10")
+    with caplog.at_level(logging.WARNING, logger="dresscode.monitoring.drift_report"):
+        run_id = drift_report.log_to_mlflow(dark_result, paths, "drift 2026-05-10")
 
     assert run_id is None
     assert "reason: mlflow_unreachable" in caplog.text

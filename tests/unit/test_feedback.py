@@ -14,11 +14,13 @@ import pandas as pd
 import pytest
 
 from dresscode.core import config, lake
+from dresscode.feedback import events, references
+from dresscode.feedback import labels as feedback_labels
 from dresscode.feedback import tasks as feedback
-from dresscode.feedback.tasks import Reason
+from dresscode.feedback.events import Reason
 from dresscode.ingest import photos as images
 from dresscode.ingest import tasks as ingest
-from dresscode.local import cli, samples, seed
+from dresscode.local import cli, golden_tool, samples, seed
 from dresscode.outfits import stylist as outfits
 from dresscode.registry import golden
 
@@ -128,7 +130,7 @@ def _rejected(applied: dict) -> list[dict]:
 
 
 def _labels(photo: Photo) -> list[dict]:
-    table = feedback.latest_corrected_labels()
+    table = feedback_labels.latest_corrected_labels()
     row = table[table["image_sha256"] == photo.sha].iloc[0]
     return json.loads(row["items_json"])
 
@@ -158,7 +160,7 @@ def _fix_category(photo: Photo, index: int, category: str, minutes_ago: float, *
 
 def test_corrections_raise_the_correction_rate_and_stage_golden_candidates(world) -> None:
     a = world["a"]
-    before = feedback.correction_rate()
+    before = feedback_labels.correction_rate()
     assert before["photos"] == 4 and before["corrected_photos"] == 0
     assert before["correction_rate"] == 0.0
 
@@ -166,7 +168,7 @@ def test_corrections_raise_the_correction_rate_and_stage_golden_candidates(world
     applied, staged = _run()
 
     assert applied["accepted"] == 1 and applied["rejected_total"] == 0
-    after = feedback.correction_rate()
+    after = feedback_labels.correction_rate()
     assert after["corrected_photos"] == 1 and after["correction_rate"] == 0.25
     assert after["corrected_items"] == 1 and after["items"] == 7
     assert after["by_prompt_version"]["2"]["corrected_photos"] == 1
@@ -174,7 +176,7 @@ def test_corrections_raise_the_correction_rate_and_stage_golden_candidates(world
     assert labels[0]["category"] == "outerwear"
     assert labels[1:] == a.items[1:]
     assert staged["staged"] == 1 and staged["pending"] == 1
-    candidates = feedback.latest_candidates()
+    candidates = golden.latest_candidates()
     assert list(candidates["image_sha256"]) == [a.sha]
     assert json.loads(candidates.iloc[0]["items_json"]) == labels
 
@@ -397,7 +399,7 @@ def test_an_empty_file_is_reported_archived_and_cleared(world) -> None:
 def test_rejections_are_counted_in_the_log_once_per_reason(world, caplog) -> None:
     lines = ["{", "{", _event("item_deleted", "user-a", 1, item_id="nope")]
     _land("log.jsonl", lines)
-    with caplog.at_level(logging.WARNING, logger="dresscode.feedback.tasks"):
+    with caplog.at_level(logging.WARNING, logger="dresscode.feedback"):
         _run()
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any("2 rejected as malformed_json (lines 1, 2)" in m for m in warnings)
@@ -435,7 +437,7 @@ def test_a_deletion_after_a_correction_removes_the_corrected_item(world) -> None
 
     assert applied["accepted"] == 2 and applied["rejected_total"] == 0
     assert _labels(a) == a.items[1:]
-    row = feedback.latest_corrected_labels().set_index("image_sha256").loc[a.sha]
+    row = feedback_labels.latest_corrected_labels().set_index("image_sha256").loc[a.sha]
     assert row["n_corrections"] == 2 and list(row["item_ids"]) == a.item_ids[1:]
 
 
@@ -445,7 +447,7 @@ def test_an_added_item_can_be_corrected_later(world) -> None:
     added = _event("item_added", "user-a", 30, event_id="add-1", image_sha256=b.sha, item=scarf)
     _land("add.jsonl", [added])
     _run()
-    new_id = feedback.added_item_id("user-a", "add-1")
+    new_id = references.added_item_id("user-a", "add-1")
     _land(
         "fix-added.jsonl",
         [_event("item_corrected", "user-a", 10, item_id=new_id, changes={"pattern": "dotted"})],
@@ -549,36 +551,36 @@ def staged(world) -> dict[str, Photo]:
 def test_golden_accept_writes_the_golden_format_and_it_validates(staged, tmp_path) -> None:
     a, c = staged["a"], staged["c"]
     out = tmp_path / "golden"
-    done = feedback.accept_candidates([a.sha[:10]], golden_dir=out)
+    done = golden.accept_candidates([a.sha[:10]], golden_dir=out)
 
     assert done.accepted == [f"feedback-{a.sha[:12]}"]
     loaded = golden.load_wardrobe_golden(out)  # the golden set's own validator
     assert [(p.id, p.image_sha256) for p in loaded] == [(f"feedback-{a.sha[:12]}", a.sha)]
     assert loaded[0].read_jpeg() == a.jpeg
     assert loaded[0].items == _labels(a) and "feedback" in loaded[0].tags
-    state = feedback.latest_candidates().set_index("image_sha256")
+    state = golden.latest_candidates().set_index("image_sha256")
     assert state.loc[a.sha, "status"] == "accepted" and state.loc[c.sha, "status"] == "pending"
 
-    feedback.accept_candidates(all_pending=True, golden_dir=out)
+    golden.accept_candidates(all_pending=True, golden_dir=out)
     assert {p.image_sha256 for p in golden.load_wardrobe_golden(out)} == {a.sha, c.sha}
 
 
 def test_accepting_twice_changes_nothing(staged, tmp_path) -> None:
     a = staged["a"]
     out = tmp_path / "golden"
-    feedback.accept_candidates([a.sha], golden_dir=out)
+    golden.accept_candidates([a.sha], golden_dir=out)
     labels = (out / "labels-feedback.jsonl").read_bytes()
     table = lake.read_table("golden_candidates")
 
-    again = feedback.accept_candidates([a.sha], golden_dir=out)
+    again = golden.accept_candidates([a.sha], golden_dir=out)
     assert again.accepted == [] and again.already == [a.sha]
     assert (out / "labels-feedback.jsonl").read_bytes() == labels
     pd.testing.assert_frame_equal(lake.read_table("golden_candidates"), table)
 
 
 def test_an_unknown_sha_is_an_error_naming_it(staged, tmp_path) -> None:
-    with pytest.raises(feedback.FeedbackError, match="no golden candidate deadbeefcafe"):
-        feedback.accept_candidates([staged["a"].sha, "deadbeefcafe"], golden_dir=tmp_path)
+    with pytest.raises(golden.CandidateError, match="no golden candidate deadbeefcafe"):
+        golden.accept_candidates([staged["a"].sha, "deadbeefcafe"], golden_dir=tmp_path)
     assert not (tmp_path / "labels-feedback.jsonl").exists()  # nothing half-done
 
 
@@ -587,13 +589,13 @@ def test_a_new_correction_re_stages_an_accepted_photo_and_replaces_its_label(
 ) -> None:
     a = staged["a"]
     out = tmp_path / "golden"
-    feedback.accept_candidates([a.sha], golden_dir=out)
+    golden.accept_candidates([a.sha], golden_dir=out)
     _land("more.jsonl", [_fix_category(a, 1, "bag", 5)])
     _, again = _run(NOW + timedelta(minutes=10))
 
     assert again["staged"] == 1
-    assert feedback.latest_candidates().set_index("image_sha256").loc[a.sha, "status"] == "pending"
-    feedback.accept_candidates([a.sha], golden_dir=out, now=NOW + timedelta(minutes=11))
+    assert golden.latest_candidates().set_index("image_sha256").loc[a.sha, "status"] == "pending"
+    golden.accept_candidates([a.sha], golden_dir=out, now=NOW + timedelta(minutes=11))
     loaded = golden.load_wardrobe_golden(out)
     assert len(loaded) == 1 and loaded[0].items[1]["category"] == "bag"
 
@@ -612,7 +614,7 @@ def test_cli_golden_accept(staged, tmp_path, capsys) -> None:
     assert f"accepted feedback-{a.sha[:12]}" in capsys.readouterr().out
     assert cli.main(["golden", "accept", a.sha, "--golden-dir", str(out)]) == 0
     assert "already accepted" in capsys.readouterr().out
-    assert golden.main(["check", "--path", str(out)]) == 0
+    assert golden_tool.main(["check", "--path", str(out)]) == 0
 
 
 def test_golden_refuses_a_photo_it_already_holds_under_another_id(staged, tmp_path) -> None:
@@ -620,7 +622,7 @@ def test_golden_refuses_a_photo_it_already_holds_under_another_id(staged, tmp_pa
     out = tmp_path / "golden"
     golden.accept_photo(a.jpeg, a.items, out_dir=out, set_name="real", photo_id="real-1")
     with pytest.raises(golden.GoldenError, match="already in the golden set as 'real-1'"):
-        feedback.accept_candidates([a.sha], golden_dir=out)
+        golden.accept_candidates([a.sha], golden_dir=out)
 
 
 # --- the demo seed ---------------------------------------------------------------------------
@@ -640,9 +642,9 @@ def test_seeded_demo_feedback_shows_every_rejection_and_applies_the_rest(world) 
         "duplicate_event",
         "unknown_event_type",
     }
-    assert set(applied["by_type"]) == set(feedback.EVENT_TYPES)
+    assert set(applied["by_type"]) == set(events.EVENT_TYPES)
     assert staged["staged"] == 4  # two corrected, one deleted from, one added to
-    assert feedback.correction_rate()["corrected_photos"] == 4
+    assert feedback_labels.correction_rate()["corrected_photos"] == 4
     assert seed.seed_feedback(now=NOW).key is None  # already ingested: nothing to seed
     # ... not even after new photos arrive, which would change the photos the demo picks.
     newer = _photo("user-e", 9, 2)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from dresscode.local import samples
+from dresscode.local import golden_tool, samples
 from dresscode.registry import golden
 from dresscode.registry.golden import GoldenError, load_wardrobe_golden
 
@@ -63,7 +63,7 @@ def test_committed_photos_are_small_jpegs_sent_as_stored(committed) -> None:
 
 
 def test_regenerating_gives_identical_files(tmp_path: Path, committed) -> None:
-    fresh = golden.generate(tmp_path, count=6)
+    fresh = golden_tool.generate(tmp_path, count=6)
     assert [p.id for p in fresh] == [p.id for p in committed[:6]]
     for new, old in zip(fresh, committed[:6], strict=True):
         assert new.path.read_bytes() == old.path.read_bytes()

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import fields
 from pathlib import Path
 
 import httpx
 import pytest
 
-from dresscode.core import config, lake
+from dresscode.core import config, lake, tables
 from dresscode.core.config import LLMEndpoint
 from dresscode.ingest import tasks as ingest
 from dresscode.local import samples
@@ -308,3 +309,40 @@ def test_a_process_retry_after_its_batch_committed_keeps_the_batch(
     latest = ingest.manifest_state(config.get_settings())
     assert {row["status"] for row in latest.values()} == {ingest.ACCEPTED}
     assert ingest.commit_and_report([retry])["failure_rate"] == 0
+
+
+def test_what_the_tasks_hand_each_other_survives_a_json_round_trip(
+    script: Path, endpoint: LLMEndpoint
+) -> None:
+    """XCom stores JSON: a batch result and the run totals must come back equal."""
+    _upload("u1/a.jpg", 1, script)
+    _upload("u1/b.jpg", 2, script)
+    [keys] = ingest.discover()
+    result = ingest.process_batch(keys, run_id="run-1", day=DAY, endpoint=endpoint)
+    totals = ingest.commit_and_report([json.loads(json.dumps(result))])
+    assert json.loads(json.dumps(result)) == result and type(result) is dict
+    assert json.loads(json.dumps(totals)) == totals and type(totals) is dict
+    assert set(result) == set(ingest.BatchResult.__annotations__)
+    assert set(totals) == set(ingest.RunTotals.__annotations__)
+    assert (totals["photos"], totals["accepted"], totals["batches"]) == (2, 2, 1)
+
+
+def test_the_table_catalogue_describes_every_lake_folder() -> None:
+    assert set(tables.CATALOGUE) == set(lake.TABLES)
+    assert all(t.key for t in tables.CATALOGUE.values())
+
+
+def test_a_manifest_row_has_the_columns_of_a_photo_outcome() -> None:
+    row = ingest.PhotoOutcome("u1/a.jpg", "u1", "a", tables.ACCEPTED).row()
+    assert list(row) == [f.name for f in fields(ingest.PhotoOutcome)]
+    assert set(row) == set(tables.ManifestRow.__annotations__)
+
+
+def test_wardrobes_of_reads_each_users_newest_item_rows(dresscode_home: Path) -> None:
+    old = {"item_id": "i1", "user_id": "u1", "category": "top", "color_names": ["red"]}
+    lake.write_parquet("wardrobe_items", DAY, "p1", [old, old | {"item_id": "i2", "user_id": "u2"}])
+    lake.write_parquet("wardrobe_items", DAY, "p2", [old | {"category": "dress"}])
+    found = tables.wardrobes_of(["u1", "u3"])
+    assert set(found) == {"u1", "u3"} and found["u3"] == []
+    [item] = found["u1"]
+    assert (item["item_id"], item["category"], item["color_names"]) == ("i1", "dress", ["red"])

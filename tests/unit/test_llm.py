@@ -19,13 +19,10 @@ import pytest
 import yaml
 from PIL import Image
 
-from dresscode.llm.client import (
-    ChatResult,
-    LLMClient,
-    image_part,
-    inference_record,
-    json_schema_format,
-)
+from dresscode.llm import blueprints
+from dresscode.llm.ask import Judgement, ask, image_part, json_schema_format
+from dresscode.llm.client import ChatResult, LLMClient
+from dresscode.llm.inference_log import inference_record
 from dresscode.llm.parsing import FailureClass, Repair, parse_structured
 from dresscode.sim.testing import running_simulator
 
@@ -90,7 +87,7 @@ def photo_messages(jpeg: bytes) -> list[dict]:
     return [{"role": "user", "content": [{"type": "text", "text": text}, image_part(jpeg)]}]
 
 
-def ask(text: str = "Say hello as JSON.") -> list[dict]:
+def say(text: str = "Say hello as JSON.") -> list[dict]:
     return [{"role": "user", "content": text}]
 
 
@@ -122,7 +119,7 @@ async def test_photo_answer_streams_with_usage_ttft_and_a_valid_schema(sim, jpeg
 async def test_tool_call_is_assembled_from_streamed_fragments(sim):
     async with LLMClient(sim, model=MODEL) as client:
         result = await client.chat(
-            ask("Plan an outfit. city: Lisbon"), tools=[WEATHER_TOOL], tool_choice="required"
+            say("Plan an outfit. city: Lisbon"), tools=[WEATHER_TOOL], tool_choice="required"
         )
     assert result.ok and result.finish_reason == "tool_calls" and result.ttft_ms is not None
     [call] = result.tool_calls
@@ -133,7 +130,7 @@ async def test_tool_call_is_assembled_from_streamed_fragments(sim):
 async def test_tool_numbers_sent_as_strings_are_repaired_by_the_parser(sim):
     async with LLMClient(sim, model=MODEL) as client:
         result = await client.chat(
-            ask("city: Oslo"),
+            say("city: Oslo"),
             tools=[WEATHER_TOOL],
             tool_choice="required",
             headers=fault("string_args"),
@@ -157,7 +154,7 @@ async def test_tool_numbers_sent_as_strings_are_repaired_by_the_parser(sim):
 async def test_transient_errors_are_retried_until_success(sim, status, error_class, caplog):
     caplog.set_level(logging.WARNING, logger="dresscode.llm.client")
     async with LLMClient(sim, model=MODEL, **FAST) as client:
-        result = await client.chat(ask(), headers=fault(status, times=2), request_id="req-123")
+        result = await client.chat(say(), headers=fault(status, times=2), request_id="req-123")
     assert result.ok and result.attempts == 3 and result.request_id == "req-123"
     seen = stats(sim)
     assert seen["requests_total"] == 3
@@ -172,7 +169,7 @@ async def test_transient_errors_are_retried_until_success(sim, status, error_cla
 
 async def test_gives_up_after_max_attempts_without_raising(sim, transport):
     async with LLMClient(sim, model=MODEL, max_attempts=3, transport=transport, **FAST) as client:
-        result = await client.chat(ask(), headers=fault("503"))
+        result = await client.chat(say(), headers=fault("503"))
     assert not result.ok and result.content is None
     assert (result.error_class, result.http_status, result.attempts) == ("server_error", 503, 3)
     assert "overloaded" in result.error_message
@@ -183,7 +180,7 @@ async def test_retry_after_is_honoured_as_a_floor(sim, caplog):
     caplog.set_level(logging.WARNING, logger="dresscode.llm.client")
     client = LLMClient(sim, model=MODEL, backoff_base_s=0.001, backoff_max_s=5)
     async with client:
-        result = await client.chat(ask(), headers=fault("429", times=1))
+        result = await client.chat(say(), headers=fault("429", times=1))
     assert result.ok and result.attempts == 2
     [retry] = [r.getMessage() for r in caplog.records if r.name == "dresscode.llm.client"]
     assert "retrying in 1.00s" in retry  # the simulator's Retry-After
@@ -192,14 +189,14 @@ async def test_retry_after_is_honoured_as_a_floor(sim, caplog):
 async def test_retry_budget_stops_retries_that_could_not_finish_in_time(sim):
     # Retry-After: 1 (honoured, backoff_max_s=5) does not fit a 0.5 s budget: one attempt only.
     async with LLMClient(sim, model=MODEL, retry_budget_s=0.5, backoff_max_s=5) as client:
-        result = await client.chat(ask(), headers=fault("503"))
+        result = await client.chat(say(), headers=fault("503"))
     assert (result.error_class, result.attempts) == ("server_error", 1)
     assert stats(sim)["requests_total"] == 1
 
 
 async def test_bad_request_is_never_retried(sim, transport):
     async with LLMClient(sim, model=MODEL, transport=transport, **FAST) as client:
-        result = await client.chat(ask(), temperature=-1.0)
+        result = await client.chat(say(), temperature=-1.0)
     assert (result.error_class, result.http_status, result.attempts) == ("bad_request", 400, 1)
     assert "temperature" in result.error_message  # vLLM's envelope message, not the SDK's
     assert stats(sim)["requests_total"] == 1
@@ -207,7 +204,7 @@ async def test_bad_request_is_never_retried(sim, transport):
 
 async def test_unknown_model_is_not_found_and_not_retried(sim):
     async with LLMClient(sim, model="no/such-model", **FAST) as client:
-        result = await client.chat(ask())
+        result = await client.chat(say())
     assert (result.error_class, result.http_status, result.attempts) == ("not_found", 404, 1)
     assert stats(sim)["requests_total"] == 1
 
@@ -215,14 +212,14 @@ async def test_unknown_model_is_not_found_and_not_retried(sim):
 async def test_timeout_is_classified_and_retried(sim, transport):
     client = LLMClient(sim, model=MODEL, timeout_s=0.3, max_attempts=2, transport=transport, **FAST)
     async with client:
-        result = await client.chat(ask(), headers=fault("timeout"))
+        result = await client.chat(say(), headers=fault("timeout"))
     assert (result.error_class, result.http_status, result.attempts) == ("timeout", 0, 2)
     assert result.latency_ms >= 250  # the last attempt ran until the timeout (0.3 s)
 
 
 async def test_timeout_then_success(sim):
     async with LLMClient(sim, model=MODEL, timeout_s=0.3, **FAST) as client:
-        result = await client.chat(ask(), headers=fault("timeout", times=1))
+        result = await client.chat(say(), headers=fault("timeout", times=1))
     assert result.ok and result.attempts == 2
 
 
@@ -233,7 +230,7 @@ async def test_connection_refused_is_classified_and_never_raises(transport):
         url = f"http://127.0.0.1:{port}/v1"
         client = LLMClient(url, model=MODEL, max_attempts=2, transport=transport, **FAST)
         async with client:
-            result = await client.chat(ask())
+            result = await client.chat(say())
     assert (result.error_class, result.http_status, result.attempts) == ("connection", 0, 2)
 
 
@@ -241,7 +238,7 @@ async def test_auth_failure_is_not_retried_and_the_key_is_never_logged(caplog):
     caplog.set_level(logging.DEBUG)
     with running_simulator(api_key="right-key", fixed_latency_ms=1) as base_url:
         async with LLMClient(base_url, api_key="wrong-key-s3cret", model=MODEL) as client:
-            result = await client.chat(ask("my private prompt"))
+            result = await client.chat(say("my private prompt"))
     assert (result.error_class, result.http_status, result.attempts) == ("auth", 401, 1)
     assert "s3cret" not in caplog.text
 
@@ -289,7 +286,7 @@ async def test_gemma_failure_modes_end_in_the_right_parse_outcome(
 
 async def test_concurrency_bound_is_honoured_and_reached(sim, transport):
     async with LLMClient(sim, model=MODEL, max_concurrency=3, transport=transport) as client:
-        results = await asyncio.gather(*(client.chat(ask(f"n={i}")) for i in range(20)))
+        results = await asyncio.gather(*(client.chat(say(f"n={i}")) for i in range(20)))
         assert client.in_flight == 0
     assert all(r.ok for r in results)
     assert len({r.request_id for r in results}) == 20
@@ -373,3 +370,130 @@ def test_json_schema_format_is_strict_and_wants_an_object_root():
         json_schema_format("has spaces", SCHEMA)
     with pytest.raises(ValueError):
         json_schema_format("list", {"type": "array"})
+
+
+# --- one trip: ask ------------------------------------------------------------------------
+
+DIGITIZER = blueprints.resolve("wardrobe-digitizer@1")
+VOCABULARIES = dict.fromkeys(
+    ("categories", "patterns", "warmth_levels", "formality_levels", "seasons"), "…"
+)
+PLANNER = blueprints.from_mapping(
+    {
+        **DIGITIZER.__dict__,
+        "name": "outfit-planner",
+        "system": "You plan outfits.",
+        "user": "Plan an outfit. city: {{city}}",
+        "tools": [WEATHER_TOOL],
+    },
+    "test",
+)
+
+
+async def test_one_ask_renders_calls_parses_and_records_a_photo(sim, jpeg):
+    async with LLMClient(sim, model=MODEL) as client:
+        answer = await ask(
+            client,
+            DIGITIZER,
+            purpose="digitize",
+            schema_name="wardrobe_items",
+            values=VOCABULARIES,
+            image=jpeg,
+            columns={"image_sha256": "abc"},
+        )
+    system, user = answer.messages
+    assert "{{" not in system["content"] and "{{" not in user["content"][1]["text"]
+    assert user["content"][0] == image_part(jpeg)  # the photo goes before the text
+    assert answer.ok and answer.parse is not None and answer.parse.parse_ok
+    assert answer.value["items"] and answer.judged is None  # no judge, nothing judged
+    row = answer.record
+    assert set(row) == LOG_FIELDS | {"image_sha256"} and row["image_sha256"] == "abc"
+    assert (row["purpose"], row["prompt_name"], row["prompt_version"]) == (
+        "digitize",
+        "wardrobe-digitizer",
+        "1",
+    )
+    assert row["request_id"] == answer.request_id and row["schema_ok"] is True
+
+
+async def test_the_judge_fills_the_row_fields_only_the_stage_knows(sim, jpeg):
+    seen = []
+
+    async def judge(result: ChatResult, parse) -> Judgement[str]:
+        seen.append((result.ok, parse.usable))
+        return Judgement("kept 3", n_items=3, hallucinated_items=1, columns={"dropped": 2})
+
+    async with LLMClient(sim, model=MODEL) as client:
+        answer = await ask(
+            client,
+            DIGITIZER,
+            purpose="digitize",
+            schema_name="wardrobe_items",
+            values=VOCABULARIES,
+            image=jpeg,
+            judge=judge,
+            columns={"photo": "p1", "dropped": 0},
+        )
+    assert seen == [(True, True)] and answer.judged == "kept 3"
+    row = answer.record
+    assert (row["n_items"], row["hallucinated_items"]) == (3, 1)
+    assert (row["photo"], row["dropped"]) == ("p1", 2)  # the judge's columns win
+
+
+async def test_a_turn_of_tool_calls_is_not_parsed_and_the_conversation_goes_on(sim):
+    seen = []
+
+    def judge(result: ChatResult, parse) -> Judgement[str]:
+        seen.append(parse)
+        return Judgement("answered the tools", tool_call_ok=True)
+
+    async with LLMClient(sim, model=MODEL) as client:
+        answer = await ask(
+            client,
+            PLANNER,
+            purpose="outfit",
+            schema_name="outfits",
+            values={"city": "Lisbon"},
+            constrained=False,
+            judge=judge,
+        )
+    assert answer.ok and answer.parse is None and seen == [None]
+    assert answer.judged == "answered the tools"
+    [call] = answer.tool_calls
+    assert call["name"] == "get_weather" and json.loads(call["arguments"])["city"] == "Lisbon"
+    assert answer.messages[1]["content"] == "Plan an outfit. city: Lisbon"
+    row = answer.record
+    assert (row["tool_calls"], row["tool_call_ok"], row["parse_ok"]) == (1, True, None)
+    assert row["finish_reason"] == "tool_calls" and row["error_class"] is None
+
+
+async def test_a_failed_call_is_recorded_and_never_judged():
+    def judge(result, parse):
+        raise AssertionError("a failed call has nothing to judge")
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}/v1"  # refuses connections
+        async with LLMClient(url, model=MODEL, max_attempts=1) as client:
+            answer = await ask(
+                client,
+                DIGITIZER,
+                purpose="digitize",
+                schema_name="wardrobe_items",
+                values=VOCABULARIES,
+                judge=judge,
+                columns={"dropped_items": 0},
+            )
+    assert not answer.ok and answer.parse is None and answer.judged is None
+    assert answer.value is None and answer.record["error_class"] == "connection"
+    assert answer.record["dropped_items"] == 0 and answer.record["http_status"] == 0
+
+
+async def test_ask_takes_either_template_values_or_a_conversation(jpeg):
+    kwargs = {"purpose": "digitize", "schema_name": "wardrobe_items"}
+    with pytest.raises(ValueError, match="either values"):
+        await ask(None, DIGITIZER, **kwargs)
+    with pytest.raises(ValueError, match="either values"):
+        await ask(None, DIGITIZER, values=VOCABULARIES, messages=say(), **kwargs)
+    with pytest.raises(ValueError, match="image goes with values"):
+        await ask(None, DIGITIZER, messages=say(), image=jpeg, **kwargs)

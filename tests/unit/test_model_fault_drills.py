@@ -41,9 +41,9 @@ import pytest
 
 from dresscode.core import config, lake
 from dresscode.core.config import LLMEndpoint
-from dresscode.ingest import digitize
 from dresscode.ingest import tasks as ingest
 from dresscode.llm import blueprints
+from dresscode.llm.hook import DresscodeLLMHook
 from dresscode.local import seed
 from dresscode.outfits import stylist as outfits
 from dresscode.sim.testing import running_simulator
@@ -720,7 +720,7 @@ def run_stylist_drill(spec: StylistDrill) -> StylistResult:
     async def suggest_all(url: str) -> list[tuple[outfits.Suggestion, list[dict[str, Any]]]]:
         settings = config.get_settings()
         endpoint = LLMEndpoint(url, "EMPTY", MODEL, HEALTHY_TIMEOUT_S, CONCURRENCY)
-        async with digitize.make_client(endpoint, settings) as client:
+        async with DresscodeLLMHook.client_for(endpoint, settings) as client:
             return await outfits.suggest_many(
                 client, spec.blueprint, contexts, weather, max_turns=4
             )

@@ -1,4 +1,4 @@
-"""Quality metrics and SLOs on a real local lake, from rows built the way the pipelines build them.
+"""Quality metrics, and the SLO checks over them, on a real local lake, from rows built the way the pipelines build them.
 
 Inference-log rows come from ``llm.inference_record`` over real ``ChatResult``s and real
 ``parsing.parse_structured`` outcomes; manifest rows from ``ingest.PhotoOutcome``. Every
@@ -21,10 +21,11 @@ import pytest
 from dresscode.core import config, lake
 from dresscode.core.config import SLO_DEFAULTS
 from dresscode.ingest.tasks import PhotoOutcome
-from dresscode.llm.client import ChatResult, inference_record
+from dresscode.llm.client import ChatResult
+from dresscode.llm.inference_log import inference_record
 from dresscode.llm.parsing import parse_structured
 from dresscode.monitoring import metrics as monitoring
-from dresscode.monitoring.metrics import MetricValue, SloCheck
+from dresscode.monitoring import slos
 
 DAY = "2026-05-04"
 START = datetime(2026, 5, 4, tzinfo=UTC)
@@ -299,12 +300,12 @@ def test_no_tool_calls_is_no_data_not_a_breach(dresscode_home: Path) -> None:
     value, n = metric(
         monitoring.compute_metrics(START, END), "tool_call_success_rate", STYLIST, "2"
     )
-    checks = monitoring.check_slos(monitoring.window_metrics(START, END))
+    checks = slos.check_slos(monitoring.window_metrics(START, END))
 
     assert math.isnan(value) and n == 0
     [tool] = [c for c in checks if c.metric == "tool_call_success_rate"]
     assert (tool.status, tool.value, tool.n, tool.scope) == ("no_data", None, 0, STYLIST)
-    assert monitoring.breaches(checks) == []
+    assert slos.breaches(checks) == []
 
 
 def test_metrics_are_split_per_prompt_version_and_pooled_over_the_window(
@@ -424,19 +425,47 @@ def test_corrections_raise_correction_rate_once_per_photo(dresscode_home: Path) 
     assert metric(monitoring.compute_metrics(START, END), "correction_rate") == (2 / 5, 5)
 
 
+def test_correction_rate_is_one_definition_for_any_grouping() -> None:
+    photos = pd.DataFrame(
+        {
+            "user_id": ["u1", "u1", "u2", "u3"],
+            "image_sha256": ["a", "a", "b", "c"],  # u1's photo a listed twice: one photo
+            "prompt_version": ["2", "2", "2", "3"],
+        }
+    )
+    events = pd.DataFrame(
+        {
+            "event_type": ["item_corrected", "item_deleted", "outfit_rated", "item_added"],
+            "user_id": ["u1", "u1", "u2", "u9"],  # u9 corrected their own copy of photo c
+            "image_sha256": ["a", "a", "b", "c"],
+        }
+    )
+
+    total = monitoring.correction_rate(photos, events)
+    by_version = monitoring.correction_rate(photos, events, by=["prompt_version"])
+
+    assert total.to_dict("records") == [{"photos": 3, "corrected": 1, "correction_rate": 1 / 3}]
+    assert by_version.to_dict("records") == [
+        {"prompt_version": "2", "photos": 2, "corrected": 1, "correction_rate": 0.5},
+        {"prompt_version": "3", "photos": 1, "corrected": 0, "correction_rate": 0.0},
+    ]
+    empty = monitoring.correction_rate(photos.iloc[:0], events)
+    assert empty["photos"].tolist() == [0] and math.isnan(empty["correction_rate"].iloc[0])
+
+
 # --- bad inputs ------------------------------------------------------------------------------
 
 
 def test_an_empty_day_gives_no_rows_and_only_no_data_checks(dresscode_home: Path) -> None:
     frame = monitoring.compute_metrics(START, END)
     window = monitoring.window_metrics(START, END)
-    checks = monitoring.check_slos(window, SLO_DEFAULTS)
+    checks = slos.check_slos(window, SLO_DEFAULTS)
 
     assert frame.empty and list(frame.columns) == monitoring.COLUMNS
     assert window == {}
     assert [c.slo for c in checks] == list(SLO_DEFAULTS)
     assert {c.status for c in checks} == {"no_data"}
-    assert monitoring.decide(checks, False, []).branch == "healthy"
+    assert slos.decide(checks, False, []).branch == "healthy"
 
 
 def test_a_day_of_only_failures_does_not_crash_and_has_no_data_rates(
@@ -449,7 +478,7 @@ def test_a_day_of_only_failures_does_not_crash_and_has_no_data_rates(
     )
 
     frame = monitoring.compute_metrics(START, END)
-    checks = monitoring.check_slos(monitoring.window_metrics(START, END), SLO_DEFAULTS)
+    checks = slos.check_slos(monitoring.window_metrics(START, END), SLO_DEFAULTS)
 
     assert metric(frame, "calls") == (3, 3)
     assert metric(frame, "call_error_rate") == (1.0, 3)
@@ -461,7 +490,7 @@ def test_a_day_of_only_failures_does_not_crash_and_has_no_data_rates(
     assert upload_metric(frame, "uploads") == (0, 0)
     assert math.isnan(upload_metric(frame, "quarantine_rate")[0])
     # An outage is a breach of the call error SLO, and of nothing that needs an answer.
-    assert [(c.slo, c.value) for c in monitoring.breaches(checks)] == [("call_error_rate_max", 1.0)]
+    assert [(c.slo, c.value) for c in slos.breaches(checks)] == [("call_error_rate_max", 1.0)]
 
 
 def test_older_parts_without_newer_columns_only_shrink_denominators(dresscode_home: Path) -> None:
@@ -539,7 +568,7 @@ def test_rows_without_a_day_cannot_be_written(dresscode_home: Path) -> None:
         monitoring.write_metrics(window)
 
 
-# --- SLOs and the branch ---------------------------------------------------------------------
+# --- SLOs over the metrics -----------------------------------------------------------------------
 
 
 def test_slo_overrides_from_the_environment_apply(
@@ -548,62 +577,14 @@ def test_slo_overrides_from_the_environment_apply(
     # 1 JSON error in 4 answers: 0.25, above the default 0.02.
     write("inference_log", [digitize_call(_items(1))] * 3 + [digitize_call("not json")])
     window = monitoring.window_metrics(START, END)
-    [default] = [c for c in monitoring.check_slos(window) if c.metric == "json_error_rate"]
+    [default] = [c for c in slos.check_slos(window) if c.metric == "json_error_rate"]
 
     monkeypatch.setenv("DRESSCODE_MONITORING_SLOS", '{"json_error_rate_max": 0.3}')
     config.get_settings.cache_clear()
-    [relaxed] = [c for c in monitoring.check_slos(window) if c.metric == "json_error_rate"]
+    [relaxed] = [c for c in slos.check_slos(window) if c.metric == "json_error_rate"]
 
     assert (default.status, default.bound, default.value) == ("breach", 0.02, 0.25)
     assert (relaxed.status, relaxed.bound) == ("ok", 0.3)
-
-
-def test_max_and_min_bounds_and_the_bound_itself_is_ok() -> None:
-    values = [
-        MetricValue(DIGITIZER, "json_error_rate", 0.02, 100),  # at the max: ok
-        MetricValue(DIGITIZER, "items_per_photo", 0.9, 50),  # below the min: breach
-        MetricValue(STYLIST, "tool_call_success_rate", 0.95, 20),  # at the min: ok
-        MetricValue("", "quarantine_rate", 0.6, 200),  # above the max: breach
-        MetricValue("", "quarantine_rate:truncated", 0.6, 200),  # no SLO of its own
-    ]
-    slos = {
-        "json_error_rate_max": 0.02,
-        "items_per_photo_min": 1.0,
-        "tool_call_success_rate_min": 0.95,
-        "quarantine_rate_max": 0.5,
-    }
-
-    checks = {c.slo: c for c in monitoring.check_slos(values, slos)}
-
-    assert {s: c.status for s, c in checks.items()} == {
-        "json_error_rate_max": "ok",
-        "items_per_photo_min": "breach",
-        "tool_call_success_rate_min": "ok",
-        "quarantine_rate_max": "breach",
-    }
-    assert [c.slo for c in monitoring.breaches(checks.values())] == [
-        "items_per_photo_min",
-        "quarantine_rate_max",
-    ]
-
-
-def test_a_rate_past_its_bound_by_chance_is_watch_not_a_breach() -> None:
-    slos = {"json_error_rate_max": 0.02, "zero_item_share_max": 0.1}
-    values = [
-        # 1 bad answer in 41: 2.4 % > 2 %, but the 95 % interval reaches down to 0.4 %.
-        MetricValue(DIGITIZER, "json_error_rate", 1 / 41, 41),
-        # 15 empty photos in 40: 37.5 %, the interval (24 %..53 %) is all above 10 %.
-        MetricValue(DIGITIZER, "zero_item_share", 15 / 40, 40),
-    ]
-
-    checks = {c.slo: c.status for c in monitoring.check_slos(values, slos)}
-
-    assert checks == {"json_error_rate_max": "watch", "zero_item_share_max": "breach"}
-    low, high = monitoring.wilson_interval(15 / 40, 40)
-    assert 0.1 < low < 15 / 40 < high < 1
-    # The same 2.4 % over 4,100 answers is no longer chance.
-    many = monitoring.check_slos([MetricValue(DIGITIZER, "json_error_rate", 1 / 41, 4100)], slos)
-    assert [c.status for c in many if c.metric == "json_error_rate"] == ["breach"]
 
 
 def test_a_per_day_table_is_checked_row_by_row(dresscode_home: Path) -> None:
@@ -612,67 +593,9 @@ def test_a_per_day_table_is_checked_row_by_row(dresscode_home: Path) -> None:
         [digitize_call("not json", version="3"), digitize_call(_items(1), version="4")],
     )
 
-    checks = monitoring.check_slos(
-        monitoring.compute_metrics(START, END), {"json_error_rate_max": 0.02}
-    )
+    checks = slos.check_slos(monitoring.compute_metrics(START, END), {"json_error_rate_max": 0.02})
 
     assert {(c.scope, c.status) for c in checks} == {
         (f"{DIGITIZER}@3", "breach"),
         (f"{DIGITIZER}@4", "ok"),
     }
-
-
-def _checks() -> list[SloCheck]:
-    return [
-        SloCheck("json_error_rate_max", "json_error_rate", 0.02, "max", 0.05, 40, "breach", DIGITIZER),
-        SloCheck("ttft_p95_ms_max", "ttft_p95_ms", 3000.0, "max", 1200.0, 40, "ok", DIGITIZER),
-        SloCheck("tool_call_success_rate_min", "tool_call_success_rate", 0.95, "min", None, 0, "no_data", STYLIST),
-    ]  # fmt: skip
-
-
-def test_decide_drift_wins_and_names_columns_and_breaches() -> None:
-    decision = monitoring.decide(_checks(), True, ["brightness", "n_items"])
-
-    assert decision.branch == "drifted"
-    assert "brightness, n_items" in decision.reasons[0]
-    assert any("json_error_rate 0.0500 > max 0.0200" in r for r in decision.reasons)
-
-
-def test_decide_quality_degraded_names_metric_value_and_bound() -> None:
-    decision = monitoring.decide(_checks(), False, [])
-
-    assert decision.branch == "quality_degraded"
-    assert decision.reasons == [
-        f"{DIGITIZER} json_error_rate 0.0500 > max 0.0200 (json_error_rate_max, n=40)"
-    ]
-
-
-def test_decide_healthy_without_breaches_or_drift() -> None:
-    checks = [c for c in _checks() if c.status != "breach"]
-
-    decision = monitoring.decide(checks, False, [])
-
-    assert decision.branch == "healthy"
-    assert decision.reasons == ["1 SLO check(s) ok, 1 without data, no drift"]
-
-
-def test_render_table_shows_every_check_aligned() -> None:
-    text = monitoring.render_table(_checks())
-    header, rule, *rows = text.splitlines()
-
-    assert header.split() == ["metric", "value", "bound", "n", "status"]
-    assert set(rule) == {"-", " "}
-    assert len(rows) == 3
-    assert rows[0].startswith(f"{DIGITIZER} json_error_rate") and rows[0].endswith("BREACH")
-    assert "<= 0.0200" in rows[0] and ">= 0.9500" in rows[2]
-    # no data shows as "-", and the status column starts at the same place on every line
-    assert " - " in rows[2]
-    starts = {line.rfind(" ") for line in [header, *rows]}
-    assert len(starts) == 1
-
-
-def test_slo_checks_survive_a_round_trip_through_xcom_dicts() -> None:
-    checks = _checks()
-    again = [SloCheck.from_dict(json.loads(json.dumps(c.to_dict()))) for c in checks]
-
-    assert again == checks

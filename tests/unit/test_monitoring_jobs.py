@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from dresscode.monitoring import tasks as jobs
+from dresscode.monitoring.slos import SloCheck, Status
 
 NIGHT = datetime(2026, 11, 23, 3, tzinfo=UTC)
 
@@ -41,15 +43,15 @@ def test_an_empty_or_malformed_window_is_refused_by_name() -> None:
         jobs.current_window(NIGHT, NIGHT, NIGHT, start="yesterday")
 
 
-def _eval(version: int, f1: float, passed: bool = True) -> dict:
+def _eval(version: int, f1: float, passed: bool = True) -> jobs.GateRun:
     reasons = [] if passed else ["item F1 below the floor"]
-    return {
-        "version": version,
-        "passed": passed,
-        "reasons": reasons,
-        "metrics": {"f1": f1},
-        "mlflow_run_id": f"run-{version}",
-    }
+    return jobs.GateRun(
+        version=version,
+        passed=passed,
+        reasons=reasons,
+        metrics={"f1": f1},
+        mlflow_run_id=f"run-{version}",
+    )
 
 
 @pytest.mark.parametrize(
@@ -62,15 +64,62 @@ def _eval(version: int, f1: float, passed: bool = True) -> dict:
     ],
 )
 def test_only_a_passing_candidate_that_beats_production_is_promoted(
-    candidate: dict | None, promoted: bool
+    candidate: jobs.GateRun | None, promoted: bool
 ) -> None:
-    results = [{"name": jobs.DIGITIZER, "production": _eval(2, 0.95), "candidate": candidate}]
+    results = [jobs.Evaluation(name=jobs.DIGITIZER, production=_eval(2, 0.95), candidate=candidate)]
     chosen = jobs.better_candidates(results)
     assert [c["version"] for c in chosen] == ([3] if promoted else [])
+    assert jobs.choose_action(results) == ("promote" if promoted else "page")
+
+
+def _measured(status: Status) -> jobs.Measured:
+    check = SloCheck("hallucination_rate_max", "hallucination_rate", 0.0, "max", 0.1, 9, status)
+    return jobs.Measured(checks=[check.to_dict()], table="(table)")
+
+
+def _drift(drifted: bool) -> jobs.DriftVerdict:
+    moved = ["brightness"] if drifted else []
+    return jobs.DriftVerdict(
+        drifted=drifted, moved=moved, summary={}, text="", report="r.html", mlflow_run_id=None
+    )  # type: ignore[typeddict-item]
 
 
 def test_the_stylist_is_reevaluated_only_when_its_slos_broke() -> None:
-    ok = {"checks": [{"slo": "hallucination_rate_max", "status": "ok"}]}
-    broke = {"checks": [{"slo": "hallucination_rate_max", "status": "breach"}]}
-    assert jobs.prompts_to_reevaluate(ok) == [jobs.DIGITIZER]
-    assert jobs.prompts_to_reevaluate(broke) == [jobs.DIGITIZER, jobs.STYLIST]
+    assert jobs.prompts_to_reevaluate(_measured("ok")) == [jobs.DIGITIZER]
+    assert jobs.prompts_to_reevaluate(_measured("breach")) == [jobs.DIGITIZER, jobs.STYLIST]
+
+
+@pytest.mark.parametrize(
+    ("status", "drifted", "branch", "reevaluate"),
+    [
+        ("ok", False, "healthy", []),
+        ("watch", False, "healthy", []),
+        ("breach", False, "quality_degraded", ["wardrobe-digitizer", "outfit-stylist"]),
+        ("ok", True, "drifted", ["wardrobe-digitizer"]),
+    ],
+)
+def test_the_decision_names_its_branch_what_to_reevaluate_and_its_evidence(
+    status: Status, drifted: bool, branch: str, reevaluate: list[str]
+) -> None:
+    decision = jobs.decide(_measured(status), _drift(drifted))
+
+    assert (decision["branch"], decision["reevaluate"]) == (branch, reevaluate)
+    assert decision["evidence"]["moved"] == (["brightness"] if drifted else [])
+    assert decision["evidence"]["slo_table"] == "(table)"
+    assert json.loads(json.dumps(decision)) == decision  # a plain JSON dict, for XCom
+
+
+def test_reevaluate_takes_the_decision_of_the_branch_that_ran() -> None:
+    decision = jobs.decide(_measured("ok"), _drift(True))
+
+    assert jobs.taken(None, decision) is decision
+    with pytest.raises(ValueError, match="exactly one branch"):
+        jobs.taken(None, None)
+
+
+def test_the_recorded_action_follows_what_ran() -> None:
+    paged = jobs.Paged(summary="drifted", text="...")
+
+    assert jobs.outcome_of(["promoted: wardrobe-digitizer v2"], None)["action"] == "promoted"
+    assert jobs.outcome_of(None, paged) == {"action": "paged", "detail": paged}
+    assert jobs.outcome_of(None, None) == {"action": "none", "detail": None}

@@ -17,8 +17,10 @@ import pytest
 from dresscode.core import lake
 from dresscode.llm import blueprints
 from dresscode.llm.client import LLMClient
+from dresscode.outfits import rules
 from dresscode.outfits import stylist as outfits
-from dresscode.outfits.stylist import SkipReason, ToolArgumentError, UserContext, Violation
+from dresscode.outfits.rules import ToolArgumentError, Violation
+from dresscode.outfits.stylist import SkipReason, UserContext
 from dresscode.sim.testing import running_simulator
 
 BLUEPRINT = blueprints.resolve("outfit-stylist@2")
@@ -64,14 +66,14 @@ def answer(*outfits_ids: list[str]) -> dict[str, Any]:
 
 
 def codes(violations: list[str]) -> list[str]:
-    return [outfits.violation_code(v) for v in violations]
+    return [rules.violation_code(v) for v in violations]
 
 
 # --- validators ---------------------------------------------------------------------------
 
 
 def test_unowned_ids_are_dropped_and_counted_and_a_still_complete_outfit_is_kept() -> None:
-    kept, dropped, violations = outfits.validate(
+    kept, dropped, violations = rules.validate(
         answer(["tee", "jeans", "sneakers", "ghost-1"]), ctx(TEE, JEANS, SNEAKERS), None
     )
     assert kept == [
@@ -81,7 +83,7 @@ def test_unowned_ids_are_dropped_and_counted_and_a_still_complete_outfit_is_kept
 
 
 def test_an_outfit_left_incomplete_by_the_drop_is_removed() -> None:
-    kept, dropped, violations = outfits.validate(
+    kept, dropped, violations = rules.validate(
         answer(["tee", "ghost-jeans", "sneakers"]), ctx(TEE, JEANS, SNEAKERS), None
     )
     assert kept == [] and dropped == ["ghost-jeans"]
@@ -90,85 +92,82 @@ def test_an_outfit_left_incomplete_by_the_drop_is_removed() -> None:
 
 def test_complete_means_top_and_bottom_or_a_dress_plus_footwear_when_owned() -> None:
     owned = ctx(TEE, JEANS, SNEAKERS, DRESS)
-    kept, _, violations = outfits.validate(
+    kept, _, violations = rules.validate(
         answer(["tee", "jeans"], ["dress", "sneakers"], ["tee", "sneakers"]), owned, None
     )
     assert [o["item_ids"] for o in kept] == [["dress", "sneakers"]]
     assert codes(violations) == [Violation.INCOMPLETE, Violation.INCOMPLETE]
     # Nobody photographed their shoes: top + bottom is complete.
-    kept, _, _ = outfits.validate(answer(["tee", "jeans"]), ctx(TEE, JEANS), None)
+    kept, _, _ = rules.validate(answer(["tee", "jeans"]), ctx(TEE, JEANS), None)
     assert len(kept) == 1
-    assert "no_footwear_owned" in outfits.caveats(ctx(TEE, JEANS), {"temperature_c": 20})
+    assert "no_footwear_owned" in rules.caveats(ctx(TEE, JEANS), {"temperature_c": 20})
 
 
 def test_heavy_coat_at_30_degrees_is_removed_but_allowed_below_28() -> None:
     owned = ctx(TEE, JEANS, SNEAKERS, PARKA)
     outfit = ["tee", "jeans", "sneakers", "parka"]
-    kept, _, violations = outfits.validate(answer(outfit), owned, {"temperature_c": 30})
+    kept, _, violations = rules.validate(answer(outfit), owned, {"temperature_c": 30})
     assert kept == [] and codes(violations) == [Violation.HEAVY_IN_HEAT]
     assert "parka" in violations[0] and "outfit 1" in violations[0]
-    kept, _, violations = outfits.validate(answer(outfit), owned, {"temperature_c": 27.9})
+    kept, _, violations = rules.validate(answer(outfit), owned, {"temperature_c": 27.9})
     assert len(kept) == 1 and violations == []
     # The day's high decides, even when the mean is mild.
     hot_afternoon = {"temperature_c": 22, "temperature_max_c": 29}
-    assert outfits.validate(answer(outfit), owned, hot_afternoon)[0] == []
+    assert rules.validate(answer(outfit), owned, hot_afternoon)[0] == []
 
 
 def test_rain_needs_protection_only_when_the_user_owns_some() -> None:
     wet = {"temperature_c": 14, "precipitation_probability": 60}
     dry_outfit = answer(["tee", "jeans", "sneakers"])
-    kept, _, violations = outfits.validate(dry_outfit, ctx(TEE, JEANS, SNEAKERS, RAINCOAT), wet)
+    kept, _, violations = rules.validate(dry_outfit, ctx(TEE, JEANS, SNEAKERS, RAINCOAT), wet)
     assert kept == [] and codes(violations) == [Violation.NO_RAIN_PROTECTION]
-    kept, _, _ = outfits.validate(
+    kept, _, _ = rules.validate(
         answer(["tee", "jeans", "sneakers", "raincoat"]), ctx(TEE, JEANS, SNEAKERS, RAINCOAT), wet
     )
     assert len(kept) == 1
     no_gear = ctx(TEE, JEANS, SNEAKERS)
-    assert len(outfits.validate(dry_outfit, no_gear, wet)[0]) == 1
-    assert outfits.caveats(no_gear, wet) == ["no_rain_gear_owned"]
+    assert len(rules.validate(dry_outfit, no_gear, wet)[0]) == 1
+    assert rules.caveats(no_gear, wet) == ["no_rain_gear_owned"]
     below = {"temperature_c": 14, "precipitation_probability": 59}
-    assert len(outfits.validate(dry_outfit, ctx(TEE, JEANS, SNEAKERS, RAINCOAT), below)[0]) == 1
+    assert len(rules.validate(dry_outfit, ctx(TEE, JEANS, SNEAKERS, RAINCOAT), below)[0]) == 1
     # Without a probability, the is_rainy flag decides.
     assert (
-        outfits.validate(dry_outfit, ctx(TEE, JEANS, SNEAKERS, RAINCOAT), {"is_rainy": True})[0]
-        == []
+        rules.validate(dry_outfit, ctx(TEE, JEANS, SNEAKERS, RAINCOAT), {"is_rainy": True})[0] == []
     )
 
 
 def test_a_heavy_waterproof_parka_is_not_rain_gear_in_the_heat() -> None:
     tropical = {"temperature_c": 31, "precipitation_probability": 90}
     owned = ctx(TEE, JEANS, SNEAKERS, PARKA)
-    kept, _, violations = outfits.validate(answer(["tee", "jeans", "sneakers"]), owned, tropical)
+    kept, _, violations = rules.validate(answer(["tee", "jeans", "sneakers"]), owned, tropical)
     assert len(kept) == 1 and violations == []
-    assert outfits.caveats(owned, tropical) == ["no_rain_gear_owned"]
+    assert rules.caveats(owned, tropical) == ["no_rain_gear_owned"]
 
 
 def test_cold_needs_a_warm_layer_only_when_the_user_owns_one() -> None:
     cold = {"temperature_c": 5}
     light = answer(["tee", "jeans", "boots"])
-    kept, _, violations = outfits.validate(light, ctx(TEE, SWEATER, JEANS, BOOTS), cold)
+    kept, _, violations = rules.validate(light, ctx(TEE, SWEATER, JEANS, BOOTS), cold)
     assert kept == [] and codes(violations) == [Violation.NO_WARM_LAYER]
     warm = answer(["sweater", "jeans", "boots"])
-    assert len(outfits.validate(warm, ctx(TEE, SWEATER, JEANS, BOOTS), cold)[0]) == 1
+    assert len(rules.validate(warm, ctx(TEE, SWEATER, JEANS, BOOTS), cold)[0]) == 1
     # Warm boots are not a layer; a blizzard with nothing warm to wear still gets outfits.
     nothing_warm = ctx(TEE, JEANS, BOOTS)
-    assert len(outfits.validate(light, nothing_warm, {"temperature_c": -12})[0]) == 1
-    assert outfits.caveats(nothing_warm, {"temperature_c": -12}) == ["no_warm_layer_owned"]
+    assert len(rules.validate(light, nothing_warm, {"temperature_c": -12})[0]) == 1
+    assert rules.caveats(nothing_warm, {"temperature_c": -12}) == ["no_warm_layer_owned"]
     # The day's low decides.
-    assert (
-        outfits.validate(light, ctx(TEE, SWEATER, JEANS, BOOTS), {"temperature_min_c": 3})[0] == []
-    )
+    assert rules.validate(light, ctx(TEE, SWEATER, JEANS, BOOTS), {"temperature_min_c": 3})[0] == []
 
 
 def test_unknown_weather_applies_no_rule_and_says_so() -> None:
     outfit = answer(["tee", "jeans", "sneakers", "parka"])
     for weather in (None, {}, {"error": "weather unavailable"}):
-        assert len(outfits.validate(outfit, ctx(TEE, JEANS, SNEAKERS, PARKA), weather)[0]) == 1
-        assert outfits.caveats(ctx(TEE, JEANS, SNEAKERS), weather) == ["weather_unavailable"]
+        assert len(rules.validate(outfit, ctx(TEE, JEANS, SNEAKERS, PARKA), weather)[0]) == 1
+        assert rules.caveats(ctx(TEE, JEANS, SNEAKERS), weather) == ["weather_unavailable"]
 
 
 def test_duplicate_ids_and_duplicate_outfits_are_collapsed() -> None:
-    kept, dropped, _ = outfits.validate(
+    kept, dropped, _ = rules.validate(
         answer(["tee", "tee", "jeans", "sneakers"], ["jeans", "tee", "sneakers"]),
         ctx(TEE, JEANS, SNEAKERS),
         None,
@@ -194,10 +193,10 @@ COUNTED = {
 
 def test_string_numbers_and_booleans_are_coerced_and_counted() -> None:
     raw = '{"city": "Oslo", "days": "3", "metric": "true", "lat": "59.9", "hours": ["8", 9]}'
-    args, coerced = outfits.coerce_arguments(raw, COUNTED)
+    args, coerced = rules.coerce_arguments(raw, COUNTED)
     assert args == {"city": "Oslo", "days": 3, "metric": True, "lat": 59.9, "hours": [8, 9]}
     assert coerced == 4
-    args, coerced = outfits.coerce_arguments('{"city": "7", "days": 1}', COUNTED)
+    args, coerced = rules.coerce_arguments('{"city": "7", "days": 1}', COUNTED)
     assert args["city"] == "7" and coerced == 0  # a string field stays a string
 
 
@@ -214,12 +213,12 @@ def test_string_numbers_and_booleans_are_coerced_and_counted() -> None:
 )
 def test_unusable_arguments_raise(raw: str, match: str) -> None:
     with pytest.raises(ToolArgumentError, match=match):
-        outfits.coerce_arguments(raw, WEATHER_PARAMS)
+        rules.coerce_arguments(raw, WEATHER_PARAMS)
 
 
 def test_an_unconvertible_string_stays_a_schema_error() -> None:
     with pytest.raises(ToolArgumentError, match="is not of type 'integer'"):
-        outfits.coerce_arguments('{"city": "Oslo", "days": "three"}', COUNTED)
+        rules.coerce_arguments('{"city": "Oslo", "days": "three"}', COUNTED)
 
 
 # --- the prompt -----------------------------------------------------------------------------
@@ -244,7 +243,7 @@ def test_descriptions_cannot_break_the_wardrobe_delimiters() -> None:
     assert user.rstrip().endswith(f"City: Oslo\nDate: {DAY.isoformat()}")
     assert "{{" not in user and "{{" not in messages[0]["content"]
     # The prompt states the thresholds the validator enforces.
-    assert f"{outfits.HOT_C:g} °C" in messages[0]["content"]
+    assert f"{rules.HOT_C:g} °C" in messages[0]["content"]
 
 
 def test_style_summary_is_short_data() -> None:

@@ -9,8 +9,8 @@ import pytest
 
 from dresscode.core import lake
 from dresscode.core.config import get_settings
+from dresscode.core.tables import landing_keys
 from dresscode.ingest import photos as images
-from dresscode.ingest.tasks import landing_keys
 from dresscode.local import seed
 from dresscode.sim.answers import DARK_BRIGHTNESS
 

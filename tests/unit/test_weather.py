@@ -20,7 +20,8 @@ import httpx
 import pytest
 
 from dresscode.core import config, lake
-from dresscode.core.config import Settings, WeatherEndpoint
+from dresscode.core.config import Settings
+from dresscode.core.connections import WeatherEndpoint
 from dresscode.features.weather import (
     CIRCUIT_BREAK_AFTER,
     CityWeather,

@@ -1,9 +1,10 @@
-"""Settings and connections: the one configuration surface of the project.
+"""Settings: the knobs of the one configuration surface of the project.
 
 Knobs are typed settings read from ``DRESSCODE_*`` environment variables with documented
 defaults (``docs/configuration.md`` is generated from ``SETTINGS``). Endpoints and credentials
-are Airflow Connections, settable as ``AIRFLOW_CONN_<ID>`` env vars. A bad value fails at start
-with one sentence that names the variable.
+are Airflow Connections, settable as ``AIRFLOW_CONN_<ID>`` env vars, read in
+``dresscode.core.connections``. A bad value fails at start with one sentence that names the
+variable.
 """
 
 from __future__ import annotations
@@ -19,12 +20,6 @@ from typing import Any
 # The repository root: src/dresscode/core/config.py -> parents[3]. Only used for local defaults;
 # deployments set DRESSCODE_HOME and DRESSCODE_LAKE_URI explicitly.
 REPO_ROOT = Path(__file__).resolve().parents[3]
-
-LLM_CONN_ID = "dresscode_llm"
-WEATHER_CONN_ID = "weather_api"
-# Open-Meteo's public API shape; the connection overrides it (a paid plan, a mirror, a stub).
-DEFAULT_WEATHER_URL = "https://api.open-meteo.com/v1"
-DEFAULT_GEOCODING_URL = "https://geocoding-api.open-meteo.com/v1"
 
 
 class SettingsError(ValueError):
@@ -559,111 +554,25 @@ def get_settings() -> Settings:
     return load_settings()
 
 
-@dataclass(frozen=True)
-class LLMEndpoint:
-    """The model endpoint from the ``dresscode_llm`` connection."""
-
-    base_url: str
-    api_key: str
-    model: str
-    timeout_s: float
-    max_concurrency: int
-
-
-def _connection(conn_id: str) -> Any:
-    from airflow.sdk import BaseHook
-    from airflow.sdk.exceptions import AirflowNotFoundException
-
-    try:
-        return BaseHook.get_connection(conn_id)
-    except AirflowNotFoundException:
-        env = f"AIRFLOW_CONN_{conn_id.upper()}"
-        raise SettingsError(
-            f"Connection {conn_id!r} is not defined: set {env} (see README, 'Configuration')."
-        ) from None
+# The connections (endpoints and credentials) live in dresscode.core.connections; these names
+# stay importable from here. Resolved on first use: connections imports this module.
+_FROM_CONNECTIONS = {
+    "LLM_CONN_ID": "LLM_CONN_ID",
+    "WEATHER_CONN_ID": "WEATHER_CONN_ID",
+    "DEFAULT_WEATHER_URL": "DEFAULT_WEATHER_URL",
+    "DEFAULT_GEOCODING_URL": "DEFAULT_GEOCODING_URL",
+    "LLMEndpoint": "LLMEndpoint",
+    "llm_endpoint": "llm_endpoint",
+    "WeatherEndpoint": "WeatherEndpoint",
+    "weather_endpoint": "weather_endpoint",
+    "_connection": "get_connection",
+    "_extra": "_extra",
+}
 
 
-def llm_endpoint(conn_id: str = LLM_CONN_ID, settings: Settings | None = None) -> LLMEndpoint:
-    """Resolve the model endpoint. host = base URL, password = API key, extra = model, timeout, max_concurrency."""
-    settings = settings or get_settings()
-    conn = _connection(conn_id)
-    extra = _extra(conn, conn_id)
-    base_url = (conn.host or "").rstrip("/")
-    if not base_url.startswith(("http://", "https://")):
-        raise SettingsError(
-            f"Connection {conn_id!r}: host must be the base URL such as http://localhost:8000/v1, got {conn.host!r}."
-        )
-    if conn.port and f":{conn.port}" not in base_url:
-        raise SettingsError(
-            f"Connection {conn_id!r}: put the port inside host ({base_url}), not in port."
-        )
-    model = extra.get("model")
-    if not model:
-        raise SettingsError(
-            f'Connection {conn_id!r}: extra must name the served model, e.g. {{"model": "google/gemma-4-26B-A4B-it"}}.'
-        )
-    try:
-        timeout_s = float(extra.get("timeout", settings.llm_timeout_s))
-        max_concurrency = int(extra.get("max_concurrency", settings.llm_max_concurrency))
-    except (TypeError, ValueError):
-        raise SettingsError(
-            f"Connection {conn_id!r}: extra timeout and max_concurrency must be numbers."
-        ) from None
-    if timeout_s <= 0 or max_concurrency < 1:
-        raise SettingsError(
-            f"Connection {conn_id!r}: extra timeout must be > 0 and max_concurrency >= 1."
-        )
-    return LLMEndpoint(base_url, conn.password or "EMPTY", str(model), timeout_s, max_concurrency)
+def __getattr__(name: str) -> Any:
+    if name in _FROM_CONNECTIONS:
+        from dresscode.core import connections
 
-
-def _extra(conn: Any, conn_id: str) -> dict[str, Any]:
-    try:
-        extra = conn.extra_dejson if conn.extra else {}
-    except json.JSONDecodeError:
-        raise SettingsError(f"Connection {conn_id!r}: extra is not valid JSON.") from None
-    if not isinstance(extra, dict):
-        raise SettingsError(f"Connection {conn_id!r}: extra must be a JSON object.")
-    return extra
-
-
-@dataclass(frozen=True)
-class WeatherEndpoint:
-    """The forecast provider from the ``weather_api`` connection (Open-Meteo's API shape).
-
-    host = forecast base URL, password = API key (sent as ``apikey``; empty for the free
-    API), extra = ``geocoding_url`` and ``timeout``. Keys never live in code.
-    """
-
-    base_url: str
-    geocoding_url: str
-    api_key: str | None
-    timeout_s: float
-
-
-def weather_endpoint(
-    conn_id: str = WEATHER_CONN_ID, settings: Settings | None = None
-) -> WeatherEndpoint:
-    """Resolve the weather provider; without a ``weather_api`` connection, Open-Meteo's public URLs."""
-    settings = settings or get_settings()
-    try:
-        conn = _connection(conn_id)
-    except SettingsError:
-        return WeatherEndpoint(
-            DEFAULT_WEATHER_URL, DEFAULT_GEOCODING_URL, None, settings.weather_timeout_s
-        )
-    extra = _extra(conn, conn_id)
-    base_url = (conn.host or "").rstrip("/")
-    if not base_url.startswith(("http://", "https://")):
-        raise SettingsError(
-            f"Connection {conn_id!r}: host must be the forecast base URL such as {DEFAULT_WEATHER_URL}, got {conn.host!r}."
-        )
-    geocoding_url = str(extra.get("geocoding_url") or base_url).rstrip("/")
-    if not geocoding_url.startswith(("http://", "https://")):
-        raise SettingsError(f"Connection {conn_id!r}: extra geocoding_url must be an http(s) URL.")
-    try:
-        timeout_s = float(extra.get("timeout", settings.weather_timeout_s))
-    except (TypeError, ValueError):
-        raise SettingsError(f"Connection {conn_id!r}: extra timeout must be a number.") from None
-    if timeout_s <= 0:
-        raise SettingsError(f"Connection {conn_id!r}: extra timeout must be > 0.")
-    return WeatherEndpoint(base_url, geocoding_url, conn.password or None, timeout_s)
+        return getattr(connections, _FROM_CONNECTIONS[name])
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

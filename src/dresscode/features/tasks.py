@@ -1,8 +1,11 @@
 """The work of the feature DAGs (``weather_ingest``, ``style_features``), one function per task.
 
 Each function reads its inputs from the lake or the feature store, writes its outputs
-atomically, and returns a small summary dict (for XCom and the task log). Re-running a task
+atomically, and returns a small typed summary (for XCom and the task log). Re-running a task
 for the same run or data interval writes the same parts and the same online values.
+
+What crosses an XCom is a ``TypedDict``: a plain JSON dict at runtime (Airflow 3 refuses to
+deserialize other classes by default), typed for the DAG file and for readers.
 """
 
 from __future__ import annotations
@@ -12,11 +15,12 @@ import logging
 from collections import Counter
 from dataclasses import asdict
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import TypedDict
 
 from dresscode.core import lake
 from dresscode.core.config import Settings, get_settings
 from dresscode.features import users
+from dresscode.features.materialization import Materialized
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +32,46 @@ VERIFY_SAMPLE = 20
 
 class FeatureJobError(RuntimeError):
     """A feature job that must fail the task; the message says what to look at."""
+
+
+class WeatherFetched(TypedDict):
+    """``fetch_forecasts``' result: what one weather_ingest run wrote."""
+
+    cities: int  # distinct city names asked for
+    with_weather: int  # rows written (fresh, cached or stale)
+    missing: dict[str, int]  # MissingReason value -> cities
+    provider_calls: int  # forecast requests sent, retries included
+    cache_hits: int
+    stale_used: int
+    path: str | None  # the part written to the ``weather`` table; None without rows
+
+
+class WeatherPushed(WeatherFetched):
+    """``push_online``'s result: the fetch summary plus the rows pushed online."""
+
+    pushed: int
+
+
+class Window(TypedDict):
+    """The interval a style_features run covers, as ISO UTC strings."""
+
+    start: str
+    as_of: str  # the end of the data interval: features are "as of" it
+
+
+class StyleComputed(TypedDict):
+    """``compute``'s result: the user_style part written and who is in it."""
+
+    users: int
+    empty_wardrobes: int
+    user_ids: list[str]
+    path: str | None
+
+
+class Verified(TypedDict):
+    """``verify``'s result: how many sampled users were read back fresh."""
+
+    verified: int
 
 
 def _part(*keys: str) -> str:
@@ -47,7 +91,7 @@ def cities_of_active_users(settings: Settings | None = None) -> list[str]:
 
 def ingest_weather(
     cities: list[str], *, day: date, run_id: str, settings: Settings | None = None
-) -> dict[str, Any]:
+) -> WeatherFetched:
     """Fetch (or reuse) each city's forecast, write the day's features; returns a summary.
 
     The part written is named by the run, so a retry or re-run replaces it.
@@ -63,15 +107,15 @@ def ingest_weather(
     missing = Counter(m.reason for m in batch.missing)
     for m in batch.missing:
         log.warning("weather missing for %s: %s (%s)", m.city, m.reason, m.message)
-    summary = {
-        "cities": len(set(cities)),
-        "with_weather": len(rows),
-        "missing": dict(missing),
-        "provider_calls": batch.provider_calls,
-        "cache_hits": batch.cache_hits,
-        "stale_used": batch.stale_used,
-        "path": path,
-    }
+    summary = WeatherFetched(
+        cities=len(set(cities)),
+        with_weather=len(rows),
+        missing=dict(missing),
+        provider_calls=batch.provider_calls,
+        cache_hits=batch.cache_hits,
+        stale_used=batch.stale_used,
+        path=path,
+    )
     log.info(
         "weather: %d of %d cities, %d fetched, %d from cache, %d stale, missing %s",
         len(rows),
@@ -100,15 +144,16 @@ def ingest_weather(
     return summary
 
 
-def push_weather(fetched: dict[str, Any], settings: Settings | None = None) -> dict[str, Any]:
+def push_weather(fetched: WeatherFetched, settings: Settings | None = None) -> WeatherPushed:
     """Push the rows ``ingest_weather`` wrote to the online store (``weather_live``)."""
     from dresscode.features import store as features
 
     settings = settings or get_settings()
-    if not fetched.get("path"):
+    written = fetched.get("path")
+    if not written:
         log.info("no weather rows to push")
-        return {**fetched, "pushed": 0}
-    path = lake.storage_path(fetched["path"], settings)
+        return WeatherPushed(**fetched, pushed=0)
+    path = lake.storage_path(written, settings)
     with path.fs.open(path.path, "rb") as fh:
         import pandas as pd
 
@@ -116,7 +161,7 @@ def push_weather(fetched: dict[str, Any], settings: Settings | None = None) -> d
     features.apply(settings)  # idempotent: the registry matches feature_repo/ before the push
     pushed = features.push_weather(rows, settings)
     log.info("pushed %d city forecasts to the online store", pushed)
-    return {**fetched, "pushed": pushed}
+    return WeatherPushed(**fetched, pushed=pushed)
 
 
 # --- style_features -----------------------------------------------------------------------
@@ -124,19 +169,19 @@ def push_weather(fetched: dict[str, Any], settings: Settings | None = None) -> d
 
 def materialize_window(
     interval_start: datetime | None, interval_end: datetime | None, run_after: datetime
-) -> dict[str, str]:
+) -> Window:
     """The interval a style_features run covers, as ISO strings (XCom-friendly).
 
     ``as_of`` is the end of the data interval; runs without a real interval (asset-triggered,
     manual: start == end or none) cover the 24 hours before they started.
-    ``features.materialize`` moves ``start`` back by the overlap for late rows.
+    ``materialization.materialize`` moves ``start`` back by the overlap for late rows.
     """
     end = interval_end or run_after
     start = interval_start if interval_start and interval_start < end else end - timedelta(days=1)
-    return {"start": start.astimezone(UTC).isoformat(), "as_of": end.astimezone(UTC).isoformat()}
+    return Window(start=start.astimezone(UTC).isoformat(), as_of=end.astimezone(UTC).isoformat())
 
 
-def compute_style(window: dict[str, str], settings: Settings | None = None) -> dict[str, Any]:
+def compute_style(window: Window, settings: Settings | None = None) -> StyleComputed:
     """Style features of every active user as of the window's end, written to ``user_style``."""
     from dresscode.features import style
 
@@ -164,11 +209,12 @@ def compute_style(window: dict[str, str], settings: Settings | None = None) -> d
         empty,
         as_of.isoformat(),
     )
-    return {"users": len(table), "empty_wardrobes": empty, "user_ids": ids, "path": path}
+    return StyleComputed(users=len(table), empty_wardrobes=empty, user_ids=ids, path=path)
 
 
-def materialize(window: dict[str, str], settings: Settings | None = None) -> dict[str, Any]:
+def materialize(window: Window, settings: Settings | None = None) -> Materialized:
     """Apply the feature repo (idempotent) and materialize user_style and weather for the window."""
+    from dresscode.features import materialization
     from dresscode.features import store as features
 
     settings = settings or get_settings()
@@ -176,19 +222,19 @@ def materialize(window: dict[str, str], settings: Settings | None = None) -> dic
     start = datetime.fromisoformat(window["start"])
     # Feast's window end is exclusive: one second past as_of includes the rows stamped as_of.
     end = datetime.fromisoformat(window["as_of"]) + timedelta(seconds=1)
-    return features.materialize(start, end, settings=settings).as_dict()
+    return materialization.materialize(start, end, settings=settings).as_dict()
 
 
 def verify_online(
-    computed: dict[str, Any], window: dict[str, str], settings: Settings | None = None
-) -> dict[str, Any]:
+    computed: StyleComputed, window: Window, settings: Settings | None = None
+) -> Verified:
     """Read a sample of users back online; stale or missing rows fail the task."""
     from dresscode.features import store as features
 
     sample = sorted(computed.get("user_ids") or [])[:VERIFY_SAMPLE]
     if not sample:
         log.info("no active users: nothing to verify")
-        return {"verified": 0}
+        return Verified(verified=0)
     features.check_fresh(
         [{"user_id": u} for u in sample],
         view="user_style",
@@ -196,4 +242,4 @@ def verify_online(
         settings=settings,
     )
     log.info("online store fresh for %d sampled users", len(sample))
-    return {"verified": len(sample)}
+    return Verified(verified=len(sample))

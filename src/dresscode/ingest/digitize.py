@@ -1,7 +1,8 @@
 """Digitize: one normalized photo -> validated wardrobe items, through the model endpoint.
 
-The blueprint gives the prompt, the sampling settings and the output schema. The answer goes
-through ``parsing.parse_structured`` (strict JSON, counted repairs, schema validation). Items
+The blueprint gives the prompt, the sampling settings and the output schema. One photo is one
+trip to the model (:func:`dresscode.llm.ask.ask`: render, call, parse with counted repairs and
+schema validation, record); what this module adds is the judgement of the answer. Items
 that break the schema's closed vocabularies are dropped one by one and counted; the rest of
 the photo's items are kept. Item ids are deterministic (user, image hash, index, prompt version), so
 re-running never duplicates items.
@@ -16,16 +17,18 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dresscode.core import prompts
 from dresscode.llm import blueprints
+from dresscode.llm.ask import Judgement, ask, render
 from dresscode.llm.blueprints import Blueprint
 
 if TYPE_CHECKING:
-    from dresscode.core.config import LLMEndpoint, Settings
-    from dresscode.llm.client import LLMClient
+    from dresscode.llm.client import ChatResult, LLMClient
+    from dresscode.llm.parsing import ParseOutcome
 
 log = logging.getLogger(__name__)
 
@@ -61,19 +64,8 @@ def vocabularies(schema: dict[str, Any]) -> dict[str, str]:
 
 
 def build_messages(blueprint: Blueprint, jpeg: bytes) -> list[dict[str, Any]]:
-    from dresscode.llm.client import image_part
-
-    values = vocabularies(blueprint.output_schema)
-    return [
-        {"role": "system", "content": blueprint.render(blueprint.system, values)},
-        {
-            "role": "user",
-            "content": [
-                image_part(jpeg),
-                {"type": "text", "text": blueprint.render(blueprint.user, values)},
-            ],
-        },
-    ]
+    """The prompt for one photo: the vocabularies filled in, the photo before the text."""
+    return render(blueprint, vocabularies(blueprint.output_schema), image=jpeg)
 
 
 def fit_to_blueprint(jpeg: bytes, blueprint: Blueprint) -> bytes:
@@ -115,54 +107,57 @@ async def digitize_photo(
     client: LLMClient, blueprint: Blueprint, image_sha256: str, jpeg: bytes
 ) -> Digitized:
     """One model call for one photo; never raises for model or network failures."""
-    from dresscode.llm.client import inference_record, json_schema_format
-    from dresscode.llm.parsing import parse_structured
-
-    result = await client.chat(
-        build_messages(blueprint, fit_to_blueprint(jpeg, blueprint)),
-        response_format=json_schema_format("wardrobe_items", blueprint.output_schema),
-        temperature=blueprint.temperature,
-        max_tokens=blueprint.max_tokens,
-        model=blueprint.model,
+    answer = await ask(
+        client,
+        blueprint,
+        purpose=PURPOSE,
+        schema_name="wardrobe_items",
+        values=vocabularies(blueprint.output_schema),
+        image=fit_to_blueprint(jpeg, blueprint),
+        judge=partial(_judge_items, image_sha256=image_sha256, schema=blueprint.output_schema),
+        columns={"image_sha256": image_sha256, "dropped_items": 0},
     )
-    items: list[dict[str, Any]] = []
-    dropped = 0
-    parse = None
-    if result.ok:
-        parse = parse_structured(
-            result.content, finish_reason=result.finish_reason, schema=blueprint.output_schema
-        )
-        if parse.usable:
-            items = list(parse.value["items"])
-        elif parse.value is not None:
-            items, dropped = salvage_items(parse.value, blueprint.output_schema)
-        if not parse.usable:
-            log.warning(
-                "photo %s: %s (%s)%s",
-                image_sha256[:12],
-                parse.outcome,
-                "; ".join(parse.errors[:2]),
-                f", kept {len(items)} valid items, dropped {dropped}" if dropped else "",
-            )
-    else:
+    if not answer.ok:
         log.warning(
             "photo %s: model call failed after %d attempts: %s %s",
             image_sha256[:12],
-            result.attempts,
-            result.error_class,
-            result.error_message,
+            answer.result.attempts,
+            answer.result.error_class,
+            answer.result.error_message,
         )
-    salvaged = parse is not None and not parse.usable and (items or dropped)
-    record = inference_record(
-        result,
-        purpose=PURPOSE,
-        prompt_name=blueprint.name,
-        prompt_version=blueprint.version,
-        parse=parse,
-        n_items=len(items) if (parse is not None and (parse.usable or salvaged)) else None,
-        extra={"image_sha256": image_sha256, "dropped_items": dropped},
+    items, dropped = answer.judged or ([], 0)
+    return Digitized(image_sha256, items, answer.record, dropped)
+
+
+def _judge_items(
+    result: ChatResult, parse: ParseOutcome | None, *, image_sha256: str, schema: dict[str, Any]
+) -> Judgement[tuple[list[dict[str, Any]], int]]:
+    """The photo's items: all of a valid answer, else the valid ones of a salvageable answer.
+
+    ``n_items`` stays None when the answer gave no items at all (unparseable, wrong shape).
+    """
+    if parse is None:  # a round of tool calls; digitizer blueprints offer no tools
+        return Judgement(value=([], 0))
+    items: list[dict[str, Any]] = []
+    dropped = 0
+    if parse.usable:
+        items = list(parse.value["items"])
+    elif parse.value is not None:
+        items, dropped = salvage_items(parse.value, schema)
+    if not parse.usable:
+        log.warning(
+            "photo %s: %s (%s)%s",
+            image_sha256[:12],
+            parse.outcome,
+            "; ".join(parse.errors[:2]),
+            f", kept {len(items)} valid items, dropped {dropped}" if dropped else "",
+        )
+    salvaged = not parse.usable and bool(items or dropped)
+    return Judgement(
+        value=(items, dropped),
+        n_items=len(items) if parse.usable or salvaged else None,
+        columns={"dropped_items": dropped},
     )
-    return Digitized(image_sha256, items, record, dropped)
 
 
 async def digitize_many(
@@ -173,23 +168,6 @@ async def digitize_many(
         await asyncio.gather(
             *(digitize_photo(client, blueprint, sha, jpeg) for sha, jpeg in photos)
         )
-    )
-
-
-def make_client(endpoint: LLMEndpoint, settings: Settings) -> LLMClient:
-    from dresscode.llm.client import LLMClient
-
-    # httpx (httpx2 under openai 3) logs every request at INFO: thousands of lines per batch that bury the progress lines.
-    for name in ("httpx", "httpx2"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    return LLMClient(
-        endpoint.base_url,
-        api_key=endpoint.api_key,
-        model=endpoint.model,
-        max_concurrency=endpoint.max_concurrency,
-        timeout_s=endpoint.timeout_s,
-        max_attempts=settings.llm_max_attempts,
-        retry_budget_s=settings.llm_retry_budget_s,
     )
 
 
@@ -205,8 +183,9 @@ def current_blueprint(ref: str = PROMPT_NAME) -> Blueprint:
 
 async def digitize_file(path: Path, blueprint_ref: str = PROMPT_NAME) -> list[dict[str, Any]]:
     """The CLI's ``dresscode digitize PHOTO``: normalize one file and digitize it."""
-    from dresscode.core.config import get_settings, llm_endpoint
+    from dresscode.core.config import get_settings
     from dresscode.ingest import photos as images
+    from dresscode.llm.hook import DresscodeLLMHook
 
     settings = get_settings()
     blueprint = current_blueprint(blueprint_ref)
@@ -214,7 +193,7 @@ async def digitize_file(path: Path, blueprint_ref: str = PROMPT_NAME) -> list[di
         path.read_bytes(), filename=path.name, long_edge=blueprint.image_long_edge
     )
     started = time.perf_counter()
-    async with make_client(llm_endpoint(settings=settings), settings) as client:
+    async with DresscodeLLMHook(settings=settings).get_client() as client:
         out = await digitize_photo(client, blueprint, photo.sha256, photo.jpeg)
     log.info(
         "digitized %s in %.0f ms: %d items",

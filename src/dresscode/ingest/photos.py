@@ -3,6 +3,9 @@
 Bytes in, values out: :func:`normalize` turns one uploaded photo into a small, upright, sRGB,
 metadata-free JPEG (a :class:`CleanPhoto`) or raises :class:`Rejected` with a stable
 :class:`RejectCode`. No lake, clock or network in here, so tests need nothing but bytes.
+This module decodes and finishes the pixels; what a file is (sniffing, container and header
+checks, truncated or corrupt) is ``ingest.formats``, the reason codes are ``ingest.rejects``
+and libwebp's scaled decode is ``ingest._webp``.
 
 Decisions worth knowing (each has a test in ``tests/unit/test_images.py``):
 
@@ -31,34 +34,46 @@ Decisions worth knowing (each has a test in ``tests/unit/test_images.py``):
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import functools
-import glob
 import hashlib
 import io
 import logging
-import os
 import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from enum import StrEnum
-from typing import Any
+from typing import cast
 
 from PIL import Image, ImageCms, ImageFile, ImageStat
+
+from dresscode.ingest._webp import LibWebP, WebPFailure, riff_chunks
+from dresscode.ingest._webp import libwebp as _libwebp  # a module global: tests switch it off
+from dresscode.ingest.formats import (
+    MAX_ASPECT,
+    MIN_SIDE,
+    check_container,
+    check_header,
+    decode_failure,
+    sniff_format,
+)
+from dresscode.ingest.rejects import RejectCode, Rejected
+
+__all__ = [
+    "DEFAULT_FORMATS",
+    "MAX_ASPECT",
+    "MIN_SIDE",
+    "CleanPhoto",
+    "RejectCode",
+    "Rejected",
+    "normalize",
+    "sniff_format",
+]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_FORMATS: frozenset[str] = frozenset({"JPEG", "PNG", "WEBP", "HEIF"})
 """Formats :func:`normalize` accepts unless told otherwise (names as :func:`sniff_format`)."""
-
-MIN_SIDE = 32
-"""Shortest side, in pixels, of a photo worth digitizing; smaller is an icon, not a garment."""
-
-MAX_ASPECT = 8.0
-"""Longest over shortest side. Panoramas and banners beyond this are not wardrobe photos."""
 
 # Downscaling follows Image.thumbnail's recipe: the large step is done cheaply (DCT scaling,
 # libwebp's area scaler, or an integer box reduce) and a BICUBIC filter does the last < 2x.
@@ -76,38 +91,6 @@ _REDUCING_GAP = 2.0
 
 _RESAMPLE = Image.Resampling.BICUBIC
 """Filter for the last step of every downscale (the one ``Image.thumbnail`` uses)."""
-
-
-class RejectCode(StrEnum):
-    """Why a photo was rejected. Values are stable: quarantine, metrics and runbooks use them."""
-
-    EMPTY = "empty"
-    TOO_LARGE = "too_large"
-    NOT_AN_IMAGE = "not_an_image"
-    DISGUISED_TYPE = "disguised_type"
-    UNSUPPORTED_FORMAT = "unsupported_format"
-    ANIMATED = "animated"
-    TRUNCATED = "truncated"
-    CORRUPT = "corrupt"
-    DECOMPRESSION_BOMB = "decompression_bomb"
-    BAD_DIMENSIONS = "bad_dimensions"
-
-
-class Rejected(Exception):
-    """A photo we will not process; ``code`` is stable, ``message`` is for people."""
-
-    def __init__(self, code: RejectCode, message: str, detail: dict[str, Any] | None = None):
-        super().__init__(code, message, detail)
-        self.code = RejectCode(code)
-        self.message = message
-        self.detail: dict[str, Any] = dict(detail or {})
-
-    def __str__(self) -> str:
-        return f"{self.code}: {self.message}"
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form, e.g. for a quarantine ``reason.json``."""
-        return {"code": str(self.code), "message": self.message, "detail": self.detail}
 
 
 @dataclass(frozen=True)
@@ -130,269 +113,6 @@ class CleanPhoto:
     source_bytes: int
     brightness: float
     """Mean luma (0-255, ITU-R 601) of the output pixels; a cheap drift signal."""
-
-
-# --------------------------------------------------------------------------------------------
-# Sniffing and container checks (bytes only, no decoder involved)
-# --------------------------------------------------------------------------------------------
-
-_HEIF_BRANDS = frozenset(
-    {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs", b"mif1", b"msf1"}
-)
-_AVIF_BRANDS = frozenset({b"avif", b"avis"})
-_BMP_DIB_SIZES = frozenset({12, 40, 52, 56, 64, 108, 124})
-
-_EXTENSION_FORMATS: dict[str, str] = {
-    ".jpg": "JPEG",
-    ".jpeg": "JPEG",
-    ".jpe": "JPEG",
-    ".jfif": "JPEG",
-    ".png": "PNG",
-    ".apng": "PNG",
-    ".webp": "WEBP",
-    ".heic": "HEIF",
-    ".heif": "HEIF",
-    ".heics": "HEIF",
-    ".heifs": "HEIF",
-    ".hif": "HEIF",
-    ".avif": "AVIF",
-    ".gif": "GIF",
-    ".tif": "TIFF",
-    ".tiff": "TIFF",
-    ".bmp": "BMP",
-    ".svg": "SVG",
-    ".ico": "ICO",
-    ".psd": "PSD",
-    ".jxl": "JXL",
-    ".jp2": "JPEG2000",
-}
-
-
-def sniff_format(raw: bytes) -> str | None:
-    """Name the image format of ``raw`` from its magic bytes, or None if it is not an image.
-
-    Returns "JPEG", "PNG", "WEBP" or "HEIF" for the accepted formats, and "AVIF", "GIF",
-    "TIFF", "BMP", "SVG", "ICO", "PSD", "JXL" or "JPEG2000" for images we recognise but may
-    not accept. Never looks at a file name.
-    """
-    head = bytes(raw[:64])
-    if head.startswith(b"\xff\xd8\xff"):
-        return "JPEG"
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "PNG"
-    if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
-        return "WEBP"
-    if head[4:8] == b"ftyp":
-        return _sniff_isobmff(raw)
-    if head.startswith((b"GIF87a", b"GIF89a")):
-        return "GIF"
-    if head.startswith((b"II*\x00", b"MM\x00*")):
-        return "TIFF"
-    if head.startswith(b"BM") and int.from_bytes(head[14:18], "little") in _BMP_DIB_SIZES:
-        return "BMP"  # "BM" alone would also match text that starts with those letters
-    if head.startswith(b"\x00\x00\x01\x00"):
-        return "ICO"
-    if head.startswith(b"8BPS"):
-        return "PSD"
-    if head.startswith(b"\xff\x0a") or head.startswith(b"\x00\x00\x00\x0cJXL \r\n\x87\n"):
-        return "JXL"
-    if head.startswith(b"\x00\x00\x00\x0cjP  \r\n\x87\n") or head.startswith(b"\xff\x4f\xff\x51"):
-        return "JPEG2000"
-    if _looks_like_svg(raw):
-        return "SVG"
-    return None
-
-
-def _sniff_isobmff(raw: bytes) -> str | None:
-    """HEIF or AVIF from an ``ftyp`` box: the major brand, else the compatible brands."""
-    size = int.from_bytes(raw[0:4], "big")
-    major = bytes(raw[8:12])
-    compatible = {bytes(raw[i : i + 4]) for i in range(16, min(size, 256, len(raw)) - 3, 4)}
-    if major in _AVIF_BRANDS:
-        return "AVIF"
-    if major in _HEIF_BRANDS - {b"mif1", b"msf1"}:
-        return "HEIF"
-    if compatible & _AVIF_BRANDS and not compatible & (_HEIF_BRANDS - {b"mif1", b"msf1"}):
-        return "AVIF"
-    if major in _HEIF_BRANDS or compatible & _HEIF_BRANDS:
-        return "HEIF"
-    return None  # an MP4/MOV/3GP video shares the ftyp box, and is not a photo
-
-
-def _looks_like_svg(raw: bytes) -> bool:
-    head = bytes(raw[:1024]).lstrip(b"\xef\xbb\xbf \t\r\n").lower()
-    return head.startswith((b"<?xml", b"<svg", b"<!doctype svg")) and b"<svg" in head
-
-
-def _check_container(
-    raw: bytes, filename: str | None, max_bytes: int, allowed: frozenset[str]
-) -> str:
-    """Checks that need only the bytes; returns the sniffed format."""
-    if len(raw) == 0:
-        raise Rejected(RejectCode.EMPTY, "The file is empty (0 bytes).", {"bytes": 0})
-    if len(raw) > max_bytes:
-        raise Rejected(
-            RejectCode.TOO_LARGE,
-            f"The file is {len(raw) / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.1f} MB.",
-            {"bytes": len(raw), "max_bytes": max_bytes},
-        )
-    fmt = sniff_format(raw)
-    if fmt is None:
-        raise Rejected(
-            RejectCode.NOT_AN_IMAGE,
-            "The file is not an image (its first bytes match no image format).",
-            {"head_hex": bytes(raw[:16]).hex(), "filename": filename},
-        )
-    claimed = _extension_format(filename)
-    if claimed is not None and claimed != fmt:
-        raise Rejected(
-            RejectCode.DISGUISED_TYPE,
-            f"The file is named like a {claimed} image but contains a {fmt} image.",
-            {"format": fmt, "extension_format": claimed, "filename": filename},
-        )
-    if fmt not in allowed:
-        raise Rejected(
-            RejectCode.UNSUPPORTED_FORMAT,
-            f"{fmt} images are not supported; accepted: {', '.join(sorted(allowed))}.",
-            {"format": fmt, "allowed": sorted(allowed)},
-        )
-    return fmt
-
-
-def _extension_format(filename: str | None) -> str | None:
-    if not filename:
-        return None
-    return _EXTENSION_FORMATS.get(os.path.splitext(filename)[1].lower())
-
-
-def _check_header(fmt: str, width: int, height: int, max_pixels: int, animated: bool) -> None:
-    """Checks on what the header declares, before a single pixel is decoded."""
-    size = {"width": width, "height": height}
-    if width * height > max_pixels:
-        raise Rejected(
-            RejectCode.DECOMPRESSION_BOMB,
-            f"The image declares {width}x{height} pixels, more than the {max_pixels:,} allowed.",
-            {**size, "pixels": width * height, "max_pixels": max_pixels},
-        )
-    short, long = sorted((width, height))
-    if short < MIN_SIDE or long > MAX_ASPECT * short:
-        raise Rejected(
-            RejectCode.BAD_DIMENSIONS,
-            f"The image is {width}x{height} pixels; a photo needs sides of at least "
-            f"{MIN_SIDE} px and an aspect ratio of at most {MAX_ASPECT:g}:1.",
-            size,
-        )
-    if animated:
-        raise Rejected(
-            RejectCode.ANIMATED,
-            f"The {fmt} image is animated; upload a still photo.",
-            {"format": fmt, **size},
-        )
-
-
-# --------------------------------------------------------------------------------------------
-# Failure classification: truncated or corrupt?
-# --------------------------------------------------------------------------------------------
-
-_TRUNCATION_HINTS = ("truncated", "end of file", "not enough data", "premature end")
-
-
-def _decode_failure(raw: bytes, fmt: str, exc: BaseException) -> Rejected:
-    """Turn a decoder exception into ``truncated`` (the data stops early) or ``corrupt``.
-
-    The container structure decides where it can (chunks/boxes/segments that run past the end
-    of the data); decoder messages are only a fallback, since their wording is not an API.
-    """
-    text = f"{type(exc).__name__}: {exc}"
-    detail = {"format": fmt, "error": text[:300]}
-    if _looks_truncated(raw, fmt) or any(h in text.lower() for h in _TRUNCATION_HINTS):
-        return Rejected(
-            RejectCode.TRUNCATED,
-            f"The {fmt} file stops before the image ends (an incomplete upload or copy).",
-            detail,
-        )
-    return Rejected(RejectCode.CORRUPT, f"The {fmt} file is damaged and cannot be decoded.", detail)
-
-
-def _looks_truncated(raw: bytes, fmt: str) -> bool:
-    checker = {
-        "JPEG": _jpeg_truncated,
-        "PNG": _png_truncated,
-        "WEBP": _webp_truncated,
-        "HEIF": _isobmff_truncated,
-    }.get(fmt)
-    return checker is not None and checker(raw)
-
-
-# JPEG markers that carry a length field; everything else but the standalone ones is invalid.
-_JPEG_SEGMENTS = frozenset([*range(0xC0, 0xD0), *range(0xDB, 0xE0), *range(0xE0, 0xF0), 0xFE])
-_JPEG_STANDALONE = frozenset([0x01, *range(0xD0, 0xD8)])
-
-
-def _jpeg_truncated(raw: bytes) -> bool:
-    """Headers running past the end, or no EOI after the first SOS.
-
-    FF D9 cannot occur inside entropy-coded data (0xFF is stuffed as FF 00), so a missing EOI
-    after SOS means the scan data was cut; data after EOI (e.g. a motion-photo video) is fine.
-    """
-    pos = 2
-    while pos + 4 <= len(raw):
-        if raw[pos] != 0xFF:
-            return False  # garbage where a marker belongs: corrupt, not truncated
-        marker = raw[pos + 1]
-        if marker == 0xFF:  # fill byte
-            pos += 1
-            continue
-        if marker in _JPEG_STANDALONE:
-            pos += 2
-            continue
-        if marker not in _JPEG_SEGMENTS and marker != 0xDA:
-            return False
-        length = int.from_bytes(raw[pos + 2 : pos + 4], "big")
-        if pos + 2 + length > len(raw):
-            return True
-        if marker == 0xDA:
-            return raw.find(b"\xff\xd9", pos + 2 + length) < 0
-        pos += 2 + length
-    return True
-
-
-def _png_truncated(raw: bytes) -> bool:
-    """A chunk running past the end of the data, or no IEND chunk."""
-    pos = 8
-    while pos + 8 <= len(raw):
-        length = int.from_bytes(raw[pos : pos + 4], "big")
-        if pos + 12 + length > len(raw):
-            return True
-        if raw[pos + 4 : pos + 8] == b"IEND":
-            return False
-        pos += 12 + length
-    return True
-
-
-def _webp_truncated(raw: bytes) -> bool:
-    return int.from_bytes(raw[4:8], "little") + 8 > len(raw)
-
-
-def _isobmff_truncated(raw: bytes) -> bool:
-    """A top-level box (usually ``mdat``) that claims more bytes than there are."""
-    pos = 0
-    while pos < len(raw):
-        if pos + 8 > len(raw):
-            return True
-        size = int.from_bytes(raw[pos : pos + 4], "big")
-        if size == 1:
-            if pos + 16 > len(raw):
-                return True
-            size = int.from_bytes(raw[pos + 8 : pos + 16], "big")
-        elif size == 0:
-            return False  # the box runs to the end of the file by definition
-        if size < 8:
-            return False  # nonsense size: corrupt
-        if pos + size > len(raw):
-            return True
-        pos += size
-    return False
 
 
 # --------------------------------------------------------------------------------------------
@@ -458,7 +178,7 @@ def _decode(raw: bytes, fmt: str, long_edge: int, max_pixels: int) -> _Decoded:
     if fmt == "WEBP":
         decoder = _libwebp()
         if decoder is not None:
-            return decoder.decode(raw, long_edge, max_pixels)
+            return _decode_webp(decoder, raw, long_edge, max_pixels)
     if fmt == "HEIF":
         _ensure_heif_opener()
     return _decode_with_pillow(raw, fmt, long_edge, max_pixels)
@@ -476,7 +196,7 @@ def _decode_with_pillow(raw: bytes, fmt: str, long_edge: int, max_pixels: int) -
     # view, as some phones write) or a HEIF (a burst, an edit) are not an animation: Pillow
     # opens the first/primary image, the photo every viewer shows.
     animated = fmt in ("PNG", "WEBP") and bool(getattr(im, "is_animated", False))
-    _check_header(fmt, width, height, max_pixels, animated)
+    check_header(fmt, width, height, max_pixels, animated)
     if fmt == "JPEG":
         # DCT scaling: libjpeg decodes straight at 1/2, 1/4 or 1/8 of the size.
         im.draft("RGB", _fit(width, height, long_edge * _JPEG_DRAFT_FACTOR))
@@ -497,7 +217,7 @@ def _pillow_failure(raw: bytes, fmt: str, exc: Exception) -> Rejected:
             "The image declares more pixels than Pillow will decode safely.",
             {"format": fmt, "error": str(exc)[:300]},
         )
-    return _decode_failure(raw, fmt, exc)
+    return decode_failure(raw, fmt, exc)
 
 
 def _exif_orientation(im: Image.Image) -> int:
@@ -521,206 +241,25 @@ def _orientation_from_exif_bytes(data: bytes | None) -> int:
     return value if isinstance(value, int) and 1 <= value <= 8 else 1
 
 
-# ---- WebP through libwebp's scaler ---------------------------------------------------------
-# Pillow decodes WebP through WebPAnimDecoder, always at full size into an RGBA canvas, and
-# offers no draft(). libwebp itself can scale while decoding (the rescaler works on YUV rows,
-# so a full-size RGB buffer never exists). We call it through ctypes on the libwebp that the
-# Pillow wheel ships (or the system one), and fall back to Pillow when it cannot be loaded.
-
-_WEBP_ABI = 0x0209  # decode.h ABI 2.x; libwebp accepts any minor version of major 2
-_VP8_NOT_ENOUGH_DATA = 7
-_MODE_RGB, _MODE_RGBA = 0, 1
-_c_int = ctypes.c_int
-
-
-class _WebPFeatures(ctypes.Structure):
-    _fields_ = [
-        ("width", _c_int),
-        ("height", _c_int),
-        ("has_alpha", _c_int),
-        ("has_animation", _c_int),
-        ("format", _c_int),
-        ("pad", ctypes.c_uint32 * 5),
-    ]
-
-
-class _WebPRGBABuffer(ctypes.Structure):
-    _fields_ = [("rgba", ctypes.c_void_p), ("stride", _c_int), ("size", ctypes.c_size_t)]
-
-
-class _WebPYUVABuffer(ctypes.Structure):
-    _fields_ = [
-        *((name, ctypes.c_void_p) for name in ("y", "u", "v", "a")),
-        *((name, _c_int) for name in ("y_stride", "u_stride", "v_stride", "a_stride")),
-        *((name, ctypes.c_size_t) for name in ("y_size", "u_size", "v_size", "a_size")),
-    ]
-
-
-class _WebPBufferUnion(ctypes.Union):
-    _fields_ = [("RGBA", _WebPRGBABuffer), ("YUVA", _WebPYUVABuffer)]
-
-
-class _WebPDecBuffer(ctypes.Structure):
-    _fields_ = [
-        ("colorspace", _c_int),
-        ("width", _c_int),
-        ("height", _c_int),
-        ("is_external_memory", _c_int),
-        ("u", _WebPBufferUnion),
-        ("pad", ctypes.c_uint32 * 4),
-        ("private_memory", ctypes.c_void_p),
-    ]
-
-
-class _WebPDecoderOptions(ctypes.Structure):
-    _fields_ = [
-        (name, _c_int)
-        for name in (
-            "bypass_filtering",
-            "no_fancy_upsampling",
-            "use_cropping",
-            "crop_left",
-            "crop_top",
-            "crop_width",
-            "crop_height",
-            "use_scaling",
-            "scaled_width",
-            "scaled_height",
-            "use_threads",
-            "dithering_strength",
-            "flip",
-            "alpha_dithering_strength",
-        )
-    ] + [("pad", ctypes.c_uint32 * 5)]
-
-
-class _WebPDecoderConfig(ctypes.Structure):
-    _fields_ = [
-        ("input", _WebPFeatures),
-        ("output", _WebPDecBuffer),
-        ("options", _WebPDecoderOptions),
-    ]
-
-
-class _LibWebP:
-    """Scaled WebP decode through libwebp's advanced API (``WebPDecode`` + ``use_scaling``)."""
-
-    def __init__(self, lib: ctypes.CDLL):
-        self.lib = lib
-        lib.WebPGetFeaturesInternal.argtypes = [
-            ctypes.c_char_p,
-            ctypes.c_size_t,
-            ctypes.POINTER(_WebPFeatures),
-            _c_int,
-        ]
-        lib.WebPInitDecoderConfigInternal.argtypes = [ctypes.POINTER(_WebPDecoderConfig), _c_int]
-        lib.WebPDecode.argtypes = [
-            ctypes.c_char_p,
-            ctypes.c_size_t,
-            ctypes.POINTER(_WebPDecoderConfig),
-        ]
-        lib.WebPFreeDecBuffer.argtypes = [ctypes.POINTER(_WebPDecBuffer)]
-        lib.WebPFreeDecBuffer.restype = None
-
-    def new_config(self) -> _WebPDecoderConfig:
-        config = _WebPDecoderConfig()
-        if not self.lib.WebPInitDecoderConfigInternal(ctypes.byref(config), _WEBP_ABI):
-            raise OSError(f"libwebp rejected decoder ABI version {_WEBP_ABI:#06x}")
-        return config
-
-    def decode(self, raw: bytes, long_edge: int, max_pixels: int) -> _Decoded:
-        config = self.new_config()
-        status = self.lib.WebPGetFeaturesInternal(
-            raw, len(raw), ctypes.byref(config.input), _WEBP_ABI
-        )
-        if status != 0:
-            raise _decode_failure(raw, "WEBP", OSError(f"WebPGetFeatures status {status}"))
-        feats = config.input
-        width, height = feats.width, feats.height
-        _check_header("WEBP", width, height, max_pixels, bool(feats.has_animation))
-        chunks = _riff_chunks(raw, frozenset({b"EXIF", b"ICCP"}))
-        mode = "RGBA" if feats.has_alpha else "RGB"
-        config.output.colorspace = _MODE_RGBA if feats.has_alpha else _MODE_RGB
-        target = _fit(width, height, long_edge)
-        if target != (width, height):
-            config.options.use_scaling = 1
-            config.options.scaled_width, config.options.scaled_height = target
-        status = self.lib.WebPDecode(raw, len(raw), ctypes.byref(config))
-        try:
-            if status != 0:
-                hint = "not enough data" if status == _VP8_NOT_ENOUGH_DATA else "bitstream error"
-                raise _decode_failure(raw, "WEBP", OSError(f"WebPDecode status {status}: {hint}"))
-            out = config.output
-            buf = out.u.RGBA
-            # One copy of the (small) output into Python memory, then libwebp frees its own.
-            pixels = ctypes.string_at(buf.rgba, buf.size)
-            image = Image.frombuffer(
-                mode, (out.width, out.height), pixels, "raw", mode, buf.stride, 1
-            )
-        finally:
-            self.lib.WebPFreeDecBuffer(ctypes.byref(config.output))
-        return _Decoded(
-            image,
-            width,
-            height,
-            _orientation_from_exif_bytes(chunks.get(b"EXIF")),
-            chunks.get(b"ICCP") or None,
-        )
-
-
-def _riff_chunks(raw: bytes, wanted: frozenset[bytes]) -> dict[bytes, bytes]:
-    """First occurrence of each ``wanted`` top-level chunk of a RIFF/WebP file (EXIF, ICCP)."""
-    chunks: dict[bytes, bytes] = {}
-    pos = 12
-    while pos + 8 <= len(raw):
-        fourcc = raw[pos : pos + 4]
-        size = int.from_bytes(raw[pos + 4 : pos + 8], "little")
-        if fourcc in wanted and fourcc not in chunks:
-            chunks[fourcc] = raw[pos + 8 : pos + 8 + size]
-        pos += 8 + size + (size & 1)  # chunks are padded to an even size
-    return chunks
-
-
-_libwebp_lock = threading.Lock()
-_libwebp_loaded = False
-_libwebp_decoder: _LibWebP | None = None
-
-
-def _libwebp() -> _LibWebP | None:
-    """The scaled WebP decoder, or None when no compatible libwebp can be loaded."""
-    global _libwebp_loaded, _libwebp_decoder
-    if _libwebp_loaded:
-        return _libwebp_decoder
-    with _libwebp_lock:
-        if not _libwebp_loaded:
-            _libwebp_decoder = _load_libwebp()
-            _libwebp_loaded = True
-    return _libwebp_decoder
-
-
-def _libwebp_candidates() -> list[str]:
-    pil_dir = os.path.dirname(Image.__file__)
-    found = [
-        *sorted(glob.glob(os.path.join(pil_dir, os.pardir, "pillow.libs", "libwebp-*.so*"))),
-        *sorted(glob.glob(os.path.join(pil_dir, ".dylibs", "libwebp*.dylib"))),
-    ]
-    system = ctypes.util.find_library("webp")
-    return [*found, *([system] if system else [])]
-
-
-def _load_libwebp() -> _LibWebP | None:
-    for path in _libwebp_candidates():
-        try:
-            lib = ctypes.CDLL(path)
-            if lib.WebPGetDecoderVersion() < 0x010000:  # the struct layouts above are >= 1.0
-                continue
-            decoder = _LibWebP(lib)
-            decoder.new_config()  # raises if this libwebp does not speak our ABI
-            return decoder
-        except (OSError, AttributeError) as exc:
-            log.debug("libwebp at %s unusable: %s", path, exc)
-    log.info("libwebp not loadable through ctypes; WebP photos are decoded at full size")
-    return None
+def _decode_webp(decoder: LibWebP, raw: bytes, long_edge: int, max_pixels: int) -> _Decoded:
+    """WebP through libwebp's scaler: the header is checked before any pixel is decoded."""
+    try:
+        feats = decoder.features(raw)
+    except WebPFailure as exc:
+        raise decode_failure(raw, "WEBP", OSError(str(exc))) from None
+    check_header("WEBP", feats.width, feats.height, max_pixels, feats.has_animation)
+    chunks = riff_chunks(raw, frozenset({b"EXIF", b"ICCP"}))
+    try:
+        image = decoder.decode(raw, feats, _fit(feats.width, feats.height, long_edge))
+    except WebPFailure as exc:
+        raise decode_failure(raw, "WEBP", OSError(str(exc))) from None
+    return _Decoded(
+        image,
+        feats.width,
+        feats.height,
+        _orientation_from_exif_bytes(chunks.get(b"EXIF")),
+        chunks.get(b"ICCP") or None,
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -787,7 +326,9 @@ def _to_srgb(img: Image.Image, icc: bytes | None) -> Image.Image:
     """Convert to 8-bit sRGB through the embedded ICC profile, if any (then it is dropped)."""
     if icc:
         try:
-            return ImageCms.applyTransform(img, _transform_to_srgb(icc, img.mode))
+            return cast(
+                Image.Image, ImageCms.applyTransform(img, _transform_to_srgb(icc, img.mode))
+            )
         except (ImageCms.PyCMSError, OSError, ValueError, TypeError) as exc:
             # A broken or mismatched profile (e.g. a grey profile on an RGB image) is common
             # enough in the wild; the pixels are still fine, so treat them as sRGB.
@@ -852,7 +393,7 @@ def normalize(
     """
     if not isinstance(raw, bytes):  # bytearray/memoryview: the decoders want immutable bytes
         raw = bytes(raw)
-    fmt = _check_container(raw, filename, max_bytes, allowed_formats)
+    fmt = check_container(raw, filename, max_bytes, allowed_formats)
     with _strict_decoding():
         decoded = _decode(raw, fmt, long_edge, max_pixels)
     img = _to_8bit(decoded.image)

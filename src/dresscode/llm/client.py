@@ -7,15 +7,15 @@ with exponential backoff, full jitter and ``Retry-After``, and always streams wi
 ``include_usage`` so every call reports its time to first token, latency and token counts.
 
 API and network failures never raise: :meth:`LLMClient.chat` returns a :class:`ChatResult`
-with ``error_class`` set, so one bad call never fails a batch. :func:`inference_record`
-turns a result (and its :class:`~dresscode.llm.parsing.ParseOutcome`) into one flat row of the
-``inference_log`` table. Prompt text, image bytes and the API key are never logged.
+with ``error_class`` set, so one bad call never fails a batch. Stages go through
+:func:`dresscode.llm.ask.ask`, which renders the request, calls, parses and builds the
+``inference_log`` row (:mod:`dresscode.llm.inference_log`) in one trip. Prompt text, image
+bytes and the API key are never logged.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import importlib.util
 import logging
 import random
@@ -24,14 +24,14 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, Self
+from typing import TYPE_CHECKING, Any, Literal, Self, cast
 
 import openai
 
 from dresscode.core.http import retry_after_seconds
-from dresscode.llm.parsing import ParseOutcome
+
+# Request shaping and the log row live next door; their old home keeps them importable.
 
 if TYPE_CHECKING:
     import httpx
@@ -40,9 +40,6 @@ __all__ = [
     "ChatResult",
     "ErrorClass",
     "LLMClient",
-    "image_part",
-    "inference_record",
-    "json_schema_format",
 ]
 
 log = logging.getLogger(__name__)
@@ -80,7 +77,6 @@ RETRYABLE = frozenset(
 # and never let an inline image through.
 MAX_MESSAGE_CHARS = 300
 _DATA_URL = re.compile(r"data:[\w/+.-]+;base64,[A-Za-z0-9+/=]+")
-_SCHEMA_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 @dataclass(frozen=True)
@@ -123,23 +119,6 @@ class _Failure:
     message: str
     retry_after_s: float | None = None
     latency_ms: float = 0.0
-
-
-def image_part(jpeg: bytes) -> dict:
-    """A chat content part carrying one JPEG as a ``data:`` URL (how vLLM takes images)."""
-    if not jpeg.startswith(b"\xff\xd8"):
-        raise ValueError("image_part expects JPEG bytes (normalize the photo first)")
-    encoded = base64.b64encode(jpeg).decode("ascii")
-    return {"type": "image_url", "image_url": {"url": f"data:image/jpeg;base64,{encoded}"}}
-
-
-def json_schema_format(name: str, schema: dict) -> dict:
-    """A ``response_format`` asking for JSON matching ``schema`` (strict, object at the root)."""
-    if not _SCHEMA_NAME.fullmatch(name):
-        raise ValueError(f"schema name {name!r} must match {_SCHEMA_NAME.pattern}")
-    if schema.get("type") != "object":
-        raise ValueError("response_format schemas must have an object at the root")
-    return {"type": "json_schema", "json_schema": {"name": name, "schema": schema, "strict": True}}
 
 
 class LLMClient:
@@ -186,7 +165,8 @@ class LLMClient:
             max_retries=0,  # we retry ourselves: our rules, our logs, our attempt count
             timeout=_sdk_timeout(timeout_s),
             default_headers=extra_headers,
-            http_client=http_client or _pooled_http_client(max_concurrency, timeout_s, transport),
+            # The SDK annotates its vendored httpx2 client; an httpx.AsyncClient is what it runs.
+            http_client=http_client or _pooled_http_client(max_concurrency, timeout_s, transport),  # type: ignore[arg-type]
         )
         self._slots = asyncio.Semaphore(max_concurrency)
         self._random = random.Random()
@@ -344,7 +324,7 @@ class LLMClient:
         )
         async with stream:
             async for chunk in stream:
-                if answer.add(chunk) and answer.ttft_ms is None:
+                if answer.add(cast("dict[str, Any]", chunk)) and answer.ttft_ms is None:
                     answer.ttft_ms = (time.perf_counter() - t0) * 1000.0
         return ChatResult(
             request_id=request_id,
@@ -570,64 +550,3 @@ def _pooled_http_client(max_concurrency: int, timeout_s: float, transport: str) 
 
 def _has_aiohttp() -> bool:
     return importlib.util.find_spec("aiohttp") is not None
-
-
-# --- the inference log ---------------------------------------------------------------------
-
-
-def inference_record(
-    result: ChatResult,
-    *,
-    purpose: str,
-    prompt_name: str,
-    prompt_version: str | int,
-    parse: ParseOutcome | None = None,
-    n_items: int | None = None,
-    tool_calls: int | None = None,
-    tool_call_ok: bool | None = None,
-    hallucinated_items: int = 0,
-    extra: dict | None = None,
-) -> dict:
-    """One flat ``inference_log`` row; every field keeps one type across rows (Parquet).
-
-    ``error_class`` is the transport failure when the call failed, else the parse failure
-    (``repetition``, ``schema_violation``, ...) when there was one, else None — one column
-    that says what went wrong with the call. ``tool_calls`` defaults to the calls in
-    ``result``; pass a total for multi-turn tool loops. ``extra`` adds columns (it may not
-    replace one).
-    """
-    error_class = result.error_class
-    if error_class is None and parse is not None and parse.failure is not None:
-        error_class = str(parse.failure)
-    record: dict[str, Any] = {
-        "request_id": result.request_id,
-        "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
-        "purpose": purpose,
-        "prompt_name": prompt_name,
-        "prompt_version": str(prompt_version),
-        "model": result.model,
-        "ttft_ms": _float_or_none(result.ttft_ms),
-        "latency_ms": float(result.latency_ms),
-        "prompt_tokens": result.prompt_tokens,
-        "completion_tokens": result.completion_tokens,
-        "http_status": int(result.http_status),
-        "finish_reason": result.finish_reason,
-        "parse_ok": parse.parse_ok if parse is not None else None,
-        "schema_ok": parse.schema_ok if parse is not None else None,
-        "repaired": parse.repaired if parse is not None else None,
-        "n_items": n_items,
-        "tool_calls": len(result.tool_calls) if tool_calls is None else int(tool_calls),
-        "tool_call_ok": tool_call_ok,
-        "hallucinated_items": int(hallucinated_items),
-        "error_class": error_class,
-        "attempts": int(result.attempts),
-    }
-    for key, value in (extra or {}).items():
-        if key in record:
-            raise ValueError(f"extra field {key!r} would replace a standard inference-log field")
-        record[key] = value
-    return record
-
-
-def _float_or_none(value: float | None) -> float | None:
-    return None if value is None else float(value)

@@ -65,7 +65,7 @@ class ParseOutcome:
     a few human-readable reasons (parse error or schema errors with their JSON path).
     """
 
-    value: Any | None
+    value: Any  # None when no value was recovered
     parse_ok: bool
     repaired: bool
     repairs: tuple[str, ...]

@@ -228,12 +228,11 @@ def _prompts(args: argparse.Namespace) -> int:
 
 def _golden_accept(args: argparse.Namespace) -> int:
     """``dresscode golden accept``: copy reviewed feedback candidates into the golden set."""
-    from dresscode.feedback import tasks as feedback
-    from dresscode.registry.golden import GoldenError
+    from dresscode.registry import golden
 
     if args.all == bool(args.shas):
-        pending = feedback.latest_candidates()
-        pending = pending[pending["status"] == feedback.PENDING] if not pending.empty else pending
+        pending = golden.latest_candidates()
+        pending = pending[pending["status"] == golden.PENDING] if not pending.empty else pending
         for row in pending.to_dict("records"):
             print(f"{row['image_sha256']}  {row['user_id']}  {row['n_corrections']} corrections")
         print(
@@ -242,10 +241,10 @@ def _golden_accept(args: argparse.Namespace) -> int:
         )
         return 2
     try:
-        done = feedback.accept_candidates(
+        done = golden.accept_candidates(
             args.shas, all_pending=args.all, golden_dir=args.golden_dir, set_name=args.set_name
         )
-    except (feedback.FeedbackError, GoldenError) as exc:
+    except golden.GoldenError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     for golden_id in done.accepted:

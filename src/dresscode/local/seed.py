@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dresscode.core import lake
+from dresscode.core import lake, tables
 from dresscode.core.config import Settings, get_settings
 from dresscode.features import users
 from dresscode.ingest import photos as images
@@ -78,13 +78,11 @@ def seed(
     settings: Settings | None = None,
 ) -> SeedResult:
     """Write the uploads and the response script; returns how many were new."""
-    from dresscode.ingest.tasks import manifest_state
-
     if shift is not None and shift not in SHIFTS:
         raise ValueError(f"Unknown shift {shift!r}; known: {', '.join(SHIFTS)}.")
     settings = settings or get_settings()
     bad_files = bad_files and shift is None
-    done = set(manifest_state(settings))
+    done = set(tables.manifest_state(settings))
     landing = lake.landing(settings)
     known_shas = _script_shas(script_path)
     new = skipped = 0
@@ -207,7 +205,7 @@ class _DemoEvents:
     def __call__(self, kind: str, key: str, user_id: str, minutes: int, **fields: object) -> dict:
         from datetime import timedelta
 
-        from dresscode.feedback.tasks import iso_utc
+        from dresscode.feedback.events import iso_utc
 
         digest = hashlib.sha256(f"{kind}:{key}".encode()).hexdigest()[:16]
         return {
@@ -233,11 +231,11 @@ def seed_feedback(*, settings: Settings | None = None, now: datetime | None = No
     settings = settings or get_settings()
     event = _DemoEvents(now or datetime.now(UTC))
     # Once ingested, never again: later batches change which photos the demo would pick.
-    sources = lake.read_table("feedback", settings, columns=["source"])
+    sources = lake.read_table(tables.FEEDBACK.name, settings, columns=["source"])
     if not sources.empty and (sources["source"] == FEEDBACK_DEMO_KEY).any():
         log.info("the demo feedback was ingested already; nothing to seed")
         return FeedbackSeed(None, 0, 0)
-    items = lake.read_table("wardrobe_items", settings)
+    items = lake.read_table(tables.WARDROBE_ITEMS.name, settings)
     if items.empty:
         log.warning("no wardrobe items yet: ingest photos before seeding feedback")
         return FeedbackSeed(None, 0, 0)
@@ -271,7 +269,7 @@ def seed_feedback(*, settings: Settings | None = None, now: datetime | None = No
     kept = items[items["item_id"] != deleted]
     worn_by = kept.groupby("user_id")["item_id"].apply(lambda ids: list(ids)[:2]).to_dict()
     good += _outfit_events(worn_by, event, settings)
-    done = lake.read_table("feedback", settings, columns=["event_id"])
+    done = lake.read_table(tables.FEEDBACK.name, settings, columns=["event_id"])
     if not done.empty and {e["event_id"] for e in good} <= set(done["event_id"]):
         log.info("the demo feedback was ingested already; nothing to seed")
         return FeedbackSeed(None, 0, 0)
@@ -309,7 +307,7 @@ def _outfit_events(
     worn_by: dict[str, list[str]], event: _DemoEvents, settings: Settings
 ) -> list[dict]:
     """A thumbs up, a thumbs down and a "wore instead" on the newest suggestion, if any."""
-    suggestions = lake.read_table("outfit_suggestions", settings)
+    suggestions = lake.read_table(tables.OUTFIT_SUGGESTIONS.name, settings)
     ok = suggestions[suggestions["status"] == "ok"] if not suggestions.empty else suggestions
     if ok.empty:
         log.warning("no outfit suggestions yet: the demo feedback has no thumbs or wore_instead")

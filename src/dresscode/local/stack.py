@@ -112,9 +112,11 @@ def airflow_env(ports: Ports) -> dict[str, str]:
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
             "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "True",
             "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home() / "logs" / "airflow"),
+            # The UI's Test button on a connection (Airflow keeps it off by default).
+            "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
             "AIRFLOW_CONN_DRESSCODE_LLM": json.dumps(
                 {
-                    "conn_type": "http",
+                    "conn_type": "dresscode_llm",
                     "host": f"http://127.0.0.1:{ports.sim}/v1",
                     "password": SIM_API_KEY,
                     "extra": {
@@ -128,7 +130,7 @@ def airflow_env(ports: Ports) -> dict[str, str]:
             # /weather: the local stack never calls a public API.
             "AIRFLOW_CONN_WEATHER_API": json.dumps(
                 {
-                    "conn_type": "http",
+                    "conn_type": "dresscode_weather",
                     "host": f"http://127.0.0.1:{ports.sim}/weather/v1",
                     "extra": {
                         "geocoding_url": f"http://127.0.0.1:{ports.sim}/weather/v1",

@@ -10,17 +10,16 @@ import json
 from collections import Counter
 from typing import Any
 
-from dresscode.core import lake, prompts
+from dresscode.core import lake, tables
+from dresscode.core.prompts import CATALOGUE
 
 # Headline gate metrics shown per prompt (the rest are in the MLflow run).
-HEADLINE = {name: spec.headline_metrics for name, spec in prompts.CATALOGUE.items()}
+HEADLINE = {name: spec.headline_metrics for name, spec in CATALOGUE.items()}
 
 
 def collect() -> dict[str, dict[str, Any]]:
-    from dresscode.ingest import tasks as ingest
-
     return {
-        "wardrobe_ingest": ingest.summarize(),
+        "wardrobe_ingest": wardrobe_ingest(),
         "prompt_release": prompts(),
         "weather_ingest": weather(),
         "style_features": style(),
@@ -30,24 +29,55 @@ def collect() -> dict[str, dict[str, Any]]:
     }
 
 
+def wardrobe_ingest() -> dict[str, Any]:
+    """Uploads by manifest status, quarantine reasons, items, digitize calls, landing left."""
+    from dresscode.core.config import get_settings
+
+    settings = get_settings()
+    state = tables.manifest_state(settings)
+    statuses = Counter(row["status"] for row in state.values())
+    reasons = Counter(
+        row["reason_code"] for row in state.values() if row["status"] == tables.QUARANTINED
+    )
+    items = lake.read_table(tables.WARDROBE_ITEMS.name, settings, columns=["item_id"])
+    calls = lake.read_table(tables.INFERENCE_LOG.name, settings, columns=["purpose", "error_class"])
+    digitize_calls = calls[calls["purpose"] == "digitize"] if not calls.empty else calls
+    return {
+        "uploads": len(state),
+        "accepted": statuses.get(tables.ACCEPTED, 0),
+        "duplicates": statuses.get(tables.DUPLICATE, 0),
+        "quarantined": dict(reasons.most_common()),
+        "waiting_retry": statuses.get(tables.DIGITIZE_FAILED, 0)
+        + statuses.get(tables.READ_FAILED, 0),
+        "items": int(items["item_id"].nunique()) if not items.empty else 0,
+        "model_calls": len(digitize_calls),
+        "model_call_errors": int(digitize_calls["error_class"].notna().sum())
+        if not digitize_calls.empty
+        else 0,
+        "landing_left": len(tables.landing_keys(settings)),
+    }
+
+
 def feedback_loop() -> dict[str, Any]:
     """Events applied by type, lines rejected by reason, the correction rate, golden candidates."""
     from dresscode.core.config import get_settings
-    from dresscode.feedback import tasks as feedback
+    from dresscode.feedback.events import read_feedback
+    from dresscode.feedback.labels import correction_rate
+    from dresscode.registry.golden import latest_candidates
 
     settings = get_settings()
-    events = feedback.read_feedback(settings)
+    events = read_feedback(settings)
     rejected: Counter[str] = Counter()
-    for path in lake.list_files(lake.table("reports", settings) / "feedback"):
+    for path in lake.list_files(tables.REPORTS.path(settings) / "feedback"):
         for line in lake.read_bytes(path).decode().splitlines():
             if line.strip():
                 rejected[json.loads(line)["reason"]] += 1
-    candidates = feedback.latest_candidates(settings)
+    candidates = latest_candidates(settings)
     status = Counter(candidates["status"]) if not candidates.empty else Counter()
     return {
         "events": dict(Counter(events["event_type"])) if not events.empty else {},
         "rejected": dict(rejected.most_common()),
-        "correction": feedback.correction_rate(settings),
+        "correction": correction_rate(settings),
         "candidates": dict(status),
     }
 
@@ -56,7 +86,7 @@ def monitoring(last: int = 3) -> dict[str, Any]:
     """The latest monitoring decisions (branch, action, reasons, report) and the pages written."""
     from dresscode.orchestration import alerts
 
-    decisions = lake.read_table("monitoring_decisions")
+    decisions = lake.read_table(tables.MONITORING_DECISIONS.name)
     rows = []
     if not decisions.empty:
         for row in decisions.sort_values("decided_at").tail(last).to_dict("records"):
@@ -100,7 +130,7 @@ def prompts() -> dict[str, Any]:
 
 def weather() -> dict[str, Any]:
     """The newest weather run report: cities with weather, missing ones and why."""
-    reports = [p for p in lake.list_files(lake.table("reports")) if "weather-run-" in p.name]
+    reports = [p for p in lake.list_files(tables.REPORTS.path()) if "weather-run-" in p.name]
     if not reports:
         return {}
     latest = max((lake.read_json(p) for p in reports), key=lambda r: r.get("at", r["day"]))
@@ -121,7 +151,8 @@ def style() -> dict[str, Any]:
     from dresscode.features import store as features
 
     logging.getLogger("feast").setLevel(logging.WARNING)  # its INFO chatter is not the summary
-    table = lake.read_table("user_style", columns=["user_id", "wardrobe_size", "event_timestamp"])
+    columns = ["user_id", "wardrobe_size", "event_timestamp"]
+    table = lake.read_table(tables.USER_STYLE.name, columns=columns)
     if table.empty:
         return {}
     latest = table.sort_values("event_timestamp").drop_duplicates("user_id", keep="last")
@@ -137,7 +168,7 @@ def style() -> dict[str, Any]:
 
 def outfits() -> dict[str, Any]:
     """The newest day's suggestions: written, skipped by reason, hallucinations caught."""
-    table = lake.read_table("outfit_suggestions")
+    table = lake.read_table(tables.OUTFIT_SUGGESTIONS.name)
     if table.empty:
         return {}
     day = table["day"].max()

@@ -1,17 +1,18 @@
 """Drift: is this window's traffic still like the traffic the prompt was promoted on?
 
-One row per digitized photo (:func:`photo_frame`): photo properties (bytes, resolution, aspect,
+The rows compared are photo frames, one row per digitized photo
+(:mod:`dresscode.monitoring.drift_frames`): photo properties (bytes, resolution, aspect,
 brightness, source format), the model's output (item count, the first item's category and
 colour, 'none' for an empty answer) and the call's latency, TTFT and completion tokens. The
-current window is compared with a reference window (:func:`reference_window`: a frozen
-baseline, the days since the last promotion, or the days before) by Evidently 0.7's data
-drift preset with its per-column tests (:func:`detect_drift`).
+current window is compared with a reference window (a frozen baseline, the days since the last
+promotion, or the days before) by Evidently 0.7's data drift preset with its per-column tests
+(:func:`detect_drift`, here). The HTML report and its JSON summary go to ``reports/drift/`` in
+the lake and to MLflow (:mod:`dresscode.monitoring.drift_report`).
 
 A column needs ``min_rows`` non-null values in *both* windows to be tested; with fewer it is
 reported ``not_enough_data`` and never counts as drift (a quiet night is not an incident).
 The data set is drifted when at least one column drifted and the share of drifted columns
-among the tested ones reaches ``drift_share``. The HTML report and its JSON summary go to ``reports/drift/`` in the lake
-(:func:`write_report`) and to MLflow (:func:`log_to_mlflow`).
+among the tested ones reaches ``drift_share``.
 
 Tests per column follow Evidently's default rule (``_stattest``): up to 1,000 reference rows
 a p-value test (Kolmogorov-Smirnov for numbers; for labels and numbers with at most 5 values a
@@ -27,7 +28,7 @@ labels), with Evidently's default thresholds. Two departures, both measured:
   three times per column (the preset computes each column's drift for its tests, its count
   and its table), a fifth of the time at 1M rows (docs/benchmarks.md, "Drift report").
 
-Heavy libraries (pandas, Evidently, MLflow) are imported inside functions.
+Heavy libraries (pandas, Evidently) are imported inside functions.
 """
 
 from __future__ import annotations
@@ -35,13 +36,10 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass
-from datetime import UTC, date, datetime, timedelta
+from dataclasses import dataclass
+from datetime import datetime
 from functools import cache
-from typing import TYPE_CHECKING, Any, Literal
-
-from dresscode.core import lake, prompts
-from dresscode.core.config import Settings, get_settings
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -65,17 +63,9 @@ DRIFT_COLUMNS: dict[str, Kind] = {
     "ttft_ms": "num",
     "completion_tokens": "num",
 }
-# Kept beside the drift columns so a row can be traced back (and a baseline dated).
-ID_COLUMNS = ("upload_key", "image_sha256", "prompt_version", "processed_at")
 # Labels are categoricals: a 1M-photo window's labels take 3 MB instead of 180 MB of strings.
 LABEL_COLUMNS = tuple(c for c, kind in DRIFT_COLUMNS.items() if kind == "cat")
-NO_ITEMS = "none"  # primary_category / primary_color of a photo the model found nothing in
 
-EXPERIMENT = "dresscode-monitoring"
-DIGITIZER = prompts.DIGITIZER.name
-# Ingest writes a photo into the partition of its run's start (run_after), processed later:
-# rows processed in a window can sit in partitions up to this many days before it.
-PARTITION_SLACK_DAYS = 2
 # Our chi-square test of homogeneity (registered with Evidently, see _homogeneity_test).
 HOMOGENEITY = "chi2_homogeneity"
 # Drift tests that return a p-value (drift when *below* the threshold); every other test
@@ -92,6 +82,49 @@ class DriftError(RuntimeError):
 # --- results ---------------------------------------------------------------------------------
 
 
+class WindowRecord(TypedDict):
+    """A :class:`Window` as JSON: ISO 8601 bounds, why it was chosen."""
+
+    start: str
+    end: str
+    source: str
+    note: str
+
+
+class ColumnRecord(TypedDict):
+    """A :class:`ColumnDrift` as JSON, with its ``effect``."""
+
+    column: str
+    kind: Kind
+    status: Status
+    stattest: str | None
+    score: float | None
+    threshold: float | None
+    n_reference: int
+    n_current: int
+    effect: float | None
+
+
+class DriftSummary(TypedDict):
+    """The report's JSON summary (``<key>.json`` beside the HTML report)."""
+
+    drifted: bool
+    drift_share: float
+    share_threshold: float
+    n_columns: int
+    n_tested: int
+    n_drifted: int
+    n_not_enough_data: int
+    moved: list[str]
+    n_reference: int
+    n_current: int
+    min_rows: int
+    max_rows: int
+    reference: WindowRecord | None
+    current: WindowRecord | None
+    columns: list[ColumnRecord]
+
+
 @dataclass(frozen=True)
 class Window:
     """A time range of photos and why it was chosen (``source``: current, baseline,
@@ -102,13 +135,13 @@ class Window:
     source: str
     note: str = ""
 
-    def to_dict(self) -> dict[str, str]:
-        return {
-            "start": self.start.isoformat(),
-            "end": self.end.isoformat(),
-            "source": self.source,
-            "note": self.note,
-        }
+    def to_dict(self) -> WindowRecord:
+        return WindowRecord(
+            start=self.start.isoformat(),
+            end=self.end.isoformat(),
+            source=self.source,
+            note=self.note,
+        )
 
 
 @dataclass(frozen=True)
@@ -136,9 +169,19 @@ class ColumnDrift:
             return -math.log10(max(self.score, 1e-300)) / -math.log10(self.threshold)
         return self.score / self.threshold
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> ColumnRecord:
         effect = self.effect
-        return asdict(self) | {"effect": None if effect is None else round(effect, 4)}
+        return ColumnRecord(
+            column=self.column,
+            kind=self.kind,
+            status=self.status,
+            stattest=self.stattest,
+            score=self.score,
+            threshold=self.threshold,
+            n_reference=self.n_reference,
+            n_current=self.n_current,
+            effect=None if effect is None else round(effect, 4),
+        )
 
 
 @dataclass
@@ -167,7 +210,7 @@ class DriftResult:
     def tested(self) -> list[ColumnDrift]:
         return [c for c in self.columns if c.status != "not_enough_data"]
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> DriftSummary:
         """JSON-safe summary (what write_report stores and the DAG branches on)."""
         return {
             "drifted": self.drifted,
@@ -186,323 +229,6 @@ class DriftResult:
             "current": self.current.to_dict() if self.current else None,
             "columns": [c.to_dict() for c in self.columns],
         }
-
-
-# --- the photo frame -------------------------------------------------------------------------
-
-
-def photo_frame(start: datetime, end: datetime, settings: Settings | None = None) -> pd.DataFrame:
-    """One row per photo accepted in [start, end): the drift columns plus ``ID_COLUMNS``.
-
-    A photo's manifest row is its latest one in the window (retries add rows). Latency, TTFT
-    and completion tokens come from the latest digitize call for its image and prompt version
-    made before ``end``, only for photos whose model was called in this run (a cached answer
-    has no latency); category and colour from its first item (``'none'`` when the model found
-    no item, missing when its items are not in the lake).
-    """
-    import pandas as pd
-
-    settings = settings or get_settings()
-    start, end = _utc(start), _utc(end)
-    days = _days(start, end)
-    photos = _accepted(start, end, days, settings)
-    if photos.empty:
-        log.info("photo frame [%s, %s): 0 photos", start.isoformat(), end.isoformat())
-        return _empty_frame()
-    photos["prompt_version"] = _version_str(photos["prompt_version"])
-    width = pd.to_numeric(photos["source_width"], errors="coerce")
-    height = pd.to_numeric(photos["source_height"], errors="coerce")
-    frame = pd.DataFrame(
-        {
-            "upload_key": photos["upload_key"].astype(str),
-            "image_sha256": photos["image_sha256"],
-            "prompt_version": photos["prompt_version"],
-            "processed_at": photos["processed_at"],
-            "source_bytes": pd.to_numeric(photos["source_bytes"], errors="coerce"),
-            "source_megapixels": width * height / 1e6,
-            "source_aspect": width / height.where(height > 0),
-            "brightness": pd.to_numeric(photos["brightness"], errors="coerce"),
-            "source_format": photos["source_format"].str.upper(),
-            "n_items": pd.to_numeric(photos["n_items"], errors="coerce"),
-            "model_called": photos["model_called"].astype("boolean").fillna(False).astype(bool),
-        }
-    )
-    frame = _join_calls(frame, end, days, settings)
-    frame = _join_items(frame, days, settings)
-    frame = frame.sort_values(["processed_at", "upload_key"], kind="stable")
-    frame = frame[list(ID_COLUMNS) + list(DRIFT_COLUMNS)].reset_index(drop=True)
-    for col in LABEL_COLUMNS:
-        frame[col] = frame[col].astype("category")
-    log.info(
-        "photo frame [%s, %s): %d photos, %d with call timings, %d with items",
-        start.isoformat(),
-        end.isoformat(),
-        len(frame),
-        int(frame["latency_ms"].notna().sum()),
-        int(frame["primary_category"].notna().sum()),
-    )
-    return frame
-
-
-def _accepted(start: datetime, end: datetime, days: list[str], settings: Settings) -> pd.DataFrame:
-    """Latest manifest row per upload processed in [start, end), kept when accepted."""
-    import pandas as pd
-
-    wanted = [
-        "upload_key",
-        "status",
-        "image_sha256",
-        "source_format",
-        "source_bytes",
-        "source_width",
-        "source_height",
-        "brightness",
-        "prompt_version",
-        "n_items",
-        "model_called",
-        "processed_at",
-    ]
-    rows = _read_days("manifests", days, wanted, settings)
-    if rows.empty:
-        return rows
-    rows["processed_at"] = pd.to_datetime(rows["processed_at"], utc=True, format="ISO8601")
-    rows = rows[(rows["processed_at"] >= start) & (rows["processed_at"] < end)]
-    rows = rows.sort_values("processed_at", kind="stable").drop_duplicates(
-        "upload_key", keep="last"
-    )
-    return rows[rows["status"] == "accepted"].copy()
-
-
-def _join_calls(
-    frame: pd.DataFrame, end: datetime, days: list[str], settings: Settings
-) -> pd.DataFrame:
-    import pandas as pd
-
-    timing = ["latency_ms", "ttft_ms", "completion_tokens"]
-    wanted = ["ts", "purpose", "prompt_version", "image_sha256", *timing]
-    calls = _read_days("inference_log", days, wanted, settings)
-    if not calls.empty:
-        calls = calls[(calls["purpose"] == "digitize") & calls["image_sha256"].notna()]
-        calls = calls.assign(
-            ts=pd.to_datetime(calls["ts"], utc=True, format="ISO8601"),
-            prompt_version=_version_str(calls["prompt_version"]),
-        )
-        calls = calls[calls["ts"] < end].sort_values("ts", kind="stable")
-        calls = calls.drop_duplicates(["image_sha256", "prompt_version"], keep="last")
-        calls = calls[["image_sha256", "prompt_version", *timing]]
-        frame = frame.merge(calls, on=["image_sha256", "prompt_version"], how="left")
-    for col in timing:
-        values = pd.to_numeric(frame[col], errors="coerce") if col in frame else math.nan
-        frame[col] = values
-        frame.loc[~frame["model_called"], col] = math.nan
-    return frame
-
-
-def _join_items(frame: pd.DataFrame, days: list[str], settings: Settings) -> pd.DataFrame:
-    import pandas as pd
-
-    key = ["upload_key", "image_sha256", "prompt_version"]
-    items = _read_days("wardrobe_items", days, [*key, "category", "color_names"], settings)
-    frame["primary_category"] = pd.Series(None, index=frame.index, dtype=object)
-    frame["primary_color"] = pd.Series(None, index=frame.index, dtype=object)
-    if not items.empty:
-        items = items.assign(
-            upload_key=items["upload_key"].astype(str),
-            prompt_version=_version_str(items["prompt_version"]),
-        )
-        # Items are stored in the model's order: the first row of a photo is its first item.
-        first = items.drop_duplicates(key, keep="first")
-        first = pd.DataFrame(
-            {
-                **{k: first[k] for k in key},
-                "category": _label(first["category"]),
-                "color": _label(first["color_names"].str[0]),
-            }
-        )
-        joined = frame[key].merge(first, on=key, how="left")
-        frame["primary_category"] = joined["category"].to_numpy()
-        frame["primary_color"] = joined["color"].to_numpy()
-    empty = frame["n_items"] == 0
-    frame.loc[empty, "primary_category"] = NO_ITEMS
-    frame.loc[empty, "primary_color"] = NO_ITEMS
-    return frame
-
-
-def _label(values: pd.Series) -> pd.Series:
-    """Category and colour names as the model spells them, compared case-insensitively."""
-    return values.where(values.isna(), values.astype(str).str.strip().str.lower())
-
-
-def _version_str(values: pd.Series) -> pd.Series:
-    """Prompt versions are ints in manifests and items, strings in the inference log."""
-    import pandas as pd
-
-    numbers = pd.to_numeric(values, errors="coerce")
-    return numbers.astype("Int64").astype(str).where(numbers.notna(), None)
-
-
-def _empty_frame() -> pd.DataFrame:
-    import pandas as pd
-
-    frame = pd.DataFrame({c: pd.Series(dtype=object) for c in ID_COLUMNS})
-    for col, kind in DRIFT_COLUMNS.items():
-        frame[col] = pd.Series(dtype=float if kind == "num" else "category")
-    return frame
-
-
-def _read_days(table: str, days: list[str], columns: list[str], settings: Settings) -> pd.DataFrame:
-    """Some columns of some days of a table. Unlike ``lake.read_table`` a column missing from
-    a part (outfit calls have no image_sha256) is read as nulls instead of failing."""
-    import pandas as pd
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    parts = []
-    for day in days:
-        for path in lake.list_files(lake.partition(table, day, settings)):
-            if not path.name.endswith(".parquet"):
-                continue
-            with path.fs.open(path.path, "rb") as fh:
-                parquet = pq.ParquetFile(fh)
-                present = [c for c in columns if c in parquet.schema_arrow.names]
-                part = parquet.read(columns=present)
-            for name in columns:
-                if name not in part.column_names:
-                    part = part.append_column(name, pa.nulls(part.num_rows))
-            parts.append(part.select(columns))
-    if not parts:
-        return pd.DataFrame(columns=columns)
-    return pa.concat_tables(parts, promote_options="permissive").to_pandas()
-
-
-def _days(start: datetime, end: datetime) -> list[str]:
-    first = (start - timedelta(days=PARTITION_SLACK_DAYS)).date()
-    last = end.date()
-    return [(first + timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
-
-
-def _utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
-# --- the reference window --------------------------------------------------------------------
-
-
-def last_promotion(prompt_name: str = DIGITIZER) -> datetime | None:
-    """When ``production`` of ``prompt_name`` last moved (a promotion or a rollback), or None
-    when it never did.
-
-    Read from the promotion records the registry writes on the promoted version in the same
-    call that moves the alias (the ``dresscode.promoted`` tag); the audit runs in
-    ``dresscode-releases`` are written after it and may be missing. An unreachable registry
-    raises ``RegistryError``: the reference must not silently change.
-    """
-    import json
-
-    from dresscode.registry import prompt_registry as registry
-
-    moved: list[datetime] = []
-    for info in registry.versions(prompt_name):
-        raw = info.tags.get(registry.PROMOTED_TAG)
-        if not raw:
-            continue
-        try:
-            moved.append(_utc(datetime.fromisoformat(json.loads(raw)["at"])))
-        except (ValueError, KeyError, TypeError):
-            log.warning(
-                "%s v%d: unreadable %s tag %r (reason: bad_promotion_record)",
-                prompt_name,
-                info.git_version,
-                registry.PROMOTED_TAG,
-                raw[:80],
-            )
-    return max(moved, default=None)
-
-
-def reference_window(
-    current_start: datetime,
-    settings: Settings | None = None,
-    *,
-    last_promotion: datetime | None,
-) -> Window:
-    """The window the current one is compared with.
-
-    A frozen baseline (``DRESSCODE_DRIFT_BASELINE_URI``) wins. Otherwise the days since the
-    last promotion, at most ``drift_reference_days`` before ``current_start``, when they hold
-    at least ``drift_min_rows`` photos: drift is then measured against what the production
-    prompt was promoted on. Else the ``drift_reference_days`` days before, with a note why.
-    """
-    settings = settings or get_settings()
-    current_start = _utc(current_start)
-    if settings.drift_baseline_uri:
-        return _baseline_window(settings.drift_baseline_uri, current_start, settings)
-    days = settings.drift_reference_days
-    floor = current_start - timedelta(days=days)
-    fallback = f"the {days} days before the current window"
-    if last_promotion is None:
-        note = f"{fallback}: the prompt was never promoted"
-    else:
-        promoted = _utc(last_promotion)
-        if promoted <= floor:
-            note = f"{fallback}: the last promotion ({promoted.isoformat()}) is older"
-        elif promoted >= current_start:
-            note = f"{fallback}: the last promotion ({promoted.isoformat()}) is inside the current window"
-        else:
-            count = len(
-                _accepted(promoted, current_start, _days(promoted, current_start), settings)
-            )
-            if count >= settings.drift_min_rows:
-                return Window(
-                    promoted,
-                    current_start,
-                    "since_promotion",
-                    f"{count} photos since the promotion at {promoted.isoformat()}",
-                )
-            note = (
-                f"{fallback}: only {count} photos since the promotion at {promoted.isoformat()} "
-                f"(DRESSCODE_DRIFT_MIN_ROWS={settings.drift_min_rows})"
-            )
-    return Window(floor, current_start, "days_before", note)
-
-
-def _baseline_window(uri: str, current_start: datetime, settings: Settings) -> Window:
-    """The baseline's own time range (from its processed_at column, when it has one)."""
-    import pandas as pd
-    import pyarrow.parquet as pq
-
-    path = lake.storage_path(uri, settings)
-    if not lake.exists(path):
-        raise DriftError(f"DRESSCODE_DRIFT_BASELINE_URI={uri} does not exist.")
-    with path.fs.open(path.path, "rb") as fh:
-        parquet = pq.ParquetFile(fh)
-        rows = parquet.metadata.num_rows
-        dated = "processed_at" in parquet.schema_arrow.names
-        stamps = parquet.read(columns=["processed_at"]).column(0).to_pandas() if dated else None
-    note = f"frozen baseline {uri} ({rows} rows)"
-    if stamps is None or stamps.isna().all():
-        return Window(current_start, current_start, "baseline", note + ", undated")
-    stamps = pd.to_datetime(stamps, utc=True, format="ISO8601")
-    return Window(stamps.min().to_pydatetime(), stamps.max().to_pydatetime(), "baseline", note)
-
-
-def reference_frame(window: Window, settings: Settings | None = None) -> pd.DataFrame:
-    """The reference photos: the baseline's Parquet frame, or the window's photo frame."""
-    import pandas as pd
-
-    settings = settings or get_settings()
-    if window.source != "baseline":
-        return photo_frame(window.start, window.end, settings)
-    uri = settings.drift_baseline_uri
-    if not uri:
-        raise DriftError("a baseline window needs DRESSCODE_DRIFT_BASELINE_URI to be set.")
-    path = lake.storage_path(uri, settings)
-    with path.fs.open(path.path, "rb") as fh:
-        frame = pd.read_parquet(fh)
-    for col in LABEL_COLUMNS:  # an all-null categorical comes back from Parquet as object
-        if col in frame:
-            frame[col] = frame[col].astype("category")
-    log.info("reference: %d rows from the frozen baseline %s", len(frame), uri)
-    return frame
 
 
 # --- detection -------------------------------------------------------------------------------
@@ -754,134 +480,3 @@ def _finite(value: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return number if math.isfinite(number) else None
-
-
-# --- outputs ---------------------------------------------------------------------------------
-
-
-def write_report(
-    result: DriftResult,
-    key: str,
-    settings: Settings | None = None,
-    *,
-    day: date | str | None = None,
-) -> dict[str, str]:
-    """Write ``reports/drift/date=<day>/<key>.html`` and ``<key>.json`` (the summary), each
-    atomically; ``day`` defaults to the current window's start day. Returns their URIs."""
-    settings = settings or get_settings()
-    lake.safe_segment(key, what="report key")
-    if day is None:
-        day = (result.current.start if result.current else datetime.now(UTC)).date()
-    day_str = day.isoformat() if isinstance(day, date) else date.fromisoformat(day).isoformat()
-    folder = lake.table("reports", settings) / "drift" / f"date={day_str}"
-    html_path, json_path = folder / f"{key}.html", folder / f"{key}.json"
-    lake.write_bytes(html_path, (result.html or _placeholder_html(result)).encode())
-    lake.write_json(json_path, result.summary())
-    paths = {"html": str(html_path), "json": str(json_path)}
-    log.info("drift report written: %s, %s", paths["html"], paths["json"])
-    return paths
-
-
-def _placeholder_html(result: DriftResult) -> str:
-    import html
-
-    rows = "".join(
-        f"<tr><td>{html.escape(c.column)}</td><td>{c.n_reference}</td><td>{c.n_current}</td></tr>"
-        for c in result.columns
-    )
-    return (
-        "<!doctype html><html><head><meta charset='utf-8'><title>Drift report</title></head>"
-        "<body><h1>Drift report: not enough data</h1>"
-        f"<p>No column had {result.min_rows} values in both windows, so nothing was tested "
-        "and no drift is reported.</p><table><tr><th>column</th><th>reference values</th>"
-        f"<th>current values</th></tr>{rows}</table></body></html>"
-    )
-
-
-def log_to_mlflow(
-    result: DriftResult,
-    paths: dict[str, str],
-    run_name: str,
-    settings: Settings | None = None,
-) -> str | None:
-    """One run in ``dresscode-monitoring``: the verdict, per-column scores and both report
-    files as artifacts. Returns the run id, or None (with a warning) when MLflow is
-    unreachable: the report is already in the lake and the drift decision must not wait."""
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
-    from dresscode.orchestration.alerts import first_line
-    from dresscode.registry import prompt_registry as registry
-
-    settings = settings or get_settings()
-    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
-    summary = result.summary()
-    try:
-        registry.use_experiment(mlflow, EXPERIMENT, settings)
-        with mlflow.start_run(run_name=run_name) as run:
-            mlflow.set_tags(_tags(result, paths))
-            mlflow.log_metrics(_metrics(result, summary))
-            for uri in paths.values():
-                data = lake.read_bytes(lake.storage_path(uri, settings))
-                mlflow.log_text(data.decode(), f"drift/{uri.rsplit('/', 1)[-1]}")
-    except MlflowException as exc:
-        if not registry.is_unreachable(exc):
-            raise
-        log.warning(
-            "drift: MLflow at %s is unreachable, report kept only in the lake (%s): %s "
-            "(reason: mlflow_unreachable)",
-            settings.mlflow_tracking_uri,
-            paths.get("json"),
-            first_line(exc),
-        )
-        return None
-    log.info("drift: MLflow run %s in %s", run.info.run_id, EXPERIMENT)
-    return run.info.run_id
-
-
-def _metrics(result: DriftResult, summary: dict[str, Any]) -> dict[str, float]:
-    metrics = {
-        "drifted": float(result.drifted),
-        "drift_share": result.drift_share,
-        "n_drifted": float(summary["n_drifted"]),
-        "n_tested": float(summary["n_tested"]),
-        "n_not_enough_data": float(summary["n_not_enough_data"]),
-        "n_reference": float(result.n_reference),
-        "n_current": float(result.n_current),
-    }
-    for col in result.columns:
-        if col.score is not None:
-            metrics[f"score.{col.column}"] = col.score
-            metrics[f"drifted.{col.column}"] = float(col.status == "drifted")
-    return metrics
-
-
-def _tags(result: DriftResult, paths: dict[str, str]) -> dict[str, str]:
-    tags = {
-        "dresscode.monitoring.drift.drifted": str(result.drifted).lower(),
-        "dresscode.monitoring.drift.moved": ", ".join(c.column for c in result.moved()) or "-",
-        "dresscode.monitoring.drift.report_html": paths.get("html", "-"),
-        "dresscode.monitoring.drift.report_json": paths.get("json", "-"),
-    }
-    for name, window in (("reference", result.reference), ("current", result.current)):
-        if window is not None:
-            tags[f"dresscode.monitoring.drift.{name}"] = (
-                f"{window.source} [{window.start.isoformat()}, {window.end.isoformat()})"
-            )
-    return tags
-
-
-__all__ = [
-    "DRIFT_COLUMNS",
-    "ColumnDrift",
-    "DriftError",
-    "DriftResult",
-    "Window",
-    "detect_drift",
-    "last_promotion",
-    "log_to_mlflow",
-    "photo_frame",
-    "reference_frame",
-    "reference_window",
-    "write_report",
-]

@@ -1,4 +1,4 @@
-"""Quality metrics and SLOs: how the model does in production, per day and prompt version.
+"""Quality metrics: how the model does in production, per day and prompt version.
 
 The inference log (one row per model call) is the source of truth for model behaviour; the
 manifests add what became of the uploads (quarantine, photos digitized) and the feedback table
@@ -6,8 +6,8 @@ what users corrected afterwards. :func:`compute_metrics` turns one window of the
 table — ``day, prompt_name, prompt_version, metric, value, n`` with ``n`` the denominator — that
 :func:`write_metrics` stores as lake table ``quality_metrics`` (one part per day, so recomputing
 a day replaces it). :func:`window_metrics` gives the same metrics over the whole window per
-prompt, :func:`check_slos` compares them with the SLO bounds (``DRESSCODE_MONITORING_SLOS``
-over ``config.SLO_DEFAULTS``) and :func:`decide` picks ``model_monitoring``'s branch.
+prompt, for the SLO checks in :mod:`dresscode.monitoring.slos`. :func:`correction_rate` is the
+one definition of the correction rate, for this table and for ``feedback_ingest``'s report.
 
 A metric without data (no tool calls, hence no tool-call success rate) is NaN with ``n = 0``:
 its SLO is ``no_data``, never a breach. Columns missing in older parts only shrink the
@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING
 
 from dresscode.core import lake, prompts
 from dresscode.core.config import Settings, get_settings
+from dresscode.core.tables import FINAL_STATUSES
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -36,14 +37,13 @@ PART = "metrics"
 COLUMNS = ["day", "prompt_name", "prompt_version", "metric", "value", "n"]
 KEYS = ["day", "prompt_name", "prompt_version"]
 
-DIGITIZE = "digitize"  # dresscode.ingest.digitize.PURPOSE
-OUTFIT = "outfit"  # dresscode.outfits.stylist.PURPOSE
+DIGITIZE = prompts.DIGITIZER.purpose
+OUTFIT = prompts.STYLIST.purpose
 DIGITIZER_PROMPT = prompts.DIGITIZER.name  # manifests lack the prompt name
 # Eval and shadow purposes never reach the lake's inference log, but if they did they are not
 # production traffic.
 PRODUCTION_PURPOSES = (DIGITIZE, OUTFIT)
 CORRECTION_EVENTS = ("item_corrected", "item_deleted", "item_added")
-FINAL_STATUSES = ("accepted", "duplicate", "quarantined")  # dresscode.ingest.tasks.FINAL_STATUSES
 # Parts are dated by the run's logical day, rows by the wall clock of the call: a run that
 # starts late writes rows newer than its partition. Partitions this many days before the
 # window are read too.
@@ -66,24 +66,10 @@ OUTFIT_METRICS = ("tool_call_success_rate", "hallucination_rate")
 UPLOAD_METRICS = ("uploads", "quarantine_rate")  # plus quarantine_rate:<reason_code>
 METRICS = CALL_METRICS + DIGITIZE_METRICS + OUTFIT_METRICS + UPLOAD_METRICS
 KEY_NUMBERS = (  # what the per-day log line shows, per prompt
-    "calls",
-    "call_error_rate",
-    "json_error_rate",
-    "photos",
-    "items_per_photo",
-    "correction_rate",
-    "tool_call_success_rate",
-    "hallucination_rate",
-    "ttft_p95_ms",
+    "calls", "call_error_rate", "json_error_rate", "photos", "items_per_photo",
+    "correction_rate", "tool_call_success_rate", "hallucination_rate", "ttft_p95_ms",
     "latency_p95_ms",
-)
-
-Status = Literal["ok", "watch", "breach", "no_data"]
-# z of a two-sided 95 % Wilson interval: a rate breaches only when the whole interval is past
-# its bound, so one bad call among 40 on a quiet day is "watch", not a page.
-WILSON_Z = 1.96
-Kind = Literal["max", "min"]
-
+)  # fmt: skip
 
 # --- values ----------------------------------------------------------------------------------
 
@@ -108,40 +94,6 @@ class MetricValue:
     @property
     def key(self) -> str:
         return f"{self.scope}/{self.metric}" if self.scope else self.metric
-
-
-@dataclass(frozen=True)
-class SloCheck:
-    """One SLO against one metric value. ``scope`` says whose metric (a prompt, or empty)."""
-
-    slo: str
-    metric: str
-    bound: float
-    kind: Kind
-    value: float | None
-    n: int
-    status: Status
-    scope: str = ""
-
-    @property
-    def label(self) -> str:
-        return f"{self.scope} {self.metric}" if self.scope else self.metric
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain types, for XCom and the decisions table."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, record: Mapping[str, Any]) -> SloCheck:
-        return cls(**{k: record[k] for k in cls.__dataclass_fields__ if k in record})
-
-
-@dataclass(frozen=True)
-class Decision:
-    """``model_monitoring``'s branch and the sentences that explain it."""
-
-    branch: Literal["healthy", "quality_degraded", "drifted"]
-    reasons: list[str] = field(default_factory=list)
 
 
 # --- computing -------------------------------------------------------------------------------
@@ -186,14 +138,14 @@ def window_metrics(
 
 
 def _compute(start: datetime, end: datetime, settings: Settings, *, by_day: bool) -> pd.DataFrame:
-    import pandas as pd
-
     calls = _load_calls(start, end, settings, by_day=by_day)
     manifests = _load_manifests(start, end, settings, by_day=by_day)
-    corrected = _corrected_photos(start, settings) if not manifests.empty else set()
+    import pandas as pd
+
+    corrections = _corrections(start, settings) if not manifests.empty else pd.DataFrame()
     parts = [
         _call_metrics(calls),
-        _photo_metrics(manifests, calls, corrected),
+        _photo_metrics(manifests, calls, corrections),
         _upload_metrics(manifests),
     ]
     parts = [p for p in parts if not p.empty]
@@ -269,22 +221,20 @@ def _keyed(frame: pd.DataFrame, ts: str, by_day: bool) -> pd.DataFrame:
     return frame
 
 
-def _corrected_photos(start: datetime, settings: Settings) -> set[str]:
-    """``user_id/image_sha256`` of every photo with a correction event from ``start``'s day on.
+def _corrections(start: datetime, settings: Settings) -> pd.DataFrame:
+    """The feedback events from ``start``'s day on (:func:`correction_rate` picks the
+    corrections among them).
 
     Corrections come after the photo was digitized, so only feedback partitions (event days)
     from the window's first day on are read (one day earlier for device clocks).
     """
+    import pandas as pd
+
     first = (start.date() - timedelta(days=1)).isoformat()
     days = [d for d in _partition_days("feedback", settings) if d >= first]
     if not days:
-        return set()
-    frame = lake.read_table("feedback", settings, days=days)
-    if frame.empty:
-        return set()
-    frame = frame[_col(frame, "event_type").isin(CORRECTION_EVENTS)]
-    frame = frame[_col(frame, "image_sha256").notna() & _col(frame, "user_id").notna()]
-    return set(frame["user_id"].astype(str) + "/" + frame["image_sha256"].astype(str))
+        return pd.DataFrame()
+    return lake.read_table("feedback", settings, days=days)
 
 
 def _partition_days(table: str, settings: Settings) -> list[str]:
@@ -293,6 +243,49 @@ def _partition_days(table: str, settings: Settings) -> list[str]:
         return []
     names = (p.rstrip("/").rsplit("/", 1)[-1] for p in folder.fs.ls(folder.path, detail=False))
     return sorted(n[len("date=") :] for n in names if n.startswith("date="))
+
+
+# --- the correction rate --------------------------------------------------------------------
+
+
+def correction_rate(
+    photos: pd.DataFrame, events: pd.DataFrame, *, by: Sequence[str] = ()
+) -> pd.DataFrame:
+    """The correction rate: the share of digitized photos their users corrected.
+
+    ``photos``: the accepted (digitized) photos, with ``user_id``, ``image_sha256`` and the
+    ``by`` columns; a photo listed twice in a group counts once. ``events``: feedback rows with
+    ``event_type``, ``user_id`` and ``image_sha256`` (other events are ignored). A photo is
+    corrected when at least one ``CORRECTION_EVENTS`` event (an item corrected, deleted or
+    added) names its user and image: more events, or one delivered twice, still count it once;
+    another user's correction of their own copy of the same picture does not count.
+
+    Returns one row per group of ``by`` values (one row when ``by`` is empty): the ``by``
+    columns, ``photos``, ``corrected`` and ``correction_rate`` (``corrected / photos``, NaN
+    when there are no photos).
+    """
+    import pandas as pd
+
+    by = list(by)
+    named = events[_col(events, "event_type").isin(CORRECTION_EVENTS)]
+    named = named[_col(named, "user_id").notna() & _col(named, "image_sha256").notna()]
+    corrected = set(_photo_ids(named))
+    frame = pd.DataFrame({**{c: photos[c] for c in by}, "photo": _photo_ids(photos)})
+    frame = frame.drop_duplicates()
+    frame["corrected"] = frame["photo"].isin(corrected)
+    if by:
+        grouped = frame.groupby(by, sort=True)
+        sums = grouped.agg(photos=("photo", "size"), corrected=("corrected", "sum"))
+        sums = sums.reset_index()
+    else:
+        sums = pd.DataFrame({"photos": [len(frame)], "corrected": [frame["corrected"].sum()]})
+    sums = sums.astype({"photos": "int64", "corrected": "int64"})
+    sums["correction_rate"] = sums["corrected"] / sums["photos"].where(sums["photos"] > 0)
+    return sums[[*by, "photos", "corrected", "correction_rate"]]
+
+
+def _photo_ids(frame: pd.DataFrame) -> pd.Series:
+    return _col(frame, "user_id").astype(str) + "/" + _col(frame, "image_sha256").astype(str)
 
 
 # --- metrics ---------------------------------------------------------------------------------
@@ -370,7 +363,7 @@ def _call_metrics(calls: pd.DataFrame) -> pd.DataFrame:
 
 
 def _photo_metrics(
-    manifests: pd.DataFrame, calls: pd.DataFrame, corrected: set[str]
+    manifests: pd.DataFrame, calls: pd.DataFrame, corrections: pd.DataFrame
 ) -> pd.DataFrame:
     """``photos`` and ``correction_rate`` per day and digitizer version, from the manifests.
 
@@ -382,25 +375,23 @@ def _photo_metrics(
     if not calls.empty:
         digitizer = calls[calls["purpose"] == DIGITIZE]
         groups = list(digitizer[KEYS].drop_duplicates().itertuples(index=False, name=None))
-    accepted = pd.DataFrame(columns=[*KEYS, "photo"])
+    accepted = pd.DataFrame(columns=[*KEYS, "user_id", "image_sha256"])
     if not manifests.empty:
         rows = manifests[_col(manifests, "status") == "accepted"].copy()
+        # A photo without a hash (an older manifest) is still a photo, one no event can name.
         sha = _col(rows, "image_sha256").fillna("?" + _col(rows, "upload_key").astype(str))
-        rows["photo"] = _col(rows, "user_id").astype(str) + "/" + sha.astype(str)
+        rows["image_sha256"], rows["user_id"] = sha, _col(rows, "user_id")
         rows["prompt_name"] = DIGITIZER_PROMPT
-        accepted = rows[[*KEYS, "photo"]].drop_duplicates()
+        accepted = rows[[*KEYS, "user_id", "image_sha256"]]
     if accepted.empty and not groups:
         return _empty()
-    accepted = accepted.assign(corrected=accepted["photo"].isin(corrected))
-    sums = accepted.groupby(KEYS, sort=True).agg(
-        photos=("photo", "size"), corrected=("corrected", "sum")
-    )
-    index = (
-        sums.index.union(pd.MultiIndex.from_tuples(groups, names=KEYS)) if groups else sums.index
-    )
-    sums = sums.reindex(index, fill_value=0)
+    index = pd.MultiIndex.from_tuples(groups, names=KEYS)
+    sums = pd.DataFrame({"photos": 0, "corrected": 0}, index=index)
+    if not accepted.empty:
+        sums = correction_rate(accepted, corrections, by=KEYS).set_index(KEYS)
+        sums = sums.reindex(sums.index.union(index) if groups else sums.index, fill_value=0)
     photos = sums["photos"]
-    always = pd.Series(True, index=index)
+    always = pd.Series(True, index=sums.index)
     return pd.concat(
         [
             _long("photos", photos, photos, always),
@@ -449,12 +440,14 @@ def _stat(
     calls: pd.DataFrame, values: pd.Series, index: pd.Index, q: float | None = None
 ) -> tuple[pd.Series, pd.Series]:
     """A quantile (or the mean, ``q=None``) of ``values`` per group; NaN values are left out."""
+    import pandas as pd
+
     present = values.notna()
     grouped = values[present].groupby([calls.loc[present, k] for k in KEYS], sort=True)
     value = grouped.mean() if q is None else grouped.quantile(q)
     n = grouped.size()
     if value.empty:  # groupby of nothing loses the key names
-        return _nan_series(index), _zero_series(index)
+        return pd.Series(float("nan"), index=index), pd.Series(0, index=index, dtype="int64")
     return value.reindex(index), n.reindex(index, fill_value=0)
 
 
@@ -504,18 +497,6 @@ def _version(raw: pd.Series) -> pd.Series:
     return text
 
 
-def _nan_series(index: pd.Index) -> pd.Series:
-    import pandas as pd
-
-    return pd.Series(float("nan"), index=index)
-
-
-def _zero_series(index: pd.Index) -> pd.Series:
-    import pandas as pd
-
-    return pd.Series(0, index=index, dtype="int64")
-
-
 def _empty() -> pd.DataFrame:
     import pandas as pd
 
@@ -553,7 +534,7 @@ def _log_day(label: str, frame: pd.DataFrame) -> None:
         else:
             shown = [m for m in KEY_NUMBERS if m in by_metric]
             scope = f"{name}@{version}" if version else name
-        numbers = " ".join(f"{m}={_fmt(by_metric.get(m))}" for m in shown)
+        numbers = " ".join(f"{m}={fmt_value(by_metric.get(m))}" for m in shown)
         pieces.append(f"{scope}: {numbers}")
     log.info("%s: %s", label, "; ".join(pieces))
 
@@ -604,123 +585,8 @@ def read_metrics(
     return _typed(frame[COLUMNS].reset_index(drop=True))
 
 
-# --- SLOs ------------------------------------------------------------------------------------
-
-
-def check_slos(
-    metrics: Mapping[str, MetricValue] | Iterable[MetricValue] | pd.DataFrame,
-    slos: Mapping[str, float] | None = None,
-) -> list[SloCheck]:
-    """Every SLO against every metric of its name (one check per prompt, or per row).
-
-    ``slos`` defaults to ``settings.monitoring_slos``. ``<metric>_max`` breaches when the value
-    is above the bound, ``<metric>_min`` when below — for rates, only when the 95 % Wilson
-    interval of the rate is entirely past the bound; a rate past its bound by chance alone is
-    ``watch``. A NaN value or ``n = 0`` is ``no_data``.
-    An SLO whose metric does not occur at all gets one ``no_data`` check.
-    """
-    slos = get_settings().monitoring_slos if slos is None else slos
-    values = _metric_values(metrics)
-    checks = []
-    for slo, bound in slos.items():
-        metric, kind = _split_slo(slo)
-        found = sorted((v for v in values if v.metric == metric), key=lambda v: v.scope)
-        if not found:
-            checks.append(SloCheck(slo, metric, float(bound), kind, None, 0, "no_data"))
-        for value in found:
-            checks.append(_check(slo, metric, float(bound), kind, value))
-    return checks
-
-
-def breaches(checks: Iterable[SloCheck]) -> list[SloCheck]:
-    return [c for c in checks if c.status == "breach"]
-
-
-def _split_slo(slo: str) -> tuple[str, Kind]:
-    for kind in ("max", "min"):
-        if slo.endswith(f"_{kind}"):
-            return slo[: -len(kind) - 1], kind  # type: ignore[return-value]
-    raise ValueError(f"SLO {slo!r} must end in _max or _min")
-
-
-def _check(slo: str, metric: str, bound: float, kind: Kind, value: MetricValue) -> SloCheck:
-    number = value.value
-    if number is None or math.isnan(number) or value.n <= 0:
-        return SloCheck(slo, metric, bound, kind, None, int(value.n), "no_data", value.scope)
-    beyond = number > bound if kind == "max" else number < bound
-    status: Status = "ok"
-    if beyond:
-        status = "breach"
-        if _is_rate(metric):
-            low, high = wilson_interval(number, int(value.n))
-            sure = low > bound if kind == "max" else high < bound
-            status = "breach" if sure else "watch"
-    return SloCheck(slo, metric, bound, kind, float(number), int(value.n), status, value.scope)
-
-
-def _is_rate(metric: str) -> bool:
-    """Shares of a count (``n`` trials); means and percentiles are compared as they are."""
-    return metric.endswith(("_rate", "_share"))
-
-
-def wilson_interval(rate: float, n: int, z: float = WILSON_Z) -> tuple[float, float]:
-    """The Wilson score interval of a proportion observed as ``rate`` over ``n`` trials."""
-    if n <= 0:
-        return 0.0, 1.0
-    denominator = 1 + z * z / n
-    center = (rate + z * z / (2 * n)) / denominator
-    half = z * math.sqrt(rate * (1 - rate) / n + z * z / (4 * n * n)) / denominator
-    return max(0.0, center - half), min(1.0, center + half)
-
-
-def _metric_values(
-    metrics: Mapping[str, MetricValue] | Iterable[MetricValue] | pd.DataFrame,
-) -> list[MetricValue]:
-    if isinstance(metrics, Mapping):
-        return list(metrics.values())
-    if hasattr(metrics, "columns"):  # a metrics table (per day: one check per row)
-        return [
-            MetricValue(
-                str(r["prompt_name"]),
-                str(r["metric"]),
-                float(r["value"]),
-                int(r["n"]),
-                str(r["prompt_version"]),
-            )
-            for r in metrics.to_dict("records")  # type: ignore[union-attr]
-        ]
-    return list(metrics)
-
-
-def render_table(checks: Iterable[SloCheck]) -> str:
-    """A fixed-width table of SLO checks for the task log and the on-call page."""
-    header = ("metric", "value", "bound", "n", "status")
-    rows = [
-        (
-            c.label,
-            _fmt(c.value),
-            f"{'<=' if c.kind == 'max' else '>='} {_fmt(c.bound)}",
-            str(c.n),
-            c.status.upper() if c.status == "breach" else c.status,
-        )
-        for c in checks
-    ]
-    if not rows:
-        return "no SLOs configured"
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    right = {1, 3}  # numbers right-aligned
-
-    def line(cells: tuple[str, ...]) -> str:
-        return "  ".join(
-            cell.rjust(w) if i in right else cell.ljust(w)
-            for i, (cell, w) in enumerate(zip(cells, widths, strict=True))
-        ).rstrip()
-
-    rule = "  ".join("-" * w for w in widths)
-    return "\n".join([line(header), rule, *(line(r) for r in rows)])
-
-
-def _fmt(value: float | None) -> str:
+def fmt_value(value: float | None) -> str:
+    """A metric value for people: ``-`` without data, 4 decimals below 1, fewer above."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
     if float(value).is_integer() and abs(value) >= 1:
@@ -730,29 +596,3 @@ def _fmt(value: float | None) -> str:
     if abs(value) >= 1:
         return f"{value:.2f}"
     return f"{value:.4f}"
-
-
-# --- the branch ------------------------------------------------------------------------------
-
-
-def decide(checks: Iterable[SloCheck], drift_drifted: bool, drift_moved: list[str]) -> Decision:
-    """``drifted`` when drift was detected, else ``quality_degraded`` on any SLO breach, else
-    ``healthy``. Reasons name the moved columns and every breach (metric, value, bound)."""
-    checks = list(checks)
-    broken = [_breach_reason(c) for c in breaches(checks)]
-    if drift_drifted:
-        moved = ", ".join(drift_moved) if drift_moved else "the report names no column"
-        return Decision("drifted", [f"drift in {len(drift_moved)} column(s): {moved}", *broken])
-    if broken:
-        return Decision("quality_degraded", broken)
-    no_data = sum(c.status == "no_data" for c in checks)
-    ok = sum(c.status == "ok" for c in checks)
-    return Decision("healthy", [f"{ok} SLO check(s) ok, {no_data} without data, no drift"])
-
-
-def _breach_reason(check: SloCheck) -> str:
-    side = ">" if check.kind == "max" else "<"
-    return (
-        f"{check.label} {_fmt(check.value)} {side} {check.kind} {_fmt(check.bound)} "
-        f"({check.slo}, n={check.n})"
-    )

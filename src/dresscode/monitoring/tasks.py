@@ -1,10 +1,16 @@
-"""The work of ``model_monitoring``, one function per task.
+"""The work of ``model_monitoring``, one function per task, with typed values between them.
 
 Measure the window's quality metrics against the SLOs, test it for drift against a reference,
 decide (healthy / quality_degraded / drifted), and for the last two re-evaluate production and
 candidate on the golden set: promote a candidate that passes its gate and beats production,
-else page the on-call with everything needed to act. Each function returns a small JSON-safe
-dict (XCom and the task log); the decision and its reasons go to the lake.
+else page the on-call with everything needed to act; record the decision and its reasons in
+the lake. The DAG only wires these functions: every choice (the branch, what to re-evaluate,
+promote or page, the action recorded) is made here.
+
+What crosses an XCom is a ``TypedDict`` — a plain JSON dict at runtime (Airflow 3 refuses to
+deserialize other classes from XCom) whose fields are named here: :class:`Window` ->
+:class:`Measured` + :class:`DriftVerdict` -> :class:`Decision` -> :class:`Evaluation` ->
+``list[str]`` (promotions) or :class:`Paged` -> :class:`Outcome` in the decisions table.
 """
 
 from __future__ import annotations
@@ -13,12 +19,16 @@ import hashlib
 import json
 import logging
 import re
-from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Literal, TypedDict
 
 from dresscode.core import lake, prompts
 from dresscode.core.config import Settings, get_settings
+from dresscode.monitoring.drift import DriftSummary
+from dresscode.monitoring.slos import Branch, SloCheckRecord
+
+if TYPE_CHECKING:
+    from dresscode.monitoring.drift import DriftResult
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +40,97 @@ STYLIST_SLOS = {"tool_call_success_rate_min", "hallucination_rate_max"}
 DEFAULT_WINDOW = timedelta(hours=24)
 
 
+# --- the values between the tasks (XCom: plain JSON dicts) -----------------------------------
+
+
+class Window(TypedDict):
+    """The time range under test, as ISO 8601 timestamps with a zone; ``start`` < ``end``."""
+
+    start: str
+    end: str
+
+
+class Measured(TypedDict):
+    """The window's SLO checks (every SLO, per prompt) and their table for people."""
+
+    checks: list[SloCheckRecord]
+    table: str
+
+
+class DriftVerdict(TypedDict):
+    """The drift test of the window against its reference."""
+
+    drifted: bool
+    moved: list[str]  # the drifted columns, largest effect first
+    summary: DriftSummary  # the report's JSON summary
+    text: str  # one line per column, drifted first
+    report: str | None  # the HTML report's URI
+    mlflow_run_id: str | None  # None when MLflow was unreachable
+
+
+class Evidence(TypedDict):
+    """What a decision rests on, for the page and the decisions table."""
+
+    slo_table: str
+    moved: list[str]
+    drift_text: str
+    drift_report: str | None
+
+
+class Decision(TypedDict):
+    """The branch, the sentences that explain it, and what it asks for."""
+
+    branch: Branch
+    reasons: list[str]
+    reevaluate: list[str]  # prompts to re-evaluate on the golden set; empty when healthy
+    evidence: Evidence
+
+
+class GateRun(TypedDict):
+    """One prompt version's fresh golden-set evaluation."""
+
+    version: int
+    passed: bool  # its release gate
+    reasons: list[str]  # why the gate failed
+    metrics: dict[str, float]
+    mlflow_run_id: str
+
+
+class Evaluation(TypedDict):
+    """A prompt's ``production`` and ``candidate``, evaluated (None: not set, or the same)."""
+
+    name: str
+    production: GateRun | None
+    candidate: GateRun | None
+
+
+class Candidate(GateRun):
+    """A candidate that passed its gate and scored higher than production."""
+
+    name: str
+    beats: GateRun
+
+
+class Paged(TypedDict):
+    """The page sent to the on-call."""
+
+    summary: str
+    text: str
+
+
+Action = Literal["promoted", "paged", "none"]
+
+
+class Outcome(TypedDict):
+    """What the run did: the promotions' descriptions, the page, or nothing (healthy)."""
+
+    action: Action
+    detail: list[str] | Paged | None
+
+
+# --- the window ------------------------------------------------------------------------------
+
+
 def current_window(
     interval_start: datetime | None,
     interval_end: datetime | None,
@@ -37,30 +138,31 @@ def current_window(
     *,
     start: str | None = None,
     end: str | None = None,
-) -> dict[str, str]:
+) -> Window:
     """The window under test: the Params if given, else the data interval, else the last 24 h.
 
     Manual runs have a zero-length data interval; the 24 hours before they started are the
     sensible default. Params let an engineer re-check any past window.
     """
-    end_at = _parse_ts(end, "window_end") if end else None
-    start_at = _parse_ts(start, "window_start") if start else None
-    if end_at is None:
-        has_interval = interval_start is not None and interval_end is not None
-        end_at = interval_end if has_interval and interval_end > interval_start else run_after
-    if start_at is None:
-        has_interval = interval_start is not None and interval_end is not None
-        start_at = (
-            interval_start
-            if has_interval and interval_end > interval_start and end is None
-            else end_at - DEFAULT_WINDOW
-        )
+    # The data interval, when the run has a real one (manual runs: zero length).
+    interval = (
+        (interval_start, interval_end)
+        if interval_start is not None and interval_end is not None and interval_end > interval_start
+        else None
+    )
+    end_at = _parse_ts(end, "window_end") if end else interval[1] if interval else run_after
+    if start:
+        start_at = _parse_ts(start, "window_start")
+    elif interval and end is None:
+        start_at = interval[0]
+    else:
+        start_at = end_at - DEFAULT_WINDOW
     if start_at >= end_at:
         raise ValueError(
             f"The monitoring window is empty: window_start {start_at.isoformat()} is not "
             f"before window_end {end_at.isoformat()}."
         )
-    return {"start": start_at.isoformat(), "end": end_at.isoformat()}
+    return Window(start=start_at.isoformat(), end=end_at.isoformat())
 
 
 def _parse_ts(raw: str, name: str) -> datetime:
@@ -73,52 +175,50 @@ def _parse_ts(raw: str, name: str) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def _bounds(window: dict[str, str]) -> tuple[datetime, datetime]:
+def _bounds(window: Window) -> tuple[datetime, datetime]:
     return datetime.fromisoformat(window["start"]), datetime.fromisoformat(window["end"])
 
 
-def measure(window: dict[str, str], settings: Settings | None = None) -> dict[str, Any]:
+# --- measure, detect drift, decide -----------------------------------------------------------
+
+
+def measure(window: Window, settings: Settings | None = None) -> Measured:
     """Write the metrics table for the window's days; check the window against the SLOs."""
-    from dresscode.monitoring import metrics as monitoring
+    from dresscode.monitoring import metrics, slos
 
     settings = settings or get_settings()
     start, end = _bounds(window)
     # Whole days, so a day's row in the table is always that full day (replaced, not merged).
     day_start = start.replace(hour=0, minute=0, second=0, microsecond=0)
     day_end = end.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
-    table = monitoring.compute_metrics(day_start, day_end, settings)
+    table = metrics.compute_metrics(day_start, day_end, settings)
     days = [
         (day_start + timedelta(days=i)).date().isoformat()
         for i in range((day_end - day_start).days)
     ]
     # Every day of the window is written, so a day that became empty loses its stale part.
-    monitoring.write_metrics(table, settings, days=days)
-    checks = monitoring.check_slos(
-        monitoring.window_metrics(start, end, settings), settings.monitoring_slos
-    )
-    text = monitoring.render_table(checks)
-    breaches = monitoring.breaches(checks)
+    metrics.write_metrics(table, settings, days=days)
+    checks = slos.check_slos(metrics.window_metrics(start, end, settings), settings.monitoring_slos)
+    text = slos.render_table(checks)
     log.info(
         "window %s .. %s: %d SLOs checked, %d breached\n%s",
         window["start"],
         window["end"],
         len(checks),
-        len(breaches),
+        len(slos.breaches(checks)),
         text,
     )
-    return {"checks": [asdict(c) for c in checks], "table": text}
+    return Measured(checks=[c.to_dict() for c in checks], table=text)
 
 
-def detect_drift(
-    window: dict[str, str], run_key: str, settings: Settings | None = None
-) -> dict[str, Any]:
+def detect_drift(window: Window, run_key: str, settings: Settings | None = None) -> DriftVerdict:
     """Evidently drift of the window against its reference; report to the lake and MLflow."""
-    from dresscode.monitoring import drift
+    from dresscode.monitoring import drift, drift_frames, drift_report
 
     settings = settings or get_settings()
     start, end = _bounds(window)
-    reference = drift.reference_window(
-        start, settings, last_promotion=drift.last_promotion(DIGITIZER)
+    reference = drift_frames.reference_window(
+        start, settings, last_promotion=drift_frames.last_promotion(DIGITIZER)
     )
     log.info(
         "reference %s: %s .. %s%s",
@@ -128,8 +228,8 @@ def detect_drift(
         f" ({reference.note})" if reference.note else "",
     )
     result = drift.detect_drift(
-        drift.reference_frame(reference, settings),
-        drift.photo_frame(start, end, settings),
+        drift_frames.reference_frame(reference, settings),
+        drift_frames.photo_frame(start, end, settings),
         min_rows=settings.drift_min_rows,
         drift_share=settings.drift_share,
         max_rows=settings.drift_max_rows,
@@ -138,8 +238,8 @@ def detect_drift(
     result.current = drift.Window(start, end, "current")
     # Run ids carry ':' (manual__2026-11-23T03:00:00+00:00): not a safe lake key segment.
     key = re.sub(r"[^A-Za-z0-9._=@+-]", "-", run_key)
-    paths = drift.write_report(result, key, settings)
-    mlflow_run = drift.log_to_mlflow(result, paths, f"drift {run_key}", settings)
+    paths = drift_report.write_report(result, key, settings)
+    mlflow_run = drift_report.log_to_mlflow(result, paths, f"drift {run_key}", settings)
     moved = [c.column for c in result.moved()]
     log.info(
         "drift: %s — %d of %d tested columns drifted (share %.2f, threshold %.2f)%s; report %s",
@@ -151,17 +251,17 @@ def detect_drift(
         f": {', '.join(moved)}" if moved else "",
         paths.get("html"),
     )
-    return {
-        "drifted": result.drifted,
-        "moved": moved,
-        "summary": result.summary(),
-        "text": drift_text(result),
-        "report": paths.get("html"),
-        "mlflow_run_id": mlflow_run,
-    }
+    return DriftVerdict(
+        drifted=result.drifted,
+        moved=moved,
+        summary=result.summary(),
+        text=drift_text(result),
+        report=paths.get("html"),
+        mlflow_run_id=mlflow_run,
+    )
 
 
-def drift_text(result: Any) -> str:
+def drift_text(result: DriftResult) -> str:
     """One line per tested or skipped column, drifted first (for the page and the log)."""
     lines = []
     order = {"drifted": 0, "stable": 1, "not_enough_data": 2}
@@ -177,21 +277,31 @@ def drift_text(result: Any) -> str:
     return "\n".join(lines)
 
 
-def decide(measured: dict[str, Any], drifted: dict[str, Any]) -> dict[str, Any]:
-    """The branch and its reasons (pure: SLO checks + drift verdict in, decision out)."""
-    from dresscode.monitoring import metrics as monitoring
+def decide(measured: Measured, drift: DriftVerdict) -> Decision:
+    """The branch, its reasons, the prompts to re-evaluate, and the evidence (pure)."""
+    from dresscode.monitoring import slos
 
-    checks = [monitoring.SloCheck(**c) for c in measured["checks"]]
-    decision = monitoring.decide(checks, drifted["drifted"], drifted["moved"])
+    checks = [slos.SloCheck.from_dict(c) for c in measured["checks"]]
+    verdict = slos.decide(checks, drift["drifted"], drift["moved"])
     log.info(
         "decision: %s\n%s",
-        decision.branch,
-        "\n".join(f"- {r}" for r in decision.reasons) or "- every SLO met, no drift",
+        verdict.branch,
+        "\n".join(f"- {r}" for r in verdict.reasons) or "- every SLO met, no drift",
     )
-    return {"branch": decision.branch, "reasons": list(decision.reasons)}
+    return Decision(
+        branch=verdict.branch,
+        reasons=list(verdict.reasons),
+        reevaluate=[] if verdict.branch == "healthy" else prompts_to_reevaluate(measured),
+        evidence=Evidence(
+            slo_table=measured["table"],
+            moved=list(drift["moved"]),
+            drift_text=drift["text"],
+            drift_report=drift["report"],
+        ),
+    )
 
 
-def prompts_to_reevaluate(measured: dict[str, Any]) -> list[str]:
+def prompts_to_reevaluate(measured: Measured) -> list[str]:
     """The digitizer always (drift and most SLOs are about it); the stylist if its SLOs broke."""
     names = [DIGITIZER]
     if any(c["slo"] in STYLIST_SLOS and c["status"] == "breach" for c in measured["checks"]):
@@ -199,21 +309,29 @@ def prompts_to_reevaluate(measured: dict[str, Any]) -> list[str]:
     return names
 
 
-def reevaluate(names: list[str]) -> list[dict[str, Any]]:
-    """Golden-set evaluation of ``production`` and ``candidate`` of each prompt, fresh."""
+def taken(*branches: Decision | None) -> Decision:
+    """The decision handed on by the branch that ran (the skipped ones hand on None)."""
+    ran = [d for d in branches if d is not None]
+    if len(ran) != 1:
+        raise ValueError(f"expected exactly one branch to have run, got {len(ran)}")
+    return ran[0]
+
+
+# --- re-evaluate, then promote or page -------------------------------------------------------
+
+
+def reevaluate(decision: Decision) -> list[Evaluation]:
+    """Golden-set evaluation of ``production`` and ``candidate`` of each prompt the decision
+    names, fresh."""
     from dresscode.registry import prompt_registry as registry
     from dresscode.registry.evaluation import digitizer as evaluation
 
     results = []
-    for name in names:
+    for name in decision["reevaluate"]:
         aliases = registry.aliases(name)
         production = aliases.get("production")
         candidate = aliases.get("candidate")
-        entry: dict[str, Any] = {
-            "name": name,
-            "production": None,
-            "candidate": None,
-        }
+        entry = Evaluation(name=name, production=None, candidate=None)
         if production is None:
             log.warning("%s: nothing in production, nothing to re-evaluate", name)
             results.append(entry)
@@ -222,13 +340,13 @@ def reevaluate(names: list[str]) -> list[dict[str, Any]]:
             if version is None or (role == "candidate" and version == production):
                 continue
             run = evaluation.evaluate_prompt(f"{name}@{version}")
-            entry[role] = {
-                "version": version,
-                "passed": run.verdict.passed,
-                "reasons": list(run.verdict.reasons),
-                "metrics": run.metrics,
-                "mlflow_run_id": run.mlflow_run_id,
-            }
+            entry[role] = GateRun(  # type: ignore[literal-required]
+                version=version,
+                passed=run.verdict.passed,
+                reasons=list(run.verdict.reasons),
+                metrics=run.metrics,
+                mlflow_run_id=run.mlflow_run_id,
+            )
             log.info(
                 "%s@%s (%s): gate %s, %s",
                 name,
@@ -256,7 +374,7 @@ def _headline(metrics: dict[str, float]) -> str:
     return ", ".join(f"{k} {metrics[k]:.3f}" for k in keys) or "no headline metric"
 
 
-def better_candidates(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def better_candidates(results: list[Evaluation]) -> list[Candidate]:
     """Candidates that passed their gate and score strictly higher than production."""
     chosen = []
     for entry in results:
@@ -268,16 +386,21 @@ def better_candidates(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
             _score(entry["name"], prod["metrics"]),
         )
         if ours is not None and theirs is not None and ours > theirs:
-            chosen.append({"name": entry["name"], **cand, "beats": prod})
+            chosen.append(Candidate(name=entry["name"], **cand, beats=prod))
     return chosen
 
 
-def promote(chosen: list[dict[str, Any]], decision: dict[str, Any]) -> list[str]:
-    """Move production to each better candidate, audited like a release."""
+def choose_action(evaluated: list[Evaluation]) -> Literal["promote", "page"]:
+    """Promote when a candidate beats production, else page the on-call."""
+    return "promote" if better_candidates(evaluated) else "page"
+
+
+def promote(evaluated: list[Evaluation], decision: Decision) -> list[str]:
+    """Move production to each better candidate, audited like a release; the promotions."""
     from dresscode.registry import prompt_registry as registry
 
     done = []
-    for c in chosen:
+    for c in better_candidates(evaluated):
         metric = SCORES.get(c["name"], "f1")
         reason = (
             f"model_monitoring ({decision['branch']}): candidate {metric} "
@@ -292,78 +415,87 @@ def promote(chosen: list[dict[str, Any]], decision: dict[str, Any]) -> list[str]
 
 
 def page(
-    decision: dict[str, Any],
-    measured: dict[str, Any],
-    drifted: dict[str, Any],
-    evaluated: list[dict[str, Any]],
+    decision: Decision,
+    evaluated: list[Evaluation],
     *,
-    window: dict[str, str],
+    window: Window,
     run_id: str | None,
-) -> dict[str, Any]:
+) -> Paged:
     """Wake the on-call: what moved, the SLO table, the drift summary, the report, the runbook."""
     from dresscode.orchestration import alerts
 
-    moved = drifted["moved"]
+    evidence = decision["evidence"]
+    moved = evidence["moved"]
     headline = f"{decision['branch'].replace('_', ' ')}: " + (
         f"drift in {', '.join(moved)}" if moved else "; ".join(decision["reasons"][:2])
     )
     details = {
         "window": f"{window['start']} .. {window['end']}",
         "why": "\n".join(f"- {r}" for r in decision["reasons"]),
-        "SLOs": measured["table"],
-        "drift": drifted["text"],
-        "drift report": drifted["report"] or "(none written)",
+        "SLOs": evidence["slo_table"],
+        "drift": evidence["drift_text"],
+        "drift report": evidence["drift_report"] or "(none written)",
         "re-evaluation": evaluation_text(evaluated),
         "next": "no candidate beats production on the golden set: find the cause with the "
         "report and the runbook, then release a fixed prompt (prompt_release) or roll back "
         "(prompt_rollback)",
     }
     alert = alerts.page(DAG_ID, headline, details, run_id=run_id, task_id="page")
-    return {"summary": alert.summary, "text": alert.text()}
+    return Paged(summary=alert.summary, text=alert.text())
 
 
-def evaluation_text(evaluated: list[dict[str, Any]]) -> str:
+def evaluation_text(evaluated: list[Evaluation]) -> str:
     lines = []
     for entry in evaluated:
-        for role in ("production", "candidate"):
-            r = entry.get(role)
+        for role, r in (("production", entry["production"]), ("candidate", entry["candidate"])):
             if r is None:
                 continue
             verdict = "passes its gate" if r["passed"] else "FAILS: " + "; ".join(r["reasons"])
             lines.append(
                 f"{entry['name']}@{r['version']} ({role}): {_headline(r['metrics'])}, {verdict}"
             )
-        if entry.get("candidate") is None and entry.get("production") is not None:
+        if entry["candidate"] is None and entry["production"] is not None:
             lines.append(f"{entry['name']}: no candidate other than production")
     return "\n".join(lines) or "nothing re-evaluated"
+
+
+# --- record ----------------------------------------------------------------------------------
+
+
+def outcome_of(promoted: list[str] | None, paged: Paged | None) -> Outcome:
+    """What the run did, from the outcomes of ``promote`` and ``page`` (None: skipped)."""
+    if promoted:
+        return Outcome(action="promoted", detail=promoted)
+    if paged:
+        return Outcome(action="paged", detail=paged)
+    return Outcome(action="none", detail=None)
 
 
 def record(
     *,
     run_id: str,
-    window: dict[str, str],
-    decision: dict[str, Any],
-    drifted: dict[str, Any],
-    action: str,
-    outcome: Any,
+    window: Window,
+    decision: Decision,
+    outcome: Outcome,
     settings: Settings | None = None,
 ) -> str:
     """Write the decision and its reasons to ``monitoring_decisions`` (re-runs replace it)."""
     settings = settings or get_settings()
+    evidence = decision["evidence"]
     row = {
         "run_id": run_id,
         "window_start": window["start"],
         "window_end": window["end"],
         "branch": decision["branch"],
         "reasons": json.dumps(decision["reasons"]),
-        "drifted_columns": json.dumps(drifted["moved"]),
-        "drift_report": drifted["report"],
-        "action": action,
-        "outcome": json.dumps(outcome, default=str),
+        "drifted_columns": json.dumps(evidence["moved"]),
+        "drift_report": evidence["drift_report"],
+        "action": outcome["action"],
+        "outcome": json.dumps(outcome["detail"], default=str),
         "decided_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     day = datetime.fromisoformat(window["end"]).date()
     part = "decision-" + hashlib.sha256(run_id.encode()).hexdigest()[:16]
     path = lake.write_parquet("monitoring_decisions", day, part, [row], settings)
-    log.info("decision %s, action %s, recorded in %s", decision["branch"], action, path)
+    log.info("decision %s, action %s, recorded in %s", decision["branch"], outcome["action"], path)
     return str(path)

@@ -26,11 +26,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.bases.notifier import BaseNotifier
 
 from dresscode.core.config import SETTINGS, Settings, SettingsError, get_settings, load_settings
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +148,9 @@ def alert_settings() -> Settings:
 def alert_from_context(context: Mapping[str, Any], settings: Settings | None = None) -> Alert:
     """Build a task-failure alert from an Airflow task context."""
     ti = context.get("ti") or context.get("task_instance")
-    dag_id = getattr(ti, "dag_id", None) or getattr(context.get("dag"), "dag_id", "unknown_dag")
+    dag_id = str(
+        getattr(ti, "dag_id", None) or getattr(context.get("dag"), "dag_id", None) or "unknown_dag"
+    )
     return Alert(
         kind="task_failed",
         dag_id=dag_id,
@@ -472,7 +477,7 @@ class FailureNotifier(BaseNotifier):
 
     template_fields = ()
 
-    def notify(self, context: dict[str, Any]) -> None:
+    def notify(self, context: Context) -> None:
         try:
             settings = alert_settings()
             deliver(alert_from_context(context, settings), settings)

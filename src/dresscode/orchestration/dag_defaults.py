@@ -10,7 +10,13 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Literal
 
-from airflow.sdk import Asset, AsyncCallback, DeadlineAlert, DeadlineReference
+# airflow.sdk exports the deadline API, but its __init__.pyi (3.3.2) does not declare it.
+from airflow.sdk import (  # type: ignore[attr-defined]
+    Asset,
+    AsyncCallback,
+    DeadlineAlert,
+    DeadlineReference,
+)
 
 from dresscode.core.config import get_settings
 from dresscode.orchestration.alerts import FailureNotifier, deadline_missed

@@ -21,9 +21,7 @@ def ingest_schedule(settings: Settings | None = None) -> Any:
     if not settings.ingest_sqs_queue_url:
         return INGEST_CRON
     from airflow.providers.amazon.aws.triggers.sqs import SqsSensorTrigger
-    from airflow.sdk import Asset, AssetWatcher
-    from airflow.timetables.assets import AssetOrTimeSchedule
-    from airflow.timetables.trigger import CronTriggerTimetable
+    from airflow.sdk import Asset, AssetOrTimeSchedule, AssetWatcher, CronTriggerTimetable
 
     trigger = SqsSensorTrigger(
         sqs_queue=settings.ingest_sqs_queue_url,

@@ -1,31 +1,15 @@
-"""Outfits: the stylist's tool-calling loop and the validators behind every suggestion.
+"""Outfits: the stylist's tool-calling loop.
 
 One user, one day: the blueprint's prompt lists the user's wardrobe (as sanitized data inside
 ``<wardrobe>`` delimiters), the style summary, the city and the date; the model asks
 ``get_weather`` (answered by a :data:`WeatherLookup` the caller supplies: features first,
-provider fallback) and answers with up to three outfits of item ids. Every answer is parsed
-with :mod:`dresscode.llm.parsing` (counted repairs) and validated here before anyone sees it:
-
-* **Owned items only.** An id the user does not own is dropped and counted as a
-  hallucination; an outfit left incomplete by the drop is removed.
-* **Complete outfit** (:func:`is_complete`): a top with a bottom, or a dress, plus footwear.
-  Footwear is required only when the user owns some: digitized wardrobes often lack shoes
-  (people rarely photograph them), and suggesting nothing would be worse than an outfit
-  without shoes. Outerwear, bags and accessories are optional.
-* **Weather rules** (:func:`weather_violations`), against the real weather of the user's city
-  and day (looked up through the same ``WeatherLookup``, so an outfit is not exempt because
-  the model skipped the tool; when the weather is unknown no rule applies and the suggestion
-  carries the ``weather_unavailable`` caveat):
-
-  - day's high ≥ :data:`HOT_C` °C: no outerwear of warmth ``heavy``;
-  - precipitation probability ≥ :data:`RAIN_PCT` %: a water-resistant item, *when the user
-    owns one that the heat rule allows*;
-  - day's low ≤ :data:`COLD_C` °C: a warm layer (top, dress or outerwear of warmth ``warm``
-    or ``heavy``), *when the user owns one*.
-
-  An outfit that breaks a rule is removed and the violation recorded. When the user owns
-  nothing that could satisfy a rule (a blizzard and no warm layer), outfits still go out and
-  the suggestion says so in ``caveats`` (``no_warm_layer_owned``, ``no_rain_gear_owned``).
+provider fallback) and answers with up to three outfits of item ids. Each model turn is one
+trip to the model layer (:func:`dresscode.llm.ask.ask`: render, call, parse with counted
+repairs, record). The final answer is checked against :mod:`dresscode.outfits.rules` before
+anyone sees it: owned items only (an unowned id is dropped and counted as a hallucination),
+complete outfits, and the weather rules against the real weather of the user's city and day
+(looked up through the same ``WeatherLookup``, so an outfit is not exempt because the model
+skipped the tool).
 
 No complete outfit left: the user is skipped (``no_complete_outfit``). An empty wardrobe, or
 one that cannot form an outfit at all, is skipped without calling the model.
@@ -48,19 +32,33 @@ import asyncio
 import inspect
 import json
 import logging
-import re
 import time
-import unicodedata
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from dresscode.core import prompts
+from dresscode.core import prompts, tables
 from dresscode.llm import blueprints
+from dresscode.llm.ask import Judgement, ask, render
 from dresscode.llm.blueprints import Blueprint
+from dresscode.outfits.rules import (
+    COLD_C,
+    HOT_C,
+    RAIN_PCT,
+    ToolArgumentError,
+    can_form_outfit,
+    caveats,
+    clean_text,
+    coerce_arguments,
+    is_water_resistant,
+    safe_id,
+    unique_items,
+    validate,
+)
 
 if TYPE_CHECKING:
     from dresscode.llm.client import ChatResult, LLMClient
@@ -71,34 +69,16 @@ log = logging.getLogger(__name__)
 PROMPT_NAME = prompts.STYLIST.name
 PURPOSE = prompts.STYLIST.purpose
 WEATHER_TOOL = "get_weather"
-
-# Weather rules (documented above; the v2 prompt shows the same numbers).
-HOT_C = 28.0  # at or above: no heavy outerwear
-RAIN_PCT = 60.0  # at or above: rain protection, when owned
-COLD_C = 5.0  # at or below: a warm layer, when owned
-
-WARM_LEVELS = frozenset({"warm", "heavy"})
-LAYER_CATEGORIES = frozenset({"top", "dress", "outerwear"})
+SCHEMA_NAME = "outfits"  # the response_format's name
 
 # Prompt hygiene: wardrobe text is user data inside delimiters.
 MAX_DESCRIPTION_CHARS = 160
 MAX_FIELD_CHARS = 40
 # The wardrobe_items fields the stylist reads (prompt lines, validators, golden scenarios).
-WARDROBE_FIELDS = (
-    "item_id",
-    "category",
-    "subcategory",
-    "color_names",
-    "warmth",
-    "formality",
-    "water_resistant",
-    "description",
-)
+WARDROBE_FIELDS = tables.WARDROBE_SUMMARY
 MAX_WARDROBE_ITEMS = 150  # ~40 tokens a line; keeps the prompt far from the context limit
 MAX_STYLE_FEATURES = 16
 MAX_TOOL_CALLS_PER_TURN = 4
-_SAFE_ID = re.compile(r"[^\w.:-]")
-_ANGLE = str.maketrans({"<": "‹", ">": "›"})
 _STYLE_SKIP = frozenset({"user_id", "event_timestamp", "created", "created_at", "date", "day"})
 
 # The tool answer when the lookup has nothing (timeout, unknown city): the model must answer anyway.
@@ -125,33 +105,6 @@ class SkipReason(StrEnum):
     MAX_TURNS = "max_turns"  # the model kept calling tools
     MODEL_ERROR = "model_error"  # the endpoint failed after the client's retries
     INVALID_OUTPUT = "invalid_output"  # the final answer did not parse or broke the schema
-
-
-class Violation(StrEnum):
-    """Why an outfit was removed; ``rule_violations`` entries start with one of these."""
-
-    INCOMPLETE = "incomplete_outfit"
-    HEAVY_IN_HEAT = "heavy_outerwear_in_heat"
-    NO_RAIN_PROTECTION = "no_rain_protection"
-    NO_WARM_LAYER = "no_warm_layer"
-
-
-WEATHER_VIOLATIONS = frozenset(
-    {Violation.HEAVY_IN_HEAT, Violation.NO_RAIN_PROTECTION, Violation.NO_WARM_LAYER}
-)
-
-
-class Caveat(StrEnum):
-    """Things the user should know about an ``ok`` suggestion."""
-
-    WEATHER_UNAVAILABLE = "weather_unavailable"
-    NO_WARM_LAYER_OWNED = "no_warm_layer_owned"
-    NO_RAIN_GEAR_OWNED = "no_rain_gear_owned"
-    NO_FOOTWEAR_OWNED = "no_footwear_owned"
-
-
-class ToolArgumentError(ValueError):
-    """Tool-call arguments that are not a JSON object or break the tool's parameter schema."""
 
 
 @dataclass(frozen=True)
@@ -225,27 +178,6 @@ class Suggestion:
 # --------------------------------------------------------------------------------------------
 
 
-def clean_text(value: Any, limit: int) -> str:
-    """Free text made safe to put between delimiters: one line, no control or format
-    characters, no angle brackets (so no ``</wardrobe>`` look-alike), at most ``limit``."""
-    if value is None or (isinstance(value, float) and value != value):  # None or NaN
-        return ""
-    text = "".join(
-        " " if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") else ch for ch in str(value)
-    )
-    text = " ".join(text.translate(_ANGLE).split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def safe_id(value: Any) -> str:
-    """An item id as the prompt shows it (ids are hex digests; anything else is stripped)."""
-    return _SAFE_ID.sub("", str(value))[:64]
-
-
-def _flag(value: Any) -> bool:
-    return value is True or str(value).strip().lower() in ("true", "1", "yes")
-
-
 def _names(value: Any) -> list[str]:
     if value is None or isinstance(value, str | bytes):
         return [str(value)] if value else []
@@ -268,7 +200,7 @@ def wardrobe_line(item: dict[str, Any]) -> str:
         f"colours: {colours or 'unknown'}",
         f"warmth: {clean_text(item.get('warmth'), MAX_FIELD_CHARS)}",
         f"formality: {clean_text(item.get('formality'), MAX_FIELD_CHARS)}",
-        f"water_resistant: {'true' if _flag(item.get('water_resistant')) else 'false'}",
+        f"water_resistant: {'true' if is_water_resistant(item) else 'false'}",
         f"description: {description}",
     ]
     return " | ".join(fields)
@@ -298,8 +230,9 @@ def occasions(blueprint: Blueprint) -> list[str]:
     return blueprints.enum_of(blueprint.output_schema, "outfits", "occasion")
 
 
-def build_messages(blueprint: Blueprint, ctx: UserContext) -> list[dict[str, Any]]:
-    """System + user messages; the wardrobe is data between ``<wardrobe>`` delimiters."""
+def prompt_values(blueprint: Blueprint, ctx: UserContext) -> dict[str, str]:
+    """The template values of the first turn; the wardrobe is data between ``<wardrobe>``
+    delimiters, one cleaned line per item."""
     items = unique_items(ctx.wardrobe)
     if len(items) > MAX_WARDROBE_ITEMS:
         log.warning(
@@ -310,7 +243,7 @@ def build_messages(blueprint: Blueprint, ctx: UserContext) -> list[dict[str, Any
         )
         items = items[:MAX_WARDROBE_ITEMS]
     vocabulary = occasions(blueprint)
-    values = {
+    return {
         "wardrobe": "\n".join(wardrobe_line(item) for item in items),
         "style": style_summary(ctx.style),
         "occasion": ctx.occasion if ctx.occasion in vocabulary else "any",
@@ -321,307 +254,16 @@ def build_messages(blueprint: Blueprint, ctx: UserContext) -> list[dict[str, Any
         "rain_pct": f"{RAIN_PCT:g}",
         "cold_c": f"{COLD_C:g}",
     }
-    return [
-        {"role": "system", "content": blueprint.render(blueprint.system, values)},
-        {"role": "user", "content": blueprint.render(blueprint.user, values)},
-    ]
 
 
-def unique_items(wardrobe: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Wardrobe rows with an id, first row per id."""
-    seen: dict[str, dict[str, Any]] = {}
-    for item in wardrobe:
-        item_id = item.get("item_id")
-        if item_id is not None and str(item_id) not in seen:
-            seen[str(item_id)] = item
-    return list(seen.values())
-
-
-# --------------------------------------------------------------------------------------------
-# Validators
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class WeatherFacts:
-    """The numbers the rules read from a weather dict (None: not given)."""
-
-    high_c: float | None
-    low_c: float | None
-    precipitation_pct: float | None
-    rainy: bool
-
-    @property
-    def hot(self) -> bool:
-        return self.high_c is not None and self.high_c >= HOT_C
-
-    @property
-    def cold(self) -> bool:
-        return self.low_c is not None and self.low_c <= COLD_C
-
-    @property
-    def wet(self) -> bool:
-        if self.precipitation_pct is not None:
-            return self.precipitation_pct >= RAIN_PCT
-        return self.rainy
-
-
-def _number(value: Any) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if number == number else None
-
-
-def weather_facts(weather: dict[str, Any] | None) -> WeatherFacts | None:
-    """High, low and rain chance from a weather dict; None when there is nothing to go on.
-
-    The high is the hottest of ``temperature_c`` and ``temperature_max_c``, the low the
-    coldest of ``temperature_c`` and ``temperature_min_c``.
-    """
-    if not weather or "error" in weather:
-        return None
-    temps = {k: _number(weather.get(k)) for k in ("temperature_c", "temperature_max_c")}
-    highs = [v for v in temps.values() if v is not None]
-    lows = [
-        v
-        for v in (_number(weather.get("temperature_c")), _number(weather.get("temperature_min_c")))
-        if v is not None
-    ]
-    precipitation = _number(weather.get("precipitation_probability"))
-    facts = WeatherFacts(
-        high_c=max(highs) if highs else None,
-        low_c=min(lows) if lows else None,
-        precipitation_pct=precipitation,
-        rainy=_flag(weather.get("is_rainy")),
-    )
-    if facts.high_c is None and facts.low_c is None and precipitation is None:
-        return None if "is_rainy" not in weather else facts
-    return facts
-
-
-def _category(item: dict[str, Any]) -> str:
-    return str(item.get("category") or "").strip().lower()
-
-
-def is_warm_layer(item: dict[str, Any]) -> bool:
-    """A top, dress or outerwear of warmth ``warm`` or ``heavy`` (what the cold rule wants)."""
-    return _category(item) in LAYER_CATEGORIES and str(item.get("warmth")).lower() in WARM_LEVELS
-
-
-def is_water_resistant(item: dict[str, Any]) -> bool:
-    return _flag(item.get("water_resistant"))
-
-
-def _heavy_outerwear(item: dict[str, Any]) -> bool:
-    return _category(item) == "outerwear" and str(item.get("warmth")).lower() == "heavy"
-
-
-def can_form_outfit(wardrobe: Iterable[dict[str, Any]]) -> bool:
-    """True when the wardrobe has a top and a bottom, or a dress."""
-    categories = {_category(item) for item in wardrobe}
-    return {"top", "bottom"} <= categories or "dress" in categories
-
-
-def is_complete(items: Sequence[dict[str, Any]], *, footwear_required: bool) -> bool:
-    """(top + bottom, or a dress) + footwear; footwear only when the user owns some."""
-    categories = {_category(item) for item in items}
-    body = {"top", "bottom"} <= categories or "dress" in categories
-    return body and ("footwear" in categories or not footwear_required)
-
-
-def rain_gear(wardrobe: Iterable[dict[str, Any]], facts: WeatherFacts) -> list[dict[str, Any]]:
-    """Water-resistant items the user could wear today (heavy outerwear is out in heat)."""
-    return [
-        item
-        for item in wardrobe
-        if is_water_resistant(item) and not (facts.hot and _heavy_outerwear(item))
-    ]
-
-
-def weather_violations(
-    items: Sequence[dict[str, Any]], wardrobe: Sequence[dict[str, Any]], facts: WeatherFacts | None
-) -> list[tuple[Violation, str]]:
-    """The weather rules one outfit (``items``) breaks, given what the user owns."""
-    if facts is None:
-        return []
-    broken = []
-    if facts.hot:
-        heavy = [str(i["item_id"]) for i in items if _heavy_outerwear(i)]
-        if heavy:
-            broken.append(
-                (Violation.HEAVY_IN_HEAT, f"{', '.join(heavy)} at a high of {facts.high_c:g} °C")
-            )
-    if facts.wet and rain_gear(wardrobe, facts) and not rain_gear(items, facts):
-        chance = (
-            f"{facts.precipitation_pct:g} %" if facts.precipitation_pct is not None else "rainy"
-        )
-        broken.append((Violation.NO_RAIN_PROTECTION, f"no water-resistant item at {chance}"))
-    if (
-        facts.cold
-        and any(is_warm_layer(i) for i in wardrobe)
-        and not any(is_warm_layer(i) for i in items)
-    ):
-        broken.append((Violation.NO_WARM_LAYER, f"no warm layer at a low of {facts.low_c:g} °C"))
-    return broken
-
-
-def validate(
-    answer: dict[str, Any], ctx: UserContext, weather: dict[str, Any] | None
-) -> tuple[list[dict[str, Any]], list[str], list[str]]:
-    """The outfits that survive, the unowned ids dropped, and why outfits were removed.
-
-    ``answer`` is a schema-valid model answer; ``weather`` the day's weather (None: unknown,
-    no weather rule applies). Ids are deduplicated within an outfit; an outfit identical to
-    an earlier kept one is dropped silently. Violations read ``"<Violation>: outfit <n>, ..."``
-    (:func:`violation_code` gives the code back).
-    """
-    owned = {str(item["item_id"]): item for item in unique_items(ctx.wardrobe)}
-    # The prompt shows ids through safe_id; an id it had to change still counts as owned.
-    shown = {safe_id(real): real for real in owned}
-    wardrobe = list(owned.values())
-    footwear_required = any(_category(item) == "footwear" for item in wardrobe)
-    facts = weather_facts(weather)
-    kept: list[dict[str, Any]] = []
-    dropped: list[str] = []
-    violations: list[str] = []
-    seen: set[frozenset[str]] = set()
-    for n, outfit in enumerate(answer.get("outfits") or [], start=1):
-        ids = [str(i) for i in outfit.get("item_ids") or []]
-        ids = list(dict.fromkeys(i if i in owned else shown.get(i, i) for i in ids))
-        dropped.extend(i for i in ids if i not in owned)
-        ids = [i for i in ids if i in owned]
-        items = [owned[i] for i in ids]
-        if not is_complete(items, footwear_required=footwear_required):
-            violations.append(f"{Violation.INCOMPLETE}: outfit {n}, {_shape(items)}")
-            continue
-        broken = weather_violations(items, wardrobe, facts)
-        if broken:
-            violations.extend(f"{code}: outfit {n}, {detail}" for code, detail in broken)
-            continue
-        if frozenset(ids) in seen:
-            continue
-        seen.add(frozenset(ids))
-        kept.append(
-            {
-                "item_ids": ids,
-                "occasion": str(outfit.get("occasion") or ""),
-                "reason": clean_text(outfit.get("reason"), 300),
-            }
-        )
-    return kept, list(dict.fromkeys(dropped)), violations
-
-
-def violation_code(violation: str) -> str:
-    """The :class:`Violation` code a ``rule_violations`` entry starts with."""
-    return violation.split(":", 1)[0]
-
-
-def _shape(items: Sequence[dict[str, Any]]) -> str:
-    return "+".join(sorted(_category(i) or "?" for i in items)) or "no owned items"
-
-
-def caveats(ctx: UserContext, weather: dict[str, Any] | None) -> list[str]:
-    """What an ``ok`` suggestion could not take care of, given what the user owns."""
-    wardrobe = unique_items(ctx.wardrobe)
-    facts = weather_facts(weather)
-    found = []
-    if facts is None:
-        found.append(Caveat.WEATHER_UNAVAILABLE)
-    else:
-        if facts.cold and not any(is_warm_layer(i) for i in wardrobe):
-            found.append(Caveat.NO_WARM_LAYER_OWNED)
-        if facts.wet and not rain_gear(wardrobe, facts):
-            found.append(Caveat.NO_RAIN_GEAR_OWNED)
-    if not any(_category(i) == "footwear" for i in wardrobe):
-        found.append(Caveat.NO_FOOTWEAR_OWNED)
-    return [str(c) for c in found]
+def build_messages(blueprint: Blueprint, ctx: UserContext) -> list[dict[str, Any]]:
+    """System + user messages of the first turn (what :func:`suggest` sends first)."""
+    return render(blueprint, prompt_values(blueprint, ctx))
 
 
 # --------------------------------------------------------------------------------------------
 # Tool calls
 # --------------------------------------------------------------------------------------------
-
-_SCALARS = ("integer", "number", "boolean")
-
-
-def coerce_arguments(raw: str | dict | None, parameters_schema: dict) -> tuple[dict, int]:
-    """Parse tool-call arguments; turn strings into the numbers/booleans the schema wants.
-
-    Gemma's tool-call parser in vLLM sometimes returns ``"7"`` for ``7``. Returns the
-    arguments and how many values were coerced. Raises :class:`ToolArgumentError` when the
-    text is not a JSON object or the (coerced) arguments break ``parameters_schema``.
-    An empty argument string means ``{}``.
-    """
-    from jsonschema import Draft202012Validator
-
-    if isinstance(raw, dict):
-        args: Any = dict(raw)
-    else:
-        text = (raw or "").strip() or "{}"
-        try:
-            args = json.loads(text)
-        except ValueError as exc:
-            raise ToolArgumentError(f"arguments are not valid JSON ({exc})") from None
-    if not isinstance(args, dict):
-        raise ToolArgumentError(f"arguments must be a JSON object, not {type(args).__name__}")
-    coerced = _coerce(args, parameters_schema)
-    validator = Draft202012Validator(
-        parameters_schema, format_checker=Draft202012Validator.FORMAT_CHECKER
-    )
-    errors = sorted(validator.iter_errors(args), key=lambda e: [str(p) for p in e.path])
-    if errors:
-        first = errors[0]
-        raise ToolArgumentError(f"{first.json_path}: {first.message}"[:200])
-    return args, coerced
-
-
-def _coerce(value: Any, schema: dict) -> int:
-    """Coerce string scalars inside ``value`` in place, following ``properties``/``items``."""
-    count = 0
-    if isinstance(value, dict):
-        for key, sub in (schema.get("properties") or {}).items():
-            if key not in value or not isinstance(sub, dict):
-                continue
-            converted = _scalar(value[key], sub)
-            if converted is not _KEEP:
-                value[key] = converted
-                count += 1
-            else:
-                count += _coerce(value[key], sub)
-    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
-        for i, element in enumerate(value):
-            converted = _scalar(element, schema["items"])
-            if converted is not _KEEP:
-                value[i] = converted
-                count += 1
-            else:
-                count += _coerce(element, schema["items"])
-    return count
-
-
-_KEEP = object()
-
-
-def _scalar(value: Any, schema: dict) -> Any:
-    """The number/boolean a string spells when the schema wants one (and not a string)."""
-    kinds = schema.get("type")
-    kinds = [kinds] if isinstance(kinds, str) else list(kinds or [])
-    if not isinstance(value, str) or "string" in kinds:
-        return _KEEP
-    text = value.strip()
-    for kind in kinds:
-        if kind == "integer" and re.fullmatch(r"[+-]?\d+", text):
-            return int(text)
-        if kind == "number" and re.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", text):
-            number = float(text)
-            return (
-                int(number) if number.is_integer() and re.fullmatch(r"[+-]?\d+", text) else number
-            )
-        if kind == "boolean" and text.lower() in ("true", "false"):
-            return text.lower() == "true"
-    return _KEEP
 
 
 class _Weather:
@@ -655,8 +297,10 @@ class _Weather:
 
 @dataclass
 class _ToolRound:
-    """The tool messages answering one assistant turn, and how the calls went."""
+    """One assistant turn of tool calls (ids filled in), the tool messages answering it, and
+    how the calls went."""
 
+    calls: list[dict[str, Any]]
     messages: list[dict[str, Any]]
     ok: bool
     coerced: int
@@ -713,7 +357,7 @@ async def _answer_tools(
                     else dict(WEATHER_UNAVAILABLE)
                 )
         messages.append({"role": "tool", "tool_call_id": call["id"], "content": _json(content)})
-    return _ToolRound(messages, ok, coerced)
+    return _ToolRound(calls, messages, ok, coerced)
 
 
 def _assistant_message(calls: list[dict[str, Any]]) -> dict[str, Any]:
@@ -752,6 +396,20 @@ def _assistant_message(calls: list[dict[str, Any]]) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _Final:
+    """The final answer as the rules left it: the day's weather and what survived.
+
+    ``invalid`` is the parse outcome when the answer could not be used (nothing survived).
+    """
+
+    weather: dict[str, Any] | None
+    outfits: list[dict[str, Any]] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)
+    violations: list[str] = field(default_factory=list)
+    invalid: str | None = None
+
+
 async def suggest(
     client: LLMClient,
     blueprint: Blueprint,
@@ -765,9 +423,6 @@ async def suggest(
     Never raises for model, network or weather failures: they end in a skipped suggestion
     with its reason.
     """
-    from dresscode.llm.client import json_schema_format
-    from dresscode.llm.parsing import parse_structured
-
     if max_turns < 1:
         raise ValueError("max_turns must be >= 1")
     out = Suggestion(ctx.user_id, ctx.day, prompt_version=str(blueprint.version))
@@ -779,73 +434,58 @@ async def suggest(
 
     lookups = _Weather(weather, ctx.user_id)
     parameters = _tool_parameters(blueprint)
-    response_format = json_schema_format("outfits", blueprint.output_schema)
-    messages = build_messages(blueprint, ctx)
+    messages: list[dict[str, Any]] | None = None  # None: the first turn, from the blueprint
     records: list[dict[str, Any]] = []
     constrained = False  # response_format only after the tool round (vllm#39929)
-    parse: ParseOutcome | None = None
-    result: ChatResult | None = None
+    verdict: _ToolRound | _Final | None = None
     for turn in range(1, max_turns + 1):
-        result = await client.chat(
-            messages,
-            response_format=response_format if constrained else None,
-            tools=blueprint.tools or None,
-            tool_choice="auto" if blueprint.tools else None,
-            temperature=blueprint.temperature,
-            max_tokens=blueprint.max_tokens,
-            model=blueprint.model,
+        judge = partial(
+            _judge_turn,
+            ctx=ctx,
+            lookups=lookups,
+            parameters=parameters,
+            turn=turn,
+            final=constrained or turn == max_turns,
         )
-        out.turns, out.request_ids = turn, [*out.request_ids, result.request_id]
-        if not result.ok:
-            records.append(_record(result, blueprint, ctx, turn))
-            detail = f"{result.error_class} after {result.attempts} attempt(s)"
+        answer = await ask(
+            client,
+            blueprint,
+            purpose=PURPOSE,
+            schema_name=SCHEMA_NAME,
+            values=prompt_values(blueprint, ctx) if messages is None else None,
+            messages=messages,
+            constrained=constrained,
+            judge=judge,
+            columns=_columns(ctx, turn),
+        )
+        records.append(answer.record)
+        out.turns, out.request_ids = turn, [*out.request_ids, answer.request_id]
+        if not answer.ok:
+            detail = f"{answer.result.error_class} after {answer.result.attempts} attempt(s)"
             return _skip(out, SkipReason.MODEL_ERROR, detail), records
-        if result.tool_calls:
-            calls = [
-                {**call, "id": call.get("id") or f"call_{turn}_{i}"}
-                for i, call in enumerate(result.tool_calls)
-            ]
-            done = await _answer_tools(calls, parameters, lookups)
-            out.tool_calls += len(calls)
-            out.coerced_args += done.coerced
-            out.tool_call_ok = done.ok and out.tool_call_ok is not False
-            records.append(
-                _record(result, blueprint, ctx, turn, tool_call_ok=done.ok, coerced=done.coerced)
-            )
-            messages = [*messages, _assistant_message(calls), *done.messages]
+        verdict = answer.judged
+        if isinstance(verdict, _ToolRound):
+            out.tool_calls += len(verdict.calls)
+            out.coerced_args += verdict.coerced
+            out.tool_call_ok = verdict.ok and out.tool_call_ok is not False
+            messages = [*answer.messages, _assistant_message(verdict.calls), *verdict.messages]
             constrained = True
             continue
-        parse = parse_structured(
-            result.content, finish_reason=result.finish_reason, schema=blueprint.output_schema
-        )
-        if parse.usable or constrained or turn == max_turns:
+        if isinstance(verdict, _Final):
             break
         # A free-text answer that did not parse: ask again, constrained to the schema.
-        records.append(_record(result, blueprint, ctx, turn, parse=parse))
+        messages = answer.messages
         constrained = True
-        parse = None
-    if parse is None or result is None:
+    if not isinstance(verdict, _Final):
         detail = f"still calling tools after {max_turns} turn(s)"
         return _skip(out, SkipReason.MAX_TURNS, detail), records
 
-    truth = await lookups.get(ctx.city, ctx.day)
-    if not parse.usable:
-        records.append(_record(result, blueprint, ctx, out.turns, parse=parse))
-        return _skip(out, SkipReason.INVALID_OUTPUT, f"{parse.outcome}"), records
-    out.outfits, out.dropped_items, out.rule_violations = validate(parse.value, ctx, truth)
-    out.notes = clean_text(parse.value.get("notes"), 300)
-    records.append(
-        _record(
-            result,
-            blueprint,
-            ctx,
-            out.turns,
-            parse=parse,
-            n_items=len(out.outfits),
-            hallucinated=len(out.dropped_items),
-            violations=len(out.rule_violations),
-        )
-    )
+    if verdict.invalid:
+        return _skip(out, SkipReason.INVALID_OUTPUT, verdict.invalid), records
+    out.outfits = verdict.outfits
+    out.dropped_items = verdict.dropped
+    out.rule_violations = verdict.violations
+    out.notes = clean_text(answer.value.get("notes"), 300)
     if out.dropped_items:
         log.warning(
             "user %s: dropped %d item id(s) the user does not own",
@@ -854,49 +494,52 @@ async def suggest(
         )
     if not out.outfits:
         return _skip(out, SkipReason.NO_COMPLETE_OUTFIT, "; ".join(out.rule_violations)), records
-    out.caveats = caveats(ctx, truth)
+    out.caveats = caveats(ctx, verdict.weather)
     return out, records
+
+
+async def _judge_turn(
+    result: ChatResult,
+    parse: ParseOutcome | None,
+    *,
+    ctx: UserContext,
+    lookups: _Weather,
+    parameters: dict[str, dict[str, Any]],
+    turn: int,
+    final: bool,
+) -> Judgement[_ToolRound | _Final]:
+    """What one model turn comes to: a tool round answered, the final answer checked against
+    the rules, or nothing (a free-text answer that did not parse, asked again)."""
+    if parse is None:  # the model called tools
+        calls = [
+            {**call, "id": call.get("id") or f"call_{turn}_{i}"}
+            for i, call in enumerate(result.tool_calls)
+        ]
+        done = await _answer_tools(calls, parameters, lookups)
+        return Judgement(done, tool_call_ok=done.ok, columns={"coerced_args": done.coerced})
+    if not parse.usable and not final:
+        return Judgement()
+    truth = await lookups.get(ctx.city, ctx.day)
+    if not parse.usable:
+        return Judgement(_Final(truth, invalid=str(parse.outcome)))
+    outfits, dropped, violations = validate(parse.value, ctx, truth)
+    return Judgement(
+        _Final(truth, outfits, dropped, violations),
+        n_items=len(outfits),
+        hallucinated_items=len(dropped),
+        columns={"rule_violations": len(violations)},
+    )
+
+
+def _columns(ctx: UserContext, turn: int) -> dict[str, Any]:
+    """The stylist's inference-log columns; every row has them, with one type each."""
+    return {"user_id": str(ctx.user_id), "turn": int(turn), "coerced_args": 0, "rule_violations": 0}
 
 
 def _skip(out: Suggestion, reason: SkipReason, detail: str) -> Suggestion:
     out.status, out.skip_reason, out.outfits = "skipped", reason, []
     log.warning("user %s: skipped, %s (%s)", out.user_id, reason, detail[:300])
     return out
-
-
-def _record(
-    result: ChatResult,
-    blueprint: Blueprint,
-    ctx: UserContext,
-    turn: int,
-    *,
-    parse: ParseOutcome | None = None,
-    tool_call_ok: bool | None = None,
-    coerced: int = 0,
-    n_items: int | None = None,
-    hallucinated: int = 0,
-    violations: int = 0,
-) -> dict[str, Any]:
-    """One inference-log row; the extra columns keep one type in every row."""
-    from dresscode.llm.client import inference_record
-
-    return inference_record(
-        result,
-        purpose=PURPOSE,
-        prompt_name=blueprint.name,
-        prompt_version=blueprint.version,
-        parse=parse,
-        n_items=n_items,
-        tool_calls=len(result.tool_calls),
-        tool_call_ok=tool_call_ok,
-        hallucinated_items=hallucinated,
-        extra={
-            "user_id": str(ctx.user_id),
-            "turn": int(turn),
-            "coerced_args": int(coerced),
-            "rule_violations": int(violations),
-        },
-    )
 
 
 async def suggest_many(

@@ -4,6 +4,8 @@ A batch reads each user's features from Feast (``outfit_context``) and wardrobe 
 runs the stylist's tool-calling loop for all of them concurrently (bounded by the client's
 semaphore, like digitization), and writes ``outfit_suggestions`` and ``inference_log`` parts
 named by the batch's users — a retried batch replaces its own parts.
+
+Values handed from task to task (XCom) are the ``TypedDict`` s below: plain JSON dicts.
 """
 
 from __future__ import annotations
@@ -13,12 +15,18 @@ import hashlib
 import logging
 import time
 from collections import Counter
+from collections.abc import Mapping
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, TypedDict, cast
 
-from dresscode.core import lake, prompts
-from dresscode.core.config import Settings, get_settings, llm_endpoint
+from dresscode.core import lake, prompts, tables
+from dresscode.core.config import Settings, get_settings
+from dresscode.core.tables import wardrobes_of
 from dresscode.features import users
+from dresscode.registry.prompt_registry import Serving
+
+if TYPE_CHECKING:
+    from dresscode.outfits.stylist import Suggestion
 
 log = logging.getLogger(__name__)
 
@@ -27,39 +35,119 @@ PROMPT_NAME = prompts.STYLIST.name
 MAX_MODEL_ERROR_SHARE = 0.2
 
 
+__all__ = [
+    "PROMPT_NAME",
+    "BatchSummary",
+    "PregenError",
+    "RunTotals",
+    "Serving",
+    "UserRef",
+    "label_part",
+    "plan_batches",
+    "report",
+    "resolve_prompt",
+    "run_batch",
+    "summarize",
+    "wardrobes_of",
+]
+
+# One row of the ``outfit_context`` feature service (Feast names the columns: user_id,
+# city_id, the style and the weather features), and the ``get_weather`` tool's answer
+# (``features.weather.tool_answer``).
+OnlineRow = Mapping[str, Any]
+WeatherAnswer = dict[str, Any]  # what the stylist's WeatherLookup hands the model
+
+
 class PregenError(RuntimeError):
     """The run must fail; the message names the cause and what to check."""
 
 
-def plan_batches(settings: Settings | None = None) -> list[list[dict[str, str]]]:
-    """Active users in batches of ``DRESSCODE_OUTFIT_BATCH_SIZE`` (``{"user_id", "city"}``)."""
+class UserRef(TypedDict):
+    """One active user of a batch (XCom)."""
+
+    user_id: str
+    city: str
+
+
+class Counts(TypedDict):
+    """What a batch's suggestions and model calls add up to."""
+
+    users: int
+    suggested: int
+    skipped_total: int
+    skipped: dict[str, int]  # skip reason -> users
+    hallucinated_items: int
+    rule_violations: int
+    coerced_args: int
+    model_calls: int
+    model_errors: int
+
+
+class BatchSummary(Counts):
+    """One batch's result (XCom, to the report task)."""
+
+    batch: str
+    seconds: float
+    weather_fallbacks: int  # get_weather answers the provider gave (not the features)
+
+
+class RunTotals(TypedDict, total=False):
+    """The run's totals: ``batches`` and ``skipped`` always, the counts once a batch ran."""
+
+    batches: int
+    skipped: dict[str, int]
+    users: int
+    suggested: int
+    skipped_total: int
+    hallucinated_items: int
+    rule_violations: int
+    coerced_args: int
+    model_calls: int
+    model_errors: int
+
+
+Summed = Literal[
+    "users",
+    "suggested",
+    "skipped_total",
+    "hallucinated_items",
+    "rule_violations",
+    "coerced_args",
+    "model_calls",
+    "model_errors",
+]
+_SUMMED: tuple[Summed, ...] = (
+    "users",
+    "suggested",
+    "skipped_total",
+    "hallucinated_items",
+    "rule_violations",
+    "coerced_args",
+    "model_calls",
+    "model_errors",
+)
+
+
+def resolve_prompt() -> Serving:
+    """The registry's production stylist, resolved once per run."""
+    from dresscode.registry import prompt_registry as registry
+
+    return registry.serving(PROMPT_NAME)
+
+
+def plan_batches(settings: Settings | None = None) -> list[list[UserRef]]:
+    """Active users in batches of ``DRESSCODE_OUTFIT_BATCH_SIZE``."""
     settings = settings or get_settings()
-    active = [{"user_id": u.user_id, "city": u.city} for u in users.active_users(settings=settings)]
+    active = [
+        UserRef(user_id=u.user_id, city=u.city) for u in users.active_users(settings=settings)
+    ]
     size = settings.outfit_batch_size
     batches = [active[i : i + size] for i in range(0, len(active), size)]
     log.info("%d active users in %d batches of up to %d", len(active), len(batches), size)
     return batches
 
 
-def wardrobes_of(user_ids: list[str], settings: Settings) -> dict[str, list[dict[str, Any]]]:
-    """Each user's wardrobe items from the lake (one dict per item), by user id."""
-    from dresscode.outfits.stylist import WARDROBE_FIELDS
-
-    items = lake.read_table("wardrobe_items", settings)
-    found: dict[str, list[dict[str, Any]]] = {u: [] for u in user_ids}
-    if items.empty:
-        return found
-    items = items[items["user_id"].isin(user_ids)]
-    items = items.drop_duplicates("item_id", keep="last")
-    columns = [c for c in ("user_id", *WARDROBE_FIELDS) if c in items.columns]
-    for row in items[columns].to_dict("records"):
-        colors = row.get("color_names")
-        row["color_names"] = [] if colors is None else [str(c) for c in colors]
-        found[row["user_id"]].append(row)
-    return found
-
-
-def _online(batch: list[dict[str, str]], settings: Settings) -> dict[str, dict[str, Any]]:
+def _online(batch: list[UserRef], settings: Settings) -> dict[str, OnlineRow]:
     """Each user's ``outfit_context`` features (style and live weather), by user id."""
     from dresscode.features import store as features
 
@@ -84,22 +172,22 @@ class _WeatherLookup:
     Answers are kept per (city, day) so a batch asks the provider at most once per city.
     """
 
-    def __init__(self, online: dict[str, dict[str, Any]], settings: Settings) -> None:
+    def __init__(self, online: dict[str, OnlineRow], settings: Settings) -> None:
         self.settings = settings
-        self.from_features: dict[str, dict[str, Any]] = {}
-        self.answers: dict[tuple[str, str], dict[str, Any] | None] = {}
+        self.from_features: dict[str, OnlineRow] = {}
+        self.answers: dict[tuple[str, str], WeatherAnswer | None] = {}
         self.provider_calls = 0
         for row in online.values():
             if row.get("city_id") and _has(row.get("temperature_c")):
                 self.from_features[row["city_id"]] = row
 
-    def __call__(self, city: str, day: date) -> dict[str, Any] | None:
+    def __call__(self, city: str, day: date) -> WeatherAnswer | None:
         key = (_city_key(city), day.isoformat())
         if key not in self.answers:
             self.answers[key] = self._lookup(city, day)
         return self.answers[key]
 
-    def _lookup(self, city: str, day: date) -> dict[str, Any] | None:
+    def _lookup(self, city: str, day: date) -> WeatherAnswer | None:
         from dresscode.features import weather
 
         row = self.from_features.get(_city_key(city))
@@ -121,15 +209,15 @@ def _has(value: Any) -> bool:
 
 
 def run_batch(
-    batch: list[dict[str, str]],
+    batch: list[UserRef],
     *,
     day: date,
-    serving: dict[str, str],
+    serving: Serving,
     label: str = "batch",
     settings: Settings | None = None,
-) -> dict[str, Any]:
+) -> BatchSummary:
     """Suggest outfits for one batch of users; write suggestions and the inference log."""
-    from dresscode.ingest.digitize import make_client
+    from dresscode.llm.hook import DresscodeLLMHook
     from dresscode.outfits import stylist as outfits
     from dresscode.registry import prompt_registry as registry
 
@@ -144,7 +232,8 @@ def run_batch(
             user_id=u["user_id"],
             city=u["city"],
             day=day,
-            wardrobe=wardrobes.get(u["user_id"], []),
+            # The stylist takes plain dicts; the rows are wardrobe_items rows (WardrobeItemRow).
+            wardrobe=cast("list[dict[str, Any]]", wardrobes.get(u["user_id"], [])),
             style={k: v for k, v in online.get(u["user_id"], {}).items() if _has(v)},
         )
         for u in batch
@@ -152,7 +241,7 @@ def run_batch(
     lookup = _WeatherLookup(online, settings)
 
     async def run() -> list[Any]:
-        async with make_client(llm_endpoint(settings=settings), settings) as client:
+        async with DresscodeLLMHook(settings=settings).get_client() as client:
             return await outfits.suggest_many(
                 client, blueprint, contexts, lookup, max_turns=settings.outfit_max_turns
             )
@@ -165,15 +254,16 @@ def run_batch(
         # mates (another part): readers keep the newest `generated_at` per user and day.
         generated_at = datetime.now(UTC)
         rows = [s.row() | {"generated_at": generated_at} for s in suggestions]
-        lake.write_parquet("outfit_suggestions", day, label_part(ids), rows, settings)
+        part = label_part(ids)
+        lake.write_parquet(tables.OUTFIT_SUGGESTIONS.name, day, part, rows, settings)
     if records:
         # Every model call is a fact for monitoring: a re-run adds its own calls (named by
         # their request ids, so a retry of the same write replaces itself), never erases.
         request_ids = "\n".join(sorted(r["request_id"] for r in records))
         calls = "outfit-calls-" + hashlib.sha256(request_ids.encode()).hexdigest()[:16]
-        lake.write_parquet("inference_log", day, calls, records, settings)
-    summary = summarize(suggestions, records)
-    summary.update(
+        lake.write_parquet(tables.INFERENCE_LOG.name, day, calls, records, settings)
+    summary = BatchSummary(
+        **summarize(suggestions, records),
         batch=label,
         seconds=round(time.perf_counter() - started, 3),
         weather_fallbacks=lookup.provider_calls,
@@ -197,38 +287,30 @@ def label_part(user_ids: list[str]) -> str:
     return "users-" + hashlib.sha256("\n".join(sorted(user_ids)).encode()).hexdigest()[:16]
 
 
-def summarize(suggestions: list[Any], records: list[dict[str, Any]]) -> dict[str, Any]:
-    skipped = Counter(s.skip_reason for s in suggestions if s.status != "ok")
-    return {
-        "users": len(suggestions),
-        "suggested": sum(1 for s in suggestions if s.status == "ok"),
-        "skipped_total": sum(skipped.values()),
-        "skipped": dict(skipped),
-        "hallucinated_items": sum(len(s.dropped_items) for s in suggestions),
-        "rule_violations": sum(len(s.rule_violations) for s in suggestions),
-        "coerced_args": sum(s.coerced_args for s in suggestions),
-        "model_calls": len(records),
-        "model_errors": sum(1 for r in records if r.get("http_status") != 200),
-    }
+def summarize(suggestions: list[Suggestion], records: list[tables.InferenceLogRow]) -> Counts:
+    skipped = Counter(str(s.skip_reason) for s in suggestions if s.status != "ok")
+    return Counts(
+        users=len(suggestions),
+        suggested=sum(1 for s in suggestions if s.status == "ok"),
+        skipped_total=sum(skipped.values()),
+        skipped=dict(skipped),
+        hallucinated_items=sum(len(s.dropped_items) for s in suggestions),
+        rule_violations=sum(len(s.rule_violations) for s in suggestions),
+        coerced_args=sum(s.coerced_args for s in suggestions),
+        model_calls=len(records),
+        model_errors=sum(1 for r in records if r.get("http_status") != 200),
+    )
 
 
-def report(results: list[dict[str, Any]]) -> dict[str, Any]:
+def report(results: list[BatchSummary]) -> RunTotals:
     """Totals of the run; fails when model errors cost more than a fifth of the users."""
-    totals: dict[str, Any] = {"batches": len(results), "skipped": Counter()}
+    totals = RunTotals(batches=len(results), skipped={})
+    skipped: Counter[str] = Counter()
     for r in results:
-        for key in (
-            "users",
-            "suggested",
-            "skipped_total",
-            "hallucinated_items",
-            "rule_violations",
-            "coerced_args",
-            "model_calls",
-            "model_errors",
-        ):
+        for key in _SUMMED:
             totals[key] = totals.get(key, 0) + int(r.get(key, 0))
-        totals["skipped"].update(r.get("skipped", {}))
-    totals["skipped"] = dict(totals["skipped"])
+        skipped.update(r.get("skipped", {}))
+    totals["skipped"] = dict(skipped)
     log.info(
         "outfit_pregen: %d users, %d suggested, skipped %s, %d hallucinated items caught",
         totals.get("users", 0),

@@ -6,26 +6,32 @@ the model) and ``labels.jsonl``, one photo per line::
     {"id": "synth-0001", "file": "photos/synth-0001.jpg", "image_sha256": "...",
      "items": [{...wardrobe-digitizer item...}], "tags": ["multi", "dark", ...]}
 
-The synthetic part is made by ``python -m dresscode.registry.golden generate`` (deterministic: same
-bytes every run). Real labelled photos go in ``labels-<name>.jsonl`` files next to it (``add``
+Golden candidates (photos whose labels users corrected, staged by ``feedback_ingest``) join the
+set through :func:`accept_candidates` (``dresscode golden accept``) after a human review.
+
+The synthetic part is made by ``python -m dresscode.local.golden_tool generate`` (a developer
+tool; deterministic: same bytes every run). Real labelled photos go in ``labels-<name>.jsonl`` files next to it (``add``
 appends to one), so regenerating never touches them. Every label item is validated against the
 digitizer's output schema, so a label outside the closed vocabularies cannot slip in.
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import io
 import json
 import logging
-import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from dresscode.core.config import REPO_ROOT
+from dresscode.core import lake, tables
+from dresscode.core.config import REPO_ROOT, Settings, get_settings
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +45,7 @@ SYNTH_PREFIX = "synth-"
 SYNTH_COUNT = 120
 SYNTH_LONG_EDGE = 512
 SYNTH_QUALITY = 80
-_SEED_BASE = 70_000  # away from the seeds `dresscode seed` and the tests use
+
 
 _REQUIRED_KEYS = ("id", "file", "image_sha256", "items")
 
@@ -176,36 +182,8 @@ def write_script(golden: Iterable[GoldenPhoto], path: Path) -> Path:
 
 
 # --------------------------------------------------------------------------------------------
-# The synthetic set
+# Tags
 # --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Spec:
-    id: str
-    seed: int
-    n_items: int
-    dark: bool
-    portrait: bool
-
-
-def synthetic_plan(count: int = SYNTH_COUNT) -> list[_Spec]:
-    """What to draw: mostly 2-4 items, every 5th photo dark, every 3rd portrait.
-
-    Item counts cycle 1, 2, 3, 4, 4, 3, 2, 3 so cluttered (4-item) photos are a quarter of
-    the set and single items an eighth.
-    """
-    counts = (1, 2, 3, 4, 4, 3, 2, 3)
-    return [
-        _Spec(
-            id=f"{SYNTH_PREFIX}{i + 1:04d}",
-            seed=_SEED_BASE + i,
-            n_items=counts[i % len(counts)],
-            dark=i % 5 == 4,
-            portrait=i % 3 == 2,
-        )
-        for i in range(count)
-    ]
 
 
 def tags_for(items: Sequence[dict[str, Any]], *, dark: bool = False) -> list[str]:
@@ -228,68 +206,6 @@ def tags_for(items: Sequence[dict[str, Any]], *, dark: bool = False) -> list[str
         if category in categories:
             tags.append(category)
     return tags
-
-
-def _render(spec: _Spec) -> tuple[bytes, list[dict[str, Any]]]:
-    from dresscode.ingest import photos as images
-    from dresscode.local import samples
-
-    long, short = SYNTH_LONG_EDGE, SYNTH_LONG_EDGE * 3 // 4
-    size = (short, long) if spec.portrait else (long, short)
-    img, labels = samples.wardrobe_photo(spec.seed, size=size, n_items=spec.n_items, dark=spec.dark)
-    png = io.BytesIO()
-    img.save(png, "PNG", compress_level=1)  # lossless hand-over; normalize makes the JPEG
-    clean = images.normalize(png.getvalue(), long_edge=SYNTH_LONG_EDGE, quality=SYNTH_QUALITY)
-    return clean.jpeg, [item.to_json() for item in labels]
-
-
-def generate(out_dir: Path = GOLDEN_DIR, count: int = SYNTH_COUNT) -> list[GoldenPhoto]:
-    """(Re)write the synthetic photos and ``labels.jsonl``; same bytes on every run.
-
-    Only ``photos/synth-*.jpg`` and ``labels.jsonl`` are written; stale synthetic photos beyond
-    ``count`` are removed; ``labels-*.jsonl`` and other photos (real ones) are left alone.
-    """
-    from dresscode.local.samples import CATEGORIES
-
-    out_dir = Path(out_dir)
-    photos_dir = out_dir / "photos"
-    photos_dir.mkdir(parents=True, exist_ok=True)
-    golden: list[GoldenPhoto] = []
-    for spec in synthetic_plan(count):
-        jpeg, items = _render(spec)
-        file = f"photos/{spec.id}.jpg"
-        (out_dir / file).write_bytes(jpeg)
-        golden.append(
-            GoldenPhoto(
-                id=spec.id,
-                file=file,
-                image_sha256=hashlib.sha256(jpeg).hexdigest(),
-                items=items,
-                tags=tags_for(items, dark=spec.dark),
-                root=out_dir,
-            )
-        )
-    wanted = {Path(p.file).name for p in golden}
-    for stale in photos_dir.glob(f"{SYNTH_PREFIX}*.jpg"):
-        if stale.name not in wanted:
-            stale.unlink()
-    lines = [
-        json.dumps(
-            {
-                "id": p.id,
-                "file": p.file,
-                "image_sha256": p.image_sha256,
-                "items": p.items,
-                "tags": p.tags,
-            }
-        )
-        for p in golden
-    ]
-    (out_dir / LABELS_FILE).write_text("".join(line + "\n" for line in lines))
-    covered = {item["category"] for p in golden for item in p.items}
-    if count >= len(CATEGORIES) * 2 and covered != set(CATEGORIES):
-        raise GoldenError(f"the synthetic set misses categories {set(CATEGORIES) - covered}")
-    return golden
 
 
 def add_photo(
@@ -404,55 +320,127 @@ def schema_long_edge() -> int:
 
 
 # --------------------------------------------------------------------------------------------
-# CLI: python -m dresscode.registry.golden generate | check | add
+# Accepting golden candidates (``dresscode golden accept``): feedback stages, a human accepts
 # --------------------------------------------------------------------------------------------
 
+PENDING, ACCEPTED = "pending", "accepted"  # golden_candidates.status
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m dresscode.registry.golden", description=__doc__
+
+class CandidateError(GoldenError):
+    """A candidate that cannot be accepted (unknown, ambiguous prefix, photo missing)."""
+
+
+@dataclass
+class AcceptResult:
+    accepted: list[str] = field(default_factory=list)
+    """Golden ids written by this call."""
+    already: list[str] = field(default_factory=list)
+    """Photo hashes that were accepted before (no-op)."""
+    golden_dir: str = ""
+
+
+def latest_candidates(settings: Settings | None = None) -> pd.DataFrame:
+    """One row per photo: its highest revision (clocks of the CLI and the workers may differ,
+    so the order is a counter, not a timestamp; accepted beats pending at a tie)."""
+    frame = lake.read_table(tables.GOLDEN_CANDIDATES.name, settings or get_settings())
+    if frame.empty:
+        return frame
+    frame = frame.assign(_rank=(frame["status"] == ACCEPTED).astype(int))
+    order = [*tables.GOLDEN_CANDIDATES.latest_by, "_rank"]
+    latest = frame.sort_values(order, kind="stable").drop_duplicates(
+        list(tables.GOLDEN_CANDIDATES.key), keep="last"
     )
-    sub = parser.add_subparsers(dest="command", required=True)
-    gen = sub.add_parser("generate", help="(re)write the synthetic photos and labels.jsonl")
-    gen.add_argument("--out", type=Path, default=GOLDEN_DIR)
-    gen.add_argument("--count", type=int, default=SYNTH_COUNT)
-    check = sub.add_parser("check", help="validate every label file and photo hash")
-    check.add_argument("--path", type=Path, default=GOLDEN_DIR)
-    add = sub.add_parser("add", help="add one real labelled photo (normalized on the way in)")
-    add.add_argument("photo", type=Path)
-    add.add_argument("--items", type=Path, required=True, help='JSON file: [{...}] or {"items"}')
-    add.add_argument("--set", dest="set_name", default="real")
-    add.add_argument("--id", dest="photo_id")
-    add.add_argument("--tag", dest="tags", action="append", default=[])
-    add.add_argument("--out", type=Path, default=GOLDEN_DIR)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        if args.command == "generate":
-            golden = generate(args.out, args.count)
-            size = sum(p.path.stat().st_size for p in golden)
-            log.info("wrote %d photos (%.1f MB) to %s", len(golden), size / 1e6, args.out)
-        elif args.command == "check":
-            golden = load_wardrobe_golden(args.path)
-            n_items = sum(len(p.items) for p in golden)
-            log.info("%s: %d photos, %d items, all valid", args.path, len(golden), n_items)
-        else:
-            raw = json.loads(args.items.read_text())
-            items = raw["items"] if isinstance(raw, dict) else raw
-            photo = add_photo(
-                args.photo,
-                items,
-                out_dir=args.out,
-                set_name=args.set_name,
-                photo_id=args.photo_id,
-                tags=args.tags,
-            )
-            log.info("added %s as %s (%d items)", args.photo, photo.file, len(items))
-    except GoldenError as err:
-        log.error("%s", err)
-        return 1
-    return 0
+    return latest.drop(columns="_rank")
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def _pick(
+    candidates: pd.DataFrame, wanted: Sequence[str], all_pending: bool
+) -> list[dict[str, Any]]:
+    """The candidate rows named by full hash or unique prefix (or every pending one)."""
+    rows = candidates.to_dict("records") if not candidates.empty else []
+    if all_pending:
+        return [r for r in rows if r["status"] == PENDING]
+    picked: list[dict[str, Any]] = []
+    unknown, ambiguous = [], []
+    for want in wanted:
+        want = want.strip().lower()
+        matches = [r for r in rows if r["image_sha256"] == want] or (
+            [r for r in rows if r["image_sha256"].startswith(want)] if len(want) >= 8 else []
+        )
+        if not matches:
+            unknown.append(want)
+        elif len(matches) > 1:
+            ambiguous.append(want)
+        elif matches[0] not in picked:
+            picked.append(matches[0])
+    if unknown or ambiguous:
+        parts = []
+        if unknown:
+            parts.append(f"no golden candidate {', '.join(unknown)}")
+        if ambiguous:
+            parts.append(f"ambiguous prefix {', '.join(ambiguous)} (give more characters)")
+        raise CandidateError("; ".join(parts) + f" ({len(rows)} candidates in the lake)")
+    return picked
+
+
+def accept_candidates(
+    shas: Sequence[str] = (),
+    *,
+    all_pending: bool = False,
+    golden_dir: Path | None = None,
+    set_name: str = "feedback",
+    now: datetime | None = None,
+    settings: Settings | None = None,
+) -> AcceptResult:
+    """Copy candidates into the golden set (photo + label line), then mark them accepted.
+
+    The golden files are written first, so a crash in between is healed by accepting again;
+    accepting an already-accepted candidate is a no-op.
+    """
+    settings = settings or get_settings()
+    now = now or datetime.now(UTC)
+    at = now.astimezone(UTC).isoformat(timespec="milliseconds")  # the feedback tables' format
+    golden_dir = Path(golden_dir or GOLDEN_DIR)
+    result = AcceptResult(golden_dir=str(golden_dir))
+    rows = []
+    for cand in _pick(latest_candidates(settings), shas, all_pending):
+        sha = cand["image_sha256"]
+        if cand["status"] == ACCEPTED:
+            result.already.append(sha)
+            continue
+        path = tables.image_path(sha, settings)
+        if not lake.exists(path):
+            raise CandidateError(f"photo {sha} of the candidate is missing from {path}")
+        photo = accept_photo(
+            lake.read_bytes(path),
+            json.loads(cand["items_json"]),
+            out_dir=golden_dir,
+            set_name=set_name,
+            photo_id=f"{set_name}-{sha[:12]}",
+            tags=["feedback"],
+        )
+        rows.append(
+            {k: v for k, v in cand.items() if k != "date"}
+            | {
+                "status": ACCEPTED,
+                "revision": int(cand["revision"]) + 1,
+                "updated_at": at,
+                "accepted_at": at,
+                "golden_id": photo.id,
+                "golden_file": str(photo.path),
+            }
+        )
+        result.accepted.append(photo.id)
+    if rows:
+        keys = sorted(f"{r['labels_digest']}:{r['revision']}" for r in rows)
+        part = "accepted-" + hashlib.sha256("\n".join(keys).encode()).hexdigest()[:16]
+        lake.write_parquet(
+            tables.GOLDEN_CANDIDATES.name, now.date().isoformat(), part, rows, settings
+        )
+    log.info(
+        "accepted %d golden candidates into %s (%d already accepted)",
+        len(result.accepted),
+        golden_dir,
+        len(result.already),
+    )
+    return result

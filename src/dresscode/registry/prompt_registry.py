@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 from dresscode.llm.blueprints import Blueprint
 
@@ -50,6 +50,14 @@ class RegistryError(RuntimeError):
 
 class AliasNotSet(RegistryError):
     """The prompt has no such alias (or is not registered at all): nothing was ever promoted."""
+
+
+class Serving(TypedDict):
+    """What a run serves, resolved once at its start (small and plain: it crosses XCom)."""
+
+    ref: str  # name@vN, the git blueprint
+    content_hash: str  # checked against git by blueprint_for
+    source: str  # "registry production", or the git fallback while nothing is promoted
 
 
 @dataclass(frozen=True)
@@ -215,7 +223,7 @@ def load(name: str, alias_or_version: str | int = "production") -> Blueprint:
         return _blueprint_from(prompt)
 
 
-def serving(name: str) -> dict[str, str]:
+def serving(name: str) -> Serving:
     """What to serve this run: the registry's ``production`` (resolved once per run).
 
     Falls back to the newest blueprint in git, with a warning, only while nothing was ever
@@ -233,7 +241,7 @@ def serving(name: str) -> dict[str, str]:
     return {"ref": blueprint.ref, "content_hash": blueprint.content_hash(), "source": source}
 
 
-def blueprint_for(serving_ref: dict[str, str]) -> Blueprint:
+def blueprint_for(serving_ref: Serving) -> Blueprint:
     """The git blueprint a ``serving`` answer names, checked against the registered content."""
     from dresscode.llm import blueprints
 

@@ -12,9 +12,9 @@ import logging
 import statistics
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
-from dresscode.core import lake
+from dresscode.core import lake, tables
 from dresscode.core.config import Settings, get_settings
 from dresscode.llm.blueprints import Blueprint
 
@@ -77,18 +77,17 @@ def recent_photos(
     n: int = SAMPLE_SIZE, settings: Settings | None = None
 ) -> list[tuple[str, bytes]]:
     """The ``n`` most recently accepted distinct photos, as ``(sha256, jpeg)`` from the lake."""
-    from dresscode.ingest.tasks import ACCEPTED, image_path
-
     settings = settings or get_settings()
     manifest = lake.read_table(
-        "manifests", settings, columns=["status", "image_sha256", "processed_at"]
+        tables.MANIFESTS.name, settings, columns=["status", "image_sha256", "processed_at"]
     )
     if manifest.empty:
         return []
-    accepted = manifest[manifest["status"] == ACCEPTED].sort_values("processed_at", ascending=False)
+    accepted = manifest[manifest["status"] == tables.ACCEPTED]
+    accepted = accepted.sort_values("processed_at", ascending=False)
     photos = []
     for sha in accepted["image_sha256"].drop_duplicates():
-        path = image_path(str(sha), settings)
+        path = tables.image_path(str(sha), settings)
         if lake.exists(path):
             photos.append((str(sha), lake.read_bytes(path)))
         if len(photos) == n:
@@ -154,18 +153,19 @@ def recent_stylist_inputs(n: int = SAMPLE_SIZE, settings: Settings | None = None
 
     from dresscode.features import users
     from dresscode.outfits import stylist as outfits
-    from dresscode.outfits import tasks as pregen
 
     settings = settings or get_settings()
-    done = lake.read_table("outfit_suggestions", settings, columns=["user_id", "day", "status"])
+    done = lake.read_table(
+        tables.OUTFIT_SUGGESTIONS.name, settings, columns=["user_id", "day", "status"]
+    )
     if done.empty:
         return []
     day = str(done["day"].max())
     ids = sorted(set(done.loc[(done["day"] == day) & (done["status"] == "ok"), "user_id"]))[:n]
     cities = {u.user_id: u.city for u in users.active_users(settings=settings)}
-    items = pregen.wardrobes_of(ids, settings)
+    items = tables.wardrobes_of(ids, settings)
     return [
-        outfits.UserContext(u, cities[u], date.fromisoformat(day), items[u])
+        outfits.UserContext(u, cities[u], date.fromisoformat(day), cast("list[dict]", items[u]))
         for u in ids
         if u in cities
     ]

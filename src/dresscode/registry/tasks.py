@@ -5,15 +5,20 @@ evaluated are evaluated on the golden set; the newest passing one per prompt bec
 ``candidate``, is compared with production on recent real inputs (the shadow), and is promoted
 — automatically or after a human approves. An unchanged tree does nothing: no version, no
 evaluation, no alias move.
+
+``prompt_rollback`` calls :func:`rollback`: ``production`` back to a known-good version.
+
+Values handed from task to task (XCom) are the ``TypedDict`` s below: plain JSON dicts.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Literal, TypedDict
 
 from airflow.sdk.exceptions import AirflowFailException
 
+from dresscode.core import prompts
 from dresscode.llm import blueprints
 
 log = logging.getLogger(__name__)
@@ -23,7 +28,47 @@ class ReleaseFailed(AirflowFailException):
     """No new version passed its gate; the message is the report. No retries: it is a verdict."""
 
 
-def sync_all() -> list[dict[str, Any]]:
+class PromptVersion(TypedDict):
+    """One git version of a prompt (``name@version``)."""
+
+    name: str
+    version: int
+
+
+class Evaluated(PromptVersion):
+    """A version's golden-set verdict, as recorded in MLflow."""
+
+    passed: bool
+    reasons: list[str]  # why it failed its gate (empty when it passed)
+    metrics: dict[str, float]
+    mlflow_run_id: str
+
+
+class ShadowSummary(TypedDict):
+    summary: str  # one line: agreement, failures, latency and tokens against production
+    report: str  # the report's path in the lake (reports/shadow/)
+
+
+class Shadowed(Evaluated):
+    """A candidate after its shadow comparison (None: nothing in production or no inputs)."""
+
+    shadow: ShadowSummary | None
+
+
+class RolledBack(TypedDict):
+    """A rollback as audited: the alias move and the audit's MLflow run id."""
+
+    name: str
+    action: Literal["promote", "rollback"]
+    from_version: int | None
+    to_version: int
+    actor: str
+    reason: str
+    at: str
+    audit_run_id: str
+
+
+def sync_all() -> list[PromptVersion]:
     """Register every git version (idempotent); return the versions that need a gate verdict.
 
     Those are the versions newer than production (all, if nothing is promoted yet) that were
@@ -31,7 +76,7 @@ def sync_all() -> list[dict[str, Any]]:
     """
     from dresscode.registry import prompt_registry as registry
 
-    pending = []
+    pending: list[PromptVersion] = []
     for name in blueprints.prompt_names():
         created = [r for r in registry.sync(name) if r.created]
         for r in created:
@@ -41,7 +86,7 @@ def sync_all() -> list[dict[str, Any]]:
         production = registry.aliases(name).get("production", 0)
         for info in registry.versions(name):
             if info.git_version > production and not info.gate:
-                pending.append({"name": name, "version": info.git_version})
+                pending.append(PromptVersion(name=name, version=info.git_version))
     log.info(
         "%d version(s) to evaluate: %s",
         len(pending),
@@ -50,18 +95,18 @@ def sync_all() -> list[dict[str, Any]]:
     return pending
 
 
-def evaluate(version: dict[str, Any]) -> dict[str, Any]:
+def evaluate(version: PromptVersion) -> Evaluated:
     """Golden-set evaluation of one version, recorded in MLflow and as its gate verdict."""
     from dresscode.registry.evaluation import digitizer as evaluation
 
     run = evaluation.evaluate_prompt(f"{version['name']}@{version['version']}")
-    result = {
+    result = Evaluated(
         **version,
-        "passed": run.verdict.passed,
-        "reasons": list(run.verdict.reasons),
-        "metrics": run.metrics,
-        "mlflow_run_id": run.mlflow_run_id,
-    }
+        passed=run.verdict.passed,
+        reasons=list(run.verdict.reasons),
+        metrics=run.metrics,
+        mlflow_run_id=run.mlflow_run_id,
+    )
     log.info(
         "%s@%s: gate %s%s (MLflow run %s)",
         version["name"],
@@ -73,7 +118,7 @@ def evaluate(version: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def choose_candidates(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def choose_candidates(results: list[Evaluated]) -> list[Evaluated]:
     """The newest passing version per prompt becomes ``candidate``; a release with none fails."""
     from dresscode.registry import prompt_registry as registry
 
@@ -86,7 +131,7 @@ def choose_candidates(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "; ".join(r["reasons"]),
             r["mlflow_run_id"],
         )
-    chosen: dict[str, dict[str, Any]] = {}
+    chosen: dict[str, Evaluated] = {}
     for r in sorted((r for r in results if r["passed"]), key=lambda r: r["version"]):
         chosen[r["name"]] = r
     if results and not chosen:
@@ -98,12 +143,12 @@ def choose_candidates(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return list(chosen.values())
 
 
-def shadow(candidate: dict[str, Any]) -> dict[str, Any]:
+def shadow(candidate: Evaluated) -> Shadowed:
     """Compare the candidate with production on recent real inputs; the report goes to the lake."""
     import asyncio
 
-    from dresscode.core.config import get_settings, llm_endpoint
-    from dresscode.ingest.digitize import PROMPT_NAME, make_client
+    from dresscode.core.config import get_settings
+    from dresscode.llm.hook import DresscodeLLMHook
     from dresscode.registry import prompt_registry as registry
     from dresscode.registry import shadow as shadowing
 
@@ -112,10 +157,10 @@ def shadow(candidate: dict[str, Any]) -> dict[str, Any]:
         production = registry.load(name, "production")
     except registry.AliasNotSet:
         log.info("%s: nothing in production yet, no shadow comparison", name)
-        return {**candidate, "shadow": None}
+        return Shadowed(**candidate, shadow=None)
     settings = get_settings()
     blueprint = registry.load(name, candidate["version"])
-    if name == PROMPT_NAME:
+    if name == prompts.DIGITIZER.name:
         photos = shadowing.recent_photos(settings=settings)
         inputs: list[Any] = photos
 
@@ -138,19 +183,19 @@ def shadow(candidate: dict[str, Any]) -> dict[str, Any]:
 
     if not inputs:
         log.info("%s: no recent real inputs in the lake to replay", name)
-        return {**candidate, "shadow": None}
+        return Shadowed(**candidate, shadow=None)
 
     async def run() -> shadowing.ShadowReport:
-        async with make_client(llm_endpoint(settings=settings), settings) as client:
+        async with DresscodeLLMHook(settings=settings).get_client() as client:
             return await compare(client)
 
     report = asyncio.run(run())
     path = shadowing.write_report(report, settings)
     log.info("%s (report %s)", report.summary(), path)
-    return {**candidate, "shadow": {"summary": report.summary(), "report": path}}
+    return Shadowed(**candidate, shadow=ShadowSummary(summary=report.summary(), report=path))
 
 
-def promote(candidates: list[dict[str, Any]], *, actor: str) -> list[str]:
+def promote(candidates: list[Shadowed], *, actor: str) -> list[str]:
     """Move ``production`` to each candidate (``previous`` keeps the old one), audited."""
     from dresscode.registry import prompt_registry as registry
 
@@ -160,9 +205,32 @@ def promote(candidates: list[dict[str, Any]], *, actor: str) -> list[str]:
             log.info("%s@%s is already production", c["name"], c["version"])
             continue
         reason = f"passed its gate (MLflow run {c['mlflow_run_id']})"
-        if c.get("shadow"):
-            reason += f"; {c['shadow']['summary']}"
+        shadowed = c.get("shadow")
+        if shadowed:
+            reason += f"; {shadowed['summary']}"
         promotion = registry.promote(c["name"], c["version"], actor=actor, reason=reason)
         registry.audit(promotion)
         done.append(promotion.describe())
     return done
+
+
+def rollback(prompt: str, target: str, *, actor: str, reason: str) -> RolledBack:
+    """Move ``production`` back to ``target`` (``previous`` or a git version), audited.
+
+    The target must exist and have passed its golden-set gate once; the replaced version
+    becomes ``previous``. The audit is an MLflow run in the releases experiment.
+    """
+    from dresscode.registry import prompt_registry as registry
+
+    done = registry.rollback(prompt, target, actor=actor, reason=reason)
+    run_id = registry.audit(done)
+    return RolledBack(
+        name=done.name,
+        action=done.action,
+        from_version=done.from_version,
+        to_version=done.to_version,
+        actor=done.actor,
+        reason=done.reason,
+        at=done.at,
+        audit_run_id=run_id,
+    )

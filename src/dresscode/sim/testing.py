@@ -145,7 +145,7 @@ def stop_process(process: subprocess.Popen, timeout_s: float = 20.0) -> None:
 def llm_connection(url: str, model: str, *, max_concurrency: int, timeout_s: float = 30) -> str:
     """The ``dresscode_llm`` Airflow connection (``AIRFLOW_CONN_DRESSCODE_LLM``) for ``url``."""
     extra = {"model": model, "timeout": timeout_s, "max_concurrency": max_concurrency}
-    return json.dumps({"conn_type": "http", "host": url, "extra": extra})
+    return json.dumps({"conn_type": "dresscode_llm", "host": url, "extra": extra})
 
 
 def free_port() -> int:

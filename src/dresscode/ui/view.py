@@ -31,7 +31,7 @@ from typing import Any
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 
-from dresscode.core import lake
+from dresscode.core import lake, tables
 from dresscode.core.config import Settings, get_settings
 
 URL_PREFIX = "/dresscode"
@@ -130,7 +130,7 @@ def _pooled(rows: Any) -> float | None:
 def last_decision(settings: Settings | None = None) -> dict[str, Any] | None:
     """The newest ``monitoring_decisions`` row, with a link to its drift report if it has one."""
     settings = settings or get_settings()
-    frame = lake.read_table("monitoring_decisions", settings)
+    frame = lake.read_table(tables.MONITORING_DECISIONS.name, settings)
     if frame.empty:
         return None
     row = frame.sort_values("decided_at").iloc[-1].to_dict()
@@ -172,7 +172,7 @@ def drift_report_html(day: str, file: str, settings: Settings | None = None) -> 
 
 
 def _drift_root(settings: Settings | None) -> lake.ObjectStoragePath:
-    return lake.table("reports", settings) / "drift"
+    return tables.REPORTS.path(settings) / "drift"
 
 
 def _checked(day: str, file: str) -> tuple[str, str]:
@@ -186,10 +186,8 @@ def _checked(day: str, file: str) -> tuple[str, str]:
 
 def top_quarantine(settings: Settings | None = None, top: int = TOP_QUARANTINE) -> list[dict]:
     """The most frequent reason codes of uploads whose latest manifest row is quarantined."""
-    from dresscode.ingest import tasks as ingest
-
-    state = ingest.manifest_state(settings or get_settings())
-    quarantined = [r for r in state.values() if r["status"] == ingest.QUARANTINED]
+    state = tables.manifest_state(settings or get_settings())
+    quarantined = [r for r in state.values() if r["status"] == tables.QUARANTINED]
     counts = Counter(str(r["reason_code"]) for r in quarantined)
     example = {str(r["reason_code"]): r.get("reason") for r in quarantined}
     return [

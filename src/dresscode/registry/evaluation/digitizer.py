@@ -251,7 +251,8 @@ class DigitizerMetrics:
     def from_summary(cls, summary: dict[str, float]) -> DigitizerMetrics:
         """Rebuild headline metrics (no rows), e.g. production's from its MLflow run."""
         ints = {"n_examples", "tp", "fp", "fn"}
-        return cls(**{k: int(v) if k in ints else float(v) for k, v in summary.items()})
+        values: dict[str, Any] = {k: int(v) if k in ints else float(v) for k, v in summary.items()}
+        return cls(**values)
 
 
 def _ratio(num: int, den: int, *, empty: float) -> float:
@@ -460,14 +461,15 @@ def evaluate_prompt(
     """
     import mlflow
 
-    from dresscode.core.config import get_settings, llm_endpoint
+    from dresscode.core.config import get_settings
+    from dresscode.llm.hook import DresscodeLLMHook
     from dresscode.registry import prompt_registry as registry
 
     name, _, selector = ref.partition("@")
     registry.sync(name)
     blueprint = registry.load(name, selector or "production")
     settings = get_settings()
-    endpoint = llm_endpoint(settings=settings)
+    endpoint = DresscodeLLMHook(settings=settings).endpoint()
     check_served(blueprint, endpoint.base_url, endpoint.api_key)
     if name == STYLIST_PROMPT:
         summary, rows, verdict, baseline_ref = _run_stylist(blueprint, scenarios)
@@ -499,8 +501,8 @@ def _run_digitizer(
 ) -> tuple[dict[str, float], list[dict[str, Any]], GateVerdict, str | None]:
     import asyncio
 
-    from dresscode.core.config import get_settings, llm_endpoint
-    from dresscode.ingest import digitize
+    from dresscode.core.config import get_settings
+    from dresscode.llm.hook import DresscodeLLMHook
     from dresscode.registry.golden import load_wardrobe_golden
 
     settings = get_settings()
@@ -508,7 +510,7 @@ def _run_digitizer(
     baseline_ref, baseline = _production_baseline(blueprint.name, blueprint.version)
 
     async def run() -> DigitizerMetrics:
-        async with digitize.make_client(llm_endpoint(settings=settings), settings) as client:
+        async with DresscodeLLMHook(settings=settings).get_client() as client:
             return await evaluate_digitizer(client, blueprint, photos)
 
     metrics = asyncio.run(run())
@@ -518,11 +520,12 @@ def _run_digitizer(
 def _run_stylist(
     blueprint: Blueprint, scenarios: Sequence[Any] | None
 ) -> tuple[dict[str, float], list[dict[str, Any]], GateVerdict, str | None]:
-    from dresscode.core.config import get_settings, llm_endpoint
+    from dresscode.core.config import get_settings
+    from dresscode.llm.hook import DresscodeLLMHook
     from dresscode.registry.evaluation import stylist as stylist_eval
 
     settings = get_settings()
-    endpoint = llm_endpoint(settings=settings)
+    endpoint = DresscodeLLMHook(settings=settings).endpoint()
     metrics, rows = stylist_eval.evaluate_stylist(
         blueprint,
         endpoint.base_url,

@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dresscode.core.config import REPO_ROOT
+from dresscode.outfits import rules
 from dresscode.outfits import stylist as outfits
 
 if TYPE_CHECKING:
@@ -244,7 +245,7 @@ def _expectations(data: Any, where: str) -> Expectations:
     reason = data.get("skip_reason")
     if reason is not None and reason not in {str(r) for r in outfits.SkipReason}:
         raise ScenarioError(f"{where}: unknown skip_reason {reason!r}.")
-    caveat_names = {str(c) for c in outfits.Caveat}
+    caveat_names = {str(c) for c in rules.Caveat}
     bad = [c for c in data.get("caveats") or [] if c not in caveat_names]
     if bad:
         raise ScenarioError(f"{where}: unknown caveats {bad} (known: {sorted(caveat_names)}).")
@@ -288,7 +289,7 @@ class StylistResult:
         return [
             v
             for v in self.suggestion.rule_violations
-            if outfits.violation_code(v) in outfits.WEATHER_VIOLATIONS
+            if rules.violation_code(v) in rules.WEATHER_VIOLATIONS
         ]
 
 
@@ -316,9 +317,9 @@ def check_expectations(result: StylistResult) -> list[str]:
                 failures.append(f"outfit {n} has no {category}")
         if want.must_include_any and not set(outfit["item_ids"]) & set(want.must_include_any):
             failures.append(f"outfit {n} has none of {want.must_include_any}")
-        if want.needs_rain_gear and not any(outfits.is_water_resistant(i) for i in items):
+        if want.needs_rain_gear and not any(rules.is_water_resistant(i) for i in items):
             failures.append(f"outfit {n} has no rain gear")
-        if want.needs_warm_layer and not any(outfits.is_warm_layer(i) for i in items):
+        if want.needs_warm_layer and not any(rules.is_warm_layer(i) for i in items):
             failures.append(f"outfit {n} has no warm layer")
     missing = [c for c in want.caveats if c not in got.caveats]
     if missing:
@@ -470,7 +471,8 @@ def evaluate_stylist(
     """
     import dataclasses
 
-    from dresscode.llm.client import LLMClient
+    from dresscode.core.connections import LLMEndpoint
+    from dresscode.llm.hook import DresscodeLLMHook
 
     if model:
         blueprint = dataclasses.replace(blueprint, model=model)
@@ -478,14 +480,8 @@ def evaluate_stylist(
     chosen = list(scenarios) if scenarios is not None else load_scenarios()
 
     async def run() -> list[StylistResult]:
-        async with LLMClient(
-            endpoint_url,
-            api_key=api_key,
-            model=blueprint.model,
-            max_concurrency=max_concurrency,
-            timeout_s=timeout_s,
-            extra_headers=extra_headers,
-        ) as client:
+        endpoint = LLMEndpoint(endpoint_url, api_key, blueprint.model, timeout_s, max_concurrency)
+        async with DresscodeLLMHook.client_for(endpoint, extra_headers=extra_headers) as client:
             return await run_scenarios(client, blueprint, chosen, max_turns=max_turns)
 
     results = asyncio.run(run())

@@ -1,0 +1,395 @@
+"""The lake's tables: names, keys, row types, and the readers more than one stage uses.
+
+A table is written by one stage, but several stages read some of them (the manifest is read by
+ingest, feedback, the shadow, the view and the summary; wardrobe items by outfits, features,
+feedback and the shadow). What a reader needs to know about such a table lives here, in the
+shared layer, so no stage imports another stage to read the lake.
+
+Each table is described once in ``CATALOGUE``: its writer, its layout, the columns that
+identify a row and the columns that pick the newest row of a key when parts overlap (tables
+are append-only Parquet parts, so "the" row of a key is its newest). Row types are
+``TypedDict`` — the rows travel as plain dicts through pandas, Parquet and XCom.
+
+Statuses and keys here are the values written to the lake: renaming one is a migration.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal, TypedDict
+
+from dresscode.core import lake
+from dresscode.core.config import Settings, get_settings
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+Layout = Literal["parquet", "objects"]
+
+
+@dataclass(frozen=True)
+class Table:
+    """One lake table: who writes it, how it is laid out and how its rows are identified."""
+
+    name: str
+    writer: str  # the stage (package) that writes it
+    layout: Layout  # "parquet": <name>/date=YYYY-MM-DD/<part>.parquet; "objects": keyed files
+    key: tuple[str, ...]  # Parquet: the columns that identify a row; objects: the key's shape
+    latest_by: tuple[str, ...] = ()  # columns ordering a key's rows, newest last
+    doc: str = ""
+
+    def path(self, settings: Settings | None = None) -> lake.ObjectStoragePath:
+        return lake.table(self.name, settings)
+
+
+LANDING = Table("landing", "apps", "objects", ("<user_id>/<upload_id>.<ext>",), doc="raw uploads")
+IMAGES = Table(
+    "images", "ingest", "objects", ("<sha256[:2]>/<sha256>.jpg",), doc="normalized JPEGs"
+)
+DIGITIZED = Table(
+    "digitized",
+    "ingest",
+    "objects",
+    ("<prompt>@v<version>/<image_sha256>.json",),
+    doc="the model's answer per photo and prompt version (the digitize cache)",
+)
+QUARANTINE = Table(
+    "quarantine",
+    "ingest",
+    "objects",
+    ("date=<day>/<user_id>/<file name>/{original.<ext>,reason.json}",),
+    doc="rejected uploads with a machine-readable reason",
+)
+MANIFESTS = Table(
+    "manifests",
+    "ingest",
+    "parquet",
+    ("upload_key",),
+    ("processed_at",),
+    doc="one row per upload per run: what became of it (ManifestRow)",
+)
+WARDROBE_ITEMS = Table(
+    "wardrobe_items",
+    "ingest",
+    "parquet",
+    ("item_id",),
+    doc="the digitizer's items, one row per item (WardrobeItemRow)",
+)
+INFERENCE_LOG = Table(
+    "inference_log",
+    "ingest, outfits",
+    "parquet",
+    ("request_id",),
+    doc="one row per model call, the monitoring source of truth (InferenceLogRow)",
+)
+USERS = Table(
+    "users", "features", "parquet", ("user_id",), ("last_active_at",), doc="user profiles"
+)
+WEATHER = Table(
+    "weather",
+    "features",
+    "parquet",
+    ("city_id", "day"),
+    ("event_timestamp", "created"),
+    doc="derived weather features per city and day",
+)
+WEATHER_CACHE = Table(
+    "weather_cache", "features", "objects", ("<city_id>.json",), doc="the provider's answers"
+)
+USER_STYLE = Table(
+    "user_style",
+    "features",
+    "parquet",
+    ("user_id",),
+    ("event_timestamp",),
+    doc="user style features (the Feast offline source)",
+)
+OUTFIT_SUGGESTIONS = Table(
+    "outfit_suggestions",
+    "outfits",
+    "parquet",
+    ("user_id", "day"),
+    ("generated_at",),
+    doc="one suggestion per user and day, newest generated_at wins (OutfitSuggestionRow)",
+)
+FEEDBACK = Table(
+    "feedback", "feedback", "parquet", ("event_id",), doc="applied user feedback events"
+)
+CORRECTED_LABELS = Table(
+    "corrected_labels",
+    "feedback",
+    "parquet",
+    ("user_id", "image_sha256", "prompt_version"),
+    ("computed_at",),
+    doc="a photo's items with the user's corrections applied",
+)
+GOLDEN_CANDIDATES = Table(
+    "golden_candidates",
+    "feedback",
+    "parquet",
+    ("image_sha256",),
+    ("revision", "updated_at"),
+    doc="corrected photos waiting for a human; accepted beats pending at a tie",
+)
+QUALITY_METRICS = Table(
+    "quality_metrics",
+    "monitoring",
+    "parquet",
+    ("day", "prompt_name", "prompt_version", "metric"),
+    doc="daily quality metrics per prompt version (one part per day, replaced)",
+)
+MONITORING_DECISIONS = Table(
+    "monitoring_decisions",
+    "monitoring",
+    "parquet",
+    ("run_id",),
+    ("decided_at",),
+    doc="the monitoring DAG's branch, action and reasons per run",
+)
+REPORTS = Table(
+    "reports",
+    "monitoring, registry, feedback, features",
+    "objects",
+    ("{drift,eval,shadow,feedback}/…", "date=<day>/weather-run-<run>.json"),
+    doc="human-readable reports",
+)
+
+CATALOGUE: dict[str, Table] = {
+    t.name: t
+    for t in (
+        LANDING,
+        IMAGES,
+        DIGITIZED,
+        QUARANTINE,
+        MANIFESTS,
+        WARDROBE_ITEMS,
+        INFERENCE_LOG,
+        USERS,
+        WEATHER,
+        WEATHER_CACHE,
+        USER_STYLE,
+        OUTFIT_SUGGESTIONS,
+        FEEDBACK,
+        CORRECTED_LABELS,
+        GOLDEN_CANDIDATES,
+        QUALITY_METRICS,
+        MONITORING_DECISIONS,
+        REPORTS,
+    )
+}
+
+
+# --- manifests ------------------------------------------------------------------------------
+
+ManifestStatus = Literal["accepted", "duplicate", "quarantined", "digitize_failed", "read_failed"]
+
+# Final statuses leave landing; the others are retried by the next ingest run.
+ACCEPTED: ManifestStatus = "accepted"
+DUPLICATE: ManifestStatus = "duplicate"
+QUARANTINED: ManifestStatus = "quarantined"
+DIGITIZE_FAILED: ManifestStatus = "digitize_failed"
+READ_FAILED: ManifestStatus = "read_failed"
+FINAL_STATUSES: frozenset[str] = frozenset({ACCEPTED, DUPLICATE, QUARANTINED})
+
+
+class ManifestRow(TypedDict):
+    """One ``manifests`` row: what became of one upload in one run (ingest's PhotoOutcome)."""
+
+    upload_key: str
+    user_id: str | None
+    upload_id: str | None
+    status: str  # a ManifestStatus
+    raw_sha256: str | None
+    image_sha256: str | None
+    reason_code: str | None
+    reason: str | None
+    source_format: str | None
+    source_bytes: int | None
+    source_width: int | None
+    source_height: int | None
+    width: int | None
+    height: int | None
+    brightness: float | None
+    prompt_version: int | None
+    n_items: int | None
+    model_called: bool
+    attempt: int
+    run_id: str
+    processed_at: str  # ISO 8601, UTC, milliseconds
+
+
+class ManifestEntry(ManifestRow):
+    """An upload's latest manifest row, as :func:`manifest_state` returns it.
+
+    Read back from Parquet: missing numbers may be NaN, not None.
+    """
+
+    date: str  # the partition the row was written to
+    failed_attempts: int  # digitize_failed rows of this upload so far
+
+
+def manifest_state(settings: Settings | None = None) -> dict[str, ManifestEntry]:
+    """upload_key -> its latest manifest row, plus the count of failed digitize attempts."""
+    frame = lake.read_table(MANIFESTS.name, settings or get_settings())
+    if frame.empty:
+        return {}
+    frame = frame.sort_values("processed_at")
+    failed = frame[frame["status"] == DIGITIZE_FAILED].groupby("upload_key").size().to_dict()
+    latest = frame.groupby("upload_key").tail(1)
+    state: dict[str, ManifestEntry] = {}
+    for row in latest.to_dict("records"):
+        row["failed_attempts"] = int(failed.get(row["upload_key"], 0))
+        state[row["upload_key"]] = row
+    return state
+
+
+# --- landing and images ---------------------------------------------------------------------
+
+
+def landing_keys(settings: Settings | None = None) -> list[str]:
+    """Every upload in landing, as keys relative to the landing root (feedback/ excluded)."""
+    root = lake.landing(settings or get_settings())
+    base = str(root).rstrip("/") + "/"
+    keys = []
+    for path in lake.list_files(root):
+        key = str(path)[len(base) :] if str(path).startswith(base) else path.name
+        if key.startswith("feedback/"):
+            continue
+        keys.append(key)
+    return keys
+
+
+def image_path(image_sha256: str, settings: Settings | None = None) -> lake.ObjectStoragePath:
+    """Where the normalized JPEG of a photo is (content-addressed)."""
+    return lake.table(IMAGES.name, settings) / image_sha256[:2] / f"{image_sha256}.jpg"
+
+
+# --- wardrobe items -------------------------------------------------------------------------
+
+
+class WardrobeItemRow(TypedDict, total=False):
+    """One ``wardrobe_items`` row: a digitized item, colours as parallel lists."""
+
+    item_id: str  # deterministic from user, photo, position and prompt version
+    user_id: str
+    image_sha256: str
+    upload_key: str
+    prompt_version: int
+    category: str
+    subcategory: str
+    color_names: list[str]
+    color_hexes: list[str]
+    pattern: str
+    material: str
+    warmth: str
+    formality: str
+    seasons: list[str]
+    water_resistant: bool
+    description: str
+    date: str
+
+
+# The columns of an item the stylist sees (and the shadow replays): what wardrobes_of returns.
+WARDROBE_SUMMARY: tuple[str, ...] = (
+    "item_id",
+    "category",
+    "subcategory",
+    "color_names",
+    "warmth",
+    "formality",
+    "water_resistant",
+    "description",
+)
+
+
+def wardrobes_of(
+    user_ids: Sequence[str],
+    settings: Settings | None = None,
+    *,
+    columns: Sequence[str] = WARDROBE_SUMMARY,
+) -> dict[str, list[WardrobeItemRow]]:
+    """Each user's wardrobe items (``user_id`` plus ``columns``), by user id; one row per item."""
+    items = lake.read_table(WARDROBE_ITEMS.name, settings or get_settings())
+    found: dict[str, list[WardrobeItemRow]] = {u: [] for u in user_ids}
+    if items.empty:
+        return found
+    items = items[items["user_id"].isin(list(user_ids))]
+    items = items.drop_duplicates("item_id", keep="last")
+    present = [c for c in ("user_id", *columns) if c in items.columns]
+    for row in items[present].to_dict("records"):
+        if "color_names" in columns:
+            colors = row.get("color_names")
+            row["color_names"] = [] if colors is None else [str(c) for c in colors]
+        found[row["user_id"]].append(row)
+    return found
+
+
+# --- inference log --------------------------------------------------------------------------
+
+
+class InferenceLogRow(TypedDict, total=False):
+    """One ``inference_log`` row (built by ``dresscode.llm.client``; stages may add columns)."""
+
+    request_id: str
+    ts: str
+    purpose: str
+    prompt_name: str
+    prompt_version: str
+    model: str
+    ttft_ms: float | None
+    latency_ms: float
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    http_status: int
+    finish_reason: str | None
+    parse_ok: bool | None
+    schema_ok: bool | None
+    repaired: bool | None
+    n_items: int | None
+    tool_calls: int
+    tool_call_ok: bool | None
+    hallucinated_items: int
+    error_class: str | None
+    attempts: int
+
+
+# --- outfit suggestions ---------------------------------------------------------------------
+
+
+class OutfitSuggestionRow(TypedDict, total=False):
+    """One ``outfit_suggestions`` row; ``outfits`` is a JSON string."""
+
+    user_id: str
+    day: str
+    status: str  # "ok" or "skipped"
+    skip_reason: str | None
+    outfits: str
+    n_outfits: int
+    dropped_items: list[str]
+    n_dropped_items: int
+    rule_violations: list[str]
+    caveats: list[str]
+    notes: str | None
+    tool_calls: int
+    tool_call_ok: bool | None
+    coerced_args: int
+    turns: int
+    prompt_name: str
+    prompt_version: int
+    request_ids: list[str]
+    generated_at: str
+
+
+def latest_suggestions(settings: Settings | None = None) -> pd.DataFrame:
+    """``outfit_suggestions`` with one row per user and day: the newest ``generated_at``.
+
+    A user's suggestion for a day may be written again by a later run with other batch mates
+    (another part); the newest wins.
+    """
+    frame = lake.read_table(OUTFIT_SUGGESTIONS.name, settings or get_settings())
+    if frame.empty:
+        return frame
+    if "generated_at" in frame.columns:
+        frame = frame.sort_values("generated_at", kind="stable")
+    return frame.drop_duplicates(list(OUTFIT_SUGGESTIONS.key), keep="last")

@@ -1,0 +1,174 @@
+"""What an event may point at: the user's items, photos and suggestions in the lake.
+
+A schema-valid event is accepted only if, in event-time order, the item, photo or suggestion
+it names exists and belongs to the user, and an item is not corrected after it was deleted.
+:func:`load_state` reads the references once per run (items, accepted photos from the manifest,
+suggestions, earlier deletions and additions); :func:`resolve` checks one event against them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypedDict
+
+from dresscode.core import lake, tables
+from dresscode.core.config import Settings
+from dresscode.feedback.events import (
+    COMMON_FIELDS,
+    Event,
+    Reason,
+    Rejection,
+    cell_text,
+)
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+@dataclass(frozen=True)
+class ItemRef:
+    user_id: str
+    image_sha256: str
+    prompt_version: str
+
+
+@dataclass
+class LakeState:
+    """The references an event may point at, and the deletions made so far."""
+
+    items: dict[str, ItemRef] = field(default_factory=dict)
+    photos: dict[str, dict[str, str]] = field(default_factory=dict)
+    """image_sha256 -> {user_id: prompt_version} for every accepted photo."""
+    suggestions: dict[tuple[str, str], int] = field(default_factory=dict)
+    """(user_id, day) -> number of outfits suggested."""
+    deleted_at: dict[str, str] = field(default_factory=dict)
+    """item_id -> the earliest time it was deleted."""
+
+    def delete(self, item_id: str, at: str) -> None:
+        if item_id not in self.deleted_at or at < self.deleted_at[item_id]:
+            self.deleted_at[item_id] = at
+
+    def add_item(self, item_id: str, ref: ItemRef) -> None:
+        self.items.setdefault(item_id, ref)
+
+
+def load_state(feedback: pd.DataFrame, settings: Settings) -> LakeState:
+    """Items, photos and suggestions from the lake, deletions from ``feedback`` rows."""
+    state = LakeState()
+    items = lake.read_table(
+        "wardrobe_items", settings, columns=["item_id", "user_id", "image_sha256", "prompt_version"]
+    )
+    for row in items.to_dict("records"):
+        ref = ItemRef(
+            str(row["user_id"]), str(row["image_sha256"]), cell_text(row["prompt_version"]) or ""
+        )
+        state.add_item(str(row["item_id"]), ref)
+        state.photos.setdefault(ref.image_sha256, {}).setdefault(ref.user_id, ref.prompt_version)
+    for row in tables.manifest_state(settings).values():
+        sha, user = cell_text(row.get("image_sha256")), cell_text(row.get("user_id"))
+        if row["status"] == tables.ACCEPTED and sha and user:
+            state.photos.setdefault(sha, {})[user] = cell_text(row.get("prompt_version")) or ""
+    suggestions = lake.read_table("outfit_suggestions", settings)
+    if not suggestions.empty:
+        if "generated_at" in suggestions.columns:
+            suggestions = suggestions.sort_values("generated_at", kind="stable")
+        latest = suggestions.drop_duplicates(["user_id", "day"], keep="last")
+        for row in latest.to_dict("records"):
+            n = int(row["n_outfits"]) if row.get("status") == "ok" else 0
+            state.suggestions[(str(row["user_id"]), str(row["day"]))] = n
+    for row in feedback.to_dict("records"):
+        remember(state, row)
+    return state
+
+
+def remember(state: LakeState, row: Mapping[str, Any]) -> None:
+    """Fold one accepted feedback row into the state (added items, deletions)."""
+    if row["event_type"] == "item_deleted":
+        state.delete(str(row["item_id"]), str(row["event_time"]))
+    elif row["event_type"] == "item_added":
+        ref = ItemRef(
+            str(row["user_id"]), str(row["image_sha256"]), cell_text(row["prompt_version"]) or ""
+        )
+        state.add_item(str(row["item_id"]), ref)
+
+
+def added_item_id(user_id: str, event_id: str) -> str:
+    """Deterministic id of an item a user added, so later events can correct it."""
+    return hashlib.sha256(f"added:{user_id}:{event_id}".encode()).hexdigest()[:24]
+
+
+class Resolved(TypedDict):
+    """What an event points at, as ``feedback`` row fields (None where it names no item)."""
+
+    item_id: str | None
+    image_sha256: str | None
+    prompt_version: str | None
+
+
+def resolve(event: Event, state: LakeState) -> Resolved | Rejection:
+    """The feedback row fields an event resolves to, or why it points at nothing of the user's."""
+
+    def reject(reason: Reason, detail: str) -> Rejection:
+        raw = json.dumps(_event_json(event), sort_keys=True)
+        return Rejection(event.source, event.source_sha256, event.line, reason, detail, raw)
+
+    def check_item(item_id: str) -> Rejection | ItemRef:
+        ref = state.items.get(item_id)
+        if ref is None:
+            return reject(Reason.UNKNOWN_ITEM, f"no wardrobe item {item_id}")
+        if ref.user_id != event.user_id:
+            return reject(Reason.NOT_OWNER, f"item {item_id} belongs to another user")
+        deleted = state.deleted_at.get(item_id)
+        if deleted is not None and deleted <= event.event_time:
+            return reject(Reason.ITEM_DELETED, f"item {item_id} was deleted at {deleted}")
+        return ref
+
+    def check_suggestion() -> Rejection | None:
+        day, index = event.fields["suggestion_day"], event.fields.get("outfit_index")
+        n = state.suggestions.get((event.user_id, day))
+        if n is None:
+            return reject(Reason.UNKNOWN_SUGGESTION, f"no suggestion for {event.user_id} on {day}")
+        if index is not None and index >= n:
+            return reject(
+                Reason.UNKNOWN_SUGGESTION, f"the suggestion of {day} has {n} outfits, not #{index}"
+            )
+        return None
+
+    row = Resolved(item_id=None, image_sha256=None, prompt_version=None)
+    if event.event_type in ("item_corrected", "item_deleted"):
+        ref = check_item(event.fields["item_id"])
+        if isinstance(ref, Rejection):
+            return ref
+        return row | {
+            "item_id": event.fields["item_id"],
+            "image_sha256": ref.image_sha256,
+            "prompt_version": ref.prompt_version or None,
+        }
+    if event.event_type == "item_added":
+        sha = event.fields["image_sha256"]
+        owners = state.photos.get(sha)
+        if not owners:
+            return reject(Reason.UNKNOWN_PHOTO, f"no accepted photo {sha[:12]}")
+        if event.user_id not in owners:
+            return reject(Reason.NOT_OWNER, f"photo {sha[:12]} belongs to another user")
+        return row | {
+            "item_id": added_item_id(event.user_id, event.event_id),
+            "image_sha256": sha,
+            "prompt_version": owners[event.user_id] or None,
+        }
+    bad = check_suggestion()
+    if bad is not None:
+        return bad
+    for item_id in event.fields.get("item_ids", []):
+        ref = check_item(item_id)
+        if isinstance(ref, Rejection):
+            return ref
+    return row
+
+
+def _event_json(event: Event) -> dict[str, Any]:
+    common = {k: getattr(event, k) for k in COMMON_FIELDS}
+    return common | event.fields

@@ -1,0 +1,285 @@
+"""One batch of uploads, photo by photo: read, validate and normalize, then digitize.
+
+Normalizing runs in a thread pool and each photo is digitized as soon as it is ready, so CPU
+and model endpoint work overlap. A photo digitized before with the same prompt version is
+answered from its cached result (``digitized/``), not sent again. A photo whose model call
+failed stays in landing for the next run, up to ``MAX_DIGITIZE_ATTEMPTS`` runs, then it is
+quarantined as ``model_failed``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
+
+from dresscode.core import lake, tables
+from dresscode.core.config import Settings
+from dresscode.ingest.landing import Upload, quarantine, read_if_exists
+from dresscode.ingest.manifest import Answers, PhotoOutcome
+
+if TYPE_CHECKING:
+    from dresscode.ingest.digitize import Digitized
+    from dresscode.llm.blueprints import Blueprint
+    from dresscode.llm.client import LLMClient
+
+log = logging.getLogger(__name__)
+
+MAX_DIGITIZE_ATTEMPTS = 3
+
+# (user_id, raw or image sha256) -> the upload that first brought that photo
+Seen = dict[tuple[str, str], str]
+
+
+def digitized_path(
+    image_sha256: str, blueprint: Blueprint, settings: Settings
+) -> lake.ObjectStoragePath:
+    """The cached answer of one photo for one prompt version."""
+    return (
+        lake.table(tables.DIGITIZED.name, settings)
+        / f"{blueprint.name}@v{blueprint.version}"
+        / f"{image_sha256}.json"
+    )
+
+
+def prepare(
+    key: str, seen: Seen, day: str, settings: Settings, run_id: str
+) -> tuple[PhotoOutcome, bytes | None]:
+    """Read, validate and normalize one upload; quarantine it when it is bad. Runs in a thread."""
+    from dresscode.ingest import photos as images
+
+    try:
+        upload = Upload.parse(key)
+    except lake.UnsafeKey as exc:
+        raw = read_if_exists(lake.landing(settings) / key)
+        quarantine(None, key, raw, "unsafe_key", str(exc), {"key": repr(key)}, day, settings)
+        log.warning("quarantined %r: unsafe_key", key)
+        return PhotoOutcome(
+            key,
+            None,
+            None,
+            tables.QUARANTINED,
+            reason_code="unsafe_key",
+            reason=str(exc),
+            run_id=run_id,
+        ), None
+    try:
+        raw = lake.read_bytes(lake.landing(settings) / key)
+    except Exception as exc:  # a storage hiccup: keep the upload in landing, retry next run
+        log.warning("could not read %s: %s", key, exc)
+        return PhotoOutcome(
+            key,
+            upload.user_id,
+            upload.upload_id,
+            tables.READ_FAILED,
+            reason_code="read_failed",
+            reason=str(exc)[:200],
+            run_id=run_id,
+        ), None
+    raw_sha = hashlib.sha256(raw).hexdigest()
+    try:
+        photo = images.normalize(
+            raw,
+            filename=key,
+            long_edge=settings.image_long_edge,
+            quality=settings.image_jpeg_quality,
+            max_bytes=settings.image_max_bytes,
+            max_pixels=settings.image_max_pixels,
+            allowed_formats=settings.image_formats,
+        )
+    except images.Rejected as rej:
+        quarantine(upload, key, raw, rej.code.value, rej.message, rej.detail, day, settings)
+        log.warning("quarantined %s: %s (%s)", key, rej.code.value, rej.message)
+        return PhotoOutcome(
+            key,
+            upload.user_id,
+            upload.upload_id,
+            tables.QUARANTINED,
+            raw_sha256=raw_sha,
+            source_bytes=len(raw),
+            run_id=run_id,
+            reason_code=rej.code.value,
+            reason=rej.message,
+        ), None
+    lake.write_bytes(tables.image_path(photo.sha256, settings), photo.jpeg)
+    outcome = PhotoOutcome(
+        key,
+        upload.user_id,
+        upload.upload_id,
+        tables.ACCEPTED,
+        raw_sha256=raw_sha,
+        source_bytes=len(raw),
+        run_id=run_id,
+        image_sha256=photo.sha256,
+        source_format=photo.source_format,
+        source_width=photo.source_width,
+        source_height=photo.source_height,
+        width=photo.width,
+        height=photo.height,
+        brightness=round(photo.brightness, 2),
+    )
+    # The same user sending the same photo again (same bytes, or the same picture with other
+    # metadata) is a duplicate: recorded, not digitized twice. Other users' copies are theirs.
+    first = seen.setdefault((upload.user_id, raw_sha), key)
+    first = first if first != key else seen.setdefault((upload.user_id, photo.sha256), key)
+    if first != key:
+        outcome.status = tables.DUPLICATE
+        outcome.reason = f"same photo as {first}"
+        return outcome, None
+    return outcome, photo.jpeg
+
+
+class Progress:
+    """Logs n of N, rate and ETA at most every ``every_s`` seconds."""
+
+    def __init__(self, label: str, total: int, every_s: float = 10.0) -> None:
+        self.label, self.total, self.every_s = label, total, every_s
+        self.started = self.last = time.monotonic()
+
+    def __call__(self, done: int) -> None:
+        now = time.monotonic()
+        if done < self.total and now - self.last < self.every_s:
+            return
+        self.last = now
+        rate = done / max(now - self.started, 1e-9)
+        eta = (self.total - done) / rate if rate > 0 else float("inf")
+        log.info(
+            "%s: %d/%d photos, %.1f photos/s, ETA %s",
+            self.label,
+            done,
+            self.total,
+            rate,
+            fmt_seconds(eta),
+        )
+
+
+def fmt_seconds(seconds: float) -> str:
+    if seconds == float("inf"):
+        return "unknown"
+    minutes, secs = divmod(round(seconds), 60)
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+async def process(
+    keys: list[str],
+    client: LLMClient,
+    blueprint: Blueprint,
+    seen: Seen,
+    state: dict[str, tables.ManifestEntry],
+    day: str,
+    settings: Settings,
+    run_id: str,
+    label: str,
+) -> tuple[list[PhotoOutcome], list[Digitized], Answers]:
+    """Normalize in a thread pool and digitize as soon as each photo is ready (CPU and GPU overlap)."""
+    loop = asyncio.get_running_loop()
+    progress = Progress(label, len(keys))
+    done = 0
+    calls: list[Digitized] = []
+    answers: Answers = {}
+
+    async def one(key: str, pool: ThreadPoolExecutor) -> PhotoOutcome:
+        nonlocal done
+        outcome, jpeg = await loop.run_in_executor(pool, prepare, key, seen, day, settings, run_id)
+        if outcome.status == tables.ACCEPTED and jpeg is not None:
+            await _digitize(outcome, jpeg, client, blueprint, state, settings, calls, answers)
+        done += 1
+        progress(done)
+        return outcome
+
+    with ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:
+        try:
+            outcomes = await asyncio.gather(*(one(k, pool) for k in keys))
+        except BaseException:
+            # Storage or the model client failed the batch: drop the queued photos instead of
+            # working through them (each would retry the dead endpoint) before the task fails.
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+    return list(outcomes), calls, answers
+
+
+async def _digitize(
+    outcome: PhotoOutcome,
+    jpeg: bytes,
+    client: LLMClient,
+    blueprint: Blueprint,
+    state: dict[str, tables.ManifestEntry],
+    settings: Settings,
+    calls: list[Digitized],
+    answers: Answers,
+) -> None:
+    """Digitize one accepted photo, or take its cached answer for this prompt version.
+
+    The photo's items go into ``answers`` (image sha256 -> items) for the commit.
+    """
+    from dresscode.ingest.digitize import digitize_photo
+
+    outcome.prompt_version = blueprint.version
+    cache = digitized_path(outcome.image_sha256 or "", blueprint, settings)
+    cached = read_if_exists(cache)
+    if cached is not None:
+        answers[outcome.image_sha256 or ""] = json.loads(cached)["items"]
+        outcome.n_items = len(answers[outcome.image_sha256 or ""])
+        return
+    result = await digitize_photo(client, blueprint, outcome.image_sha256 or "", jpeg)
+    calls.append(result)
+    outcome.model_called = True
+    if result.ok:
+        outcome.n_items = len(result.items)
+        answers[outcome.image_sha256 or ""] = result.items
+        lake.write_json(
+            cache,
+            {
+                "items": result.items,
+                "request_id": result.record["request_id"],
+                "prompt": blueprint.ref,
+            },
+        )
+        return
+    row = state.get(outcome.upload_key)
+    previous = row.get("failed_attempts", 0) if row is not None else 0
+    outcome.attempt = previous + 1
+    record = result.record
+    outcome.reason_code = record["error_class"] or "model_failed"
+    if record["parse_ok"] is None:  # no answer at all: the endpoint failed the client's retries
+        what = (
+            f"model call failed: {outcome.reason_code} (HTTP {record['http_status'] or '-'}) "
+            f"after {record['attempts']} attempt(s)"
+        )
+    else:
+        what = f"model answer unusable: {outcome.reason_code}"
+    outcome.reason = (
+        f"{what}; ingest run {outcome.attempt} of {MAX_DIGITIZE_ATTEMPTS}, the next run retries"
+    )
+    outcome.status = tables.DIGITIZE_FAILED
+
+
+def give_up_on_repeated_failures(
+    outcomes: list[PhotoOutcome], day: str, settings: Settings
+) -> None:
+    """After MAX_DIGITIZE_ATTEMPTS failed runs, a photo goes to quarantine as model_failed."""
+    for outcome in outcomes:
+        if outcome.status == tables.DIGITIZE_FAILED and outcome.attempt >= MAX_DIGITIZE_ATTEMPTS:
+            upload = Upload.parse(outcome.upload_key)
+            raw = lake.read_bytes(lake.landing(settings) / outcome.upload_key)
+            message = f"The model gave no usable answer in {outcome.attempt} runs (last: {outcome.reason_code})."
+            quarantine(
+                upload,
+                outcome.upload_key,
+                raw,
+                "model_failed",
+                message,
+                {"last_error": outcome.reason_code},
+                day,
+                settings,
+            )
+            outcome.status, outcome.reason_code, outcome.reason = (
+                tables.QUARANTINED,
+                "model_failed",
+                message,
+            )

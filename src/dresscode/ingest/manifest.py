@@ -1,0 +1,147 @@
+"""The commit of one batch: wardrobe items, inference log and manifest, then landing is cleared.
+
+Parts are named by the batch's keys *and* outcomes: a retried batch replaces its own parts, a
+later batch with the same keys (an upload id reused for a new photo) adds new ones. The
+manifest is written last, so an upload is "done" only once its items exist.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, field, fields
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, cast
+
+from dresscode.core import lake, tables
+from dresscode.core.config import Settings
+
+if TYPE_CHECKING:
+    from dresscode.ingest.digitize import Digitized
+    from dresscode.llm.blueprints import Blueprint
+
+# image sha256 -> the items the digitizer (or its cache) answered for that photo
+Answers = dict[str, list[dict[str, Any]]]
+
+
+@dataclass
+class PhotoOutcome:
+    """What became of one upload in this run (one ``manifests`` row, see tables.ManifestRow)."""
+
+    upload_key: str
+    user_id: str | None
+    upload_id: str | None
+    status: str
+    raw_sha256: str | None = None
+    image_sha256: str | None = None
+    reason_code: str | None = None
+    reason: str | None = None
+    source_format: str | None = None
+    source_bytes: int | None = None
+    source_width: int | None = None
+    source_height: int | None = None
+    width: int | None = None
+    height: int | None = None
+    brightness: float | None = None
+    prompt_version: int | None = None
+    n_items: int | None = None
+    model_called: bool = False
+    attempt: int = 1
+    run_id: str = ""
+    processed_at: str = field(
+        default_factory=lambda: datetime.now(UTC).isoformat(timespec="milliseconds")
+    )
+
+    def row(self) -> tables.ManifestRow:
+        return cast(tables.ManifestRow, asdict(self))
+
+    @classmethod
+    def of(cls, row: tables.ManifestEntry) -> PhotoOutcome:
+        """A manifest row back as the outcome it recorded (Parquet's NaN read as None)."""
+        values: dict[str, Any] = {f.name: row.get(f.name) for f in fields(cls)}
+        clean: dict[str, Any] = {k: None if _missing(v) else v for k, v in values.items()}
+        return cls(**clean)
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and value != value)
+
+
+def seen_photos(
+    state: dict[str, tables.ManifestEntry], keys: list[str]
+) -> dict[tuple[str, str], str]:
+    """(user_id, raw or image sha256) -> the upload that first brought that photo."""
+    batch = set(keys)
+    seen = {}
+    for key, row in state.items():
+        if row["status"] != tables.ACCEPTED or key in batch:
+            continue
+        for sha in (row.get("raw_sha256"), row.get("image_sha256")):
+            if sha:
+                seen[(cast(str, row["user_id"]), sha)] = key
+    return seen
+
+
+def commit(
+    name: str,
+    outcomes: list[PhotoOutcome],
+    calls: list[Digitized],
+    answers: Answers,
+    blueprint: Blueprint,
+    day: str,
+    settings: Settings,
+) -> None:
+    """Write items, inference log and manifest atomically; only then clear landing."""
+    from dresscode.ingest.digitize import item_id
+
+    if not outcomes:
+        return
+
+    items: list[dict[str, Any]] = []
+    for outcome in outcomes:
+        if outcome.status == tables.ACCEPTED and outcome.n_items:
+            sha, user = outcome.image_sha256 or "", outcome.user_id or ""
+            items.extend(
+                {
+                    "item_id": item_id(user, sha, i, blueprint),
+                    "user_id": user,
+                    "image_sha256": sha,
+                    "upload_key": outcome.upload_key,
+                    "prompt_version": blueprint.version,
+                    **item,
+                }
+                for i, item in enumerate(answers[sha])
+            )
+    part = name + "-" + _outcome_hash(outcomes)
+    if items:
+        rows = [_flatten_item(i) for i in items]
+        lake.write_parquet(tables.WARDROBE_ITEMS.name, day, part, rows, settings)
+    if calls:
+        ids = "\n".join(sorted(c.record["request_id"] for c in calls))
+        calls_part = "calls-" + hashlib.sha256(ids.encode()).hexdigest()[:16]
+        records = [c.record for c in calls]
+        lake.write_parquet(tables.INFERENCE_LOG.name, day, calls_part, records, settings)
+    manifest = [o.row() for o in outcomes]
+    lake.write_parquet(tables.MANIFESTS.name, day, part, manifest, settings)
+    for outcome in outcomes:
+        if outcome.status in tables.FINAL_STATUSES:
+            lake.delete(lake.landing(settings) / outcome.upload_key)
+
+
+def _outcome_hash(outcomes: list[PhotoOutcome]) -> str:
+    # A retried batch with the same outcomes replaces its parts; a later run with different
+    # outcomes (a retried model failure that now succeeded, a new photo under a reused key)
+    # adds new ones.
+    sig = "\n".join(
+        sorted(f"{o.upload_key}|{o.status}|{o.attempt}|{o.image_sha256}" for o in outcomes)
+    )
+    return hashlib.sha256(sig.encode()).hexdigest()[:12]
+
+
+def _flatten_item(item: dict[str, Any]) -> tables.WardrobeItemRow:
+    """Parquet-friendly item row: colours as parallel lists, seasons as a list."""
+    flat = dict(item)
+    colors = flat.pop("colors", [])
+    flat["color_names"] = [c["name"] for c in colors]
+    flat["color_hexes"] = [c["hex"] for c in colors]
+    flat["seasons"] = list(flat.get("seasons", []))
+    return cast(tables.WardrobeItemRow, flat)
