@@ -4,7 +4,7 @@ What is measured: one ``detect_drift`` call — Evidently 0.7's data drift prese
 per-column tests over the 11 ``DRIFT_COLUMNS``, *including* the HTML rendering — for a
 reference and a current window of N rows each, with every (N, case) in its own fresh
 subprocess so its peak memory is its own. The frames are synthetic photo frames shaped like
-``drift.photo_frame``'s (lognormal bytes, a few resolutions and aspects, normal brightness,
+``drift_frames.photo_frame``'s (lognormal bytes, a few resolutions and aspects, normal brightness,
 Poisson item counts, 'none' for empty answers, gamma latencies, ~10% photos without call
 timings as cached answers have); the current window has 30% dark photos (dimmer, fewer
 items), so a real drift is found and rendered.
@@ -53,7 +53,7 @@ def _rss_mb(field: str) -> float:
 
 def frame(n: int, seed: int, dark_share: float):
     """n synthetic photo rows; a ``dark_share`` of them dim, with fewer items found. Labels
-    are categoricals, as ``drift.photo_frame`` returns them."""
+    are categoricals, as ``drift_frames.photo_frame`` returns them."""
     import numpy as np
     import pandas as pd
 

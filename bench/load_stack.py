@@ -56,9 +56,9 @@ def seed_photos(n: int, size: tuple[int, int], workers: int, script: Path) -> tu
     Photo numbers start after the monitoring demo's batches (photos 0..79 of ``up --photos 0``),
     so the demo still ingests batches of its own.
     """
-    from dresscode.local import stack
+    from dresscode.local import runs
 
-    first = len(stack.DEMO_BATCHES) * stack.DEMO_BATCH
+    first = len(runs.DEMO_BATCHES) * runs.DEMO_BATCH
     started = time.perf_counter()
     step = -(-n // workers)
     parts = [

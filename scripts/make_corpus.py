@@ -1,7 +1,7 @@
 """Write the bad-input corpus to ``tests/corpus/`` (files + ``manifest.json``), deterministically.
 
 Run ``.venv/bin/python scripts/make_corpus.py`` after changing a case; the output is committed
-and ``tests/unit/test_corpus.py`` checks every file against its manifest entry. Everything
+and ``tests/scenarios/test_corpus.py`` checks every file against its manifest entry. Everything
 here is built from :mod:`dresscode.local.samples` (its bad and tricky files are part of the corpus
 as they are) plus hostile files that need no tool outside the venv.
 

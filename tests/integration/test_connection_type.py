@@ -61,7 +61,7 @@ def test_the_test_button_passes_for_a_served_model(api, sim) -> None:
         api, host=sim, password=KEY, extra=json.dumps({"model": MODEL, "timeout": 30})
     )
     assert answer["status"] is True, answer["message"]
-    assert f"{sim} serves '{MODEL}'" in answer["message"]
+    assert answer["message"].startswith(f"This connection: {sim} serves '{MODEL}'")
 
 
 def test_the_test_button_fails_on_a_wrong_key_with_its_sentence(api, sim) -> None:
@@ -84,7 +84,8 @@ def test_the_test_button_fails_on_a_dead_port_with_its_sentence(api) -> None:
 def test_the_test_button_explains_a_base_url_without_scheme(api) -> None:
     answer = press_test(api, host="localhost:8000/v1", extra=json.dumps({"model": MODEL}))
     assert answer["status"] is False
-    assert "host must be the base URL such as http://localhost:8000/v1" in answer["message"]
+    # Airflow tests a copy under a random id; the sentence does not show it to the user.
+    assert answer["message"].startswith("This connection: host must be the base URL such as")
 
 
 def test_the_connection_form_lists_the_type_with_its_labels(api) -> None:

@@ -714,7 +714,7 @@ def test_every_photo_is_accounted_for_exactly_once(postgres_drill) -> None:
 
 def test_no_manifest_row_is_duplicated(postgres_drill) -> None:
     # Even when the restart met the task's last API call and Airflow retried the committed
-    # batch (tests/unit/test_ingest.py::test_a_process_retry_after_its_batch_committed_keeps_the_batch).
+    # batch (tests/unit/ingest/test_tasks.py::test_a_process_retry_after_its_batch_committed_keeps_the_batch).
     manifests = postgres_drill["manifests"]
     rows = manifests.groupby("upload_key").size().to_dict()
     assert rows == dict.fromkeys(postgres_drill["uploads"], 1)

@@ -58,6 +58,7 @@ from dresscode.core import config, lake
 from dresscode.features import tasks as feature_jobs
 from dresscode.features import users as users_mod
 from dresscode.features.weather import cache as weather_mod
+from dresscode.features.weather import provider as weather_provider
 from dresscode.ingest import tasks as ingest
 from dresscode.llm import blueprints
 from dresscode.local import samples, seed
@@ -955,9 +956,9 @@ def test_weather_outage_marks_new_cities_missing_with_a_reason(weather_down: dic
     report = weather_down["reports"]["outage"]
     reasons = {m["city"]: m["reason"] for m in report["missing_cities"]}
     assert set(reasons) == set(NEW_CITIES)
-    asked = NEW_CITIES[: weather_mod.CIRCUIT_BREAK_AFTER]
+    asked = NEW_CITIES[: weather_provider.CIRCUIT_BREAK_AFTER]
     assert {c: reasons[c] for c in asked} == dict.fromkeys(asked, "connection_error")
-    not_asked = NEW_CITIES[weather_mod.CIRCUIT_BREAK_AFTER :]
+    not_asked = NEW_CITIES[weather_provider.CIRCUIT_BREAK_AFTER :]
     assert {c: reasons[c] for c in not_asked} == dict.fromkeys(not_asked, "provider_unavailable")
 
 
@@ -966,7 +967,7 @@ def test_weather_outage_retries_with_bounded_backoff_then_opens_the_breaker(
 ) -> None:
     lines, attempts = _retry_lines(weather_down["records"]), weather_down["max_attempts"]
     retried = {(kind, city) for kind, city, *_ in lines}
-    breaker = weather_mod.CIRCUIT_BREAK_AFTER
+    breaker = weather_provider.CIRCUIT_BREAK_AFTER
     # Each endpoint is tried for the first CIRCUIT_BREAK_AFTER cities only, then not asked.
     assert retried == {("forecast", c) for c in CACHED_CITIES[:breaker]} | {
         ("search", c) for c in NEW_CITIES[:breaker]

@@ -7,6 +7,7 @@ temporary copy of the tree and check that each checker fails and names it.
 
 from __future__ import annotations
 
+import ast
 import os
 import shutil
 import subprocess
@@ -119,3 +120,79 @@ def test_a_dag_file_importing_a_stage_module_that_is_not_its_door_fails(tree_cop
     assert result.returncode == 1
     assert "outfit_pregen.py" in result.stdout
     assert "imports dresscode.outfits.stylist.suggest_many" in result.stdout
+
+
+MAX_MODULE_LINES = 600
+
+
+def test_no_module_is_over_600_lines() -> None:
+    long = {
+        str(path.relative_to(REPO)): n
+        for path in (REPO / "src/dresscode").rglob("*.py")
+        if (n := len(path.read_text().splitlines())) > MAX_MODULE_LINES
+    }
+    assert long == {}, f"split these by concern (limit {MAX_MODULE_LINES} lines): {long}"
+
+
+def _untyped_dicts(annotation: ast.expr | None) -> list[str]:
+    """A bare ``dict``/``Mapping`` or one whose values are ``Any``, anywhere in an annotation.
+
+    ``dict[str, int]`` says what it holds; ``dict[str, Any]`` and ``dict`` do not.
+    """
+    if annotation is None:
+        return []
+    if isinstance(annotation, ast.Constant) and isinstance(annotation.value, str):
+        annotation = ast.parse(annotation.value, mode="eval").body
+    names = {"dict", "Dict", "Mapping", "MutableMapping"}
+    subscripted = {
+        id(node.value) for node in ast.walk(annotation) if isinstance(node, ast.Subscript)
+    }
+    found = []
+    for node in ast.walk(annotation):
+        bare = isinstance(node, ast.Name) and node.id in names and id(node) not in subscripted
+        of_any = (
+            isinstance(node, ast.Subscript)
+            and isinstance(node.value, ast.Name)
+            and node.value.id in names
+            and isinstance(node.slice, ast.Tuple)
+            and ast.unparse(node.slice.elts[-1]) in {"Any", "object"}
+        )
+        if bare or of_any:
+            found.append(ast.unparse(annotation))
+    return found
+
+
+@pytest.mark.parametrize(
+    ("annotation", "untyped"),
+    [
+        ("dict[str, Any]", True),
+        ("dict", True),
+        ("list[dict]", True),
+        ("Mapping[str, Any] | None", True),
+        ("'dict[str, object]'", True),
+        ("dict[str, int]", False),
+        ("list[BatchResult]", False),
+        ("Window", False),
+    ],
+)
+def test_the_signature_check_tells_named_values_from_untyped_dicts(
+    annotation: str, untyped: bool
+) -> None:
+    assert bool(_untyped_dicts(ast.parse(annotation, mode="eval").body)) is untyped
+
+
+def test_no_tasks_module_takes_or_returns_an_untyped_dict() -> None:
+    offenders = []
+    for path in sorted((REPO / "src/dresscode").glob("*/tasks.py")):
+        tree = ast.parse(path.read_text())
+        for node in tree.body:
+            if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            args = node.args
+            annotations = [a.annotation for a in (*args.posonlyargs, *args.args, *args.kwonlyargs)]
+            for annotation in [*annotations, node.returns]:
+                offenders += [
+                    f"{path.relative_to(REPO)}:{node.lineno} {node.name}: {bad}"
+                    for bad in _untyped_dicts(annotation)
+                ]
+    assert offenders == [], "name the value (a TypedDict or a dataclass):\n" + "\n".join(offenders)

@@ -16,6 +16,8 @@ supply; the fallback is stated in the field's description instead.
 from __future__ import annotations
 
 import json
+import os
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -58,6 +60,22 @@ def get_connection(conn_id: str) -> Any:
         raise SettingsError(
             f"Connection {conn_id!r} is not defined: set {env} (see README, 'Configuration')."
         ) from None
+
+
+# Airflow's Test button (POST /api/v2/connections/test) tests a copy of the form under a random
+# 8-character id (airflow.utils.strings.get_random_string) exported as AIRFLOW_CONN_<ID>.
+_TRANSIENT_ID = re.compile(r"[A-Za-z0-9]{8}")
+
+
+def tested_as(message: str, conn_id: str) -> str:
+    """``message`` as the Test button should show it: "Connection 'nOl0fhgH'" (the random id of
+    Airflow's test copy, meaningless to the person at the form) becomes "This connection"."""
+    transient = (
+        _TRANSIENT_ID.fullmatch(conn_id) is not None
+        and conn_id != conn_id.lower()
+        and f"AIRFLOW_CONN_{conn_id.upper()}" in os.environ
+    )
+    return message.replace(f"Connection {conn_id!r}", "This connection") if transient else message
 
 
 def llm_endpoint(conn_id: str = LLM_CONN_ID, settings: Settings | None = None) -> LLMEndpoint:

@@ -329,7 +329,7 @@ def wardrobes_of(
 
 
 class InferenceLogRow(TypedDict, total=False):
-    """One ``inference_log`` row (built by ``dresscode.llm.client``; stages may add columns)."""
+    """One ``inference_log`` row (built by ``dresscode.llm.inference_log`` through ``llm.ask``; stages may add columns)."""
 
     request_id: str
     ts: str

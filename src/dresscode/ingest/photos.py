@@ -7,7 +7,7 @@ This module decodes and finishes the pixels; what a file is (sniffing, container
 checks, truncated or corrupt) is ``ingest.formats``, the reason codes are ``ingest.rejects``
 and libwebp's scaled decode is ``ingest._webp``.
 
-Decisions worth knowing (each has a test in ``tests/unit/test_images.py``):
+Decisions worth knowing (each has a test in ``tests/unit/ingest/test_photos.py``):
 
 * The format is sniffed from the magic bytes, never taken from the file name. When a name with a
   known image extension is given and the content is another image format (a PNG named

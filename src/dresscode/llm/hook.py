@@ -32,6 +32,7 @@ from dresscode.core.connections import (
     field_behaviour,
     get_connection,
     parse_llm_connection,
+    tested_as,
 )
 
 if TYPE_CHECKING:
@@ -116,8 +117,9 @@ class DresscodeLLMHook(BaseHook):
         try:
             endpoint = self.endpoint()
         except SettingsError as err:
-            return False, str(err)
-        return _check_models(self.conn_id, endpoint)
+            return False, tested_as(str(err), self.conn_id)
+        ok, message = _check_models(self.conn_id, endpoint)
+        return ok, tested_as(message, self.conn_id)
 
 
 def _check_models(conn_id: str, endpoint: LLMEndpoint) -> tuple[bool, str]:

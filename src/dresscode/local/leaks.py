@@ -8,7 +8,7 @@ base64 run (a photo sent to the model is a ``data:image/jpeg;base64,...`` URL; a
 echoes a request body would carry it).
 
 ``scan_file`` reads bytes, so binary files are scanned for image signatures too; the repo
-scan (tests/unit/test_secrets_scan.py) skips binaries, the log scan does not.
+scan (tests/scenarios/test_secrets_scan.py) skips binaries, the log scan does not.
 """
 
 from __future__ import annotations

@@ -119,14 +119,14 @@ def _metrics(result: DriftResult, summary: DriftSummary) -> dict[str, float]:
 
 def _tags(result: DriftResult, paths: dict[str, str]) -> dict[str, str]:
     tags = {
-        "dresscode.monitoring.drift.drifted": str(result.drifted).lower(),
-        "dresscode.monitoring.drift.moved": ", ".join(c.column for c in result.moved()) or "-",
-        "dresscode.monitoring.drift.report_html": paths.get("html", "-"),
-        "dresscode.monitoring.drift.report_json": paths.get("json", "-"),
+        "dresscode.drift.drifted": str(result.drifted).lower(),
+        "dresscode.drift.moved": ", ".join(c.column for c in result.moved()) or "-",
+        "dresscode.drift.report_html": paths.get("html", "-"),
+        "dresscode.drift.report_json": paths.get("json", "-"),
     }
     for name, window in (("reference", result.reference), ("current", result.current)):
         if window is not None:
-            tags[f"dresscode.monitoring.drift.{name}"] = (
+            tags[f"dresscode.drift.{name}"] = (
                 f"{window.source} [{window.start.isoformat()}, {window.end.isoformat()})"
             )
     return tags

@@ -107,11 +107,13 @@ class WeatherProviderHook(BaseHook):
 
     def test_connection(self) -> tuple[bool, str]:
         """One forecast request, one attempt: is the provider there and answering forecasts?"""
-        name = f"Connection {self.conn_id!r}"
+        from dresscode.core.connections import tested_as
+
+        name = tested_as(f"Connection {self.conn_id!r}", self.conn_id)
         try:
             endpoint = self.endpoint()
         except SettingsError as err:
-            return False, str(err)
+            return False, tested_as(str(err), self.conn_id)
         quick = dataclasses.replace(endpoint, timeout_s=min(endpoint.timeout_s, TEST_TIMEOUT_S))
         hook = WeatherProviderHook(self.conn_id, self.settings, endpoint=quick)
         try:

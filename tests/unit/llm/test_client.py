@@ -27,7 +27,7 @@ from dresscode.llm.parsing import FailureClass, Repair, parse_structured
 from dresscode.sim.testing import running_simulator
 
 MODEL = "google/gemma-4-26B-A4B-it"
-BLUEPRINT = Path(__file__).parents[2] / "include/prompts/wardrobe-digitizer/v1.yaml"
+BLUEPRINT = Path(__file__).parents[3] / "include/prompts/wardrobe-digitizer/v1.yaml"
 SCHEMA = yaml.safe_load(BLUEPRINT.read_text())["output_schema"]
 WEATHER_TOOL = {
     "type": "function",

@@ -11,7 +11,7 @@ from dresscode.core import config, connections
 from dresscode.core.config import SETTINGS, SettingsError, load_settings
 from dresscode.core.connections import llm_endpoint, weather_endpoint
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+README = Path(__file__).resolve().parents[3] / "README.md"
 
 
 def test_defaults_need_no_environment(tmp_path: Path) -> None:

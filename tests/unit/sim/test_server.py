@@ -26,7 +26,7 @@ from dresscode.sim.__main__ import config_from_args
 from dresscode.sim.schema import conform, instance
 from dresscode.sim.testing import running_simulator, simulator_process
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 GEMMA = "google/gemma-4-26B-A4B-it"
 DIGITIZER_SCHEMA: dict[str, Any] = yaml.safe_load(
     (REPO / "include/prompts/wardrobe-digitizer/v1.yaml").read_text()

@@ -17,7 +17,7 @@ from PIL import ExifTags, Image, ImageChops, ImageCms, ImageOps
 
 from dresscode.local import samples
 
-BLUEPRINT = Path(__file__).parents[2] / "include/prompts/wardrobe-digitizer/v1.yaml"
+BLUEPRINT = Path(__file__).parents[3] / "include/prompts/wardrobe-digitizer/v1.yaml"
 
 
 @pytest.fixture(scope="module")

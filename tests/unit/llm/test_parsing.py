@@ -11,7 +11,7 @@ from jsonschema.exceptions import SchemaError
 
 from dresscode.llm.parsing import FailureClass, ParseOutcome, Repair, parse_structured
 
-DIGITIZER_V1 = Path(__file__).parents[2] / "include/prompts/wardrobe-digitizer/v1.yaml"
+DIGITIZER_V1 = Path(__file__).parents[3] / "include/prompts/wardrobe-digitizer/v1.yaml"
 
 SCHEMA = {
     "type": "object",
