@@ -448,9 +448,7 @@ def test_log_to_mlflow_records_the_verdict_scores_and_both_files(
     assert run.data.metrics["drifted"] == 1.0
     brightness = by_column(dark_result)["brightness"].score
     assert run.data.metrics["score.brightness"] == pytest.approx(brightness)
-    assert run.data.tags["dresscode.drift.reference"].startswith(
-        "days_before [2026-05-03"
-    )
+    assert run.data.tags["dresscode.drift.reference"].startswith("days_before [2026-05-03")
     names = {a.path for a in client.list_artifacts(run_id, "drift")}
     assert names == {"drift/wardrobe-digitizer.html", "drift/wardrobe-digitizer.json"}
     local = client.download_artifacts(run_id, "drift/wardrobe-digitizer.json")
