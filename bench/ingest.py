@@ -54,7 +54,7 @@ def seed_landing(n: int, size: tuple[int, int], workers: int) -> float:
 
 
 def _process(args: tuple[list[str], str, int, int]) -> dict:
-    from dresscode.core.config import LLMEndpoint
+    from dresscode.core.connections import LLMEndpoint
     from dresscode.ingest import tasks as ingest
 
     keys, url, concurrency, index = args

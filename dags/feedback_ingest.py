@@ -25,7 +25,12 @@ from datetime import datetime, timedelta
 from airflow.sdk import dag, get_current_context, task
 
 from dresscode.feedback import tasks as feedback
-from dresscode.orchestration.dag_defaults import DEFAULT_ARGS, deadline
+from dresscode.orchestration.dag_defaults import (
+    DEFAULT_ARGS,
+    FEEDBACK_TIMEOUT,
+    LISTING_TIMEOUT,
+    deadline,
+)
 
 
 def _run_day() -> str:
@@ -43,19 +48,19 @@ def _run_day() -> str:
     doc_md=__doc__,
 )
 def feedback_ingest():
-    @task
+    @task(execution_timeout=LISTING_TIMEOUT)
     def discover() -> list[str]:
         return feedback.discover()
 
-    @task
+    @task(execution_timeout=FEEDBACK_TIMEOUT)
     def validate_and_apply(keys: list[str]) -> feedback.Applied:
         return feedback.validate_and_apply(keys, day=_run_day())
 
-    @task
+    @task(execution_timeout=FEEDBACK_TIMEOUT)
     def stage_golden_candidates(applied: feedback.Applied) -> feedback.Staged:
         return feedback.stage_golden_candidates(day=_run_day())
 
-    @task
+    @task(execution_timeout=LISTING_TIMEOUT)
     def report(applied: feedback.Applied, staged: feedback.Staged) -> feedback.Report:
         return feedback.report(applied, staged)
 

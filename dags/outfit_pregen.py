@@ -23,7 +23,12 @@ from datetime import datetime, timedelta
 from airflow.sdk import dag, get_current_context, task
 
 from dresscode.core.config import get_settings
-from dresscode.orchestration.dag_defaults import DEFAULT_ARGS, OUTFIT_SUGGESTIONS, deadline
+from dresscode.orchestration.dag_defaults import (
+    DEFAULT_ARGS,
+    OUTFIT_SUGGESTIONS,
+    deadline,
+    outfit_batch_timeout,
+)
 from dresscode.outfits import tasks as outfits
 
 
@@ -52,6 +57,7 @@ def outfit_pregen():
         pool="llm",
         pool_slots=get_settings().llm_max_concurrency,
         map_index_template="{{ batch_label }}",
+        execution_timeout=outfit_batch_timeout(),
     )
     def suggest(users: list[outfits.UserRef], serving: outfits.Serving) -> outfits.BatchSummary:
         context = get_current_context()

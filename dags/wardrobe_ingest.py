@@ -23,7 +23,12 @@ from airflow.sdk import dag, get_current_context, task
 
 from dresscode.core.config import get_settings
 from dresscode.ingest import tasks as ingest
-from dresscode.orchestration.dag_defaults import DEFAULT_ARGS, WARDROBE_ITEMS
+from dresscode.orchestration.dag_defaults import (
+    DEFAULT_ARGS,
+    LISTING_TIMEOUT,
+    WARDROBE_ITEMS,
+    ingest_batch_timeout,
+)
 from dresscode.orchestration.schedules import ingest_schedule
 
 
@@ -43,7 +48,7 @@ def wardrobe_ingest():
         from the next run on)."""
         return ingest.resolve_prompt()
 
-    @task
+    @task(execution_timeout=LISTING_TIMEOUT)
     def discover() -> list[list[str]]:
         return ingest.discover()
 
@@ -53,6 +58,7 @@ def wardrobe_ingest():
         pool="llm",
         pool_slots=get_settings().llm_max_concurrency,
         map_index_template="{{ batch_label }}",
+        execution_timeout=ingest_batch_timeout(),
     )
     def process(keys: list[str], serving: ingest.Serving) -> ingest.BatchResult:
         context = get_current_context()

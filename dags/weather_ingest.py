@@ -23,7 +23,11 @@ from datetime import datetime
 from airflow.sdk import dag, get_current_context, task
 
 from dresscode.features import tasks as features
-from dresscode.orchestration.dag_defaults import DEFAULT_ARGS, WEATHER_FEATURES
+from dresscode.orchestration.dag_defaults import (
+    DEFAULT_ARGS,
+    WEATHER_FEATURES,
+    WEATHER_FETCH_TIMEOUT,
+)
 
 
 @dag(
@@ -40,7 +44,7 @@ def weather_ingest():
     def find_cities() -> list[str]:
         return features.cities_of_active_users()
 
-    @task
+    @task(execution_timeout=WEATHER_FETCH_TIMEOUT)
     def fetch_forecasts(cities: list[str]) -> features.WeatherFetched:
         run = get_current_context()["dag_run"]
         return features.ingest_weather(cities, day=run.run_after.date(), run_id=run.run_id)

@@ -113,8 +113,13 @@ def _user_style_schema() -> list[Field]:
     ]
 
 
+# The fields dresscode.features.weather.derive returns (FEATURE_KEYS) and the stylist's
+# get_weather answer carries: mean, the day's high and low (the outfit rules' heat and cold
+# thresholds read them), lowest feels-like, all over the daytime hours.
 WEATHER_SCHEMA = [
     Field(name="temperature_c", dtype=Float64),
+    Field(name="temperature_max_c", dtype=Float64),
+    Field(name="temperature_min_c", dtype=Float64),
     Field(name="feels_like_c", dtype=Float64),
     Field(name="precip_prob", dtype=Float64),
     Field(name="wind_kph", dtype=Float64),

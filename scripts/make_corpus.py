@@ -291,6 +291,14 @@ def build() -> dict[str, tuple[bytes | None, dict[str, Any]]]:
         "libjpeg-turbo has an arithmetic decoder and decodes it (to garbage pixels)",
     )
     add(
+        "progressive_repeated_scan.jpg",
+        _repeat_last_scan(_jpeg(Image.new("RGB", (2000, 2000), (120, 90, 60)), progressive=True)),
+        "decode cost",
+        "too_complex",
+        "progressive JPEG whose last scan (14 bytes of EOB runs) is repeated 3,000 times: each "
+        "is a pass over all 62,500 luma blocks (~5 s of CPU in all); refused from its scan count",
+    )
+    add(
         "progressive_exif_gps.jpg",
         _jpeg(photo, progressive=True, exif=_gps_exif()),
         "codec",
@@ -437,6 +445,13 @@ def build() -> dict[str, tuple[bytes | None, dict[str, Any]]]:
             ingest_expected="unsafe_key",
         )
     return cases
+
+
+def _repeat_last_scan(jpeg: bytes, times: int = 3000) -> bytes:
+    """``jpeg`` with its last scan repeated: FF DA cannot occur inside entropy-coded data, so
+    the last one starts the last scan, and the file ends with its EOI (FF D9)."""
+    last = jpeg.rfind(b"\xff\xda")
+    return jpeg[:-2] + jpeg[last:-2] * times + b"\xff\xd9"
 
 
 def _gif(img: Image.Image) -> bytes:

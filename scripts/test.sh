@@ -9,6 +9,13 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 py=.venv/bin/python
+
+# The browser tests drive Debian's headless Chromium: install it when missing. Under CI a
+# missing browser is a failure; locally (no root, no apt) those tests skip, loudly.
+if ! bash scripts/install_browser.sh; then
+    [ -n "${CI:-}" ] && exit 1
+    echo "warning: no Chromium; the browser tests will skip (run scripts/install_browser.sh as root)" >&2
+fi
 logs=.local/test
 mkdir -p "$logs"
 

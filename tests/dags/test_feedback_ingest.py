@@ -6,6 +6,7 @@ import io
 import json
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -143,3 +144,32 @@ def test_replaying_the_file_through_the_dag_changes_nothing(first_run, home, loa
         pd.testing.assert_frame_equal(lake.read_table(name), before[name], obj=name)
     summary = again.get_task_instance("report").xcom_pull(task_ids="report")
     assert summary["golden"]["staged"] == 0 and feedback.discover() == []
+
+
+def test_a_hostile_file_and_a_photo_do_not_fail_the_run(first_run, load_dag) -> None:
+    """An overflowing time, a lone surrogate and a photo under feedback/: success, one event."""
+    fix = {
+        "event_type": "item_corrected",
+        "user_id": "user-1",
+        "item_id": "user-1-1-0",
+        "changes": {"pattern": "dotted"},
+    }
+    lines = [
+        json.dumps(fix | {"event_id": "h-1", "event_time": "2026-03-01T09:00:00+00:00"}),
+        json.dumps(fix | {"event_id": "h-2", "event_time": "0001-01-01T00:00:00+05:00"}),
+        json.dumps(fix | {"event_id": "h-3", "event_time": "2026-03-01T09:01:00+00:00"}).replace(
+            "user-1-1-0", "\\ud800"
+        ),
+    ]
+    lake.write_bytes(lake.landing() / "feedback/hostile.jsonl", "\n".join(lines).encode())
+    photo = Path(__file__).parents[1] / "corpus" / "progressive_exif_gps.jpg"
+    lake.write_bytes(lake.landing() / "feedback/photo.jpg", photo.read_bytes())
+
+    run = load_dag("feedback_ingest").test()
+
+    assert run.state == "success", _states(run)
+    applied = run.get_task_instance("report").xcom_pull(task_ids="report")["applied"]
+    assert applied["accepted"] == 1
+    assert applied["rejected"] == {"invalid_field": 1, "lone_surrogate": 1}
+    assert [q["key"] for q in applied["quarantined"]] == ["feedback/photo.jpg"]
+    assert feedback.discover() == []

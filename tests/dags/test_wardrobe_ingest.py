@@ -82,8 +82,11 @@ def test_first_run_succeeds_and_every_task_ran(first_run) -> None:
 
 
 def test_bad_files_are_quarantined_with_their_reason_and_original(first_run, seeded: dict) -> None:
+    day = first_run.run_after.date().isoformat()
     for name, (data, code) in samples.bad_files().items():
-        folder = lake.partition("quarantine", first_run.run_after.date()) / "user-bad" / name
+        sha = hashlib.sha256(data).hexdigest()
+        folder = ingest.quarantine_folder(f"user-bad/{name}", sha, day, config.get_settings())
+        assert folder.parent == lake.partition("quarantine", day) / "user-bad" / name
         reason = lake.read_json(folder / "reason.json")
         assert reason["code"] == code.value, name
         assert reason["message"]
@@ -262,3 +265,26 @@ def _audit_tags(run_id: str) -> dict[str, str]:
     from mlflow import MlflowClient
 
     return MlflowClient(config.get_settings().mlflow_tracking_uri).get_run(run_id).data.tags
+
+
+def test_a_file_name_that_is_not_utf8_does_not_stop_the_run(
+    ingest_dag, first_run, seeded: dict
+) -> None:
+    """The real XCom: a landing name that is not UTF-8 used to fail ``discover`` (and so the
+    whole run) until someone deleted the file. Now it is quarantined and the rest goes on."""
+    import os
+    from pathlib import Path
+
+    seed.seed(1, script_path=seeded["script"], start=400, bad_files=False, size=(800, 600))
+    landing = os.fsencode(Path(lake.landing().path))
+    os.makedirs(os.path.join(landing, b"user-\xff"), exist_ok=True)
+    with open(os.path.join(landing, b"user-\xff", b"photo\xfe.jpg"), "wb") as fh:
+        fh.write(b"bytes under a name no encoder takes")
+
+    run = ingest_dag.test()
+
+    states = {ti.task_id: ti.state for ti in run.get_task_instances()}
+    assert run.state == "success", states
+    totals = run.get_task_instance("report").xcom_pull(task_ids="report")
+    assert (totals["accepted"], totals["quarantined"]) == (1, {"unsafe_key": 1})
+    assert ingest.landing_keys(config.get_settings()) == []

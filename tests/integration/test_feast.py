@@ -56,6 +56,8 @@ def weather_row(city: str, at: datetime, temperature: float, **extra) -> dict:
         "event_timestamp": at,
         "created": at,
         "temperature_c": temperature,
+        "temperature_max_c": temperature + 4,
+        "temperature_min_c": temperature - 4,
         "feels_like_c": temperature - 2,
         "precip_prob": 0.6,
         "wind_kph": 12.0,

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import time
+from pathlib import Path
+
 import pytest
 
 from dresscode.core import lake
@@ -91,7 +95,105 @@ def test_unreadable_table_name_is_refused(any_lake: str) -> None:
         lake.table("wardrobe")
 
 
-@pytest.mark.parametrize("bad", ["../etc", "a/b", "..", ".hidden", "", "x" * 300, "evil\nname"])
+@pytest.mark.parametrize(
+    "bad",
+    ["../etc", "a/b", "..", ".hidden", "", "x" * 300, "evil\nname", "rt-nl\n", "u1\r\n", "\udcff"],
+)
 def test_unsafe_segments_are_rejected(bad: str) -> None:
     with pytest.raises(lake.UnsafeKey, match="Unsafe"):
         lake.safe_segment(bad)
+
+
+def test_a_delete_only_removes_the_bytes_that_were_processed(any_lake: str) -> None:
+    target = lake.landing() / "u1" / "photo.jpg"
+    lake.write_bytes(target, b"first upload")
+    first = hashlib.sha256(b"first upload").hexdigest()
+    lake.write_bytes(target, b"second upload")  # re-uploaded after the run read it
+
+    assert lake.delete_if_unchanged(target, first) == "changed"
+    assert lake.read_bytes(target) == b"second upload"
+    assert lake.delete_if_unchanged(target, None) == "changed"  # never read: never deleted
+    second = hashlib.sha256(b"second upload").hexdigest()
+    assert lake.delete_if_unchanged(target, second) == "deleted"
+    assert not lake.exists(target)
+    assert lake.delete_if_unchanged(target, second) == "missing"
+
+
+def test_a_reupload_racing_the_s3_delete_is_refused_by_if_match(
+    s3_lake: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = lake.landing() / "u1" / "photo.jpg"
+    lake.write_bytes(target, b"processed")
+    fs = target.fs
+    real_call = fs.call_s3
+
+    def put_then_delete(method: str, *args: object, **kwargs: object) -> object:
+        if method == "delete_object":
+            fs.pipe_file(target.path, b"re-uploaded between the check and the delete")
+        return real_call(method, *args, **kwargs)
+
+    monkeypatch.setattr(fs, "call_s3", put_then_delete)
+    assert lake.delete_if_unchanged(target, hashlib.sha256(b"processed").hexdigest()) == "changed"
+    monkeypatch.undo()
+    assert lake.read_bytes(target) == b"re-uploaded between the check and the delete"
+
+
+def test_a_server_without_conditional_deletes_gets_a_second_look_then_a_plain_delete(
+    s3_lake: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from botocore.exceptions import ClientError
+
+    target = lake.landing() / "u1" / "photo.jpg"
+    lake.write_bytes(target, b"processed")
+    fs = target.fs
+    real_call = fs.call_s3
+    conditional = []
+
+    def no_if_match(method: str, *args: object, **kwargs: object) -> object:
+        if method == "delete_object" and "IfMatch" in kwargs:
+            conditional.append(kwargs["IfMatch"])
+            error = ClientError({"Error": {"Code": "NotImplemented"}}, "DeleteObject")
+            raise OSError(38, "not implemented") from error
+        return real_call(method, *args, **kwargs)
+
+    monkeypatch.setattr(fs, "call_s3", no_if_match)
+    assert lake.delete_if_unchanged(target, hashlib.sha256(b"processed").hexdigest()) == "deleted"
+    assert len(conditional) == 1 and not lake.exists(target)
+
+
+def test_listing_objects_shows_hidden_and_temp_files_with_their_age(any_lake: str) -> None:
+    folder = lake.landing()
+    for key in ("u1/a.jpg", "u1/.partial", "u1/.tmp-0123-b.jpg"):
+        lake.write_bytes(folder / key, b"x")
+
+    found = lake.list_objects(folder)
+
+    assert [o.key for o in found] == ["u1/.partial", "u1/.tmp-0123-b.jpg", "u1/a.jpg"]
+    assert all(o.size == 1 and abs(time.time() - o.modified) < 120 for o in found)
+    assert [p.name for p in lake.list_files(folder)] == [".partial", "a.jpg"]  # tables' view
+
+
+@pytest.mark.parametrize(
+    "key", ["u1/photo.jpg", "u1/\udcff.jpg", "\udcc3(/p.jpg", "\x00b64:dTE=", "u1/é.jpg"]
+)
+def test_a_key_travels_as_utf8_and_comes_back_as_the_same_name(key: str) -> None:
+    portable = lake.portable_key(key)
+    assert portable.encode("utf-8") and lake.native_key(portable) == key
+    undecodable = any("\udc80" <= c <= "\udcff" for c in key)
+    assert (portable == key) is ("\x00" not in key and not undecodable)
+    lake.printable_key(portable).encode("utf-8")
+
+
+def test_a_surrogate_no_file_system_hands_out_still_travels_as_utf8() -> None:
+    portable = lake.portable_key("u1/\ud800.jpg")  # a high surrogate: no file name holds it
+    assert portable.encode("utf-8") and lake.printable_key(portable).encode("utf-8")
+
+
+def test_a_file_open_for_writing_is_seen_as_such(dresscode_home: Path) -> None:
+    target = lake.landing() / "u1" / "slow.jpg"
+    Path(target.path).parent.mkdir(parents=True)
+    with open(target.path, "wb") as writer:
+        writer.write(b"half")
+        writer.flush()
+        assert lake.open_for_writing(target) in (True, None)  # None: no leases here
+    assert lake.open_for_writing(target) in (False, None)

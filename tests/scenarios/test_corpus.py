@@ -22,7 +22,7 @@ import pytest
 from PIL import Image
 
 from dresscode.core import config, lake
-from dresscode.core.config import LLMEndpoint
+from dresscode.core.connections import LLMEndpoint
 from dresscode.ingest import photos as images
 from dresscode.ingest import tasks as ingest
 from dresscode.sim.testing import running_simulator
@@ -142,16 +142,21 @@ def endpoint(dresscode_home: Path) -> Iterator[LLMEndpoint]:
 
 
 def _quarantined_original(key: str, name: str) -> tuple[bytes, dict]:
+    """The quarantined copy of ``key`` and its reason.json, found under its key's folder (the
+    copy may sit one level down, in a folder per content: re-uploads to one key keep theirs)."""
     folder = lake.partition("quarantine", DAY)
     try:
         upload = ingest.Upload.parse(key)
     except lake.UnsafeKey:
-        stem = folder / "_unsafe_keys" / hashlib.sha256(key.encode()).hexdigest()[:32]
-        original = stem / "original"
+        stem, original = (
+            folder / "_unsafe_keys" / hashlib.sha256(key.encode()).hexdigest()[:32],
+            "original",
+        )
     else:
-        stem = folder / upload.user_id / name
-        original = stem / f"original.{upload.ext}"
-    return lake.read_bytes(original), lake.read_json(stem / "reason.json")
+        stem, original = folder / upload.user_id / name, f"original.{upload.ext}"
+    reasons = sorted(stem.rglob("reason.json"), key=str)
+    stem = reasons[0].parent if reasons else stem
+    return lake.read_bytes(stem / original), lake.read_json(stem / "reason.json")
 
 
 def test_every_original_is_kept_and_no_key_escapes_the_lake(

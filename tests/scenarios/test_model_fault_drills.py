@@ -40,7 +40,7 @@ import pandas as pd
 import pytest
 
 from dresscode.core import config, lake
-from dresscode.core.config import LLMEndpoint
+from dresscode.core.connections import LLMEndpoint
 from dresscode.ingest import tasks as ingest
 from dresscode.llm import blueprints
 from dresscode.llm.hook import DresscodeLLMHook

@@ -9,182 +9,49 @@ variable.
 
 from __future__ import annotations
 
-import json
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from functools import cache
 from pathlib import Path
 from typing import Any
 
+from dresscode.core.settings_parsers import (
+    ALERT_BACKENDS,
+    IMAGE_FORMATS,
+    MAX_VALUE_CHARS,
+    SLO_DEFAULTS,
+    Knob,
+    SettingsError,
+    _bool,
+    _choice,
+    _float_between,
+    _int_between,
+    _names_of,
+    _optional_str,
+    _optional_uri,
+    _path,
+    _slos,
+    _sqs_url,
+    _str,
+    _uri,
+)
+
+# Re-exported: the settings' error and knob types are part of this module's interface.
+__all__ = [
+    "REPO_ROOT",
+    "SETTINGS",
+    "SLO_DEFAULTS",
+    "Knob",
+    "Settings",
+    "SettingsError",
+    "get_settings",
+    "load_settings",
+]
+
 # The repository root: src/dresscode/core/config.py -> parents[3]. Only used for local defaults;
 # deployments set DRESSCODE_HOME and DRESSCODE_LAKE_URI explicitly.
 REPO_ROOT = Path(__file__).resolve().parents[3]
-
-
-class SettingsError(ValueError):
-    """A setting or connection is missing or malformed; the message names the variable."""
-
-
-@dataclass(frozen=True)
-class Knob:
-    """One documented setting: its env var, type, default and meaning."""
-
-    env: str
-    parse: Callable[[str], Any]
-    default: Callable[[Path], Any]  # given the resolved home folder
-    help: str
-
-
-def _int_between(lo: int, hi: int) -> Callable[[str], int]:
-    def parse(raw: str) -> int:
-        value = int(raw)
-        if not lo <= value <= hi:
-            raise ValueError(f"must be between {lo} and {hi}")
-        return value
-
-    parse.__doc__ = f"an integer between {lo} and {hi}"
-    return parse
-
-
-def _float_between(lo: float, hi: float) -> Callable[[str], float]:
-    def parse(raw: str) -> float:
-        value = float(raw)
-        if not lo <= value <= hi:
-            raise ValueError(f"must be between {lo} and {hi}")
-        return value
-
-    parse.__doc__ = f"a number between {lo} and {hi}"
-    return parse
-
-
-def _uri(raw: str) -> str:
-    if "://" not in raw:
-        raise ValueError("must be a URI such as file:///data/lake or s3://bucket/prefix")
-    return raw.rstrip("/")
-
-
-_uri.__doc__ = "a URI (file://... or s3://...)"
-
-
-def _path(raw: str) -> Path:
-    return Path(raw).expanduser().resolve()
-
-
-_path.__doc__ = "a filesystem path"
-
-
-def _str(raw: str) -> str:
-    if not raw.strip():
-        raise ValueError("must not be empty")
-    return raw.strip()
-
-
-_str.__doc__ = "a non-empty string"
-
-
-def _sqs_url(raw: str) -> str:
-    if not raw.strip().startswith(("https://", "http://")):
-        raise ValueError(
-            "must be a queue URL such as https://sqs.eu-west-1.amazonaws.com/123456789012/uploads"
-        )
-    return raw.strip()
-
-
-_sqs_url.__doc__ = "an SQS queue URL"
-
-
-def _bool(raw: str) -> bool:
-    value = raw.strip().lower()
-    if value not in {"true", "false", "1", "0", "yes", "no"}:
-        raise ValueError("must be true or false")
-    return value in {"true", "1", "yes"}
-
-
-_bool.__doc__ = "true or false"
-
-
-def _choice(*options: str) -> Callable[[str], str]:
-    def parse(raw: str) -> str:
-        value = raw.strip().lower()
-        if value not in options:
-            raise ValueError(f"must be one of {', '.join(options)}")
-        return value
-
-    parse.__doc__ = f"one of {', '.join(options)}"
-    return parse
-
-
-# Monitoring SLOs: ``<metric>_max`` is an upper bound, ``<metric>_min`` a lower bound on the
-# metric of the current window (names match ``dresscode.monitoring.metrics``'s metric columns).
-SLO_DEFAULTS: dict[str, float] = {
-    "call_error_rate_max": 0.05,
-    "json_error_rate_max": 0.02,
-    "schema_violation_rate_max": 0.02,
-    "repaired_rate_max": 0.10,
-    "zero_item_share_max": 0.10,
-    "items_per_photo_min": 1.0,
-    "ttft_p95_ms_max": 3000.0,
-    "latency_p95_ms_max": 30000.0,
-    "tool_call_success_rate_min": 0.95,
-    "hallucination_rate_max": 0.01,
-    "quarantine_rate_max": 0.50,
-    "correction_rate_max": 0.20,
-}
-ALERT_BACKENDS = ("slack", "smtp", "sns")
-
-
-def _slos(raw: str) -> dict[str, float]:
-    """Overrides of SLO_DEFAULTS as a JSON object; merged over the defaults."""
-    try:
-        given = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"not JSON: {exc.msg}") from None
-    if not isinstance(given, dict):
-        raise ValueError('must be a JSON object such as {"json_error_rate_max": 0.05}')
-    unknown = sorted(set(given) - set(SLO_DEFAULTS))
-    if unknown:
-        raise ValueError(f"unknown SLO {unknown}; known: {', '.join(SLO_DEFAULTS)}")
-    bad = sorted(
-        k for k, v in given.items() if isinstance(v, bool) or not isinstance(v, int | float)
-    )
-    if bad:
-        raise ValueError(f"SLO values must be numbers: {bad}")
-    return SLO_DEFAULTS | {k: float(v) for k, v in given.items()}
-
-
-_slos.__doc__ = "a JSON object of SLO overrides"
-
-
-def _alert_backends(raw: str) -> frozenset[str]:
-    names = frozenset(part.strip().lower() for part in raw.split(",") if part.strip())
-    unknown = names - set(ALERT_BACKENDS)
-    if unknown:
-        raise ValueError(f"unknown backend {sorted(unknown)}")
-    return names
-
-
-_alert_backends.__doc__ = f"a comma-separated list of {', '.join(ALERT_BACKENDS)} (or empty)"
-
-
-def _optional_str(raw: str) -> str | None:
-    return raw.strip() or None
-
-
-_optional_str.__doc__ = "a string (empty: unset)"
-
-
-def _formats(raw: str) -> frozenset[str]:
-    names = frozenset(part.strip().upper() for part in raw.split(",") if part.strip())
-    unknown = names - {"JPEG", "PNG", "WEBP", "HEIF"}
-    if not names or unknown:
-        raise ValueError(
-            f"must be a comma list of JPEG, PNG, WEBP, HEIF (unknown: {sorted(unknown)})"
-        )
-    return names
-
-
-_formats.__doc__ = "a comma-separated list of JPEG, PNG, WEBP, HEIF"
 
 
 # Every knob of the project, in one table. Field name -> Knob.
@@ -199,7 +66,7 @@ SETTINGS: dict[str, Knob] = {
         "DRESSCODE_LAKE_URI",
         _uri,
         lambda home: (home / "lake").as_uri(),
-        "Root of the lake: file://… locally, s3://bucket/prefix in production.",
+        "Root of the lake: a path or file:///… locally, s3://bucket/prefix in production.",
     ),
     "landing_uri": Knob(
         "DRESSCODE_LANDING_URI",
@@ -237,6 +104,19 @@ SETTINGS: dict[str, Knob] = {
         lambda _home: 0.05,
         "A run fails (and pages) when more than this share of its photos fail.",
     ),
+    "ingest_settle_s": Knob(
+        "DRESSCODE_INGEST_SETTLE_S",
+        _float_between(0.0, 3600.0),
+        lambda _home: 15.0,
+        "A local landing file is picked up once unchanged this long (when the OS cannot tell "
+        "whether a writer still has it open); writers that rename into place need no wait.",
+    ),
+    "ingest_hidden_max_age_s": Knob(
+        "DRESSCODE_INGEST_HIDDEN_MAX_AGE_S",
+        _float_between(0.0, 604800.0),
+        lambda _home: 3600.0,
+        "A dot-named upload (a writer's temp file) older than this is quarantined as hidden_file.",
+    ),
     "image_long_edge": Knob(
         "DRESSCODE_IMAGE_LONG_EDGE",
         _int_between(64, 4096),
@@ -261,11 +141,24 @@ SETTINGS: dict[str, Knob] = {
         lambda _home: 60_000_000,
         "Declared width x height above this is a decompression_bomb (checked before decoding).",
     ),
+    "image_max_jpeg_scans": Knob(
+        "DRESSCODE_IMAGE_MAX_JPEG_SCANS",
+        _int_between(1, 10_000),
+        lambda _home: 64,  # = ingest.formats.DEFAULT_MAX_JPEG_SCANS (core cannot import it)
+        "JPEGs with more scans are too_complex (photos have ~10; each costs a pass over all pixels).",
+    ),
+    "image_max_decode_s": Knob(
+        "DRESSCODE_IMAGE_MAX_DECODE_S",
+        _float_between(0.1, 600),
+        lambda _home: 10.0,  # = ingest.photos.DEFAULT_MAX_DECODE_S
+        "CPU seconds one photo's decode may take before it is stopped as too_complex.",
+    ),
     "image_formats": Knob(
         "DRESSCODE_IMAGE_FORMATS",
-        _formats,
-        lambda _home: frozenset({"JPEG", "PNG", "WEBP", "HEIF"}),
+        _names_of(*IMAGE_FORMATS, empty=False),
+        lambda _home: frozenset(IMAGE_FORMATS),
         "Accepted source formats.",
+        empty_is_default=False,
     ),
     "llm_max_concurrency": Knob(
         "DRESSCODE_LLM_MAX_CONCURRENCY",
@@ -383,7 +276,7 @@ SETTINGS: dict[str, Knob] = {
     ),
     "alert_backends": Knob(
         "DRESSCODE_ALERT_BACKENDS",
-        _alert_backends,
+        _names_of(*ALERT_BACKENDS, empty=True),
         lambda _home: frozenset(),
         "Alert backends besides the local file (always written): slack, smtp, sns.",
     ),
@@ -431,7 +324,7 @@ SETTINGS: dict[str, Knob] = {
     ),
     "drift_baseline_uri": Knob(
         "DRESSCODE_DRIFT_BASELINE_URI",
-        _optional_str,
+        _optional_uri,
         lambda _home: None,
         "A frozen drift baseline (Parquet frame); when set it replaces the reference window.",
     ),
@@ -474,10 +367,14 @@ class Settings:
     ingest_batch_size: int
     ingest_max_photos_per_run: int
     ingest_max_failure_rate: float
+    ingest_settle_s: float
+    ingest_hidden_max_age_s: float
     image_long_edge: int
     image_jpeg_quality: int
     image_max_bytes: int
     image_max_pixels: int
+    image_max_jpeg_scans: int
+    image_max_decode_s: float
     image_formats: frozenset[str]
     llm_max_concurrency: int
     llm_timeout_s: float
@@ -526,12 +423,15 @@ class Settings:
 
 def _parse(name: str, raw: str) -> Any:
     knob = SETTINGS[name]
+    shown = repr(raw) if len(raw) <= 60 else f"{raw[:60]!r}… ({len(raw):,} characters)"
     try:
+        if len(raw) > MAX_VALUE_CHARS:
+            raise ValueError(f"longer than {MAX_VALUE_CHARS} characters")
         return knob.parse(raw)
     except (ValueError, TypeError) as exc:
-        expected = knob.parse.__doc__ or "a valid value"
+        expected = (knob.parse.__doc__ or "a valid value").strip()
         raise SettingsError(
-            f"{knob.env}={raw!r} is invalid: expected {expected} ({exc})."
+            f"{knob.env}={shown} is invalid: expected {expected} ({exc})."
         ) from None
 
 
@@ -543,7 +443,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     values = {}
     for name, knob in SETTINGS.items():
         raw = env.get(knob.env)
-        values[name] = knob.default(home) if raw is None or raw == "" else _parse(name, raw)
+        if raw is None or (raw == "" and knob.empty_is_default):
+            values[name] = knob.default(home)
+        else:
+            values[name] = _parse(name, raw)
     values["landing_uri"] = values["landing_uri"] or f"{values['lake_uri']}/landing"
     return Settings(**values)
 
@@ -552,27 +455,3 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
 def get_settings() -> Settings:
     """Process-wide settings (cached: the environment does not change under a running task)."""
     return load_settings()
-
-
-# The connections (endpoints and credentials) live in dresscode.core.connections; these names
-# stay importable from here. Resolved on first use: connections imports this module.
-_FROM_CONNECTIONS = {
-    "LLM_CONN_ID": "LLM_CONN_ID",
-    "WEATHER_CONN_ID": "WEATHER_CONN_ID",
-    "DEFAULT_WEATHER_URL": "DEFAULT_WEATHER_URL",
-    "DEFAULT_GEOCODING_URL": "DEFAULT_GEOCODING_URL",
-    "LLMEndpoint": "LLMEndpoint",
-    "llm_endpoint": "llm_endpoint",
-    "WeatherEndpoint": "WeatherEndpoint",
-    "weather_endpoint": "weather_endpoint",
-    "_connection": "get_connection",
-    "_extra": "_extra",
-}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _FROM_CONNECTIONS:
-        from dresscode.core import connections
-
-        return getattr(connections, _FROM_CONNECTIONS[name])
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -16,6 +16,7 @@ supply; the fallback is stated in the field's description instead.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -103,18 +104,17 @@ def parse_llm_connection(
         raise SettingsError(
             f'Connection {conn_id!r}: extra must name the served model, e.g. {{"model": "{EXAMPLE_LLM_MODEL}"}}.'
         )
-    try:
-        timeout_s = float(_given(extra, "timeout", settings.llm_timeout_s))
-        max_concurrency = int(_given(extra, "max_concurrency", settings.llm_max_concurrency))
-    except (TypeError, ValueError):
+    timeout_s = _number(extra, "timeout", settings.llm_timeout_s, conn_id, MAX_TIMEOUT_S)
+    max_concurrency = _number(
+        extra, "max_concurrency", settings.llm_max_concurrency, conn_id, MAX_CONCURRENCY
+    )
+    if max_concurrency != int(max_concurrency):
         raise SettingsError(
-            f"Connection {conn_id!r}: extra timeout and max_concurrency must be numbers."
-        ) from None
-    if timeout_s <= 0 or max_concurrency < 1:
-        raise SettingsError(
-            f"Connection {conn_id!r}: extra timeout must be > 0 and max_concurrency >= 1."
+            f"Connection {conn_id!r}: extra max_concurrency must be a whole number."
         )
-    return LLMEndpoint(base_url, conn.password or "EMPTY", str(model), timeout_s, max_concurrency)
+    return LLMEndpoint(
+        base_url, conn.password or "EMPTY", str(model), timeout_s, int(max_concurrency)
+    )
 
 
 def _base_url(host: str | None, conn_id: str) -> str:
@@ -137,6 +137,28 @@ def _given(extra: dict[str, Any], key: str, default: Any) -> Any:
     """``extra[key]``, or ``default`` when the key is absent, null or an empty string."""
     value = extra.get(key)
     return default if value is None or value == "" else value
+
+
+MAX_TIMEOUT_S = 3600.0
+"""Largest per-call timeout an extra may set (the DRESSCODE_*_TIMEOUT_S settings' ceiling)."""
+MAX_CONCURRENCY = 1024
+"""Largest max_concurrency an extra may set (DRESSCODE_LLM_MAX_CONCURRENCY's ceiling)."""
+
+
+def _number(extra: dict[str, Any], key: str, default: float, conn_id: str, ceiling: float) -> float:
+    """Extra ``key`` as a finite number in (0, ``ceiling``] (a JSON number or its text), else
+    ``default``; SettingsError naming the field otherwise (true, NaN, 1e999, "soon", -1)."""
+    value = _given(extra, key, default)
+    try:
+        number = float(value) if not isinstance(value, bool) else math.nan
+    except (TypeError, ValueError, OverflowError):
+        number = math.nan
+    if not 0 < number <= ceiling:  # NaN fails too
+        raise SettingsError(
+            f"Connection {conn_id!r}: extra {key} must be a number above 0 and at most "
+            f"{ceiling:g}, got {str(value)[:60]!r}."
+        )
+    return number
 
 
 def _extra(conn: Any, conn_id: str) -> dict[str, Any]:
@@ -183,12 +205,7 @@ def weather_endpoint(
     geocoding_url = str(extra.get("geocoding_url") or base_url).rstrip("/")
     if not geocoding_url.startswith(("http://", "https://")):
         raise SettingsError(f"Connection {conn_id!r}: extra geocoding_url must be an http(s) URL.")
-    try:
-        timeout_s = float(_given(extra, "timeout", settings.weather_timeout_s))
-    except (TypeError, ValueError):
-        raise SettingsError(f"Connection {conn_id!r}: extra timeout must be a number.") from None
-    if timeout_s <= 0:
-        raise SettingsError(f"Connection {conn_id!r}: extra timeout must be > 0.")
+    timeout_s = _number(extra, "timeout", settings.weather_timeout_s, conn_id, MAX_TIMEOUT_S)
     return WeatherEndpoint(base_url, geocoding_url, conn.password or None, timeout_s)
 
 

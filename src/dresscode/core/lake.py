@@ -16,13 +16,17 @@ same part again replaces it instead of adding a duplicate.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import io
 import json
+import os
 import re
 import uuid
 from collections.abc import Iterable, Mapping
-from datetime import date
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Any, Literal
 
 from dresscode.core.config import Settings, get_settings
 
@@ -31,8 +35,9 @@ if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
 
 # Safe path segments: user ids, upload ids, table and part names. No "..", no slashes,
-# no control characters, no leading dot (hidden temp files use it).
-_SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=@+-]{0,199}$")
+# no control characters, no leading dot (hidden temp files use it). Always ``fullmatch``: with
+# ``match``, ``$`` also matches before a trailing newline ("rt-nl\n" would pass).
+_SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._=@+-]{0,199}")
 
 TABLES = (
     "landing",
@@ -65,11 +70,57 @@ class UnsafeKey(ValueError):
 
 def safe_segment(value: str, *, what: str = "key segment") -> str:
     """Return ``value`` if it is safe as one path segment, else raise UnsafeKey."""
-    if not isinstance(value, str) or not _SEGMENT.match(value) or ".." in value:
+    if not isinstance(value, str) or not _SEGMENT.fullmatch(value) or ".." in value:
         raise UnsafeKey(
             f"Unsafe {what} {value!r}: only letters, digits and ._=@+- are allowed, without '..'."
         )
     return value
+
+
+# A key travels between tasks as JSON (XCom). A local file name need not be UTF-8: Python shows
+# its bad bytes as lone surrogates, which no UTF-8 encoder takes, so one such name would fail the
+# whole XCom. Such a key travels as a token: NUL (never in a POSIX file name), "b64:" and the
+# base64 of the name's bytes. Keys holding NUL are tokens too, so the two never collide.
+_TOKEN = "\x00b64:"
+
+
+def portable_key(key: str) -> str:
+    """``key`` as a string every JSON/UTF-8 encoder takes; :func:`native_key` reverses it."""
+    if "\x00" not in key:
+        try:
+            key.encode("utf-8")
+        except UnicodeEncodeError:
+            pass
+        else:
+            return key
+    try:
+        raw = key.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a surrogate no file name can hold: keep it reversible anyway
+        raw = key.encode("utf-8", "surrogatepass")
+    return _TOKEN + base64.urlsafe_b64encode(raw).decode("ascii")
+
+
+def native_key(key: str) -> str:
+    """The key as the filesystem knows it (the reverse of :func:`portable_key`)."""
+    if not key.startswith(_TOKEN):
+        return key
+    try:
+        raw = base64.urlsafe_b64decode(key[len(_TOKEN) :].encode("ascii"))
+    except (ValueError, UnicodeEncodeError):
+        return key  # not a token of ours: a key that is simply unsafe
+    return raw.decode("utf-8", "surrogateescape")
+
+
+def printable_key(key: str) -> str:
+    """The native key for logs and reason.json: undecodable bytes as ``\\xNN``."""
+    native = native_key(key)
+    return native.encode(
+        "utf-8", "surrogateescape" if _escapable(native) else "surrogatepass"
+    ).decode("utf-8", "backslashreplace")
+
+
+def _escapable(key: str) -> bool:
+    return all(not "\ud800" <= ch <= "\udfff" or "\udc80" <= ch <= "\udcff" for ch in key)
 
 
 def storage_path(uri: str, settings: Settings | None = None) -> ObjectStoragePath:
@@ -151,6 +202,167 @@ def delete(path: ObjectStoragePath) -> None:
     """Remove one object; a missing object is fine (deletes are replayed on retries)."""
     if exists(path):
         path.fs.rm(path.path)
+
+
+Removal = Literal["deleted", "missing", "changed"]
+
+
+def delete_if_unchanged(path: ObjectStoragePath, sha256: str | None) -> Removal:
+    """Remove ``path`` only while it still holds the bytes whose hash is ``sha256``.
+
+    A writer may replace an object between our read and our delete (an app re-uploading to the
+    same key: a temp file and a rename, or an S3 PUT). Deleting blindly would lose the new
+    bytes, so the object is read again and hashed, and the delete is conditional:
+
+    * S3: HEAD gives the ETag, the object is read and hashed, and the delete carries
+      ``If-Match: <ETag>`` — S3 refuses it (412) when the object changed after the HEAD. A
+      server without conditional deletes (501) gets a second HEAD right before a plain delete.
+    * local: the file's inode, size and mtime are taken before and after the re-read; the
+      unlink follows at once (the window left is microseconds).
+
+    ``sha256=None`` (bytes never read) never deletes. Returns ``"deleted"``, ``"missing"`` or
+    ``"changed"`` (kept: the next run processes the new bytes).
+    """
+    if sha256 is None:
+        return "missing" if not exists(path) else "changed"
+    if _is_s3(path):
+        return _delete_s3_if_unchanged(path, sha256)
+    fs, target = path.fs, path.path
+    try:
+        before = _fingerprint(path)
+        data = fs.cat_file(target)
+        after = _fingerprint(path)
+    except FileNotFoundError:
+        return "missing"
+    if before != after or hashlib.sha256(data).hexdigest() != sha256:
+        return "changed"
+    try:
+        fs.rm(target)
+    except FileNotFoundError:
+        return "missing"
+    return "deleted"
+
+
+def _fingerprint(path: ObjectStoragePath) -> tuple[Any, ...]:
+    if path.protocol in {"file", "local"}:
+        st = os.stat(path.path)
+        return (st.st_ino, st.st_size, st.st_mtime_ns)
+    info = path.fs.info(path.path)
+    return tuple(info.get(k) for k in ("ino", "size", "mtime", "ETag", "VersionId"))
+
+
+def _s3_error_code(exc: BaseException) -> str:
+    cause = exc.__cause__
+    response = getattr(cause, "response", None)
+    return str(response.get("Error", {}).get("Code", "")) if isinstance(response, dict) else ""
+
+
+def _delete_s3_if_unchanged(path: ObjectStoragePath, sha256: str) -> Removal:
+    fs = path.fs
+    bucket, key, _ = fs.split_path(path.path)
+    try:
+        etag = fs.call_s3("head_object", Bucket=bucket, Key=key)["ETag"]
+        data = fs.cat_file(path.path)
+    except FileNotFoundError:
+        return "missing"
+    if hashlib.sha256(data).hexdigest() != sha256:
+        return "changed"
+    try:
+        fs.call_s3("delete_object", Bucket=bucket, Key=key, IfMatch=etag)
+    except FileNotFoundError:
+        return "missing"
+    except OSError as exc:
+        code = _s3_error_code(exc)
+        if code == "PreconditionFailed":
+            return "changed"
+        if code not in {"NotImplemented", "InvalidArgument"}:
+            raise
+        # No conditional deletes on this server: check the ETag once more, right before.
+        try:
+            if fs.call_s3("head_object", Bucket=bucket, Key=key)["ETag"] != etag:
+                return "changed"
+        except FileNotFoundError:
+            return "missing"
+        fs.call_s3("delete_object", Bucket=bucket, Key=key)
+    finally:
+        fs.invalidate_cache(path.path)
+    return "deleted"
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """What a listing says about one object: its key below the prefix, size and age."""
+
+    key: str  # relative to the listed prefix, as the filesystem knows it
+    size: int
+    modified: float  # seconds since the epoch
+
+
+def _modified(info: Mapping[str, Any]) -> float:
+    value = info.get("mtime", info.get("LastModified", info.get("last_modified")))
+    if isinstance(value, datetime):
+        return value.timestamp()
+    try:
+        return float(value) if value is not None else 0.0
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def stat(path: ObjectStoragePath) -> ObjectInfo | None:
+    """Size and modification time of one object; None when it does not exist."""
+    try:
+        info = path.fs.info(path.path)
+    except FileNotFoundError:
+        return None
+    return ObjectInfo(path.name, int(info.get("size") or 0), _modified(info))
+
+
+def open_for_writing(path: ObjectStoragePath) -> bool | None:
+    """Whether a process holds this local file open for writing; None when we cannot tell.
+
+    Linux refuses a read lease (``F_SETLEASE``) on a file that any process has open for
+    writing, which tells a half-written upload from a finished one without waiting. Not on S3
+    (a PUT is atomic), not on other systems, not on files we may not lease (another owner).
+    """
+    if path.protocol not in {"file", "local"}:
+        return False if _is_s3(path) else None
+    try:
+        import fcntl
+
+        set_lease = fcntl.F_SETLEASE  # type: ignore[attr-defined,unused-ignore]
+    except (ImportError, AttributeError):
+        return None
+    try:
+        fd = os.open(path.path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return None
+    try:
+        fcntl.fcntl(fd, set_lease, fcntl.F_RDLCK)
+    except BlockingIOError:
+        return True  # EAGAIN: a writer has it open
+    except OSError:
+        return None  # EACCES (not our file), EINVAL (filesystem without leases)
+    else:
+        fcntl.fcntl(fd, set_lease, fcntl.F_UNLCK)
+        return False
+    finally:
+        os.close(fd)
+
+
+def list_objects(prefix: ObjectStoragePath) -> list[ObjectInfo]:
+    """Every object below ``prefix`` (recursive), hidden and temp files included, by key."""
+    fs = prefix.fs
+    if not fs.exists(prefix.path):
+        return []
+    found = fs.find(prefix.path, detail=True)
+    base = prefix.path.rstrip("/")
+    out = []
+    for name, info in sorted(found.items()):
+        if info.get("type", "file") != "file":
+            continue
+        rel = name[len(base) :].lstrip("/") if name.startswith(base) else name
+        out.append(ObjectInfo(rel, int(info.get("size") or 0), _modified(info)))
+    return out
 
 
 def copy(src: ObjectStoragePath, dst: ObjectStoragePath) -> None:

@@ -56,10 +56,14 @@ DIGITIZED = Table(
 )
 QUARANTINE = Table(
     "quarantine",
-    "ingest",
+    "ingest, feedback",
     "objects",
-    ("date=<day>/<user_id>/<file name>/{original.<ext>,reason.json}",),
-    doc="rejected uploads with a machine-readable reason",
+    (
+        "date=<day>/<user_id>/<file name>/<raw sha256[:32]>/{original.<ext>,reason.json}",
+        "date=<day>/_unsafe_keys/<sha256(key)[:32]>/<raw sha256[:32]>/{original,reason.json}",
+    ),
+    doc="rejected uploads with a machine-readable reason; one folder per key and content "
+    "(feedback files that are not .jsonl under date=<day>/feedback/<name>/<sha256[:32]>/)",
 )
 MANIFESTS = Table(
     "manifests",
@@ -114,7 +118,11 @@ OUTFIT_SUGGESTIONS = Table(
     doc="one suggestion per user and day, newest generated_at wins (OutfitSuggestionRow)",
 )
 FEEDBACK = Table(
-    "feedback", "feedback", "parquet", ("event_id",), doc="applied user feedback events"
+    "feedback",
+    "feedback",
+    "parquet",
+    ("user_id", "event_id"),  # event ids are the app's, unique per user only
+    doc="applied user feedback events",
 )
 CORRECTED_LABELS = Table(
     "corrected_labels",
@@ -247,17 +255,32 @@ def manifest_state(settings: Settings | None = None) -> dict[str, ManifestEntry]
 # --- landing and images ---------------------------------------------------------------------
 
 
+# Landing prefixes another stage owns: ``landing/<prefix>/…`` is that stage's, never an upload,
+# and its name is never a user id (compared case-insensitively: ``Feedback/`` is refused too).
+LANDING_OWNERS: dict[str, str] = {"feedback": "feedback"}
+RESERVED_USER_IDS: frozenset[str] = frozenset(LANDING_OWNERS)
+
+
+def landing_owner(key: str) -> str | None:
+    """The stage owning ``key`` when it lies under another stage's landing prefix, else None."""
+    head, sep, _ = key.partition("/")
+    return LANDING_OWNERS.get(head) if sep else None
+
+
 def landing_keys(settings: Settings | None = None) -> list[str]:
-    """Every upload in landing, as keys relative to the landing root (feedback/ excluded)."""
+    """Every upload in landing, as keys relative to the landing root.
+
+    Prefixes other stages own (``feedback/``) are left out. Hidden (dot) files are included:
+    they are uploads too, or a writer's file in flight, and ingest reports them. Keys are
+    portable (:func:`lake.portable_key`): a file name that is not UTF-8 becomes a token that
+    travels through XCom, not an error that stops discovery.
+    """
     root = lake.landing(settings or get_settings())
-    base = str(root).rstrip("/") + "/"
-    keys = []
-    for path in lake.list_files(root):
-        key = str(path)[len(base) :] if str(path).startswith(base) else path.name
-        if key.startswith("feedback/"):
-            continue
-        keys.append(key)
-    return keys
+    return [
+        lake.portable_key(obj.key)
+        for obj in lake.list_objects(root)
+        if landing_owner(obj.key) is None
+    ]
 
 
 def image_path(image_sha256: str, settings: Settings | None = None) -> lake.ObjectStoragePath:

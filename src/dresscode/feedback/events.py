@@ -5,21 +5,27 @@ The app drops JSON-lines files into ``landing/feedback/``, one event per line:
 the model missed), ``outfit_rated`` (thumbs up/down) and ``wore_instead``. Each line is checked
 against its event type's JSON Schema (the item fields against the digitizer's own output
 schema, so a label outside the closed vocabularies cannot get in) by :class:`LineChecker`,
-which knows nothing of the lake; :mod:`.references` then checks what an event points at.
+which knows nothing of the lake; :mod:`.references` then checks what an event points at, and
+:mod:`.landing` reads the files and writes what became of them.
 
-Nothing is lost: every rejected line goes to ``reports/feedback/date=<day>/rejected-<file
-hash>.jsonl`` with its line number, reason code and raw text, and a landing file leaves
-landing only after its events, labels and report are written and the file itself is archived
-under ``feedback/raw/<sha256>/``. Event parts are named by the source file's content hash.
+Decisions, for hostile input:
+
+* one line is one record: whatever a line holds — bad UTF-8, a lone surrogate escape
+  (``"\\ud800"``), a timestamp in year 1 or 9999, NaN, a 5,000-digit number, nesting 10,000
+  deep — :meth:`LineChecker.check` returns an :class:`Event` or a :class:`Rejection` with a
+  :class:`Reason`; an unexpected exception is a rejection too (``check_failed``), never a
+  failed task;
+* only strict JSON: ``NaN``/``Infinity`` and numbers beyond a double are malformed;
+* a leading UTF-8 byte-order mark is not part of the first line;
+* every text that leaves this module for a report or a table is encodable UTF-8
+  (:func:`safe_text` spells a lone surrogate as ``\\udXXX``).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-from collections import defaultdict
-from collections.abc import Sequence
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -33,7 +39,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-LANDING_PREFIX = "feedback"
 CORRECTION_TYPES = ("item_corrected", "item_deleted", "item_added")
 OUTFIT_TYPES = ("outfit_rated", "wore_instead")
 EVENT_TYPES = CORRECTION_TYPES + OUTFIT_TYPES
@@ -69,11 +74,14 @@ class FeedbackRow(TypedDict):
 
 
 class Reason(StrEnum):
-    """Why a line was rejected; the report, the task log and the runbook use these codes."""
+    """Why a line (or a file) was rejected; reports, logs and the runbook use these codes."""
 
     EMPTY_FILE = "empty_file"
+    NOT_JSONL = "not_jsonl"
     NOT_UTF8 = "not_utf8"
+    LONE_SURROGATE = "lone_surrogate"
     MALFORMED_JSON = "malformed_json"
+    TOO_DEEP = "too_deep"
     UNKNOWN_EVENT_TYPE = "unknown_event_type"
     MISSING_FIELD = "missing_field"
     INVALID_FIELD = "invalid_field"
@@ -84,6 +92,37 @@ class Reason(StrEnum):
     UNKNOWN_SUGGESTION = "unknown_suggestion"
     NOT_OWNER = "not_owner"
     ITEM_DELETED = "item_deleted"
+    CHECK_FAILED = "check_failed"
+
+    @property
+    def sentence(self) -> str:
+        """The reason for people, one sentence (the report's ``message``)."""
+        return _SENTENCES[self]
+
+
+_SENTENCES = {
+    Reason.EMPTY_FILE: "The file holds no events.",
+    Reason.NOT_JSONL: "Only .jsonl files of JSON lines belong in landing/feedback/.",
+    Reason.NOT_UTF8: "The line is not UTF-8 text.",
+    Reason.LONE_SURROGATE: "A string escapes half of a UTF-16 surrogate pair, which is not text.",
+    Reason.MALFORMED_JSON: "The line is not one strict JSON value.",
+    Reason.TOO_DEEP: "The line nests objects or arrays too deep to be an event.",
+    Reason.UNKNOWN_EVENT_TYPE: "The event type is not one the pipeline knows.",
+    Reason.MISSING_FIELD: "A field the event type requires is missing.",
+    Reason.INVALID_FIELD: "A field breaks the event type's schema.",
+    Reason.FUTURE_EVENT: "The event time is further ahead than the clock skew allowance.",
+    Reason.DUPLICATE_EVENT: "The user already sent an accepted event with this id.",
+    Reason.UNKNOWN_ITEM: "The event names a wardrobe item the lake does not have.",
+    Reason.UNKNOWN_PHOTO: "The event names a photo the lake has not accepted.",
+    Reason.UNKNOWN_SUGGESTION: "The event names an outfit suggestion the user was not given.",
+    Reason.NOT_OWNER: "The event names an item or photo of another user.",
+    Reason.ITEM_DELETED: "The event is about an item the user had already deleted.",
+    Reason.CHECK_FAILED: "The line could not be checked; nothing of it was applied.",
+}
+MAX_DEPTH = 32
+"""Deepest nesting a line may have (an event needs 4: item, colors, a colour, its fields)."""
+EARLIEST_EVENT_TIME = datetime(2000, 1, 1, tzinfo=UTC)
+"""Older event times are invalid: a backdated correction must not slip before a deletion."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -91,10 +130,11 @@ class Reason(StrEnum):
 # --------------------------------------------------------------------------------------------
 
 _ID = {"type": "string", "minLength": 1, "maxLength": 128}
-_USER = {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9._=@+-]{0,127}$"}
+# `\Z`, not `$`: JSON Schema patterns are searched, and `$` also matches before a final newline.
+_USER = {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9._=@+-]{0,127}\Z"}
 _TIME = {"type": "string", "minLength": 10, "maxLength": 40}
-_SHA = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
-_DAY = {"type": "string", "pattern": r"^\d{4}-\d{2}-\d{2}$"}
+_SHA = {"type": "string", "pattern": r"^[0-9a-f]{64}\Z"}
+_DAY = {"type": "string", "pattern": r"^\d{4}-\d{2}-\d{2}\Z"}
 _INDEX = {"type": "integer", "minimum": 0, "maximum": 50}
 
 
@@ -185,14 +225,26 @@ class Rejection:
     raw: str
 
     def record(self) -> dict[str, Any]:
+        """The report line: every text :func:`safe_text`, so it always encodes as UTF-8."""
         return {
-            "source": self.source,
+            "source": safe_text(self.source),
             "source_sha256": self.source_sha256,
             "line": self.line,
             "reason": self.reason.value,
-            "detail": self.detail,
-            "raw": self.raw,
+            "message": self.reason.sentence,
+            "detail": safe_text(self.detail),
+            "raw": safe_text(self.raw),
         }
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def safe_text(text: str) -> str:
+    """``text`` as encodable UTF-8: a lone surrogate becomes the six characters ``\\udXXX``."""
+    if _SURROGATE.search(text) is None:
+        return text
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def iso_utc(moment: datetime) -> str:
@@ -204,23 +256,41 @@ def parse_time(value: str) -> datetime | None:
     """ISO 8601 with a timezone, else None (a local time without zone is ambiguous)."""
     try:
         moment = datetime.fromisoformat(value)
-    except (TypeError, ValueError):
+        if moment.tzinfo is None or moment.utcoffset() is None:
+            return None
+        # Year 1 at +05:00 is year 0 in UTC, 9999-12-31 at -05:00 is year 10000: OverflowError.
+        return moment.astimezone(UTC)
+    except (TypeError, ValueError, OverflowError):
         return None
-    if moment.tzinfo is None or moment.utcoffset() is None:
-        return None
-    return moment.astimezone(UTC)
 
 
 class LineChecker:
     """Checks single lines: JSON, schema, timestamp. Knows nothing of the lake."""
 
     def __init__(self, *, now: datetime, max_future_s: int, item: dict | None = None) -> None:
-        from jsonschema import Draft202012Validator
+        from dresscode.llm.parsing import StrictValidator
 
-        self.validators = {t: Draft202012Validator(s) for t, s in event_schemas(item).items()}
+        self.validators = {t: StrictValidator(s) for t, s in event_schemas(item).items()}
         self.latest = now + timedelta(seconds=max_future_s)
 
     def check(self, raw: bytes, *, line: int, source: str, sha: str) -> Event | Rejection:
+        """An event, or why not. Never raises: a surprise is a ``check_failed`` rejection."""
+        try:
+            return self._check(raw, line=line, source=source, sha=sha)
+        except Exception as exc:  # per-record isolation: one line never fails its file
+            log.warning(
+                "%s line %d: check_failed (%s)", safe_text(source), line, type(exc).__name__
+            )
+            return Rejection(
+                source,
+                sha,
+                line,
+                Reason.CHECK_FAILED,
+                f"unexpected {type(exc).__name__} while checking the line",
+                raw.decode("utf-8", errors="backslashreplace"),
+            )
+
+    def _check(self, raw: bytes, *, line: int, source: str, sha: str) -> Event | Rejection:
         from jsonschema.exceptions import best_match
 
         def reject(reason: Reason, detail: str) -> Rejection:
@@ -232,9 +302,12 @@ class LineChecker:
         except UnicodeDecodeError as err:
             return reject(Reason.NOT_UTF8, f"not UTF-8 at byte {err.start}")
         try:
-            obj = json.loads(text)
+            obj = json.loads(text, parse_constant=_no_constant, parse_float=_finite_float)
         except (ValueError, RecursionError) as err:
             return reject(Reason.MALFORMED_JSON, str(err))
+        odd = _odd_text_or_depth(obj)
+        if odd is not None:
+            return reject(*odd)
         if not isinstance(obj, dict):
             return reject(
                 Reason.INVALID_FIELD, f"(root): an event is a JSON object, not {type(obj).__name__}"
@@ -258,7 +331,14 @@ class LineChecker:
             return reject(code, f"{at}: {first.message}")
         moment = parse_time(obj["event_time"])
         if moment is None:
-            return reject(Reason.INVALID_FIELD, "event_time: not ISO 8601 with a timezone")
+            return reject(
+                Reason.INVALID_FIELD, "event_time: not an ISO 8601 time with a timezone in range"
+            )
+        if moment < EARLIEST_EVENT_TIME:
+            return reject(
+                Reason.INVALID_FIELD,
+                f"event_time {iso_utc(moment)} is before {iso_utc(EARLIEST_EVENT_TIME)}",
+            )
         if moment > self.latest:
             return reject(
                 Reason.FUTURE_EVENT, f"event_time {iso_utc(moment)} is after {iso_utc(self.latest)}"
@@ -275,8 +355,47 @@ class LineChecker:
         )
 
 
+def _no_constant(name: str) -> float:
+    raise ValueError(f"{name} is not JSON (only finite numbers are)")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ValueError(f"number {text[:20]}... is beyond a double")
+    return value
+
+
+def _odd_text_or_depth(obj: Any) -> tuple[Reason, str] | None:
+    """A lone surrogate in any key or string, or nesting deeper than MAX_DEPTH (iterative)."""
+    stack: list[tuple[Any, int, str]] = [(obj, 1, "(root)")]
+    while stack:
+        value, depth, at = stack.pop()
+        if isinstance(value, str):
+            if _SURROGATE.search(value) is not None:
+                return Reason.LONE_SURROGATE, f"{at}: a string holds a lone surrogate"
+        elif isinstance(value, dict | list):
+            if depth > MAX_DEPTH:
+                return Reason.TOO_DEEP, f"{at}: nested deeper than {MAX_DEPTH} levels"
+            if isinstance(value, dict):
+                for key, item in value.items():
+                    if _SURROGATE.search(key) is not None:
+                        return Reason.LONE_SURROGATE, f"{at}: a key holds a lone surrogate"
+                    stack.append((item, depth + 1, key if depth == 1 else at))
+            else:
+                stack.extend((item, depth + 1, at) for item in value)
+    return None
+
+
+UTF8_BOM = b"\xef\xbb\xbf"
+
+
 def split_lines(data: bytes) -> list[tuple[int, bytes]]:
-    """(line number, bytes) of every non-blank line; numbers count blank lines too."""
+    """(line number, bytes) of every non-blank line; numbers count blank lines too.
+
+    A leading UTF-8 byte-order mark (Windows editors write one) is not part of line 1.
+    """
+    data = data.removeprefix(UTF8_BOM)
     return [
         (n, raw.rstrip(b"\r")) for n, raw in enumerate(data.split(b"\n"), start=1) if raw.strip()
     ]
@@ -298,115 +417,6 @@ def cell_list(value: Any) -> list[Any]:
     return list(value)
 
 
-# --------------------------------------------------------------------------------------------
-# Landing files, the feedback table, the rejected-lines reports and the raw archive
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass
-class LandingFile:
-    keys: list[str]
-    """Every landing key holding these bytes (the first one is the source)."""
-    sha256: str
-    data: bytes
-
-    @property
-    def key(self) -> str:
-        return self.keys[0]
-
-
-def read_landing_files(
-    keys: Sequence[str], settings: Settings
-) -> tuple[list[LandingFile], list[str]]:
-    """Landing files grouped by content (the same bytes twice are one file); unreadable keys."""
-    by_sha: dict[str, LandingFile] = {}
-    unreadable = []
-    for key in sorted(keys):
-        try:
-            data = lake.read_bytes(lake.landing(settings) / key)
-        except FileNotFoundError:
-            log.info("%s: already gone from landing (an earlier try finished it)", key)
-            continue
-        except Exception as exc:  # a storage hiccup: the file stays and the next run retries
-            log.warning("%s: read_failed (%s); left in landing for the next run", key, exc)
-            unreadable.append(key)
-            continue
-        sha = hashlib.sha256(data).hexdigest()
-        if sha in by_sha:
-            log.warning("%s: same bytes as %s; processed once", key, by_sha[sha].key)
-            by_sha[sha].keys.append(key)
-        else:
-            by_sha[sha] = LandingFile([key], sha, data)
-    return list(by_sha.values()), unreadable
-
-
 def read_feedback(settings: Settings) -> pd.DataFrame:
+    """The ``feedback`` table (every accepted event)."""
     return lake.read_table("feedback", settings)
-
-
-def part_name(sha256: str) -> str:
-    return f"events-{sha256[:16]}"
-
-
-def write_events(
-    f: LandingFile, rows: list[FeedbackRow], earlier: pd.DataFrame, settings: Settings
-) -> None:
-    """One part per event day, named by the file's hash; days it no longer covers are cleared."""
-    by_day: dict[str, list[FeedbackRow]] = defaultdict(list)
-    for row in rows:
-        by_day[row["event_time"][:10]].append(row)
-    for day, day_rows in sorted(by_day.items()):
-        day_rows.sort(key=lambda r: (r["event_time"], r["event_id"]))
-        lake.write_parquet("feedback", day, part_name(f.sha256), day_rows, settings)
-    if not earlier.empty:
-        stale = set(earlier.loc[earlier["source_sha256"] == f.sha256, "date"]) - set(by_day)
-        for day in stale:
-            lake.delete(
-                lake.partition("feedback", day, settings) / f"{part_name(f.sha256)}.parquet"
-            )
-
-
-def report_path(day: str, sha256: str, settings: Settings) -> lake.ObjectStoragePath:
-    return (
-        lake.table("reports", settings)
-        / "feedback"
-        / f"date={day}"
-        / f"rejected-{sha256[:16]}.jsonl"
-    )
-
-
-def write_rejections(
-    f: LandingFile, rejected: list[Rejection], day: str, settings: Settings
-) -> str:
-    """The rejected lines of one file with their reasons; WARNING per reason in the log."""
-    rejected = sorted(rejected, key=lambda r: r.line)
-    path = report_path(day, f.sha256, settings)
-    body = "".join(json.dumps(r.record(), ensure_ascii=False) + "\n" for r in rejected)
-    lake.write_bytes(path, body.encode())
-    by_reason: dict[str, list[int]] = defaultdict(list)
-    for r in rejected:
-        by_reason[r.reason.value].append(r.line)
-    for reason, numbers in sorted(by_reason.items()):
-        shown = ", ".join(str(n) for n in numbers[:10]) + (", ..." if len(numbers) > 10 else "")
-        log.warning(
-            "%s: %d rejected as %s (lines %s); kept in %s", f.key, len(numbers), reason, shown, path
-        )
-    return str(path)
-
-
-def archive_path(f: LandingFile, settings: Settings) -> lake.ObjectStoragePath:
-    name = f.key.rpartition("/")[2]
-    try:
-        name = lake.safe_segment(name, what="feedback file name")
-    except lake.UnsafeKey:
-        name = "feedback.jsonl"
-    return lake.table("feedback", settings) / "raw" / f.sha256 / name
-
-
-def archive_and_remove(f: LandingFile, settings: Settings) -> None:
-    """Archive the raw file (content-addressed), then clear it from landing."""
-    target = archive_path(f, settings)
-    if not lake.exists(target):
-        lake.write_bytes(target, f.data)
-    for key in f.keys:
-        lake.delete(lake.landing(settings) / key)

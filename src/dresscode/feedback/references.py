@@ -1,9 +1,13 @@
 """What an event may point at: the user's items, photos and suggestions in the lake.
 
 A schema-valid event is accepted only if, in event-time order, the item, photo or suggestion
-it names exists and belongs to the user, and an item is not corrected after it was deleted.
-:func:`load_state` reads the references once per run (items, accepted photos from the manifest,
-suggestions, earlier deletions and additions); :func:`resolve` checks one event against them.
+it names exists and belongs to the user, the user has no accepted event with its id yet, and an
+item is not corrected after it was deleted — checked in that order. :func:`load_state` reads
+the references once per run (items, accepted photos from the manifest, suggestions, earlier
+deletions, additions and accepted event ids); :func:`resolve` checks one event against them.
+
+Event ids are the user's own: de-duplication is per ``(user_id, event_id)`` and only among
+accepted events, so a line another user sends (or a rejected line) never claims an id.
 """
 
 from __future__ import annotations
@@ -46,6 +50,8 @@ class LakeState:
     """(user_id, day) -> number of outfits suggested."""
     deleted_at: dict[str, str] = field(default_factory=dict)
     """item_id -> the earliest time it was deleted."""
+    accepted: dict[tuple[str, str], str] = field(default_factory=dict)
+    """(user_id, event_id) -> where that accepted event came from (for the duplicate's detail)."""
 
     def delete(self, item_id: str, at: str) -> None:
         if item_id not in self.deleted_at or at < self.deleted_at[item_id]:
@@ -85,7 +91,9 @@ def load_state(feedback: pd.DataFrame, settings: Settings) -> LakeState:
 
 
 def remember(state: LakeState, row: Mapping[str, Any]) -> None:
-    """Fold one accepted feedback row into the state (added items, deletions)."""
+    """Fold one accepted feedback row into the state (its id, added items, deletions)."""
+    key = (str(row["user_id"]), str(row["event_id"]))
+    state.accepted.setdefault(key, f"{row['source']} (received {row['received_at']})")
     if row["event_type"] == "item_deleted":
         state.delete(str(row["item_id"]), str(row["event_time"]))
     elif row["event_type"] == "item_added":
@@ -109,31 +117,57 @@ class Resolved(TypedDict):
 
 
 def resolve(event: Event, state: LakeState) -> Resolved | Rejection:
-    """The feedback row fields an event resolves to, or why it points at nothing of the user's."""
+    """The feedback row fields an event resolves to, or why it cannot be accepted.
 
-    def reject(reason: Reason, detail: str) -> Rejection:
-        raw = json.dumps(_event_json(event), sort_keys=True)
-        return Rejection(event.source, event.source_sha256, event.line, reason, detail, raw)
+    Existence and ownership first, then the user's own duplicates, then deletions: a replayed
+    deletion is a ``duplicate_event``, not an event about an item already deleted.
+    """
+    owned = _owned(event, state)
+    if isinstance(owned, Rejection):
+        return owned
+    first = state.accepted.get((event.user_id, event.event_id))
+    if first is not None:
+        return _reject(
+            event, Reason.DUPLICATE_EVENT, f"event {event.event_id} already received from {first}"
+        )
+    named = event.fields.get("item_ids", [])
+    if event.event_type in ("item_corrected", "item_deleted"):
+        named = [event.fields["item_id"]]
+    for item_id in named:
+        deleted = state.deleted_at.get(item_id)
+        if deleted is not None and deleted <= event.event_time:
+            return _reject(event, Reason.ITEM_DELETED, f"item {item_id} was deleted at {deleted}")
+    return owned
+
+
+def _reject(event: Event, reason: Reason, detail: str) -> Rejection:
+    raw = json.dumps(_event_json(event), sort_keys=True)
+    return Rejection(event.source, event.source_sha256, event.line, reason, detail, raw)
+
+
+def _owned(event: Event, state: LakeState) -> Resolved | Rejection:
+    """What the event points at, if it exists and is the user's."""
 
     def check_item(item_id: str) -> Rejection | ItemRef:
         ref = state.items.get(item_id)
         if ref is None:
-            return reject(Reason.UNKNOWN_ITEM, f"no wardrobe item {item_id}")
+            return _reject(event, Reason.UNKNOWN_ITEM, f"no wardrobe item {item_id}")
         if ref.user_id != event.user_id:
-            return reject(Reason.NOT_OWNER, f"item {item_id} belongs to another user")
-        deleted = state.deleted_at.get(item_id)
-        if deleted is not None and deleted <= event.event_time:
-            return reject(Reason.ITEM_DELETED, f"item {item_id} was deleted at {deleted}")
+            return _reject(event, Reason.NOT_OWNER, f"item {item_id} belongs to another user")
         return ref
 
     def check_suggestion() -> Rejection | None:
         day, index = event.fields["suggestion_day"], event.fields.get("outfit_index")
         n = state.suggestions.get((event.user_id, day))
         if n is None:
-            return reject(Reason.UNKNOWN_SUGGESTION, f"no suggestion for {event.user_id} on {day}")
+            return _reject(
+                event, Reason.UNKNOWN_SUGGESTION, f"no suggestion for {event.user_id} on {day}"
+            )
         if index is not None and index >= n:
-            return reject(
-                Reason.UNKNOWN_SUGGESTION, f"the suggestion of {day} has {n} outfits, not #{index}"
+            return _reject(
+                event,
+                Reason.UNKNOWN_SUGGESTION,
+                f"the suggestion of {day} has {n} outfits, not #{index}",
             )
         return None
 
@@ -151,9 +185,9 @@ def resolve(event: Event, state: LakeState) -> Resolved | Rejection:
         sha = event.fields["image_sha256"]
         owners = state.photos.get(sha)
         if not owners:
-            return reject(Reason.UNKNOWN_PHOTO, f"no accepted photo {sha[:12]}")
+            return _reject(event, Reason.UNKNOWN_PHOTO, f"no accepted photo {sha[:12]}")
         if event.user_id not in owners:
-            return reject(Reason.NOT_OWNER, f"photo {sha[:12]} belongs to another user")
+            return _reject(event, Reason.NOT_OWNER, f"photo {sha[:12]} belongs to another user")
         return row | {
             "item_id": added_item_id(event.user_id, event.event_id),
             "image_sha256": sha,

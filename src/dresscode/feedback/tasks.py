@@ -1,17 +1,21 @@
 """The work of ``feedback_ingest``, one function per task: discover, validate_and_apply,
 stage_golden_candidates, report.
 
-The concerns live next door: :mod:`.events` (reading and checking event lines, the landing
-files, the rejected-lines reports, the archive), :mod:`.references` (what an event may point
-at), :mod:`.labels` (corrections applied -> ``corrected_labels``, the correction rate) and
-:mod:`.candidates` (golden candidates). Accepting candidates into the golden set is
+The concerns live next door: :mod:`.events` (checking event lines), :mod:`.landing` (the
+landing files, quarantine for what is not feedback, each file's outcome: rejected-lines
+report, archive copy, event parts), :mod:`.references` (what an event may point at, per-user
+duplicates), :mod:`.labels` (corrections applied -> ``corrected_labels``, the correction rate)
+and :mod:`.candidates` (golden candidates). Accepting candidates into the golden set is
 ``dresscode.registry.golden.accept_candidates``.
 
-Idempotent: parts are named by the source file's content hash, events a file already
-contributed are its own (not duplicates) when it is processed again, and the derived tables
-(``corrected_labels``, ``golden_candidates``) are reconciled — a row is written only when what
-it would say differs from its latest row. Replaying a file changes nothing. What crosses an
-XCom is a ``TypedDict``: a plain JSON dict at runtime.
+Hostile input never fails the task: a line is one record (any exception while checking it is
+a ``check_failed`` rejection), and a file is one unit of commit — its whole outcome is computed
+before anything of it is written. Idempotent: parts are named by the source file's content
+hash, events a file already contributed are its own (not duplicates) when it is processed
+again, and the derived tables (``corrected_labels``, ``golden_candidates``) are reconciled — a
+row is written only when what it would say differs from its latest row. Replaying a file (or
+retrying a task that died half-way through its writes) changes nothing. What crosses an XCom
+is a ``TypedDict``: a plain JSON dict at runtime.
 """
 
 from __future__ import annotations
@@ -25,26 +29,22 @@ from typing import TypedDict
 
 from dresscode.core import lake
 from dresscode.core.config import Settings, get_settings
-from dresscode.feedback import candidates, labels
+from dresscode.feedback import candidates, labels, landing
 from dresscode.feedback.candidates import Staged
 from dresscode.feedback.events import (
-    LANDING_PREFIX,
     Event,
     FeedbackRow,
-    LandingFile,
     LineChecker,
     Reason,
     Rejection,
-    archive_and_remove,
     iso_utc,
     read_feedback,
-    read_landing_files,
+    safe_text,
     split_lines,
-    write_events,
-    write_rejections,
 )
 from dresscode.feedback.labels import CorrectionRates
-from dresscode.feedback.references import load_state, remember, resolve
+from dresscode.feedback.landing import LANDING_PREFIX, LandingFile, SetAside
+from dresscode.feedback.references import LakeState, load_state, remember, resolve
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,7 @@ class Applied(TypedDict):
     rejected_total: int
     rejected: dict[str, int]  # Reason value -> lines rejected
     reports: dict[str, str]  # landing key -> its rejected-lines report
+    quarantined: list[SetAside]  # files under feedback/ that are not .jsonl: name, size, hash
     unreadable: list[str]  # landing keys left for the next run
     labels_updated: int
     photos_with_corrections: int
@@ -95,12 +96,15 @@ def validate_and_apply(
 ) -> Applied:
     """Validate, deduplicate and apply the events of landing files; returns the run's counts.
 
-    Outputs are committed (feedback parts, rejected-lines reports, corrected labels, the raw
-    archive) before any file leaves landing.
+    Files that are not ``.jsonl`` go to quarantine. Every ``.jsonl`` file's outcome is computed
+    first; then each file's report, archive copy and event parts are written, then the
+    corrected labels, and only then do the files leave landing.
     """
     settings = settings or get_settings()
     now = now or datetime.now(UTC)
-    files, unreadable = read_landing_files(keys, settings)
+    landed = landing.read_landing_files(keys, settings)
+    quarantined = [landing.quarantine(f, why, day, settings) for f, why in landed.not_jsonl]
+    files, unreadable = landed.files, landed.unreadable
     existing = read_feedback(settings)
     own = {f.sha256 for f in files}
     if not existing.empty:
@@ -108,56 +112,92 @@ def validate_and_apply(
         mine = existing[existing["source_sha256"].isin(own)]
     else:
         prior, mine = existing, existing
-    known = {str(r["event_id"]): r for r in prior.to_dict("records")}
-    earlier_own = {str(r["event_id"]): r for r in mine.to_dict("records")}
+    earlier_own = {  # (user, event id) -> (received_at, source) of this file's earlier rows
+        (str(r["user_id"]), str(r["event_id"])): (str(r["received_at"]), str(r["source"]))
+        for r in mine.to_dict("records")
+    }
     checker = LineChecker(now=now, max_future_s=settings.feedback_max_future_s)
 
     rejections: dict[str, list[Rejection]] = {f.sha256: [] for f in files}
-    events, lines = _check_files(files, checker, known, rejections)
+    events, lines = _check_files(files, checker, rejections)
     state = load_state(prior, settings)
     rows: dict[str, list[FeedbackRow]] = {f.sha256: [] for f in files}
     received_at = iso_utc(now)
     for event in sorted(events, key=lambda e: (e.event_time, e.event_id)):
+        accepted = _accept(event, state, earlier_own, received_at)
+        if isinstance(accepted, Rejection):
+            rejections[event.source_sha256].append(accepted)
+        else:
+            rows[event.source_sha256].append(accepted)
+
+    outcomes = []
+    for f in files:
+        try:
+            outcomes.append(
+                landing.prepare(f, rows[f.sha256], rejections[f.sha256], mine, day, settings)
+            )
+        except Exception:  # a file-level surprise: nothing of it is written, it stays in landing
+            log.exception("%s: could not be prepared; left in landing, nothing written", f.source)
+            unreadable += [safe_text(k) for k in f.keys]
+    reports = {}
+    for outcome in outcomes:
+        report = landing.commit(outcome, settings)
+        if report is not None:
+            reports[outcome.file.source] = report
+    updated = labels.reconcile_corrected_labels(day=day, now=now, settings=settings)
+    for outcome in outcomes:
+        landing.remove(outcome.file, settings)
+    done = [o.file for o in outcomes]
+    return _summarize(done, lines, rows, rejections, reports, quarantined, updated, unreadable)
+
+
+def _accept(
+    event: Event,
+    state: LakeState,
+    earlier_own: Mapping[tuple[str, str], tuple[str, str]],
+    received_at: str,
+) -> FeedbackRow | Rejection:
+    """The event's row (folded into the state), or why not; never raises (one record)."""
+    try:
         resolved = resolve(event, state)
         if isinstance(resolved, Rejection):
-            rejections[event.source_sha256].append(resolved)
-            continue
-        before = earlier_own.get(event.event_id, {})
+            return resolved
+        received, source = earlier_own.get(
+            (event.user_id, event.event_id), (received_at, safe_text(event.source))
+        )
         row = FeedbackRow(
             event_id=event.event_id,
             event_type=event.event_type,
             user_id=event.user_id,
             event_time=event.event_time,
-            received_at=before.get("received_at", received_at),
+            received_at=received,
             item_id=resolved["item_id"],
             image_sha256=resolved["image_sha256"],
             prompt_version=resolved["prompt_version"],
             payload=json.dumps(event.fields, sort_keys=True, ensure_ascii=False),
-            source=before.get("source", event.source),
+            source=source,
             source_sha256=event.source_sha256,
         )
         remember(state, row)
-        rows[event.source_sha256].append(row)
-
-    reports = {}
-    for f in files:
-        write_events(f, rows[f.sha256], mine, settings)
-        if rejections[f.sha256]:
-            reports[f.key] = write_rejections(f, rejections[f.sha256], day, settings)
-    updated = labels.reconcile_corrected_labels(day=day, now=now, settings=settings)
-    for f in files:
-        archive_and_remove(f, settings)
-    return _summarize(files, lines, rows, rejections, reports, updated, unreadable)
+        return row
+    except Exception as exc:
+        log.warning("%s line %d: check_failed (%s)", safe_text(event.source), event.line, exc)
+        return Rejection(
+            event.source,
+            event.source_sha256,
+            event.line,
+            Reason.CHECK_FAILED,
+            f"unexpected {type(exc).__name__} while resolving the event",
+            json.dumps({"event_id": event.event_id, "user_id": event.user_id}),
+        )
 
 
 def _check_files(
     files: list[LandingFile],
     checker: LineChecker,
-    known: Mapping[str, FeedbackRow],
     rejections: dict[str, list[Rejection]],
 ) -> tuple[list[Event], dict[str, int]]:
-    """Schema-valid, first-seen events of every file (file by file, line by line)."""
-    seen: dict[str, str] = {}
+    """Schema-valid events of every file (file by file, line by line); duplicates come later."""
     events = []
     lines = {}
     for f in files:
@@ -170,34 +210,11 @@ def _check_files(
             continue
         for n, raw in numbered:
             checked = checker.check(raw, line=n, source=f.key, sha=f.sha256)
-            if isinstance(checked, Event):
-                checked = _dedup(checked, raw, seen, known)
             if isinstance(checked, Rejection):
                 rejections[f.sha256].append(checked)
             else:
-                seen[checked.event_id] = f"{f.key}:{n}"
                 events.append(checked)
     return events, lines
-
-
-def _dedup(
-    event: Event, raw: bytes, seen: Mapping[str, str], known: Mapping[str, FeedbackRow]
-) -> Event | Rejection:
-    first = seen.get(event.event_id)
-    if first is None and event.event_id in known:
-        row = known[event.event_id]
-        first = f"{row['source']} (received {row['received_at']})"
-    if first is None:
-        return event
-    text = raw.decode("utf-8", errors="backslashreplace")
-    return Rejection(
-        event.source,
-        event.source_sha256,
-        event.line,
-        Reason.DUPLICATE_EVENT,
-        f"event {event.event_id} already received from {first}",
-        text,
-    )
 
 
 def _summarize(
@@ -206,6 +223,7 @@ def _summarize(
     rows: Mapping[str, list[FeedbackRow]],
     rejections: Mapping[str, list[Rejection]],
     reports: Mapping[str, str],
+    quarantined: list[SetAside],
     updated: Mapping[str, int],
     unreadable: list[str],
 ) -> Applied:
@@ -217,7 +235,7 @@ def _summarize(
         by_type.update(r["event_type"] for r in rows[f.sha256])
         log.info(
             "%s: %d lines, %d accepted, %d rejected %s",
-            f.key,
+            f.source,
             lines[f.sha256],
             len(rows[f.sha256]),
             sum(file_rejected.values()),
@@ -231,12 +249,14 @@ def _summarize(
         rejected_total=sum(rejected.values()),
         rejected=dict(rejected.most_common()),
         reports=dict(reports),
+        quarantined=list(quarantined),
         unreadable=list(unreadable),
         labels_updated=updated["updated"],
         photos_with_corrections=updated["photos"],
     )
     log.info(
-        "feedback: %d files, %d lines: %d events accepted %s, %d rejected %s; %d photos' labels updated",
+        "feedback: %d files, %d lines: %d events accepted %s, %d rejected %s; "
+        "%d photos' labels updated; %d files not .jsonl quarantined",
         result["files"],
         result["lines"],
         result["accepted"],
@@ -244,6 +264,7 @@ def _summarize(
         result["rejected_total"],
         result["rejected"] or "",
         result["labels_updated"],
+        len(result["quarantined"]),
     )
     return result
 

@@ -20,8 +20,19 @@ from typing import TYPE_CHECKING
 
 from dresscode.core import lake, tables
 from dresscode.core.config import Settings
-from dresscode.ingest.landing import Upload, quarantine, read_if_exists
-from dresscode.ingest.manifest import Answers, PhotoOutcome
+from dresscode.ingest.landing import (
+    KeyCode,
+    KeyRejected,
+    Upload,
+    Waiting,
+    hidden_max_age_s,
+    is_hidden,
+    landing_path,
+    quarantine,
+    read_if_exists,
+    waiting_reason,
+)
+from dresscode.ingest.manifest import WAITING, Answers, PhotoOutcome
 
 if TYPE_CHECKING:
     from dresscode.ingest.digitize import Digitized
@@ -50,26 +61,51 @@ def digitized_path(
 def prepare(
     key: str, seen: Seen, day: str, settings: Settings, run_id: str
 ) -> tuple[PhotoOutcome, bytes | None]:
-    """Read, validate and normalize one upload; quarantine it when it is bad. Runs in a thread."""
+    """Read, validate and normalize one upload; quarantine it when it is bad. Runs in a thread.
+
+    Keys not ready (a writer's file in flight, a young dot file, another stage's prefix, gone)
+    come back as ``WAITING``: untouched, no manifest row, reported in the batch's counts.
+    """
     from dresscode.ingest import photos as images
 
+    waiting = waiting_reason(key, settings)
+    if waiting is not None:
+        log.info("%s stays in landing this run: %s", lake.printable_key(key), waiting.value)
+        return PhotoOutcome(
+            key, None, None, WAITING, reason_code=waiting.value, run_id=run_id
+        ), None
+    path = landing_path(key, settings)
     try:
+        if is_hidden(
+            key
+        ):  # a dot file older than DRESSCODE_INGEST_HIDDEN_MAX_AGE_S: not in flight any more
+            raise KeyRejected(
+                KeyCode.HIDDEN_FILE,
+                f"Hidden file {lake.printable_key(key)!r} sat in landing for over "
+                f"{hidden_max_age_s(settings):.0f} s: no upload in flight any more.",
+            )
         upload = Upload.parse(key)
-    except lake.UnsafeKey as exc:
-        raw = read_if_exists(lake.landing(settings) / key)
-        quarantine(None, key, raw, "unsafe_key", str(exc), {"key": repr(key)}, day, settings)
-        log.warning("quarantined %r: unsafe_key", key)
+    except KeyRejected as exc:
+        raw = read_if_exists(path)
+        sha = hashlib.sha256(raw).hexdigest() if raw is not None else None
+        detail = {"key": lake.printable_key(key)}
+        quarantine(None, key, raw, exc.code.value, str(exc), detail, day, settings)
+        log.warning("quarantined %s: %s", detail["key"], exc.code.value)
         return PhotoOutcome(
             key,
             None,
             None,
             tables.QUARANTINED,
-            reason_code="unsafe_key",
+            raw_sha256=sha,
+            source_bytes=None if raw is None else len(raw),
+            reason_code=exc.code.value,
             reason=str(exc),
             run_id=run_id,
         ), None
     try:
-        raw = lake.read_bytes(lake.landing(settings) / key)
+        raw = lake.read_bytes(path)
+    except FileNotFoundError:
+        return PhotoOutcome(key, None, None, WAITING, reason_code=Waiting.GONE, run_id=run_id), None
     except Exception as exc:  # a storage hiccup: keep the upload in landing, retry next run
         log.warning("could not read %s: %s", key, exc)
         return PhotoOutcome(
@@ -91,6 +127,8 @@ def prepare(
             max_bytes=settings.image_max_bytes,
             max_pixels=settings.image_max_pixels,
             allowed_formats=settings.image_formats,
+            max_jpeg_scans=settings.image_max_jpeg_scans,
+            max_decode_s=settings.image_max_decode_s,
         )
     except images.Rejected as rej:
         quarantine(upload, key, raw, rej.code.value, rej.message, rej.detail, day, settings)
@@ -266,7 +304,10 @@ def give_up_on_repeated_failures(
     for outcome in outcomes:
         if outcome.status == tables.DIGITIZE_FAILED and outcome.attempt >= MAX_DIGITIZE_ATTEMPTS:
             upload = Upload.parse(outcome.upload_key)
-            raw = lake.read_bytes(lake.landing(settings) / outcome.upload_key)
+            raw = read_if_exists(landing_path(outcome.upload_key, settings))
+            if raw is None or hashlib.sha256(raw).hexdigest() != outcome.raw_sha256:
+                # Re-uploaded (or gone) since it was read: the new bytes get their own runs.
+                continue
             message = f"The model gave no usable answer in {outcome.attempt} runs (last: {outcome.reason_code})."
             quarantine(
                 upload,

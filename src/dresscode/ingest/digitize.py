@@ -36,6 +36,11 @@ PROMPT_NAME = prompts.DIGITIZER.name
 PURPOSE = prompts.DIGITIZER.purpose
 
 
+class DigitizeFailed(Exception):
+    """The model gave no usable answer for a photo; the message says whether the call failed
+    or the answer was unusable, and why. (An answer with no items is an answer, not this.)"""
+
+
 @dataclass(frozen=True)
 class Digitized:
     """What became of one photo: its valid items and the inference-log row of the call."""
@@ -49,6 +54,18 @@ class Digitized:
     def ok(self) -> bool:
         """True when the answer gave items (possibly none, possibly with some dropped)."""
         return self.record["n_items"] is not None
+
+    def failure(self) -> str:
+        """Why there is no usable answer, in one sentence ("" when :attr:`ok`)."""
+        if self.ok:
+            return ""
+        record = self.record
+        error = record.get("error_class") or "unknown error"
+        if record.get("parse_ok") is None:  # no answer at all: the client's retries failed
+            status = record.get("http_status") or "-"
+            attempts = record.get("attempts") or 0
+            return f"the model call failed: {error} (HTTP {status}) after {attempts} attempt(s)"
+        return f"the model's answer was unusable: {error}"
 
 
 def vocabularies(schema: dict[str, Any]) -> dict[str, str]:
@@ -94,11 +111,11 @@ def salvage_items(value: Any, schema: dict[str, Any]) -> tuple[list[dict[str, An
     The whole answer failed validation; if its shape is still ``{"items": [...]}``, one item
     with an unknown category should not throw away the photo's other items.
     """
-    from jsonschema import Draft202012Validator
+    from dresscode.llm.parsing import StrictValidator
 
     if not isinstance(value, dict) or not isinstance(value.get("items"), list):
         return [], 0
-    validator = Draft202012Validator(schema["properties"]["items"]["items"])
+    validator = StrictValidator(schema["properties"]["items"]["items"])
     kept = [item for item in value["items"] if validator.is_valid(item)]
     return kept, len(value["items"]) - len(kept)
 
@@ -182,15 +199,30 @@ def current_blueprint(ref: str = PROMPT_NAME) -> Blueprint:
 
 
 async def digitize_file(path: Path, blueprint_ref: str = PROMPT_NAME) -> list[dict[str, Any]]:
-    """The CLI's ``dresscode digitize PHOTO``: normalize one file and digitize it."""
+    """The CLI's ``dresscode digitize PHOTO``: normalize one file and digitize it.
+
+    Returns the items (an empty list when the model answered that there are none). Raises
+    :class:`~dresscode.ingest.rejects.Rejected` for a photo ingest would quarantine, and
+    :class:`DigitizeFailed` when the call failed or the answer was unusable.
+    """
     from dresscode.core.config import get_settings
     from dresscode.ingest import photos as images
     from dresscode.llm.hook import DresscodeLLMHook
 
     settings = get_settings()
     blueprint = current_blueprint(blueprint_ref)
+    with path.open("rb") as handle:  # one byte over the cap is enough to say too_large
+        raw = handle.read(settings.image_max_bytes + 1)
     photo = images.normalize(
-        path.read_bytes(), filename=path.name, long_edge=blueprint.image_long_edge
+        raw,
+        filename=path.name,
+        long_edge=blueprint.image_long_edge,
+        quality=settings.image_jpeg_quality,
+        max_bytes=settings.image_max_bytes,
+        max_pixels=settings.image_max_pixels,
+        allowed_formats=settings.image_formats,
+        max_jpeg_scans=settings.image_max_jpeg_scans,
+        max_decode_s=settings.image_max_decode_s,
     )
     started = time.perf_counter()
     async with DresscodeLLMHook(settings=settings).get_client() as client:
@@ -201,4 +233,6 @@ async def digitize_file(path: Path, blueprint_ref: str = PROMPT_NAME) -> list[di
         (time.perf_counter() - started) * 1000,
         len(out.items),
     )
+    if not out.ok:
+        raise DigitizeFailed(f"{path.name}: {out.failure()}")
     return out.items

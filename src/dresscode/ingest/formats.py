@@ -9,6 +9,7 @@ No decoder runs in here. The checks raise :class:`~dresscode.ingest.rejects.Reje
 from __future__ import annotations
 
 import os
+import re
 
 from dresscode.ingest.rejects import RejectCode, Rejected
 
@@ -17,6 +18,16 @@ MIN_SIDE = 32
 
 MAX_ASPECT = 8.0
 """Longest over shortest side. Panoramas and banners beyond this are not wardrobe photos."""
+
+DEFAULT_MAX_JPEG_SCANS = 64
+"""Scans (SOS markers) a JPEG may have; ``DRESSCODE_IMAGE_MAX_JPEG_SCANS``.
+
+A baseline JPEG has 1 (3 when not interleaved), libjpeg's and Pillow's progressive script
+10, Photoshop's 3-5, mozjpeg's optimized scripts a dozen or so. Every scan is a pass over all
+the blocks of its components whatever its size in bytes: a 75-byte refinement scan of a
+7000x7000 photo costs ~24 ms of CPU (measured, libjpeg-turbo 3.2), so 3,000 of them in a
+500 KB file cost over a minute. 64 scans bound that to ~2 s at the 60 MP pixel cap.
+"""
 
 
 # --------------------------------------------------------------------------------------------
@@ -175,6 +186,63 @@ def check_header(fmt: str, width: int, height: int, max_pixels: int, animated: b
             f"The {fmt} image is animated; upload a still photo.",
             {"format": fmt, **size},
         )
+
+
+# The next marker after a scan's entropy-coded data: FF followed by anything but a stuffed 00,
+# a restart marker (D0-D7) or a fill byte (FF).
+_NEXT_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
+
+
+def jpeg_scan_count(raw: bytes) -> int:
+    """The number of scans (SOS segments) of the first image of a JPEG, from its bytes alone.
+
+    Walks the segments (APPn payloads such as an EXIF thumbnail are skipped, not counted) and
+    stops at the first EOI; what follows (an MPO's second image, a trailer) is not decoded.
+    Costs one regular-expression pass over the data, no decoding.
+    """
+    count, pos, size = 0, 2, len(raw)
+    while pos + 4 <= size:
+        if raw[pos] != 0xFF:
+            break  # garbage where a marker belongs: the decoder names it corrupt
+        marker = raw[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker == 0xD9:  # EOI
+            break
+        if marker in _JPEG_STANDALONE:
+            pos += 2
+            continue
+        pos += 2 + int.from_bytes(raw[pos + 2 : pos + 4], "big")
+        if marker == 0xDA:
+            count += 1
+            found = _NEXT_MARKER.search(raw, pos)
+            if found is None:
+                break
+            pos = found.start()
+    return count
+
+
+def check_jpeg_scans(raw: bytes, max_scans: int) -> None:
+    """Refuse a JPEG with more scans than ``max_scans`` before any of them is decoded."""
+    scans = jpeg_scan_count(raw)
+    if scans > max_scans:
+        raise Rejected(
+            RejectCode.TOO_COMPLEX,
+            f"The JPEG has {scans:,} scans, more than the {max_scans} allowed (photos have "
+            "about 10); decoding it would take far longer than a photo should.",
+            {"format": "JPEG", "scans": scans, "max_scans": max_scans},
+        )
+
+
+def over_decode_budget(fmt: str, cpu_s: float, max_decode_s: float, read: int) -> Rejected:
+    """The rejection of a photo whose decode used more CPU time than ``max_decode_s``."""
+    return Rejected(
+        RejectCode.TOO_COMPLEX,
+        f"Decoding the {fmt} image took more than {max_decode_s:g} s of CPU time, the limit "
+        "for one photo; it was stopped.",
+        {"format": fmt, "cpu_s": round(cpu_s, 3), "max_decode_s": max_decode_s, "read_bytes": read},
+    )
 
 
 # --------------------------------------------------------------------------------------------

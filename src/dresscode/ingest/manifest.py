@@ -19,6 +19,9 @@ if TYPE_CHECKING:
     from dresscode.ingest.digitize import Digitized
     from dresscode.llm.blueprints import Blueprint
 
+# Not a manifest status: the key stays in landing untouched this run (see landing.Waiting).
+WAITING = "waiting"
+
 # image sha256 -> the items the digitizer (or its cache) answered for that photo
 Answers = dict[str, list[dict[str, Any]]]
 
@@ -89,12 +92,19 @@ def commit(
     blueprint: Blueprint,
     day: str,
     settings: Settings,
-) -> None:
-    """Write items, inference log and manifest atomically; only then clear landing."""
+) -> list[str]:
+    """Write items, inference log and manifest atomically; only then clear landing.
+
+    Outcomes with status ``waiting`` (keys left untouched this run) get no row. An upload
+    leaves landing only while it still holds the bytes that were processed: re-uploaded during
+    the run, it stays for the next one. Returns the keys kept because they changed.
+    """
+    from dresscode.ingest import landing
     from dresscode.ingest.digitize import item_id
 
+    outcomes = [o for o in outcomes if o.status != WAITING]
     if not outcomes:
-        return
+        return []
 
     items: list[dict[str, Any]] = []
     for outcome in outcomes:
@@ -122,9 +132,13 @@ def commit(
         lake.write_parquet(tables.INFERENCE_LOG.name, day, calls_part, records, settings)
     manifest = [o.row() for o in outcomes]
     lake.write_parquet(tables.MANIFESTS.name, day, part, manifest, settings)
+    changed = []
     for outcome in outcomes:
         if outcome.status in tables.FINAL_STATUSES:
-            lake.delete(lake.landing(settings) / outcome.upload_key)
+            removal = landing.remove_if_unchanged(outcome.upload_key, outcome.raw_sha256, settings)
+            if removal == "changed":
+                changed.append(outcome.upload_key)
+    return changed
 
 
 def _outcome_hash(outcomes: list[PhotoOutcome]) -> str:

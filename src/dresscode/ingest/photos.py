@@ -15,11 +15,18 @@ Decisions worth knowing (each has a test in ``tests/unit/ingest/test_photos.py``
   quarantining it costs a user one re-upload. Unknown or missing extensions are not checked.
 * Checks run cheapest first, and the first failing check names the reason: ``empty``,
   ``too_large``, ``not_an_image``, ``disguised_type``, ``unsupported_format``, then header
-  checks (``decompression_bomb``, ``bad_dimensions``, ``animated``), then the decode
-  (``truncated``, ``corrupt``). So an animated GIF is ``unsupported_format`` (no GIF is ever
+  checks (``decompression_bomb``, ``bad_dimensions``, ``animated``, then a JPEG's scan count:
+  ``too_complex``), then the decode (``truncated``, ``corrupt``, or ``too_complex`` when it
+  runs over its CPU budget). So an animated GIF is ``unsupported_format`` (no GIF is ever
   accepted, animated or not) and ``animated`` only ever names an animated PNG or WebP.
 * Width × height from the header is checked against ``max_pixels`` *before* any pixel is
   decoded, and Pillow's own ``DecompressionBombWarning`` is turned into an error as well.
+* Decode cost is bounded too (``too_complex``): a JPEG with more than ``max_jpeg_scans`` scans
+  is refused from its bytes before decoding (each scan is a pass over every block, however few
+  bytes it has), and a decode that uses more than ``max_decode_s`` of the thread's CPU time is
+  stopped. Pillow pulls JPEG and PNG data in blocks of ``_DECODE_BLOCK`` bytes and the budget
+  is checked before each; libwebp and libheif decode in one call, so for WebP and HEIF it is
+  checked when the call returns (libheif's own worker threads are not counted).
 * Pixels are decoded fully and strictly (``ImageFile.LOAD_TRUNCATED_IMAGES`` must be False),
   so a photo that decodes only half-way is rejected as ``truncated`` instead of being passed on
   with a grey lower half. A corrupt JPEG whose headers are intact but whose entropy-coded data
@@ -39,6 +46,7 @@ import hashlib
 import io
 import logging
 import threading
+import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -50,17 +58,22 @@ from PIL import Image, ImageCms, ImageFile, ImageStat
 from dresscode.ingest._webp import LibWebP, WebPFailure, riff_chunks
 from dresscode.ingest._webp import libwebp as _libwebp  # a module global: tests switch it off
 from dresscode.ingest.formats import (
+    DEFAULT_MAX_JPEG_SCANS,
     MAX_ASPECT,
     MIN_SIDE,
     check_container,
     check_header,
+    check_jpeg_scans,
     decode_failure,
+    over_decode_budget,
     sniff_format,
 )
 from dresscode.ingest.rejects import RejectCode, Rejected
 
 __all__ = [
     "DEFAULT_FORMATS",
+    "DEFAULT_MAX_DECODE_S",
+    "DEFAULT_MAX_JPEG_SCANS",
     "MAX_ASPECT",
     "MIN_SIDE",
     "CleanPhoto",
@@ -74,6 +87,15 @@ log = logging.getLogger(__name__)
 
 DEFAULT_FORMATS: frozenset[str] = frozenset({"JPEG", "PNG", "WEBP", "HEIF"})
 """Formats :func:`normalize` accepts unless told otherwise (names as :func:`sniff_format`)."""
+
+DEFAULT_MAX_DECODE_S = 10.0
+"""CPU seconds one photo's decode may take; ``DRESSCODE_IMAGE_MAX_DECODE_S``. The slowest real
+photos measured take ~1.5 s (a 30 MB progressive 54 MP JPEG of noise; a 48 MP HEIF 0.4 s in
+the calling thread), so 10 s leaves room for slower machines and still stops a hostile file."""
+
+_DECODE_BLOCK = 16_384
+"""Bytes Pillow hands its decoder at a time (its default is 64 KiB): the decode budget is
+checked between blocks, so a smaller block stops an expensive decode sooner."""
 
 # Downscaling follows Image.thumbnail's recipe: the large step is done cheaply (DCT scaling,
 # libwebp's area scaler, or an integer box reduce) and a BICUBIC filter does the last < 2x.
@@ -155,6 +177,32 @@ def _strict_decoding() -> Iterator[None]:
         yield
 
 
+class _Budget:
+    """The decode's CPU-time budget, in the calling thread's CPU time (not wall time: a busy
+    machine or a pool of decoding threads must not make a photo fail)."""
+
+    def __init__(self, fmt: str, seconds: float) -> None:
+        self.fmt, self.seconds = fmt, seconds
+        self.started = time.thread_time()
+
+    def check(self, read: int) -> None:
+        spent = time.thread_time() - self.started
+        if spent > self.seconds:
+            raise over_decode_budget(self.fmt, spent, self.seconds, read)
+
+
+class _BudgetedReader(io.BytesIO):
+    """The photo's bytes for Pillow; every read first checks the decode budget."""
+
+    def __init__(self, raw: bytes, budget: _Budget) -> None:
+        super().__init__(raw)
+        self.budget = budget
+
+    def read(self, size: int | None = -1, /) -> bytes:
+        self.budget.check(self.tell())
+        return super().read(size)
+
+
 @dataclass
 class _Decoded:
     """Pixels at (or near) the target size, plus what is needed to finish them."""
@@ -174,19 +222,33 @@ def _fit(width: int, height: int, long_edge: int) -> tuple[int, int]:
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
-def _decode(raw: bytes, fmt: str, long_edge: int, max_pixels: int) -> _Decoded:
-    if fmt == "WEBP":
-        decoder = _libwebp()
-        if decoder is not None:
-            return _decode_webp(decoder, raw, long_edge, max_pixels)
+@dataclass(frozen=True)
+class _Limits:
+    long_edge: int
+    max_pixels: int
+    max_jpeg_scans: int
+    max_decode_s: float
+
+
+def _decode(raw: bytes, fmt: str, limits: _Limits) -> _Decoded:
     if fmt == "HEIF":
-        _ensure_heif_opener()
-    return _decode_with_pillow(raw, fmt, long_edge, max_pixels)
+        _ensure_heif_opener()  # before the budget starts: a one-off import, not the photo's cost
+    budget = _Budget(fmt, limits.max_decode_s)
+    decoder = _libwebp() if fmt == "WEBP" else None
+    if decoder is not None:
+        decoded = _decode_webp(decoder, raw, limits.long_edge, limits.max_pixels)
+    else:
+        decoded = _decode_with_pillow(raw, fmt, limits, budget)
+    budget.check(len(raw))  # libwebp and libheif decode in one call: checked afterwards
+    return decoded
 
 
-def _decode_with_pillow(raw: bytes, fmt: str, long_edge: int, max_pixels: int) -> _Decoded:
+def _decode_with_pillow(raw: bytes, fmt: str, limits: _Limits, budget: _Budget) -> _Decoded:
     try:
-        im = Image.open(io.BytesIO(raw), formats=[fmt])  # parses the header only
+        # parses the header only
+        im = Image.open(_BudgetedReader(raw, budget), formats=[fmt])
+    except Rejected:
+        raise
     except Exception as exc:  # any decoder error on untrusted bytes means a bad file
         raise _pillow_failure(raw, fmt, exc) from None
     # No `with im:` on purpose: closing an ImageFile also invalidates its pixels, and the
@@ -196,12 +258,16 @@ def _decode_with_pillow(raw: bytes, fmt: str, long_edge: int, max_pixels: int) -
     # view, as some phones write) or a HEIF (a burst, an edit) are not an animation: Pillow
     # opens the first/primary image, the photo every viewer shows.
     animated = fmt in ("PNG", "WEBP") and bool(getattr(im, "is_animated", False))
-    check_header(fmt, width, height, max_pixels, animated)
+    check_header(fmt, width, height, limits.max_pixels, animated)
     if fmt == "JPEG":
+        check_jpeg_scans(raw, limits.max_jpeg_scans)
         # DCT scaling: libjpeg decodes straight at 1/2, 1/4 or 1/8 of the size.
-        im.draft("RGB", _fit(width, height, long_edge * _JPEG_DRAFT_FACTOR))
+        im.draft("RGB", _fit(width, height, limits.long_edge * _JPEG_DRAFT_FACTOR))
+    im.decodermaxblock = _DECODE_BLOCK
     try:
         im.load()
+    except Rejected:
+        raise
     except Exception as exc:
         raise _pillow_failure(raw, fmt, exc) from None
     # HEIF: libheif has applied the irot/imir boxes (the orientation that counts in HEIF) and
@@ -383,6 +449,8 @@ def normalize(
     max_bytes: int = 40_000_000,
     max_pixels: int = 60_000_000,
     allowed_formats: frozenset[str] = DEFAULT_FORMATS,
+    max_jpeg_scans: int = DEFAULT_MAX_JPEG_SCANS,
+    max_decode_s: float = DEFAULT_MAX_DECODE_S,
 ) -> CleanPhoto:
     """Validate, orient, downscale and strip one photo. Raises :class:`Rejected`.
 
@@ -390,12 +458,14 @@ def normalize(
     The result is an 8-bit sRGB baseline JPEG at ``quality`` whose long edge is at most
     ``long_edge`` (never upscaled), upright, with alpha flattened on white, and no metadata at
     all (no EXIF/GPS, XMP, IPTC, ICC, comment or thumbnail). Same input, same output bytes.
+    A JPEG with more than ``max_jpeg_scans`` scans, or a decode using more than
+    ``max_decode_s`` seconds of CPU, is rejected as ``too_complex``.
     """
     if not isinstance(raw, bytes):  # bytearray/memoryview: the decoders want immutable bytes
         raw = bytes(raw)
     fmt = check_container(raw, filename, max_bytes, allowed_formats)
     with _strict_decoding():
-        decoded = _decode(raw, fmt, long_edge, max_pixels)
+        decoded = _decode(raw, fmt, _Limits(long_edge, max_pixels, max_jpeg_scans, max_decode_s))
     img = _to_8bit(decoded.image)
     img = _downscale(img, long_edge)
     img = _flatten_alpha(img)

@@ -22,6 +22,8 @@ class RejectCode(StrEnum):
     CORRUPT = "corrupt"
     DECOMPRESSION_BOMB = "decompression_bomb"
     BAD_DIMENSIONS = "bad_dimensions"
+    TOO_COMPLEX = "too_complex"
+    """Too costly to decode: more JPEG scans, or more decode CPU time, than allowed."""
 
 
 class Rejected(Exception):

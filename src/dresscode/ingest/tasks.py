@@ -29,6 +29,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from dresscode.core import tables
 from dresscode.core.config import Settings, get_settings
+from dresscode.core.lake import printable_key
 from dresscode.core.tables import (
     ACCEPTED,
     DIGITIZE_FAILED,
@@ -41,12 +42,20 @@ from dresscode.core.tables import (
     manifest_state,
 )
 from dresscode.ingest.batch import MAX_DIGITIZE_ATTEMPTS
-from dresscode.ingest.landing import Upload, clean_up_if_committed, quarantine
-from dresscode.ingest.manifest import PhotoOutcome
+from dresscode.ingest.landing import (
+    KeyCode,
+    KeyRejected,
+    Upload,
+    Waiting,
+    clean_up_if_committed,
+    quarantine,
+    quarantine_folder,
+)
+from dresscode.ingest.manifest import WAITING, PhotoOutcome
 from dresscode.registry.prompt_registry import Serving
 
 if TYPE_CHECKING:
-    from dresscode.core.config import LLMEndpoint
+    from dresscode.core.connections import LLMEndpoint
     from dresscode.ingest.digitize import Digitized
     from dresscode.ingest.manifest import Answers
     from dresscode.llm.blueprints import Blueprint
@@ -60,12 +69,16 @@ __all__ = [
     "MAX_DIGITIZE_ATTEMPTS",
     "QUARANTINED",
     "READ_FAILED",
+    "WAITING",
     "BatchResult",
     "IngestFailed",
+    "KeyCode",
+    "KeyRejected",
     "PhotoOutcome",
     "RunTotals",
     "Serving",
     "Upload",
+    "Waiting",
     "batch_name",
     "commit_and_report",
     "discover",
@@ -74,6 +87,7 @@ __all__ = [
     "manifest_state",
     "process_batch",
     "quarantine",
+    "quarantine_folder",
     "resolve_prompt",
 ]
 
@@ -97,6 +111,8 @@ class BatchResult(TypedDict):
     duplicates: int
     quarantined: dict[str, int]  # reason code -> uploads
     failed: dict[str, int]  # reason code -> uploads left in landing for the next run
+    # reason -> keys left in landing untouched, not failures (landing.Waiting, "reuploaded")
+    waiting: dict[str, int]
     items: int
     model_calls: int
     cached: int  # accepted photos answered from the digitize cache
@@ -115,6 +131,7 @@ class RunTotals(TypedDict):
     cached: int
     quarantined: dict[str, int]
     failed: dict[str, int]
+    waiting: dict[str, int]
     failure_rate: float
 
 
@@ -132,12 +149,27 @@ def resolve_prompt() -> Serving:
 
 
 def discover(settings: Settings | None = None) -> list[list[str]]:
-    """New uploads in batches; uploads whose manifest row is final are only cleaned up."""
+    """New uploads in batches; uploads whose manifest row is final are only cleaned up.
+
+    Keys are portable (valid UTF-8 whatever the file name), so the batches always go through
+    XCom. Each key is handled on its own: one that cannot be cleaned up stays in landing and
+    is logged, the others go on (only when every key fails is it the storage, and the task
+    fails).
+    """
     settings = settings or get_settings()
     state = manifest_state(settings)
-    todo = [
-        key for key in landing_keys(settings) if not clean_up_if_committed(key, state, settings)
-    ]
+    todo: list[str] = []
+    errors: list[tuple[str, Exception]] = []
+    keys = landing_keys(settings)
+    for key in keys:
+        try:
+            if not clean_up_if_committed(key, state, settings):
+                todo.append(key)
+        except Exception as exc:  # one key's trouble is that key's, not the run's
+            log.warning("could not check %s against the manifest: %s", printable_key(key), exc)
+            errors.append((key, exc))
+    if errors and len(errors) == len(keys):
+        raise errors[0][1]
     capped = todo[: settings.ingest_max_photos_per_run]
     if len(todo) > len(capped):
         log.warning(
@@ -201,16 +233,19 @@ def process_batch(
 
     outcomes, calls, answers = asyncio.run(run()) if keys else ([], [], {})
     batch.give_up_on_repeated_failures(outcomes, day, settings)
-    manifest.commit(name, outcomes, calls, answers, blueprint, day, settings)
+    changed = manifest.commit(name, outcomes, calls, answers, blueprint, day, settings)
     result = _count(name, outcomes + earlier, len(calls), time.monotonic() - started)
+    if changed:
+        result["waiting"]["reuploaded"] = len(changed)
     log.info(
-        "%s: %d photos, %d ok, %d duplicates, %s quarantined, %s failed, %d items, %d model calls (%d cached), %.1f photos/s",
+        "%s: %d photos, %d ok, %d duplicates, %s quarantined, %s failed, %s left waiting, %d items, %d model calls (%d cached), %.1f photos/s",
         label,
         result["photos"],
         result["accepted"],
         result["duplicates"],
         _fmt_counts(result["quarantined"]),
         _fmt_counts(result["failed"]),
+        _fmt_counts(result["waiting"]),
         result["items"],
         result["model_calls"],
         result["cached"],
@@ -224,11 +259,12 @@ def _count(
 ) -> BatchResult:
     result = BatchResult(
         batch=name,
-        photos=len(outcomes),
+        photos=sum(1 for o in outcomes if o.status != WAITING),
         accepted=0,
         duplicates=0,
         quarantined={},
         failed={},
+        waiting={},
         items=0,
         model_calls=model_calls,
         cached=0,
@@ -236,7 +272,11 @@ def _count(
     )
     quarantined: Counter[str] = Counter()
     failed: Counter[str] = Counter()
+    waiting: Counter[str] = Counter()
     for outcome in outcomes:
+        if outcome.status == WAITING:
+            waiting[outcome.reason_code or WAITING] += 1
+            continue
         if outcome.status == tables.ACCEPTED:
             result["accepted"] += 1
             result["items"] += outcome.n_items or 0
@@ -248,6 +288,7 @@ def _count(
         else:
             failed[outcome.reason_code or outcome.status] += 1
     result["quarantined"], result["failed"] = dict(quarantined), dict(failed)
+    result["waiting"] = dict(waiting)
     return result
 
 
@@ -264,11 +305,13 @@ def commit_and_report(results: list[BatchResult], settings: Settings | None = No
     sums: dict[Summed, int] = dict.fromkeys(_SUMMED, 0)
     quarantined: Counter[str] = Counter()
     failed: Counter[str] = Counter()
+    waiting: Counter[str] = Counter()
     for result in results:
         for key in _SUMMED:
             sums[key] += result[key]
         quarantined.update(result["quarantined"])
         failed.update(result["failed"])
+        waiting.update(result.get("waiting", {}))  # results of an older release have none
     n_failed = sum(failed.values())
     rate = n_failed / sums["photos"] if sums["photos"] else 0.0
     totals = RunTotals(
@@ -281,16 +324,18 @@ def commit_and_report(results: list[BatchResult], settings: Settings | None = No
         cached=sums["cached"],
         quarantined=dict(quarantined),
         failed=dict(failed),
+        waiting=dict(waiting),
         failure_rate=round(rate, 4),
     )
     log.info(
-        "run: %d photos in %d batches: %d accepted, %d duplicates, %s quarantined, %s failed, %d items, %d model calls",
+        "run: %d photos in %d batches: %d accepted, %d duplicates, %s quarantined, %s failed, %s left waiting in landing, %d items, %d model calls",
         totals["photos"],
         totals["batches"],
         totals["accepted"],
         totals["duplicates"],
         _fmt_counts(quarantined),
         _fmt_counts(failed),
+        _fmt_counts(waiting),
         totals["items"],
         totals["model_calls"],
     )

@@ -20,7 +20,7 @@ from enum import StrEnum
 from functools import lru_cache
 from typing import Any
 
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import ValidationError
 
 __all__ = ["FailureClass", "ParseOutcome", "Repair", "parse_structured"]
@@ -400,6 +400,28 @@ def _short(message: str) -> str:
 # --- validators ----------------------------------------------------------------------------
 
 
+def _strict_pattern(validator: Any, pattern: str, instance: Any, schema: dict[str, Any]) -> Any:
+    """JSON Schema's ``pattern``, with ``$`` meaning the end of the string.
+
+    The keyword is a regex *search* in Python, where ``$`` also matches before a final newline:
+    ``^#[0-9a-f]{6}$`` accepts ``"#a1b2c3\n"``, and a user id pattern accepts ``"rt-nl\n"``. The
+    blueprints' schemas also go to vLLM's guided decoding, so they keep the portable ``$``; the
+    check here reads it strictly.
+    """
+    if not isinstance(instance, str):
+        return
+    strict = (
+        pattern[:-1] + r"\Z" if pattern.endswith("$") and not pattern.endswith("\\$") else pattern
+    )
+    if re.search(strict, instance) is None:
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+StrictValidator = validators.extend(Draft202012Validator, {"pattern": _strict_pattern})
+"""Draft 2020-12 with ``$`` in patterns meaning the end of the string: every validator of
+untrusted JSON (model answers, feedback events, golden labels) is one of these."""
+
+
 def _validator(schema: dict) -> Draft202012Validator:
     """A compiled validator, cached by the schema's canonical JSON (so equal schemas share)."""
     try:
@@ -413,4 +435,4 @@ def _validator(schema: dict) -> Draft202012Validator:
 def _compiled(canonical_schema: str) -> Draft202012Validator:
     schema = json.loads(canonical_schema)
     Draft202012Validator.check_schema(schema)  # a bad schema is a programmer error: raise
-    return Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+    return StrictValidator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)

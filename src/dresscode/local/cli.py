@@ -64,7 +64,9 @@ def _leak_scan(args: argparse.Namespace) -> int:
     scanned, found = stack.leak_scan(stack.Ports.from_env())
     for finding in found:
         print(f"LEAK {finding}")
-    print(f"scanned {scanned} files of logs and alerts under {stack.home()}: {len(found)} findings")
+    print(
+        f"scanned {scanned} files of logs, alerts and the lake under {stack.home()}: {len(found)} findings"
+    )
     return 1 if found else 0
 
 
@@ -133,6 +135,8 @@ def _normalize(args: argparse.Namespace) -> int:
             max_bytes=settings.image_max_bytes,
             max_pixels=settings.image_max_pixels,
             allowed_formats=settings.image_formats,
+            max_jpeg_scans=settings.image_max_jpeg_scans,
+            max_decode_s=settings.image_max_decode_s,
         )
     except images.Rejected as rej:
         print(f"rejected: {rej.code.value}: {rej.message}", file=sys.stderr)
@@ -153,11 +157,18 @@ def _digitize(args: argparse.Namespace) -> int:
     import json
 
     from dresscode.ingest import digitize
+    from dresscode.ingest.rejects import Rejected
 
     photo = Path(args.photo)
     _read_capped(photo, 0)  # exists, is a file, is readable: one sentence otherwise
-    items = asyncio.run(digitize.digitize_file(photo, blueprint_ref=args.prompt))
-    print(json.dumps(items, indent=2))
+    try:
+        items = asyncio.run(digitize.digitize_file(photo, blueprint_ref=args.prompt))
+    except Rejected as rej:  # as `dresscode normalize` says it: exit 2 with the reason code
+        print(f"rejected: {rej.code.value}: {rej.message}", file=sys.stderr)
+        return 2
+    except digitize.DigitizeFailed as exc:  # no answer is not "no items": never print []
+        raise CliError(str(exc)) from None
+    print(json.dumps(items, indent=2))  # [] here means the model saw no garment
     return 0
 
 
@@ -270,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser(
         "leak-scan",
-        help="scan the stack's logs and alerts for secrets, credentials and image bytes",
+        help="scan the stack's logs, alerts and lake for secrets, credentials, image bytes and GPS positions",
     ).set_defaults(func=_leak_scan)
 
     sub.add_parser("sim", help="run the vLLM simulator (dresscode sim --help for its options)")

@@ -1,4 +1,5 @@
-"""Leak scanning: secrets and image bytes where they must never be (the repo, logs, alerts).
+"""Leak scanning: secrets, image bytes and locations where they must never be (the repo, logs,
+alerts, the lake).
 
 Two kinds of finding. *Secrets*: strings shaped like real credentials (the patterns below),
 plus the exact secret values a deployment knows it holds (connection passwords, the JWT
@@ -7,17 +8,32 @@ secret) — a log line with either is a leak even when the value has no recognis
 base64 run (a photo sent to the model is a ``data:image/jpeg;base64,...`` URL; a log that
 echoes a request body would carry it).
 
+Image bytes are also found *escaped* (``\\xff\\xd8\\xff``, ``\\u00ff…``, ``%FF%D8%FF``,
+``&#255;``, a hex dump, Latin-1 read as UTF-8): a report that prints a request body or a
+``repr`` of bytes carries the photo as surely as one holding the raw bytes.
+
 ``scan_file`` reads bytes, so binary files are scanned for image signatures too; the repo
 scan (tests/scenarios/test_secrets_scan.py) skips binaries, the log scan does not.
+
+:func:`scan_lake` covers every lake area that can hold user bytes. *Locations*: a photo with
+a GPS position (EXIF GPS IFD or XMP GPS) anywhere but the raw areas (``landing/``, where
+uploads wait as sent, and ``quarantine/``, which keeps rejected originals as evidence) is a
+leak: ingest strips it, so one under ``images/``, ``feedback/raw/`` or ``reports/`` got there
+around it. Text files (reports, archives, cached answers) are scanned like logs; Parquet parts
+by their string and binary cells; the raw uploads themselves for secrets only (a photo is
+expected to be image bytes).
 """
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 SECRET_PATTERNS: dict[str, re.Pattern[str]] = {
@@ -42,6 +58,39 @@ IMAGE_PATTERNS: dict[str, re.Pattern[bytes]] = {
     # 1 kB of base64 without a break is a payload, not a token or a hash.
     "long base64 run": re.compile(rb"[A-Za-z0-9+/]{1024,}={0,2}"),
 }
+
+# Image signatures written as text: escapes of the bytes, a hex dump, the bytes read as
+# Latin-1 and written as UTF-8, and the JFIF/Exif headers that survive a lossy decode.
+ESCAPED_IMAGE_PATTERNS: dict[str, re.Pattern[bytes]] = {
+    "escaped image bytes (\\x)": re.compile(
+        rb"\\x[fF]{2}\\x[dD]8\\x[fF]{2}|\\x89PNG\\r\\n\\x1[aA]\\n"
+    ),
+    "escaped image bytes (\\u)": re.compile(
+        rb"\\u(?:00|[dD][cC])[fF]{2}\\u(?:00|[dD][cC])[dD]8\\u(?:00|[dD][cC])[fF]{2}"
+        rb"|\\u(?:00|[dD][cC])89PNG\\r\\n\\u001[aA]\\n"
+    ),
+    "escaped image bytes (%)": re.compile(
+        rb"%[fF]{2}%[dD]8%[fF]{2}|%89PNG%0[dD]%0[aA]%1[aA]%0[aA]"
+    ),
+    "escaped image bytes (&#)": re.compile(
+        rb"&#(?:255|[xX]0*[fF]{2});&#(?:216|[xX]0*[dD]8);&#(?:255|[xX]0*[fF]{2});"
+        rb"|&#(?:137|[xX]0*89);&#(?:80|[xX]0*50);&#(?:78|[xX]0*4[eE]);&#(?:71|[xX]0*47);"
+    ),
+    "image bytes as hex": re.compile(
+        rb"(?i)(?<![0-9a-f])(?:ff[\s:,]?d8[\s:,]?ff|89[\s:,]?50[\s:,]?4e[\s:,]?47)"
+        rb"(?:[\s:,]?[0-9a-f]{2}){12}"
+    ),
+    "image bytes as Latin-1 text": re.compile(rb"\xc3\xbf\xc3\x98\xc3\xbf|\xc2\x89PNG\r\n"),
+    "image header as text": re.compile(
+        rb"JFIF(?:\x00|\\x00|\\u0000|%00)|Exif(?:\x00|\\x00|\\u0000|%00){2}"
+    ),
+}
+
+# A base64 font in a data URL (Evidently's report embeds its icon font): not a payload.
+_FONT_DATA_URL = re.compile(
+    rb"data:(?:font/[a-z0-9.+-]+|application/(?:x-)?font[a-z0-9.+-]*);base64,$"
+)
+_FONT_SIGNATURES = (b"wOF2", b"wOFF", b"OTTO", b"\x00\x01\x00\x00", b"true")
 
 # Real secrets are longer than this; shorter "known values" (a demo password like ``admin``)
 # would match ordinary words and are left to the pattern scan.
@@ -86,13 +135,28 @@ def _credential_allowed(match: re.Match[str], allowed: set[tuple[str, str, str]]
     return (user, password, host) in allowed or (user, password, "*") in allowed
 
 
-def scan_bytes_for_images(data: bytes) -> list[tuple[int, str]]:
-    """(line number, what) for every image signature or base64 payload in ``data``."""
+def scan_bytes_for_images(data: bytes, *, escaped: bool = True) -> list[tuple[int, str]]:
+    """(line number, what) for every image signature or base64 payload in ``data``, and
+    (``escaped``) every escaped form of one (:data:`ESCAPED_IMAGE_PATTERNS`)."""
+    patterns = IMAGE_PATTERNS | (ESCAPED_IMAGE_PATTERNS if escaped else {})
     found = []
-    for what, pattern in IMAGE_PATTERNS.items():
+    for what, pattern in patterns.items():
         for match in pattern.finditer(data):
+            if what == "long base64 run" and _is_font(data, match):
+                continue
             found.append((data.count(b"\n", 0, match.start()) + 1, what))
     return sorted(set(found))
+
+
+def _is_font(data: bytes, match: re.Match[bytes]) -> bool:
+    """A base64 run that is a font in a ``data:font/…;base64,`` URL, by its own signature."""
+    if not _FONT_DATA_URL.search(data, max(0, match.start() - 64), match.start()):
+        return False
+    try:
+        head = base64.b64decode(match.group()[:8])
+    except ValueError:
+        return False
+    return head.startswith(_FONT_SIGNATURES)
 
 
 def scan_file(path: Path, known: Mapping[str, str] | None = None) -> list[Finding]:
@@ -143,3 +207,132 @@ def connection_secrets(environ: Mapping[str, str]) -> dict[str, str]:
                 if re.search(r"secret|token|password|api_key|apikey", key, re.I) and value:
                     found[str(value)] = f"{conn_id} extra {key}"
     return found
+
+
+# --- the lake ----------------------------------------------------------------------------------
+
+# Areas holding uploads as the user sent them: a GPS position there is expected (landing) or
+# kept on purpose (quarantine keeps rejected originals as evidence); image bytes too.
+RAW_AREAS = ("landing", "quarantine")
+# What a raw area holds beside the uploads: our own reason files, scanned like reports.
+_RAW_AREA_TEXT = (".json",)
+_IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"II*\x00", b"MM\x00*")
+_XMP_GPS = re.compile(rb"(?:exif:|exifEX:)?GPS(?:Latitude|Longitude)\b")
+
+
+def is_image(data: bytes) -> bool:
+    """A file that *is* a picture (JPEG, PNG, GIF, TIFF, WebP, HEIF/AVIF) by its first bytes."""
+    if data.startswith(_IMAGE_MAGIC):
+        return True
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return True
+    return data[4:8] == b"ftyp" and data[8:12] in {b"heic", b"heix", b"mif1", b"msf1", b"avif"}
+
+
+def gps_in_image(data: bytes) -> list[str]:
+    """What locates this picture: a non-empty EXIF GPS IFD, GPS fields in its XMP packet."""
+    found = []
+    if _XMP_GPS.search(data):
+        found.append("GPS position in XMP")
+    try:
+        from PIL import Image
+
+        if data[4:8] == b"ftyp":
+            import pillow_heif
+
+            pillow_heif.register_heif_opener()
+        with Image.open(io.BytesIO(data)) as im:
+            gps = im.getexif().get_ifd(0x8825)
+    except Exception:  # an unreadable picture is still scanned for XMP and secrets
+        gps = {}
+    if gps:
+        found.append("GPS position in EXIF")
+    return found
+
+
+def _area(path: Path, root: Path) -> str:
+    try:
+        return path.relative_to(root).parts[0]
+    except (ValueError, IndexError):
+        return ""
+
+
+def scan_lake_file(path: Path, area: str, known: Mapping[str, str] | None = None) -> list[Finding]:
+    """The findings of one lake file, by what it is and where it sits (see the module doc)."""
+    data = path.read_bytes()
+    hits = scan_text_for_secrets(data.decode("utf-8", "replace"), known)
+    raw_upload = area in RAW_AREAS and not path.name.endswith(_RAW_AREA_TEXT)
+    if raw_upload:
+        pass  # a user's upload as sent: only our secrets would be a leak in it
+    elif is_image(data):
+        hits += [(1, what) for what in gps_in_image(data)]
+    elif data.startswith(b"PAR1"):
+        hits += _scan_parquet(path, known)
+    else:
+        hits += scan_bytes_for_images(data)
+    return [Finding(path, line, what) for line, what in sorted(set(hits))]
+
+
+def _scan_parquet(path: Path, known: Mapping[str, str] | None) -> list[tuple[int, str]]:
+    """Secrets and image bytes in the text and binary cells of a Parquet part (lists and
+    structs included); the line reported is the row, from 1."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowException) as exc:
+        return [(0, f"unreadable Parquet part ({type(exc).__name__})")]
+    hits: list[tuple[int, str]] = []
+    for column in table.itercolumns():
+        if not _may_hold_bytes(column.type):
+            continue
+        for row, value in enumerate(column.to_pylist(), start=1):
+            for raw in _cells(value):
+                text = raw.decode("utf-8", "replace")
+                hits += [(row, what) for _, what in scan_text_for_secrets(text, known)]
+                hits += [(row, what) for _, what in scan_bytes_for_images(raw)]
+    return hits
+
+
+def _may_hold_bytes(kind: Any) -> bool:
+    import pyarrow as pa
+
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_binary(kind):
+        return True
+    if pa.types.is_large_binary(kind) or pa.types.is_dictionary(kind):
+        return True
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+        return _may_hold_bytes(kind.value_type)
+    return bool(pa.types.is_struct(kind) or pa.types.is_map(kind))
+
+
+def _cells(value: Any) -> Iterator[bytes]:
+    if isinstance(value, bytes):
+        yield value
+    elif isinstance(value, str):
+        yield value.encode("utf-8", "surrogatepass")
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _cells(v)
+    elif isinstance(value, list | tuple):
+        for v in value:
+            yield from _cells(v)
+
+
+def scan_lake(
+    root: Path, known: Mapping[str, str] | None = None, *, landing: Path | None = None
+) -> tuple[int, list[Finding]]:
+    """(files scanned, findings) over every file of the lake under ``root`` and of the landing
+    area (``landing``, when it is not inside the lake). Missing folders are skipped."""
+    areas: list[tuple[Path, str | None]] = [(root, None)]
+    if landing is not None and not landing.is_relative_to(root):
+        areas.append((landing, "landing"))
+    scanned, findings = 0, []
+    for top, fixed in areas:
+        if not top.is_dir():
+            continue
+        for path in sorted(p for p in top.rglob("*") if p.is_file()):
+            scanned += 1
+            findings += scan_lake_file(path, fixed or _area(path, top), known)
+    return scanned, findings

@@ -269,8 +269,9 @@ def seed_feedback(*, settings: Settings | None = None, now: datetime | None = No
     kept = items[items["item_id"] != deleted]
     worn_by = kept.groupby("user_id")["item_id"].apply(lambda ids: list(ids)[:2]).to_dict()
     good += _outfit_events(worn_by, event, settings)
-    done = lake.read_table(tables.FEEDBACK.name, settings, columns=["event_id"])
-    if not done.empty and {e["event_id"] for e in good} <= set(done["event_id"]):
+    done = lake.read_table(tables.FEEDBACK.name, settings, columns=["user_id", "event_id"])
+    seeded = {(e["user_id"], e["event_id"]) for e in good}
+    if not done.empty and seeded <= set(zip(done["user_id"], done["event_id"], strict=True)):
         log.info("the demo feedback was ingested already; nothing to seed")
         return FeedbackSeed(None, 0, 0)
     user = str(a["user_id"])

@@ -452,7 +452,10 @@ def up(seed_photos: int = 48) -> int:
     print(summary.render(summary.collect(), states))
     print()
     scanned, found = leak_scan(ports)
-    print(f"Leak scan of logs and alerts: {scanned} files, {len(found)} findings", flush=True)
+    print(
+        f"Leak scan of logs, alerts and the lake: {scanned} files, {len(found)} findings",
+        flush=True,
+    )
     for finding in found[:20]:
         print(f"  LEAK {finding}", flush=True)
     print(f"Airflow UI: http://127.0.0.1:{ports.airflow}  (login {ADMIN_USER} / {ADMIN_PASSWORD})")
@@ -464,15 +467,32 @@ def up(seed_photos: int = 48) -> int:
 
 
 def leak_scan(ports: Ports) -> tuple[int, list[leaks.Finding]]:
-    """(files, findings): the stack's logs and alerts scanned for its secrets and image bytes.
+    """(files, findings): the stack's logs, alerts and lake scanned for its secrets, image
+    bytes and locations.
 
     Known values are the connections' passwords (the simulator's API key) and Airflow's JWT
-    secret; the patterns catch credential shapes and photos (raw, base64, data URLs).
+    secret; the patterns catch credential shapes and photos (raw, base64, data URLs, escaped).
+    The lake is every area that can hold user bytes (landing, quarantine, images, feedback
+    archives, reports, cached answers, the tables): see ``leaks.scan_lake``. A lake or
+    landing area on S3 is not scanned here (only the local stack's folders are).
     """
+    from urllib.parse import unquote, urlsplit
+
     env = airflow_env(ports)
     known = leaks.connection_secrets(env)
     known[env["AIRFLOW__API_AUTH__JWT_SECRET"]] = "Airflow JWT secret"
-    return leaks.scan_tree([home() / "logs", get_settings().alerts_file], known)
+    settings = get_settings()
+    scanned, found = leaks.scan_tree([home() / "logs", settings.alerts_file], known)
+
+    def local(uri: str | None) -> Path | None:
+        parts = urlsplit(uri or "")
+        return Path(unquote(parts.path)) if parts.scheme == "file" else None
+
+    lake_root = local(settings.lake_uri)
+    if lake_root is not None:
+        in_lake, lake_found = leaks.scan_lake(lake_root, known, landing=local(settings.landing_uri))
+        scanned, found = scanned + in_lake, found + lake_found
+    return scanned, found
 
 
 def down() -> int:

@@ -28,13 +28,20 @@ labels), with Evidently's default thresholds. Two departures, both measured:
   three times per column (the preset computes each column's drift for its tests, its count
   and its table), a fifth of the time at 1M rows (docs/benchmarks.md, "Drift report").
 
+Labels reach the HTML report inside Evidently's inline ``<script>`` JSON, which does not escape
+``</script>``: any label that is not a plain word is replaced by a hash of itself
+(:func:`inert_label`), whatever frame is passed in. The photo frame's labels are closed
+vocabularies already (:func:`dresscode.monitoring.drift_frames.closed_labels`).
+
 Heavy libraries (pandas, Evidently) are imported inside functions.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
+import re
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -329,15 +336,40 @@ def _prepare(frame: pd.DataFrame, max_rows: int, seed: int) -> pd.DataFrame:
 
 
 def _as_labels(values: pd.Series) -> pd.Series:
-    """A label column as a categorical of strings with only the values present."""
+    """A label column as a categorical of inert strings with only the values present.
+
+    Labels end up in the HTML report inside Evidently's inline ``<script>`` JSON, which does
+    not escape ``</script>``: a label that is not a plain word (:func:`inert_label`) is
+    replaced by a hash of itself, whatever frame is passed in (a frozen baseline, a bench).
+    """
     import pandas as pd
 
-    if isinstance(values.dtype, pd.CategoricalDtype) and all(
-        isinstance(c, str) for c in values.cat.categories
+    if not (
+        isinstance(values.dtype, pd.CategoricalDtype)
+        and all(isinstance(c, str) for c in values.cat.categories)
     ):
-        return values.cat.remove_unused_categories()
-    values = values.astype(object)
-    return values.where(values.isna(), values.astype(str)).astype("category")
+        values = values.astype(object)
+        values = values.where(values.isna(), values.astype(str)).astype("category")
+    values = values.cat.remove_unused_categories()
+    names = [inert_label(c) for c in values.cat.categories]
+    if names == list(values.cat.categories):
+        return values
+    if len(set(names)) == len(names):
+        return values.cat.rename_categories(names)
+    return values.astype(object).map(inert_label).astype("category")
+
+
+# A label the report may show as it is: a word or two of letters, digits and _ . + - (the
+# blueprint's enums, the palette's colour names, 'none', 'other', image formats).
+_INERT_LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9 _.+-]{0,39}")
+
+
+def inert_label(value: str) -> str:
+    """``value`` when it is a plain word (:data:`_INERT_LABEL`), else ``x-`` and 12 hex
+    digits of its SHA-256: distinct values stay distinct, none can carry markup."""
+    if _INERT_LABEL.fullmatch(value):
+        return value
+    return "x-" + hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:12]
 
 
 def _stattest(ref: pd.Series, cur: pd.Series, kind: Kind) -> str:

@@ -8,6 +8,11 @@ chooses what the current window is compared with — a frozen baseline
 
 Only the partitions of the window's days (and a little slack) are read, only the columns
 needed: the cost follows the window, not the age of the lake.
+
+The label columns are closed vocabularies (:func:`closed_labels`): category from the digitizer
+blueprints' enum, colour from the palette (:data:`COLORS`), source format
+from the image formats; anything else is ``'other'``. The model's free text (a colour name is
+any string up to 30 characters) never reaches the drift report, whose HTML embeds the labels.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 import logging
 import math
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from typing import TYPE_CHECKING
 
 from dresscode.core import lake, prompts
@@ -29,6 +35,7 @@ log = logging.getLogger(__name__)
 # Kept beside the drift columns so a row can be traced back (and a baseline dated).
 ID_COLUMNS = ("upload_key", "image_sha256", "prompt_version", "processed_at")
 NO_ITEMS = "none"  # primary_category / primary_color of a photo the model found nothing in
+OTHER = "other"  # a label outside its column's vocabulary
 DIGITIZER = prompts.DIGITIZER.name
 # Ingest writes a photo into the partition of its run's start (run_after), processed later:
 # rows processed in a window can sit in partitions up to this many days before it.
@@ -78,8 +85,7 @@ def photo_frame(start: datetime, end: datetime, settings: Settings | None = None
     frame = _join_items(frame, days, settings)
     frame = frame.sort_values(["processed_at", "upload_key"], kind="stable")
     frame = frame[list(ID_COLUMNS) + list(DRIFT_COLUMNS)].reset_index(drop=True)
-    for col in LABEL_COLUMNS:
-        frame[col] = frame[col].astype("category")
+    frame = closed_labels(frame, settings)
     log.info(
         "photo frame [%s, %s): %d photos, %d with call timings, %d with items",
         start.isoformat(),
@@ -162,8 +168,8 @@ def _join_items(frame: pd.DataFrame, days: list[str], settings: Settings) -> pd.
         first = pd.DataFrame(
             {
                 **{k: first[k] for k in key},
-                "category": _label(first["category"]),
-                "color": _label(first["color_names"].str[0]),
+                "category": _spelled(first["category"]),
+                "color": _spelled(first["color_names"].str[0]),
             }
         )
         joined = frame[key].merge(first, on=key, how="left")
@@ -175,9 +181,66 @@ def _join_items(frame: pd.DataFrame, days: list[str], settings: Settings) -> pd.
     return frame
 
 
-def _label(values: pd.Series) -> pd.Series:
+def _spelled(values: pd.Series) -> pd.Series:
     """Category and colour names as the model spells them, compared case-insensitively."""
     return values.where(values.isna(), values.astype(str).str.strip().str.lower())
+
+
+def vocabularies(settings: Settings | None = None) -> dict[str, frozenset[str]]:
+    """The closed vocabulary of each label column (``'none'`` and ``'other'`` included)."""
+    settings = settings or get_settings()
+    categories, colors = _item_vocabularies()
+    extra = {NO_ITEMS, OTHER}
+    return {
+        "source_format": frozenset(settings.image_formats) | _IMAGE_FORMATS | {OTHER},
+        "primary_category": categories | extra,
+        "primary_color": colors | extra,
+    }
+
+
+# The formats ingest can report (ingest.formats); DRESSCODE_IMAGE_FORMATS may accept fewer.
+_IMAGE_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "HEIF"})
+
+
+# The colours a garment is named by: the palettes the local samples and golden set are drawn
+# in (``dresscode.local.samples.PALETTE``) and the simulator names colours from
+# (``dresscode.sim.vision.PALETTE``) — both out of this layer's reach; a test keeps this the
+# union of the two. A colour the model names otherwise is 'other' for drift.
+COLORS = frozenset({
+    "black", "white", "grey", "light grey", "navy", "blue", "light blue", "red", "burgundy",
+    "pink", "orange", "yellow", "green", "olive", "beige", "camel", "brown", "purple", "teal",
+})  # fmt: skip
+
+
+@cache
+def _item_vocabularies() -> tuple[frozenset[str], frozenset[str]]:
+    """Categories: the enum of every digitizer blueprint in git; colours: :data:`COLORS`."""
+    from dresscode.llm import blueprints
+
+    categories = {
+        c
+        for b in blueprints.versions_in_git(DIGITIZER)
+        for c in blueprints.enum_of(b.output_schema, "items", "category")
+    }
+    return frozenset(categories), COLORS
+
+
+def closed_labels(frame: pd.DataFrame, settings: Settings | None = None) -> pd.DataFrame:
+    """``frame`` with each label column mapped onto its vocabulary (:func:`vocabularies`):
+    a known value stays, any other becomes ``'other'``, a missing one stays missing. Labels
+    are matched case-insensitively (formats upper case, the rest lower case)."""
+    vocab = vocabularies(settings)
+    frame = frame.copy()
+    for col in LABEL_COLUMNS:
+        if col not in frame:
+            continue
+        values = frame[col].astype(object)
+        known = values.isna()
+        spelled = values.where(known, values.astype(str).str.strip())
+        spelled = spelled.str.upper() if col == "source_format" else spelled.str.lower()
+        spelled = spelled.where(known | spelled.isin(vocab[col]), OTHER)
+        frame[col] = spelled.where(~known, None).astype("category")
+    return frame
 
 
 def _version_str(values: pd.Series) -> pd.Series:
@@ -345,8 +408,7 @@ def reference_frame(window: Window, settings: Settings | None = None) -> pd.Data
     path = lake.storage_path(uri, settings)
     with path.fs.open(path.path, "rb") as fh:
         frame = pd.read_parquet(fh)
-    for col in LABEL_COLUMNS:  # an all-null categorical comes back from Parquet as object
-        if col in frame:
-            frame[col] = frame[col].astype("category")
+    # Baselines written before labels were closed still hold the model's free text.
+    frame = closed_labels(frame, settings)
     log.info("reference: %d rows from the frozen baseline %s", len(frame), uri)
     return frame

@@ -12,7 +12,10 @@ what of its answer survives:
 * **Weather rules** (:func:`weather_violations`), against the real weather of the user's city
   and day (the stylist looks it up through its ``WeatherLookup``, so an outfit is not exempt
   because the model skipped the tool; when the weather is unknown no rule applies and the
-  suggestion carries the ``weather_unavailable`` caveat):
+  suggestion carries the ``weather_unavailable`` caveat). The high and the low are the
+  ``get_weather`` answer's ``temperature_max_c`` / ``temperature_min_c`` — the fields
+  :func:`dresscode.features.weather.derive` derives over the daytime hours, the Feast views
+  hold and the model is shown (one weather truth; :func:`weather_facts`):
 
   - day's high ≥ :data:`HOT_C` °C: no outerwear of warmth ``heavy``;
   - precipitation probability ≥ :data:`RAIN_PCT` %: a water-resistant item, *when the user
@@ -155,24 +158,22 @@ def _number(value: Any) -> float | None:
 
 
 def weather_facts(weather: dict[str, Any] | None) -> WeatherFacts | None:
-    """High, low and rain chance from a weather dict; None when there is nothing to go on.
+    """High, low and rain chance from a ``get_weather`` answer; None when there is nothing
+    to go on.
 
-    The high is the hottest of ``temperature_c`` and ``temperature_max_c``, the low the
-    coldest of ``temperature_c`` and ``temperature_min_c``.
+    The high is ``temperature_max_c`` and the low ``temperature_min_c``, as production derives
+    them. Only an answer without them (a row written before they existed, a hand-made dict)
+    falls back on ``temperature_c``, the one temperature it has.
     """
     if not weather or "error" in weather:
         return None
-    temps = {k: _number(weather.get(k)) for k in ("temperature_c", "temperature_max_c")}
-    highs = [v for v in temps.values() if v is not None]
-    lows = [
-        v
-        for v in (_number(weather.get("temperature_c")), _number(weather.get("temperature_min_c")))
-        if v is not None
-    ]
+    mean = _number(weather.get("temperature_c"))
+    high = _number(weather.get("temperature_max_c"))
+    low = _number(weather.get("temperature_min_c"))
     precipitation = _number(weather.get("precipitation_probability"))
     facts = WeatherFacts(
-        high_c=max(highs) if highs else None,
-        low_c=min(lows) if lows else None,
+        high_c=high if high is not None else mean,
+        low_c=low if low is not None else mean,
         precipitation_pct=precipitation,
         rainy=_flag(weather.get("is_rainy")),
     )

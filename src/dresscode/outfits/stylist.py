@@ -88,11 +88,13 @@ WeatherLookup = Callable[[str, date], "dict | Awaitable[dict | None] | None"]
 """``get_weather``'s answer source: ``(city, day) -> weather dict | None``.
 
 The caller supplies it (features first, provider fallback); it may be sync or async. It runs
-on the event loop, so a sync lookup must be quick (a dict of pre-fetched features). A
-weather dict uses these keys (others are passed to the model as they are):
-``temperature_c`` (°C), optionally ``temperature_max_c`` / ``temperature_min_c`` (the day's
-high and low), ``precipitation_probability`` (percent, 0-100) or, without it, ``is_rainy``
-(bool). ``None`` (or an exception, logged) means the weather is unavailable.
+on the event loop, so a sync lookup must be quick (a dict of pre-fetched features). The dict
+is a ``get_weather`` answer (``features.weather.tool_answer``: ``temperature_c``, the day's
+high and low ``temperature_max_c`` / ``temperature_min_c``, ``precipitation_probability`` in
+percent, ...; the rules read these) or the provider's whole forecast (Open-Meteo JSON with
+``hourly``, as a golden scenario states it), which is turned into that answer by the
+production derive (``features.weather.forecast_answer``). ``None`` (or an exception, or a
+forecast that does not derive; logged) means the weather is unavailable.
 """
 
 
@@ -281,6 +283,10 @@ class _Weather:
                 answer = self._lookup(city, day)
                 if inspect.isawaitable(answer):
                     answer = await answer
+                if isinstance(answer, dict) and "hourly" in answer:  # the provider's forecast
+                    from dresscode.features.weather import forecast_answer
+
+                    answer = forecast_answer(answer, city=city, day=day)
             except Exception as exc:  # a weather outage must not fail the user's suggestion
                 log.warning(
                     "user %s: weather lookup for %s on %s failed: %s: %s",

@@ -166,6 +166,11 @@ def _city_key(city: str) -> str:
         return "invalid-city"
 
 
+# An online weather row answers the tool only with these: the mean, and the day's high and
+# low the rules read. A row pushed before the high and low were derived goes to the provider.
+_ANSWERING_FEATURES = ("temperature_c", "temperature_max_c", "temperature_min_c")
+
+
 class _WeatherLookup:
     """The ``get_weather`` tool's answers: online features first, then the provider, per city.
 
@@ -178,7 +183,7 @@ class _WeatherLookup:
         self.answers: dict[tuple[str, str], WeatherAnswer | None] = {}
         self.provider_calls = 0
         for row in online.values():
-            if row.get("city_id") and _has(row.get("temperature_c")):
+            if row.get("city_id") and all(_has(row.get(k)) for k in _ANSWERING_FEATURES):
                 self.from_features[row["city_id"]] = row
 
     def __call__(self, city: str, day: date) -> WeatherAnswer | None:

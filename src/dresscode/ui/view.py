@@ -7,9 +7,13 @@ whole pipeline: the last drift decision (``monitoring_decisions``) with a link t
 report, and the top quarantine reasons (latest manifest row per upload).
 
 Everything is read at request time (no cache: the page is for people, not for polling) and
-rendered server-side: no JavaScript, no external assets, every value ``html.escape``-d. The
-drift report is served by this app, rebuilt from a date and a file name under the lake's
-``reports/drift/`` — never from a path taken from a request.
+rendered server-side: no JavaScript, no external assets, every value ``html.escape``-d, and
+the pages say so to the browser (:data:`PAGE_HEADERS`). The drift report is served by this
+app, rebuilt from a date and a file name under the lake's ``reports/drift/`` — never from a
+path taken from a request — as a sandboxed document (:data:`REPORT_HEADERS`): it runs in an
+opaque origin, so even a report carrying a payload cannot script the Airflow origin, read the
+session cookie or call the API. The JSON names lake files relative to the lake root, never by
+their host path.
 
 :func:`create_app` builds the FastAPI app the Airflow plugin (``plugins/dresscode_view.py``)
 mounts; every route requires an authenticated Airflow user through Airflow's own
@@ -39,6 +43,32 @@ SLO_DAYS = 7
 LAST_EVALUATIONS = 3
 TOP_QUARANTINE = 5
 REPORT_ROUTE = "drift-report"
+
+# The view's pages: no script at all, styles inline, images only as data: (none today).
+PAGE_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; "
+        "form-action 'none'; frame-ancestors 'self'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+JSON_HEADERS = {"X-Content-Type-Options": "nosniff"}
+# A drift report is Evidently's self-contained page, whose charts are drawn by its inline
+# scripts. ``sandbox`` without ``allow-same-origin`` gives it an opaque origin: its scripts
+# cannot read Airflow's cookies or storage, nor call Airflow's API as the user; without
+# ``allow-modals``/``allow-forms``/``allow-popups`` it opens no dialog, form or window; and
+# nothing it holds can be sent anywhere (no connect, images or fonts from any URL).
+REPORT_HEADERS = {
+    "Content-Security-Policy": (
+        "sandbox allow-scripts; default-src 'none'; script-src 'unsafe-inline'; "
+        "style-src 'unsafe-inline'; img-src data:; font-src data:; connect-src 'none'; "
+        "base-uri 'none'; form-action 'none'; frame-ancestors 'self'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
 
 
 class UnknownPrompt(LookupError):
@@ -143,9 +173,23 @@ def last_decision(settings: Settings | None = None) -> dict[str, Any] | None:
         "action": row["action"],
         "reasons": json.loads(row["reasons"] or "[]"),
         "drifted_columns": json.loads(row["drifted_columns"] or "[]"),
-        "drift_report": report if isinstance(report, str) else None,
+        "drift_report": lake_relative(report, settings) if isinstance(report, str) else None,
+        "drift_report_written": isinstance(report, str) and bool(report),
         "report_ref": report_ref(report, settings) if isinstance(report, str) else None,
     }
+
+
+def lake_relative(uri: str, settings: Settings | None = None) -> str | None:
+    """``uri`` relative to the lake root (``reports/drift/date=…/k.html``); None when it is
+    not under the root: the view never shows a host path or a bucket."""
+    base = str(lake.root(settings)).rstrip("/") + "/"
+    if not uri.startswith(base):
+        return None
+    rel = uri[len(base) :]
+    parts = rel.split("/")
+    if not rel or any(p in ("", ".", "..") for p in parts):
+        return None
+    return rel
 
 
 def report_ref(report: str, settings: Settings | None = None) -> tuple[str, str] | None:
@@ -362,6 +406,8 @@ def render_decision(decision: dict[str, Any] | None, report_url: str | None) -> 
         link = f'<a href="{_e(report_url)}">HTML report</a>'
     elif decision["drift_report"]:
         link = f'<span class="muted">outside reports/drift/: {_e(decision["drift_report"])}</span>'
+    elif decision["drift_report_written"]:
+        link = '<span class="muted">outside the lake</span>'
     else:
         link = '<span class="muted">none written</span>'
     rows = [
@@ -441,7 +487,8 @@ def create_app() -> FastAPI:
         details = [prompt_detail(name) for name in prompt_names()]
         decision = last_decision()
         return HTMLResponse(
-            render_page(details, decision, report_url(request, decision), top_quarantine())
+            render_page(details, decision, report_url(request, decision), top_quarantine()),
+            headers=PAGE_HEADERS,
         )
 
     @app.get("/prompts/{name}", response_class=HTMLResponse)
@@ -450,7 +497,8 @@ def create_app() -> FastAPI:
         return HTMLResponse(
             render_page(
                 [prompt_detail(name)], decision, report_url(request, decision), top_quarantine()
-            )
+            ),
+            headers=PAGE_HEADERS,
         )
 
     @app.get("/api/prompts")
@@ -458,11 +506,11 @@ def create_app() -> FastAPI:
         data = overview()
         if data["drift"]:
             data["drift"]["report_url"] = report_url(request, data["drift"])
-        return JSONResponse(jsonable(data))
+        return JSONResponse(jsonable(data), headers=JSON_HEADERS)
 
     @app.get("/api/prompts/{name}")
     def api_prompt(name: str) -> JSONResponse:
-        return JSONResponse(jsonable(prompt_detail(name)))
+        return JSONResponse(jsonable(prompt_detail(name)), headers=JSON_HEADERS)
 
     @app.get(f"/{REPORT_ROUTE}/{{day}}/{{file}}", response_class=HTMLResponse)
     def drift_report(day: str, file: str) -> HTMLResponse:
@@ -470,7 +518,6 @@ def create_app() -> FastAPI:
             content = drift_report_html(day, file)
         except (ValueError, FileNotFoundError) as exc:
             raise HTTPException(status_code=404, detail=f"no such drift report: {exc}") from exc
-        # The report is Evidently's self-contained HTML; keep it from reaching other origins.
-        return HTMLResponse(content, headers={"Content-Security-Policy": "connect-src 'none'"})
+        return HTMLResponse(content, headers=REPORT_HEADERS)
 
     return app

@@ -28,16 +28,38 @@ def test_defaults_need_no_environment(tmp_path: Path) -> None:
         ("DRESSCODE_INGEST_BATCH_SIZE", "abc", "an integer between 1 and 10000"),
         ("DRESSCODE_INGEST_BATCH_SIZE", "0", "between 1 and 10000"),
         ("DRESSCODE_INGEST_MAX_FAILURE_RATE", "5%", "a number between 0.0 and 1.0"),
-        ("DRESSCODE_LAKE_URI", "/data/lake", "a URI"),
+        ("DRESSCODE_LAKE_URI", "ftp://x", "file:///path, s3://bucket/prefix or a filesystem path"),
+        ("DRESSCODE_LAKE_URI", "s3://", "is not an S3 bucket name"),
+        ("DRESSCODE_LAKE_URI", "file://data/lake", "a file URI names a folder below the root"),
         ("DRESSCODE_IMAGE_FORMATS", "JPEG,GIF", "unknown: ['GIF']"),
+        ("DRESSCODE_IMAGE_FORMATS", "", "names none"),
+        ("DRESSCODE_IMAGE_FORMATS", "JPEG;PNG", "unknown: ['JPEG;PNG']"),
+        ("DRESSCODE_LLM_TIMEOUT_S", "nan", "nan is not between 1 and 3600"),
+        ("DRESSCODE_MONITORING_SLOS", '{"json_error_rate_max": -1}', "between 0 and 1"),
+        ("DRESSCODE_MONITORING_SLOS", "[" * 3000, "not JSON"),
+        ("DRESSCODE_FEAST_REPO", "   ", "not empty"),
+        ("DRESSCODE_AWS_CONN_ID", "aws\ndefault", "one line of text"),
     ],
 )
 def test_bad_setting_names_the_variable(env: str, raw: str, expected: str) -> None:
     with pytest.raises(SettingsError) as err:
         load_settings({env: raw})
     message = str(err.value)
-    assert message.startswith(f"{env}={raw!r} is invalid")
+    assert message.startswith(f"{env}={raw[:60]!r}") and " is invalid: expected " in message
     assert expected in message
+
+
+def test_a_lake_location_may_be_a_plain_path_and_round_trips(tmp_path: Path) -> None:
+    settings = load_settings({"DRESSCODE_LAKE_URI": str(tmp_path / "lake") + "/"})
+    assert settings.lake_uri == (tmp_path / "lake").as_uri()
+    assert load_settings({"DRESSCODE_LAKE_URI": settings.lake_uri}).lake_uri == settings.lake_uri
+    assert load_settings({"DRESSCODE_LAKE_URI": "s3://bucket/lake/"}).lake_uri == "s3://bucket/lake"
+
+
+def test_a_huge_value_is_refused_and_not_quoted_in_full() -> None:
+    with pytest.raises(SettingsError) as err:
+        load_settings({"DRESSCODE_INGEST_BATCH_SIZE": "9" * 100_000})
+    assert "100,000 characters" in str(err.value) and len(str(err.value)) < 300
 
 
 def test_per_run_overrides_are_validated() -> None:
@@ -93,11 +115,27 @@ def test_missing_llm_connection_says_which_variable(monkeypatch: pytest.MonkeyPa
         ({"host": "http://h:8000/v1", "extra": {}}, "extra must name the served model"),
         (
             {"host": "http://h:8000/v1", "extra": {"model": "m", "timeout": "soon"}},
-            "must be numbers",
+            "extra timeout must be a number above 0 and at most 3600, got 'soon'",
         ),
         (
             {"host": "http://h:8000/v1", "extra": {"model": "m", "max_concurrency": 0}},
-            "max_concurrency >= 1",
+            "extra max_concurrency must be a number above 0",
+        ),
+        (
+            {"host": "http://h:8000/v1", "extra": {"model": "m", "timeout": "NaN"}},
+            "extra timeout must be a number",
+        ),
+        (
+            {"host": "http://h:8000/v1", "extra": {"model": "m", "timeout": True}},
+            "extra timeout must be a number",
+        ),
+        (
+            {"host": "http://h:8000/v1", "extra": {"model": "m", "max_concurrency": 2.5}},
+            "max_concurrency must be a whole number",
+        ),
+        (
+            {"host": "http://h:8000/v1", "extra": {"model": "m", "max_concurrency": 10**400}},
+            "at most 1024",
         ),
     ],
 )
@@ -122,22 +160,6 @@ def test_empty_extra_fields_of_the_connection_form_fall_back_to_the_settings(
     config.get_settings.cache_clear()
     endpoint = llm_endpoint()
     assert (endpoint.timeout_s, endpoint.max_concurrency, endpoint.api_key) == (33.0, 16, "EMPTY")
-
-
-def test_connections_stay_importable_from_config() -> None:
-    from dresscode.core.config import (  # noqa: F401  (the names other modules import)
-        DEFAULT_GEOCODING_URL,
-        LLM_CONN_ID,
-        WEATHER_CONN_ID,
-        LLMEndpoint,
-        WeatherEndpoint,
-    )
-
-    assert config.llm_endpoint is connections.llm_endpoint
-    assert config.weather_endpoint is weather_endpoint
-    assert LLMEndpoint is connections.LLMEndpoint
-    with pytest.raises(AttributeError):
-        _ = config.no_such_setting
 
 
 def test_without_a_weather_connection_open_meteo_is_used(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import airflow.sdk  # noqa: F401  (Airflow sets up logging on import: before caplog, not during)
 import httpx
@@ -34,8 +35,11 @@ from dresscode.features.weather import (
     city_id,
     derive,
     fetch_weather,
+    forecast_answer,
+    forecast_features,
     season,
     temperature_tier,
+    tool_answer,
     weather_for,
 )
 from dresscode.sim.testing import running_simulator, running_weather_stub
@@ -179,6 +183,8 @@ def test_derive_uses_daytime_hours_only() -> None:
     # Daytime 08:00-20:00: temperatures 10..22 (mean 16), night's -40 and wind 90 ignored.
     assert features == {
         "temperature_c": 16.0,
+        "temperature_max_c": 22.0,
+        "temperature_min_c": 10.0,
         "feels_like_c": 7.0,
         "precip_prob": 0.6,  # 20 + 2*20 at 20:00; the 100 % before 08:00 does not count
         "wind_kph": 25.0,
@@ -225,6 +231,127 @@ def test_derive_rejects_junk_with_a_precise_reason(change: dict, reason: Missing
     assert caught.value.message  # one sentence for people
 
 
+def test_a_two_to_fourteen_degree_day_keeps_its_high_and_low() -> None:
+    # 2 °C at 08:00 rising to 14 °C at 14:00 and cooling again: the mean (under 10) hides both.
+    temps = (
+        [0.0] * 8
+        + [2.0, 4.0, 6.0, 8.0, 10.0, 12.0, 14.0, 13.0, 12.0, 11.0, 10.0, 9.0, 8.0]
+        + [0.0] * 3
+    )
+    features = derive(hourly(temperature_2m=temps), latitude=39.7, day=DAY)
+    assert (features["temperature_min_c"], features["temperature_max_c"]) == (2.0, 14.0)
+    assert features["temperature_min_c"] < features["temperature_c"] < features["temperature_max_c"]
+
+
+@pytest.mark.parametrize("gone", [[12], [8], [20], list(range(9, 20))], ids=str)
+def test_a_forecast_missing_daytime_hours_is_refused_not_guessed(gone: list[int]) -> None:
+    data = {k: [v for h, v in enumerate(values) if h not in gone] for k, values in hourly().items()}
+    with pytest.raises(WeatherError) as caught:
+        derive(data, latitude=52.5, day=DAY)
+    assert caught.value.reason is MissingReason.NO_DATA_FOR_DAY
+    assert f"lacks {len(gone)} of the 13 daytime hours" in caught.value.message
+
+
+def test_missing_night_hours_do_not_matter() -> None:
+    night = {0, 1, 2, 5, 21, 23}
+    data = {
+        k: [v for h, v in enumerate(values) if h not in night] for k, values in hourly().items()
+    }
+    assert derive(data, latitude=52.5, day=DAY) == derive(hourly(), latitude=52.5, day=DAY)
+
+
+@pytest.mark.parametrize(("hour", "says"), [(12, "lacks 12 of the 13"), (3, "no hours between")])
+def test_one_hour_of_data_is_not_a_day(hour: int, says: str) -> None:
+    data = {k: [values[hour]] for k, values in hourly().items()}
+    with pytest.raises(WeatherError) as caught:
+        derive(data, latitude=52.5, day=DAY)
+    assert caught.value.reason is MissingReason.NO_DATA_FOR_DAY and says in caught.value.message
+
+
+def local_hours(zone: str, day: date, *, offsets: bool) -> list[str]:
+    """The local timestamps of ``day`` and the day after, as a DST-aware provider writes them:
+    hour by hour in UTC, shown on the local clock (with the offset, or without: naive)."""
+    tz = ZoneInfo(zone)
+    start = datetime(day.year, day.month, day.day, tzinfo=tz).astimezone(UTC)
+    stamps = [(start + timedelta(hours=n)).astimezone(tz) for n in range(49)]
+    stamps = [s for s in stamps if s.date() <= day + timedelta(days=1)]
+    return [
+        s.isoformat(timespec="minutes") if offsets else s.strftime("%Y-%m-%dT%H:%M") for s in stamps
+    ]
+
+
+def by_local_hour(times: list[str]) -> dict[str, list]:
+    """Values that depend on the local hour only: 10 + h/2 °C, so 14 at 08:00 and 20 at 20:00."""
+    hours = [datetime.fromisoformat(t).hour for t in times]
+    temps = [10.0 + h / 2 for h in hours]
+    return {
+        "time": times,
+        "temperature_2m": temps,
+        "apparent_temperature": [t - 1 for t in temps],
+        "precipitation_probability": [30] * len(times),
+        "wind_speed_10m": [10.0] * len(times),
+    }
+
+
+@pytest.mark.parametrize(
+    ("day", "entries"),
+    [(date(2025, 3, 30), 23), (date(2025, 10, 26), 25), (date(2025, 10, 27), 24)],
+    ids=["spring-forward-23h", "fall-back-25h", "ordinary-24h"],
+)
+@pytest.mark.parametrize("offsets", [True, False], ids=["with-offset", "naive"])
+def test_a_local_day_across_a_dst_change_derives_like_any_day(
+    day: date, entries: int, offsets: bool
+) -> None:
+    times = local_hours("Europe/Berlin", day, offsets=offsets)
+    assert sum(t.startswith(day.isoformat()) for t in times) == entries
+    features = derive(by_local_hour(times), latitude=52.5, day=day)
+    assert features["temperature_min_c"] == 14.0 and features["temperature_max_c"] == 20.0
+    assert features["temperature_c"] == 17.0 and features["feels_like_c"] == 13.0
+    # The day after the change is a plain 24-hour day in the same answer.
+    after = derive(by_local_hour(times), latitude=52.5, day=day + timedelta(days=1))
+    assert after == features
+
+
+def test_a_whole_forecast_answer_derives_with_its_own_latitude() -> None:
+    body = {
+        "latitude": -33.87,
+        "longitude": 151.2,
+        "timezone": "Australia/Sydney",
+        "hourly": hourly(),
+    }
+    assert forecast_features(body, day=DAY)["season"] == "summer"  # January, south
+    assert forecast_features(body, day=DAY, latitude=52.5)["season"] == "winter"  # the geocoder's
+    answer = forecast_answer(body, city="Sydney", day=DAY)
+    assert answer == tool_answer(
+        derive(hourly(), latitude=-33.87, day=DAY), city="Sydney", day="2025-01-15"
+    )
+    assert (answer["temperature_max_c"], answer["temperature_min_c"]) == (22.0, 10.0)
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ([], MissingReason.MALFORMED),
+        ({"latitude": 52.5}, MissingReason.MISSING_FIELDS),
+        ({"hourly": hourly()}, MissingReason.MALFORMED),
+        ({"latitude": "north", "hourly": hourly()}, MissingReason.MALFORMED),
+        ({"latitude": 95.0, "hourly": hourly()}, MissingReason.MALFORMED),
+    ],
+)
+def test_a_forecast_answer_that_is_not_one_is_refused(body: Any, reason: MissingReason) -> None:
+    with pytest.raises(WeatherError) as caught:
+        forecast_features(body, day=DAY)
+    assert caught.value.reason is reason
+
+
+def test_a_row_from_before_the_high_and_low_sends_no_junk_to_the_model() -> None:
+    old_row = {"temperature_c": 9.9, "temperature_max_c": math.nan, "feels_like_c": 7.0}
+    answer = tool_answer(old_row, city="Denver", day="2025-10-14")
+    assert "temperature_max_c" not in answer and "temperature_min_c" not in answer
+    assert answer["temperature_c"] == 9.9
+    json.dumps(answer, allow_nan=False)
+
+
 # --- end to end over HTTP --------------------------------------------------------------------
 
 
@@ -239,6 +366,7 @@ def test_features_for_cities_in_both_hemispheres(stub: Stub, settings: Settings)
     for row in batch.rows:
         assert row.source == "provider" and row.fetched_at == NOW and row.day == DAY
         assert row.temperature_tier == temperature_tier(row.temperature_c)
+        assert row.temperature_min_c <= row.temperature_c <= row.temperature_max_c
         assert row.feels_like_c <= row.temperature_c + 5
         assert 0.0 <= row.precip_prob <= 1.0 and row.is_rainy == (row.precip_prob >= 0.5)
     assert batch.provider_calls == 5 and batch.geocoding_calls == 5
@@ -260,6 +388,8 @@ def test_feature_row_and_tool_answer_are_plain(stub: Stub, settings: Settings) -
         "city",
         "date",
         "temperature_c",
+        "temperature_max_c",
+        "temperature_min_c",
         "feels_like_c",
         "precipitation_probability",
         "wind_kph",
@@ -486,6 +616,19 @@ def test_a_corrupt_cache_record_is_ignored(stub: Stub, settings: Settings) -> No
     again = fetch(stub, settings, ["Oslo"], now=NOW + timedelta(minutes=1))
     assert again.rows[0].source == "provider" and 0 <= again.rows[0].precip_prob <= 1
     assert stub.forecasts() == {"oslo": 2}
+
+
+def test_a_cache_entry_from_before_the_high_and_low_is_fetched_again(
+    stub: Stub, settings: Settings
+) -> None:
+    fetch(stub, settings, ["Oslo"])
+    record = lake.read_json(cache_path("oslo", settings))
+    for key in ("temperature_max_c", "temperature_min_c"):
+        del record["forecasts"][DAY.isoformat()]["features"][key]
+    lake.write_json(cache_path("oslo", settings), record)
+    again = fetch(stub, settings, ["Oslo"], now=NOW + timedelta(minutes=1))
+    assert again.rows[0].source == "provider" and stub.forecasts() == {"oslo": 2}
+    assert again.rows[0].temperature_min_c <= again.rows[0].temperature_max_c
 
 
 def test_naive_now_is_refused(stub: Stub, settings: Settings) -> None:

@@ -497,3 +497,58 @@ def test_clean_photo_repr_leaves_out_the_bytes(photo):
     result = normalize(save(photo, "JPEG"))
     assert "jpeg=" not in repr(result)
     assert result.sha256 in repr(result)
+
+
+# ---- decode cost: scans and CPU time (too_complex) -------------------------------------------
+
+
+def progressive_jpeg(size: tuple[int, int] = (256, 192), repeats: int = 0) -> bytes:
+    """A flat progressive JPEG whose last scan (a few bytes of EOB runs) is repeated."""
+    raw = save(Image.new("RGB", size, (120, 90, 60)), "JPEG", quality=85, progressive=True)
+    last = raw.rfind(b"\xff\xda")
+    return raw[:-2] + raw[last:-2] * repeats + b"\xff\xd9"
+
+
+def test_scans_are_counted_from_the_bytes_without_what_an_app_segment_holds() -> None:
+    from dresscode.ingest.formats import jpeg_scan_count
+
+    assert jpeg_scan_count(progressive_jpeg()) == 10  # libjpeg's progression for YCbCr
+    assert jpeg_scan_count(progressive_jpeg(repeats=5)) == 15
+    baseline = save(quadrant_picture(), "JPEG")
+    assert jpeg_scan_count(baseline) == 1
+    app1 = b"\xff\xe1" + struct.pack(">H", 10) + b"\xff\xda\xff\xda\x00\x00\xff\xd9"
+    assert jpeg_scan_count(baseline[:2] + app1 + baseline[2:]) == 1
+    # What follows the first EOI (an MPO's second image, an appended file) is not decoded.
+    assert jpeg_scan_count(baseline + progressive_jpeg()) == 1
+
+
+def test_a_jpeg_with_too_many_scans_is_too_complex_before_any_decode() -> None:
+    raw = progressive_jpeg(repeats=100)
+    with pytest.raises(Rejected) as caught:
+        normalize(raw, max_jpeg_scans=64)
+    assert caught.value.code == RejectCode.TOO_COMPLEX
+    assert caught.value.detail == {"format": "JPEG", "scans": 110, "max_scans": 64}
+    assert "110 scans" in caught.value.message
+    assert normalize(raw, max_jpeg_scans=110).source_format == "JPEG"
+
+
+def test_a_decode_over_its_cpu_budget_is_stopped_part_way() -> None:
+    import numpy as np
+
+    noise = np.random.default_rng(7).integers(0, 255, (1200, 1600, 3), dtype=np.uint8)
+    raw = save(Image.fromarray(noise), "JPEG", quality=95, progressive=True)
+    with pytest.raises(Rejected) as caught:
+        normalize(raw, max_decode_s=0.005)
+    rej = caught.value
+    assert rej.code == RejectCode.TOO_COMPLEX and rej.detail["max_decode_s"] == 0.005
+    assert rej.detail["read_bytes"] < len(raw)  # stopped before the decoder had all the data
+    assert normalize(raw).width == 768  # the default budget is far above a real photo's decode
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "WEBP"])
+def test_the_decode_budget_holds_for_every_format(fmt: str) -> None:
+    raw = save(quadrant_picture((1200, 800)), fmt)
+    with pytest.raises(Rejected) as caught:
+        normalize(raw, max_decode_s=1e-9)
+    assert caught.value.code == RejectCode.TOO_COMPLEX
+    assert caught.value.detail["format"] == fmt

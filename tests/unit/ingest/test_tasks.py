@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from dresscode.core import config, lake, tables
-from dresscode.core.config import LLMEndpoint
+from dresscode.core.connections import LLMEndpoint
 from dresscode.ingest import tasks as ingest
 from dresscode.local import samples
 from dresscode.local.seed import _sent_sha
@@ -140,7 +140,11 @@ def test_unusable_answers_are_quarantined_after_three_runs(
 
     assert totals["quarantined"] == {"model_failed": 1}
     assert ingest.landing_keys(config.get_settings()) == []
-    reason = lake.read_json(lake.partition("quarantine", DAY) / "u2" / "broken.jpg" / "reason.json")
+    [reason_file] = [
+        p for p in lake.list_files(lake.table("quarantine")) if p.name == "reason.json"
+    ]
+    assert reason_file.parent.parent == lake.partition("quarantine", DAY) / "u2" / "broken.jpg"
+    reason = lake.read_json(reason_file)
     assert reason["code"] == "model_failed" and "3 runs" in reason["message"]
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -14,6 +15,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dresscode.core import config, lake
 from dresscode.llm import blueprints
@@ -475,3 +478,172 @@ def test_log_to_mlflow_unreachable_keeps_the_lake_report_and_warns(
     assert run_id is None
     assert "reason: mlflow_unreachable" in caplog.text
     assert lake.exists(lake.storage_path(paths["json"]))
+
+
+# --- hostile model text: labels are closed vocabularies, the report never carries markup -------
+
+# The 30-character colour name (within the digitizer schema) that reached the report as markup.
+SCRIPT_BREAKOUT = "</script><svg onload=alert(1)>"
+_FRAGMENTS = (
+    "</script>", "</ScRiPt >", "<svg onload=alert(1)>", "<img src=x onerror=alert(1)>",
+    "<script>", "\"'><", "</style>", "<!--", "-->", "]]>", "<iframe src=javascript:alert(1)>",
+    "&#x3c;", "\u2028", "\\u003c/script\\u003e", "<\x00script>", "`${alert(1)}`", "{{7*7}}",
+    "navy", "red", " ", "é", "\U0001f600",
+)  # fmt: skip
+
+
+def hostile_names(n: int, seed: int, max_len: int = 30) -> list[str]:
+    """``n`` distinct model answers for a colour or category name, each carrying markup: fragments
+    of known payloads glued at random, cut to the schema's length (a ``<`` always survives)."""
+    rng = np.random.default_rng(seed)
+    names = {SCRIPT_BREAKOUT}
+    while len(names) < n:
+        parts = rng.choice(len(_FRAGMENTS), size=int(rng.integers(2, 6)))
+        name = "".join(_FRAGMENTS[i] for i in parts)[:max_len]
+        if "<" in name and len(name.strip()) >= 12:
+            names.add(name)
+    return sorted(names)
+
+
+def plain_label(value: object) -> bool:
+    return (
+        isinstance(value, str) and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9 _.+-]*", value) is not None
+    )
+
+
+def write_photos_with_items(
+    start: datetime, colors: list[str], categories: list[str], prefix: str
+) -> None:
+    """One accepted photo per (colour, category) pair, an hour apart, with that first item."""
+    rows, items = [], []
+    for i, (color, category) in enumerate(zip(colors, categories, strict=True)):
+        key, sha = f"{prefix}{i}/p.jpg", f"{prefix}-s{i}"
+        at = (start + timedelta(minutes=10 * i)).isoformat(timespec="milliseconds")
+        rows.append(
+            manifest(
+                key,
+                "accepted",
+                at,
+                image_sha256=sha,
+                n_items=1,
+                source_format=["jpeg", "HEIF", "<b>x</b>"][i % 3],
+            )
+        )
+        items.append(item(key, sha, category, [color, "white"]))
+    lake.write_parquet("manifests", start.date(), f"{prefix}-batch", rows)
+    lake.write_parquet("wardrobe_items", start.date(), f"{prefix}-items", items)
+
+
+def test_model_names_reach_the_photo_frame_only_from_closed_vocabularies(
+    dresscode_home: Path,
+) -> None:
+    hostile = hostile_names(40, seed=7)
+    colors = [*hostile, "Navy", " light blue ", "teal"]
+    categories = [*hostile[::-1], "TOP", "dress", "hat"]
+    write_photos_with_items(DAY, colors, categories, "u")
+
+    frame = drift_frames.photo_frame(DAY, DAY + timedelta(days=1))
+
+    vocab = drift_frames.vocabularies()
+    for col in drift.LABEL_COLUMNS:
+        values = set(frame[col].dropna().astype(str))
+        assert values <= vocab[col], (col, values - vocab[col])
+    by_key = frame.set_index("upload_key")
+    assert by_key.loc["u40/p.jpg", ["primary_color", "primary_category"]].tolist() == [
+        "navy",
+        "top",
+    ]
+    assert by_key.loc["u41/p.jpg", "primary_color"] == "light blue"
+    assert by_key.loc["u42/p.jpg", "primary_category"] == "other"  # 'hat' is not in the enum
+    assert (frame["primary_color"].iloc[:40] == "other").all()
+    assert set(frame["source_format"].astype(str)) == {"JPEG", "HEIF", "other"}
+
+
+def test_a_payload_in_a_colour_name_never_reaches_the_drift_report(dresscode_home: Path) -> None:
+    # Through the real pipeline functions: lake parts -> photo_frame -> detect_drift -> write_report.
+    hostile = hostile_names(30, seed=11)
+    calm = ["navy", "white", "black"] * 20
+    write_photos_with_items(DAY - timedelta(days=2), calm, ["top"] * len(calm), "r")
+    write_photos_with_items(DAY, [*hostile, *calm[:30]], ["top", "<script>x</script>top"] * 30, "c")
+    reference = drift_frames.photo_frame(DAY - timedelta(days=2), DAY - timedelta(days=1))
+    current = drift_frames.photo_frame(DAY, DAY + timedelta(days=1))
+
+    result = drift.detect_drift(reference, current, min_rows=20, drift_share=0.3)
+    paths = drift_report.write_report(result, "hostile", day="2026-05-10")
+
+    html = lake.read_bytes(lake.storage_path(paths["html"])).decode()
+    assert by_column(result)["primary_color"].status == "drifted"  # 'other' still shows up
+    assert "<svg onload" not in html and "<img src=x onerror" not in html
+    for name in hostile:
+        assert name not in html
+    assert "<script>x</script>" not in html
+
+
+def test_labels_passed_straight_to_detect_drift_are_hashed_unless_plain_words() -> None:
+    # A frozen baseline or a bench frame skips photo_frame: the drift code itself must not let
+    # markup through.
+    hostile = hostile_names(12, seed=3)
+    reference = photos(300, seed=1)
+    current = photos(300, seed=2)
+    current["primary_color"] = [hostile[i % len(hostile)] for i in range(len(current))]
+
+    result = detect(reference, current)
+
+    for name in hostile:
+        assert name not in result.html
+    assert "<svg onload" not in result.html
+    assert by_column(result)["primary_color"].status == "drifted"
+
+
+def test_a_frozen_baseline_with_free_text_labels_is_closed_when_read(
+    dresscode_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    baseline = photos(50, seed=4)
+    baseline["primary_color"] = [SCRIPT_BREAKOUT, "Navy"] * 25
+    baseline["processed_at"] = DAY.isoformat()
+    uri = f"{lake.root()}/baselines/b.parquet"
+    lake.write_bytes(lake.storage_path(uri), lake.to_parquet_bytes(baseline))
+    monkeypatch.setenv("DRESSCODE_DRIFT_BASELINE_URI", uri)
+    config.get_settings.cache_clear()
+
+    frame = drift_frames.reference_frame(drift_frames.reference_window(DAY, last_promotion=None))
+
+    assert frame["primary_color"].value_counts().to_dict() == {"navy": 25, "other": 25}
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=60))
+def test_inert_label_lets_only_plain_words_through(value: str) -> None:
+    label = drift.inert_label(value)
+
+    if plain_label(value) and len(value) <= 40:
+        assert label == value
+    else:
+        assert re.fullmatch(r"x-[0-9a-f]{12}", label)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.text(max_size=30), st.sampled_from(COLORS)), min_size=1))
+def test_closed_labels_map_any_text_into_the_vocabulary(values: list[str | None]) -> None:
+    frame = pd.DataFrame({"primary_color": values, "primary_category": values})
+
+    closed = drift_frames.closed_labels(frame)
+
+    vocab = drift_frames.vocabularies()
+    for col in ("primary_color", "primary_category"):
+        assert set(closed[col].dropna().astype(str)) <= vocab[col]
+        assert closed[col].isna().tolist() == [v is None for v in values]
+
+
+def test_label_vocabularies_are_the_blueprint_enums_and_the_palette() -> None:
+    from dresscode.local import samples
+    from dresscode.sim import vision
+
+    vocab = drift_frames.vocabularies()
+
+    assert set(samples.PALETTE) | set(vision.PALETTE) == drift_frames.COLORS
+    schemas = [b.output_schema for b in blueprints.versions_in_git("wardrobe-digitizer")]
+    enums = {c for s in schemas for c in blueprints.enum_of(s, "items", "category")}
+    assert vocab["primary_category"] == enums | {"none", "other"}
+    assert set(samples.CATEGORIES) <= vocab["primary_category"]
+    assert all(plain_label(v) for labels in vocab.values() for v in labels)

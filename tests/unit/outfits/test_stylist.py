@@ -159,6 +159,26 @@ def test_cold_needs_a_warm_layer_only_when_the_user_owns_one() -> None:
     assert rules.validate(light, ctx(TEE, SWEATER, JEANS, BOOTS), {"temperature_min_c": 3})[0] == []
 
 
+def test_the_rules_read_the_days_high_and_low_as_production_derives_them() -> None:
+    # A 3-14 °C day as weather_ingest derives it: the mean (9.6) alone would ask for nothing.
+    cold_morning = {"temperature_c": 9.6, "temperature_max_c": 14.0, "temperature_min_c": 3.0}
+    light = answer(["tee", "jeans", "boots"])
+    assert codes(rules.validate(light, ctx(TEE, SWEATER, JEANS, BOOTS), cold_morning)[2]) == [
+        Violation.NO_WARM_LAYER
+    ]
+    # A 9-30 °C day: the mean (21.6) alone would let the parka through.
+    hot_afternoon = {"temperature_c": 21.6, "temperature_max_c": 30.0, "temperature_min_c": 9.0}
+    coat = answer(["tee", "jeans", "sneakers", "parka"])
+    assert codes(rules.validate(coat, ctx(TEE, JEANS, SNEAKERS, PARKA), hot_afternoon)[2]) == [
+        Violation.HEAVY_IN_HEAT
+    ]
+    facts = rules.weather_facts(hot_afternoon)
+    assert facts is not None and (facts.high_c, facts.low_c) == (30.0, 9.0)
+    # Only an answer without them (a row from before they existed) falls back on the mean.
+    old = rules.weather_facts({"temperature_c": 9.6})
+    assert old is not None and (old.high_c, old.low_c) == (9.6, 9.6)
+
+
 def test_unknown_weather_applies_no_rule_and_says_so() -> None:
     outfit = answer(["tee", "jeans", "sneakers", "parka"])
     for weather in (None, {}, {"error": "weather unavailable"}):
@@ -531,6 +551,39 @@ async def test_a_failing_or_async_weather_lookup_is_handled(sim: str) -> None:
     got, _, recorder = await run(sim, ctx(TEE, JEANS, SNEAKERS, PARKA), remote)
     assert json.loads(recorder.tool_messages(1)[0]["content"])["temperature_c"] == 31
     assert got.status == "ok" and all("parka" not in o["item_ids"] for o in got.outfits)
+
+
+def forecast(day: date, temps: list[float]) -> dict[str, Any]:
+    """The provider's whole answer (Open-Meteo shape) for one local day of 24 hours."""
+    return {
+        "latitude": 59.9,
+        "longitude": 10.7,
+        "timezone": "Europe/Oslo",
+        "hourly": {
+            "time": [f"{day.isoformat()}T{h:02d}:00" for h in range(24)],
+            "temperature_2m": temps,
+            "apparent_temperature": temps,
+            "precipitation_probability": [10] * 24,
+            "wind_speed_10m": [8.0] * 24,
+        },
+    }
+
+
+async def test_a_provider_forecast_from_the_lookup_is_derived_like_production(sim: str) -> None:
+    temps = [1.0] * 8 + [3.0, 5.0, 7.0, 9.0, 11.0, 12.0, 14.0, 13.0, 12.0, 11.0, 10.0, 9.0, 8.0]
+    context = ctx(TEE, SWEATER, JEANS, BOOTS)
+    got, _, recorder = await run(sim, context, weather_of(forecast(DAY, temps + [1.0] * 3)))
+    tool = json.loads(recorder.tool_messages(1)[0]["content"])
+    assert (tool["temperature_min_c"], tool["temperature_max_c"]) == (3.0, 14.0)
+    assert tool["city"] == "Oslo" and tool["date"] == DAY.isoformat()
+    assert got.status == "ok" and got.rule_violations == []
+    assert all("sweater" in o["item_ids"] for o in got.outfits)  # the low asked for it
+    # A forecast that does not derive (one daytime hour) is no weather, not a guess.
+    broken = forecast(DAY, [12.0] * 24)
+    broken["hourly"] = {k: v[12:13] for k, v in broken["hourly"].items()}
+    got, _, recorder = await run(sim, context, weather_of(broken))
+    assert json.loads(recorder.tool_messages(1)[0]["content"]) == {"error": "weather unavailable"}
+    assert got.caveats == ["weather_unavailable"]
 
 
 async def test_endpoint_failure_and_broken_json_are_skipped_with_their_reason(sim: str) -> None:

@@ -40,8 +40,19 @@ def test_the_scenario_lookup_answers_only_for_its_own_city_and_day() -> None:
     assert scenario.weather_lookup(" seville ", scenario.day) == scenario.weather
     assert scenario.weather_lookup("Madrid", scenario.day) is None
     assert scenario.weather_lookup("Seville", date(2025, 1, 1)) is None
-    scenario.weather_lookup("Seville", scenario.day)["temperature_c"] = -50
-    assert scenario.weather["temperature_c"] == 38  # callers get a copy
+    scenario.weather_lookup("Seville", scenario.day)["hourly"]["temperature_2m"][15] = -50
+    assert scenario.weather["hourly"]["temperature_2m"][15] == 41  # callers get a copy
+
+
+def test_scenario_weather_is_a_provider_forecast_derived_like_production() -> None:
+    from dresscode.features import weather
+
+    stated = [s for s in SCENARIOS if s.weather is not None]
+    assert stated and all(set(s.weather or {}) >= {"latitude", "hourly"} for s in stated)
+    for scenario in stated:  # every one derives (a junk payload raises WeatherError)
+        answer = weather.forecast_answer(scenario.weather, city=scenario.city, day=scenario.day)
+        assert answer["temperature_min_c"] <= answer["temperature_c"]
+        assert answer["temperature_c"] <= answer["temperature_max_c"]
 
 
 def _write(folder: Path, name: str, doc: Any) -> None:

@@ -17,6 +17,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dresscode.core import config, lake
 from dresscode.llm import blueprints
@@ -336,3 +338,61 @@ def test_drift_report_reader_refuses_traversal(dresscode_home: Path, day: str, f
 
     with pytest.raises(ValueError):
         view.drift_report_html(day, file)
+
+
+# --- hostile reports and host paths --------------------------------------------------------------
+
+
+def test_drift_report_is_sandboxed_away_from_the_airflow_origin(
+    airflow_app, token: str, lake_rows
+) -> None:
+    day = lake_rows["yesterday"]
+    response = airflow_app.get(f"/dresscode/drift-report/{day}/run-abc.html", headers=_auth(token))
+
+    policy = [d.strip() for d in response.headers["Content-Security-Policy"].split(";")]
+    sandbox = next(d.split() for d in policy if d.startswith("sandbox"))
+    # An opaque origin: no Airflow cookies or API as the user; no dialogs, forms or popups.
+    assert sandbox[0] == "sandbox" and set(sandbox[1:]) <= {"allow-scripts"}
+    assert "connect-src 'none'" in policy and "default-src 'none'" in policy
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["content-type"].startswith("text/html")
+
+
+def test_pages_forbid_every_script_and_json_is_nosniff(airflow_app, token: str, lake_rows) -> None:
+    for path in ("/dresscode/", f"/dresscode/prompts/{DIGITIZER}"):
+        response = airflow_app.get(path, headers=_auth(token))
+
+        policy = response.headers["Content-Security-Policy"]
+        assert "default-src 'none'" in policy and "script-src" not in policy
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+    api = airflow_app.get("/dresscode/api/prompts", headers=_auth(token))
+    assert api.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_api_names_lake_files_relative_to_the_lake_root_never_by_host_path(
+    airflow_app, token: str, lake_rows
+) -> None:
+    response = airflow_app.get("/dresscode/api/prompts", headers=_auth(token))
+
+    day = lake_rows["yesterday"]
+    assert response.json()["drift"]["drift_report"] == f"reports/drift/date={day}/run-abc.html"
+    root = lake.root()
+    for leak in (str(root), root.path, str(config.get_settings().home), "file://"):
+        assert leak not in response.text
+    page = airflow_app.get("/dresscode/", headers=_auth(token)).text
+    assert root.path not in page
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(["reports", "drift", "date=2026-01-01", "..", ".", "", "k.html"])))
+def test_lake_relative_never_returns_a_path_that_leaves_the_lake(parts: list[str]) -> None:
+    config.get_settings.cache_clear()
+    root = str(lake.root()).rstrip("/")
+    rel = view.lake_relative(root + "/" + "/".join(parts))
+
+    if rel is not None:
+        assert rel == "/".join(parts)
+        assert not {"", ".", ".."} & set(rel.split("/"))
+        assert not rel.startswith("/")
+    assert view.lake_relative("/etc/passwd") is None
+    assert view.lake_relative(root + "-other/x.html") is None

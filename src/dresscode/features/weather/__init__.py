@@ -1,7 +1,9 @@
 """Weather for the stylist, one concern per module.
 
 * :mod:`.derive` — what a city is (:func:`city_id`) and one day's daytime features from an
-  hourly forecast (:func:`derive`): pure, validated, with stable :class:`MissingReason` codes.
+  hourly forecast (:func:`derive`: mean, high, low, feels-like, rain, wind, tier, season): pure,
+  validated, with stable :class:`MissingReason` codes; :func:`tool_answer` and
+  :func:`forecast_answer` make the stylist's ``get_weather`` answer from them.
 * :mod:`.provider` — the Open-Meteo-shaped HTTP client: retries, backoff, a circuit breaker.
 * :mod:`.cache` — the per-city cache in the lake, and :func:`fetch_weather`, the batch that
   reads through it (cache, else provider, else a stale cache entry, else a reason).
@@ -29,6 +31,8 @@ from dresscode.features.weather.derive import (
     city_id,
     clean_city_name,
     derive,
+    forecast_answer,
+    forecast_features,
     season,
     temperature_tier,
     tool_answer,
@@ -60,6 +64,8 @@ __all__ = [
     "clean_city_name",
     "derive",
     "fetch_weather",
+    "forecast_answer",
+    "forecast_features",
     "season",
     "temperature_tier",
     "tool_answer",

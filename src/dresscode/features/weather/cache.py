@@ -109,16 +109,33 @@ def _cached_place(record: Mapping[str, Any]) -> Place | None:
         return None
 
 
+_NUMBERS = (
+    "temperature_c",
+    "temperature_max_c",
+    "temperature_min_c",
+    "feels_like_c",
+    "precip_prob",
+    "wind_kph",
+)
+
+
 def _valid_features(features: Mapping[str, Any]) -> bool:
-    """Cached features are data from storage: check them like any input before serving them."""
+    """Cached features are data from storage: check them like any input before serving them.
+
+    An entry cached before the day's high and low were derived lacks them: it is not served
+    (fresh or stale), so the city is fetched again rather than answered without its extremes.
+    """
     if set(features) != set(FEATURE_KEYS):
         return False
-    numbers = [features[k] for k in ("temperature_c", "feels_like_c", "precip_prob", "wind_kph")]
+    numbers = [features[k] for k in _NUMBERS]
     return (
         all(
             isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
             for v in numbers
         )
+        and features["temperature_min_c"]
+        <= features["temperature_c"]
+        <= features["temperature_max_c"]
         and 0.0 <= features["precip_prob"] <= 1.0
         and isinstance(features["is_rainy"], bool)
         and features["temperature_tier"] in {tier for _, tier in TEMPERATURE_TIERS}

@@ -2,9 +2,20 @@
 
 Pure: no network, no lake. :func:`city_id` turns a display name into the stable, lake-safe id
 the cache and the feature store key on; :func:`derive` validates Open-Meteo ``hourly`` data and
-derives the daytime features (temperature tier, rain, season by hemisphere) — a 70 °C hour or a
-NaN raises :class:`WeatherError` with a reason from :class:`MissingReason` instead of becoming a
-feature. :class:`CityWeather` is one city's row; :class:`Missing` says why a city has none.
+derives the daytime features — a 70 °C hour, a NaN or a daytime hour missing raises
+:class:`WeatherError` with a reason from :class:`MissingReason` instead of becoming a feature.
+:class:`CityWeather` is one city's row; :class:`Missing` says why a city has none.
+
+One weather truth. Every consumer reads the same derived fields, over the same daytime hours
+(local 08:00-20:00): ``temperature_c`` (the mean, and its ``temperature_tier``),
+``temperature_max_c`` / ``temperature_min_c`` (the day's high and low: the outfit rules' heat
+and cold thresholds read them), ``feels_like_c`` (the lowest apparent temperature), the highest
+precipitation chance and wind. The ``weather`` lake table, the Feast views, the stylist's
+``get_weather`` answer (:func:`tool_answer`) and the golden outfit scenarios (provider payloads,
+through :func:`forecast_answer`) all come from :func:`derive`.
+
+Days are local wall-clock days: a day across a DST change has 23 or 25 entries, and only the
+daytime hours (never touched by a change) must all be there.
 """
 
 from __future__ import annotations
@@ -61,6 +72,8 @@ SOURCES = ("provider", "cache", "stale_cache")
 # The features :func:`derive` returns, in the order a CityWeather row holds them.
 FEATURE_KEYS = (
     "temperature_c",
+    "temperature_max_c",
+    "temperature_min_c",
     "feels_like_c",
     "precip_prob",
     "wind_kph",
@@ -86,7 +99,7 @@ class MissingReason(StrEnum):
     MISSING_FIELDS = "missing_fields"  # a requested variable is absent
     MISSING_VALUES = "missing_values"  # null or NaN values on the target day
     ABSURD_VALUE = "absurd_value"  # a value outside VALID_RANGES
-    NO_DATA_FOR_DAY = "no_data_for_day"  # the answer has no daytime hours of the target day
+    NO_DATA_FOR_DAY = "no_data_for_day"  # the answer lacks daytime hours of the target day
     INTERNAL_ERROR = "internal_error"  # a bug on our side; the traceback is in the log
 
 
@@ -119,6 +132,8 @@ class CityWeather:
     longitude: float
     day: date
     temperature_c: float  # mean air temperature over the daytime hours
+    temperature_max_c: float  # the day's high: warmest daytime hour (the heat rule)
+    temperature_min_c: float  # the day's low: coldest daytime hour (the cold rule)
     feels_like_c: float  # coldest apparent temperature over the daytime hours
     precip_prob: float  # highest precipitation probability, 0..1
     wind_kph: float  # highest wind speed
@@ -143,11 +158,20 @@ class CityWeather:
 
 def tool_answer(features: Mapping[str, Any], *, city: str, day: str) -> dict[str, Any]:
     """The ``get_weather`` answer from one city's weather features — a fresh fetch, an
-    online feature row or a lake row alike (``precip_prob`` 0..1 becomes a percentage)."""
+    online feature row or a lake row alike (``precip_prob`` 0..1 becomes a percentage).
+
+    The high and low go to the model under the names the outfit rules read. A row written
+    before they existed has none (null or NaN): they are left out rather than sent as junk,
+    and the rules fall back on the mean.
+    """
+    extremes = {
+        key: _finite(features.get(key)) for key in ("temperature_max_c", "temperature_min_c")
+    }
     return {
         "city": city,
         "date": day,
         "temperature_c": features["temperature_c"],
+        **{key: value for key, value in extremes.items() if value is not None},
         "feels_like_c": features.get("feels_like_c"),
         "precipitation_probability": round(100 * float(features.get("precip_prob") or 0)),
         "wind_kph": features.get("wind_kph"),
@@ -155,6 +179,39 @@ def tool_answer(features: Mapping[str, Any], *, city: str, day: str) -> dict[str
         "temperature_tier": features.get("temperature_tier"),
         "season": features.get("season"),
     }
+
+
+def _finite(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def forecast_features(forecast: Any, *, day: date, latitude: float | None = None) -> dict[str, Any]:
+    """One day's features from a whole Open-Meteo ``/v1/forecast`` answer. Pure.
+
+    What the provider returns and what a golden outfit scenario states go through here alike.
+    ``latitude`` (it decides the season) is the geocoder's when given, else the answer's own.
+    Raises :class:`WeatherError`.
+    """
+    if not isinstance(forecast, Mapping):
+        raise WeatherError(MissingReason.MALFORMED, "The forecast is not a JSON object.")
+    if "hourly" not in forecast:
+        raise WeatherError(MissingReason.MISSING_FIELDS, "The forecast has no 'hourly' data.")
+    if latitude is None:
+        latitude = _finite(forecast.get("latitude"))
+        if latitude is None or not -90 <= latitude <= 90:
+            raise WeatherError(
+                MissingReason.MALFORMED,
+                f"The forecast's latitude is not a latitude: {forecast.get('latitude')!r}.",
+            )
+    return derive(forecast["hourly"], latitude=latitude, day=day)
+
+
+def forecast_answer(forecast: Any, *, city: str, day: date) -> dict[str, Any]:
+    """The ``get_weather`` answer for ``city`` on ``day`` from a whole Open-Meteo forecast:
+    :func:`forecast_features`, then :func:`tool_answer`. Raises :class:`WeatherError`."""
+    return tool_answer(forecast_features(forecast, day=day), city=city, day=day.isoformat())
 
 
 @dataclass(frozen=True)
@@ -265,8 +322,10 @@ def derive(
 ) -> dict[str, Any]:
     """Validate Open-Meteo ``hourly`` data and derive one day's daytime features. Pure.
 
-    ``hourly["time"]`` holds local timestamps. Every value of the target day is checked
-    (a junk value at night means a junk forecast); daytime hours feed the features. Raises
+    ``hourly["time"]`` holds local timestamps (with or without an offset: the wall-clock date
+    and hour are what count). Every value of the target day is checked (a junk value at night
+    means a junk forecast); the daytime hours, all of them, feed the features: mean, high and
+    low of the air temperature, lowest feels-like, highest rain chance and wind. Raises
     :class:`WeatherError` with a precise reason instead of returning a row with junk.
     """
     if not isinstance(hourly, Mapping):
@@ -294,16 +353,14 @@ def derive(
         for name in HOURLY_VARIABLES
     }
     daytime = [i for i, hour, _ in entries if start_hour <= hour <= end_hour]
-    if not daytime:
-        raise WeatherError(
-            MissingReason.NO_DATA_FOR_DAY,
-            f"The forecast has no hours between {start_hour:02d}:00 and {end_hour:02d}:00 on {day}.",
-        )
+    _check_daytime_complete({hour for _, hour, _ in entries}, day, start_hour, end_hour)
     temps = [checked["temperature_2m"][i] for i in daytime]
     temperature_c = round(sum(temps) / len(temps), 1)
     precip_prob = round(max(checked["precipitation_probability"][i] for i in daytime) / 100, 2)
     return {
         "temperature_c": temperature_c,
+        "temperature_max_c": round(max(temps), 1),
+        "temperature_min_c": round(min(temps), 1),
         "feels_like_c": round(min(checked["apparent_temperature"][i] for i in daytime), 1),
         "precip_prob": precip_prob,
         "wind_kph": round(max(checked["wind_speed_10m"][i] for i in daytime), 1),
@@ -311,3 +368,23 @@ def derive(
         "temperature_tier": temperature_tier(temperature_c),  # of the value we show
         "season": season(latitude, day),
     }
+
+
+def _check_daytime_complete(hours: set[int], day: date, start_hour: int, end_hour: int) -> None:
+    """Every daytime hour must be there: a high and a low from what is left of a day could
+    miss the cold morning or the hot afternoon. (Night hours may be missing or doubled: a DST
+    change gives a local day of 23 or 25 entries, always at night.)"""
+    wanted = range(start_hour, end_hour + 1)
+    missing = [h for h in wanted if h not in hours]
+    if len(missing) == len(wanted):
+        raise WeatherError(
+            MissingReason.NO_DATA_FOR_DAY,
+            f"The forecast has no hours between {start_hour:02d}:00 and {end_hour:02d}:00 on {day}.",
+        )
+    if missing:
+        shown = ", ".join(f"{h:02d}:00" for h in missing[:4]) + (", …" if len(missing) > 4 else "")
+        raise WeatherError(
+            MissingReason.NO_DATA_FOR_DAY,
+            f"The forecast lacks {len(missing)} of the {len(wanted)} daytime hours on {day} "
+            f"({shown}): no high and low can be told from the rest.",
+        )

@@ -26,7 +26,12 @@ from typing import TYPE_CHECKING, Any
 
 from dresscode.core.connections import WeatherEndpoint
 from dresscode.core.http import retry_after_seconds
-from dresscode.features.weather.derive import HOURLY_VARIABLES, MissingReason, WeatherError, derive
+from dresscode.features.weather.derive import (
+    HOURLY_VARIABLES,
+    MissingReason,
+    WeatherError,
+    forecast_features,
+)
 
 if TYPE_CHECKING:
     import httpx
@@ -314,8 +319,4 @@ class WeatherProvider:
             },
             what,
         )
-        if not isinstance(body, dict):
-            raise WeatherError(MissingReason.MALFORMED, "The forecast is not a JSON object.")
-        if "hourly" not in body:
-            raise WeatherError(MissingReason.MISSING_FIELDS, "The forecast has no 'hourly' data.")
-        return derive(body["hourly"], latitude=place.latitude, day=day)
+        return forecast_features(body, day=day, latitude=place.latitude)
