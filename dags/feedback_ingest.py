@@ -2,16 +2,19 @@
 
 Daily at 04:30 UTC: **discover** lists the JSON-lines files the app dropped in
 `landing/feedback/`; **validate_and_apply** checks every line against its event type's schema
-(`item_corrected`, `item_deleted`, `item_added`, `outfit_rated`, `wore_instead`), drops events
-already received (same `event_id`), checks in event-time order that each event points at the
-user's own item, photo or suggestion, writes the accepted events to the `feedback` table and
-each photo's model items with the corrections applied to `corrected_labels`, keeps rejected
+(`item_corrected`, `item_deleted`, `item_added`, `outfit_rated`, `wore_instead`), checks in
+event-time order that each event points at the user's own item, photo or suggestion, drops a
+user's events already accepted (same user and `event_id`), writes the accepted events to the `feedback` table and
+each photo's model items with the corrections applied to `corrected_labels` (updating the
+`wardrobe_current` Asset, which refreshes `style_features`), keeps rejected
 lines with their reason in `reports/feedback/date=<day>/`, archives each file under
 `feedback/raw/` and only then removes it from landing; **stage_golden_candidates** stages
 photos with corrected labels in `golden_candidates` for a human to accept with
 `dresscode golden accept`; **report** logs the counts and the correction rate.
 
-Bad lines never fail the run: they are kept and counted (a WARNING per reason). Safe to
+Bad lines never fail the run: they are kept and counted (a WARNING per reason). A file commits
+whole or not at all. Files under `feedback/` that are not `.jsonl` go to quarantine, never the
+archive. Safe to
 re-run: parts are named by the file's content hash and the derived tables are written only
 when they change, so replaying a file changes nothing.
 
@@ -29,6 +32,7 @@ from dresscode.orchestration.dag_defaults import (
     DEFAULT_ARGS,
     FEEDBACK_TIMEOUT,
     LISTING_TIMEOUT,
+    WARDROBE_CURRENT,
     deadline,
 )
 
@@ -52,9 +56,12 @@ def feedback_ingest():
     def discover() -> list[str]:
         return feedback.discover()
 
-    @task(execution_timeout=FEEDBACK_TIMEOUT)
+    @task(execution_timeout=FEEDBACK_TIMEOUT, outlets=[WARDROBE_CURRENT])
     def validate_and_apply(keys: list[str]) -> feedback.Applied:
-        return feedback.validate_and_apply(keys, day=_run_day())
+        applied = feedback.validate_and_apply(keys, day=_run_day())
+        changes = feedback.wardrobe_changes(applied)
+        get_current_context()["outlet_events"][WARDROBE_CURRENT].extra = dict(changes)
+        return applied
 
     @task(execution_timeout=FEEDBACK_TIMEOUT)
     def stage_golden_candidates(applied: feedback.Applied) -> feedback.Staged:

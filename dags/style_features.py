@@ -1,9 +1,10 @@
 """Style features — each active user's wardrobe as features, materialized into Feast.
 
-Nightly at 02:00 UTC, and whenever `wardrobe_ingest` updates the `wardrobe_items` Asset:
+Nightly at 02:00 UTC, and whenever `wardrobe_ingest` updates the `wardrobe_items` Asset or
+`feedback_ingest` the `wardrobe_current` Asset (users deleted, added or corrected items):
 **compute** the user style features (wardrobe size, category, warmth and formality mix, top
-colours, outerwear and rain-gear counts, last upload) of every active user as of the end of
-the data interval and write them to the `user_style` lake table; **materialize** the
+colours, outerwear and rain-gear counts, last upload) of every active user's wardrobe as the
+user sees it (their corrections applied) as of the end of the data interval and write them to the `user_style` lake table; **materialize** the
 `user_style` and `weather` views for the interval, starting `DRESSCODE_MATERIALIZE_OVERLAP_H`
 hours earlier to catch late rows, in bounded-memory chunks; **verify** a sample back from the
 online store and fail loudly if it is stale.
@@ -28,7 +29,13 @@ from airflow.sdk import (
 )
 
 from dresscode.features import tasks as features
-from dresscode.orchestration.dag_defaults import DEFAULT_ARGS, USER_STYLE, WARDROBE_ITEMS, deadline
+from dresscode.orchestration.dag_defaults import (
+    DEFAULT_ARGS,
+    USER_STYLE,
+    WARDROBE_CURRENT,
+    WARDROBE_ITEMS,
+    deadline,
+)
 
 
 def _window() -> features.Window:
@@ -43,7 +50,7 @@ def _window() -> features.Window:
 @dag(
     schedule=AssetOrTimeSchedule(
         timetable=CronDataIntervalTimetable("0 2 * * *", timezone="UTC"),
-        assets=[WARDROBE_ITEMS],
+        assets=WARDROBE_ITEMS | WARDROBE_CURRENT,
     ),
     start_date=datetime(2026, 1, 1),
     catchup=False,

@@ -28,8 +28,13 @@ DAG_IDS = sorted(p.stem for p in (REPO / "dags").glob("*.py") if not p.name.star
 NIGHTLY = ["style_features", "outfit_pregen", "model_monitoring", "feedback_ingest"]
 # Params without a valid default, for the DAGs that have them (a rollback must say why).
 RUN_CONF = {"prompt_rollback": {"reason": "alerting test: a forced failure"}}
-# Valid settings that no task can use: the first read of the lake or the registry fails.
-BROKEN = {"DRESSCODE_LAKE_URI": "unreachable://lake", "MLFLOW_TRACKING_URI": "unreachable://mlflow"}
+# Valid settings that no task can use: the first read of the lake or the registry fails (the
+# lake on S3 through a connection that does not exist; a tracking URI of no known scheme).
+BROKEN = {
+    "DRESSCODE_LAKE_URI": "s3://unreachable-lake/lake",
+    "DRESSCODE_AWS_CONN_ID": "unreachable_aws",
+    "MLFLOW_TRACKING_URI": "unreachable://mlflow",
+}
 
 
 def _break(monkeypatch: pytest.MonkeyPatch) -> None:

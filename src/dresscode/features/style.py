@@ -1,7 +1,9 @@
 """User style features: one row per user summarising their wardrobe, for Feast's ``user_style``.
 
-Pure pandas over ``wardrobe_items`` rows, so the nightly task, a replay and a test compute the
-same thing. The vocabularies (categories, warmth, formality) come from the wardrobe-digitizer
+Pure pandas over wardrobe rows, so the nightly task, a replay and a test compute the same
+thing. The rows are the user's wardrobe as they see it (``tables.current_wardrobe_items``:
+deleted items gone, added ones present, corrected fields replaced), never raw
+``wardrobe_items``: a garment the user deleted must not shape their features. The vocabularies (categories, warmth, formality) come from the wardrobe-digitizer
 blueprint's output schema — the single schema source — so a category the model may emit and a
 share column here can never drift apart. Feature columns are named from those vocabularies:
 ``share_<category>``, ``warmth_<level>``, ``formality_<level>``.
@@ -273,19 +275,18 @@ def style_features_for_interval(
     created: datetime | None = None,
     write: bool = True,
 ) -> pd.DataFrame:
-    """Features as of ``end`` from every item up to ``end``; written to ``user_style``.
+    """Features as of ``end`` from every user's wardrobe as of ``end`` (corrections up to
+    ``end`` applied); written to ``user_style``.
 
     The part lands in the partition of the interval's first day and is named by the interval,
     so re-running the interval replaces it. Reads the whole item history (a wardrobe is
     everything ever uploaded); fine at today's scale, the first thing to make incremental later.
     """
-    from dresscode.core import lake
+    from dresscode.core import lake, tables
 
     settings = settings or get_settings()
     start, end = _aware_utc(start, "start"), _aware_utc(end, "end")
-    items = lake.read_table("wardrobe_items", settings)
-    if not items.empty:
-        items = items[items["date"].astype(str) <= end.date().isoformat()]
+    items = tables.current_wardrobe_items(None, settings, as_of=end)
     frame = style_features(items, as_of=end, user_ids=user_ids, created=created)
     log.info(
         "user style as of %s: %d users (%d with an empty wardrobe) from %d items",

@@ -17,7 +17,7 @@ from dataclasses import asdict
 from datetime import UTC, date, datetime, timedelta
 from typing import TypedDict
 
-from dresscode.core import lake
+from dresscode.core import lake, tables
 from dresscode.core.config import Settings, get_settings
 from dresscode.features import users
 from dresscode.features.materialization import Materialized
@@ -189,9 +189,9 @@ def compute_style(window: Window, settings: Settings | None = None) -> StyleComp
     as_of = datetime.fromisoformat(window["as_of"])
     active = users.active_users(now=as_of, settings=settings)
     ids = [u.user_id for u in active]
-    items = lake.read_table("wardrobe_items", settings)
-    if not items.empty:
-        items = items[items["user_id"].isin(ids)]
+    # The wardrobe the users see (their deletions, additions and corrections applied up to
+    # as_of), read for the active users only.
+    items = tables.current_wardrobe_items(ids, settings, as_of=as_of)
     # Users with no items get a zero row: an empty wardrobe is a state worth serving.
     table = style.style_features(items, as_of=as_of, user_ids=ids)
     empty = int((table["wardrobe_size"] == 0).sum()) if not table.empty else 0

@@ -151,6 +151,25 @@ def validate_and_apply(
     return _summarize(done, lines, rows, rejections, reports, quarantined, updated, unreadable)
 
 
+class WardrobeChanges(TypedDict):
+    """The ``wardrobe_current`` Asset event's extra: the run's accepted wardrobe events."""
+
+    item_corrected: int
+    item_deleted: int
+    item_added: int
+
+
+def wardrobe_changes(applied: Applied) -> WardrobeChanges:
+    """What ``validate_and_apply`` changed in users' wardrobes, for the ``wardrobe_current``
+    Asset (``tables.current_wardrobes_of`` applies these events; style_features reacts)."""
+    by_type = applied["by_type"]
+    return WardrobeChanges(
+        item_corrected=by_type.get("item_corrected", 0),
+        item_deleted=by_type.get("item_deleted", 0),
+        item_added=by_type.get("item_added", 0),
+    )
+
+
 def _accept(
     event: Event,
     state: LakeState,

@@ -1,8 +1,8 @@
 """Quality metrics: how the model does in production, per day and prompt version.
 
 The inference log (one row per model call) is the source of truth for model behaviour; the
-manifests add what became of the uploads (quarantine, photos digitized) and the feedback table
-what users corrected afterwards. :func:`compute_metrics` turns one window of them into a tidy
+manifests add what became of the uploads, the feedback table what users corrected afterwards and
+what they said of their outfits (:mod:`.outfit_feedback`, per stylist version). :func:`compute_metrics` turns one window of them into a tidy
 table — ``day, prompt_name, prompt_version, metric, value, n`` with ``n`` the denominator — that
 :func:`write_metrics` stores as lake table ``quality_metrics`` (one part per day, so recomputing
 a day replaces it). :func:`window_metrics` gives the same metrics over the whole window per
@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 from dresscode.core import lake, prompts
 from dresscode.core.config import Settings, get_settings
 from dresscode.core.tables import FINAL_STATUSES
+from dresscode.monitoring.outfit_feedback import FEEDBACK_METRICS, feedback_metrics
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -64,7 +65,7 @@ CALL_METRICS = (
 DIGITIZE_METRICS = ("items_per_photo", "zero_item_share", "photos", "correction_rate")
 OUTFIT_METRICS = ("tool_call_success_rate", "hallucination_rate")
 UPLOAD_METRICS = ("uploads", "quarantine_rate")  # plus quarantine_rate:<reason_code>
-METRICS = CALL_METRICS + DIGITIZE_METRICS + OUTFIT_METRICS + UPLOAD_METRICS
+METRICS = CALL_METRICS + DIGITIZE_METRICS + OUTFIT_METRICS + FEEDBACK_METRICS + UPLOAD_METRICS
 KEY_NUMBERS = (  # what the per-day log line shows, per prompt
     "calls", "call_error_rate", "json_error_rate", "photos", "items_per_photo",
     "correction_rate", "tool_call_success_rate", "hallucination_rate", "ttft_p95_ms",
@@ -147,6 +148,7 @@ def _compute(start: datetime, end: datetime, settings: Settings, *, by_day: bool
         _call_metrics(calls),
         _photo_metrics(manifests, calls, corrections),
         _upload_metrics(manifests),
+        feedback_metrics(start, end, settings, by_day=by_day),
     ]
     parts = [p for p in parts if not p.empty]
     if not parts:

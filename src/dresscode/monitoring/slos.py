@@ -5,7 +5,8 @@ bounds (``DRESSCODE_MONITORING_SLOS`` over ``config.SLO_DEFAULTS``): ``<metric>_
 when the value is above the bound, ``<metric>_min`` when below. A rate breaches only when its
 whole 95 % Wilson interval is past the bound (:func:`wilson_interval`), so one bad call among
 40 on a quiet day is ``watch``, not a page. A metric without data is ``no_data``, never a
-breach. :func:`render_table` prints the checks for the task log and the page; :func:`decide`
+breach. The feedback SLOs (:data:`FEEDBACK_SLOS`) are added to the settings' bounds by
+:func:`default_slos`. :func:`render_table` prints the checks for the task log and the page; :func:`decide`
 picks ``model_monitoring``'s branch from the checks and the drift verdict.
 """
 
@@ -16,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, TypedDict
 
-from dresscode.core.config import get_settings
+from dresscode.core.config import Settings, get_settings
 from dresscode.monitoring.metrics import MetricValue, fmt_value
 
 if TYPE_CHECKING:
@@ -28,6 +29,19 @@ Branch = Literal["healthy", "quality_degraded", "drifted"]
 # z of a two-sided 95 % Wilson interval: a rate breaches only when the whole interval is past
 # its bound, so one bad call among 40 on a quiet day is "watch", not a page.
 WILSON_Z = 1.96
+
+# Users' verdicts on the stylist, per version (:mod:`dresscode.monitoring.outfit_feedback`).
+# A third of rated outfits thumbed down, or half of the suggestions users gave feedback on
+# replaced by something else, is a stylist that no longer helps (docs/monitoring.md).
+FEEDBACK_SLOS: dict[str, float] = {
+    "thumbs_down_rate_max": 0.35,
+    "wore_instead_rate_max": 0.50,
+}
+
+
+def default_slos(settings: Settings | None = None) -> dict[str, float]:
+    """The SLO bounds in force: :data:`FEEDBACK_SLOS`, then the settings' (which win)."""
+    return FEEDBACK_SLOS | (settings or get_settings()).monitoring_slos
 
 
 class SloCheckRecord(TypedDict):
@@ -96,13 +110,13 @@ def check_slos(
 ) -> list[SloCheck]:
     """Every SLO against every metric of its name (one check per prompt, or per row).
 
-    ``slos`` defaults to ``settings.monitoring_slos``. ``<metric>_max`` breaches when the value
+    ``slos`` defaults to :func:`default_slos`. ``<metric>_max`` breaches when the value
     is above the bound, ``<metric>_min`` when below — for rates, only when the 95 % Wilson
     interval of the rate is entirely past the bound; a rate past its bound by chance alone is
     ``watch``. A NaN value or ``n = 0`` is ``no_data``.
     An SLO whose metric does not occur at all gets one ``no_data`` check.
     """
-    slos = get_settings().monitoring_slos if slos is None else slos
+    slos = default_slos() if slos is None else slos
     values = _metric_values(metrics)
     checks = []
     for slo, bound in slos.items():

@@ -108,6 +108,9 @@ def outfit_batch_timeout(settings: Settings | None = None) -> timedelta:
 # Data products other DAGs react to. Name-only on purpose: an Asset URI with a scheme makes
 # Airflow load every provider's URI normalizer at parse time (~0.6 s, boto3 included).
 WARDROBE_ITEMS = Asset(name="wardrobe_items")
+# The wardrobe as users see it (``tables.current_wardrobes_of``): feedback_ingest updates it when
+# it accepts corrections, deletions or additions, and style_features refreshes on it.
+WARDROBE_CURRENT = Asset(name="wardrobe_current")
 WEATHER_FEATURES = Asset(name="weather_features")
 USER_STYLE = Asset(name="user_style")
 OUTFIT_SUGGESTIONS = Asset(name="outfit_suggestions")

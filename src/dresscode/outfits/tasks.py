@@ -1,7 +1,8 @@
 """The work of ``outfit_pregen``: plan user batches, suggest outfits per batch, total the run.
 
-A batch reads each user's features from Feast (``outfit_context``) and wardrobe from the lake,
-runs the stylist's tool-calling loop for all of them concurrently (bounded by the client's
+A batch reads each user's features from Feast (``outfit_context``) and wardrobe from the lake
+as the user sees it (``tables.current_wardrobes_of``: deleted items gone, added ones present,
+corrected fields replaced — so the rules and the tool answers see the user's categories), runs the stylist's tool-calling loop for all of them concurrently (bounded by the client's
 semaphore, like digitization), and writes ``outfit_suggestions`` and ``inference_log`` parts
 named by the batch's users — a retried batch replaces its own parts.
 
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypedDict, cast
 
 from dresscode.core import lake, prompts, tables
 from dresscode.core.config import Settings, get_settings
-from dresscode.core.tables import wardrobes_of
+from dresscode.core.tables import current_wardrobes_of
 from dresscode.features import users
 from dresscode.registry.prompt_registry import Serving
 
@@ -42,13 +43,13 @@ __all__ = [
     "RunTotals",
     "Serving",
     "UserRef",
+    "current_wardrobes_of",
     "label_part",
     "plan_batches",
     "report",
     "resolve_prompt",
     "run_batch",
     "summarize",
-    "wardrobes_of",
 ]
 
 # One row of the ``outfit_context`` feature service (Feast names the columns: user_id,
@@ -230,14 +231,14 @@ def run_batch(
     blueprint = registry.blueprint_for(serving)
     started = time.perf_counter()
     ids = [u["user_id"] for u in batch]
-    wardrobes = wardrobes_of(ids, settings)
+    wardrobes = current_wardrobes_of(ids, settings)
     online = _online(batch, settings)
     contexts = [
         outfits.UserContext(
             user_id=u["user_id"],
             city=u["city"],
             day=day,
-            # The stylist takes plain dicts; the rows are wardrobe_items rows (WardrobeItemRow).
+            # The stylist takes plain dicts: wardrobe_items rows, corrections applied.
             wardrobe=cast("list[dict[str, Any]]", wardrobes.get(u["user_id"], [])),
             style={k: v for k, v in online.get(u["user_id"], {}).items() if _has(v)},
         )

@@ -133,6 +133,7 @@ def slo_series(
     an approximation, good enough for a sparkline — the table keeps the per-version values).
     """
     from dresscode.monitoring import metrics as monitoring
+    from dresscode.monitoring import slos
 
     settings = settings or get_settings()
     today = today or datetime.now(UTC).date()
@@ -140,7 +141,7 @@ def slo_series(
     frame = monitoring.read_metrics(days=days, settings=settings)
     frame = frame[frame["prompt_name"] == name]
     series: dict[str, Any] = {}
-    for slo, bound in settings.monitoring_slos.items():
+    for slo, bound in slos.default_slos(settings).items():
         metric, kind = slo.rsplit("_", 1)
         rows = frame[(frame["metric"] == metric) & (frame["n"] > 0) & frame["value"].notna()]
         if rows.empty:
@@ -148,6 +149,31 @@ def slo_series(
         values = [_pooled(rows[rows["day"] == day]) for day in days]
         series[metric] = {"slo": kind, "bound": bound, "values": values}
     return {"days": days, "metrics": series}
+
+
+def feedback_by_version(
+    name: str, settings: Settings | None = None, *, today: date | None = None
+) -> list[dict[str, Any]]:
+    """Users' verdicts per version of ``name`` over the last 7 days: each feedback metric
+    (thumbs-down and wore-instead rates) pooled over the days, with its ``n``."""
+    from dresscode.monitoring import metrics as monitoring
+    from dresscode.monitoring.outfit_feedback import FEEDBACK_METRICS
+
+    settings = settings or get_settings()
+    today = today or datetime.now(UTC).date()
+    days = [(today - timedelta(days=i)).isoformat() for i in range(SLO_DAYS - 1, -1, -1)]
+    frame = monitoring.read_metrics(days=days, settings=settings)
+    frame = frame[(frame["prompt_name"] == name) & frame["metric"].isin(FEEDBACK_METRICS)]
+    frame = frame[(frame["n"] > 0) & frame["value"].notna()]
+    rows = []
+    for version, group in frame.groupby("prompt_version", sort=True):
+        row: dict[str, Any] = {"version": str(version)}
+        for metric in FEEDBACK_METRICS:
+            picked = group[group["metric"] == metric]
+            row[metric] = _pooled(picked)
+            row[f"{metric}_n"] = int(picked["n"].sum())
+        rows.append(row)
+    return rows
 
 
 def _pooled(rows: Any) -> float | None:
@@ -249,6 +275,7 @@ def prompt_detail(name: str, settings: Settings | None = None) -> dict[str, Any]
         "versions": rows,
         "evaluations": last_evaluations(rows),
         "slo": slo_series(name, settings),
+        "feedback": feedback_by_version(name, settings),
     }
 
 
@@ -387,6 +414,17 @@ def render_prompt(detail: dict[str, Any]) -> str:
         parts.append(_table(["metric", "SLO", "last 7 days", "latest"], rows))
     else:
         parts.append('<p class="muted">No quality metrics in the last 7 days.</p>')
+    if detail.get("feedback"):
+        parts.append("<h3>User feedback per version, last 7 days</h3>")
+        rows = [
+            [
+                f"v{_e(f['version'])}",
+                f"{_fmt(f['thumbs_down_rate'])} (n={f['thumbs_down_rate_n']})",
+                f"{_fmt(f['wore_instead_rate'])} (n={f['wore_instead_rate_n']})",
+            ]
+            for f in detail["feedback"]
+        ]
+        parts.append(_table(["version", "thumbs-down rate", "wore-instead rate"], rows))
     return "\n".join(parts)
 
 

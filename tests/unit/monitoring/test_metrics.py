@@ -599,3 +599,59 @@ def test_a_per_day_table_is_checked_row_by_row(dresscode_home: Path) -> None:
         (f"{DIGITIZER}@3", "breach"),
         (f"{DIGITIZER}@4", "ok"),
     }
+
+
+# --- what users said of their outfits -------------------------------------------------------
+
+
+def _suggestion(user: str, day: str, version: int) -> dict[str, Any]:
+    return {
+        "user_id": user,
+        "day": day,
+        "status": "ok",
+        "n_outfits": 3,
+        "prompt_name": STYLIST,
+        "prompt_version": version,
+        "generated_at": f"{day}T05:00:00.000+00:00",
+    }
+
+
+def _outfit_event(user: str, event_id: str, hour: int, event_type: str, **payload: Any) -> dict:
+    return feedback(user, None, event_type, event_id) | {
+        "event_time": _ts(hour),
+        "item_id": None,
+        "prompt_version": None,
+        "payload": json.dumps(payload),
+    }
+
+
+def test_thumbs_down_and_wore_instead_rates_per_stylist_version(dresscode_home: Path) -> None:
+    write("outfit_suggestions", [_suggestion("u1", "2026-05-03", 4), _suggestion("u2", DAY, 5)])
+    events = [
+        # u1's outfits of the 3rd (v4): outfit 0 rated up then down (the last counts), 1 down.
+        _outfit_event("u1", "a", 8, "outfit_rated", suggestion_day="2026-05-03", outfit_index=0, rating="up"),
+        _outfit_event("u1", "b", 9, "outfit_rated", suggestion_day="2026-05-03", outfit_index=0, rating="down"),
+        _outfit_event("u1", "c", 9, "outfit_rated", suggestion_day="2026-05-03", outfit_index=1, rating="down"),
+        # u2's of the 4th (v5): one up, and a wore_instead.
+        _outfit_event("u2", "d", 10, "outfit_rated", suggestion_day=DAY, outfit_index=0, rating="up"),
+        _outfit_event("u2", "e", 11, "wore_instead", suggestion_day=DAY, item_ids=["x"]),
+        # Outside the window, and a suggestion that is not in the lake: neither counts.
+        _outfit_event("u2", "f", 11, "outfit_rated", suggestion_day=DAY, outfit_index=1, rating="down")
+        | {"event_time": "2026-05-05T01:00:00.000+00:00"},
+        _outfit_event("u3", "g", 11, "outfit_rated", suggestion_day=DAY, outfit_index=0, rating="down"),
+    ]  # fmt: skip
+    write("feedback", events)
+    frame = monitoring.compute_metrics(START, END)
+    # v4: 2 distinct outfits rated, both down; one suggestion with feedback, no wore_instead.
+    assert metric(frame, "thumbs_down_rate", STYLIST, "4") == (1.0, 2)
+    assert metric(frame, "wore_instead_rate", STYLIST, "4") == (0.0, 1)
+    # v5: one outfit rated, up; its suggestion reported worn instead.
+    assert metric(frame, "thumbs_down_rate", STYLIST, "5") == (0.0, 1)
+    assert metric(frame, "wore_instead_rate", STYLIST, "5") == (1.0, 1)
+
+    pooled = monitoring.window_metrics(START, END)
+    rate = pooled[f"{STYLIST}/thumbs_down_rate"]
+    assert (rate.value, rate.n) == (pytest.approx(2 / 3), 3)
+    checks = {c.metric: c for c in slos.check_slos(pooled)}
+    assert checks["thumbs_down_rate"].bound == slos.FEEDBACK_SLOS["thumbs_down_rate_max"]
+    assert checks["thumbs_down_rate"].status == "watch"  # 2 of 3: past 0.35, not surely

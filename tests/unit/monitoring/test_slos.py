@@ -114,3 +114,15 @@ def test_slo_checks_survive_a_round_trip_through_xcom_dicts() -> None:
     again = [SloCheck.from_dict(json.loads(json.dumps(c.to_dict()))) for c in checks]
 
     assert again == checks
+
+
+def test_feedback_slos_are_defaults_the_settings_can_override(monkeypatch) -> None:
+    from dresscode.core import config
+
+    defaults = slos.default_slos()
+    assert defaults["thumbs_down_rate_max"] == slos.FEEDBACK_SLOS["thumbs_down_rate_max"]
+    assert defaults["wore_instead_rate_max"] == slos.FEEDBACK_SLOS["wore_instead_rate_max"]
+    assert set(config.get_settings().monitoring_slos) <= set(defaults)
+    value = MetricValue(STYLIST, "thumbs_down_rate", 0.9, 200, "7")
+    (check,) = [c for c in slos.check_slos([value]) if c.metric == "thumbs_down_rate"]
+    assert (check.status, check.scope) == ("breach", f"{STYLIST}@7")

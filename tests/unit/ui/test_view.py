@@ -396,3 +396,40 @@ def test_lake_relative_never_returns_a_path_that_leaves_the_lake(parts: list[str
         assert not rel.startswith("/")
     assert view.lake_relative("/etc/passwd") is None
     assert view.lake_relative(root + "-other/x.html") is None
+
+
+def test_feedback_rates_are_shown_per_stylist_version(dresscode_home: Path) -> None:
+    import pandas as pd
+
+    from dresscode.monitoring import metrics
+
+    day = TODAY.isoformat()
+    rows = [
+        _metric(day, "4", "thumbs_down_rate", 0.5, 10) | {"prompt_name": "outfit-stylist"},
+        _metric(day, "4", "wore_instead_rate", 0.2, 5) | {"prompt_name": "outfit-stylist"},
+        _metric(day, "5", "thumbs_down_rate", 0.1, 20) | {"prompt_name": "outfit-stylist"},
+        _metric(day, "5", "calls", 3.0, 3) | {"prompt_name": "outfit-stylist"},
+    ]
+    metrics.write_metrics(pd.DataFrame(rows))
+    shown = view.feedback_by_version("outfit-stylist")
+    assert shown == [
+        {
+            "version": "4",
+            "thumbs_down_rate": 0.5,
+            "thumbs_down_rate_n": 10,
+            "wore_instead_rate": 0.2,
+            "wore_instead_rate_n": 5,
+        },
+        {
+            "version": "5",
+            "thumbs_down_rate": 0.1,
+            "thumbs_down_rate_n": 20,
+            "wore_instead_rate": None,
+            "wore_instead_rate_n": 0,
+        },
+    ]
+    detail = {"name": "outfit-stylist", "versions": [], "evaluations": [], "feedback": shown}
+    detail["slo"] = view.slo_series("outfit-stylist")
+    page = view.render_prompt(detail)
+    assert "User feedback per version" in page
+    assert "v5</td><td>0.1 (n=20)" in page
