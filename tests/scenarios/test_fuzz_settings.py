@@ -183,7 +183,6 @@ def test_every_knob_takes_any_value_or_refuses_it_in_one_sentence() -> None:
     print(f"fuzzed {total} values of {len(seen)} variables in {elapsed:.1f} s")
     assert total >= MIN_VALUES
     assert set(seen) == {knob.env for knob in SETTINGS.values()}
-    assert elapsed < 60
 
 
 def test_per_run_overrides_refuse_what_the_environment_refuses() -> None:

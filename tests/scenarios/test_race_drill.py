@@ -33,7 +33,6 @@ MODEL = "google/gemma-4-26B-A4B-it"
 DAY = "2026-11-23"
 N_KEYS = 100
 BAD_EVERY = 10  # every 10th first version is a bad file: the quarantine path races too
-TIME_BUDGET_S = 60.0
 
 
 def sha(data: bytes) -> str:
@@ -183,4 +182,3 @@ def test_reuploads_under_processing_are_never_lost(
     }
     assert second_run["accepted"] == N_KEYS
     assert ingest.landing_keys(config.get_settings()) == []
-    assert seconds < TIME_BUDGET_S
