@@ -10,9 +10,13 @@ days since the last promotion, or a frozen baseline) with Evidently, and stores 
 and its JSON summary under `reports/drift/` and in MLflow; **choose_branch** goes to `healthy`,
 `quality_degraded` or `drifted`, as **decide** chose. For the last two, **reevaluate** runs
 production and the candidate on the golden set, and **choose_action** either **promote**s a
-candidate that passes its gate and beats production, or **page**s the on-call with the SLO
-table, the drift summary, the report path and the runbook. **record** writes the decision, its
-reasons and what was done to the `monitoring_decisions` table.
+candidate that passes its gate and beats production — through **approve**, the same approval
+step as `prompt_release` (it pages the on-call; no answer within 12 hours is Reject), unless the
+Param `auto_promote` is true (default false) — or **page**s the on-call with the SLO table, the
+drift summary, the report path, the runbook and the versions that are blocked. A rejected
+candidate is **park**ed: blocked with who and why. A version parked by a rollback or a
+rejection is never re-evaluated or promoted here. **record** writes the decision, its reasons
+and what was done to the `monitoring_decisions` table.
 
 Safe to re-run: the metrics of a day and the decision of a run are replaced, not duplicated.
 On failure, or when paged, see `docs/runbooks/model_monitoring.md`.
@@ -52,6 +56,11 @@ def _run_id() -> str:
             None,
             type=["null", "string"],
             description="End of the window to check (ISO 8601); default: the data interval",
+        ),
+        "auto_promote": Param(
+            False,
+            type="boolean",
+            description="Promote a better candidate without a person's approval",
         ),
     },
 )
@@ -108,12 +117,27 @@ def model_monitoring():
         return monitoring.reevaluate(monitoring.taken(after_degraded, after_drifted))
 
     @task.branch
-    def choose_action(evaluated: list[monitoring.Evaluation]) -> Literal["promote", "page"]:
-        return monitoring.choose_action(evaluated)
+    def choose_action(
+        evaluated: list[monitoring.Evaluation],
+    ) -> Literal["promote", "approve", "page"]:
+        auto = get_current_context()["params"]["auto_promote"]
+        return monitoring.choose_action(evaluated, auto_promote=auto)
 
     @task
-    def promote(evaluated: list[monitoring.Evaluation], decision: monitoring.Decision) -> list[str]:
-        return monitoring.promote(evaluated, decision)
+    def propose(evaluated: list[monitoring.Evaluation], decision: monitoring.Decision) -> str:
+        return monitoring.proposal(evaluated, decision)
+
+    # After choose_action (auto_promote) or an approval; a skipped approval hands on None.
+    # Its upstreams are all on the re-evaluation path: after healthy they are all skipped.
+    @task(trigger_rule="none_failed_min_one_success")
+    def promote(
+        evaluated: list[monitoring.Evaluation], answer: monitoring.Answer | None
+    ) -> list[str]:
+        return monitoring.promote(evaluated, answer)
+
+    @task
+    def park(evaluated: list[monitoring.Evaluation], answer: monitoring.Answer) -> list[str]:
+        return monitoring.park(evaluated, answer)
 
     @task(multiple_outputs=False)
     def page(
@@ -123,19 +147,20 @@ def model_monitoring():
     ) -> monitoring.Paged:
         return monitoring.page(decision, evaluated, window=window, run_id=_run_id())
 
-    # Always runs: after healthy, or after promote or page (the other one, skipped, is None).
+    # Always runs: after healthy, or after promote, page or park (the skipped ones are None).
     @task(trigger_rule="none_failed_min_one_success")
     def record(
         window: monitoring.Window,
         decision: monitoring.Decision,
         promoted: list[str] | None,
         paged: monitoring.Paged | None,
+        parked: list[str] | None,
     ) -> str:
         return monitoring.record(
             run_id=_run_id(),
             window=window,
             decision=decision,
-            outcome=monitoring.outcome_of(promoted, paged),
+            outcome=monitoring.outcome_of(promoted, paged, parked),
         )
 
     window = choose_window()
@@ -143,9 +168,20 @@ def model_monitoring():
     branches = [healthy(), quality_degraded(decision), drifted(decision)]
     choose_branch(decision) >> branches
     evaluated = reevaluate(branches[1], branches[2])
-    promoted, paged = promote(evaluated, decision), page(decision, evaluated, window)
-    choose_action(evaluated) >> [promoted, paged]
-    branches[0] >> record(window, decision, promoted, paged)
+    approve = monitoring.PromotionApproval(
+        task_id="approve",
+        on_approve="promote",
+        on_reject="park",
+        subject="Promote the candidate that beats production on the golden set?",
+        body=propose(evaluated, decision),
+        response_timeout=monitoring.APPROVAL_TIMEOUT,
+        retries=0,
+    )
+    promoted = promote(evaluated, approve.output)
+    paged = page(decision, evaluated, window)
+    parked = park(evaluated, approve.output)  # the approval branches to promote or park
+    choose_action(evaluated) >> [approve, promoted, paged]
+    branches[0] >> record(window, decision, promoted, paged, parked)
 
 
 model_monitoring()

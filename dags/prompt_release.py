@@ -9,8 +9,11 @@ newest passing version per prompt the `candidate` — if none passed, the run fa
 report; **shadow** replays recent real inputs from the lake through candidate and production
 and compares agreement, latency, tokens and JSON failures; then the candidate is promoted —
 at once when the Param `auto_promote` is true (default: `DRESSCODE_RELEASE_AUTO_PROMOTE`), otherwise after a human approves the
-**approve** task in the Airflow UI (Required actions). Promotion moves `previous` to the old
-`production` first, and is recorded as an MLflow run.
+**approve** task in the Airflow UI (Required actions). Waiting there pages the on-call; no
+answer within 12 hours counts as Reject, so a forgotten approval never holds later runs.
+Promotion moves `previous` to the old `production` first, and is recorded as an MLflow run; it
+is refused if production moved while the approval waited (a rollback wins). **park**: a
+rejected candidate is blocked, with who and why, and never promoted automatically again.
 
 On failure, see `docs/runbooks/prompt_release.md`.
 """
@@ -19,7 +22,6 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import Param, dag, get_current_context, task
 
 from dresscode.core.config import get_settings
@@ -69,29 +71,37 @@ def prompt_release():
         auto = get_current_context()["params"]["auto_promote"]
         return "promote" if auto else "approve"
 
-    approve = ApprovalOperator(
+    approve = registry.PromotionApproval(
         task_id="approve",
+        on_approve="promote",
+        on_reject="park",
         subject="Promote the prompt candidates to production?",
         body="{% for c in ti.xcom_pull(task_ids='shadow') %}"
         "- **{{ c.name }}@{{ c.version }}** passed its gate (MLflow run {{ c.mlflow_run_id }})"
         "{% if c.shadow %}; {{ c.shadow.summary }}{% endif %}\n{% endfor %}",
+        response_timeout=registry.APPROVAL_TIMEOUT,
         retries=0,
     )
 
+    # After decide (auto_promote) or an approval; a skipped approval hands on None.
     @task(trigger_rule="none_failed_min_one_success")
-    def promote(shadowed: list[registry.Shadowed]) -> list[str]:
+    def promote(shadowed: list[registry.Shadowed], answer: registry.Answer | None) -> list[str]:
         run = get_current_context()["dag_run"]
         actor = getattr(run, "triggering_user_name", None) or "prompt_release"
-        return registry.promote(shadowed, actor=actor)
+        return registry.promote(shadowed, actor=actor, approval=answer)
+
+    @task
+    def park(shadowed: list[registry.Shadowed], answer: registry.Answer) -> list[str]:
+        return registry.park(shadowed, answer, dag_id="prompt_release")
 
     pending = sync()
     evaluated = evaluate.expand(version=pending)
     anything_new(pending) >> evaluated
     shadowed = shadow(choose(evaluated))
     decision = decide(shadowed)
-    promoted = promote(shadowed)
+    promoted = promote(shadowed, approve.output)
     decision >> [approve, promoted]
-    approve >> promoted
+    park(shadowed, approve.output)  # the approval branches to promote or park
 
 
 prompt_release()

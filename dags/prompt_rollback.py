@@ -7,6 +7,12 @@ version becomes `previous`), and records who, when, why and from-to as an MLflow
 `dresscode-releases` experiment and in this task's log. Readers resolve `production` at the
 start of every run, so the very next `wardrobe_ingest` / `outfit_pregen` run uses it.
 
+The rollback sticks: the replaced version is **parked** — `candidate` leaves it and it is
+tagged blocked with who, when and why — so neither `model_monitoring` nor `prompt_release`
+ever promotes it again on its own. Refused, in one sentence: a target that is production
+already, a blocked target, a target that never passed its gate. A promotion waiting for
+approval meanwhile is refused when someone answers it (production moved under it).
+
 The same from a shell: `dresscode prompts rollback PROMPT --reason "…"`.
 On failure, see `docs/runbooks/prompt_rollback.md`.
 """
@@ -40,7 +46,7 @@ PROMPTS = list(prompts.PROMPT_NAMES)
         "target": Param(
             "previous",
             type="string",
-            pattern=r"^(previous|v?[0-9]+)$",
+            pattern=r"^(previous|v?[0-9]+)\Z",
             description="`previous`, or the git version to serve (e.g. 2)",
         ),
         "reason": Param(

@@ -166,11 +166,26 @@ def test_a_dark_batch_drifts_reevaluates_and_pages_with_what_moved(dark_run, env
     assert Path(config.REPO_ROOT / "docs/runbooks/model_monitoring.md").exists()
 
 
+def test_the_promotion_goes_through_the_release_approval_unless_auto_promote(env) -> None:
+    from airflow.providers.standard.operators.hitl import ApprovalOperator
+
+    dag = env["dag"]
+    approve = dag.task_dict["approve"]
+    assert isinstance(approve, ApprovalOperator) and approve.defaults == ["Reject"]
+    assert approve.response_timeout is not None
+    assert dag.task_dict["choose_action"].downstream_task_ids == {"approve", "promote", "page"}
+    assert approve.downstream_task_ids == {"promote", "park"}
+    assert "park" in dag.task_dict["record"].upstream_task_ids
+    assert dag.params["auto_promote"] is False
+
+
 def test_a_better_candidate_is_promoted_instead_of_paging(dark_run, env) -> None:
     # Production regressed to a sloppy model; the good version is the candidate.
     registry.promote(DIGITIZER, 3, actor="test", reason="a bad release")
     registry.set_candidate(DIGITIZER, 2)
-    run = env["dag"].test(run_conf=env["windows"]["dark"])
+    # auto_promote: no person to answer the approval inside dag.test() (see
+    # tests/scenarios/test_promotion_governance.py for the approval itself).
+    run = env["dag"].test(run_conf={**env["windows"]["dark"], "auto_promote": True})
     states = _states(run)
     assert run.state == "success", states
     assert (states["promote"], states["page"]) == ("success", "skipped")

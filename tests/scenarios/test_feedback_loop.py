@@ -214,4 +214,4 @@ def test_thumbs_down_rate_per_stylist_version_reaches_metrics_and_the_view(world
          "slo": view.slo_series("outfit-stylist", today=date(2026, 3, 3))}
     )  # fmt: skip
     assert "thumbs-down rate" in page
-    assert "thumbs_down_rate" in page  # its SLO sparkline, from slos.FEEDBACK_SLOS
+    assert "thumbs_down_rate" in page  # its SLO sparkline, from the default SLOs

@@ -143,6 +143,8 @@ SLO_DEFAULTS: dict[str, float] = {
     "hallucination_rate_max": 0.01,
     "quarantine_rate_max": 0.50,
     "correction_rate_max": 0.20,
+    "thumbs_down_rate_max": 0.35,
+    "wore_instead_rate_max": 0.50,
 }
 ALERT_BACKENDS = ("slack", "smtp", "sns")
 

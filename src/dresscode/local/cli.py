@@ -188,7 +188,7 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _prompts(args: argparse.Namespace) -> int:
-    """``dresscode prompts list|sync|promote|rollback`` for the engineer on call."""
+    """``dresscode prompts list|sync|promote|rollback|unblock`` for the engineer on call."""
     import getpass
 
     from dresscode.registry import prompt_registry as registry
@@ -207,6 +207,8 @@ def _prompts(args: argparse.Namespace) -> int:
             print(
                 f"{info.name} v{info.git_version}  aliases: {aliases:28}  gate: {info.gate or 'never evaluated'}"
             )
+            if info.block is not None:
+                print(f"    BLOCKED: {info.block.describe()}")
         return 0
     if not args.reason:
         print(
@@ -228,6 +230,12 @@ def _prompts(args: argparse.Namespace) -> int:
             )
             return 1
         done = registry.promote(args.name, args.version, actor=actor, reason=args.reason)
+    elif args.action == "unblock":
+        if not args.version:
+            print("error: unblock needs the version to let back (e.g. 3)", file=sys.stderr)
+            return 2
+        print(registry.unblock(args.name, args.version, actor=actor, reason=args.reason).describe())
+        return 0
     else:
         done = registry.rollback(
             args.name, args.version or "previous", actor=actor, reason=args.reason
@@ -321,16 +329,18 @@ def build_parser() -> argparse.ArgumentParser:
     ev.set_defaults(func=_eval)
 
     prompts_cmd = sub.add_parser(
-        "prompts", help="the prompt registry: list, sync, promote, rollback"
+        "prompts", help="the prompt registry: list, sync, promote, rollback, unblock"
     )
-    prompts_cmd.add_argument("action", choices=["list", "sync", "promote", "rollback"])
+    prompts_cmd.add_argument("action", choices=["list", "sync", "promote", "rollback", "unblock"])
     prompts_cmd.add_argument(
         "name", type=_known_prompt, help="prompt name, e.g. wardrobe-digitizer"
     )
     prompts_cmd.add_argument(
-        "version", nargs="?", help="git version (promote), or rollback target (default: previous)"
+        "version",
+        nargs="?",
+        help="git version (promote, unblock), or rollback target (default: previous)",
     )
-    prompts_cmd.add_argument("--reason", help="why (required for promote and rollback)")
+    prompts_cmd.add_argument("--reason", help="why (required for promote, rollback and unblock)")
     prompts_cmd.add_argument("--actor", help="who (default: the current user)")
     prompts_cmd.set_defaults(func=_prompts)
 

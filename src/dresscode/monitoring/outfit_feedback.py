@@ -13,7 +13,7 @@ suggestion counts on the day it was given, for the version that served the sugge
 
 An event whose suggestion is not in the lake (cannot be: feedback checks it) has no version and
 is left out. SLOs: ``thumbs_down_rate_max``, ``wore_instead_rate_max``
-(:data:`dresscode.monitoring.slos.FEEDBACK_SLOS`).
+(``SLO_DEFAULTS`` in ``dresscode.core.settings_parsers``).
 """
 
 from __future__ import annotations

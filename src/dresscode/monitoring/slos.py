@@ -5,8 +5,8 @@ bounds (``DRESSCODE_MONITORING_SLOS`` over ``config.SLO_DEFAULTS``): ``<metric>_
 when the value is above the bound, ``<metric>_min`` when below. A rate breaches only when its
 whole 95 % Wilson interval is past the bound (:func:`wilson_interval`), so one bad call among
 40 on a quiet day is ``watch``, not a page. A metric without data is ``no_data``, never a
-breach. The feedback SLOs (:data:`FEEDBACK_SLOS`) are added to the settings' bounds by
-:func:`default_slos`. :func:`render_table` prints the checks for the task log and the page; :func:`decide`
+breach. The bounds are the settings' (``SLO_DEFAULTS``, the feedback
+rates' included, merged with ``DRESSCODE_MONITORING_SLOS``). :func:`render_table` prints the checks for the task log and the page; :func:`decide`
 picks ``model_monitoring``'s branch from the checks and the drift verdict.
 """
 
@@ -30,18 +30,13 @@ Branch = Literal["healthy", "quality_degraded", "drifted"]
 # its bound, so one bad call among 40 on a quiet day is "watch", not a page.
 WILSON_Z = 1.96
 
+
 # Users' verdicts on the stylist, per version (:mod:`dresscode.monitoring.outfit_feedback`).
 # A third of rated outfits thumbed down, or half of the suggestions users gave feedback on
 # replaced by something else, is a stylist that no longer helps (docs/monitoring.md).
-FEEDBACK_SLOS: dict[str, float] = {
-    "thumbs_down_rate_max": 0.35,
-    "wore_instead_rate_max": 0.50,
-}
-
-
 def default_slos(settings: Settings | None = None) -> dict[str, float]:
-    """The SLO bounds in force: :data:`FEEDBACK_SLOS`, then the settings' (which win)."""
-    return FEEDBACK_SLOS | (settings or get_settings()).monitoring_slos
+    """The SLO bounds in force: ``SLO_DEFAULTS`` merged with ``DRESSCODE_MONITORING_SLOS``."""
+    return (settings or get_settings()).monitoring_slos
 
 
 class SloCheckRecord(TypedDict):

@@ -2,15 +2,17 @@
 
 Measure the window's quality metrics against the SLOs, test it for drift against a reference,
 decide (healthy / quality_degraded / drifted), and for the last two re-evaluate production and
-candidate on the golden set: promote a candidate that passes its gate and beats production,
-else page the on-call with everything needed to act; record the decision and its reasons in
-the lake. The DAG only wires these functions: every choice (the branch, what to re-evaluate,
+candidate on the golden set: promote a candidate that passes its gate and beats production on
+the same golden set — after a person approves, unless ``auto_promote`` — else page the on-call
+with everything needed to act; record the decision and its reasons in the lake. A parked
+(blocked) version is never re-evaluated or promoted here: a rollback or a rejection stands. The DAG only wires these functions: every choice (the branch, what to re-evaluate,
 promote or page, the action recorded) is made here.
 
 What crosses an XCom is a ``TypedDict`` — a plain JSON dict at runtime (Airflow 3 refuses to
 deserialize other classes from XCom) whose fields are named here: :class:`Window` ->
 :class:`Measured` + :class:`DriftVerdict` -> :class:`Decision` -> :class:`Evaluation` ->
-``list[str]`` (promotions) or :class:`Paged` -> :class:`Outcome` in the decisions table.
+``list[str]`` (promotions, or parked versions after a rejection) or :class:`Paged` ->
+:class:`Outcome` in the decisions table.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ from dresscode.core import lake, prompts
 from dresscode.core.config import Settings, get_settings
 from dresscode.monitoring.drift import DriftSummary
 from dresscode.monitoring.slos import Branch, SloCheckRecord
+from dresscode.registry.approval import APPROVAL_TIMEOUT as APPROVAL_TIMEOUT
+from dresscode.registry.approval import Answer as Answer
+from dresscode.registry.approval import PromotionApproval as PromotionApproval
 
 if TYPE_CHECKING:
     from dresscode.monitoring.drift import DriftResult
@@ -94,14 +99,18 @@ class GateRun(TypedDict):
     reasons: list[str]  # why the gate failed
     metrics: dict[str, float]
     mlflow_run_id: str
+    golden_hash: str  # the golden set the metrics were made on
 
 
 class Evaluation(TypedDict):
-    """A prompt's ``production`` and ``candidate``, evaluated (None: not set, or the same)."""
+    """A prompt's ``production`` and ``candidate``, evaluated (None: not set, the same, or
+    blocked), and the parked versions newer than production, one sentence each."""
 
     name: str
+    because: Branch  # why the run re-evaluated (the decision's branch)
     production: GateRun | None
     candidate: GateRun | None
+    parked: list[str]
 
 
 class Candidate(GateRun):
@@ -118,11 +127,12 @@ class Paged(TypedDict):
     text: str
 
 
-Action = Literal["promoted", "paged", "none"]
+Action = Literal["promoted", "paged", "rejected", "none"]
 
 
 class Outcome(TypedDict):
-    """What the run did: the promotions' descriptions, the page, or nothing (healthy)."""
+    """What the run did: the promotions' descriptions, the page, the versions parked after a
+    rejected approval, or nothing (healthy)."""
 
     action: Action
     detail: list[str] | Paged | None
@@ -322,20 +332,36 @@ def taken(*branches: Decision | None) -> Decision:
 
 def reevaluate(decision: Decision) -> list[Evaluation]:
     """Golden-set evaluation of ``production`` and ``candidate`` of each prompt the decision
-    names, fresh."""
+    names, fresh and on the same golden set. A blocked candidate is not evaluated: it is
+    listed with the other parked versions, for the page."""
     from dresscode.registry import prompt_registry as registry
-    from dresscode.registry.evaluation import digitizer as evaluation
+    from dresscode.registry.evaluation import runs as evaluation
 
     results = []
     for name in decision["reevaluate"]:
-        aliases = registry.aliases(name)
+        infos = registry.versions(name)
+        aliases = {a: i.git_version for i in infos for a in i.aliases}
         production = aliases.get("production")
         candidate = aliases.get("candidate")
-        entry = Evaluation(name=name, production=None, candidate=None)
+        parked = [
+            i.block.describe()
+            for i in infos
+            if i.block is not None and i.git_version > (production or 0)
+        ]
+        entry = Evaluation(
+            name=name,
+            because=decision["branch"],
+            production=None,
+            candidate=None,
+            parked=parked,
+        )
         if production is None:
             log.warning("%s: nothing in production, nothing to re-evaluate", name)
             results.append(entry)
             continue
+        if any(i.git_version == candidate and i.block for i in infos):
+            log.warning("%s: candidate v%s is blocked, not re-evaluated", name, candidate)
+            candidate = None
         for role, version in (("production", production), ("candidate", candidate)):
             if version is None or (role == "candidate" and version == production):
                 continue
@@ -346,6 +372,7 @@ def reevaluate(decision: Decision) -> list[Evaluation]:
                 reasons=list(run.verdict.reasons),
                 metrics=run.metrics,
                 mlflow_run_id=run.mlflow_run_id,
+                golden_hash=run.golden_hash,
             )
             log.info(
                 "%s@%s (%s): gate %s, %s",
@@ -375,11 +402,15 @@ def _headline(metrics: dict[str, float]) -> str:
 
 
 def better_candidates(results: list[Evaluation]) -> list[Candidate]:
-    """Candidates that passed their gate and score strictly higher than production."""
+    """Candidates that passed their gate and score strictly higher than production, both
+    scored on the same golden set."""
     chosen = []
     for entry in results:
         cand, prod = entry.get("candidate"), entry.get("production")
         if not cand or not prod or not cand["passed"]:
+            continue
+        if cand.get("golden_hash") != prod.get("golden_hash"):
+            log.warning("%s: scores made on different golden sets, not compared", entry["name"])
             continue
         ours, theirs = (
             _score(entry["name"], cand["metrics"]),
@@ -390,28 +421,83 @@ def better_candidates(results: list[Evaluation]) -> list[Candidate]:
     return chosen
 
 
-def choose_action(evaluated: list[Evaluation]) -> Literal["promote", "page"]:
-    """Promote when a candidate beats production, else page the on-call."""
-    return "promote" if better_candidates(evaluated) else "page"
+def choose_action(
+    evaluated: list[Evaluation], *, auto_promote: bool = False
+) -> Literal["promote", "approve", "page"]:
+    """A candidate beats production: promote it (``auto_promote``) or ask a person first
+    (``approve``, the same step as prompt_release's). Else page the on-call."""
+    if not better_candidates(evaluated):
+        return "page"
+    return "promote" if auto_promote else "approve"
 
 
-def promote(evaluated: list[Evaluation], decision: Decision) -> list[str]:
-    """Move production to each better candidate, audited like a release; the promotions."""
+def proposal(evaluated: list[Evaluation], decision: Decision) -> str:
+    """What the approval asks, in Markdown: each better candidate against production, and why
+    the run re-evaluated at all."""
+    lines = [
+        f"- **{c['name']}@{c['version']}** {_headline(c['metrics'])} vs production "
+        f"@{c['beats']['version']} {_headline(c['beats']['metrics'])} on golden set "
+        f"{c['golden_hash'][:12]} (MLflow runs {c['mlflow_run_id']}, {c['beats']['mlflow_run_id']})"
+        for c in better_candidates(evaluated)
+    ]
+    why = "; ".join(decision["reasons"]) or decision["branch"]
+    return "\n".join([*lines, "", f"model_monitoring re-evaluated because: {why}"])
+
+
+def promote(evaluated: list[Evaluation], answer: Answer | None = None) -> list[str]:
+    """Move production to each better candidate, audited like a release; the promotions.
+
+    After an approval the approver is the actor. A candidate parked meanwhile, or whose
+    production moved since it was scored (a rollback while the approval waited), is refused:
+    the task fails with the reason once the others are promoted.
+    """
+    from airflow.sdk.exceptions import AirflowFailException
+
     from dresscode.registry import prompt_registry as registry
+    from dresscode.registry.approval import refusal
 
-    done = []
+    because = {e["name"]: e["because"] for e in evaluated}
+    done, refused = [], []
     for c in better_candidates(evaluated):
+        why_not = refusal(c["name"], c["version"], c["beats"]["version"])
+        if why_not:
+            log.error("%s", why_not)
+            refused.append(why_not)
+            continue
         metric = SCORES.get(c["name"], "f1")
         reason = (
-            f"model_monitoring ({decision['branch']}): candidate {metric} "
+            f"model_monitoring ({because[c['name']]}): candidate {metric} "
             f"{c['metrics'][metric]:.3f} > production's {c['beats']['metrics'][metric]:.3f} "
             f"on the golden set (MLflow run {c['mlflow_run_id']})"
         )
-        promotion = registry.promote(c["name"], c["version"], actor=DAG_ID, reason=reason)
+        actor = DAG_ID
+        if answer is not None:
+            actor, reason = answer["by"], f"{reason}; approved at {answer['at']}"
+        promotion = registry.promote(c["name"], c["version"], actor=actor, reason=reason)
         registry.audit(promotion)
         log.info("%s", promotion.describe())
         done.append(promotion.describe())
+    if refused:
+        raise AirflowFailException(" ".join(refused))
     return done
+
+
+def park(evaluated: list[Evaluation], answer: Answer) -> list[str]:
+    """A rejected (or unanswered) approval parks the candidates it proposed: blocked, with who
+    and why, never promoted automatically again."""
+    from dresscode.registry import prompt_registry as registry
+
+    why = "promotion " + ("not approved in time" if answer["timed_out"] else "rejected")
+    return [
+        registry.park(
+            c["name"],
+            c["version"],
+            action="rejected",
+            actor=answer["by"],
+            reason=f"{why} ({DAG_ID})",
+        ).describe()
+        for c in better_candidates(evaluated)
+    ]
 
 
 def page(
@@ -436,9 +522,9 @@ def page(
         "drift": evidence["drift_text"],
         "drift report": evidence["drift_report"] or "(none written)",
         "re-evaluation": evaluation_text(evaluated),
-        "next": "no candidate beats production on the golden set: find the cause with the "
-        "report and the runbook, then release a fixed prompt (prompt_release) or roll back "
-        "(prompt_rollback)",
+        "next": "no candidate that may be promoted beats production on the golden set: find "
+        "the cause with the report and the runbook, then release a fixed prompt "
+        "(prompt_release) or roll back (prompt_rollback)",
     }
     alert = alerts.page(DAG_ID, headline, details, run_id=run_id, task_id="page")
     return Paged(summary=alert.summary, text=alert.text())
@@ -456,18 +542,24 @@ def evaluation_text(evaluated: list[Evaluation]) -> str:
             )
         if entry["candidate"] is None and entry["production"] is not None:
             lines.append(f"{entry['name']}: no candidate other than production")
+        lines += [f"blocked, never promoted automatically: {p}" for p in entry.get("parked", [])]
     return "\n".join(lines) or "nothing re-evaluated"
 
 
 # --- record ----------------------------------------------------------------------------------
 
 
-def outcome_of(promoted: list[str] | None, paged: Paged | None) -> Outcome:
-    """What the run did, from the outcomes of ``promote`` and ``page`` (None: skipped)."""
+def outcome_of(
+    promoted: list[str] | None, paged: Paged | None, parked: list[str] | None = None
+) -> Outcome:
+    """What the run did, from the outcomes of ``promote``, ``page`` and ``park`` (None:
+    skipped)."""
     if promoted:
         return Outcome(action="promoted", detail=promoted)
     if paged:
         return Outcome(action="paged", detail=paged)
+    if parked:
+        return Outcome(action="rejected", detail=parked)
     return Outcome(action="none", detail=None)
 
 

@@ -5,6 +5,12 @@ and the whole blueprint as tags); ``load`` rebuilds a Blueprint from MLflow by a
 (``candidate``, ``production``, ``previous``) or by git version. ``promote``, ``rollback``,
 ``set_candidate`` and ``mark_gate`` move the aliases and record why.
 
+A human decision is never undone by automation (DESIGN.md, principle 8): a rollback **parks**
+the version it replaces and a rejected approval parks the candidate (:func:`park`): the
+``candidate`` alias leaves it and a ``dresscode.blocked`` tag says who, when and why. A
+blocked version is never made candidate, promoted or rolled back to until a person unblocks it
+(:func:`unblock`).
+
 Versions are always named by their **git** version (``v<N>.yaml``); MLflow numbers its own
 versions, and the ``dresscode.git_version`` tag maps one to the other. MLflow is imported inside
 functions only: DAG files import this module and must stay cheap. MLflow being unreachable is
@@ -15,13 +21,20 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 from dresscode.llm.blueprints import Blueprint
+from dresscode.registry.audit import AUDIT_EXPERIMENT as AUDIT_EXPERIMENT
+from dresscode.registry.audit import audit as audit
+from dresscode.registry.audit import use_experiment as use_experiment
+from dresscode.registry.store import AliasNotSet as AliasNotSet
+from dresscode.registry.store import RegistryError as RegistryError
+from dresscode.registry.store import connect as _mlflow
+from dresscode.registry.store import is_not_found as _is_not_found
+from dresscode.registry.store import is_unreachable as is_unreachable
+from dresscode.registry.store import now as _now
+from dresscode.registry.store import tracking_uri as _uri
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -40,16 +53,10 @@ GATE_TAG = "dresscode.gate"
 GATE_METRICS_TAG = "dresscode.gate_metrics"
 GATE_AT_TAG = "dresscode.gate_at"
 PROMOTED_TAG = "dresscode.promoted"
-
-_NOT_FOUND_CODES = {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"}
-
-
-class RegistryError(RuntimeError):
-    """The registry cannot do what was asked; the message names the prompt and version."""
-
-
-class AliasNotSet(RegistryError):
-    """The prompt has no such alias (or is not registered at all): nothing was ever promoted."""
+GATE_GOLDEN_TAG = "dresscode.gate_golden_hash"  # the golden set the gate metrics were made on
+GATE_RUN_TAG = "dresscode.gate_run"  # the MLflow run of those metrics
+BLOCKED_TAG = "dresscode.blocked"  # a parked version: JSON Block
+UNBLOCKED_TAG = "dresscode.unblocked"  # the last unblock: JSON Block (action "unblock")
 
 
 class Serving(TypedDict):
@@ -86,6 +93,36 @@ class VersionInfo:
     def gate(self) -> str | None:
         """``passed``, ``failed``, or None when never evaluated."""
         return self.tags.get(GATE_TAG)
+
+    @property
+    def block(self) -> Block | None:
+        """Why this version is parked (a rollback or a rejected approval), or None."""
+        raw = self.tags.get(BLOCKED_TAG)
+        if not raw:
+            return None
+        try:
+            return Block(**json.loads(raw))
+        except (TypeError, ValueError):  # a hand-edited tag still blocks: say so, do not crash
+            return Block(self.name, self.git_version, "rejected", "unknown", f"tag {raw!r}", "?")
+
+
+@dataclass(frozen=True)
+class Block:
+    """A parked version: who took it out of the automatic path, when and why."""
+
+    name: str
+    version: int
+    action: Literal["rollback", "rejected", "unblock"]
+    actor: str
+    reason: str
+    at: str  # ISO 8601, UTC
+
+    def describe(self) -> str:
+        how = {"rollback": "rolled back", "rejected": "rejected", "unblock": "unblocked"}
+        return (
+            f"{self.name} v{self.version} {how[self.action]} by {self.actor} at {self.at}: "
+            f"{self.reason}"
+        )
 
 
 @dataclass(frozen=True)
@@ -379,35 +416,55 @@ def set_candidate(name: str, version: int | str) -> None:
     """Point ``candidate`` at a registered git version."""
     with _mlflow(name) as client:
         info = _find(client, name, _version(name, version))
+        _refuse_blocked(info, "made candidate")
         client.set_prompt_alias(name, "candidate", info.mlflow_version)
     log.info("%s candidate is now v%d", name, info.git_version)
 
 
-def mark_gate(name: str, version: int | str, passed: bool, metrics: dict[str, Any]) -> None:
-    """Record the evaluation gate verdict (and its metrics) on a registered version."""
+def mark_gate(
+    name: str,
+    version: int | str,
+    passed: bool,
+    metrics: dict[str, Any],
+    *,
+    golden_hash: str | None = None,
+    run_id: str | None = None,
+) -> None:
+    """Record the evaluation gate verdict (and its metrics) on a registered version, with the
+    golden set's content hash and the MLflow run they came from: a later comparison with these
+    metrics is like with like only on the same golden set."""
     with _mlflow(name) as client:
         info = _find(client, name, _version(name, version))
         verdict = "passed" if passed else "failed"
-        client.set_prompt_version_tag(name, info.mlflow_version, GATE_TAG, verdict)
-        client.set_prompt_version_tag(
-            name, info.mlflow_version, GATE_METRICS_TAG, json.dumps(metrics, sort_keys=True)
-        )
-        client.set_prompt_version_tag(name, info.mlflow_version, GATE_AT_TAG, _now())
+        tags = {
+            GATE_TAG: verdict,
+            GATE_METRICS_TAG: json.dumps(metrics, sort_keys=True),
+            GATE_AT_TAG: _now(),
+            GATE_GOLDEN_TAG: golden_hash or "",
+            GATE_RUN_TAG: run_id or "",
+        }
+        for key, value in tags.items():
+            client.set_prompt_version_tag(name, info.mlflow_version, key, value)
     log.info("%s v%d gate %s: %s", name, info.git_version, verdict, metrics)
 
 
 def promote(name: str, version: int | str, *, actor: str, reason: str) -> Promotion:
-    """Make ``version`` production; the current production (if any) becomes ``previous``."""
+    """Make ``version`` production; the current production (if any) becomes ``previous``.
+
+    Refused for a blocked version: a person parked it, only a person unblocks it.
+    """
     with _mlflow(name) as client:
         target = _find(client, name, _version(name, version))
+        _refuse_blocked(target, "promoted")
         return _move_production(client, name, target, "promote", actor, reason)
 
 
 def rollback(name: str, target: str | int = "previous", *, actor: str, reason: str) -> Promotion:
     """Put production back on ``previous`` (or a git version) that passed its gate.
 
-    The version being replaced becomes ``previous``. Refused when the target is unknown or
-    never passed the gate.
+    The version being replaced becomes ``previous`` and is parked (:func:`park`): automation
+    never promotes it again. Refused when the target is unknown, never passed the gate, is
+    blocked, or is production already.
     """
     with _mlflow(name) as client:
         wanted = _git_version_or_none(target)
@@ -422,7 +479,12 @@ def rollback(name: str, target: str | int = "previous", *, actor: str, reason: s
                 f"{name} v{info.git_version}: cannot roll back to a version whose gate has "
                 f"not passed (gate: {info.gate or 'never evaluated'})."
             )
-        return _move_production(client, name, info, "rollback", actor, reason)
+        _refuse_blocked(info, "rolled back to")
+        done = _move_production(client, name, info, "rollback", actor, reason)
+        if done.from_version is not None:
+            replaced = _find(client, name, done.from_version)
+            _park(client, replaced, "rollback", actor, reason, done.at)
+        return done
 
 
 def _move_production(
@@ -435,7 +497,9 @@ def _move_production(
 ) -> Promotion:
     current = _aliases(client, name).get("production")
     if current == target.git_version:
-        raise RegistryError(f"{name} v{target.git_version} is already production.")
+        raise RegistryError(
+            f"{name} v{target.git_version} is already production: nothing to {action}."
+        )
     if current is not None:
         previous = _find(client, name, current)
         client.set_prompt_alias(name, "previous", previous.mlflow_version)
@@ -448,51 +512,70 @@ def _move_production(
     return record
 
 
-AUDIT_EXPERIMENT = "dresscode-releases"
+# --- parking: a human decision automation never undoes ---------------------------------------
 
 
-def use_experiment(mlflow: Any, name: str, settings: Any) -> None:
-    """Select the experiment; with a local (SQLite) store its artifacts live under
-    DRESSCODE_HOME, not in ./mlruns of whatever directory the command ran from."""
-    if mlflow.get_experiment_by_name(name) is None and settings.mlflow_tracking_uri.startswith(
-        "sqlite:"
-    ):
-        mlflow.create_experiment(
-            name, artifact_location=(settings.home / "mlflow-artifacts").as_uri()
+def park(
+    name: str,
+    version: int | str,
+    *,
+    action: Literal["rollback", "rejected"],
+    actor: str,
+    reason: str,
+) -> Block:
+    """Take ``version`` out of the automatic path: tag it blocked (who, when, why) and move
+    ``candidate`` off it. Idempotent; refused for the version in production (roll it back)."""
+    with _mlflow(name) as client:
+        info = _find(client, name, _version(name, version))
+        if _aliases(client, name).get("production") == info.git_version:
+            raise RegistryError(
+                f"{name} v{info.git_version} is production; roll it back instead of parking it."
+            )
+        return _park(client, info, action, actor, reason, _now())
+
+
+def unblock(name: str, version: int | str, *, actor: str, reason: str) -> Block:
+    """A person lets a parked version back on the automatic path (recorded, like the block)."""
+    with _mlflow(name) as client:
+        info = _find(client, name, _version(name, version))
+        if info.block is None:
+            raise RegistryError(f"{name} v{info.git_version} is not blocked.")
+        record = Block(name, info.git_version, "unblock", actor, reason, _now())
+        client.set_prompt_version_tag(
+            name, info.mlflow_version, UNBLOCKED_TAG, json.dumps(asdict(record))
         )
-    mlflow.set_experiment(name)
+        client.delete_prompt_version_tag(name, info.mlflow_version, BLOCKED_TAG)
+    log.info("%s (was: %s)", record.describe(), info.block.describe())
+    return record
 
 
-def audit(promotion: Promotion) -> str:
-    """Record an alias move as an MLflow run (who, when, why, from, to); returns the run id.
-
-    Release and rollback history then sits next to the evaluations, searchable by prompt.
-    """
-    import mlflow
-
-    from dresscode.core.config import get_settings
-
-    settings = get_settings()
-    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
-    use_experiment(mlflow, AUDIT_EXPERIMENT, settings)
-    was = f"v{promotion.from_version}" if promotion.from_version is not None else "none"
-    with mlflow.start_run(
-        run_name=f"{promotion.action} {promotion.name} {was} -> v{promotion.to_version}"
-    ) as run:
-        mlflow.set_tags(
-            {
-                "dresscode.prompt": promotion.name,
-                "dresscode.action": promotion.action,
-                "dresscode.from_version": was,
-                "dresscode.to_version": f"v{promotion.to_version}",
-                "dresscode.actor": promotion.actor,
-                "dresscode.reason": promotion.reason,
-                "dresscode.at": promotion.at,
-            }
+def _park(
+    client: MlflowClient,
+    info: VersionInfo,
+    action: Literal["rollback", "rejected"],
+    actor: str,
+    reason: str,
+    at: str,
+) -> Block:
+    name = info.name
+    record = info.block or Block(name, info.git_version, action, actor, reason, at)
+    if info.block is None:
+        client.set_prompt_version_tag(
+            name, info.mlflow_version, BLOCKED_TAG, json.dumps(asdict(record))
         )
-        mlflow.log_dict(asdict(promotion), "promotion.json")
-    log.info("audit record %s: %s", run.info.run_id, promotion.describe())
-    return run.info.run_id
+    if _aliases(client, name).get("candidate") == info.git_version:
+        client.delete_prompt_alias(name, "candidate")
+        log.info("%s: candidate alias removed from v%d", name, info.git_version)
+    log.warning("parked: %s", record.describe())
+    return record
+
+
+def _refuse_blocked(info: VersionInfo, what: str) -> None:
+    if info.block is not None:
+        raise RegistryError(
+            f"{info.name} v{info.git_version} is blocked and cannot be {what} "
+            f"({info.block.describe()}); a person must unblock it first."
+        )
 
 
 def _version(name: str, version: int | str) -> int:
@@ -500,56 +583,3 @@ def _version(name: str, version: int | str) -> int:
     if parsed is None:
         raise RegistryError(f"{name}: {version!r} is not a git version number.")
     return parsed
-
-
-# --- MLflow plumbing -------------------------------------------------------------------------
-
-
-def _uri() -> str:
-    from dresscode.core.config import get_settings
-
-    return get_settings().mlflow_tracking_uri
-
-
-@contextmanager
-def _mlflow(name: str) -> Iterator[MlflowClient]:
-    """A client for the configured MLflow; MLflow failures become RegistryError."""
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
-
-    uri = _uri()
-    try:
-        yield MlflowClient(tracking_uri=uri, registry_uri=uri)
-    except RegistryError:
-        raise
-    except MlflowException as exc:
-        if is_unreachable(exc):
-            raise RegistryError(
-                f"MLflow at {uri} is unreachable: {_first_line(exc)} (prompt {name})."
-            ) from exc
-        raise RegistryError(
-            f"MLflow at {uri} failed for prompt {name}: {_first_line(exc)}"
-        ) from exc
-
-
-def _is_not_found(exc: Exception) -> bool:
-    return getattr(exc, "error_code", None) in _NOT_FOUND_CODES and not is_unreachable(exc)
-
-
-def is_unreachable(exc: BaseException) -> bool:
-    import requests
-
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, requests.exceptions.RequestException):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return "API request to" in str(exc) and "failed with exception" in str(exc)
-
-
-def _first_line(exc: BaseException) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")

@@ -163,7 +163,7 @@ def recent_stylist_inputs(n: int = SAMPLE_SIZE, settings: Settings | None = None
     day = str(done["day"].max())
     ids = sorted(set(done.loc[(done["day"] == day) & (done["status"] == "ok"), "user_id"]))[:n]
     cities = {u.user_id: u.city for u in users.active_users(settings=settings)}
-    items = tables.wardrobes_of(ids, settings)
+    items = tables.current_wardrobes_of(ids, settings)  # what the user sees, feedback applied
     return [
         outfits.UserContext(u, cities[u], date.fromisoformat(day), cast("list[dict]", items[u]))
         for u in ids

@@ -3,10 +3,14 @@
 A blueprint change is a deployment. Versions newer than ``production`` that were never
 evaluated are evaluated on the golden set; the newest passing one per prompt becomes
 ``candidate``, is compared with production on recent real inputs (the shadow), and is promoted
-— automatically or after a human approves. An unchanged tree does nothing: no version, no
-evaluation, no alias move.
+— automatically or after a human approves (:class:`PromotionApproval`). A rejection, or no
+answer in time, parks the candidate (:func:`park`). An unchanged tree does nothing: no
+version, no evaluation, no alias move.
 
-``prompt_rollback`` calls :func:`rollback`: ``production`` back to a known-good version.
+``prompt_rollback`` calls :func:`rollback`: ``production`` back to a known-good version; the
+version it replaces is parked. Parked (blocked) versions are never evaluated, made candidate or
+promoted again by automation; a promotion whose evidence went stale while it waited (production
+moved) is refused.
 
 Values handed from task to task (XCom) are the ``TypedDict`` s below: plain JSON dicts.
 """
@@ -20,6 +24,9 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from dresscode.core import prompts
 from dresscode.llm import blueprints
+from dresscode.registry.approval import APPROVAL_TIMEOUT as APPROVAL_TIMEOUT
+from dresscode.registry.approval import Answer as Answer
+from dresscode.registry.approval import PromotionApproval as PromotionApproval
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +49,7 @@ class Evaluated(PromptVersion):
     reasons: list[str]  # why it failed its gate (empty when it passed)
     metrics: dict[str, float]
     mlflow_run_id: str
+    golden_hash: str  # the golden set's content hash the metrics were made on
 
 
 class ShadowSummary(TypedDict):
@@ -53,6 +61,7 @@ class Shadowed(Evaluated):
     """A candidate after its shadow comparison (None: nothing in production or no inputs)."""
 
     shadow: ShadowSummary | None
+    against: int | None  # production's version when it was compared (None: nothing promoted)
 
 
 class RolledBack(TypedDict):
@@ -66,6 +75,7 @@ class RolledBack(TypedDict):
     reason: str
     at: str
     audit_run_id: str
+    parked: str | None  # the replaced version, now blocked: who, when, why
 
 
 def sync_all() -> list[PromptVersion]:
@@ -85,7 +95,7 @@ def sync_all() -> list[PromptVersion]:
             )
         production = registry.aliases(name).get("production", 0)
         for info in registry.versions(name):
-            if info.git_version > production and not info.gate:
+            if info.git_version > production and not info.gate and info.block is None:
                 pending.append(PromptVersion(name=name, version=info.git_version))
     log.info(
         "%d version(s) to evaluate: %s",
@@ -97,7 +107,7 @@ def sync_all() -> list[PromptVersion]:
 
 def evaluate(version: PromptVersion) -> Evaluated:
     """Golden-set evaluation of one version, recorded in MLflow and as its gate verdict."""
-    from dresscode.registry.evaluation import digitizer as evaluation
+    from dresscode.registry.evaluation import runs as evaluation
 
     run = evaluation.evaluate_prompt(f"{version['name']}@{version['version']}")
     result = Evaluated(
@@ -106,6 +116,7 @@ def evaluate(version: PromptVersion) -> Evaluated:
         reasons=list(run.verdict.reasons),
         metrics=run.metrics,
         mlflow_run_id=run.mlflow_run_id,
+        golden_hash=run.golden_hash,
     )
     log.info(
         "%s@%s: gate %s%s (MLflow run %s)",
@@ -157,7 +168,7 @@ def shadow(candidate: Evaluated) -> Shadowed:
         production = registry.load(name, "production")
     except registry.AliasNotSet:
         log.info("%s: nothing in production yet, no shadow comparison", name)
-        return Shadowed(**candidate, shadow=None)
+        return Shadowed(**candidate, shadow=None, against=None)
     settings = get_settings()
     blueprint = registry.load(name, candidate["version"])
     if name == prompts.DIGITIZER.name:
@@ -183,7 +194,7 @@ def shadow(candidate: Evaluated) -> Shadowed:
 
     if not inputs:
         log.info("%s: no recent real inputs in the lake to replay", name)
-        return Shadowed(**candidate, shadow=None)
+        return Shadowed(**candidate, shadow=None, against=production.version)
 
     async def run() -> shadowing.ShadowReport:
         async with DresscodeLLMHook(settings=settings).get_client() as client:
@@ -192,38 +203,81 @@ def shadow(candidate: Evaluated) -> Shadowed:
     report = asyncio.run(run())
     path = shadowing.write_report(report, settings)
     log.info("%s (report %s)", report.summary(), path)
-    return Shadowed(**candidate, shadow=ShadowSummary(summary=report.summary(), report=path))
+    summary = ShadowSummary(summary=report.summary(), report=path)
+    return Shadowed(**candidate, shadow=summary, against=production.version)
 
 
-def promote(candidates: list[Shadowed], *, actor: str) -> list[str]:
-    """Move ``production`` to each candidate (``previous`` keeps the old one), audited."""
+def promote(candidates: list[Shadowed], *, actor: str, approval: Answer | None = None) -> list[str]:
+    """Move ``production`` to each candidate (``previous`` keeps the old one), audited; after
+    an ``approval`` the approver is the actor.
+
+    A candidate that was parked, or whose production moved since it was compared (a rollback
+    while the approval waited), is refused: the others are promoted, then the task fails with
+    the refusals (the later human decision wins, loudly).
+    """
     from dresscode.registry import prompt_registry as registry
+    from dresscode.registry.approval import refusal
 
-    done = []
+    if approval is not None:
+        actor = approval["by"]
+    done, refused = [], []
     for c in candidates:
         if registry.aliases(c["name"]).get("production") == c["version"]:
             log.info("%s@%s is already production", c["name"], c["version"])
+            continue
+        why_not = refusal(c["name"], c["version"], c.get("against"))
+        if why_not:
+            log.error("%s", why_not)
+            refused.append(why_not)
             continue
         reason = f"passed its gate (MLflow run {c['mlflow_run_id']})"
         shadowed = c.get("shadow")
         if shadowed:
             reason += f"; {shadowed['summary']}"
+        if approval is not None:
+            reason += f"; approved by {approval['by']} at {approval['at']}"
         promotion = registry.promote(c["name"], c["version"], actor=actor, reason=reason)
         registry.audit(promotion)
         done.append(promotion.describe())
+    if refused:
+        raise ReleaseFailed(" ".join(refused))
     return done
+
+
+def park(candidates: list[Shadowed], answer: Answer, *, dag_id: str) -> list[str]:
+    """A rejected (or unanswered) approval parks every candidate it was about: blocked, with
+    who and why, and no longer ``candidate``; automation never promotes them again."""
+    from dresscode.registry import prompt_registry as registry
+
+    why = (
+        f"approval of the release timed out in {dag_id}"
+        if answer["timed_out"]
+        else f"release rejected in {dag_id}"
+    )
+    parked = []
+    for c in candidates:
+        block = registry.park(
+            c["name"], c["version"], action="rejected", actor=answer["by"], reason=why
+        )
+        parked.append(block.describe())
+    return parked
 
 
 def rollback(prompt: str, target: str, *, actor: str, reason: str) -> RolledBack:
     """Move ``production`` back to ``target`` (``previous`` or a git version), audited.
 
-    The target must exist and have passed its golden-set gate once; the replaced version
-    becomes ``previous``. The audit is an MLflow run in the releases experiment.
+    The target must exist, have passed its golden-set gate once, not be blocked and not be
+    production already (each refused in one sentence); the replaced version becomes
+    ``previous`` and is parked. The audit is an MLflow run in the releases experiment. A
+    promotion waiting for approval meanwhile is refused when answered (production moved).
     """
     from dresscode.registry import prompt_registry as registry
 
     done = registry.rollback(prompt, target, actor=actor, reason=reason)
     run_id = registry.audit(done)
+    block = next(
+        (v.block for v in registry.versions(prompt) if v.git_version == done.from_version), None
+    )
     return RolledBack(
         name=done.name,
         action=done.action,
@@ -233,4 +287,5 @@ def rollback(prompt: str, target: str, *, actor: str, reason: str) -> RolledBack
         reason=done.reason,
         at=done.at,
         audit_run_id=run_id,
+        parked=block.describe() if block else None,
     )

@@ -102,6 +102,7 @@ def versions(name: str) -> list[dict[str, Any]]:
             "mlflow_version": info.mlflow_version,
             "aliases": list(info.aliases),
             "gate": info.gate,
+            "blocked": info.block.describe() if info.block is not None else None,
             "gate_at": info.tags.get(registry.GATE_AT_TAG),
             "gate_metrics": json.loads(info.tags.get(registry.GATE_METRICS_TAG) or "{}"),
         }

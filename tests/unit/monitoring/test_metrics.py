@@ -653,5 +653,5 @@ def test_thumbs_down_and_wore_instead_rates_per_stylist_version(dresscode_home: 
     rate = pooled[f"{STYLIST}/thumbs_down_rate"]
     assert (rate.value, rate.n) == (pytest.approx(2 / 3), 3)
     checks = {c.metric: c for c in slos.check_slos(pooled)}
-    assert checks["thumbs_down_rate"].bound == slos.FEEDBACK_SLOS["thumbs_down_rate_max"]
+    assert checks["thumbs_down_rate"].bound == slos.default_slos()["thumbs_down_rate_max"]
     assert checks["thumbs_down_rate"].status == "watch"  # 2 of 3: past 0.35, not surely

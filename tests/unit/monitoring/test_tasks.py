@@ -43,7 +43,7 @@ def test_an_empty_or_malformed_window_is_refused_by_name() -> None:
         jobs.current_window(NIGHT, NIGHT, NIGHT, start="yesterday")
 
 
-def _eval(version: int, f1: float, passed: bool = True) -> jobs.GateRun:
+def _eval(version: int, f1: float, passed: bool = True, golden: str = "g1") -> jobs.GateRun:
     reasons = [] if passed else ["item F1 below the floor"]
     return jobs.GateRun(
         version=version,
@@ -51,6 +51,7 @@ def _eval(version: int, f1: float, passed: bool = True) -> jobs.GateRun:
         reasons=reasons,
         metrics={"f1": f1},
         mlflow_run_id=f"run-{version}",
+        golden_hash=golden,
     )
 
 
@@ -61,15 +62,26 @@ def _eval(version: int, f1: float, passed: bool = True) -> jobs.GateRun:
         (_eval(3, 0.95), False),  # a tie does not move production
         (_eval(3, 0.99, passed=False), False),  # a failed gate never promotes
         (None, False),  # candidate is production: nothing to compare
+        (_eval(3, 0.99, golden="g2"), False),  # scored on another golden set: not comparable
     ],
 )
 def test_only_a_passing_candidate_that_beats_production_is_promoted(
     candidate: jobs.GateRun | None, promoted: bool
 ) -> None:
-    results = [jobs.Evaluation(name=jobs.DIGITIZER, production=_eval(2, 0.95), candidate=candidate)]
+    results = [
+        jobs.Evaluation(
+            name=jobs.DIGITIZER,
+            because="drifted",
+            production=_eval(2, 0.95),
+            candidate=candidate,
+            parked=[],
+        )
+    ]
     chosen = jobs.better_candidates(results)
     assert [c["version"] for c in chosen] == ([3] if promoted else [])
-    assert jobs.choose_action(results) == ("promote" if promoted else "page")
+    assert jobs.choose_action(results, auto_promote=True) == ("promote" if promoted else "page")
+    # Without auto_promote (the default) a better candidate waits for a person's approval.
+    assert jobs.choose_action(results) == ("approve" if promoted else "page")
 
 
 def _measured(status: Status) -> jobs.Measured:
@@ -123,3 +135,5 @@ def test_the_recorded_action_follows_what_ran() -> None:
     assert jobs.outcome_of(["promoted: wardrobe-digitizer v2"], None)["action"] == "promoted"
     assert jobs.outcome_of(None, paged) == {"action": "paged", "detail": paged}
     assert jobs.outcome_of(None, None) == {"action": "none", "detail": None}
+    parked = ["wardrobe-digitizer v3 rejected by bob at ...: promotion rejected"]
+    assert jobs.outcome_of(None, None, parked) == {"action": "rejected", "detail": parked}

@@ -203,3 +203,66 @@ def test_a_concurrent_sync_of_the_same_version_leaves_exactly_one(
         (1, theirs.mlflow_version)
     ]
     assert registry.load(NAME, 1).content_hash() == v1.content_hash()
+
+
+# --- parking: a rollback or a rejection sticks ------------------------------------------------
+
+
+def test_a_rollback_parks_the_replaced_version_and_takes_candidate_off_it(
+    synced: list[registry.SyncResult],
+) -> None:
+    registry.mark_gate(NAME, 1, passed=True, metrics={})
+    registry.promote(NAME, 1, actor="alice", reason="first release")
+    registry.set_candidate(NAME, 2)
+    registry.promote(NAME, 2, actor="release", reason="passed its gate")
+
+    registry.rollback(NAME, actor="oncall", reason="v2 drops shoes")
+
+    assert registry.aliases(NAME) == {"production": 1, "previous": 2}  # no candidate left
+    block = next(v.block for v in registry.versions(NAME) if v.git_version == 2)
+    assert block is not None
+    assert (block.action, block.actor, block.reason) == ("rollback", "oncall", "v2 drops shoes")
+    assert block.describe().startswith(f"{NAME} v2 rolled back by oncall at ")
+
+
+def test_a_blocked_version_is_refused_everywhere_until_a_person_unblocks_it(
+    synced: list[registry.SyncResult],
+) -> None:
+    registry.mark_gate(NAME, 2, passed=True, metrics={})
+    registry.promote(NAME, 1, actor="alice", reason="first release")
+    registry.set_candidate(NAME, 2)
+
+    registry.park(NAME, 2, action="rejected", actor="bob", reason="release rejected")
+
+    assert "candidate" not in registry.aliases(NAME)
+    for move in (
+        lambda: registry.promote(NAME, 2, actor="x", reason="y"),
+        lambda: registry.set_candidate(NAME, 2),
+        lambda: registry.rollback(NAME, 2, actor="x", reason="y"),
+    ):
+        with pytest.raises(
+            registry.RegistryError, match=r"v2 is blocked and cannot be .* rejected by bob"
+        ):
+            move()
+    registry.unblock(NAME, 2, actor="carol", reason="fixed upstream")
+    registry.promote(NAME, 2, actor="carol", reason="after review")
+    assert registry.aliases(NAME)["production"] == 2
+
+
+def test_parking_production_or_rolling_back_to_production_is_refused(
+    synced: list[registry.SyncResult],
+) -> None:
+    registry.mark_gate(NAME, 1, passed=True, metrics={})
+    registry.promote(NAME, 1, actor="alice", reason="first release")
+
+    with pytest.raises(registry.RegistryError, match=r"v1 is production; roll it back instead"):
+        registry.park(NAME, 1, action="rejected", actor="bob", reason="no")
+    with pytest.raises(registry.RegistryError, match=r"v1 is already production: nothing to"):
+        registry.rollback(NAME, 1, actor="oncall", reason="again")
+
+
+def test_the_gate_record_names_its_golden_set_and_run(synced: list[registry.SyncResult]) -> None:
+    registry.mark_gate(NAME, 1, passed=True, metrics={"f1": 1.0}, golden_hash="abc", run_id="r1")
+
+    tags = next(v.tags for v in registry.versions(NAME) if v.git_version == 1)
+    assert (tags[registry.GATE_GOLDEN_TAG], tags[registry.GATE_RUN_TAG]) == ("abc", "r1")

@@ -74,7 +74,7 @@ _HEX = re.compile(r"^#?([0-9a-fA-F]{6})$")
 
 def family_of_hex(hex_colour: str) -> str | None:
     """Family by hue, saturation and value; None for a malformed hex."""
-    match = _HEX.match(hex_colour.strip())
+    match = _HEX.fullmatch(hex_colour.strip())
     if not match:
         return None
     value = int(match.group(1), 16)
@@ -382,159 +382,12 @@ async def evaluate_digitizer(
     return metrics
 
 
-# --------------------------------------------------------------------------------------------
-# Recorded evaluations: `dresscode eval PROMPT[@VERSION|@ALIAS]`
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class EvalRun:
-    """One recorded evaluation: the prompt version, its metrics, the verdict, the MLflow run."""
-
-    ref: str
-    metrics: dict[str, float]  # the headline numbers logged to MLflow
-    verdict: GateVerdict
-    baseline_ref: str | None
-    mlflow_run_id: str
-    examples: int
-
-
-def _production_baseline(
-    name: str, evaluated_version: int
-) -> tuple[str | None, DigitizerMetrics | None]:
-    """The production version's recorded gate metrics, unless production is what we evaluate."""
-    import json
-
-    from dresscode.registry import prompt_registry as registry
-
-    for info in registry.versions(name):
-        if "production" in info.aliases and info.git_version != evaluated_version:
-            raw = info.tags.get(registry.GATE_METRICS_TAG)
-            if raw:
-                return f"{name}@{info.git_version}", DigitizerMetrics.from_summary(json.loads(raw))
-    return None, None
-
-
-EXPERIMENT = "dresscode-evaluations"
-
-
 STYLIST_PROMPT = prompts.STYLIST.name
 
-
-class ModelNotServed(ValueError):
-    """The blueprint names a model the endpoint does not serve: no evaluation can mean anything."""
-
-
-def check_served(blueprint: Blueprint, base_url: str, api_key: str = "EMPTY") -> None:
-    """Ask the endpoint's ``/models`` whether it serves the blueprint's model; raise if not."""
-    import httpx
-
-    response = httpx.get(
-        f"{base_url.rstrip('/')}/models",
-        headers={"Authorization": f"Bearer {api_key}"},
-        timeout=10.0,
-    )
-    response.raise_for_status()
-    served = sorted(m.get("id", "") for m in response.json().get("data", []))
-    if blueprint.model not in served:
-        raise ModelNotServed(
-            f"{blueprint.ref} names model {blueprint.model!r}, which {base_url} does not serve "
-            f"(it serves {served}); fix the blueprint's model or point dresscode_llm elsewhere."
-        )
-
-
-def evaluate_prompt(
-    ref: str,
-    *,
-    golden: Sequence[GoldenPhoto] | None = None,
-    scenarios: Sequence[Any] | None = None,
-) -> EvalRun:
-    """Evaluate a blueprint on its golden set through the ``dresscode_llm`` endpoint.
-
-    ``wardrobe-digitizer`` versions run on the golden photos (gate: F1, JSON validity, and not
-    worse than production); ``outfit-stylist`` versions on the outfit scenarios (gate: no
-    hallucinated item, weather rules, tool calls, structured output). The version is synced to
-    the registry first (idempotent), the verdict is recorded on it (``mark_gate``) and
-    everything goes into one MLflow run: metrics, the verdict and its reasons, and the
-    per-example table (``examples.json``), linked to the prompt version by tags, so a data
-    engineer can see why a candidate failed.
-    """
-    import mlflow
-
-    from dresscode.core.config import get_settings
-    from dresscode.llm.hook import DresscodeLLMHook
-    from dresscode.registry import prompt_registry as registry
-
-    name, _, selector = ref.partition("@")
-    registry.sync(name)
-    blueprint = registry.load(name, selector or "production")
-    settings = get_settings()
-    endpoint = DresscodeLLMHook(settings=settings).endpoint()
-    check_served(blueprint, endpoint.base_url, endpoint.api_key)
-    if name == STYLIST_PROMPT:
-        summary, rows, verdict, baseline_ref = _run_stylist(blueprint, scenarios)
-    else:
-        summary, rows, verdict, baseline_ref = _run_digitizer(blueprint, golden)
-    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
-    registry.use_experiment(mlflow, EXPERIMENT, settings)
-    with mlflow.start_run(run_name=f"eval {blueprint.ref}") as active:
-        mlflow.set_tags(
-            {
-                "dresscode.prompt": name,
-                "dresscode.prompt_version": str(blueprint.version),
-                "dresscode.model": blueprint.model,
-                "dresscode.content_hash": blueprint.content_hash(),
-                "dresscode.gate": "passed" if verdict.passed else "failed",
-                "dresscode.gate_reasons": "; ".join(verdict.reasons) or "-",
-                "dresscode.baseline": baseline_ref or "-",
-                "dresscode.golden_examples": str(len(rows)),
-            }
-        )
-        mlflow.log_metrics(summary)
-        mlflow.log_dict({"rows": rows}, "examples.json")
-    registry.mark_gate(name, blueprint.version, verdict.passed, summary)
-    return EvalRun(blueprint.ref, summary, verdict, baseline_ref, active.info.run_id, len(rows))
-
-
-def _run_digitizer(
-    blueprint: Blueprint, golden: Sequence[GoldenPhoto] | None
-) -> tuple[dict[str, float], list[dict[str, Any]], GateVerdict, str | None]:
-    import asyncio
-
-    from dresscode.core.config import get_settings
-    from dresscode.llm.hook import DresscodeLLMHook
-    from dresscode.registry.golden import load_wardrobe_golden
-
-    settings = get_settings()
-    photos = list(golden) if golden is not None else load_wardrobe_golden()
-    baseline_ref, baseline = _production_baseline(blueprint.name, blueprint.version)
-
-    async def run() -> DigitizerMetrics:
-        async with DresscodeLLMHook(settings=settings).get_client() as client:
-            return await evaluate_digitizer(client, blueprint, photos)
-
-    metrics = asyncio.run(run())
-    return metrics.summary(), metrics.table(), gate(metrics, baseline=baseline), baseline_ref
-
-
-def _run_stylist(
-    blueprint: Blueprint, scenarios: Sequence[Any] | None
-) -> tuple[dict[str, float], list[dict[str, Any]], GateVerdict, str | None]:
-    from dresscode.core.config import get_settings
-    from dresscode.llm.hook import DresscodeLLMHook
-    from dresscode.registry.evaluation import stylist as stylist_eval
-
-    settings = get_settings()
-    endpoint = DresscodeLLMHook(settings=settings).endpoint()
-    metrics, rows = stylist_eval.evaluate_stylist(
-        blueprint,
-        endpoint.base_url,
-        scenarios=scenarios,
-        api_key=endpoint.api_key,
-        max_concurrency=endpoint.max_concurrency,
-        timeout_s=endpoint.timeout_s,
-        max_turns=settings.outfit_max_turns,
-    )
-    passed, reasons = stylist_eval.stylist_gate(metrics)
-    summary = {k: float(v) for k, v in metrics.items() if isinstance(v, int | float)}
-    return summary, rows, GateVerdict(passed, reasons), None
+# `dresscode eval`, the DAGs and older callers reach the recorded evaluations through this
+# module, their first home; they live in runs.py (which imports this module lazily: no cycle).
+from dresscode.registry.evaluation.runs import EXPERIMENT as EXPERIMENT  # noqa: E402
+from dresscode.registry.evaluation.runs import EvalRun as EvalRun  # noqa: E402
+from dresscode.registry.evaluation.runs import ModelNotServed as ModelNotServed  # noqa: E402
+from dresscode.registry.evaluation.runs import check_served as check_served  # noqa: E402
+from dresscode.registry.evaluation.runs import evaluate_prompt as evaluate_prompt  # noqa: E402

@@ -191,6 +191,14 @@ def scenario_from_mapping(data: Any, where: str, vocab: dict[str, list[str]]) ->
     weather = data["weather"]
     if weather is not None and not isinstance(weather, dict):
         raise ScenarioError(f"{where}: weather must be a mapping or null.")
+    if weather is not None:
+        # The provider's forecast, through production's derive code: no evaluation-only field.
+        from dresscode.features import weather as weather_features
+
+        try:
+            weather_features.forecast_answer(weather, city=str(data["city"]), day=day)
+        except weather_features.WeatherError as err:
+            raise ScenarioError(f"{where}: weather does not derive: {err.message}") from None
     occasion = data.get("occasion")
     if occasion is not None and occasion not in vocab["occasion"]:
         raise ScenarioError(f"{where}: occasion {occasion!r} is not one of {vocab['occasion']}.")
