@@ -368,10 +368,11 @@ def _by_user(
 
 # The feedback events that change a wardrobe (``feedback`` writes them; values in the lake).
 WARDROBE_EVENTS: tuple[str, ...] = ("item_corrected", "item_deleted", "item_added")
-# An item's fields a correction may replace, beside ``colors`` (which sets both colour lists).
-_CORRECTABLE = (
+# The digitizer item's fields a feedback event may name (``item_corrected.changes``).
+ITEM_FIELDS: tuple[str, ...] = (
     "category",
     "subcategory",
+    "colors",
     "pattern",
     "material",
     "warmth",
@@ -380,6 +381,8 @@ _CORRECTABLE = (
     "water_resistant",
     "description",
 )
+# Those a correction replaces as they are; ``colors`` sets both colour lists.
+_CORRECTABLE = tuple(f for f in ITEM_FIELDS if f != "colors")
 
 
 def current_wardrobes_of(

@@ -31,7 +31,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, TypedDict
 
-from dresscode.core import lake
+from dresscode.core import lake, tables
 from dresscode.core.config import Settings
 
 if TYPE_CHECKING:
@@ -39,22 +39,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CORRECTION_TYPES = ("item_corrected", "item_deleted", "item_added")
+CORRECTION_TYPES = tables.WARDROBE_EVENTS
 OUTFIT_TYPES = ("outfit_rated", "wore_instead")
 EVENT_TYPES = CORRECTION_TYPES + OUTFIT_TYPES
 COMMON_FIELDS = ("event_id", "event_type", "user_id", "event_time")
-ITEM_FIELDS = (
-    "category",
-    "subcategory",
-    "colors",
-    "pattern",
-    "material",
-    "warmth",
-    "formality",
-    "seasons",
-    "water_resistant",
-    "description",
-)
+ITEM_FIELDS = tables.ITEM_FIELDS
 
 
 class FeedbackRow(TypedDict):

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from dresscode.core import lake, prompts
 from dresscode.core.config import Settings, get_settings
-from dresscode.core.tables import FINAL_STATUSES
+from dresscode.core.tables import FINAL_STATUSES, WARDROBE_EVENTS
 from dresscode.monitoring.outfit_feedback import FEEDBACK_METRICS, feedback_metrics
 
 if TYPE_CHECKING:
@@ -44,7 +44,7 @@ DIGITIZER_PROMPT = prompts.DIGITIZER.name  # manifests lack the prompt name
 # Eval and shadow purposes never reach the lake's inference log, but if they did they are not
 # production traffic.
 PRODUCTION_PURPOSES = (DIGITIZE, OUTFIT)
-CORRECTION_EVENTS = ("item_corrected", "item_deleted", "item_added")
+CORRECTION_EVENTS = WARDROBE_EVENTS  # the events that change a user's wardrobe
 # Parts are dated by the run's logical day, rows by the wall clock of the call: a run that
 # starts late writes rows newer than its partition. Partitions this many days before the
 # window are read too.

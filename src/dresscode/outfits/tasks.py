@@ -18,7 +18,7 @@ import time
 from collections import Counter
 from collections.abc import Mapping
 from datetime import UTC, date, datetime
-from typing import TYPE_CHECKING, Any, Literal, TypedDict, cast
+from typing import TYPE_CHECKING, Any, Literal, TypedDict, cast, get_args
 
 from dresscode.core import lake, prompts, tables
 from dresscode.core.config import Settings, get_settings
@@ -117,16 +117,7 @@ Summed = Literal[
     "model_calls",
     "model_errors",
 ]
-_SUMMED: tuple[Summed, ...] = (
-    "users",
-    "suggested",
-    "skipped_total",
-    "hallucinated_items",
-    "rule_violations",
-    "coerced_args",
-    "model_calls",
-    "model_errors",
-)
+_SUMMED: tuple[Summed, ...] = get_args(Summed)
 
 
 def resolve_prompt() -> Serving:
