@@ -61,6 +61,7 @@ NOT_RETRIED = {
     ("prompt_rollback", "rollback"),
     # A human's decision; there is nothing transient to retry.
     ("prompt_release", "approve"),
+    ("model_monitoring", "approve"),
 }
 
 
