@@ -9,6 +9,11 @@ from typing import Any
 import httpx
 
 TERMINAL_STATES = {"success", "failed"}
+# Requests that may be sent again: the local stack's SQLite metadata DB answers a busy moment
+# (a scheduled run writing at the same instant) with 500 "Database error" after its 5 s lock
+# timeout; asking again is safe for these and keeps `make up` from failing on that moment.
+IDEMPOTENT = {"GET", "PATCH", "PUT", "DELETE"}
+RETRIES = 3
 
 
 @dataclass
@@ -17,6 +22,7 @@ class AirflowAPI:
     username: str
     password: str
     _token: str | None = None
+    retry_delay_s: float = 2.0
 
     def _client(self) -> httpx.Client:
         headers = {"Authorization": f"Bearer {self.token()}"} if self._token else {}
@@ -35,8 +41,13 @@ class AirflowAPI:
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
         self.token()
-        with self._client() as client:
-            resp = client.request(method, path, **kwargs)
+        attempts = RETRIES if method.upper() in IDEMPOTENT else 1
+        for attempt in range(1, attempts + 1):
+            with self._client() as client:
+                resp = client.request(method, path, **kwargs)
+            if resp.status_code < 500 or attempt == attempts:
+                break
+            time.sleep(self.retry_delay_s * attempt)
         if resp.status_code >= 400:
             raise RuntimeError(
                 f"Airflow API {method} {path} answered {resp.status_code}: {resp.text[:300]}"

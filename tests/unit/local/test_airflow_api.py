@@ -6,6 +6,11 @@ fake: what is tested is the waiting logic, which a real ``make up`` run exercise
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
+
 import pytest
 
 from dresscode.local import airflow_api
@@ -63,3 +68,56 @@ def test_a_stuck_run_is_given_up_after_the_timeout_without_progress(clock: FakeC
     assert api.wait_for_run("wardrobe_ingest", "manual__1", timeout_s=600) == "running"
     # Stuck at 60 s: given up 600 s after the last change it saw (checked every 15 s).
     assert 600 <= clock.now - 60 <= 600 + 15 + 2
+
+
+class _Flaky(BaseHTTPRequestHandler):
+    """Answers like Airflow's API on a SQLite busy moment: 500 "Database error", twice."""
+
+    calls: ClassVar[dict[str, int]] = {}
+
+    def _answer(self) -> None:
+        if self.path.startswith("/auth/token"):
+            body, status = b'{"access_token": "t"}', 201
+        else:
+            _Flaky.calls[self.command] = _Flaky.calls.get(self.command, 0) + 1
+            if _Flaky.calls[self.command] <= 2:
+                body, status = b'{"detail": {"reason": "Database error"}}', 500
+            else:
+                body, status = b'{"ok": true}', 200
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_PATCH = do_POST = _answer
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def flaky_api() -> Iterator[str]:
+    _Flaky.calls = {}
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Flaky)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+
+
+def test_an_idempotent_request_is_asked_again_after_a_database_busy_500(flaky_api: str) -> None:
+    api = AirflowAPI(flaky_api, "admin", "admin", retry_delay_s=0.0)
+    assert api.request("PATCH", "/api/v2/dags/style_features", json={"is_paused": False}) == {
+        "ok": True
+    }
+    assert _Flaky.calls["PATCH"] == 3
+
+
+def test_a_trigger_is_never_sent_twice(flaky_api: str) -> None:
+    api = AirflowAPI(flaky_api, "admin", "admin", retry_delay_s=0.0)
+    with pytest.raises(RuntimeError, match="answered 500"):
+        api.request("POST", "/api/v2/dags/style_features/dagRuns", json={})
+    assert _Flaky.calls["POST"] == 1  # a POST (a new run) is never repeated
