@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, TypedDict
@@ -580,13 +580,16 @@ class OutfitSuggestionRow(TypedDict, total=False):
     generated_at: str
 
 
-def latest_suggestions(settings: Settings | None = None) -> pd.DataFrame:
+def latest_suggestions(
+    settings: Settings | None = None, *, days: Iterable[str] | None = None
+) -> pd.DataFrame:
     """``outfit_suggestions`` with one row per user and day: the newest ``generated_at``.
 
     A user's suggestion for a day may be written again by a later run with other batch mates
-    (another part); the newest wins.
+    (another part); the newest wins. ``days`` (suggestion days) reads only those partitions.
     """
-    frame = lake.read_table(OUTFIT_SUGGESTIONS.name, settings or get_settings())
+    wanted = sorted(set(days)) if days is not None else None
+    frame = lake.read_table(OUTFIT_SUGGESTIONS.name, settings or get_settings(), days=wanted)
     if frame.empty:
         return frame
     if "generated_at" in frame.columns:

@@ -77,14 +77,9 @@ def load_state(feedback: pd.DataFrame, settings: Settings) -> LakeState:
         sha, user = cell_text(row.get("image_sha256")), cell_text(row.get("user_id"))
         if row["status"] == tables.ACCEPTED and sha and user:
             state.photos.setdefault(sha, {})[user] = cell_text(row.get("prompt_version")) or ""
-    suggestions = lake.read_table("outfit_suggestions", settings)
-    if not suggestions.empty:
-        if "generated_at" in suggestions.columns:
-            suggestions = suggestions.sort_values("generated_at", kind="stable")
-        latest = suggestions.drop_duplicates(["user_id", "day"], keep="last")
-        for row in latest.to_dict("records"):
-            n = int(row["n_outfits"]) if row.get("status") == "ok" else 0
-            state.suggestions[(str(row["user_id"]), str(row["day"]))] = n
+    for row in tables.latest_suggestions(settings).to_dict("records"):
+        n = int(row["n_outfits"]) if row.get("status") == "ok" else 0
+        state.suggestions[(str(row["user_id"]), str(row["day"]))] = n
     for row in feedback.to_dict("records"):
         remember(state, row)
     return state

@@ -46,7 +46,8 @@ def feedback_metrics(
     events = _outfit_events(start, end, settings)
     if events.empty:
         return pd.DataFrame(columns=_COLUMNS)
-    served = tables.latest_suggestions(settings)
+    # Only the partitions of the days the events are about: cost follows the window.
+    served = tables.latest_suggestions(settings, days=events["suggestion_day"])
     if served.empty:
         return pd.DataFrame(columns=_COLUMNS)
     served = served[["user_id", "day", "prompt_name", "prompt_version"]].rename(

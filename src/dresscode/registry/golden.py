@@ -104,13 +104,13 @@ def load_wardrobe_golden(
     items must satisfy ``schema`` (default: the digitizer v1 output schema); ids must be
     unique. With ``check_files`` the photo must exist and hash to ``image_sha256``.
     """
-    from jsonschema import Draft202012Validator
+    from dresscode.llm.parsing import StrictValidator
 
     path = Path(path)
     files = label_files(path)
     if not files:
         raise GoldenError(f"{path}: no {LABELS_FILE} or {EXTRA_LABELS_GLOB} found")
-    validator = Draft202012Validator(schema or _output_schema())
+    validator = StrictValidator(schema or _output_schema())
     photos: list[GoldenPhoto] = []
     seen: dict[str, str] = {}
     for labels in files:
@@ -221,12 +221,11 @@ def add_photo(
 
     The items are validated first; the line goes to ``labels-<set_name>.jsonl``.
     """
-    from jsonschema import Draft202012Validator
-
     from dresscode.ingest import photos as images
+    from dresscode.llm.parsing import StrictValidator
 
     schema = _output_schema()
-    validator = Draft202012Validator(schema)
+    validator = StrictValidator(schema)
     line_json = json.dumps({"id": "?", "file": "?", "image_sha256": "?", "items": items})
     _parse_line(line_json, f"{source} (labels)", out_dir, validator)
     long_edge = schema_long_edge()
@@ -260,13 +259,14 @@ def accept_photo(
     ``labels-<set_name>.jsonl``; accepting the same id again replaces its line (new labels) or
     changes nothing (same labels). A photo already in the set under another id is refused.
     """
-    from jsonschema import Draft202012Validator
     from PIL import Image
+
+    from dresscode.llm.parsing import StrictValidator
 
     out_dir = Path(out_dir)
     sha = hashlib.sha256(jpeg).hexdigest()
     photo_id = photo_id or f"{set_name}-{sha[:12]}"
-    validator = Draft202012Validator(_output_schema())
+    validator = StrictValidator(_output_schema())
     row = {"id": photo_id, "file": "?", "image_sha256": sha, "items": items}
     _parse_line(json.dumps(row), f"{photo_id} (labels)", out_dir, validator)
     with Image.open(io.BytesIO(jpeg)) as im:
