@@ -8,6 +8,7 @@ No decoder runs in here. The checks raise :class:`~dresscode.ingest.rejects.Reje
 
 from __future__ import annotations
 
+import math
 import os
 import re
 
@@ -241,7 +242,13 @@ def over_decode_budget(fmt: str, cpu_s: float, max_decode_s: float, read: int) -
         RejectCode.TOO_COMPLEX,
         f"Decoding the {fmt} image took more than {max_decode_s:g} s of CPU time, the limit "
         "for one photo; it was stopped.",
-        {"format": fmt, "cpu_s": round(cpu_s, 3), "max_decode_s": max_decode_s, "read_bytes": read},
+        # Rounded up, to the millisecond: a detail never says a stopped decode was within its limit.
+        {
+            "format": fmt,
+            "cpu_s": math.ceil(cpu_s * 1000) / 1000,
+            "max_decode_s": max_decode_s,
+            "read_bytes": read,
+        },
     )
 
 
