@@ -85,7 +85,7 @@ def make_lake(lake: Path, users: int, days: int, row_group: int) -> None:
                 cols[name] = pa.array(np.full(users, event), field.type)
             elif name == "last_upload":
                 cols[name] = pa.array(np.full(users, day), field.type)
-            elif name == "top_colors":
+            elif pa.types.is_list(field.type):  # top_colors, worn_colors, worn_pairs
                 cols[name] = pa.array([colors[i % len(colors)] for i in range(users)], field.type)
             elif name == "wardrobe_size":
                 # The day is encoded in the size so the check can tell the snapshots apart.

@@ -11,9 +11,10 @@ and its JSON summary under `reports/drift/` and in MLflow; **choose_branch** goe
 `quality_degraded` or `drifted`, as **decide** chose. For the last two, **reevaluate** runs
 production and the candidate on the golden set, and **choose_action** either **promote**s a
 candidate that passes its gate and beats production — through **approve**, the same approval
-step as `prompt_release` (it pages the on-call; no answer within 12 hours is Reject), unless the
-Param `auto_promote` is true (default false) — or **page**s the on-call with the SLO table, the
-drift summary, the report path, the runbook and the versions that are blocked. A rejected
+step as `prompt_release` (it pages the on-call; no answer within
+`DRESSCODE_APPROVAL_TIMEOUT_HOURS`, 12 by default, is Reject), unless the Param `auto_promote`
+is true (default: `DRESSCODE_MONITORING_AUTO_PROMOTE`, false) — or **page**s the on-call with
+the SLO table, the drift summary, the report path, the runbook and the versions that are blocked. A rejected
 candidate is **park**ed: blocked with who and why. A version parked by a rollback or a
 rejection is never re-evaluated or promoted here. **record** writes the decision, its reasons
 and what was done to the `monitoring_decisions` table.
@@ -29,6 +30,7 @@ from typing import Literal
 
 from airflow.sdk import CronDataIntervalTimetable, Param, dag, get_current_context, task
 
+from dresscode.core.config import get_settings
 from dresscode.monitoring import tasks as monitoring
 from dresscode.orchestration.dag_defaults import DEFAULT_ARGS, deadline
 
@@ -58,9 +60,10 @@ def _run_id() -> str:
             description="End of the window to check (ISO 8601); default: the data interval",
         ),
         "auto_promote": Param(
-            False,
+            get_settings().monitoring_auto_promote,
             type="boolean",
-            description="Promote a better candidate without a person's approval",
+            description="Promote a better candidate without a person's approval "
+            "(default: DRESSCODE_MONITORING_AUTO_PROMOTE)",
         ),
     },
 )
@@ -174,7 +177,7 @@ def model_monitoring():
         on_reject="park",
         subject="Promote the candidate that beats production on the golden set?",
         body=propose(evaluated, decision),
-        response_timeout=monitoring.APPROVAL_TIMEOUT,
+        response_timeout=monitoring.approval_timeout(),
         retries=0,
     )
     promoted = promote(evaluated, approve.output)

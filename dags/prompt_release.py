@@ -10,7 +10,7 @@ report; **shadow** replays recent real inputs from the lake through candidate an
 and compares agreement, latency, tokens and JSON failures; then the candidate is promoted —
 at once when the Param `auto_promote` is true (default: `DRESSCODE_RELEASE_AUTO_PROMOTE`), otherwise after a human approves the
 **approve** task in the Airflow UI (Required actions). Waiting there pages the on-call; no
-answer within 12 hours counts as Reject, so a forgotten approval never holds later runs.
+answer within `DRESSCODE_APPROVAL_TIMEOUT_HOURS` (12) counts as Reject, so a forgotten approval never holds later runs.
 Promotion moves `previous` to the old `production` first, and is recorded as an MLflow run; it
 is refused if production moved while the approval waited (a rollback wins). **park**: a
 rejected candidate is blocked, with who and why, and never promoted automatically again.
@@ -79,7 +79,7 @@ def prompt_release():
         body="{% for c in ti.xcom_pull(task_ids='shadow') %}"
         "- **{{ c.name }}@{{ c.version }}** passed its gate (MLflow run {{ c.mlflow_run_id }})"
         "{% if c.shadow %}; {{ c.shadow.summary }}{% endif %}\n{% endfor %}",
-        response_timeout=registry.APPROVAL_TIMEOUT,
+        response_timeout=registry.approval_timeout(),
         retries=0,
     )
 

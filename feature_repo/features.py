@@ -1,9 +1,10 @@
 """Feast definitions of Dresscode: who we serve (users, cities) and what we know about them.
 
 * ``user_style`` — one row per user per night from ``<lake>/user_style/`` (wardrobe size,
-  category / warmth / formality shares, top colours, outerwear, last upload). Its feature
-  names come from :mod:`dresscode.features.style`, which takes them from the wardrobe-digitizer
-  blueprint's schema: one schema source.
+  category / warmth / formality shares, top colours, outerwear, last upload; and, from the
+  ``wore_instead`` feedback of the last 30 days, outfits worn, worn colours and pairs worn
+  together). Its feature names come from :mod:`dresscode.features.style`, which takes them
+  from the wardrobe-digitizer blueprint's schema: one schema source.
 * ``weather`` — the derived forecast per city from ``<lake>/weather/`` (the offline history,
   materialized nightly, used for training data and backfills).
 * ``weather_live`` — the same features, pushed by the hourly ``weather_ingest`` through the
@@ -110,6 +111,11 @@ def _user_style_schema() -> list[Field]:
         Field(name="outerwear_count", dtype=Int64),
         Field(name="water_resistant_count", dtype=Int64),
         Field(name="last_upload", dtype=UnixTimestamp),
+        # What the user wore: their wore_instead feedback of the 30 days before the row's
+        # event time (dresscode.features.worn).
+        Field(name="worn_count_30d", dtype=Int64),
+        Field(name="worn_colors", dtype=Array(String)),
+        Field(name="worn_pairs", dtype=Array(String)),
     ]
 
 
@@ -136,7 +142,7 @@ user_style = FeatureView(
     schema=_user_style_schema(),
     source=user_style_source,
     online=True,
-    description="Wardrobe summary per user, computed nightly by style_features.",
+    description="Wardrobe and worn-outfit summary per user, computed nightly by style_features.",
     tags={"owner": "dresscode", "dag": "style_features"},
 )
 

@@ -256,6 +256,18 @@ SETTINGS: dict[str, Knob] = {
         lambda _home: False,
         "Default of prompt_release's auto_promote Param: promote a passing candidate without a human approval.",
     ),
+    "monitoring_auto_promote": Knob(
+        "DRESSCODE_MONITORING_AUTO_PROMOTE",
+        _bool,
+        lambda _home: False,
+        "Default of model_monitoring's auto_promote Param: promote a candidate that beats production after drift or an SLO breach without a human approval.",
+    ),
+    "approval_timeout_hours": Knob(
+        "DRESSCODE_APPROVAL_TIMEOUT_HOURS",
+        _float_between(0.01, 168.0),
+        lambda _home: 12.0,
+        "How long a promotion approval (prompt_release, model_monitoring) waits before it counts as Reject and parks the candidate.",
+    ),
     "mlflow_tracking_uri": Knob(
         "MLFLOW_TRACKING_URI",
         _str,
@@ -392,6 +404,8 @@ class Settings:
     outfit_max_turns: int
     outfit_batch_size: int
     release_auto_promote: bool
+    monitoring_auto_promote: bool
+    approval_timeout_hours: float
     mlflow_tracking_uri: str
     alerts_file: Path
     runbook_base_url: str

@@ -46,6 +46,7 @@ TABLES = (
     "quarantine",
     "manifests",
     "wardrobe_items",
+    "redigitized",
     "inference_log",
     "users",
     "weather",
@@ -418,8 +419,13 @@ def read_table(
     *,
     days: Iterable[date | str] | None = None,
     columns: list[str] | None = None,
+    filters: list[tuple[str, str, Any]] | None = None,
 ) -> pd.DataFrame:
-    """Read a whole table (or some days of it) into a DataFrame; a missing table is empty."""
+    """Read a whole table (or some days of it) into a DataFrame; a missing table is empty.
+
+    ``filters`` (pyarrow's DNF, e.g. ``[("user_id", "in", ids)]``) are applied as each part is
+    read: row groups that cannot match are skipped and the rest never reach pandas.
+    """
     import pandas as pd
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -435,7 +441,7 @@ def read_table(
             if not path.name.endswith(".parquet"):
                 continue
             with path.fs.open(path.path, "rb") as fh:
-                part = pq.read_table(fh, columns=columns)
+                part = pq.read_table(fh, columns=columns, filters=filters)
             day = _day_of(path)
             if day is not None and "date" not in part.column_names:
                 part = part.append_column("date", pa.array([day] * part.num_rows, pa.string()))

@@ -15,15 +15,16 @@ Statuses and keys here are the values written to the lake: renaming one is a mig
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
-from dresscode.core import lake
+from dresscode.core import lake, wardrobe
 from dresscode.core.config import Settings, get_settings
+from dresscode.core.wardrobe import ITEM_FIELDS as ITEM_FIELDS
+from dresscode.core.wardrobe import WARDROBE_EVENTS as WARDROBE_EVENTS
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -84,6 +85,14 @@ WARDROBE_ITEMS = Table(
     "parquet",
     ("item_id",),
     doc="the digitizer's items, one row per item (WardrobeItemRow)",
+)
+REDIGITIZED = Table(
+    "redigitized",
+    "ingest",
+    "parquet",
+    ("upload_key", "prompt_version"),
+    ("processed_at",),
+    doc="photos digitized again by a later digitizer (wardrobe_redigitize): what was done",
 )
 INFERENCE_LOG = Table(
     "inference_log",
@@ -177,6 +186,7 @@ CATALOGUE: dict[str, Table] = {
         QUARANTINE,
         MANIFESTS,
         WARDROBE_ITEMS,
+        REDIGITIZED,
         INFERENCE_LOG,
         USERS,
         WEATHER,
@@ -315,6 +325,8 @@ class WardrobeItemRow(TypedDict, total=False):
     seasons: list[str]
     water_resistant: bool
     description: str
+    digitized_at: str  # the digitization that wrote the row (core.wardrobe)
+    replaces: str | None  # the earlier item of the photo this one took over from
     date: str
 
 
@@ -337,15 +349,16 @@ def wardrobes_of(
     *,
     columns: Sequence[str] = WARDROBE_SUMMARY,
 ) -> dict[str, list[WardrobeItemRow]]:
-    """Each user's items as the digitizer listed them, *before* the user's corrections.
+    """Each user's items as the digitizer listed them (the newest digitization of each photo),
+    *before* the user's corrections.
 
     What users see is :func:`current_wardrobes_of`; this raw view is for the digitizer's own
-    questions (its evaluation, the correction rate).
+    questions (its evaluation, the correction rate). Only the users' rows are read.
     """
-    items = lake.read_table(WARDROBE_ITEMS.name, settings or get_settings())
+    wanted = sorted({str(u) for u in user_ids})
+    items = _rows_of(WARDROBE_ITEMS.name, wanted, settings or get_settings())
     if not items.empty:
-        items = items[items["user_id"].isin(list(user_ids))]
-        items = items.drop_duplicates("item_id", keep="last")
+        items = wardrobe.newest_digitization(items.drop_duplicates("item_id", keep="last"))
     return _by_user(items, user_ids, columns)
 
 
@@ -365,24 +378,6 @@ def _by_user(
 
 
 # --- the current wardrobe: items with the users' corrections applied --------------------------
-
-# The feedback events that change a wardrobe (``feedback`` writes them; values in the lake).
-WARDROBE_EVENTS: tuple[str, ...] = ("item_corrected", "item_deleted", "item_added")
-# The digitizer item's fields a feedback event may name (``item_corrected.changes``).
-ITEM_FIELDS: tuple[str, ...] = (
-    "category",
-    "subcategory",
-    "colors",
-    "pattern",
-    "material",
-    "warmth",
-    "formality",
-    "seasons",
-    "water_resistant",
-    "description",
-)
-# Those a correction replaces as they are; ``colors`` sets both colour lists.
-_CORRECTABLE = tuple(f for f in ITEM_FIELDS if f != "colors")
 
 
 def current_wardrobes_of(
@@ -413,7 +408,9 @@ def current_wardrobe_items(
     ``feedback`` table are applied in event-time order (ties by event id), so the order files
     arrived in does not matter: a deleted item is gone, an added one is present (``date`` its
     event's day), a corrected field is replaced (``colors`` sets ``color_names`` and
-    ``color_hexes``). An event for an item not there at its time — deleted already (twice, or
+    ``color_hexes``). A photo digitized again shows only its newest digitization, and an
+    event naming an item it replaced applies to the successor (:mod:`dresscode.core.wardrobe`).
+    An event for an item not there at its time — deleted already (twice, or
     corrected after deletion), added later, another user's — changes nothing; an event whose
     payload cannot be read is skipped with a WARNING, never an error. ``as_of`` (aware) leaves
     out items of later days and later events, for point-in-time features.
@@ -431,6 +428,11 @@ def current_wardrobe_items(
         items = items.drop_duplicates("item_id", keep="last")
         if cutoff is not None and "date" in items.columns:
             items = items[~(items["date"].astype(str) > cutoff.date().isoformat())]
+        if cutoff is not None and wardrobe.DIGITIZED_AT in items.columns:
+            stamp = cutoff.isoformat(timespec="milliseconds")
+            items = items[~(items[wardrobe.DIGITIZED_AT].fillna("").astype(str) > stamp)]
+    successor = wardrobe.successors(items)
+    items = wardrobe.newest_digitization(items)
     current: dict[str, dict[str, Any]] = {str(r["item_id"]): r for r in items.to_dict("records")}
     if not events.empty:
         events = events[events["event_type"].isin(WARDROBE_EVENTS)]
@@ -440,88 +442,21 @@ def current_wardrobe_items(
         events = events.sort_values(["event_time", "event_id"], kind="stable")
         events = events.drop_duplicates(["user_id", "event_id"], keep="first")
         for event in events.to_dict("records"):
-            _apply(current, event)
-    return pd.DataFrame(list(current.values()), columns=_columns_of(items, current))
-
-
-def _apply(current: dict[str, dict[str, Any]], event: dict[str, Any]) -> None:
-    """Fold one correction event into ``current`` (item id -> row); never raises."""
-    item_id, user = str(event.get("item_id")), str(event.get("user_id"))
-    try:
-        payload = json.loads(event["payload"])
-        row = current.get(item_id)
-        kind = event["event_type"]
-        if kind == "item_added" and row is None:
-            current[item_id] = _added_row(item_id, event, payload["item"])
-        elif row is None or str(row.get("user_id")) != user:
-            return  # not there at this time (deleted, not yet added) or not the user's
-        elif kind == "item_deleted":
-            del current[item_id]
-        elif kind == "item_corrected":
-            _correct(row, payload["changes"])
-    except (KeyError, TypeError, ValueError) as exc:
-        log.warning(
-            "skipped feedback event %s of %s: unreadable_payload (%s)",
-            event.get("event_id"),
-            user,
-            type(exc).__name__,
-        )
-
-
-def _correct(row: dict[str, Any], changes: dict[str, Any]) -> None:
-    for field, value in changes.items():
-        if field == "colors":
-            row["color_names"] = [str(c["name"]) for c in value]
-            row["color_hexes"] = [str(c["hex"]) for c in value]
-        elif field in _CORRECTABLE:
-            row[field] = value
-
-
-def _added_row(item_id: str, event: dict[str, Any], item: dict[str, Any]) -> dict[str, Any]:
-    version = str(event.get("prompt_version") or "")
-    row: dict[str, Any] = {
-        "item_id": item_id,
-        "user_id": str(event["user_id"]),
-        "image_sha256": event.get("image_sha256"),
-        "prompt_version": int(version) if version.isdigit() else None,
-        "color_names": [],
-        "color_hexes": [],
-        "date": str(event["event_time"])[:10],
-    }
-    _correct(row, {k: v for k, v in item.items() if k == "colors" or k in _CORRECTABLE})
-    return row
-
-
-def _columns_of(items: pd.DataFrame, current: dict[str, dict[str, Any]]) -> list[str]:
-    names = list(items.columns)
-    for row in current.values():
-        names += [k for k in row if k not in names]
-    return names
+            if event["event_type"] != "item_added" and str(event.get("item_id")) in successor:
+                event["item_id"] = successor[str(event["item_id"])]
+            wardrobe.apply_event(current, event)
+    return pd.DataFrame(list(current.values()), columns=wardrobe.columns_of(items, current))
 
 
 def _rows_of(name: str, user_ids: Sequence[str] | None, settings: Settings) -> pd.DataFrame:
     """A Parquet table's rows of ``user_ids`` (None: all), each part filtered as it is read."""
     if user_ids is None:
         return lake.read_table(name, settings)
-    import pandas as pd
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     if not user_ids:
+        import pandas as pd
+
         return pd.DataFrame()
-    parts = []
-    for path in lake.list_files(lake.table(name, settings)):
-        if not path.name.endswith(".parquet"):
-            continue
-        with path.fs.open(path.path, "rb") as fh:
-            part = pq.read_table(fh, filters=[("user_id", "in", list(user_ids))])
-        day = next((p[5:] for p in str(path).split("/") if p.startswith("date=")), None)
-        if day is not None and "date" not in part.column_names:
-            part = part.append_column("date", pa.array([day] * part.num_rows, pa.string()))
-        parts.append(part)
-    if not parts:
-        return pd.DataFrame()
-    return pa.concat_tables(parts, promote_options="permissive").to_pandas()
+    return lake.read_table(name, settings, filters=[("user_id", "in", list(user_ids))])
 
 
 # --- inference log --------------------------------------------------------------------------

@@ -21,6 +21,10 @@ Choices a reader may wonder about:
   are lower-cased, counted once per item, ordered by count then name (deterministic).
 * Point in time: only items whose day is on or before ``as_of`` count, so replaying a past
   interval gives the same features even after newer uploads landed.
+* What people wore sits beside what they own: ``worn_count_30d``, ``worn_colors`` and
+  ``worn_pairs`` come from their ``wore_instead`` feedback over the 30 days before ``as_of``
+  (:mod:`dresscode.features.worn`, which reads only the feedback partitions of those days);
+  a user who wore nothing there gets 0 and empty lists.
 """
 
 from __future__ import annotations
@@ -91,7 +95,14 @@ _FIXED = {
     "water_resistant_count": "int64",
     "top_colors": "object",
     "last_upload": "datetime64[ns, UTC]",
+    "worn_count_30d": "int64",
+    "worn_colors": "object",
+    "worn_pairs": "object",
 }
+# The columns from what the user wore (``wore_instead`` feedback): dresscode.features.worn.
+WORN_COLUMNS = ("worn_count_30d", "worn_colors", "worn_pairs")
+_COUNTS = ("wardrobe_size", "outerwear_count", "water_resistant_count", "worn_count_30d")
+_LISTS = ("top_colors", "worn_colors", "worn_pairs")
 
 
 def feature_names() -> list[str]:
@@ -106,6 +117,7 @@ def feature_names() -> list[str]:
         "outerwear_count",
         "water_resistant_count",
         "last_upload",
+        *WORN_COLUMNS,
     ]
 
 
@@ -115,7 +127,7 @@ def columns() -> list[str]:
 
 def arrow_schema() -> pa.Schema:
     """The Parquet schema of ``user_style`` parts, explicit so that a snapshot where nobody has
-    a colour (all lists empty) is still ``list<string>``, not ``list<null>``."""
+    a colour or a worn pair (all lists empty) is still ``list<string>``, not ``list<null>``."""
     import pyarrow as pa
 
     ts = pa.timestamp("ns", tz="UTC")
@@ -123,11 +135,9 @@ def arrow_schema() -> pa.Schema:
         "user_id": pa.string(),
         "event_timestamp": ts,
         "created": ts,
-        "top_colors": pa.list_(pa.string()),
         "last_upload": ts,
-        "wardrobe_size": pa.int64(),
-        "outerwear_count": pa.int64(),
-        "water_resistant_count": pa.int64(),
+        **{name: pa.list_(pa.string()) for name in _LISTS},
+        **{name: pa.int64() for name in _COUNTS},
     }
     return pa.schema([(name, special.get(name, pa.float64())) for name in columns()])
 
@@ -193,8 +203,21 @@ def _shares(
     return shares
 
 
-def _top_colors(items: pd.DataFrame) -> pd.Series:
-    """Up to TOP_COLORS colour names per user, by item count, ties by name."""
+def ranked(rows: pd.DataFrame, column: str, limit: int) -> pd.Series:
+    """Per user, up to ``limit`` values of ``column``, by number of rows, ties by value."""
+    import pandas as pd
+
+    if rows.empty:
+        return pd.Series(dtype=object)
+    counts = rows.groupby(["user_id", column]).size().rename("n").reset_index()
+    counts = counts.sort_values(["user_id", "n", column], ascending=[True, False, True])
+    top = counts.groupby("user_id").head(limit)
+    return top.groupby("user_id")[column].agg(list)
+
+
+def top_colors(items: pd.DataFrame, *, limit: int = TOP_COLORS) -> pd.Series:
+    """Up to ``limit`` colour names per user: lower-cased, counted once per row (item), ties
+    by name."""
     import pandas as pd
 
     if items.empty:
@@ -204,10 +227,7 @@ def _top_colors(items: pd.DataFrame) -> pd.Series:
     pairs = pairs[pairs["color_names"] != ""]
     # Once per item: "black, black" on one item is one black item.
     pairs = pairs.reset_index().drop_duplicates(["index", "color_names"])
-    counts = pairs.groupby(["user_id", "color_names"]).size().rename("n").reset_index()
-    counts = counts.sort_values(["user_id", "n", "color_names"], ascending=[True, False, True])
-    top = counts.groupby("user_id").head(TOP_COLORS)
-    return top.groupby("user_id")["color_names"].agg(list)
+    return ranked(pairs, "color_names", limit)
 
 
 def style_features(
@@ -216,12 +236,16 @@ def style_features(
     as_of: datetime,
     user_ids: Iterable[str] | None = None,
     created: datetime | None = None,
+    worn: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """One row per user from ``wardrobe_items`` rows, as of ``as_of`` (aware UTC).
 
     ``user_ids`` adds users with no items (a zero row each); without it, only users with
-    items appear. ``created`` (default now) is when the row was computed: Feast uses it to pick
-    between two rows with the same event timestamp, so a recomputation wins.
+    items (or worn outfits) appear. ``created`` (default now) is when the row was computed:
+    Feast uses it to pick between two rows with the same event timestamp, so a recomputation
+    wins. ``worn`` is :func:`dresscode.features.worn.worn_features` of the same ``as_of``
+    (indexed by ``user_id``); without it, or for a user not in it, the worn columns are 0 and
+    empty lists.
     """
     import pandas as pd
 
@@ -241,29 +265,42 @@ def style_features(
         log.info("style features as of %s: %d later item(s) left out", as_of, int(future.sum()))
     items = items[~future]
 
-    users = sorted(set(items["user_id"]) | {str(u) for u in (user_ids or ())})
+    worn_ids = {str(u) for u in worn.index} if worn is not None else set()
+    users = sorted(set(items["user_id"]) | {str(u) for u in (user_ids or ())} | worn_ids)
     out = pd.DataFrame(index=pd.Index(users, name="user_id"))
     out["wardrobe_size"] = items.groupby("user_id").size()
     out = out.join(_shares(items, "category", vocab.categories, shares["category"]))
-    out["top_colors"] = _top_colors(items)
+    out["top_colors"] = top_colors(items)
     out = out.join(_shares(items, "warmth", vocab.warmth, shares["warmth"]))
     out = out.join(_shares(items, "formality", vocab.formality, shares["formality"]))
     out["outerwear_count"] = items[items["category"] == "outerwear"].groupby("user_id").size()
     wet = items.get("water_resistant", pd.Series(False, index=items.index)).isin([True])
     out["water_resistant_count"] = items[wet].groupby("user_id").size()
     out["last_upload"] = items.groupby("user_id")["_at"].max()
+    for name in WORN_COLUMNS:
+        out[name] = _worn_column(worn, name)
 
     out = out.reset_index()
-    for name in ("wardrobe_size", "outerwear_count", "water_resistant_count"):
-        out[name] = out[name].fillna(0).astype("int64")
+    for name in _COUNTS:
+        out[name] = pd.to_numeric(out[name]).fillna(0).astype("int64")
     for names in shares.values():
         out[names] = out[names].fillna(0.0).astype("float64")
-    out["top_colors"] = [list(c) if isinstance(c, list) else [] for c in out["top_colors"]]
+    for name in _LISTS:
+        out[name] = [list(c) if isinstance(c, list) else [] for c in out[name]]
     out["last_upload"] = pd.to_datetime(out["last_upload"], utc=True)
     out["event_timestamp"] = pd.Timestamp(as_of)
     out["created"] = pd.Timestamp(created)
     out = out[columns()].astype(_FIXED)
     return out.sort_values("user_id", kind="stable").reset_index(drop=True)
+
+
+def _worn_column(worn: pd.DataFrame | None, name: str) -> pd.Series:
+    import pandas as pd
+
+    if worn is None or name not in worn.columns:
+        return pd.Series(dtype=object)
+    column = worn[name]
+    return column.set_axis(column.index.astype(str))
 
 
 def style_features_for_interval(
@@ -276,18 +313,20 @@ def style_features_for_interval(
     write: bool = True,
 ) -> pd.DataFrame:
     """Features as of ``end`` from every user's wardrobe as of ``end`` (corrections up to
-    ``end`` applied); written to ``user_style``.
+    ``end`` applied) and what they wore in the 30 days before; written to ``user_style``.
 
     The part lands in the partition of the interval's first day and is named by the interval,
     so re-running the interval replaces it. Reads the whole item history (a wardrobe is
     everything ever uploaded); fine at today's scale, the first thing to make incremental later.
     """
     from dresscode.core import lake, tables
+    from dresscode.features import worn
 
     settings = settings or get_settings()
     start, end = _aware_utc(start, "start"), _aware_utc(end, "end")
     items = tables.current_wardrobe_items(None, settings, as_of=end)
-    frame = style_features(items, as_of=end, user_ids=user_ids, created=created)
+    wore = worn.worn_as_of(items, as_of=end, settings=settings)
+    frame = style_features(items, as_of=end, user_ids=user_ids, created=created, worn=wore)
     log.info(
         "user style as of %s: %d users (%d with an empty wardrobe) from %d items",
         end.isoformat(),

@@ -182,8 +182,9 @@ def materialize_window(
 
 
 def compute_style(window: Window, settings: Settings | None = None) -> StyleComputed:
-    """Style features of every active user as of the window's end, written to ``user_style``."""
-    from dresscode.features import style
+    """Style features of every active user as of the window's end, written to ``user_style``:
+    from their current wardrobe, and from what they wore in the 30 days before (``worn``)."""
+    from dresscode.features import style, worn
 
     settings = settings or get_settings()
     as_of = datetime.fromisoformat(window["as_of"])
@@ -192,8 +193,10 @@ def compute_style(window: Window, settings: Settings | None = None) -> StyleComp
     # The wardrobe the users see (their deletions, additions and corrections applied up to
     # as_of), read for the active users only.
     items = tables.current_wardrobe_items(ids, settings, as_of=as_of)
+    # Their wore_instead events of the window: only the feedback partitions of its days.
+    wore = worn.worn_as_of(items, as_of=as_of, user_ids=ids, settings=settings)
     # Users with no items get a zero row: an empty wardrobe is a state worth serving.
-    table = style.style_features(items, as_of=as_of, user_ids=ids)
+    table = style.style_features(items, as_of=as_of, user_ids=ids, worn=wore)
     empty = int((table["wardrobe_size"] == 0).sum()) if not table.empty else 0
     path = None
     if not table.empty:

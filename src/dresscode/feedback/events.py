@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, TypedDict
 
 from dresscode.core import lake, tables
 from dresscode.core.config import Settings
+from dresscode.core.wardrobe import WORE_INSTEAD
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -40,7 +41,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CORRECTION_TYPES = tables.WARDROBE_EVENTS
-OUTFIT_TYPES = ("outfit_rated", "wore_instead")
+OUTFIT_TYPES = ("outfit_rated", WORE_INSTEAD)
 EVENT_TYPES = CORRECTION_TYPES + OUTFIT_TYPES
 COMMON_FIELDS = ("event_id", "event_type", "user_id", "event_time")
 ITEM_FIELDS = tables.ITEM_FIELDS

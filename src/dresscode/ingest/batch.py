@@ -225,7 +225,9 @@ async def process(
         nonlocal done
         outcome, jpeg = await loop.run_in_executor(pool, prepare, key, seen, day, settings, run_id)
         if outcome.status == tables.ACCEPTED and jpeg is not None:
-            await _digitize(outcome, jpeg, client, blueprint, state, settings, calls, answers)
+            await digitize_accepted(
+                outcome, jpeg, client, blueprint, state, settings, calls, answers
+            )
         done += 1
         progress(done)
         return outcome
@@ -241,7 +243,7 @@ async def process(
     return list(outcomes), calls, answers
 
 
-async def _digitize(
+async def digitize_accepted(
     outcome: PhotoOutcome,
     jpeg: bytes,
     client: LLMClient,

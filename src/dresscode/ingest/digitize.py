@@ -98,11 +98,18 @@ def fit_to_blueprint(jpeg: bytes, blueprint: Blueprint) -> bytes:
     return images.normalize(jpeg, long_edge=blueprint.image_long_edge).jpeg
 
 
-def item_id(user_id: str, image_sha256: str, index: int, blueprint: Blueprint) -> str:
-    """Deterministic: the same user, photo, position and prompt version give the same id."""
-    return hashlib.sha256(f"{user_id}:{image_sha256}:{index}:{blueprint.ref}".encode()).hexdigest()[
-        :24
-    ]
+def item_id(
+    user_id: str, image_sha256: str, index: int, blueprint: Blueprint, *, after: str = ""
+) -> str:
+    """Deterministic: the same user, photo, position and prompt version give the same id.
+
+    ``after`` names the digitization a re-digitized photo replaces (``name@vN``): going back
+    to a version the photo had before gives new ids, never ones an older row already holds.
+    """
+    seed = f"{user_id}:{image_sha256}:{index}:{blueprint.ref}" + (
+        f":after:{after}" if after else ""
+    )
+    return hashlib.sha256(seed.encode()).hexdigest()[:24]
 
 
 def salvage_items(value: Any, schema: dict[str, Any]) -> tuple[list[dict[str, Any]], int]:

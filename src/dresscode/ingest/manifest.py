@@ -100,11 +100,33 @@ def commit(
     the run, it stays for the next one. Returns the keys kept because they changed.
     """
     from dresscode.ingest import landing
-    from dresscode.ingest.digitize import item_id
 
     outcomes = [o for o in outcomes if o.status != WAITING]
     if not outcomes:
         return []
+
+    part = name + "-" + _outcome_hash(outcomes)
+    rows = item_rows(outcomes, answers, blueprint)
+    if rows:
+        lake.write_parquet(tables.WARDROBE_ITEMS.name, day, part, rows, settings)
+    write_calls(calls, day, settings)
+    manifest = [o.row() for o in outcomes]
+    lake.write_parquet(tables.MANIFESTS.name, day, part, manifest, settings)
+    changed = []
+    for outcome in outcomes:
+        if outcome.status in tables.FINAL_STATUSES:
+            removal = landing.remove_if_unchanged(outcome.upload_key, outcome.raw_sha256, settings)
+            if removal == "changed":
+                changed.append(outcome.upload_key)
+    return changed
+
+
+def item_rows(
+    outcomes: list[PhotoOutcome], answers: Answers, blueprint: Blueprint
+) -> list[tables.WardrobeItemRow]:
+    """The ``wardrobe_items`` rows of the accepted photos, stamped with their digitization."""
+    from dresscode.core.wardrobe import DIGITIZED_AT
+    from dresscode.ingest.digitize import item_id
 
     items: list[dict[str, Any]] = []
     for outcome in outcomes:
@@ -117,28 +139,21 @@ def commit(
                     "image_sha256": sha,
                     "upload_key": outcome.upload_key,
                     "prompt_version": blueprint.version,
+                    DIGITIZED_AT: outcome.processed_at,
                     **item,
                 }
                 for i, item in enumerate(answers[sha])
             )
-    part = name + "-" + _outcome_hash(outcomes)
-    if items:
-        rows = [_flatten_item(i) for i in items]
-        lake.write_parquet(tables.WARDROBE_ITEMS.name, day, part, rows, settings)
+    return [flatten_item(i) for i in items]
+
+
+def write_calls(calls: list[Digitized], day: str, settings: Settings) -> None:
+    """The model calls' inference-log rows, in a part named by their request ids."""
     if calls:
         ids = "\n".join(sorted(c.record["request_id"] for c in calls))
         calls_part = "calls-" + hashlib.sha256(ids.encode()).hexdigest()[:16]
         records = [c.record for c in calls]
         lake.write_parquet(tables.INFERENCE_LOG.name, day, calls_part, records, settings)
-    manifest = [o.row() for o in outcomes]
-    lake.write_parquet(tables.MANIFESTS.name, day, part, manifest, settings)
-    changed = []
-    for outcome in outcomes:
-        if outcome.status in tables.FINAL_STATUSES:
-            removal = landing.remove_if_unchanged(outcome.upload_key, outcome.raw_sha256, settings)
-            if removal == "changed":
-                changed.append(outcome.upload_key)
-    return changed
 
 
 def _outcome_hash(outcomes: list[PhotoOutcome]) -> str:
@@ -151,7 +166,7 @@ def _outcome_hash(outcomes: list[PhotoOutcome]) -> str:
     return hashlib.sha256(sig.encode()).hexdigest()[:12]
 
 
-def _flatten_item(item: dict[str, Any]) -> tables.WardrobeItemRow:
+def flatten_item(item: dict[str, Any]) -> tables.WardrobeItemRow:
     """Parquet-friendly item row: colours as parallel lists, seasons as a list."""
     flat = dict(item)
     colors = flat.pop("colors", [])

@@ -52,6 +52,7 @@ from dresscode.ingest.landing import (
     quarantine_folder,
 )
 from dresscode.ingest.manifest import WAITING, PhotoOutcome
+from dresscode.ingest.redigitize import Pending, RedigitizeResult
 from dresscode.registry.prompt_registry import Serving
 
 if TYPE_CHECKING:
@@ -74,7 +75,10 @@ __all__ = [
     "IngestFailed",
     "KeyCode",
     "KeyRejected",
+    "Pending",
     "PhotoOutcome",
+    "RedigitizeResult",
+    "RedigitizeTotals",
     "RunTotals",
     "Serving",
     "Upload",
@@ -88,7 +92,11 @@ __all__ = [
     "process_batch",
     "quarantine",
     "quarantine_folder",
+    "redigitize_batch",
+    "redigitize_report",
+    "redigitize_selection",
     "resolve_prompt",
+    "resolve_redigitize_prompt",
 ]
 
 log = logging.getLogger(__name__)
@@ -344,5 +352,187 @@ def commit_and_report(results: list[BatchResult], settings: Settings | None = No
         raise IngestFailed(
             f"{n_failed} of {totals['photos']} photos failed ({rate:.1%} > {settings.ingest_max_failure_rate:.0%} allowed); "
             f"top reasons: {top}. They stay in landing and are retried by the next run."
+        )
+    return totals
+
+
+# --- wardrobe_redigitize ----------------------------------------------------------------------
+
+
+class RedigitizeTotals(TypedDict):
+    """The re-digitize run's totals (its report task's XCom)."""
+
+    batches: int
+    photos: int
+    redigitized: int
+    empty: int
+    skipped: int
+    items: int
+    carried: int
+    model_calls: int
+    cached: int
+    set_aside: dict[str, int]
+    failed: dict[str, int]
+
+
+def resolve_redigitize_prompt(version: int | None) -> Serving:
+    """The digitizer to re-digitize with: ``version`` (a registered, unblocked git version), or
+    the registry's production when None.
+
+    Refused in one sentence (no retry helps): a version not registered, or one parked by a
+    rollback or a rejected approval — re-digitizing with it would undo a person's decision.
+    """
+    from dresscode.ingest.digitize import PROMPT_NAME
+    from dresscode.registry import prompt_registry as registry
+
+    if version is None:
+        return registry.serving(PROMPT_NAME)
+    known = {v.git_version: v for v in registry.versions(PROMPT_NAME)}
+    info = known.get(version)
+    if info is None:
+        raise AirflowFailException(
+            f"{PROMPT_NAME} v{version} is not registered (registered: "
+            f"{', '.join(f'v{v}' for v in sorted(known)) or 'none'}); run prompt_release first."
+        )
+    if info.block is not None:
+        raise AirflowFailException(
+            f"{PROMPT_NAME} v{version} is blocked ({info.block.describe()}); "
+            "unblock it before re-digitizing with it."
+        )
+    blueprint = registry.load(PROMPT_NAME, version)
+    log.info("re-digitizing with %s (asked for by version)", blueprint.ref)
+    return Serving(
+        ref=blueprint.ref, content_hash=blueprint.content_hash(), source=f"registry v{version}"
+    )
+
+
+def redigitize_selection(
+    serving: Serving, *, users: list[str], limit: int, settings: Settings | None = None
+) -> list[list[Pending]]:
+    """The photos not at the serving digitizer's version, in batches of the ingest batch size."""
+    from dresscode.ingest import redigitize
+    from dresscode.llm import blueprints
+
+    settings = settings or get_settings()
+    target = blueprints.resolve(serving["ref"]).version
+    photos = redigitize.select(target, users=users, limit=limit, settings=settings)
+    size = settings.ingest_batch_size
+    return [photos[i : i + size] for i in range(0, len(photos), size)]
+
+
+def redigitize_batch(
+    photos: list[Pending],
+    *,
+    serving: Serving,
+    run_id: str,
+    day: str,
+    settings: Settings | None = None,
+    label: str = "batch",
+) -> RedigitizeResult:
+    """Digitize one batch of photos again with the serving digitizer and commit the new items."""
+    from dresscode.ingest import redigitize
+    from dresscode.llm.hook import DresscodeLLMHook
+    from dresscode.registry import prompt_registry as registry
+
+    settings = settings or get_settings()
+    started = time.monotonic()
+    blueprint = registry.blueprint_for(serving)
+    done = redigitize.already_done(photos, blueprint.version, settings)
+    todo = [p for p in photos if (p["upload_key"], p["image_sha256"]) not in done]
+    if len(todo) < len(photos):
+        log.info(
+            "%s: %d photos done already (an earlier try or run)", label, len(photos) - len(todo)
+        )
+    endpoint = DresscodeLLMHook(settings=settings).endpoint()
+
+    async def run() -> tuple[list[PhotoOutcome], list[Digitized], Answers, dict[str, str]]:
+        async with DresscodeLLMHook.client_for(endpoint, settings) as client:
+            return await redigitize.digitize(todo, client, blueprint, settings, label, run_id)
+
+    outcomes, calls, answers, set_aside = asyncio.run(run()) if todo else ([], [], {}, {})
+    name = redigitize.part_name(todo, outcomes, blueprint.version)
+    written = redigitize.commit(name, todo, outcomes, calls, answers, blueprint, day, settings)
+    result = redigitize.result_of(
+        name,
+        len(photos),
+        len(photos) - len(todo),
+        outcomes,
+        set_aside,
+        written,
+        len(calls),
+        started,
+    )
+    log.info(
+        "%s: %d photos, %d re-digitized (%d items, %d took over an earlier item), %d answered "
+        "with no items, %d done already, %s set aside, %s failed, %d model calls (%d cached)",
+        label,
+        result["photos"],
+        result["redigitized"],
+        result["items"],
+        result["carried"],
+        result["empty"],
+        result["skipped"],
+        _fmt_counts(result["set_aside"]),
+        _fmt_counts(result["failed"]),
+        result["model_calls"],
+        result["cached"],
+    )
+    return result
+
+
+def redigitize_report(results: list[RedigitizeResult]) -> RedigitizeTotals:
+    """The run's totals; failed photos are retried by the next run, so they do not fail this one
+    unless every attempted photo failed (then it is the endpoint, and the task fails)."""
+    totals = RedigitizeTotals(
+        batches=len(results),
+        photos=0,
+        redigitized=0,
+        empty=0,
+        skipped=0,
+        items=0,
+        carried=0,
+        model_calls=0,
+        cached=0,
+        set_aside={},
+        failed={},
+    )
+    set_aside: Counter[str] = Counter()
+    failed: Counter[str] = Counter()
+    for result in results:
+        for key in (
+            "photos",
+            "redigitized",
+            "empty",
+            "skipped",
+            "items",
+            "carried",
+            "model_calls",
+            "cached",
+        ):
+            totals[key] += result[key]
+        set_aside.update(result["set_aside"])
+        failed.update(result["failed"])
+    totals["set_aside"], totals["failed"] = dict(set_aside), dict(failed)
+    log.info(
+        "re-digitize run: %d photos in %d batches: %d re-digitized (%d items, %d corrections "
+        "can follow), %d with no items, %d done already, %s set aside, %s failed "
+        "(the next run retries them), %d model calls",
+        totals["photos"],
+        totals["batches"],
+        totals["redigitized"],
+        totals["items"],
+        totals["carried"],
+        totals["empty"],
+        totals["skipped"],
+        _fmt_counts(set_aside),
+        _fmt_counts(failed),
+        totals["model_calls"],
+    )
+    attempted = totals["photos"] - totals["skipped"] - sum(set_aside.values())
+    if attempted and sum(failed.values()) == attempted:
+        top = ", ".join(f"{code} x{n}" for code, n in failed.most_common(3))
+        raise IngestFailed(
+            f"every one of {attempted} photos failed to re-digitize ({top}): the endpoint, not "
+            "the photos. Nothing changed; run the DAG again once the endpoint answers."
         )
     return totals

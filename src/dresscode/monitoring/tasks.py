@@ -31,6 +31,7 @@ from dresscode.monitoring.slos import Branch, SloCheckRecord
 from dresscode.registry.approval import APPROVAL_TIMEOUT as APPROVAL_TIMEOUT
 from dresscode.registry.approval import Answer as Answer
 from dresscode.registry.approval import PromotionApproval as PromotionApproval
+from dresscode.registry.approval import approval_timeout as approval_timeout
 
 if TYPE_CHECKING:
     from dresscode.monitoring.drift import DriftResult

@@ -78,6 +78,17 @@ MAX_FIELD_CHARS = 40
 WARDROBE_FIELDS = tables.WARDROBE_SUMMARY
 MAX_WARDROBE_ITEMS = 150  # ~40 tokens a line; keeps the prompt far from the context limit
 MAX_STYLE_FEATURES = 16
+# The style features the stylist reads first (the rest follow by name, up to the cap): what the
+# user owns in outline, then what they actually wear (worn_pairs names their item ids).
+STYLE_FIRST = (
+    "wardrobe_size",
+    "top_colors",
+    "worn_colors",
+    "worn_pairs",
+    "worn_count_30d",
+    "outerwear_count",
+    "water_resistant_count",
+)
 MAX_TOOL_CALLS_PER_TURN = 4
 _STYLE_SKIP = frozenset({"user_id", "event_timestamp", "created", "created_at", "date", "day"})
 
@@ -211,7 +222,8 @@ def wardrobe_line(item: dict[str, Any]) -> str:
 def style_summary(style: dict[str, Any]) -> str:
     """The user's style features as one line of ``name=value`` pairs (data, cleaned)."""
     parts = []
-    for key in sorted(style):
+    first = {name: rank for rank, name in enumerate(STYLE_FIRST)}
+    for key in sorted(style, key=lambda k: (first.get(k, len(first)), k)):
         value = style[key]
         if key in _STYLE_SKIP or value is None or isinstance(value, dict):
             continue

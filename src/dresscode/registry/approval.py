@@ -32,8 +32,15 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 APPROVAL_TIMEOUT = timedelta(hours=12)
-"""How long an approval waits before it counts as *Reject* (a working day, and well inside the
-nightly monitoring cadence)."""
+"""How long an approval waits before it counts as *Reject* by default (a working day, and well
+inside the nightly monitoring cadence); ``DRESSCODE_APPROVAL_TIMEOUT_HOURS`` sets it."""
+
+
+def approval_timeout() -> timedelta:
+    """The approval's ``response_timeout``: ``DRESSCODE_APPROVAL_TIMEOUT_HOURS`` (default 12)."""
+    from dresscode.core.config import get_settings
+
+    return timedelta(hours=get_settings().approval_timeout_hours)
 
 
 class Answer(TypedDict):
@@ -64,14 +71,15 @@ def answer_from(event: dict[str, Any], approved: bool, timeout: timedelta | None
 
 class PromotionApproval(ApprovalOperator, BranchMixIn):
     """Approve -> ``on_approve``; Reject or no answer in time -> ``on_reject``. Returns an
-    :class:`Answer`. ``defaults`` is fixed to *Reject*: silence never promotes."""
+    :class:`Answer`. ``defaults`` is fixed to *Reject*: silence never promotes. The wait is
+    ``response_timeout``, else :func:`approval_timeout` (the setting)."""
 
     def __init__(
         self,
         *,
         on_approve: str,
         on_reject: str,
-        response_timeout: timedelta = APPROVAL_TIMEOUT,
+        response_timeout: timedelta | None = None,
         notifiers: list[BaseNotifier] | None = None,
         **kwargs: Any,
     ) -> None:
@@ -79,7 +87,7 @@ class PromotionApproval(ApprovalOperator, BranchMixIn):
             raise ValueError("PromotionApproval always defaults to Reject.")
         super().__init__(
             defaults=ApprovalOperator.REJECT,
-            response_timeout=response_timeout,
+            response_timeout=response_timeout or approval_timeout(),
             notifiers=notifiers if notifiers is not None else [ApprovalWaiting()],
             **kwargs,
         )

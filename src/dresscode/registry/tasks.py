@@ -27,6 +27,7 @@ from dresscode.llm import blueprints
 from dresscode.registry.approval import APPROVAL_TIMEOUT as APPROVAL_TIMEOUT
 from dresscode.registry.approval import Answer as Answer
 from dresscode.registry.approval import PromotionApproval as PromotionApproval
+from dresscode.registry.approval import approval_timeout as approval_timeout
 
 log = logging.getLogger(__name__)
 

@@ -146,8 +146,11 @@ def test_output_types_and_timestamps():
     assert out["event_timestamp"].iloc[0] == pd.Timestamp(AS_OF)
     assert out["created"].iloc[0] == pd.Timestamp(CREATED)
     assert str(out["event_timestamp"].dtype) == "datetime64[ns, UTC]"
-    for name in ("wardrobe_size", "outerwear_count", "water_resistant_count"):
+    for name in ("wardrobe_size", "outerwear_count", "water_resistant_count", "worn_count_30d"):
         assert out[name].dtype == "int64"
+    # No worn frame given: what the user wore is 0 and empty lists, not missing.
+    assert (out["worn_count_30d"].iloc[0], out["worn_colors"].iloc[0]) == (0, [])
+    assert out["worn_pairs"].iloc[0] == []
     assert out["share_top"].dtype == "float64"
 
 

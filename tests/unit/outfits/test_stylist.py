@@ -270,8 +270,22 @@ def test_style_summary_is_short_data() -> None:
     summary = outfits.style_summary(
         {"user_id": "u1", "wardrobe_size": 12, "share_top": 0.3333, "colors": ["navy", "black"]}
     )
-    assert summary == "colors=navy,black; share_top=0.33; wardrobe_size=12"
+    assert summary == "wardrobe_size=12; colors=navy,black; share_top=0.33"
     assert outfits.style_summary({}).startswith("unknown")
+
+
+def test_style_summary_keeps_what_the_user_wears_within_its_cap() -> None:
+    many = {f"share_{i:02d}": 0.1 for i in range(30)}  # more than the cap, sorting first by name
+    worn = {"worn_pairs": ["a+b"], "worn_colors": ["navy"], "worn_count_30d": 4}
+    summary = outfits.style_summary(many | worn | {"wardrobe_size": 40})
+    parts = summary.split("; ")
+    assert len(parts) == outfits.MAX_STYLE_FEATURES
+    assert parts[:4] == [
+        "wardrobe_size=40",
+        "worn_colors=navy",
+        "worn_pairs=a+b",
+        "worn_count_30d=4",
+    ]
 
 
 def test_suggestion_rows_keep_their_types_in_parquet() -> None:
