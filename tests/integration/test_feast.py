@@ -170,6 +170,25 @@ def test_materialize_then_read_outfit_context_online(store):
     assert batch["temperature_c"] == [14.0]  # the materialized batch view
 
 
+def test_parts_from_before_a_feature_existed_materialize_it_as_unknown(store, caplog):
+    # A nightly part written by the previous release: no worn_* columns yet (an upgrade, or a
+    # backfill of older history). The other features still go online; the new ones are null.
+    frame = write_style(DAY1, [item("u1", "top", "2026-05-01")])
+    old = frame.drop(columns=list(style.WORN_COLUMNS))
+    path = lake.partition("user_style", DAY1.date()) / "snapshot.parquet"
+    lake.write_bytes(path, lake.to_parquet_bytes(old))
+    report = materialization.materialize(DAY1, DAY2, views=("user_style",))
+    assert report.views[0].entities_written == 1
+    assert "older_source_schema" in caplog.text and "worn_colors" in caplog.text
+    out = features.online_context([{"user_id": "u1", "city_id": "x"}])
+    assert out.loc[0, "wardrobe_size"] == 1
+    assert out.loc[0, "worn_colors"] is None or len(out.loc[0, "worn_colors"]) == 0
+    # A source with none of the view's features is the wrong table: that still fails.
+    lake.write_bytes(path, lake.to_parquet_bytes(old[["user_id", "event_timestamp", "created"]]))
+    with pytest.raises(ValueError, match="lacks columns"):
+        materialization.materialize(DAY1, DAY2, views=("user_style",))
+
+
 def test_unknown_entities_read_as_nulls_not_errors(store):
     write_style(DAY1, [item("u1", "top", "2026-05-01")])
     materialization.materialize(DAY1, DAY2, views=("user_style",))

@@ -300,8 +300,19 @@ def _materialize_view(
     key = view.entity_columns[0].name
     wanted = [c for c in feature_columns(view) if c in schema.names]
     missing = sorted(set(feature_columns(view)) - set(wanted) - {CREATED})
-    if missing:
+    features = {f.name for f in view.features}
+    if missing and (set(missing) - features or features <= set(missing)):  # keys, or everything
         raise ValueError(f"{view.name}: source {source_uri} lacks columns {missing}")
+    if missing:
+        # Parts written before a feature existed (an upgrade, a backfill of older history):
+        # the feature is unknown for them, not an error that stops the other features.
+        log.warning(
+            "older_source_schema: %s parts of %s..%s lack %s; written as null (unknown)",
+            view.name,
+            start.isoformat(),
+            end.isoformat(),
+            missing,
+        )
     window = _window_filter(schema, start, end)
     winners, report.rows_in_window = _latest_rows(dataset, key, window)
     total = sum(len(rows) for rows in winners.values())
@@ -331,6 +342,8 @@ def _materialize_view(
             if len(take) == 0:
                 continue
             chunk = batch.take(pa.array(take)).to_pandas()
+            for name in missing:
+                chunk[name] = None
             try:
                 with warnings.catch_warnings():
                     # An all-null chunk is skipped by Feast with a UserWarning; nothing to keep.
