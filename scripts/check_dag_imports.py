@@ -13,7 +13,7 @@ import ast
 import sys
 from pathlib import Path
 
-STAGES = ("ingest", "features", "outfits", "registry", "monitoring", "feedback")
+STAGES = ("ingest", "features", "outfits", "registry", "monitoring", "feedback", "lake")
 SHARED = ("dresscode.core", "dresscode.orchestration")
 
 

@@ -136,6 +136,9 @@ def _reset_object_store_cache() -> None:
 
     store._STORE_CACHE.clear()
     os.environ.pop("AWS_ENDPOINT_URL", None)
+    from dresscode.core import delta
+
+    delta.s3_options.cache_clear()  # the Delta tables' view of the same connection
 
 
 @pytest.fixture(scope="session")

@@ -80,6 +80,21 @@ SETTINGS: dict[str, Knob] = {
         lambda _home: "aws_default",
         "Airflow connection used for s3:// URIs.",
     ),
+    "lake_retention_hours": Knob(
+        "DRESSCODE_LAKE_RETENTION_HOURS",
+        _int_between(1, 87_600),
+        lambda _home: 168,
+        "lake_maintenance vacuums Delta files removed from a table longer ago than this: time "
+        "travel (evaluations re-reading the version they recorded) and readers in flight need "
+        "them this long.",
+    ),
+    "lake_target_file_mb": Knob(
+        "DRESSCODE_LAKE_TARGET_FILE_MB",
+        _int_between(32, 4096),
+        lambda _home: 128,
+        "Size lake_maintenance compacts Delta files to; a partition with two or more files "
+        "under half of it is compacted.",
+    ),
     "ingest_sqs_queue_url": Knob(
         "DRESSCODE_INGEST_SQS_QUEUE_URL",
         _sqs_url,
@@ -91,6 +106,12 @@ SETTINGS: dict[str, Knob] = {
         _int_between(1, 10_000),
         lambda _home: 64,
         "Photos per mapped ingest task.",
+    ),
+    "ingest_manifest_lookback_days": Knob(
+        "DRESSCODE_INGEST_MANIFEST_LOOKBACK_DAYS",
+        _int_between(1, 3650),
+        lambda _home: 7,
+        "Days of manifest partitions ingest reads to know the state of the keys in landing (not the whole history); an upload processed longer ago and still in landing is treated as new (a duplicate of the same photo is still caught).",
     ),
     "ingest_max_photos_per_run": Knob(
         "DRESSCODE_INGEST_MAX_PHOTOS_PER_RUN",
@@ -375,9 +396,12 @@ class Settings:
     lake_uri: str
     landing_uri: str
     aws_conn_id: str
+    lake_retention_hours: int
+    lake_target_file_mb: int
     ingest_sqs_queue_url: str | None
     ingest_batch_size: int
     ingest_max_photos_per_run: int
+    ingest_manifest_lookback_days: int
     ingest_max_failure_rate: float
     ingest_settle_s: float
     ingest_hidden_max_age_s: float

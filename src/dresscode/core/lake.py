@@ -407,7 +407,15 @@ def write_parquet(
     records: Iterable[Mapping[str, Any]] | pd.DataFrame,
     settings: Settings | None = None,
 ) -> ObjectStoragePath:
-    """Write one part of a date partition atomically; the same ``part`` replaces, never duplicates."""
+    """Write one part of a date partition atomically; the same ``part`` replaces, never duplicates.
+
+    A Delta table (:mod:`dresscode.core.delta`) commits the part; the others get a Parquet file.
+    """
+    if is_delta(name):
+        from dresscode.core import delta
+
+        delta.write_part(name, day, safe_segment(part, what="part name"), records, settings)
+        return table(name, settings)
     path = partition(name, day, settings) / f"{safe_segment(part, what='part name')}.parquet"
     write_bytes(path, to_parquet_bytes(records))
     return path
@@ -424,8 +432,13 @@ def read_table(
     """Read a whole table (or some days of it) into a DataFrame; a missing table is empty.
 
     ``filters`` (pyarrow's DNF, e.g. ``[("user_id", "in", ids)]``) are applied as each part is
-    read: row groups that cannot match are skipped and the rest never reach pandas.
+    read: row groups that cannot match are skipped and the rest never reach pandas. A Delta
+    table reads only the files its log says can match (:func:`dresscode.core.delta.read`).
     """
+    if is_delta(name):
+        from dresscode.core import delta
+
+        return delta.read(name, settings, days=days, columns=columns, filters=filters)
     import pandas as pd
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -451,6 +464,27 @@ def read_table(
     # Parts written at different times may type a column differently (all-null in one part,
     # strings in another): Arrow promotes them to one schema.
     return pa.concat_tables(parts, promote_options="permissive").to_pandas()
+
+
+def partition_days(name: str, settings: Settings | None = None) -> list[str]:
+    """The ``date`` partitions a Parquet table holds, oldest first (a Delta table's from its
+    log, without reading data)."""
+    if is_delta(name):
+        from dresscode.core import delta
+
+        return delta.partition_days(name, settings)
+    folder = table(name, settings)
+    if not folder.fs.exists(folder.path):
+        return []
+    names = (p.rstrip("/").rpartition("/")[2] for p in folder.fs.ls(folder.path, detail=False))
+    return sorted(n[len("date=") :] for n in names if n.startswith("date="))
+
+
+def is_delta(name: str) -> bool:
+    """Whether ``name`` is a Delta table (:mod:`dresscode.core.delta`), not Parquet parts."""
+    from dresscode.core.delta import is_delta as delta_table
+
+    return delta_table(name)
 
 
 def _day_of(path: ObjectStoragePath) -> str | None:

@@ -252,9 +252,27 @@ class ManifestEntry(ManifestRow):
     failed_attempts: int  # digitize_failed rows of this upload so far
 
 
-def manifest_state(settings: Settings | None = None) -> dict[str, ManifestEntry]:
-    """upload_key -> its latest manifest row, plus the count of failed digitize attempts."""
-    frame = lake.read_table(MANIFESTS.name, settings or get_settings())
+def manifest_state(
+    settings: Settings | None = None,
+    *,
+    keys: Iterable[str] | None = None,
+    days: Iterable[str] | None = None,
+) -> dict[str, ManifestEntry]:
+    """upload_key -> its latest manifest row, plus the count of failed digitize attempts.
+
+    ``keys`` reads only those uploads' rows and ``days`` only those partitions (pushed down to
+    the Delta table's files): ingest asks about the keys in landing over its lookback, not the
+    whole history. Without them, every upload's state (the view, the summary, the seed).
+    """
+    filters = None if keys is None else [("upload_key", "in", sorted(set(keys)))]
+    if filters is not None and not filters[0][2]:
+        return {}
+    frame = lake.read_table(
+        MANIFESTS.name,
+        settings or get_settings(),
+        days=None if days is None else sorted(set(days)),
+        filters=filters,
+    )
     if frame.empty:
         return {}
     frame = frame.sort_values("processed_at")
@@ -274,6 +292,34 @@ def manifest_state(settings: Settings | None = None) -> dict[str, ManifestEntry]
 # and its name is never a user id (compared case-insensitively: ``Feedback/`` is refused too).
 LANDING_OWNERS: dict[str, str] = {"feedback": "feedback"}
 RESERVED_USER_IDS: frozenset[str] = frozenset(LANDING_OWNERS)
+
+
+def accepted_photos_of(
+    user_ids: Iterable[str], settings: Settings | None = None
+) -> dict[tuple[str, str], str]:
+    """(user_id, raw or image sha256) -> the upload that first brought that photo, for the
+    accepted uploads of ``user_ids`` (duplicate detection: only those users' rows are read)."""
+    wanted = sorted({str(u) for u in user_ids})
+    if not wanted:
+        return {}
+    columns = ["upload_key", "user_id", "status", "raw_sha256", "image_sha256", "processed_at"]
+    frame = lake.read_table(
+        MANIFESTS.name,
+        settings or get_settings(),
+        columns=columns,
+        filters=[("user_id", "in", wanted), ("status", "=", ACCEPTED)],
+    )
+    seen: dict[tuple[str, str], str] = {}
+    if frame.empty:
+        return seen
+    frame = frame.sort_values("processed_at", kind="stable")
+    for key, user, sha_raw, sha_image in frame[
+        ["upload_key", "user_id", "raw_sha256", "image_sha256"]
+    ].itertuples(index=False, name=None):
+        for sha in (sha_raw, sha_image):
+            if isinstance(sha, str) and sha:
+                seen.setdefault((str(user), sha), str(key))
+    return seen
 
 
 def landing_owner(key: str) -> str | None:
@@ -358,7 +404,7 @@ def wardrobes_of(
     wanted = sorted({str(u) for u in user_ids})
     items = _rows_of(WARDROBE_ITEMS.name, wanted, settings or get_settings())
     if not items.empty:
-        items = wardrobe.newest_digitization(items.drop_duplicates("item_id", keep="last"))
+        items = wardrobe.newest_digitization(wardrobe.one_row_per_item(items))
     return _by_user(items, user_ids, columns)
 
 
@@ -425,7 +471,7 @@ def current_wardrobe_items(
     events = _rows_of(FEEDBACK.name, wanted, settings)
     cutoff = None if as_of is None else as_of.astimezone(UTC)
     if not items.empty:
-        items = items.drop_duplicates("item_id", keep="last")
+        items = wardrobe.one_row_per_item(items)
         if cutoff is not None and "date" in items.columns:
             items = items[~(items["date"].astype(str) > cutoff.date().isoformat())]
         if cutoff is not None and wardrobe.DIGITIZED_AT in items.columns:

@@ -50,6 +50,17 @@ ITEM_FIELDS: tuple[str, ...] = (
 _CORRECTABLE = tuple(f for f in ITEM_FIELDS if f != "colors")
 
 
+def one_row_per_item(items: pd.DataFrame) -> pd.DataFrame:
+    """Each item id once: the row of its latest ``digitized_at`` (a table format keeps no file
+    order, so "the part written last" is not a thing a reader can rely on)."""
+    if items.empty:
+        return items
+    if DIGITIZED_AT in items.columns:
+        stamp = items[DIGITIZED_AT].fillna("").astype(str)
+        items = items.iloc[stamp.argsort(kind="stable")]
+    return items.drop_duplicates("item_id", keep="last")
+
+
 def newest_digitization(items: pd.DataFrame) -> pd.DataFrame:
     """Only each (user, photo)'s rows of its newest digitization (ties keep all their rows)."""
     if items.empty or DIGITIZED_AT not in items.columns or "image_sha256" not in items.columns:

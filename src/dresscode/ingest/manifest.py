@@ -69,19 +69,14 @@ def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and value != value)
 
 
-def seen_photos(
-    state: dict[str, tables.ManifestEntry], keys: list[str]
-) -> dict[tuple[str, str], str]:
-    """(user_id, raw or image sha256) -> the upload that first brought that photo."""
+def seen_photos(keys: list[str], settings: Settings) -> dict[tuple[str, str], str]:
+    """(user_id, raw or image sha256) -> the upload that first brought that photo, for the
+    users of ``keys`` (their accepted uploads outside this batch: a retried batch is not a
+    duplicate of itself). Reads only those users' manifest rows."""
     batch = set(keys)
-    seen = {}
-    for key, row in state.items():
-        if row["status"] != tables.ACCEPTED or key in batch:
-            continue
-        for sha in (row.get("raw_sha256"), row.get("image_sha256")):
-            if sha:
-                seen[(cast(str, row["user_id"]), sha)] = key
-    return seen
+    users = {key.partition("/")[0] for key in keys}
+    seen = tables.accepted_photos_of(users, settings)
+    return {photo: key for photo, key in seen.items() if key not in batch}
 
 
 def commit(

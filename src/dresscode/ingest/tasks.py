@@ -23,6 +23,7 @@ import hashlib
 import logging
 import time
 from collections import Counter
+from datetime import date, timedelta
 from typing import TYPE_CHECKING, Literal, TypedDict
 
 from airflow.sdk.exceptions import AirflowFailException
@@ -165,10 +166,10 @@ def discover(settings: Settings | None = None) -> list[list[str]]:
     fails).
     """
     settings = settings or get_settings()
-    state = manifest_state(settings)
+    keys = landing_keys(settings)
+    state = manifest_state(settings, keys=keys, days=lookback_days(settings))
     todo: list[str] = []
     errors: list[tuple[str, Exception]] = []
-    keys = landing_keys(settings)
     for key in keys:
         try:
             if not clean_up_if_committed(key, state, settings):
@@ -189,6 +190,26 @@ def discover(settings: Settings | None = None) -> list[list[str]]:
     batches = [capped[i : i + size] for i in range(0, len(capped), size)]
     log.info("discovered %d new uploads in %d batches of up to %d", len(capped), len(batches), size)
     return batches
+
+
+def lookback_days(settings: Settings) -> list[str]:
+    """The manifest partitions ingest reads: the newest ``DRESSCODE_INGEST_MANIFEST_LOOKBACK_DAYS``
+    days of partitions (from the table's log: no data is read to list them).
+
+    Enough for every question ingest asks about a key in landing, without reading history: a
+    key committed but not yet removed, or whose model call failed, was processed by one of the
+    last runs (every 15 minutes; a failing photo is quarantined after three). A key whose last
+    row is older is an upload sent again under a reused id after landing was cleared — new
+    bytes, processed as new; the same bytes again are caught as a duplicate of the user's
+    photo (:func:`tables.accepted_photos_of` reads the user's whole history).
+    """
+    from dresscode.core import lake
+
+    days = lake.partition_days(tables.MANIFESTS.name, settings)
+    if not days:
+        return []
+    first = date.fromisoformat(max(days)) - timedelta(days=settings.ingest_manifest_lookback_days)
+    return [d for d in days if d >= first.isoformat()]
 
 
 def batch_name(keys: list[str]) -> str:
@@ -222,7 +243,7 @@ def process_batch(
         blueprint = registry.blueprint_for(serving)
     blueprint = blueprint or digitize.current_blueprint()
     started = time.monotonic()
-    state = manifest_state(settings)
+    state = manifest_state(settings, keys=keys, days=lookback_days(settings))
     # A retried task gets the same keys: what an earlier try committed is only cleaned up,
     # and counted when that try was of this run (it failed before it could report).
     name = batch_name(keys)
@@ -231,7 +252,7 @@ def process_batch(
         PhotoOutcome.of(state[k]) for k in sorted(committed) if state[k].get("run_id") == run_id
     ]
     keys = [key for key in keys if key not in committed]
-    seen = manifest.seen_photos(state, keys)
+    seen = manifest.seen_photos(keys, settings)
 
     async def run() -> tuple[list[PhotoOutcome], list[Digitized], Answers]:
         async with DresscodeLLMHook.client_for(endpoint, settings) as client:

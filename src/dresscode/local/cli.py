@@ -273,6 +273,24 @@ def _golden_accept(args: argparse.Namespace) -> int:
     return 0
 
 
+def _delta_table(name: str) -> str:
+    """A Delta table of the lake, else the Delta tables named."""
+    from dresscode.core import delta
+
+    if not delta.is_delta(name):
+        raise argparse.ArgumentTypeError(
+            f"{name!r} is not a Delta table; the Delta tables are {', '.join(delta.TABLES)}"
+        )
+    return name
+
+
+def _lake_migrate(args: argparse.Namespace) -> int:
+    """``dresscode lake migrate``: an older release's Parquet parts into the Delta tables."""
+    from dresscode.local import lake_migrate
+
+    return lake_migrate.command(args.tables, dry_run=args.dry_run)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dresscode", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -357,6 +375,26 @@ def build_parser() -> argparse.ArgumentParser:
     accept.add_argument("--set", dest="set_name", default="feedback", help="labels-<set>.jsonl")
     accept.set_defaults(func=_golden_accept)
 
+    lake_cmd = sub.add_parser("lake", help="the lake's tables")
+    lake_sub = lake_cmd.add_subparsers(dest="lake_command", required=True)
+    migrate = lake_sub.add_parser(
+        "migrate",
+        help="commit an older release's Parquet parts to the Delta tables, verify, move them "
+        "to <lake>/_migrated/ (idempotent; run with the stack stopped)",
+    )
+    migrate.add_argument(
+        "--table",
+        dest="tables",
+        action="append",
+        type=_delta_table,
+        metavar="NAME",
+        help="only this table (repeatable; default: every Delta table)",
+    )
+    migrate.add_argument(
+        "--dry-run", action="store_true", help="say what would be done; change nothing"
+    )
+    migrate.set_defaults(func=_lake_migrate)
+
     dig = sub.add_parser(
         "digitize", help="digitize one photo with the model endpoint (dresscode_llm)"
     )
@@ -378,12 +416,20 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from dresscode.core.config import SettingsError
     from dresscode.llm.blueprints import BlueprintError
+    from dresscode.local.lake_migrate import MigrationFailed
     from dresscode.local.stack import StackError
     from dresscode.registry.prompt_registry import RegistryError
 
     try:
         return args.func(args)
-    except (CliError, SettingsError, StackError, RegistryError, BlueprintError) as exc:
+    except (
+        CliError,
+        SettingsError,
+        StackError,
+        RegistryError,
+        BlueprintError,
+        MigrationFailed,
+    ) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -25,7 +25,7 @@ from pathlib import Path
 import httpx
 
 from dresscode.core.config import REPO_ROOT, get_settings
-from dresscode.local import leaks
+from dresscode.local import lake_migrate, leaks
 from dresscode.local.airflow_api import AirflowAPI
 from dresscode.sim import command as sim_command
 
@@ -362,6 +362,8 @@ def start(ports: Ports) -> None:
                 f"Port {part.port} (for the {part.name}) is taken by another program. "
                 f"Stop it, or choose another port: {env_name}=<port> make up."
             )
+    if not alive:  # nothing of ours writes to the lake yet: an older release's parts -> Delta
+        lake_migrate.prepare_lake()
     env = airflow_env(ports)
     if missing:
         print("• preparing the Airflow database (airflow db migrate)", flush=True)

@@ -78,20 +78,28 @@ def recent_photos(
 ) -> list[tuple[str, bytes]]:
     """The ``n`` most recently accepted distinct photos, as ``(sha256, jpeg)`` from the lake."""
     settings = settings or get_settings()
-    manifest = lake.read_table(
-        tables.MANIFESTS.name, settings, columns=["status", "image_sha256", "processed_at"]
-    )
-    if manifest.empty:
-        return []
-    accepted = manifest[manifest["status"] == tables.ACCEPTED]
-    accepted = accepted.sort_values("processed_at", ascending=False)
-    photos = []
-    for sha in accepted["image_sha256"].drop_duplicates():
-        path = tables.image_path(str(sha), settings)
-        if lake.exists(path):
-            photos.append((str(sha), lake.read_bytes(path)))
-        if len(photos) == n:
-            break
+    photos: list[tuple[str, bytes]] = []
+    seen: set[str] = set()
+    # Newest partitions first, one day at a time, until there are n: not the whole history.
+    for day in reversed(lake.partition_days(tables.MANIFESTS.name, settings)):
+        manifest = lake.read_table(
+            tables.MANIFESTS.name,
+            settings,
+            days=[day],
+            columns=["status", "image_sha256", "processed_at"],
+            filters=[("status", "=", tables.ACCEPTED)],
+        )
+        if manifest.empty:
+            continue
+        for sha in manifest.sort_values("processed_at", ascending=False)["image_sha256"]:
+            if not isinstance(sha, str) or sha in seen:
+                continue
+            seen.add(sha)
+            path = tables.image_path(sha, settings)
+            if lake.exists(path):
+                photos.append((sha, lake.read_bytes(path)))
+            if len(photos) == n:
+                return photos
     return photos
 
 

@@ -344,8 +344,11 @@ def test_a_manifest_row_has_the_columns_of_a_photo_outcome() -> None:
 
 def test_wardrobes_of_reads_each_users_newest_item_rows(dresscode_home: Path) -> None:
     old = {"item_id": "i1", "user_id": "u1", "category": "top", "color_names": ["red"]}
+    old["digitized_at"] = "2026-05-01T10:00:00.000+00:00"
+    newer = old | {"category": "dress", "digitized_at": "2026-05-01T11:00:00.000+00:00"}
+    # Written in the opposite order: the newer digitization wins, not the later write.
+    lake.write_parquet("wardrobe_items", DAY, "p2", [newer])
     lake.write_parquet("wardrobe_items", DAY, "p1", [old, old | {"item_id": "i2", "user_id": "u2"}])
-    lake.write_parquet("wardrobe_items", DAY, "p2", [old | {"category": "dress"}])
     found = tables.wardrobes_of(["u1", "u3"])
     assert set(found) == {"u1", "u3"} and found["u3"] == []
     [item] = found["u1"]

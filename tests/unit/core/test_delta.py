@@ -1,0 +1,75 @@
+"""The lake's Delta tables: a part replaces itself, types hold, reads skip, failures are named."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from dresscode.core import delta, lake
+
+DAY = "2026-05-01"
+
+
+def _item(item_id: str, user: str, **extra: object) -> dict:
+    return {"item_id": item_id, "user_id": user, "category": "top"} | extra
+
+
+def test_the_same_part_again_replaces_it_in_one_commit(dresscode_home: Path) -> None:
+    lake.write_parquet("wardrobe_items", DAY, "batch-1", [_item("a", "u1"), _item("b", "u1")])
+    lake.write_parquet("wardrobe_items", DAY, "batch-2", [_item("c", "u2")])
+    lake.write_parquet("wardrobe_items", DAY, "batch-1", [_item("a", "u1", category="coat")])
+    frame = lake.read_table("wardrobe_items").sort_values("item_id")
+    assert list(frame["item_id"]) == ["a", "c"]  # batch-1's old rows are gone, batch-2's kept
+    assert list(frame["category"]) == ["coat", "top"]
+    assert set(frame["date"]) == {DAY} and "_part" not in frame.columns
+
+
+def test_known_columns_keep_their_types_whatever_a_batch_holds(dresscode_home: Path) -> None:
+    # A batch where prompt_version is all null, then one with ints with gaps (floats in
+    # pandas), then a new column: the table's types do not drift.
+    lake.write_parquet("wardrobe_items", DAY, "p1", [_item("a", "u1", prompt_version=None)])
+    lake.write_parquet(
+        "wardrobe_items", DAY, "p2", [_item("b", "u1", prompt_version=2), _item("c", "u1")]
+    )
+    lake.write_parquet("wardrobe_items", DAY, "p3", [_item("d", "u1", brand_new="x")])
+    schema = delta.open_table("wardrobe_items").schema()
+    types = {f.name: str(f.type) for f in schema.fields}
+    assert "long" in types["prompt_version"] and "string" in types["brand_new"]
+    frame = lake.read_table("wardrobe_items").set_index("item_id")
+    assert frame.loc["b", "prompt_version"] == 2 and frame["prompt_version"].isna().sum() == 3
+
+
+def test_filters_and_days_read_only_matching_rows(dresscode_home: Path) -> None:
+    for n in range(6):
+        day = f"2026-05-0{1 + n % 2}"
+        lake.write_parquet("wardrobe_items", day, f"p{n}", [_item(f"i{n}", f"u{n}")])
+    got = lake.read_table("wardrobe_items", filters=[("user_id", "in", ["u1", "u4"])])
+    assert sorted(got["item_id"]) == ["i1", "i4"]
+    got = lake.read_table("wardrobe_items", days=["2026-05-02"], columns=["item_id", "missing"])
+    assert sorted(got["item_id"]) == ["i1", "i3", "i5"] and got["missing"].isna().all()
+    assert lake.partition_days("wardrobe_items") == ["2026-05-01", "2026-05-02"]
+
+
+def test_a_missing_data_file_is_an_error_naming_the_table_and_file(dresscode_home: Path) -> None:
+    lake.write_parquet("manifests", DAY, "p1", [{"upload_key": "u1/a.jpg", "status": "accepted"}])
+    table = delta.open_table("manifests")
+    assert table is not None
+    [path] = table.file_uris()
+    os.remove(path.removeprefix("file://"))
+    with pytest.raises(
+        delta.DeltaTableError, match=r"lake table 'manifests' at .*manifests"
+    ) as err:
+        lake.read_table("manifests")
+    assert Path(path).name in str(err.value)
+
+
+def test_time_travel_reads_an_old_version_and_names_a_vanished_one(dresscode_home: Path) -> None:
+    lake.write_parquet("manifests", DAY, "p1", [{"upload_key": "u1/a.jpg", "status": "accepted"}])
+    first = delta.current_version("manifests")
+    lake.write_parquet("manifests", DAY, "p1", [{"upload_key": "u1/b.jpg", "status": "accepted"}])
+    assert list(delta.read("manifests", version=first)["upload_key"]) == ["u1/a.jpg"]
+    assert list(lake.read_table("manifests")["upload_key"]) == ["u1/b.jpg"]
+    with pytest.raises(delta.DeltaTableError, match=r"lake table .manifests. at .*99"):
+        delta.read("manifests", version=99)
