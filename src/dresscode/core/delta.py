@@ -209,9 +209,11 @@ def current_version(name: str, settings: Settings | None = None) -> int | None:
     return None if table is None else table.version()
 
 
-def partition_days(name: str, settings: Settings | None = None) -> list[str]:
-    """The ``date`` partitions with live files, oldest first, from the log (no data read)."""
-    table = open_table(name, settings)
+def partition_days(
+    name: str, settings: Settings | None = None, *, version: int | None = None
+) -> list[str]:
+    """The ``date`` partitions with live files (at ``version``), oldest first, from the log."""
+    table = open_table(name, settings, version=version)
     if table is None:
         return []
     return sorted({str(p[PARTITION]) for p in table.partitions() if p.get(PARTITION)})

@@ -428,17 +428,23 @@ def read_table(
     days: Iterable[date | str] | None = None,
     columns: list[str] | None = None,
     filters: list[tuple[str, str, Any]] | None = None,
+    version: int | None = None,
 ) -> pd.DataFrame:
     """Read a whole table (or some days of it) into a DataFrame; a missing table is empty.
 
     ``filters`` (pyarrow's DNF, e.g. ``[("user_id", "in", ids)]``) are applied as each part is
     read: row groups that cannot match are skipped and the rest never reach pandas. A Delta
-    table reads only the files its log says can match (:func:`dresscode.core.delta.read`).
+    table reads only the files its log says can match (:func:`dresscode.core.delta.read`), at
+    ``version`` when given (time travel: what an evaluation read, read again).
     """
     if is_delta(name):
         from dresscode.core import delta
 
-        return delta.read(name, settings, days=days, columns=columns, filters=filters)
+        return delta.read(
+            name, settings, days=days, columns=columns, filters=filters, version=version
+        )
+    if version is not None:
+        raise ValueError(f"{name} is not a Delta table: it has no versions")
     import pandas as pd
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -466,13 +472,17 @@ def read_table(
     return pa.concat_tables(parts, promote_options="permissive").to_pandas()
 
 
-def partition_days(name: str, settings: Settings | None = None) -> list[str]:
+def partition_days(
+    name: str, settings: Settings | None = None, *, version: int | None = None
+) -> list[str]:
     """The ``date`` partitions a Parquet table holds, oldest first (a Delta table's from its
-    log, without reading data)."""
+    log, without reading data; at ``version`` for time travel)."""
     if is_delta(name):
         from dresscode.core import delta
 
-        return delta.partition_days(name, settings)
+        return delta.partition_days(name, settings, version=version)
+    if version is not None:
+        raise ValueError(f"{name} is not a Delta table: it has no versions")
     folder = table(name, settings)
     if not folder.fs.exists(folder.path):
         return []

@@ -62,6 +62,9 @@ class ShadowReport:
     candidate_stats: CallStats
     production_stats: CallStats
     at: str
+    # The manifests table version the inputs were chosen from (digitizer shadows): reading it
+    # again (recent_photos(version=...)) gives the same photos, so the comparison reproduces.
+    lake_version: int | None = None
 
     def summary(self) -> str:
         c, p = self.candidate_stats, self.production_stats
@@ -74,17 +77,22 @@ class ShadowReport:
 
 
 def recent_photos(
-    n: int = SAMPLE_SIZE, settings: Settings | None = None
+    n: int = SAMPLE_SIZE, settings: Settings | None = None, *, version: int | None = None
 ) -> list[tuple[str, bytes]]:
-    """The ``n`` most recently accepted distinct photos, as ``(sha256, jpeg)`` from the lake."""
+    """The ``n`` most recently accepted distinct photos, as ``(sha256, jpeg)`` from the lake.
+
+    ``version`` reads the ``manifests`` table as it was then (the version a shadow report
+    records), so a comparison can be run again on the very same photos.
+    """
     settings = settings or get_settings()
     photos: list[tuple[str, bytes]] = []
     seen: set[str] = set()
     # Newest partitions first, one day at a time, until there are n: not the whole history.
-    for day in reversed(lake.partition_days(tables.MANIFESTS.name, settings)):
+    for day in reversed(lake.partition_days(tables.MANIFESTS.name, settings, version=version)):
         manifest = lake.read_table(
             tables.MANIFESTS.name,
             settings,
+            version=version,
             days=[day],
             columns=["status", "image_sha256", "processed_at"],
             filters=[("status", "=", tables.ACCEPTED)],
@@ -118,6 +126,8 @@ async def compare_digitizer(
     candidate: Blueprint,
     production: Blueprint,
     photos: list[tuple[str, bytes]],
+    *,
+    lake_version: int | None = None,
 ) -> ShadowReport:
     """Digitize the photos with both blueprints concurrently and compare the answers."""
     import asyncio
@@ -137,6 +147,7 @@ async def compare_digitizer(
         candidate_stats=CallStats.of([c.record for c in ours]),
         production_stats=CallStats.of([p.record for p in theirs]),
         at=datetime.now(UTC).isoformat(timespec="seconds"),
+        lake_version=lake_version,
     )
 
 

@@ -22,7 +22,7 @@ from typing import Any, Literal, TypedDict
 
 from airflow.sdk.exceptions import AirflowFailException
 
-from dresscode.core import prompts
+from dresscode.core import prompts, tables
 from dresscode.llm import blueprints
 from dresscode.registry.approval import APPROVAL_TIMEOUT as APPROVAL_TIMEOUT
 from dresscode.registry.approval import Answer as Answer
@@ -173,11 +173,17 @@ def shadow(candidate: Evaluated) -> Shadowed:
     settings = get_settings()
     blueprint = registry.load(name, candidate["version"])
     if name == prompts.DIGITIZER.name:
-        photos = shadowing.recent_photos(settings=settings)
+        from dresscode.core import delta
+
+        # Pinned: the report names the table version, so the replay can be run again on it.
+        version = delta.current_version(tables.MANIFESTS.name, settings)
+        photos = shadowing.recent_photos(settings=settings, version=version)
         inputs: list[Any] = photos
 
         async def compare(client: Any) -> shadowing.ShadowReport:
-            return await shadowing.compare_digitizer(client, blueprint, production, photos)
+            return await shadowing.compare_digitizer(
+                client, blueprint, production, photos, lake_version=version
+            )
     else:
         contexts = shadowing.recent_stylist_inputs(settings=settings)
         weather = shadowing.weather_on_record(settings)
