@@ -166,3 +166,16 @@ def test_without_a_weather_connection_open_meteo_is_used(monkeypatch: pytest.Mon
     monkeypatch.delenv("AIRFLOW_CONN_WEATHER_API", raising=False)
     endpoint = weather_endpoint()
     assert (endpoint.base_url, endpoint.api_key) == (connections.DEFAULT_WEATHER_URL, None)
+
+
+@pytest.mark.parametrize("conn_id", ["zrfnb18j", "nOl0fhgH"])
+def test_the_test_buttons_random_id_reads_as_this_connection(
+    monkeypatch: pytest.MonkeyPatch, conn_id: str
+) -> None:
+    from dresscode.core.connections import tested_as
+
+    message = f"Connection {conn_id!r}: http://x/v1 serves 'm'"
+    assert tested_as(message, conn_id) == message  # not exported: a saved connection's name
+    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", "http://x")
+    assert tested_as(message, conn_id) == "This connection: http://x/v1 serves 'm'"
+    assert tested_as("Connection 'dresscode_llm': ok", "dresscode_llm").startswith("Connection")
