@@ -162,6 +162,9 @@ def test_a_dark_batch_drifts_reevaluates_and_pages_with_what_moved(dark_run, env
     assert "brightness" in text
     assert decision["drift_report"] in text and decision["drift_report"].endswith(".html")
     assert lake.exists(lake.storage_path(decision["drift_report"]))
+    # The report names the Delta table versions its frames were read at (time travel).
+    summary = lake.read_json(lake.storage_path(decision["drift_report"].replace(".html", ".json")))
+    assert summary["lake_versions"]["manifests"] >= 0
     assert "docs/runbooks/model_monitoring.md" in text
     assert Path(config.REPO_ROOT / "docs/runbooks/model_monitoring.md").exists()
 

@@ -27,7 +27,9 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import date
 from functools import cache
@@ -203,6 +205,26 @@ def open_table(
         raise failure(name, uri, options, exc) from exc
 
 
+_PINNED: ContextVar[dict[str, int] | None] = ContextVar("dresscode_delta_pinned", default=None)
+
+
+@contextmanager
+def snapshot(*names: str, settings: Settings | None = None) -> Iterator[dict[str, int]]:
+    """Within the block, reads of ``names`` see the versions current at its start — one
+    consistent snapshot however many commits land meanwhile — and the dict yielded names them
+    (table -> version), for the report or MLflow run that must say what it read."""
+    versions = {n: v for n in names if (v := current_version(n, settings)) is not None}
+    token = _PINNED.set({**(_PINNED.get() or {}), **versions})
+    try:
+        yield versions
+    finally:
+        _PINNED.reset(token)
+
+
+def _pinned(name: str, version: int | None) -> int | None:
+    return version if version is not None else (_PINNED.get() or {}).get(name)
+
+
 def current_version(name: str, settings: Settings | None = None) -> int | None:
     """The table's latest version (what a reader reads now), or None for an empty table."""
     table = open_table(name, settings)
@@ -213,7 +235,7 @@ def partition_days(
     name: str, settings: Settings | None = None, *, version: int | None = None
 ) -> list[str]:
     """The ``date`` partitions with live files (at ``version``), oldest first, from the log."""
-    table = open_table(name, settings, version=version)
+    table = open_table(name, settings, version=_pinned(name, version))
     if table is None:
         return []
     return sorted({str(p[PARTITION]) for p in table.partitions() if p.get(PARTITION)})
@@ -398,7 +420,7 @@ def read(
     import pyarrow.compute as pc
     import pyarrow.dataset as ds
 
-    table = open_table(name, settings, version=version)
+    table = open_table(name, settings, version=_pinned(name, version))
     if table is None:
         return pd.DataFrame(columns=list(columns or []))
     dataset = table.to_pyarrow_dataset()

@@ -43,7 +43,7 @@ import logging
 import math
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
 from typing import TYPE_CHECKING, Any, Literal, TypedDict
@@ -130,6 +130,7 @@ class DriftSummary(TypedDict):
     reference: WindowRecord | None
     current: WindowRecord | None
     columns: list[ColumnRecord]
+    lake_versions: dict[str, int]  # the Delta table versions the frames were read at
 
 
 @dataclass(frozen=True)
@@ -208,6 +209,7 @@ class DriftResult:
     min_rows: int = 0
     max_rows: int = 0
     seconds: float = 0.0
+    lake_versions: dict[str, int] = field(default_factory=dict)  # Delta table -> version read
 
     def moved(self) -> list[ColumnDrift]:
         """Drifted columns, largest effect first."""
@@ -235,6 +237,7 @@ class DriftResult:
             "reference": self.reference.to_dict() if self.reference else None,
             "current": self.current.to_dict() if self.current else None,
             "columns": [c.to_dict() for c in self.columns],
+            "lake_versions": dict(self.lake_versions),
         }
 
 

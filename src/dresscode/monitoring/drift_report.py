@@ -124,6 +124,8 @@ def _tags(result: DriftResult, paths: dict[str, str]) -> dict[str, str]:
         "dresscode.drift.report_html": paths.get("html", "-"),
         "dresscode.drift.report_json": paths.get("json", "-"),
     }
+    for table, version in sorted(result.lake_versions.items()):
+        tags[f"dresscode.lake.{table}_version"] = str(version)  # what the frames read
     for name, window in (("reference", result.reference), ("current", result.current)):
         if window is not None:
             tags[f"dresscode.drift.{name}"] = (

@@ -224,6 +224,7 @@ def measure(window: Window, settings: Settings | None = None) -> Measured:
 
 def detect_drift(window: Window, run_key: str, settings: Settings | None = None) -> DriftVerdict:
     """Evidently drift of the window against its reference; report to the lake and MLflow."""
+    from dresscode.core import delta
     from dresscode.monitoring import drift, drift_frames, drift_report
 
     settings = settings or get_settings()
@@ -238,13 +239,19 @@ def detect_drift(window: Window, run_key: str, settings: Settings | None = None)
         reference.end.isoformat(),
         f" ({reference.note})" if reference.note else "",
     )
+    # One snapshot of the Delta tables for both frames; its versions go into the report and
+    # the MLflow run, so the comparison can be read again as it was (time travel).
+    with delta.snapshot("manifests", "wardrobe_items", settings=settings) as versions:
+        reference_rows = drift_frames.reference_frame(reference, settings)
+        current_rows = drift_frames.photo_frame(start, end, settings)
     result = drift.detect_drift(
-        drift_frames.reference_frame(reference, settings),
-        drift_frames.photo_frame(start, end, settings),
+        reference_rows,
+        current_rows,
         min_rows=settings.drift_min_rows,
         drift_share=settings.drift_share,
         max_rows=settings.drift_max_rows,
     )
+    result.lake_versions = versions
     result.reference = reference
     result.current = drift.Window(start, end, "current")
     # Run ids carry ':' (manual__2026-11-23T03:00:00+00:00): not a safe lake key segment.

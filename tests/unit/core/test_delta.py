@@ -73,3 +73,15 @@ def test_time_travel_reads_an_old_version_and_names_a_vanished_one(dresscode_hom
     assert list(lake.read_table("manifests")["upload_key"]) == ["u1/b.jpg"]
     with pytest.raises(delta.DeltaTableError, match=r"lake table .manifests. at .*99"):
         delta.read("manifests", version=99)
+
+
+def test_a_snapshot_pins_what_every_read_in_it_sees(dresscode_home: Path) -> None:
+    lake.write_parquet("manifests", DAY, "p1", [{"upload_key": "u1/a.jpg", "status": "accepted"}])
+    with delta.snapshot("manifests", "wardrobe_items") as versions:
+        assert versions == {"manifests": delta.current_version("manifests")}  # items: none yet
+        lake.write_parquet(
+            "manifests", "2026-05-02", "p2", [{"upload_key": "u1/b.jpg", "status": "accepted"}]
+        )
+        assert list(lake.read_table("manifests")["upload_key"]) == ["u1/a.jpg"]
+        assert lake.partition_days("manifests") == [DAY]
+    assert sorted(lake.read_table("manifests")["upload_key"]) == ["u1/a.jpg", "u1/b.jpg"]
