@@ -19,7 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from dresscode.core import config, lake
+from dresscode.core import lake
+
+pytestmark = pytest.mark.integration
 
 DAY = "2026-05-01"
 ROWS_PER_PART = 10
@@ -64,9 +66,9 @@ def _counts(table: str, column: str) -> Counter[str]:
 
 @pytest.fixture
 def home(dresscode_home: Path) -> Path:
-    # The writers are other processes: they find the lake through the environment.
-    os.environ["DRESSCODE_HOME"] = str(dresscode_home)
-    config.get_settings.cache_clear()
+    # The writers are other processes: they find the lake through the environment, where
+    # dresscode_home (and s3_lake) put it.
+    assert os.environ["DRESSCODE_HOME"] == str(dresscode_home)
     return dresscode_home
 
 
