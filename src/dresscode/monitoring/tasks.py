@@ -239,8 +239,7 @@ def detect_drift(window: Window, run_key: str, settings: Settings | None = None)
         reference.end.isoformat(),
         f" ({reference.note})" if reference.note else "",
     )
-    # One snapshot of the Delta tables for both frames; its versions go into the report and
-    # the MLflow run, so the comparison can be read again as it was (time travel).
+    # One snapshot of the Delta tables for both frames; the report names its versions.
     with delta.snapshot("manifests", "wardrobe_items", settings=settings) as versions:
         reference_rows = drift_frames.reference_frame(reference, settings)
         current_rows = drift_frames.photo_frame(start, end, settings)
