@@ -25,6 +25,7 @@ starts its own).
 from __future__ import annotations
 
 import logging
+import operator
 import random
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -247,11 +248,11 @@ def write_part(
     part: str,
     records: Iterable[Mapping[str, Any]] | pd.DataFrame,
     settings: Settings | None = None,
-) -> int:
+) -> None:
     """Commit the rows of one part of a ``date`` partition; the same part again replaces it.
 
-    One commit: readers see the old part or the new one, never both, never half. Returns the
-    table version committed (for time travel: a reader can name what it read).
+    One commit: readers see the old part or the new one, never both, never half (a reader
+    names what it read with :func:`current_version` or :func:`snapshot`).
     """
     import pandas as pd
     from deltalake.exceptions import CommitFailedError, DeltaError
@@ -263,7 +264,8 @@ def write_part(
     )
     for attempt in range(1, COMMIT_ATTEMPTS + 1):
         try:
-            return _commit(name, day_str, part, rows, settings)
+            _commit(name, day_str, part, rows, settings)
+            return
         except (CommitFailedError, DeltaError) as exc:
             # Another writer won the race for this version (or created the table a moment
             # before us): read the new version and commit again. delta-rs already retries
@@ -297,7 +299,7 @@ def _is_race(exc: Exception) -> bool:
     return isinstance(exc, CommitFailedError) or "already exists" in text or "conflict" in text
 
 
-def _commit(name: str, day: str, part: str, rows: pd.DataFrame, settings: Settings) -> int:
+def _commit(name: str, day: str, part: str, rows: pd.DataFrame, settings: Settings) -> None:
     """One attempt: create the table with this part, or replace the part in one commit."""
     from deltalake import write_deltalake
 
@@ -315,9 +317,6 @@ def _commit(name: str, day: str, part: str, rows: pd.DataFrame, settings: Settin
             schema_mode="merge",
             storage_options=options,
         )
-    table = open_table(name, settings)
-    assert table is not None  # just written
-    return table.version()
 
 
 def _quote(value: str) -> str:
@@ -456,15 +455,18 @@ def _term(column: str, op: str, value: Any) -> Any:
         return field.isin(list(value))
     if op == "not in":
         return ~field.isin(list(value))
-    ops = {
-        "=": field == value,
-        "==": field == value,
-        "!=": field != value,
-        "<": field < value,
-        "<=": field <= value,
-        ">": field > value,
-        ">=": field >= value,
-    }
-    if op not in ops:
+    compare = _COMPARISONS.get(op)
+    if compare is None:
         raise ValueError(f"unsupported filter operator {op!r}")
-    return ops[op]
+    return compare(field, value)
+
+
+_COMPARISONS = {
+    "=": operator.eq,
+    "==": operator.eq,
+    "!=": operator.ne,
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+}

@@ -22,6 +22,7 @@ import asyncio
 import hashlib
 import logging
 import time
+import typing
 from collections import Counter
 from datetime import date, timedelta
 from typing import TYPE_CHECKING, Literal, TypedDict
@@ -396,6 +397,12 @@ class RedigitizeTotals(TypedDict):
     failed: dict[str, int]
 
 
+RedigitizeSummed = Literal[
+    "photos", "redigitized", "empty", "skipped", "items", "carried", "model_calls", "cached"
+]
+_REDIGITIZE_SUMMED: tuple[RedigitizeSummed, ...] = typing.get_args(RedigitizeSummed)
+
+
 def resolve_redigitize_prompt(version: int | None) -> Serving:
     """The digitizer to re-digitize with: ``version`` (a registered, unblocked git version), or
     the registry's production when None.
@@ -520,16 +527,7 @@ def redigitize_report(results: list[RedigitizeResult]) -> RedigitizeTotals:
     set_aside: Counter[str] = Counter()
     failed: Counter[str] = Counter()
     for result in results:
-        for key in (
-            "photos",
-            "redigitized",
-            "empty",
-            "skipped",
-            "items",
-            "carried",
-            "model_calls",
-            "cached",
-        ):
+        for key in _REDIGITIZE_SUMMED:
             totals[key] += result[key]
         set_aside.update(result["set_aside"])
         failed.update(result["failed"])
