@@ -9,8 +9,9 @@ small), each read in a fresh process (an Airflow task is one), ``--repeat`` time
   only the manifest read is timed. Half the keys were processed on the last day (a crash
   before clean-up), half are new.
 * ``batch`` — a pre-generation batch: ``tables.current_wardrobes_of(<200 user ids>)``
-  (``wardrobe_items`` plus the users' ``feedback`` events), 200 consecutive user ids from the
-  middle of the sorted list: a real batch when every user is active.
+  (``wardrobe_items`` plus the users' wardrobe events), 200 user ids in the order
+  ``outfit_pregen`` plans its batches (``delta.user_order``: bucket by bucket, by id), from the
+  middle of that order, as a batch is when every user is active.
 * ``style`` — one style-features interval: ``features.tasks.compute_style(window)`` as the
   DAG calls it (``users.active_users`` over the ``users`` table, ``--active`` active users
   spread over all ids, their current wardrobes, their ``wore_instead`` events, the features,
@@ -18,30 +19,25 @@ small), each read in a fresh process (an Airflow task is one), ``--repeat`` time
 
 Each read runs against three layouts of the same rows:
 
-* ``delta`` — ``manifests`` and ``wardrobe_items`` as Delta tables, not compacted, written with
-  ``write_deltalake`` into ``delta.location(name)`` with the columns ``delta.write_part``
-  writes (``date`` partition, ``_part``): the newest ``--recent-days`` days as ingest commits
-  them, ``--commits-per-day`` commits a day; older days in bulk commits that leave one file
-  per day (committing a 900-day history commit by commit would take about an hour here: a
-  commit's cost grows with the table's live files);
-* ``delta z-ordered`` — the same tables after what ``lake_maintenance`` runs nightly:
-  ``DeltaTable.optimize.z_order(["user_id"])`` / ``(["upload_key"])`` with delta-rs's defaults,
-  then a vacuum (the compaction's own time and peak memory are reported too);
+* ``delta`` — the project's Delta tables, not compacted, written with ``write_deltalake`` into
+  ``delta.location(name)`` with the columns ``delta.write_part`` writes (``_part``, ``date``):
+  ``manifests`` partitioned by ``date``, ``wardrobe_items`` and ``wardrobe_events`` (the
+  feedback's wardrobe events) by ``user_bucket``. The newest ``--recent-days`` days as
+  ingest commits them, ``--commits-per-day`` commits a day; older days in bulk commits
+  (committing a 900-day history commit by commit would take about an hour here: a commit's
+  cost grows with the table's live files);
+* ``delta z-ordered`` — the same tables after ``lake_maintenance``'s own
+  ``maintenance.maintain`` (z-order by the table's cluster column per partition, row groups
+  of ``maintenance.ROW_GROUP_ROWS``, vacuum with retention 0); its time and peak memory are
+  reported too;
 * ``parquet parts`` (the baseline) — the same rows as the legacy layout, one Parquet part per
   commit under ``<table>/date=D/``, read by the same project functions with the Delta tables
   switched off, i.e. the reader before this change: ``lake.read_table`` reads every part of
-  the table with ``pq.read_table`` (the ``user_id in`` filter applied per part), and
-  discovery is the old ``manifest_state(settings)``: every manifest row into pandas, grouped.
+  the table with ``pq.read_table`` (the ``user_id in`` filter applied per part), the fold's
+  events come from every ``feedback`` part, and discovery is the old
+  ``manifest_state(settings)``: every manifest row into pandas, grouped.
 
 ``feedback`` and ``users`` are Parquet parts in every layout (they are not Delta tables).
-
-``--what-if`` adds a layout that is *not* the project's, to show what would meet the targets:
-``wardrobe_items`` and ``feedback`` as Delta tables partitioned by user shard (10,000
-consecutive user ids) and z-ordered by user_id within each shard (row groups of 16,384 rows),
-copied from the same rows;
-the same project functions read it, with ``delta.read`` given two changes in the child
-(:func:`_what_if_reader`: an ``in`` filter also carries its min-max range, and the partitions
-and that range go to delta-rs as ``file_pruning_predicate``). Manifests stay as z-ordered.
 
 History: by default the large lake has ``--factor`` times the *days* of the small one at the
 same daily volume (``--history longer``: the same product, a longer history, which is what
@@ -87,14 +83,10 @@ from _capped import run_capped
 LAST_DAY = date(2026, 11, 22)
 READS = ("discovery", "batch", "style")
 LAYOUTS = ("delta", "delta z-ordered", "parquet parts")
-WHAT_IF = "what-if: user shards"
-SHARDED = ("wardrobe_items", "feedback")  # the what-if's tables partitioned by user shard
-SHARD_CHARS = 8  # "user-012": 10,000 consecutive user ids per shard
-SHARD_ROW_GROUP = 16_384  # rows per row group in a shard: a batch decodes one or two of them
+BUCKETED = ("wardrobe_items", "wardrobe_events")  # partitioned by user_bucket, as the project
 LANDING_KEYS = 5_000
 BATCH_USERS = 200
 ITEMS_PER_USER = 25
-CLUSTER_BY = {"manifests": "upload_key", "wardrobe_items": "user_id"}
 
 # Targets of the issue (2-core machine), per read: seconds, MB.
 TARGETS = {"discovery": (2.0, 500), "batch": (1.0, 300)}
@@ -349,17 +341,28 @@ def build(scale: Scale, root: Path) -> dict:
     m_bounds = np.linspace(0, scale.manifests, scale.commits + 1).astype(np.int64)
     i_bounds = np.linspace(0, scale.items, scale.commits + 1).astype(np.int64)
     first_recent = (scale.days - scale.recent_days) * scale.commits_per_day
-    pending: dict[str, list[pa.Table]] = {"manifests": [], "wardrobe_items": []}
+    pending: dict[str, list[pa.Table]] = {
+        "manifests": [],
+        "wardrobe_items": [],
+        "wardrobe_events": [],
+    }
     opened: dict[str, DeltaTable] = {}  # kept open: each commit updates it from the log
+    buckets = _buckets(scale.users)
 
     def commit_delta(name: str) -> None:
+        if not pending[name]:
+            return
         rows = pa.concat_tables(pending[name])
         pending[name] = []
+        if name in BUCKETED:
+            owner = pc.cast(pc.utf8_slice_codeunits(rows.column("user_id"), 5), pa.int64())
+            rows = rows.append_column("user_bucket", buckets.take(owner))
         if name in opened:
             write_deltalake(opened[name], rows, mode="append")
         else:
             uri = str(delta_lake / name)
-            write_deltalake(uri, rows, mode="append", partition_by=["date"])
+            by = "user_bucket" if name in BUCKETED else "date"
+            write_deltalake(uri, rows, mode="append", partition_by=[by])
             opened[name] = DeltaTable(uri)
 
     began = time.perf_counter()
@@ -384,25 +387,46 @@ def build(scale: Scale, root: Path) -> dict:
             if commit >= first_recent - 1 or bulk:
                 commit_delta(name)
         if slot == scale.commits_per_day - 1:
-            _write_feedback(
+            events = _write_feedback(
                 rng, owners, scale, commit // scale.commits_per_day, int(i1), (delta_lake, legacy)
             )
+            pending["wardrobe_events"].extend(events)
+            queued = sum(t.num_rows for t in pending["wardrobe_events"])
+            if commit >= first_recent - 1 or queued >= BULK_ROWS:
+                commit_delta("wardrobe_events")
         if (commit + 1) % max(scale.commits // 10, 1) == 0:
             print(
                 f"#   {scale.name}: {commit + 1}/{scale.commits} commits, "
                 f"{time.perf_counter() - began:.0f} s",
                 flush=True,
             )
+    for name in pending:
+        commit_delta(name)
     active = _write_users(rng, scale, (delta_lake, legacy))
     return _inputs(rng, scale, active, root)
+
+
+def _buckets(users: int) -> pa.Array:
+    """``delta.user_bucket`` of user 0..users-1 (the project's function, once per user)."""
+    from dresscode.core import delta
+
+    return pa.array([delta.user_bucket(f"user-{u:07d}") for u in range(users)], pa.string())
 
 
 def _constant(value: str, n: int):
     return pa.array([value] * n, pa.string())
 
 
-def _write_feedback(rng, owners, scale: Scale, day_index: int, items_so_far: int, lakes) -> None:
-    """One day of feedback events in ``feedback_parts_per_day`` parts (one per app export)."""
+def _write_feedback(
+    rng, owners, scale: Scale, day_index: int, items_so_far: int, lakes
+) -> list[pa.Table]:
+    """One day of feedback events in ``feedback_parts_per_day`` parts (one per app export);
+    returns their wardrobe events as ``lake.write_wardrobe_events`` keeps them (``date``,
+    ``_part``), for the Delta lake's ``wardrobe_events``."""
+    from dresscode.core import delta
+    from dresscode.core.wardrobe import WARDROBE_EVENTS
+
+    events = []
     day = day_of(scale, day_index)
     per_day = round(scale.items * scale.feedback_per_item / scale.days)
     parts = scale.feedback_parts_per_day
@@ -411,12 +435,18 @@ def _write_feedback(rng, owners, scale: Scale, day_index: int, items_so_far: int
         if not n:
             continue
         rows = feedback_rows(rng, owners, day, n, items_so_far)
+        part = f"events-{day_index:05d}{p:02d}"
         for lake in lakes:
             folder = lake / "feedback" / f"date={day.isoformat()}"
             folder.mkdir(parents=True, exist_ok=True)
-            pq.write_table(
-                rows, folder / f"events-{day_index:05d}{p:02d}.parquet", compression="zstd"
-            )
+            pq.write_table(rows, folder / f"{part}.parquet", compression="zstd")
+        edits = rows.filter(pc.field("event_type").isin(list(WARDROBE_EVENTS)))
+        edits = edits.select(
+            [c for c in delta.TABLES["wardrobe_events"].types if c in edits.column_names]
+        )
+        edits = edits.append_column("date", _constant(day.isoformat(), edits.num_rows))
+        events.append(edits.append_column("_part", _constant(f"{day}-{part}", edits.num_rows)))
+    return events
 
 
 def _write_users(rng, scale: Scale, lakes) -> list[int]:
@@ -451,12 +481,15 @@ def _inputs(rng, scale: Scale, active: list[int], root: Path) -> dict:
     ]
     new_users = rng.integers(0, scale.users, size=LANDING_KEYS - half)
     new = [f"user-{u:07d}/upload-{scale.manifests + i}.jpg" for i, u in enumerate(new_users)]
+    from dresscode.core import delta
+
+    ordered = sorted((f"user-{u:07d}" for u in range(scale.users)), key=delta.user_order)
     middle = scale.users // 2 - BATCH_USERS // 2
     inputs = {
         "scale": asdict(scale),
         "keys": processed + new,
         "processed_keys": len(processed),
-        "batch": [f"user-{u:07d}" for u in range(middle, middle + BATCH_USERS)],
+        "batch": ordered[middle : middle + BATCH_USERS],
         "window": {
             "start": datetime.combine(LAST_DAY, datetime.min.time(), UTC).isoformat(),
             "as_of": datetime.combine(
@@ -488,10 +521,10 @@ def run_read(read: str, layout: str, lake: Path, home: Path, inputs_file: Path) 
     config.get_settings.cache_clear()
     settings = config.get_settings()
     if layout == "parquet parts":
-        # The reader before this change: the tables are Parquet parts, read part by part.
+        # The reader before this change: the tables are Parquet parts, read part by part, and
+        # the fold's events come from the feedback table.
         delta.is_delta = lambda name: False
-    elif layout == WHAT_IF:
-        _what_if_reader(delta, lake.parent / "what-if")
+        tables.WARDROBE_EVENTS_TABLE = tables.FEEDBACK
     style.vocabularies()  # the blueprint's vocabularies are loaded once per process
     inputs = json.loads(inputs_file.read_text())
     rss_before = _status_mb("VmRSS")
@@ -526,7 +559,7 @@ def run_read(read: str, layout: str, lake: Path, home: Path, inputs_file: Path) 
 def _breakdown(read: str, layout: str, inputs: dict, settings) -> dict:
     """Where the time goes, after the measured call (warm: a second read in the process):
     the table reads of the call on their own, and for Delta how many files the read opens."""
-    from dresscode.core import lake
+    from dresscode.core import lake, tables
     from dresscode.ingest import tasks as ingest
 
     timed: dict[str, float | str] = {}
@@ -545,42 +578,44 @@ def _breakdown(read: str, layout: str, inputs: dict, settings) -> dict:
     elif read == "batch":
         users = [("user_id", "in", inputs["batch"])]
         clock("wardrobe_items", lambda: lake.read_table("wardrobe_items", settings, filters=users))
-        clock("feedback", lambda: lake.read_table("feedback", settings, filters=users))
+        events = tables.WARDROBE_EVENTS_TABLE.name
+        clock(events, lambda: lake.read_table(events, settings, filters=users))
         if layout != "parquet parts":
             timed["files"] = _files("wardrobe_items", None, "user_id", inputs["batch"], settings)
     return timed
 
 
 def _files(name: str, days, column: str, values: list[str], settings) -> str:
-    """Files of the table / files its read keeps (partitions and the ``in`` filter, as
-    ``delta.read`` builds them) / files a min-max range of the values would keep."""
+    """Files of the table / files ``delta.read`` scans for this read (its file-pruning
+    predicate: partitions, and the values' range per bucket)."""
     from dresscode.core import delta
 
     table = delta.open_table(name, settings)
-    dataset = table.to_pyarrow_dataset()
-    where = pc.field(column).isin(sorted(set(values)))
-    span = (pc.field(column) >= min(values)) & (pc.field(column) <= max(values))
-    if days is not None:
-        in_days = pc.field(delta.PARTITION).isin(sorted(days))
-        where, span = in_days & where, in_days & span
-    total = len(dataset.files)
-    kept = len(list(dataset.get_fragments(filter=where)))
-    ranged = len(list(dataset.get_fragments(filter=span)))
-    return f"{total} / {kept} / {ranged}"
+    names = set(pa.schema(table.schema()).names)
+    _, pruning = delta._conditions(name, days, [(column, "in", values)], names)
+    kept = table.file_uris(file_pruning_predicate=" AND ".join(pruning)) if pruning else None
+    total = len(table.file_uris())
+    return f"{total} / {total if kept is None else len(kept)}"
 
 
-def run_compaction(lake: Path) -> dict:
-    """What lake_maintenance runs on each table: z-order (delta-rs defaults), then vacuum."""
-    from deltalake import DeltaTable
+def run_compaction(lake: Path, home: Path) -> dict:
+    """What lake_maintenance runs on each table (``maintenance.maintain``), vacuum at 0 h."""
+    os.environ["DRESSCODE_HOME"] = str(home)
+    os.environ["DRESSCODE_LAKE_URI"] = lake.as_uri()
+    import dataclasses
 
+    from dresscode.core import config, delta
+    from dresscode.lake import maintenance
+
+    config.get_settings.cache_clear()
+    settings = dataclasses.replace(config.get_settings(), lake_retention_hours=0)
     began = time.perf_counter()
     files = {}
-    for name, column in CLUSTER_BY.items():
-        table = DeltaTable(str(lake / name))
-        before = len(table.file_uris())
-        table.optimize.z_order([column])
-        table.vacuum(retention_hours=0, enforce_retention_duration=False, dry_run=False)
-        files[name] = (before, len(DeltaTable(str(lake / name)).file_uris()))
+    for name in delta.TABLES:
+        if delta.open_table(name, settings) is None:
+            continue
+        done = maintenance.maintain(name, settings, today=LAST_DAY + timedelta(days=1))
+        files[name] = (done["files_before"], done["files_after"])
     seconds = time.perf_counter() - began
     return {"seconds": seconds, "peak_mb": _status_mb("VmHWM"), "files": files}
 
@@ -591,101 +626,6 @@ def _status_mb(field: str) -> float:
         if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
     return 0.0
-
-
-# --- the what-if layout ----------------------------------------------------------------------
-
-
-def build_what_if(root: Path) -> dict:
-    """``wardrobe_items`` and ``feedback`` as Delta tables partitioned by user shard (the
-    first ``SHARD_CHARS`` characters of the user id: 10,000 consecutive ids), each shard
-    z-ordered by user_id in row groups of ``SHARD_ROW_GROUP`` rows, copied from the lake's own
-    rows (``root/what-if``)."""
-    from deltalake import DeltaTable, WriterProperties, write_deltalake
-
-    out = root / "what-if"
-    shutil.rmtree(out, ignore_errors=True)
-    out.mkdir()
-    began = time.perf_counter()
-    hive = ds.partitioning(pa.schema([("date", pa.string())]), flavor="hive")
-    sources = {
-        "wardrobe_items": DeltaTable(str(root / "delta" / "wardrobe_items")).to_pyarrow_dataset(),
-        "feedback": ds.dataset(root / "legacy" / "feedback", format="parquet", partitioning=hive),
-    }
-    files = {}
-    for name, source in sources.items():
-        scanner = source.scanner(batch_size=65_536)
-        schema = scanner.projected_schema.append(pa.field("user_shard", pa.string()))
-        batches = (
-            pa.RecordBatch.from_arrays(
-                [*b.columns, pc.utf8_slice_codeunits(b.column("user_id"), 0, SHARD_CHARS)],
-                schema=schema,
-            )
-            for b in scanner.to_batches()
-        )
-        reader = pa.RecordBatchReader.from_batches(schema, batches)
-        uri = str(out / name)
-        # Small files while copying (one open file per shard), then one z-order per shard.
-        write_deltalake(uri, reader, partition_by=["user_shard"], target_file_size=8 * 2**20)
-        table = DeltaTable(uri)
-        grouped = WriterProperties(max_row_group_size=SHARD_ROW_GROUP)
-        table.optimize.z_order(["user_id"], writer_properties=grouped)
-        table.vacuum(retention_hours=0, enforce_retention_duration=False, dry_run=False)
-        files[name] = len(DeltaTable(uri).file_uris())
-    seconds = time.perf_counter() - began
-    done = {"seconds": seconds, "peak_mb": _status_mb("VmHWM"), "files": files}
-    (out / "built.json").write_text(json.dumps(done))
-    return done
-
-
-def _what_if_reader(delta, shards: Path) -> None:
-    """The project's ``delta.read`` with two changes, and ``SHARDED`` read from ``shards``:
-
-    * an ``in`` filter also carries its values' min-max range (pyarrow does not test an
-      ``is_in`` against file or row-group statistics; it does test a range);
-    * the partitions and that range are passed to delta-rs (``file_pruning_predicate``), so
-      only the files that can match become pyarrow fragments (building one costs ~0.6 ms).
-    """
-    location, term, read, open_table = delta.location, delta._term, delta.read, delta.open_table
-
-    def sharded_location(name, settings=None):
-        return (str(shards / name), {}) if name in SHARDED else location(name, settings)
-
-    def ranged_term(column, op, value):
-        found = term(column, op, value)
-        if op == "in" and value:
-            found = found & (pc.field(column) >= min(value)) & (pc.field(column) <= max(value))
-        return found
-
-    def pruned_read(name, settings=None, *, days=None, columns=None, filters=None, version=None):
-        pruning = []
-        if days is not None:
-            wanted = sorted({str(d) for d in days})
-            pruning.append(("date", "in", wanted))
-        for column, op, value in filters or []:
-            if op == "in" and value:
-                pruning += [(column, ">=", min(value)), (column, "<=", max(value))]
-            elif op in ("=", "==", "<", "<=", ">", ">="):
-                pruning.append((column, "=" if op == "==" else op, value))
-
-        def open_pruned(*args, **kwargs):
-            table = open_table(*args, **kwargs)
-            if table is not None and pruning:
-                build = table.to_pyarrow_dataset
-                table.to_pyarrow_dataset = lambda: build(file_pruning_predicate=pruning)
-            return table
-
-        delta.open_table = open_pruned
-        try:
-            return read(
-                name, settings, days=days, columns=columns, filters=filters, version=version
-            )
-        finally:
-            delta.open_table = open_table
-
-    delta.location, delta._term, delta.read = sharded_location, ranged_term, pruned_read
-    for name in SHARDED:
-        delta.TABLES.setdefault(name, delta.DeltaSpec(("user_id",), {}))
 
 
 # --- driver ----------------------------------------------------------------------------------
@@ -713,7 +653,7 @@ def _built(root: Path, scale: Scale) -> dict | None:
 
 
 def measure(read: str, layout: str, root: Path, repeat: int, cap_mb: int) -> dict:
-    lake = root / ("legacy" if layout == "parquet parts" else "delta")  # what-if: + root/what-if
+    lake = root / ("legacy" if layout == "parquet parts" else "delta")
     home = root / "home"
     home.mkdir(exist_ok=True)
     runs, error = [], ""
@@ -823,12 +763,7 @@ def main() -> int:
     )
     parser.add_argument("--repeat", type=int, default=3, help="fresh processes per read")
     parser.add_argument("--reads", nargs="+", choices=READS, default=list(READS))
-    parser.add_argument("--layouts", nargs="+", choices=(*LAYOUTS, WHAT_IF), default=list(LAYOUTS))
-    parser.add_argument(
-        "--what-if",
-        action="store_true",
-        help=f"also the layout {WHAT_IF!r} (see the module docstring)",
-    )
+    parser.add_argument("--layouts", nargs="+", choices=LAYOUTS, default=list(LAYOUTS))
     parser.add_argument(
         "--reuse",
         action="store_true",
@@ -860,10 +795,7 @@ def main() -> int:
     args = parser.parse_args()
 
     if args.child == "compaction":
-        print("RESULT " + json.dumps(run_compaction(args.lake)), flush=True)
-        return 0
-    if args.child == "what-if":
-        print("RESULT " + json.dumps(build_what_if(args.lake)), flush=True)
+        print("RESULT " + json.dumps(run_compaction(args.lake, args.home)), flush=True)
         return 0
     if args.child:
         result = run_read(args.child, args.layout, args.lake, args.home, args.inputs)
@@ -873,8 +805,6 @@ def main() -> int:
     if args.quick:
         args.manifests, args.users, args.days, args.repeat = 50_000, 5_000, 20, 1
         args.commits_per_day, args.active = 4, 1_000
-    if args.what_if and WHAT_IF not in args.layouts:
-        args.layouts.append(WHAT_IF)
     work = args.dir or Path(tempfile.mkdtemp(prefix="bench-lake-"))
     work.mkdir(parents=True, exist_ok=True)
     print(f"# nproc={os.cpu_count()} dir={work} load={os.getloadavg()[0]:.1f}", flush=True)
@@ -899,8 +829,17 @@ def main() -> int:
                     results[(scale.name, read, layout)] = {"error": "lake already z-ordered"}
                 continue
             if layout == "delta z-ordered" and not compacted.exists():
+                (root / "home").mkdir(exist_ok=True)
                 compaction, error = _child(
-                    ["--child", "compaction", "--lake", str(root / "delta")], args.rss_cap_mb
+                    [
+                        "--child",
+                        "compaction",
+                        "--lake",
+                        str(root / "delta"),
+                        "--home",
+                        str(root / "home"),
+                    ],
+                    args.rss_cap_mb,
                 )
                 print(f"# {scale.name}: compaction {compaction or error}", flush=True)
                 if compaction is None:
@@ -908,16 +847,6 @@ def main() -> int:
                     failed = True
                     continue
                 compacted.write_text(json.dumps(compaction))
-            shards_built = root / "what-if" / "built.json"
-            if layout == WHAT_IF and args.reuse and shards_built.exists():
-                facts[scale.name]["what_if"] = json.loads(shards_built.read_text())
-            elif layout == WHAT_IF:
-                shards, error = _child(["--child", "what-if", "--lake", str(root)], args.rss_cap_mb)
-                facts[scale.name]["what_if"] = shards or {"error": error}
-                print(f"# {scale.name}: what-if layout {shards or error}", flush=True)
-                if shards is None:
-                    failed = True
-                    continue
             if compacted.exists():
                 facts[scale.name]["compaction"] = json.loads(compacted.read_text())
             for read in args.reads:
@@ -980,8 +909,7 @@ def report(args, scales: list[Scale], results: dict, facts: dict) -> None:
             f"{scale.commits_per_day} commits, feedback "
             f"{round(scale.items * scale.feedback_per_item):,} events in "
             f"{scale.days * scale.feedback_parts_per_day:,} parts, {f['inputs']['active']:,} "
-            f"active users; {built}; z-order + vacuum {_step(f.get('compaction'))}; "
-            f"what-if layout {_step(f.get('what_if'))}"
+            f"active users; {built}; lake_maintenance {_step(f.get('compaction'))}"
         )
     print()
     print(
@@ -1006,7 +934,7 @@ def report(args, scales: list[Scale], results: dict, facts: dict) -> None:
     print()
     print(
         "| read | scale | layout | where the time goes (s, warm second read) "
-        "| Delta files: live / read / a range would read |"
+        "| Delta files: live / scanned |"
     )
     print("|---|---|---|---|---:|")
     for read in args.reads:
@@ -1039,7 +967,7 @@ def report(args, scales: list[Scale], results: dict, facts: dict) -> None:
     print("|---|---|---|---:|---|")
     for read, (limit_s, limit_mb) in TARGETS.items():
         for scale in scales:
-            for layout in ("delta", "delta z-ordered", WHAT_IF):
+            for layout in ("delta", "delta z-ordered"):
                 r = results.get((scale.name, read, layout), {})
                 if "seconds" not in r:
                     continue

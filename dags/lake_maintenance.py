@@ -1,8 +1,9 @@
 """Lake maintenance — keep the lake's Delta tables quick to read and bounded in size.
 
 Nightly at 01:30 UTC, one mapped **maintain** per Delta table (`manifests`, `wardrobe_items`,
-`redigitized`): compact the partitions of past days that hold two or more small files (one per
-ingest batch) into files of about `DRESSCODE_LAKE_TARGET_FILE_MB`, z-ordered by the table's
+`redigitized`, `wardrobe_events`): compact the partitions (past days of the tables partitioned
+by `date`, every user bucket of those partitioned by `user_bucket`) that hold two or more small
+files (one per ingest batch) into files of about `DRESSCODE_LAKE_TARGET_FILE_MB`, z-ordered by the table's
 cluster column so that readers filtering on it skip files; vacuum the files that no version of
 the last `DRESSCODE_LAKE_RETENTION_HOURS` references (time travel to newer versions keeps
 working); write a checkpoint and expire old log entries. A table never written is skipped.

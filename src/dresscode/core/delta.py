@@ -9,9 +9,13 @@ nothing for readers, and ``lake_maintenance`` compacts and clusters small files 
 versions. Spark, Trino, DuckDB and Feast read the same tables without conversion.
 
 The tables keep the lake's contract (``lake.write_parquet`` / ``lake.read_table``): rows are
-written as named *parts* of a ``date`` partition, and writing the same part again **replaces**
-it in one commit (``_part`` column; ``overwrite`` with a predicate), so a retried task never
-duplicates rows. Known columns have fixed types (:data:`TYPES`): a batch where a column is all
+written as named *parts* of a day, and writing the same part again **replaces** it in one
+commit (``_part`` column; ``overwrite`` with a predicate), so a retried task never duplicates
+rows. Each table is partitioned by what its readers select on: ``manifests`` and
+``redigitized`` by ``date`` (discovery reads the newest days), ``wardrobe_items`` and
+``wardrobe_events`` by ``user_bucket`` (a pre-generation batch reads its users' rows:
+:func:`user_bucket`, a hash of the user id, so a batch of users planned bucket by bucket reads
+one or two partitions whatever the lake's age; the rows keep their ``date`` column). Known columns have fixed types (:data:`TYPES`): a batch where a column is all
 null, or an int column with gaps read back as float, is cast, never allowed to change the
 table's schema; new columns are merged in (``schema_mode="merge"``).
 
@@ -24,6 +28,7 @@ starts its own).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import operator
 import random
@@ -36,6 +41,7 @@ from datetime import date
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
+from dresscode.core import delta_types
 from dresscode.core.config import Settings, get_settings
 
 if TYPE_CHECKING:
@@ -46,9 +52,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PART = "_part"  # the part name a row was written under (a retried write replaces its part)
-PARTITION = "date"
-
-_STR, _INT, _FLOAT, _BOOL, _STRS = "string", "int64", "float64", "bool", "list<string>"
+PARTITION = "date"  # every row's day; the partition of the tables read by day
+BUCKET = "user_bucket"  # the partition of the tables read by user (see user_bucket)
+# A layout constant, not a setting: rows are found by recomputing their bucket, so changing it
+# is a migration (``dresscode lake migrate`` re-partitions). 64: ~16k users a bucket at 1M.
+USER_BUCKETS = 64
 
 
 @dataclass(frozen=True)
@@ -57,67 +65,29 @@ class DeltaSpec:
 
     cluster_by: tuple[str, ...]  # z-order columns of lake_maintenance (readers filter on them)
     types: Mapping[str, str]
+    partition: str = PARTITION  # PARTITION (by day) or BUCKET (by user)
 
 
-_MANIFEST_TYPES = {
-    "upload_key": _STR,
-    "user_id": _STR,
-    "upload_id": _STR,
-    "status": _STR,
-    "raw_sha256": _STR,
-    "image_sha256": _STR,
-    "reason_code": _STR,
-    "reason": _STR,
-    "source_format": _STR,
-    "source_bytes": _INT,
-    "source_width": _INT,
-    "source_height": _INT,
-    "width": _INT,
-    "height": _INT,
-    "brightness": _FLOAT,
-    "prompt_version": _INT,
-    "n_items": _INT,
-    "model_called": _BOOL,
-    "attempt": _INT,
-    "run_id": _STR,
-    "processed_at": _STR,
-}
-_ITEM_TYPES = {
-    "item_id": _STR,
-    "user_id": _STR,
-    "image_sha256": _STR,
-    "upload_key": _STR,
-    "prompt_version": _INT,
-    "category": _STR,
-    "subcategory": _STR,
-    "color_names": _STRS,
-    "color_hexes": _STRS,
-    "pattern": _STR,
-    "material": _STR,
-    "warmth": _STR,
-    "formality": _STR,
-    "seasons": _STRS,
-    "water_resistant": _BOOL,
-    "description": _STR,
-    "digitized_at": _STR,
-    "replaces": _STR,
-}
-_REDIGITIZED_TYPES = {
-    "upload_key": _STR,
-    "user_id": _STR,
-    "image_sha256": _STR,
-    "prompt_version": _INT,
-    "from_version": _INT,
-    "n_items": _INT,
-    "model_called": _BOOL,
-    "run_id": _STR,
-    "processed_at": _STR,
-}
+def user_bucket(user_id: object) -> str:
+    """The ``user_bucket`` partition of a user's rows: ``00``..``63``, stable across
+    processes and releases (SHA-256 of the id, not Python's salted ``hash``)."""
+    digest = hashlib.sha256(str(user_id).encode("utf-8")).digest()
+    return f"{int.from_bytes(digest[:4], 'big') % USER_BUCKETS:02d}"
+
+
+def user_order(user_id: object) -> tuple[str, str]:
+    """A sort key that keeps each bucket's users together, in id order: batches planned in
+    this order read one or two ``user_bucket`` partitions and a narrow id range of each."""
+    return user_bucket(user_id), str(user_id)
+
 
 TABLES: dict[str, DeltaSpec] = {
-    "manifests": DeltaSpec(("upload_key",), _MANIFEST_TYPES),
-    "wardrobe_items": DeltaSpec(("user_id",), _ITEM_TYPES),
-    "redigitized": DeltaSpec(("upload_key",), _REDIGITIZED_TYPES),
+    "manifests": DeltaSpec(("upload_key",), delta_types.MANIFEST_TYPES),
+    "wardrobe_items": DeltaSpec(("user_id",), delta_types.ITEM_TYPES, BUCKET),
+    "redigitized": DeltaSpec(("upload_key",), delta_types.REDIGITIZED_TYPES),
+    # The feedback events that change a wardrobe, by user: the fold of a batch's wardrobes
+    # reads its users' events here instead of every day of ``feedback`` (written with it).
+    "wardrobe_events": DeltaSpec(("user_id",), delta_types.EVENT_TYPES, BUCKET),
 }
 
 
@@ -235,10 +205,14 @@ def current_version(name: str, settings: Settings | None = None) -> int | None:
 def partition_days(
     name: str, settings: Settings | None = None, *, version: int | None = None
 ) -> list[str]:
-    """The ``date`` partitions with live files (at ``version``), oldest first, from the log."""
+    """The days with live files (at ``version``), oldest first: a ``date``-partitioned table's
+    from its log, without reading data; another's from its ``date`` column."""
     table = open_table(name, settings, version=_pinned(name, version))
     if table is None:
         return []
+    if TABLES[name].partition != PARTITION:
+        days = table.to_pyarrow_dataset().to_table(columns=[PARTITION]).column(PARTITION)
+        return sorted({str(d) for d in days.unique().to_pylist() if d})
     return sorted({str(p[PARTITION]) for p in table.partitions() if p.get(PARTITION)})
 
 
@@ -305,22 +279,47 @@ def _commit(name: str, day: str, part: str, rows: pd.DataFrame, settings: Settin
 
     uri, options = location(name, settings)
     existing = open_table(name, settings)
+    spec = TABLES[name]
+    if existing is not None:
+        check_layout(name, existing)
     data = _arrow(name, rows, day, part, existing)
     if existing is None:
-        write_deltalake(uri, data, partition_by=[PARTITION], storage_options=options)
+        write_deltalake(uri, data, partition_by=[spec.partition], storage_options=options)
+        return
+    if spec.partition == BUCKET:
+        # The part's users are the batch's (its uploads' owners): a retry has the same ones,
+        # so only their buckets are searched for the part's earlier rows.
+        buckets = sorted(set(data.column(BUCKET).to_pylist()))
+        where = f"{BUCKET} IN ({', '.join(_sql(b) for b in buckets)}) AND " if buckets else ""
     else:
-        write_deltalake(
-            existing,
-            data,
-            mode="overwrite",
-            predicate=f"{PARTITION} = '{day}' AND {PART} = '{_quote(part)}'",
-            schema_mode="merge",
-            storage_options=options,
+        where = f"{PARTITION} = {_sql(day)} AND "
+    write_deltalake(
+        existing,
+        data,
+        mode="overwrite",
+        predicate=f"{where}{PART} = {_sql(part)}",
+        schema_mode="merge",
+        storage_options=options,
+    )
+
+
+def check_layout(name: str, table: DeltaTable) -> None:
+    """Raise when the table on storage is partitioned otherwise than this release writes it
+    (a lake from before the layout changed): writing or pruning by the new layout would be
+    wrong, and the fix is one command."""
+    found = list(table.metadata().partition_columns)
+    wanted = TABLES[name].partition
+    if found != [wanted]:
+        raise DeltaTableError(
+            f"lake table {name!r} is partitioned by {found or 'nothing'}, this release by "
+            f"{wanted!r}: run `dresscode lake migrate --table {name}` (it re-partitions in "
+            "place, idempotently)"
         )
 
 
-def _quote(value: str) -> str:
-    return value.replace("'", "''")
+def _sql(value: str) -> str:
+    """A SQL string literal for delta-rs predicates."""
+    return "'" + str(value).replace("'", "''") + "'"
 
 
 def _arrow(
@@ -341,62 +340,20 @@ def _arrow(
     )
     frame[PARTITION] = day
     frame[PART] = part
-    current = _schema_types(existing)
+    if TABLES[name].partition == BUCKET:
+        if len(frame) and ("user_id" not in frame.columns or frame["user_id"].isna().any()):
+            raise ValueError(
+                f"lake table {name!r} is partitioned by user: every row needs a user_id "
+                f"(part {part!r} has rows without one)"
+            )
+        frame[BUCKET] = [user_bucket(u) for u in frame["user_id"]] if len(frame) else []
+    current = delta_types.schema_types(existing)
     wanted = {**TABLES[name].types, **current}
     columns = {}
     for column in frame.columns:
-        kind = wanted.get(str(column), _STR if frame[column].isna().all() else None)
-        columns[str(column)] = _column(frame[column], kind)
+        kind = wanted.get(str(column), delta_types.STR if frame[column].isna().all() else None)
+        columns[str(column)] = delta_types.column(frame[column], kind)
     return pa.table(columns)
-
-
-def _schema_types(table: DeltaTable | None) -> dict[str, str]:
-    if table is None:
-        return {}
-    import pyarrow as pa
-
-    schema = pa.schema(table.schema())
-    return {field.name: _kind(field.type) for field in schema}
-
-
-def _kind(arrow_type: pa.DataType) -> str:
-    import pyarrow as pa
-
-    if pa.types.is_integer(arrow_type):
-        return _INT
-    if pa.types.is_floating(arrow_type):
-        return _FLOAT
-    if pa.types.is_boolean(arrow_type):
-        return _BOOL
-    if pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type):
-        return _STRS
-    return _STR
-
-
-def _column(values: pd.Series, kind: str | None) -> pa.Array:
-    """One column as Arrow ``kind`` (None: as pandas infers it); NaN and None become null."""
-    import pandas as pd
-    import pyarrow as pa
-
-    if kind is None:
-        return pa.array(values, from_pandas=True)
-    if kind == _INT:
-        return pa.array(pd.to_numeric(values, errors="coerce").astype("Int64"), pa.int64())
-    if kind == _FLOAT:
-        return pa.array(pd.to_numeric(values, errors="coerce"), pa.float64(), from_pandas=True)
-    if kind == _BOOL:
-        return pa.array([None if _missing(v) else bool(v) for v in values], pa.bool_())
-    if kind == _STRS:
-        return pa.array(
-            [None if _missing(v) else [str(x) for x in v] for v in values], pa.list_(pa.string())
-        )
-    return pa.array([None if _missing(v) else str(v) for v in values], pa.string())
-
-
-def _missing(value: Any) -> bool:
-    if value is None:
-        return True
-    return isinstance(value, float) and value != value
 
 
 def read(
@@ -410,41 +367,109 @@ def read(
 ) -> pd.DataFrame:
     """Rows of ``days`` matching ``filters`` (pyarrow DNF), only the files that can hold them.
 
-    The partition (``date``) prunes whole folders; the files' statistics in the Delta log skip
-    files and row groups whose ranges cannot match ``filters``. A requested column the table
+    The Delta log lists each file's partition and column ranges; only the files that can match
+    become part of the scan (delta-rs ``file_pruning_predicate``: partitions, and the min-max
+    range of an ``in`` filter, per ``user_bucket`` for a user filter on a table partitioned by
+    it), and the range is added to the row filter too, so pyarrow skips row groups by their
+    statistics (it does not test an ``in`` list against them). A requested column the table
     does not have reads as nulls. ``version`` reads the table as it was (time travel).
     """
     import pandas as pd
     import pyarrow as pa
-    import pyarrow.compute as pc
     import pyarrow.dataset as ds
 
     table = open_table(name, settings, version=_pinned(name, version))
     if table is None:
         return pd.DataFrame(columns=list(columns or []))
-    dataset = table.to_pyarrow_dataset()
+    names = set(pa.schema(table.schema()).names)
+    terms, pruning = _conditions(name, days, filters or [], names)
+    dataset = table.to_pyarrow_dataset(
+        file_pruning_predicate=" AND ".join(pruning) if pruning else None
+    )
     expression = None
-    if days is not None:
-        wanted = sorted({d.isoformat() if isinstance(d, date) else str(d) for d in days})
-        expression = pc.field(PARTITION).isin(wanted)
-    for column, op, value in filters or []:
-        term = _term(column, op, value)
+    for term in terms:
         expression = term if expression is None else expression & term
-    names = dataset.schema.names
     present = None if columns is None else [c for c in columns if c in names]
-    if present is not None and PARTITION not in present and columns is not None:
-        present.append(PARTITION)  # the lake contract: rows carry their partition day
+    if present is not None and PARTITION not in present:
+        present.append(PARTITION)  # the lake contract: rows carry their day
     try:
         result = ds.Scanner.from_dataset(dataset, columns=present, filter=expression).to_table()
     except (OSError, pa.ArrowException) as exc:  # a file the log names is missing or corrupt
         uri, options = location(name, settings)
         raise failure(name, f"{uri} (version {table.version()})", options, exc) from exc
     frame = result.to_pandas()
-    frame = frame.drop(columns=[PART], errors="ignore")
+    frame = frame.drop(columns=[PART, BUCKET], errors="ignore")
     for column in columns or []:
         if column not in frame.columns:
             frame[column] = None
     return frame
+
+
+def _conditions(
+    name: str,
+    days: Iterable[date | str] | None,
+    filters: list[tuple[str, str, Any]],
+    names: set[str],
+) -> tuple[list[Any], list[str]]:
+    """The row filter's terms (pyarrow expressions) and the file-pruning conjuncts (SQL)."""
+    import pyarrow.compute as pc
+
+    terms: list[Any] = []
+    pruning: list[str] = []
+    if days is not None:
+        wanted = sorted({d.isoformat() if isinstance(d, date) else str(d) for d in days})
+        terms.append(pc.field(PARTITION).isin(wanted))
+        if wanted:
+            pruning.append(f"{PARTITION} IN ({', '.join(_sql(d) for d in wanted)})")
+        else:
+            pruning.append("false")
+    for column, op, value in filters:
+        terms.append(_term(column, op, value))
+        if op != "in" or column not in names:
+            continue
+        values = sorted({str(v) for v in value})
+        if not values or not all(isinstance(v, str) for v in value):
+            continue
+        if column == "user_id" and BUCKET in names:
+            by_bucket: dict[str, list[str]] = {}
+            for v in values:
+                by_bucket.setdefault(user_bucket(v), []).append(v)
+            if len(by_bucket) > _MAX_RANGES:
+                # Users of many buckets (a style interval's active users): each bucket's range
+                # spans most of it, so the partitions are all there is to prune by.
+                pruning.append(f"{BUCKET} IN ({', '.join(_sql(b) for b in sorted(by_bucket))})")
+                continue
+            ranges = [(b, vs[0], vs[-1]) for b, vs in sorted(by_bucket.items())]
+        else:
+            ranges = [("", values[0], values[-1])]
+        terms.append(_any_range(column, ranges))
+        pruning.append(
+            "("
+            + " OR ".join(
+                (f"{BUCKET} = {_sql(b)} AND " if b else "")
+                + f"{column} >= {_sql(lo)} AND {column} <= {_sql(hi)}"
+                for b, lo, hi in ranges
+            )
+            + ")"
+        )
+    return terms, pruning
+
+
+_MAX_RANGES = 8  # more buckets than this in one read: prune by partition only
+
+
+def _any_range(column: str, ranges: list[tuple[str, str, str]]) -> Any:
+    """``column`` within one of the ranges (and its bucket, when given): what pyarrow tests
+    against row-group statistics."""
+    import pyarrow.compute as pc
+
+    field, found = pc.field(column), None
+    for bucket, lo, hi in ranges:
+        term = (field >= lo) & (field <= hi)
+        if bucket:
+            term = term & (pc.field(BUCKET) == bucket)
+        found = term if found is None else found | term
+    return found
 
 
 def _term(column: str, op: str, value: Any) -> Any:

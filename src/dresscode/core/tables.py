@@ -138,6 +138,13 @@ FEEDBACK = Table(
     ("user_id", "event_id"),  # event ids are the app's, unique per user only
     doc="applied user feedback events",
 )
+WARDROBE_EVENTS_TABLE = Table(
+    lake.WARDROBE_EVENTS_TABLE,
+    "feedback",
+    "parquet",
+    ("user_id", "event_id"),
+    doc="the feedback events that change a wardrobe, by user_bucket (written with feedback)",
+)
 CORRECTED_LABELS = Table(
     "corrected_labels",
     "feedback",
@@ -194,6 +201,7 @@ CATALOGUE: dict[str, Table] = {
         USER_STYLE,
         OUTFIT_SUGGESTIONS,
         FEEDBACK,
+        WARDROBE_EVENTS_TABLE,
         CORRECTED_LABELS,
         GOLDEN_CANDIDATES,
         QUALITY_METRICS,
@@ -461,14 +469,16 @@ def current_wardrobe_items(
     payload cannot be read is skipped with a WARNING, never an error. ``as_of`` (aware) leaves
     out items of later days and later events, for point-in-time features.
 
-    Only the users' rows are read (a Parquet filter on ``user_id``), not the whole history.
+    Only the users' rows are read: ``wardrobe_items`` and ``wardrobe_events`` (the feedback
+    table's wardrobe events, kept by user) are partitioned by ``user_bucket``, so a batch of
+    users reads its buckets' files, and of those the row groups of its id range.
     """
     import pandas as pd
 
     settings = settings or get_settings()
     wanted = None if user_ids is None else sorted({str(u) for u in user_ids})
     items = _rows_of(WARDROBE_ITEMS.name, wanted, settings)
-    events = _rows_of(FEEDBACK.name, wanted, settings)
+    events = _rows_of(WARDROBE_EVENTS_TABLE.name, wanted, settings)
     cutoff = None if as_of is None else as_of.astimezone(UTC)
     if not items.empty:
         items = wardrobe.one_row_per_item(items)

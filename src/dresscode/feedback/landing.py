@@ -222,6 +222,8 @@ class Outcome:
     parts: list[tuple[lake.ObjectStoragePath, bytes]]
     stale: list[lake.ObjectStoragePath]
     """Parts this file wrote before for days it no longer covers (a changed outcome)."""
+    by_day: dict[str, list[FeedbackRow]] = field(default_factory=dict)
+    stale_days: list[str] = field(default_factory=list)
 
 
 def prepare(
@@ -247,13 +249,12 @@ def prepare(
         day_rows.sort(key=lambda r: (r["event_time"], r["event_id"]))
         path = lake.partition("feedback", event_day, settings) / name
         parts.append((path, lake.to_parquet_bytes(day_rows)))
-    stale = []
+    stale_days: list[str] = []
     if not earlier.empty:
         before = set(earlier.loc[earlier["source_sha256"] == f.sha256, "date"])
-        stale = [
-            lake.partition("feedback", d, settings) / name for d in sorted(before - set(by_day))
-        ]
-    return Outcome(f, rows, rejections, report, parts, stale)
+        stale_days = sorted(before - set(by_day))
+    stale = [lake.partition("feedback", d, settings) / name for d in stale_days]
+    return Outcome(f, rows, rejections, report, parts, stale, dict(by_day), stale_days)
 
 
 def commit(outcome: Outcome, settings: Settings) -> str | None:
@@ -270,6 +271,13 @@ def commit(outcome: Outcome, settings: Settings) -> str | None:
         lake.write_bytes(path, data)
     for path in outcome.stale:
         lake.delete(path)
+    # The same events by user, for the wardrobe fold (lake.write_wardrobe_events); after the
+    # parts, so a crash in between is repaired by the retry that writes both again.
+    stem = part_name(f.sha256)
+    for event_day, day_rows in sorted(outcome.by_day.items()):
+        lake.write_wardrobe_events(event_day, stem, day_rows, settings)
+    for event_day in outcome.stale_days:
+        lake.write_wardrobe_events(event_day, stem, [], settings, replace=True)
     return None if outcome.report is None else str(outcome.report[0])
 
 

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Literal, TypedDict
 
 from airflow.sdk.exceptions import AirflowFailException
 
-from dresscode.core import tables
+from dresscode.core import delta, tables
 from dresscode.core.config import Settings, get_settings
 from dresscode.core.lake import printable_key
 from dresscode.core.tables import (
@@ -41,6 +41,7 @@ from dresscode.core.tables import (
     READ_FAILED,
     image_path,
     landing_keys,
+    landing_owner,
     manifest_state,
 )
 from dresscode.ingest.batch import MAX_DIGITIZE_ATTEMPTS
@@ -187,6 +188,9 @@ def discover(settings: Settings | None = None) -> list[list[str]]:
             len(todo),
             len(capped),
         )
+    # Bucket by bucket (after the cap, which keeps landing's order): a batch's items land in
+    # one or two user_bucket partitions of wardrobe_items, not in one small file of each.
+    capped.sort(key=lambda k: (delta.user_order(landing_owner(k) or ""), k))
     size = settings.ingest_batch_size
     batches = [capped[i : i + size] for i in range(0, len(capped), size)]
     log.info("discovered %d new uploads in %d batches of up to %d", len(capped), len(batches), size)

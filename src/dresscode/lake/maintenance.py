@@ -4,14 +4,18 @@ Every ingest batch commits one small file to its day's partition, so a table gat
 of small files and log entries; a reader pays a request per file and a replay per log entry.
 Per table (:data:`dresscode.core.delta.TABLES`), in this order:
 
-1. **compact** — each partition *before the run's day* that holds two or more small files
-   (under half of ``DRESSCODE_LAKE_TARGET_FILE_MB``) is rewritten into files of about the
-   target size, z-ordered by the table's cluster columns so that a reader filtering on them
-   skips files (plain bin-packing when a table has none). delta-rs closes an output file once
-   it reaches the target, so a compacted partition keeps at most one small file, its tail, and
-   the next run skips it: the work is the days that changed, not the lake's age. The run's day
-   is left to the next night: ingest is still committing to it, and each of its commits would
-   have to be retried after a compaction of its partition.
+1. **compact** — each partition that holds two or more small files (under half of
+   ``DRESSCODE_LAKE_TARGET_FILE_MB``) is rewritten into files of about the target size,
+   z-ordered by the table's cluster columns so that a reader filtering on them skips files
+   (plain bin-packing when a table has none), in row groups of :data:`ROW_GROUP_ROWS` so that
+   a reader of a few users decodes a row group or two, not the file. delta-rs closes an output
+   file once it reaches the target, so a compacted partition keeps at most one small file, its
+   tail, and the next run skips it: the work is the partitions that changed, not the lake's
+   age. Of a ``date``-partitioned table only the days *before the run's day*: ingest is still
+   committing to that one, and each of its commits would have to be retried after a
+   compaction of its partition. A ``user_bucket``-partitioned table has no quiet partition
+   (every batch writes to some bucket): a commit that races the compaction of its bucket
+   retries (``delta.write_part``), and so does this task.
 2. **retention** — the table's own ``delta.deletedFileRetentionDuration`` is made
    ``DRESSCODE_LAKE_RETENTION_HOURS`` (and ``delta.logRetentionDuration`` at least that): a
    checkpoint forgets a removed file once it is older than the table's setting, and a forgotten
@@ -58,6 +62,9 @@ DEFAULT_RETENTION_S = {DELETED_FILE_RETENTION: 7 * 86_400, LOG_RETENTION: 30 * 8
 # A long first compaction (a lake that was never compacted) commits what it has done every few
 # minutes, so a retry after a conflict or a timeout does not start from nothing.
 COMMIT_EVERY = timedelta(minutes=5)
+# Rows per row group of a compacted file: a user's items are a few dozen rows, a batch of 200
+# users a few thousand, so a batch's range falls in one or two groups of this size.
+ROW_GROUP_ROWS = 16_384
 
 
 class Maintained(TypedDict):
@@ -143,9 +150,11 @@ def compact(table: DeltaTable, name: str, *, target_bytes: int, before: date) ->
             _size(target_bytes // 2),
         )
         return Compaction(partitions=[])
+    from deltalake import WriterProperties
+
     present = {field.name for field in table.schema().fields}
     columns = [c for c in delta.TABLES[name].cluster_by if c in present]
-    filters: list[tuple[str, str, Any]] = [(delta.PARTITION, "in", partitions)]
+    filters: list[tuple[str, str, Any]] = [(delta.TABLES[name].partition, "in", partitions)]
     started = time.monotonic()
     if columns:
         metrics = table.optimize.z_order(
@@ -153,6 +162,7 @@ def compact(table: DeltaTable, name: str, *, target_bytes: int, before: date) ->
             partition_filters=filters,
             target_size=target_bytes,
             min_commit_interval=COMMIT_EVERY,
+            writer_properties=WriterProperties(max_row_group_size=ROW_GROUP_ROWS),
         )
     else:
         if delta.TABLES[name].cluster_by:
@@ -186,26 +196,30 @@ def compact(table: DeltaTable, name: str, *, target_bytes: int, before: date) ->
 
 
 def partitions_to_compact(table: DeltaTable, *, target_bytes: int, before: date) -> list[str]:
-    """The ``date`` partitions before ``before`` holding two or more files under half the
-    target (half: an output file is closed at the target by its estimated size, which counts
-    its last pages uncompressed, so a full file may come out a little under the target)."""
+    """The partitions holding two or more files under half the target (half: an output file
+    is closed at the target by its estimated size, which counts its last pages uncompressed, so
+    a full file may come out a little under the target); of ``date`` partitions, those before
+    ``before``."""
     import pyarrow as pa
 
     actions = pa.table(table.get_add_actions(flatten=True))
-    column = f"partition.{delta.PARTITION}"
+    partitioned_by = list(table.metadata().partition_columns)
+    if not partitioned_by:
+        return []
+    column = f"partition.{partitioned_by[0]}"
     if actions.num_rows == 0 or column not in actions.column_names:
         return []
-    cutoff = before.isoformat()
+    cutoff = before.isoformat() if partitioned_by[0] == delta.PARTITION else None
     small = Counter(
-        day
-        for day, size in zip(
+        value
+        for value, size in zip(
             actions.column(column).to_pylist(),
             actions.column("size_bytes").to_pylist(),
             strict=True,
         )
-        if day is not None and day < cutoff and size < target_bytes // 2
+        if value is not None and (cutoff is None or value < cutoff) and size < target_bytes // 2
     )
-    return sorted(day for day, files in small.items() if files >= 2)
+    return sorted(value for value, files in small.items() if files >= 2)
 
 
 def align_retention(table: DeltaTable, name: str, hours: int) -> dict[str, str]:

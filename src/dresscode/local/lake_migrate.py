@@ -44,6 +44,7 @@ from urllib.parse import unquote
 from dresscode.core import delta, lake
 from dresscode.core.config import Settings, get_settings
 from dresscode.core.tables import CATALOGUE
+from dresscode.local import lake_layout
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -173,7 +174,11 @@ def command(tables: Sequence[str] | None, *, dry_run: bool = False) -> int:
     """The CLI: migrate, print one line per table and every problem; 1 when anything failed."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     log.setLevel(logging.INFO)
-    reports = migrate(get_settings(), tables=tables or None, dry_run=dry_run)
+    settings = get_settings()
+    # The layout first: a legacy part is committed in this release's partitioning.
+    for layout in lake_layout.migrate_layout(settings, dry_run=dry_run):
+        print(layout.summary(), flush=True)
+    reports = migrate(settings, tables=tables or None, dry_run=dry_run)
     for report in reports:
         print(report.summary(), flush=True)
     problems = [p for r in reports for p in r.problems]
@@ -195,6 +200,7 @@ def prepare_lake(settings: Settings | None = None) -> None:
     migrated completely, so the pipeline never runs on a lake whose history it cannot see.
     """
     settings = settings or get_settings()
+    _prepare_layout(settings)  # first: legacy parts are committed in this release's layout
     pending = [name for name in delta.TABLES if legacy_parts(name, settings)]
     if not pending:
         return
@@ -213,6 +219,15 @@ def prepare_lake(settings: Settings | None = None) -> None:
             + "; ".join(problems)
             + ". Nothing was deleted; run `dresscode lake migrate` again after fixing it."
         )
+
+
+def _prepare_layout(settings: Settings) -> None:
+    stale = lake_layout.pending(settings)
+    if not stale:
+        return
+    print(f"• bringing the lake's layout up to date ({', '.join(stale)})", flush=True)
+    for report in lake_layout.migrate_layout(settings):
+        print(f"  {report.summary()}", flush=True)
 
 
 # --- one table --------------------------------------------------------------------------------

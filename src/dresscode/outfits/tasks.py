@@ -128,10 +128,16 @@ def resolve_prompt() -> Serving:
 
 
 def plan_batches(settings: Settings | None = None) -> list[list[UserRef]]:
-    """Active users in batches of ``DRESSCODE_OUTFIT_BATCH_SIZE``."""
+    """Active users in batches of ``DRESSCODE_OUTFIT_BATCH_SIZE``, bucket by bucket: a batch's
+    users share one or two ``user_bucket`` partitions and a narrow id range of each, so its
+    wardrobe read opens those files and row groups only (:func:`delta.user_order`)."""
+    from dresscode.core import delta
+
     settings = settings or get_settings()
+    found = users.active_users(settings=settings)
     active = [
-        UserRef(user_id=u.user_id, city=u.city) for u in users.active_users(settings=settings)
+        UserRef(user_id=u.user_id, city=u.city)
+        for u in sorted(found, key=lambda u: delta.user_order(u.user_id))
     ]
     size = settings.outfit_batch_size
     batches = [active[i : i + size] for i in range(0, len(active), size)]

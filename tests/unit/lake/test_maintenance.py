@@ -22,22 +22,21 @@ from dresscode.core import config, delta, lake
 from dresscode.core.config import Settings
 from dresscode.lake import maintenance
 
-TABLE = "wardrobe_items"
+TABLE = "manifests"  # partitioned by date (the by-user layout: the tests at the end)
 DAY = "2026-03-01"
 RUN_DAY = date(2026, 3, 2)  # the maintenance run's day: DAY is a past, complete partition
 
 
 def _items(part: int, n: int = 5) -> list[dict[str, object]]:
+    """Manifest rows (an upload each)."""
     return [
         {
-            "item_id": f"item-{part}-{i}",
+            "upload_key": f"user-{(part * 7 + i) % 11}/upload-{part}-{i}.jpg",
             "user_id": f"user-{(part * 7 + i) % 11}",
-            "upload_key": f"user-{(part * 7 + i) % 11}/upload-{part}.jpg",
-            "category": ["top", "bottom", "shoes"][i % 3],
-            "color_names": ["navy", "white"][: 1 + i % 2],
+            "status": ["accepted", "duplicate", "quarantined"][i % 3],
             "prompt_version": 1 + part % 2,
-            "water_resistant": i % 2 == 0,
-            "description": f"item {i} of part {part}",
+            "model_called": i % 2 == 0,
+            "reason": f"upload {i} of part {part}",
         }
         for i in range(n)
     ]
@@ -50,7 +49,9 @@ def _write_parts(parts: range, day: str = DAY) -> None:
 
 def _rows(frame: pd.DataFrame) -> list[str]:
     """The rows as sorted JSON lines (list cells as lists): comparable whatever the file order."""
-    records = frame.sort_values("item_id").to_dict(orient="records")
+    records = frame.sort_values(list({"upload_key", "item_id"} & set(frame.columns))).to_dict(
+        orient="records"
+    )
     return [json.dumps(r, sort_keys=True, default=lambda v: list(v)) for r in records]
 
 
@@ -97,10 +98,10 @@ def test_a_second_run_has_nothing_to_compact(dresscode_home: Path) -> None:
 def test_z_ordered_files_each_hold_a_range_of_users_so_a_lookup_reads_one(
     dresscode_home: Path,
 ) -> None:
-    """A target small enough for several output files: each covers its own user_id range."""
+    """A target small enough for several output files: each covers its own key range."""
     for part in range(20):
         rows = [
-            {"item_id": f"item-{part}-{i}", "user_id": f"user-{(part * 7 + i) % 40:02d}"}
+            {"upload_key": f"user-{(part * 7 + i) % 40:02d}/u-{part}-{i}.jpg", "status": "accepted"}
             for i in range(150)
         ]
         lake.write_parquet(TABLE, DAY, f"p{part}", rows)
@@ -114,8 +115,8 @@ def test_z_ordered_files_each_hold_a_range_of_users_so_a_lookup_reads_one(
     assert table is not None
     assert (done.files_removed, len(table.file_uris())) == (20, done.files_added)
     assert done.files_added > 1
-    for user in ("user-03", "user-20", "user-39"):
-        assert len(table.file_uris(file_pruning_predicate=[("user_id", "=", user)])) == 1
+    for key in ("user-03/u-1-2.jpg", "user-20/u-9-5.jpg", "user-39/u-19-140.jpg"):
+        assert len(table.file_uris(file_pruning_predicate=[("upload_key", "=", key)])) == 1
     assert _rows(lake.read_table(TABLE)) == before
     # Full files are closed at the target: the next night finds nothing small to compact.
     assert maintenance.partitions_to_compact(table, target_bytes=8192, before=RUN_DAY) == []
@@ -227,12 +228,12 @@ APPENDER = textwrap.dedent(
     while (written < 5 or not stop.exists()) and written < 400:
         part = first + written
         rows = [
-            {"item_id": f"item-{part}-{i}", "user_id": f"user-{(part * 7 + i) % 11}"}
+            {"upload_key": f"user-{(part * 7 + i) % 11}/u-{part}-{i}.jpg", "status": "accepted"}
             for i in range(5)
         ]
         for _ in range(50):
             try:
-                lake.write_parquet("wardrobe_items", day, f"p{part}", rows)
+                lake.write_parquet("manifests", day, f"p{part}", rows)
                 break
             except CommitFailedError:
                 conflicts += 1
@@ -285,7 +286,72 @@ def test_maintenance_beside_a_process_committing_parts_loses_no_row(
     final = _maintain_with_retries()
 
     rows = lake.read_table(TABLE)
-    expected = {f"item-{p}-{i}" for p in range(20 + written) for i in range(5)}
-    assert sorted(rows["item_id"]) == sorted(expected)  # each exactly once
+    expected = {str(r["upload_key"]) for p in range(20) for r in _items(p)} | {
+        f"user-{(p * 7 + i) % 11}/u-{p}-{i}.jpg" for p in range(20, 20 + written) for i in range(5)
+    }
+    assert sorted(rows["upload_key"]) == sorted(expected)  # each exactly once
     assert any(r["files_compacted"] for r in rounds)
     assert final["files_after"] == 1  # the last parts joined the compacted file
+
+
+# --- a table partitioned by user_bucket (wardrobe_items) --------------------------------------
+
+
+def _bucketed_parts(parts: range, users: int = 300) -> None:
+    for part in parts:
+        rows = [
+            {"item_id": f"item-{part}-{i}", "user_id": f"user-{(part * 37 + i) % users:04d}"}
+            for i in range(200)
+        ]
+        lake.write_parquet("wardrobe_items", DAY, f"p{part}", rows)
+
+
+def test_a_user_bucket_table_compacts_every_bucket_holding_small_files_and_keeps_every_row(
+    dresscode_home: Path,
+) -> None:
+    """No day is left out (every ingest batch writes to some bucket, today included): each
+    bucket becomes one file, z-ordered by user, in row groups a batch reads one or two of."""
+    import pyarrow.parquet as pq
+
+    _bucketed_parts(range(6))
+    before = _rows(lake.read_table("wardrobe_items"))
+    table = delta.open_table("wardrobe_items")
+    assert table is not None
+    buckets = {str(p[delta.BUCKET]) for p in table.partitions()}
+    assert len(buckets) > 30  # 300 users spread over the 64 buckets
+
+    done = maintenance.maintain("wardrobe_items", today=date.fromisoformat(DAY))
+
+    assert sorted(done["partitions_compacted"]) == sorted(
+        b
+        for b in buckets
+        if len(table.file_uris(file_pruning_predicate=[(delta.BUCKET, "=", b)])) >= 2
+    )
+    after = delta.open_table("wardrobe_items")
+    assert after is not None
+    for bucket in done["partitions_compacted"]:
+        files = after.file_uris(file_pruning_predicate=[(delta.BUCKET, "=", bucket)])
+        assert len(files) == 1
+        assert pq.ParquetFile(files[0]).metadata.row_group(0).num_rows <= maintenance.ROW_GROUP_ROWS
+    assert _rows(lake.read_table("wardrobe_items")) == before
+
+
+def test_a_batch_of_users_reads_only_its_buckets_files(dresscode_home: Path) -> None:
+    _bucketed_parts(range(6))
+    maintenance.maintain("wardrobe_items", today=date.fromisoformat(DAY))
+    wanted = sorted({f"user-{u:04d}" for u in range(0, 300, 7)}, key=delta.user_order)[:5]
+    table = delta.open_table("wardrobe_items")
+    assert table is not None
+    total = len(table.file_uris())
+
+    rows = lake.read_table("wardrobe_items", filters=[("user_id", "in", wanted)])
+    _, pruning = delta._conditions(
+        "wardrobe_items", None, [("user_id", "in", wanted)], {"user_id", delta.BUCKET}
+    )
+    scanned = table.file_uris(file_pruning_predicate=" AND ".join(pruning))
+
+    assert set(rows["user_id"]) == set(wanted)
+    assert len(rows) == sum(
+        1 for p in range(6) for i in range(200) if f"user-{(p * 37 + i) % 300:04d}" in wanted
+    )
+    assert len(scanned) <= len({delta.user_bucket(u) for u in wanted}) < total

@@ -12,7 +12,7 @@ from dresscode.lake import tasks
 
 
 def test_every_delta_table_gets_a_task() -> None:
-    assert tasks.TABLES == ("manifests", "wardrobe_items", "redigitized")
+    assert tasks.TABLES == ("manifests", "wardrobe_items", "redigitized", "wardrobe_events")
 
 
 def test_maintain_refuses_a_table_that_is_not_delta(dresscode_home: Path) -> None:
@@ -24,7 +24,9 @@ def test_the_report_totals_and_fails_naming_each_table_that_failed(
     dresscode_home: Path,
 ) -> None:
     for part in range(3):
-        lake.write_parquet("wardrobe_items", "2026-03-01", f"p{part}", [{"item_id": str(part)}])
+        lake.write_parquet(
+            "wardrobe_items", "2026-03-01", f"p{part}", [{"item_id": str(part), "user_id": "u1"}]
+        )
     done = [
         tasks.maintain(name, day=date(2026, 3, 2)) for name in ("wardrobe_items", "redigitized")
     ]
@@ -33,12 +35,14 @@ def test_the_report_totals_and_fails_naming_each_table_that_failed(
         tasks.report(done)  # manifests' task failed: it has no result
 
     lake_uri = config.get_settings().lake_uri
-    expected = f"lake maintenance failed for 1 of 3 tables of {lake_uri}: manifests ("
+    expected = f"lake maintenance failed for 1 of 4 tables of {lake_uri}: manifests ("
     assert str(failed.value).startswith(expected)
-    totals = tasks.report([*done, {**done[1], "table": "manifests"}])
+    totals = tasks.report(
+        [*done, *({**done[1], "table": t} for t in ("manifests", "wardrobe_events"))]
+    )
     assert totals == {
         "maintained": ["wardrobe_items"],
-        "never_written": ["manifests", "redigitized"],
+        "never_written": ["manifests", "redigitized", "wardrobe_events"],
         "files_before": 3,
         "files_after": 1,
         "files_vacuumed": 0,
