@@ -37,7 +37,9 @@ Each read runs against three layouts of the same rows:
   events come from every ``feedback`` part, and discovery is the old
   ``manifest_state(settings)``: every manifest row into pandas, grouped.
 
-``feedback`` and ``users`` are Parquet parts in every layout (they are not Delta tables).
+``feedback`` is Parquet parts in every layout (it is not a Delta table); ``users`` is the
+project's state table in the Delta layouts (one row per user, by ``user_bucket``) and one
+Parquet part in the baseline.
 
 History: by default the large lake has ``--factor`` times the *days* of the small one at the
 same daily volume (``--history longer``: the same product, a longer history, which is what
@@ -83,7 +85,7 @@ from _capped import run_capped
 LAST_DAY = date(2026, 11, 22)
 READS = ("discovery", "batch", "style")
 LAYOUTS = ("delta", "delta z-ordered", "parquet parts")
-BUCKETED = ("wardrobe_items", "wardrobe_events")  # partitioned by user_bucket, as the project
+BUCKETED = ("wardrobe_items", "wardrobe_events", "users")  # by user_bucket, as the project
 LANDING_KEYS = 5_000
 BATCH_USERS = 200
 ITEMS_PER_USER = 25
@@ -463,10 +465,16 @@ def _write_users(rng, scale: Scale, lakes) -> list[int]:
             "last_active_at": pa.array(seen, pa.timestamp("us", tz="UTC")),
         }
     )
-    for lake in lakes:
-        folder = lake / "users" / f"date={LAST_DAY.isoformat()}"
-        folder.mkdir(parents=True, exist_ok=True)
-        pq.write_table(table, folder / "profiles-0000000000000000.parquet", compression="zstd")
+    from deltalake import write_deltalake
+
+    delta_lake, legacy = lakes
+    folder = legacy / "users" / f"date={LAST_DAY.isoformat()}"
+    folder.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, folder / "profiles-0000000000000000.parquet", compression="zstd")
+    # The project's users table: state, one row per user, partitioned by user_bucket.
+    state = table.append_column("date", _constant(LAST_DAY.isoformat(), table.num_rows))
+    state = state.append_column("user_bucket", _buckets(scale.users))
+    write_deltalake(str(delta_lake / "users"), state, partition_by=["user_bucket"])
     return [int(u) for u in active]
 
 

@@ -66,6 +66,10 @@ class DeltaSpec:
     cluster_by: tuple[str, ...]  # z-order columns of lake_maintenance (readers filter on them)
     types: Mapping[str, str]
     partition: str = PARTITION  # PARTITION (by day) or BUCKET (by user)
+    # A state table (one row per key, merged: :func:`upsert`) names its key and the column
+    # whose newer value wins; a history table (parts: :func:`write_part`) names none.
+    key: tuple[str, ...] = ()
+    newest_by: str | None = None
 
 
 def user_bucket(user_id: object) -> str:
@@ -88,6 +92,11 @@ TABLES: dict[str, DeltaSpec] = {
     # The feedback events that change a wardrobe, by user: the fold of a batch's wardrobes
     # reads its users' events here instead of every day of ``feedback`` (written with it).
     "wardrobe_events": DeltaSpec(("user_id",), delta_types.EVENT_TYPES, BUCKET),
+    # User profiles: state, one row per user, merged on user_id (the newest last_active_at
+    # wins), so "who is active" reads one row per user, not every profile change ever written.
+    "users": DeltaSpec(
+        ("user_id",), delta_types.USER_TYPES, BUCKET, key=("user_id",), newest_by="last_active_at"
+    ),
 }
 
 
@@ -192,6 +201,17 @@ def snapshot(*names: str, settings: Settings | None = None) -> Iterator[dict[str
         _PINNED.reset(token)
 
 
+@contextmanager
+def at_versions(versions: Mapping[str, int]) -> Iterator[None]:
+    """Within the block, reads of these tables see the versions given — those a report
+    recorded (:func:`snapshot`), to read again exactly what it read (time travel)."""
+    token = _PINNED.set({**(_PINNED.get() or {}), **{k: int(v) for k, v in versions.items()}})
+    try:
+        yield
+    finally:
+        _PINNED.reset(token)
+
+
 def _pinned(name: str, version: int | None) -> int | None:
     return version if version is not None else (_PINNED.get() or {}).get(name)
 
@@ -232,6 +252,8 @@ def write_part(
     from deltalake.exceptions import CommitFailedError, DeltaError
 
     settings = settings or get_settings()
+    if TABLES[name].key:
+        raise ValueError(f"lake table {name!r} keeps state (one row per key): use upsert")
     day_str = day.isoformat() if isinstance(day, date) else date.fromisoformat(day).isoformat()
     rows = (
         records if isinstance(records, pd.DataFrame) else pd.DataFrame.from_records(list(records))
@@ -256,6 +278,71 @@ def write_part(
 
 
 COMMIT_ATTEMPTS = 8
+
+
+def upsert(
+    name: str,
+    day: date | str,
+    records: Iterable[Mapping[str, Any]] | pd.DataFrame,
+    settings: Settings | None = None,
+) -> dict[str, int]:
+    """Merge rows into the state table ``name`` on its key, in one commit: a key already there
+    is updated when the row's ``newest_by`` is not older (a late, older row changes nothing),
+    a new key is inserted. Of several rows of one key in ``records`` the newest is merged.
+    Only the buckets of the rows' users are searched. Returns delta-rs's merge counts."""
+    import pandas as pd
+    from deltalake.exceptions import CommitFailedError, DeltaError
+
+    settings = settings or get_settings()
+    spec = TABLES[name]
+    if not spec.key:
+        raise ValueError(f"lake table {name!r} keeps history (parts), not state: use write_part")
+    day_str = day.isoformat() if isinstance(day, date) else date.fromisoformat(day).isoformat()
+    rows = (
+        records if isinstance(records, pd.DataFrame) else pd.DataFrame.from_records(list(records))
+    )
+    if rows.empty:
+        return {}
+    if spec.newest_by:
+        rows = rows.sort_values(spec.newest_by, kind="stable")
+    rows = rows.drop_duplicates(list(spec.key), keep="last")
+    for attempt in range(1, COMMIT_ATTEMPTS + 1):
+        try:
+            return _merge(name, day_str, rows, settings)
+        except (CommitFailedError, DeltaError) as exc:
+            if attempt == COMMIT_ATTEMPTS or not _is_race(exc):
+                uri, options = location(name, settings)
+                raise failure(name, uri, options, exc) from exc
+            time.sleep(random.uniform(0.05, 0.2) * attempt)
+    raise AssertionError("unreachable")
+
+
+def _merge(name: str, day: str, rows: pd.DataFrame, settings: Settings) -> dict[str, int]:
+    from deltalake import write_deltalake
+
+    spec = TABLES[name]
+    uri, options = location(name, settings)
+    existing = open_table(name, settings)
+    if existing is not None:
+        check_layout(name, existing)
+    data = _arrow(name, rows, day, None, existing)
+    if existing is None:
+        write_deltalake(uri, data, partition_by=[spec.partition], storage_options=options)
+        return {"num_target_rows_inserted": data.num_rows}
+    on = [f"t.{k} = s.{k}" for k in spec.key]
+    if spec.partition == BUCKET:
+        buckets = sorted(set(data.column(BUCKET).to_pylist()))
+        on = [f"t.{BUCKET} IN ({', '.join(_sql(b) for b in buckets)})", *on]
+    merger = existing.merge(
+        data,
+        predicate=" AND ".join(on),
+        source_alias="s",
+        target_alias="t",
+        merge_schema=True,
+    )
+    newer = f"s.{spec.newest_by} >= t.{spec.newest_by}" if spec.newest_by else None
+    counts = merger.when_matched_update_all(predicate=newer).when_not_matched_insert_all().execute()
+    return {k: int(v) for k, v in counts.items() if k.startswith("num_target_rows")}
 
 
 def failure(name: str, uri: str, options: Mapping[str, str], exc: BaseException) -> DeltaTableError:
@@ -326,7 +413,7 @@ def _arrow(
     name: str,
     records: Iterable[Mapping[str, Any]] | pd.DataFrame,
     day: str,
-    part: str,
+    part: str | None,
     existing: DeltaTable | None,
 ) -> pa.Table:
     """The rows as Arrow with the table's types: known columns cast, null columns typed."""
@@ -339,7 +426,8 @@ def _arrow(
         else pd.DataFrame.from_records(list(records))
     )
     frame[PARTITION] = day
-    frame[PART] = part
+    if part is not None:  # a state table's rows are their key's, not a part's
+        frame[PART] = part
     if TABLES[name].partition == BUCKET:
         if len(frame) and ("user_id" not in frame.columns or frame["user_id"].isna().any()):
             raise ValueError(

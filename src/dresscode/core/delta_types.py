@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from deltalake import DeltaTable
 
 STR, INT, FLOAT, BOOL, STRS = "string", "int64", "float64", "bool", "list<string>"
+TS = "timestamp"  # UTC, microseconds (Delta's timestamp)
 
 
 MANIFEST_TYPES = {
@@ -82,6 +83,7 @@ EVENT_TYPES = {
     "prompt_version": STR,
     "source_sha256": STR,
 }
+USER_TYPES = {"user_id": STR, "city": STR, "last_active_at": TS}
 
 
 def schema_types(table: DeltaTable | None) -> dict[str, str]:
@@ -104,6 +106,8 @@ def kind_of(arrow_type: pa.DataType) -> str:
         return BOOL
     if pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type):
         return STRS
+    if pa.types.is_timestamp(arrow_type):
+        return TS
     return STR
 
 
@@ -124,6 +128,9 @@ def column(values: pd.Series, kind: str | None) -> pa.Array:
         return pa.array(
             [None if missing(v) else [str(x) for x in v] for v in values], pa.list_(pa.string())
         )
+    if kind == TS:  # aware datetimes or ISO strings; naive ones are taken as UTC
+        stamps = pd.to_datetime(values, utc=True, errors="coerce")
+        return pa.array(stamps, pa.timestamp("us", tz="UTC"), from_pandas=True)
     return pa.array([None if missing(v) else str(v) for v in values], pa.string())
 
 

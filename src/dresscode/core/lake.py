@@ -427,6 +427,18 @@ def write_parquet(
 WARDROBE_EVENTS_TABLE = "wardrobe_events"
 
 
+def upsert(
+    name: str,
+    day: date | str,
+    records: Iterable[Mapping[str, Any]] | pd.DataFrame,
+    settings: Settings | None = None,
+) -> dict[str, int]:
+    """Merge rows into a state table on its key (:func:`dresscode.core.delta.upsert`)."""
+    from dresscode.core import delta
+
+    return delta.upsert(name, day, records, settings)
+
+
 def write_wardrobe_events(
     day: date | str,
     part: str,

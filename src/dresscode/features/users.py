@@ -1,14 +1,13 @@
 """User profiles: who is active and which city they dress for.
 
-Profiles come from the product's user service; here they are a lake table (``users``), one
-row per profile change: user_id, city (a display name such as "São Paulo"), last_active_at.
-The latest row per user wins. A user is *active* when seen within
+Profiles come from the product's user service; here they are a lake table (``users``): state,
+one row per user (user_id, city — a display name such as "São Paulo" — and last_active_at),
+merged on user_id, the newest last_active_at winning (a late, older change is ignored). A user is *active* when seen within
 ``DRESSCODE_ACTIVE_USER_DAYS``; only active users get weather, style features and outfits.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -31,7 +30,8 @@ class User:
 def write_profiles(
     profiles: Iterable[Mapping[str, Any]], *, day: str, settings: Settings | None = None
 ) -> int:
-    """Append profile rows (user_id, city, last_active_at); the same rows replace, never duplicate."""
+    """Merge profile rows (user_id, city, last_active_at) into ``users`` on user_id; writing
+    the same rows again changes nothing."""
     rows = []
     for p in profiles:
         user_id = lake.safe_segment(str(p["user_id"]), what="user id")
@@ -42,8 +42,13 @@ def write_profiles(
         rows.append({"user_id": user_id, "city": city, "last_active_at": seen.astimezone(UTC)})
     if not rows:
         return 0
-    digest = hashlib.sha256(repr(sorted((r["user_id"], r["city"]) for r in rows)).encode())
-    lake.write_parquet("users", day, f"profiles-{digest.hexdigest()[:16]}", rows, settings)
+    counts = lake.upsert("users", day, rows, settings)
+    log.info(
+        "users: %d profiles merged (%d new, %d updated)",
+        len(rows),
+        counts.get("num_target_rows_inserted", 0),
+        counts.get("num_target_rows_updated", 0),
+    )
     return len(rows)
 
 
@@ -54,11 +59,17 @@ def active_users(now: datetime | None = None, settings: Settings | None = None) 
     """
     settings = settings or get_settings()
     now = now or datetime.now(UTC)
-    table = lake.read_table("users", settings, columns=["user_id", "city", "last_active_at"])
+    since = now - timedelta(days=settings.active_user_days)
+    # One row per user (merged); the statistics of last_active_at skip files of idle users.
+    table = lake.read_table(
+        "users",
+        settings,
+        columns=["user_id", "city", "last_active_at"],
+        filters=[("last_active_at", ">=", since)],
+    )
     if table.empty:
         return []
     table = table.sort_values("last_active_at").drop_duplicates("user_id", keep="last")
-    since = now - timedelta(days=settings.active_user_days)
     active = []
     for row in table.itertuples(index=False):
         seen = row.last_active_at.to_pydatetime()

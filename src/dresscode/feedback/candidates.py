@@ -18,7 +18,7 @@ from typing import Any, TypedDict
 
 from dresscode.core import lake, tables
 from dresscode.core.config import Settings, get_settings
-from dresscode.feedback.events import iso_utc
+from dresscode.feedback.events import cell_text, iso_utc
 from dresscode.feedback.labels import digest_of, latest_corrected_labels, latest_rows
 from dresscode.registry.golden import ACCEPTED, PENDING, latest_candidates
 
@@ -94,6 +94,8 @@ def _candidate(
         "n_corrections": int(labels["n_corrections"]),
         "last_event_time": labels["last_event_time"],
         "labels_digest": digest,
+        # The Delta table versions the labels were computed from ({} before they were kept).
+        "lake_versions": cell_text(labels.get("lake_versions")) or "{}",
         "status": PENDING,
         "revision": revision,
         "staged_at": at,

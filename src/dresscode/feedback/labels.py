@@ -108,14 +108,24 @@ def reconcile_corrected_labels(
     row's, so a replay writes nothing and a run that died after writing events is completed
     by the next one.
     """
+    from dresscode.core import delta
+
     settings = settings or get_settings()
     now = now or datetime.now(UTC)
-    events = read_feedback(settings)
-    if events.empty:
-        return {"photos": 0, "updated": 0}
-    events = events[events["event_type"].isin(CORRECTION_TYPES)].copy()
-    if events.empty:
-        return {"photos": 0, "updated": 0}
+    # One snapshot of both tables: the rows name the versions they were computed from, so a
+    # golden candidate can be traced (and recomputed) to the lake as it was.
+    with delta.snapshot(
+        tables.WARDROBE_ITEMS.name, lake.WARDROBE_EVENTS_TABLE, settings=settings
+    ) as versions:
+        # The correction events are the wardrobe events (kept by user), not every feedback day.
+        events = lake.read_table(lake.WARDROBE_EVENTS_TABLE, settings)
+        if events.empty:
+            return {"photos": 0, "updated": 0}
+        events = events[events["event_type"].isin(CORRECTION_TYPES)].copy()
+        if events.empty:
+            return {"photos": 0, "updated": 0}
+        base = _base_items(sorted(set(events["user_id"].astype(str))), settings)
+    read_at = json.dumps(versions, sort_keys=True)
     events["prompt_version"] = events["prompt_version"].map(lambda v: cell_text(v) or "")
     latest = latest_corrected_labels(settings)
     done = (
@@ -123,7 +133,6 @@ def reconcile_corrected_labels(
         if not latest.empty
         else {}
     )
-    base = _base_items(settings)
     rows = []
     for key, group in events.groupby(LABEL_KEY, sort=True):
         digest = digest_of(group["event_id"])
@@ -143,6 +152,7 @@ def reconcile_corrected_labels(
                 "last_event_time": ordered[-1]["event_time"],
                 "events_digest": digest,
                 "computed_at": iso_utc(now),
+                "lake_versions": read_at,
             }
         )
     if rows:
@@ -153,9 +163,12 @@ def reconcile_corrected_labels(
     return {"photos": n_photos, "updated": len(rows)}
 
 
-def _base_items(settings: Settings) -> dict[tuple[str, str, str], list[tuple[str, dict[str, Any]]]]:
-    """The model's items per (user, photo, prompt version), in the order it listed them."""
-    items = lake.read_table("wardrobe_items", settings)
+def _base_items(
+    users: list[str], settings: Settings
+) -> dict[tuple[str, str, str], list[tuple[str, dict[str, Any]]]]:
+    """The model's items per (user, photo, prompt version) of ``users`` (those with
+    corrections: their buckets only), in the order it listed them."""
+    items = lake.read_table("wardrobe_items", settings, filters=[("user_id", "in", users)])
     out: dict[tuple[str, str, str], list[tuple[str, dict[str, Any]]]] = defaultdict(list)
     if items.empty:
         return out

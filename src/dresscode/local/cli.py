@@ -103,6 +103,9 @@ def _read_capped(path: Path, cap: int) -> bytes:
 
 def _writable_output(output: Path, source: Path) -> None:
     """Refuse an output that would overwrite the input or that cannot be written."""
+    for path in (source, output):
+        if "\x00" in str(path):  # the OS refuses it with a ValueError, not an OSError
+            raise CliError(f"{str(path)!r}: a file name cannot contain a NUL byte")
     if output.exists() and source.exists() and output.resolve() == source.resolve():
         raise CliError(f"{output}: is the input; write the normalized photo to another file")
     if output.is_dir():
@@ -291,6 +294,13 @@ def _lake_migrate(args: argparse.Namespace) -> int:
     return lake_migrate.command(args.tables, dry_run=args.dry_run)
 
 
+def _drift_reproduce(args: argparse.Namespace) -> int:
+    """``dresscode drift reproduce``: a drift report computed again at its table versions."""
+    from dresscode.monitoring import reproduce
+
+    return reproduce.command(args.report)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dresscode", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -394,6 +404,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--dry-run", action="store_true", help="say what would be done; change nothing"
     )
     migrate.set_defaults(func=_lake_migrate)
+
+    drift_cmd = sub.add_parser("drift", help="drift reports")
+    drift_sub = drift_cmd.add_subparsers(dest="drift_command", required=True)
+    again = drift_sub.add_parser(
+        "reproduce",
+        help="compute a drift report again on the data it read (the Delta table versions it "
+        "recorded); exit 1 when the result differs",
+    )
+    again.add_argument(
+        "report", help="the report's JSON (reports/drift/date=D/<key>.json) or its MLflow run id"
+    )
+    again.set_defaults(func=_drift_reproduce)
 
     dig = sub.add_parser(
         "digitize", help="digitize one photo with the model endpoint (dresscode_llm)"

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from dresscode.core import config, lake
+from dresscode.core import config, delta, lake
 from dresscode.feedback import events, references
 from dresscode.feedback import labels as feedback_labels
 from dresscode.feedback import tasks as feedback
@@ -179,6 +179,12 @@ def test_corrections_raise_the_correction_rate_and_stage_golden_candidates(world
     candidates = golden.latest_candidates()
     assert list(candidates["image_sha256"]) == [a.sha]
     assert json.loads(candidates.iloc[0]["items_json"]) == labels
+    # The candidate names the table versions its labels were computed from (time travel).
+    read_at = json.loads(candidates.iloc[0]["lake_versions"])
+    assert read_at == {
+        "wardrobe_items": delta.current_version("wardrobe_items"),
+        "wardrobe_events": delta.current_version("wardrobe_events"),
+    }
 
 
 def test_corrections_move_the_monitoring_correction_rate_metric(world) -> None:
