@@ -21,8 +21,8 @@ Each read runs against three layouts of the same rows:
 
 * ``delta`` — the project's Delta tables, not compacted, written with ``write_deltalake`` into
   ``delta.location(name)`` with the columns ``delta.write_part`` writes (``_part``, ``date``):
-  ``manifests`` partitioned by ``date``, ``wardrobe_items`` and ``wardrobe_events`` (the
-  feedback's wardrobe events) by ``user_bucket``. The newest ``--recent-days`` days as
+  ``manifests`` partitioned by ``date``, ``wardrobe_items`` and ``user_events`` (the
+  feedback's events by user) by ``user_bucket``. The newest ``--recent-days`` days as
   ingest commits them, ``--commits-per-day`` commits a day; older days in bulk commits
   (committing a 900-day history commit by commit would take about an hour here: a commit's
   cost grows with the table's live files);
@@ -85,7 +85,7 @@ from _capped import run_capped
 LAST_DAY = date(2026, 11, 22)
 READS = ("discovery", "batch", "style")
 LAYOUTS = ("delta", "delta z-ordered", "parquet parts")
-BUCKETED = ("wardrobe_items", "wardrobe_events", "users")  # by user_bucket, as the project
+BUCKETED = ("wardrobe_items", "user_events", "users")  # by user_bucket, as the project
 LANDING_KEYS = 5_000
 BATCH_USERS = 200
 ITEMS_PER_USER = 25
@@ -346,7 +346,7 @@ def build(scale: Scale, root: Path) -> dict:
     pending: dict[str, list[pa.Table]] = {
         "manifests": [],
         "wardrobe_items": [],
-        "wardrobe_events": [],
+        "user_events": [],
     }
     opened: dict[str, DeltaTable] = {}  # kept open: each commit updates it from the log
     buckets = _buckets(scale.users)
@@ -392,10 +392,10 @@ def build(scale: Scale, root: Path) -> dict:
             events = _write_feedback(
                 rng, owners, scale, commit // scale.commits_per_day, int(i1), (delta_lake, legacy)
             )
-            pending["wardrobe_events"].extend(events)
-            queued = sum(t.num_rows for t in pending["wardrobe_events"])
+            pending["user_events"].extend(events)
+            queued = sum(t.num_rows for t in pending["user_events"])
             if commit >= first_recent - 1 or queued >= BULK_ROWS:
-                commit_delta("wardrobe_events")
+                commit_delta("user_events")
         if (commit + 1) % max(scale.commits // 10, 1) == 0:
             print(
                 f"#   {scale.name}: {commit + 1}/{scale.commits} commits, "
@@ -423,10 +423,9 @@ def _write_feedback(
     rng, owners, scale: Scale, day_index: int, items_so_far: int, lakes
 ) -> list[pa.Table]:
     """One day of feedback events in ``feedback_parts_per_day`` parts (one per app export);
-    returns their wardrobe events as ``lake.write_wardrobe_events`` keeps them (``date``,
-    ``_part``), for the Delta lake's ``wardrobe_events``."""
+    returns them as ``lake.write_user_events`` keeps them (``date``, ``_part``), for the
+    Delta lake's ``user_events``."""
     from dresscode.core import delta
-    from dresscode.core.wardrobe import WARDROBE_EVENTS
 
     events = []
     day = day_of(scale, day_index)
@@ -442,9 +441,8 @@ def _write_feedback(
             folder = lake / "feedback" / f"date={day.isoformat()}"
             folder.mkdir(parents=True, exist_ok=True)
             pq.write_table(rows, folder / f"{part}.parquet", compression="zstd")
-        edits = rows.filter(pc.field("event_type").isin(list(WARDROBE_EVENTS)))
-        edits = edits.select(
-            [c for c in delta.TABLES["wardrobe_events"].types if c in edits.column_names]
+        edits = rows.select(
+            [c for c in delta.TABLES["user_events"].types if c in rows.column_names]
         )
         edits = edits.append_column("date", _constant(day.isoformat(), edits.num_rows))
         events.append(edits.append_column("_part", _constant(f"{day}-{part}", edits.num_rows)))
@@ -532,7 +530,7 @@ def run_read(read: str, layout: str, lake: Path, home: Path, inputs_file: Path) 
         # The reader before this change: the tables are Parquet parts, read part by part, and
         # the fold's events come from the feedback table.
         delta.is_delta = lambda name: False
-        tables.WARDROBE_EVENTS_TABLE = tables.FEEDBACK
+        tables.USER_EVENTS_TABLE = tables.FEEDBACK
     style.vocabularies()  # the blueprint's vocabularies are loaded once per process
     inputs = json.loads(inputs_file.read_text())
     rss_before = _status_mb("VmRSS")
@@ -586,7 +584,7 @@ def _breakdown(read: str, layout: str, inputs: dict, settings) -> dict:
     elif read == "batch":
         users = [("user_id", "in", inputs["batch"])]
         clock("wardrobe_items", lambda: lake.read_table("wardrobe_items", settings, filters=users))
-        events = tables.WARDROBE_EVENTS_TABLE.name
+        events = tables.USER_EVENTS_TABLE.name
         clock(events, lambda: lake.read_table(events, settings, filters=users))
         if layout != "parquet parts":
             timed["files"] = _files("wardrobe_items", None, "user_id", inputs["batch"], settings)

@@ -130,7 +130,11 @@ def _tables() -> dict[str, pd.DataFrame]:
     for name in ("feedback", "corrected_labels"):
         frame = lake.read_table(name)
         if not frame.empty:
-            frame = frame.drop(columns=["computed_at", "received_at"], errors="ignore")
+            # When and at which table versions a row was computed differ between a retry and a
+            # clean run (more commits happened); what was computed must not.
+            frame = frame.drop(
+                columns=["computed_at", "received_at", "lake_versions"], errors="ignore"
+            )
             frame = frame.sort_values(list(frame.columns[:2])).reset_index(drop=True)
         out[name] = frame
     return out

@@ -12,8 +12,8 @@ The tables keep the lake's contract (``lake.write_parquet`` / ``lake.read_table`
 written as named *parts* of a day, and writing the same part again **replaces** it in one
 commit (``_part`` column; ``overwrite`` with a predicate), so a retried task never duplicates
 rows. Each table is partitioned by what its readers select on: ``manifests`` and
-``redigitized`` by ``date`` (discovery reads the newest days), ``wardrobe_items`` and
-``wardrobe_events`` by ``user_bucket`` (a pre-generation batch reads its users' rows:
+``redigitized`` by ``date`` (discovery reads the newest days), ``wardrobe_items``,
+``user_events`` and ``users`` by ``user_bucket`` (a pre-generation batch reads its users' rows:
 :func:`user_bucket`, a hash of the user id, so a batch of users planned bucket by bucket reads
 one or two partitions whatever the lake's age; the rows keep their ``date`` column). Known columns have fixed types (:data:`TYPES`): a batch where a column is all
 null, or an int column with gaps read back as float, is cast, never allowed to change the
@@ -89,9 +89,10 @@ TABLES: dict[str, DeltaSpec] = {
     "manifests": DeltaSpec(("upload_key",), delta_types.MANIFEST_TYPES),
     "wardrobe_items": DeltaSpec(("user_id",), delta_types.ITEM_TYPES, BUCKET),
     "redigitized": DeltaSpec(("upload_key",), delta_types.REDIGITIZED_TYPES),
-    # The feedback events that change a wardrobe, by user: the fold of a batch's wardrobes
-    # reads its users' events here instead of every day of ``feedback`` (written with it).
-    "wardrobe_events": DeltaSpec(("user_id",), delta_types.EVENT_TYPES, BUCKET),
+    # The feedback events by user (written with each ``feedback`` part): the fold of a batch's
+    # wardrobes, the labels and the duplicate check read their users' events here instead of
+    # every day of ``feedback``.
+    "user_events": DeltaSpec(("user_id",), delta_types.EVENT_TYPES, BUCKET),
     # User profiles: state, one row per user, merged on user_id (the newest last_active_at
     # wins), so "who is active" reads one row per user, not every profile change ever written.
     "users": DeltaSpec(

@@ -82,6 +82,8 @@ EVENT_TYPES = {
     "image_sha256": STR,
     "prompt_version": STR,
     "source_sha256": STR,
+    "received_at": STR,
+    "source": STR,
 }
 USER_TYPES = {"user_id": STR, "city": STR, "last_active_at": TS}
 

@@ -54,7 +54,7 @@ TABLES = (
     "user_style",
     "outfit_suggestions",
     "feedback",
-    "wardrobe_events",
+    "user_events",
     "corrected_labels",
     "golden_candidates",
     "quality_metrics",
@@ -420,11 +420,11 @@ def write_parquet(
     path = partition(name, day, settings) / f"{safe_segment(part, what='part name')}.parquet"
     write_bytes(path, to_parquet_bytes(records))
     if name == "feedback":
-        write_wardrobe_events(day, part, records, settings)
+        write_user_events(day, part, records, settings)
     return path
 
 
-WARDROBE_EVENTS_TABLE = "wardrobe_events"
+USER_EVENTS_TABLE = "user_events"
 
 
 def upsert(
@@ -439,7 +439,7 @@ def upsert(
     return delta.upsert(name, day, records, settings)
 
 
-def write_wardrobe_events(
+def write_user_events(
     day: date | str,
     part: str,
     records: Iterable[Mapping[str, Any]] | pd.DataFrame,
@@ -447,33 +447,29 @@ def write_wardrobe_events(
     *,
     replace: bool = False,
 ) -> int:
-    """Commit the wardrobe-changing events of a ``feedback`` part to ``wardrobe_events``.
+    """Commit the events of a ``feedback`` part to ``user_events`` too.
 
     ``feedback`` is partitioned by event day (the windows of features and monitoring read a
-    few days); the fold of a user's wardrobe needs that user's edits of every day, so they are
-    also kept by user (a Delta table partitioned by ``user_bucket``). The part is named after
-    the feedback part and its day, so writing a feedback part again replaces its events.
+    few days); the fold of a user's wardrobe, the labels of a user's photos and the duplicate
+    check of a user's next events need that user's events of every day, so they are also kept
+    by user (a Delta table partitioned by ``user_bucket``). The part is named after the
+    feedback part and its day, so writing a feedback part again replaces its events.
     ``replace`` commits even when there are none (the feedback part was removed or emptied).
     Returns the events written.
     """
     import pandas as pd
 
     from dresscode.core import delta
-    from dresscode.core.wardrobe import WARDROBE_EVENTS
 
     frame = (
         records if isinstance(records, pd.DataFrame) else pd.DataFrame.from_records(list(records))
     )
-    if "event_type" in frame.columns:
-        frame = frame[frame["event_type"].isin(WARDROBE_EVENTS)]
-    else:
-        frame = frame.iloc[0:0]
-    columns = [c for c in delta.TABLES[WARDROBE_EVENTS_TABLE].types if c in frame.columns]
+    columns = [c for c in delta.TABLES[USER_EVENTS_TABLE].types if c in frame.columns]
     if frame.empty and not replace:
         return 0
     day_str = day.isoformat() if isinstance(day, date) else str(day)
     name = safe_segment(f"{day_str}-{part}", what="part name")
-    delta.write_part(WARDROBE_EVENTS_TABLE, day_str, name, frame[columns], settings)
+    delta.write_part(USER_EVENTS_TABLE, day_str, name, frame[columns], settings)
     return len(frame)
 
 

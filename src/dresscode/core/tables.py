@@ -138,12 +138,12 @@ FEEDBACK = Table(
     ("user_id", "event_id"),  # event ids are the app's, unique per user only
     doc="applied user feedback events",
 )
-WARDROBE_EVENTS_TABLE = Table(
-    lake.WARDROBE_EVENTS_TABLE,
+USER_EVENTS_TABLE = Table(
+    lake.USER_EVENTS_TABLE,
     "feedback",
     "parquet",
     ("user_id", "event_id"),
-    doc="the feedback events that change a wardrobe, by user_bucket (written with feedback)",
+    doc="the feedback events by user_bucket (written with each feedback part)",
 )
 CORRECTED_LABELS = Table(
     "corrected_labels",
@@ -201,7 +201,7 @@ CATALOGUE: dict[str, Table] = {
         USER_STYLE,
         OUTFIT_SUGGESTIONS,
         FEEDBACK,
-        WARDROBE_EVENTS_TABLE,
+        USER_EVENTS_TABLE,
         CORRECTED_LABELS,
         GOLDEN_CANDIDATES,
         QUALITY_METRICS,
@@ -469,8 +469,8 @@ def current_wardrobe_items(
     payload cannot be read is skipped with a WARNING, never an error. ``as_of`` (aware) leaves
     out items of later days and later events, for point-in-time features.
 
-    Only the users' rows are read: ``wardrobe_items`` and ``wardrobe_events`` (the feedback
-    table's wardrobe events, kept by user) are partitioned by ``user_bucket``, so a batch of
+    Only the users' rows are read: ``wardrobe_items`` and ``user_events`` (the feedback
+    table's events, kept by user) are partitioned by ``user_bucket``, so a batch of
     users reads its buckets' files, and of those the row groups of its id range.
     """
     import pandas as pd
@@ -478,7 +478,7 @@ def current_wardrobe_items(
     settings = settings or get_settings()
     wanted = None if user_ids is None else sorted({str(u) for u in user_ids})
     items = _rows_of(WARDROBE_ITEMS.name, wanted, settings)
-    events = _rows_of(WARDROBE_EVENTS_TABLE.name, wanted, settings)
+    events = _rows_of(USER_EVENTS_TABLE.name, wanted, settings, kinds=WARDROBE_EVENTS)
     cutoff = None if as_of is None else as_of.astimezone(UTC)
     if not items.empty:
         items = wardrobe.one_row_per_item(items)
@@ -504,15 +504,26 @@ def current_wardrobe_items(
     return pd.DataFrame(list(current.values()), columns=wardrobe.columns_of(items, current))
 
 
-def _rows_of(name: str, user_ids: Sequence[str] | None, settings: Settings) -> pd.DataFrame:
-    """A Parquet table's rows of ``user_ids`` (None: all), each part filtered as it is read."""
+def _rows_of(
+    name: str,
+    user_ids: Sequence[str] | None,
+    settings: Settings,
+    *,
+    kinds: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """A table's rows of ``user_ids`` (None: all; of ``kinds`` of events), only the files and
+    row groups that can hold them."""
+    filters: list[tuple[str, str, Any]] = []
+    if kinds is not None:
+        filters.append(("event_type", "in", list(kinds)))
     if user_ids is None:
-        return lake.read_table(name, settings)
+        return lake.read_table(name, settings, filters=filters or None)
     if not user_ids:
         import pandas as pd
 
         return pd.DataFrame()
-    return lake.read_table(name, settings, filters=[("user_id", "in", list(user_ids))])
+    filters.append(("user_id", "in", list(user_ids)))
+    return lake.read_table(name, settings, filters=filters)
 
 
 # --- inference log --------------------------------------------------------------------------

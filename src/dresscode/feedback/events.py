@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -408,5 +409,21 @@ def cell_list(value: Any) -> list[Any]:
 
 
 def read_feedback(settings: Settings) -> pd.DataFrame:
-    """The ``feedback`` table (every accepted event)."""
+    """The ``feedback`` table (every accepted event): for the local summary, not for tasks."""
     return lake.read_table("feedback", settings)
+
+
+def events_of(users: Sequence[str], settings: Settings) -> pd.DataFrame:
+    """The accepted events of ``users`` (``user_events``: their buckets' files only), with
+    the columns of a ``feedback`` row; empty for no users."""
+    import pandas as pd
+
+    if not users:
+        return pd.DataFrame(columns=list(FeedbackRow.__annotations__))
+    frame = lake.read_table(
+        lake.USER_EVENTS_TABLE, settings, filters=[("user_id", "in", sorted(set(users)))]
+    )
+    for column in FeedbackRow.__annotations__:
+        if column not in frame.columns:
+            frame[column] = None
+    return frame

@@ -29,7 +29,6 @@ from dresscode.feedback.events import (
     cell_list,
     cell_text,
     iso_utc,
-    read_feedback,
 )
 
 if TYPE_CHECKING:
@@ -115,10 +114,11 @@ def reconcile_corrected_labels(
     # One snapshot of both tables: the rows name the versions they were computed from, so a
     # golden candidate can be traced (and recomputed) to the lake as it was.
     with delta.snapshot(
-        tables.WARDROBE_ITEMS.name, lake.WARDROBE_EVENTS_TABLE, settings=settings
+        tables.WARDROBE_ITEMS.name, lake.USER_EVENTS_TABLE, settings=settings
     ) as versions:
-        # The correction events are the wardrobe events (kept by user), not every feedback day.
-        events = lake.read_table(lake.WARDROBE_EVENTS_TABLE, settings)
+        # The correction events, kept by user (user_events), not every day of feedback.
+        kinds = [("event_type", "in", list(CORRECTION_TYPES))]
+        events = lake.read_table(lake.USER_EVENTS_TABLE, settings, filters=kinds)
         if events.empty:
             return {"photos": 0, "updated": 0}
         events = events[events["event_type"].isin(CORRECTION_TYPES)].copy()
@@ -230,9 +230,14 @@ def correction_rate(settings: Settings | None = None) -> CorrectionRates:
         if row["status"] == tables.ACCEPTED and cell_text(row.get("prompt_version"))
     ]
     photos = pd.DataFrame(accepted, columns=["user_id", "image_sha256", "prompt_version"])
-    events = read_feedback(settings)
+    # The correction events only (user_events, filtered on event_type), not every feedback day.
+    events = lake.read_table(
+        lake.USER_EVENTS_TABLE, settings, filters=[("event_type", "in", list(CORRECTION_EVENTS))]
+    )
     if events.empty:
-        events = pd.DataFrame(columns=["event_type", "user_id", "image_sha256", "item_id"])
+        events = pd.DataFrame(
+            columns=["event_type", "user_id", "image_sha256", "item_id", "prompt_version"]
+        )
     per_version = photo_correction_rate(photos, events, by=["prompt_version"])
     overall = photo_correction_rate(photos, events)
 

@@ -271,13 +271,13 @@ def commit(outcome: Outcome, settings: Settings) -> str | None:
         lake.write_bytes(path, data)
     for path in outcome.stale:
         lake.delete(path)
-    # The same events by user, for the wardrobe fold (lake.write_wardrobe_events); after the
+    # The same events by user, for the wardrobe fold (lake.write_user_events); after the
     # parts, so a crash in between is repaired by the retry that writes both again.
     stem = part_name(f.sha256)
     for event_day, day_rows in sorted(outcome.by_day.items()):
-        lake.write_wardrobe_events(event_day, stem, day_rows, settings)
+        lake.write_user_events(event_day, stem, day_rows, settings)
     for event_day in outcome.stale_days:
-        lake.write_wardrobe_events(event_day, stem, [], settings, replace=True)
+        lake.write_user_events(event_day, stem, [], settings, replace=True)
     return None if outcome.report is None else str(outcome.report[0])
 
 

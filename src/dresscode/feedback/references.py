@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypedDict
 
@@ -61,11 +61,29 @@ class LakeState:
         self.items.setdefault(item_id, ref)
 
 
-def load_state(feedback: pd.DataFrame, settings: Settings) -> LakeState:
-    """Items, photos and suggestions from the lake, deletions from ``feedback`` rows."""
+def load_state(
+    feedback: pd.DataFrame,
+    settings: Settings,
+    *,
+    users: Sequence[str] | None = None,
+    days: Sequence[str] | None = None,
+) -> LakeState:
+    """Items, photos and suggestions from the lake, deletions from ``feedback`` rows.
+
+    ``users``: only what those users' events can point at is read (their items and accepted
+    photos: their ``user_bucket`` files, their id range of ``manifests``), and ``days``: only
+    those days of suggestions — a run reads what its files are about, not the lake's history.
+    None reads everything (the tests of the whole state).
+    """
     state = LakeState()
+    by_user = None if users is None else [("user_id", "in", sorted(set(users)))]
+    if users is not None and not users:
+        return state
     items = lake.read_table(
-        "wardrobe_items", settings, columns=["item_id", "user_id", "image_sha256", "prompt_version"]
+        "wardrobe_items",
+        settings,
+        columns=["item_id", "user_id", "image_sha256", "prompt_version"],
+        filters=by_user,
     )
     for row in items.to_dict("records"):
         ref = ItemRef(
@@ -73,16 +91,40 @@ def load_state(feedback: pd.DataFrame, settings: Settings) -> LakeState:
         )
         state.add_item(str(row["item_id"]), ref)
         state.photos.setdefault(ref.image_sha256, {}).setdefault(ref.user_id, ref.prompt_version)
-    for row in tables.manifest_state(settings).values():
+    for row in _accepted_photos(by_user, settings):
         sha, user = cell_text(row.get("image_sha256")), cell_text(row.get("user_id"))
-        if row["status"] == tables.ACCEPTED and sha and user:
+        if sha and user:
             state.photos.setdefault(sha, {})[user] = cell_text(row.get("prompt_version")) or ""
-    for row in tables.latest_suggestions(settings).to_dict("records"):
+    suggestions = tables.latest_suggestions(settings, days=days)
+    if by_user is not None and not suggestions.empty:
+        suggestions = suggestions[suggestions["user_id"].astype(str).isin(set(users or []))]
+    for row in suggestions.to_dict("records"):
         n = int(row["n_outfits"]) if row.get("status") == "ok" else 0
         state.suggestions[(str(row["user_id"]), str(row["day"]))] = n
     for row in feedback.to_dict("records"):
         remember(state, row)
     return state
+
+
+def _accepted_photos(
+    by_user: list[tuple[str, str, Any]] | None, settings: Settings
+) -> list[dict[str, Any]]:
+    """The accepted uploads' rows (of the users), oldest first: a later row's version wins."""
+    if by_user is None:
+        rows = [
+            r for r in tables.manifest_state(settings).values() if r["status"] == tables.ACCEPTED
+        ]
+        return [dict(r) for r in rows]
+    columns = ["upload_key", "user_id", "status", "image_sha256", "prompt_version", "processed_at"]
+    frame = lake.read_table(
+        tables.MANIFESTS.name,
+        settings,
+        columns=columns,
+        filters=[*by_user, ("status", "=", tables.ACCEPTED)],
+    )
+    if frame.empty:
+        return []
+    return list(frame.sort_values("processed_at", kind="stable").to_dict("records"))
 
 
 def remember(state: LakeState, row: Mapping[str, Any]) -> None:

@@ -37,8 +37,8 @@ from dresscode.feedback.events import (
     LineChecker,
     Reason,
     Rejection,
+    events_of,
     iso_utc,
-    read_feedback,
     safe_text,
     split_lines,
 )
@@ -105,7 +105,15 @@ def validate_and_apply(
     landed = landing.read_landing_files(keys, settings)
     quarantined = [landing.quarantine(f, why, day, settings) for f, why in landed.not_jsonl]
     files, unreadable = landed.files, landed.unreadable
-    existing = read_feedback(settings)
+    checker = LineChecker(now=now, max_future_s=settings.feedback_max_future_s)
+    rejections: dict[str, list[Rejection]] = {f.sha256: [] for f in files}
+    events, lines = _check_files(files, checker, rejections)
+    # Only what these files' events can be about is read: their users' earlier events (the
+    # duplicate check, deletions, added items), items and photos, and the suggestion days
+    # they name — not the lake's history.
+    users = sorted({e.user_id for e in events})
+    days = sorted({str(e.fields["suggestion_day"]) for e in events if "suggestion_day" in e.fields})
+    existing = events_of(users, settings)
     own = {f.sha256 for f in files}
     if not existing.empty:
         prior = existing[~existing["source_sha256"].isin(own)]
@@ -116,11 +124,7 @@ def validate_and_apply(
         (str(r["user_id"]), str(r["event_id"])): (str(r["received_at"]), str(r["source"]))
         for r in mine.to_dict("records")
     }
-    checker = LineChecker(now=now, max_future_s=settings.feedback_max_future_s)
-
-    rejections: dict[str, list[Rejection]] = {f.sha256: [] for f in files}
-    events, lines = _check_files(files, checker, rejections)
-    state = load_state(prior, settings)
+    state = load_state(prior, settings, users=users, days=days)
     rows: dict[str, list[FeedbackRow]] = {f.sha256: [] for f in files}
     received_at = iso_utc(now)
     for event in sorted(events, key=lambda e: (e.event_time, e.event_id)):

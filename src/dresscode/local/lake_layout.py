@@ -10,10 +10,10 @@ Two changes of layout, both in place and idempotent:
   until ``lake_maintenance`` vacuums it. The rows are read at one version and checked after the
   commit (the key tuples, with multiplicity); a mismatch raises. The table is read whole, once:
   a one-off, sized in ``docs/runbooks/lake_maintenance.md``.
-* **Index the wardrobe events.** ``wardrobe_events`` (the feedback table's wardrobe-changing
-  events, by user) is written with every feedback part from this release on; the events of
-  older parts are committed here, part by part, under the same part names the writers use, so a
-  second run replaces them with themselves.
+* **Index the events by user.** ``user_events`` (the feedback table's events, by user) is
+  written with every feedback part from this release on; the events of older parts are
+  committed here, part by part, under the same part names the writers use, so a second run
+  replaces them with themselves.
 
 Run it with nothing writing to the lake (``make down`` first), like the rest of the migration.
 """
@@ -50,14 +50,14 @@ def pending(settings: Settings | None = None) -> list[str]:
     settings = settings or get_settings()
     found = [name for name in delta.TABLES if _stale_partitioning(name, settings)]
     if _events_missing(settings):
-        found.append(lake.WARDROBE_EVENTS_TABLE)
+        found.append(lake.USER_EVENTS_TABLE)
     return found
 
 
 def migrate_layout(
     settings: Settings | None = None, *, dry_run: bool = False
 ) -> list[LayoutReport]:
-    """Re-partition what is stale and index the wardrobe events; one report per table."""
+    """Re-partition what is stale and index the events by user; one report per table."""
     settings = settings or get_settings()
     reports = [
         repartition(name, settings, dry_run=dry_run)
@@ -65,7 +65,7 @@ def migrate_layout(
         if _stale_partitioning(name, settings)
     ]
     if _events_missing(settings):
-        reports.append(index_wardrobe_events(settings, dry_run=dry_run))
+        reports.append(index_user_events(settings, dry_run=dry_run))
     return reports
 
 
@@ -112,14 +112,12 @@ def repartition(
     return LayoutReport(name, f"re-partitioned by {spec.partition}, verified", data.num_rows)
 
 
-def index_wardrobe_events(
-    settings: Settings | None = None, *, dry_run: bool = False
-) -> LayoutReport:
-    """Commit the wardrobe events of every ``feedback`` part to ``wardrobe_events``."""
+def index_user_events(settings: Settings | None = None, *, dry_run: bool = False) -> LayoutReport:
+    """Commit the events of every ``feedback`` part to ``user_events``."""
     import pyarrow.parquet as pq
 
     settings = settings or get_settings()
-    name = lake.WARDROBE_EVENTS_TABLE
+    name = lake.USER_EVENTS_TABLE
     written = 0
     for path in lake.list_files(lake.table(FEEDBACK.name, settings)):
         day = _day(str(path))
@@ -128,27 +126,21 @@ def index_wardrobe_events(
         with path.fs.open(path.path, "rb") as fh:
             frame = pq.read_table(fh).to_pandas()
         if not dry_run:
-            written += lake.write_wardrobe_events(day, path.stem, frame, settings)
+            written += lake.write_user_events(day, path.stem, frame, settings)
         else:
-            written += int(frame.get("event_type", frame.iloc[:, :0]).isin(_events()).sum())
+            written += len(frame)
     if not dry_run and delta.open_table(name, settings) is None:
-        # No wardrobe event in the whole feedback table: an empty table says "indexed", so the
-        # next run does not read every feedback part again to find out.
-        lake.write_wardrobe_events(_today(), "layout-migration", [], settings, replace=True)
+        # No event in the whole feedback table: an empty table says "indexed", so the next run
+        # does not read every feedback part again to find out.
+        lake.write_user_events(_today(), "layout-migration", [], settings, replace=True)
     verb = "would index" if dry_run else "indexed"
-    return LayoutReport(name, f"{verb} the wardrobe events of feedback", written)
+    return LayoutReport(name, f"{verb} the events of feedback by user", written)
 
 
 def _today() -> str:
     from datetime import UTC, datetime
 
     return datetime.now(UTC).date().isoformat()
-
-
-def _events() -> tuple[str, ...]:
-    from dresscode.core.wardrobe import WARDROBE_EVENTS
-
-    return WARDROBE_EVENTS
 
 
 def _stale_partitioning(name: str, settings: Settings) -> bool:
@@ -159,8 +151,8 @@ def _stale_partitioning(name: str, settings: Settings) -> bool:
 
 
 def _events_missing(settings: Settings) -> bool:
-    """Feedback parts exist and ``wardrobe_events`` was never written (an older lake)."""
-    if delta.open_table(lake.WARDROBE_EVENTS_TABLE, settings) is not None:
+    """Feedback parts exist and ``user_events`` was never written (an older lake)."""
+    if delta.open_table(lake.USER_EVENTS_TABLE, settings) is not None:
         return False
     return bool(lake.partition_days(FEEDBACK.name, settings))
 

@@ -183,7 +183,7 @@ def test_corrections_raise_the_correction_rate_and_stage_golden_candidates(world
     read_at = json.loads(candidates.iloc[0]["lake_versions"])
     assert read_at == {
         "wardrobe_items": delta.current_version("wardrobe_items"),
-        "wardrobe_events": delta.current_version("wardrobe_events"),
+        "user_events": delta.current_version("user_events"),
     }
 
 

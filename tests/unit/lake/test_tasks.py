@@ -16,7 +16,7 @@ def test_every_delta_table_gets_a_task() -> None:
         "manifests",
         "wardrobe_items",
         "redigitized",
-        "wardrobe_events",
+        "user_events",
         "users",
     )
 
@@ -35,7 +35,7 @@ def test_the_report_totals_and_fails_naming_each_table_that_failed(
         )
     done = [
         tasks.maintain(name, day=date(2026, 3, 2))
-        for name in ("wardrobe_items", "redigitized", "wardrobe_events", "users")
+        for name in ("wardrobe_items", "redigitized", "user_events", "users")
     ]
 
     with pytest.raises(tasks.MaintenanceFailed) as failed:
@@ -47,7 +47,7 @@ def test_the_report_totals_and_fails_naming_each_table_that_failed(
     totals = tasks.report([*done, {**done[1], "table": "manifests"}])
     assert totals == {
         "maintained": ["wardrobe_items"],
-        "never_written": ["manifests", "redigitized", "wardrobe_events", "users"],
+        "never_written": ["manifests", "redigitized", "user_events", "users"],
         "files_before": 3,
         "files_after": 1,
         "files_vacuumed": 0,

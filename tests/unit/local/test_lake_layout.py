@@ -93,7 +93,7 @@ def test_re_partitioning_keeps_every_row_and_a_user_read_prunes_to_its_bucket(
     assert delta.current_version("wardrobe_items") == version
 
 
-def test_the_wardrobe_events_of_older_feedback_parts_are_indexed_once(dresscode_home: Path) -> None:
+def test_the_user_events_of_older_feedback_parts_are_indexed_once(dresscode_home: Path) -> None:
     lake.write_parquet(
         "wardrobe_items",
         DAY,
@@ -108,33 +108,33 @@ def test_the_wardrobe_events_of_older_feedback_parts_are_indexed_once(dresscode_
         [
             _event("u1", "i1", "item_deleted", "e1"),
             _event("u1", "i2", "item_corrected", "e2"),
-            _event("u1", "i2", "outfit_rated", "e3"),  # not a wardrobe event: not indexed
+            _event("u1", "i2", "outfit_rated", "e3"),  # indexed too; the fold ignores it
         ],
     )
     # Before the index, the fold does not see the edits (what `make up` fixes first).
     assert sorted(tables.current_wardrobe_items(["u1"])["item_id"]) == ["i1", "i2"]
-    assert lake_layout.pending() == ["wardrobe_events"]
+    assert lake_layout.pending() == ["user_events"]
 
     [report] = lake_layout.migrate_layout()
 
-    assert report.rows == 2
+    assert report.rows == 3
     current = tables.current_wardrobe_items(["u1"])
     assert list(current["item_id"]) == ["i2"] and list(current["category"]) == ["bottom"]
-    version = delta.current_version("wardrobe_events")
+    version = delta.current_version("user_events")
     assert lake_layout.pending() == []
-    lake_layout.index_wardrobe_events()  # by hand again: the same parts replace themselves
-    assert len(lake.read_table("wardrobe_events")) == 2
-    assert delta.current_version("wardrobe_events") == (version or 0) + 1
+    lake_layout.index_user_events()  # by hand again: the same parts replace themselves
+    assert len(lake.read_table("user_events")) == 3
+    assert delta.current_version("user_events") == (version or 0) + 1
 
 
-def test_feedback_without_wardrobe_events_is_marked_indexed_so_up_does_not_read_it_again(
+def test_feedback_without_events_is_marked_indexed_so_up_does_not_read_it_again(
     dresscode_home: Path,
 ) -> None:
-    _feedback_part(DAY, [_event("u1", "i1", "outfit_rated", "e1")])
-    assert lake_layout.pending() == ["wardrobe_events"]
+    _feedback_part(DAY, [])  # a feedback part with no event (a file of rejected lines)
+    assert lake_layout.pending() == ["user_events"]
     lake_layout.migrate_layout()
     assert lake_layout.pending() == []
-    assert lake.read_table("wardrobe_events").empty
+    assert lake.read_table("user_events").empty
 
 
 def test_up_brings_the_layout_up_to_date_before_starting(
