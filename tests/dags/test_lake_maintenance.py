@@ -29,7 +29,9 @@ def test_a_run_compacts_and_a_broken_table_is_named(load_dag, module_home) -> No
     run = load_dag("lake_maintenance").test()
     assert run.state == "success", _states(run)
     table = delta.open_table("wardrobe_items")
-    assert table is not None and len(table.file_uris()) == 1  # 20 small files -> 1
+    # 20 small files of 3 users -> one file per user bucket
+    buckets = {delta.user_bucket(r["user_id"]) for r in rows}
+    assert table is not None and len(table.file_uris()) == len(buckets) == 3
     after = lake.read_table("wardrobe_items").sort_values("item_id").reset_index(drop=True)
     assert after.equals(before)  # the same rows, the same values
 
