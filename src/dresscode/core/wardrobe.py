@@ -65,10 +65,15 @@ def newest_digitization(items: pd.DataFrame) -> pd.DataFrame:
     """Only each (user, photo)'s rows of its newest digitization (ties keep all their rows)."""
     if items.empty or DIGITIZED_AT not in items.columns or "image_sha256" not in items.columns:
         return items
+    import pandas as pd
+
     stamp = items[DIGITIZED_AT].fillna("").astype(str)
     photo = [items["user_id"].astype(str), items["image_sha256"].fillna("").astype(str)]
-    newest = stamp.groupby(photo).transform("max")
-    return items[stamp == newest]
+    # ISO stamps as their rank (sorted factorize codes): a max over strings falls back to a
+    # Python loop per group in pandas (~1 min for 250k photos); over ints it is one pass.
+    rank = pd.Series(pd.factorize(stamp, sort=True)[0], index=items.index)
+    newest = rank.groupby(photo).transform("max")
+    return items[rank == newest]
 
 
 def successors(items: pd.DataFrame) -> dict[str, str]:
