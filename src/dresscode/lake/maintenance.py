@@ -162,7 +162,10 @@ def compact(table: DeltaTable, name: str, *, target_bytes: int, before: date) ->
             partition_filters=filters,
             target_size=target_bytes,
             min_commit_interval=COMMIT_EVERY,
-            writer_properties=WriterProperties(max_row_group_size=ROW_GROUP_ROWS),
+            # delta-rs drops its default compression when properties are given: name it.
+            writer_properties=WriterProperties(
+                max_row_group_size=ROW_GROUP_ROWS, compression="SNAPPY"
+            ),
         )
     else:
         if delta.TABLES[name].cluster_by:
