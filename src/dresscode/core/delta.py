@@ -66,6 +66,9 @@ class DeltaSpec:
     cluster_by: tuple[str, ...]  # z-order columns of lake_maintenance (readers filter on them)
     types: Mapping[str, str]
     partition: str = PARTITION  # PARTITION (by day) or BUCKET (by user)
+    # Rows per Parquet row group of a commit (None: delta-rs's default, ~1M): a reader that
+    # streams a part (the feature materializer) decodes one group at a time.
+    row_group: int | None = None
 
 
 def user_bucket(user_id: object) -> str:
@@ -88,6 +91,10 @@ TABLES: dict[str, DeltaSpec] = {
     # The feedback events that change a wardrobe, by user: the fold of a batch's wardrobes
     # reads its users' events here instead of every day of ``feedback`` (written with it).
     "wardrobe_events": DeltaSpec(("user_id",), delta_types.EVENT_TYPES, BUCKET),
+    # The feature tables: Feast's offline store (get_historical_features) and the materializer
+    # read them by day (a window), then by entity.
+    "user_style": DeltaSpec(("user_id",), delta_types.USER_STYLE_TYPES, row_group=65_536),
+    "weather": DeltaSpec(("city_id",), delta_types.WEATHER_TYPES),
 }
 
 
@@ -275,7 +282,7 @@ def _is_race(exc: Exception) -> bool:
 
 def _commit(name: str, day: str, part: str, rows: pd.DataFrame, settings: Settings) -> None:
     """One attempt: create the table with this part, or replace the part in one commit."""
-    from deltalake import write_deltalake
+    from deltalake import WriterProperties, write_deltalake
 
     uri, options = location(name, settings)
     existing = open_table(name, settings)
@@ -283,8 +290,25 @@ def _commit(name: str, day: str, part: str, rows: pd.DataFrame, settings: Settin
     if existing is not None:
         check_layout(name, existing)
     data = _arrow(name, rows, day, part, existing)
+    # Only when asked, and with delta-rs's default compression spelled out: WriterProperties
+    # replaces the defaults, and its own compression is none.
+    writer: dict[str, Any] = (
+        {
+            "writer_properties": WriterProperties(
+                max_row_group_size=spec.row_group, compression="SNAPPY"
+            )
+        }
+        if spec.row_group
+        else {}
+    )
     if existing is None:
-        write_deltalake(uri, data, partition_by=[spec.partition], storage_options=options)
+        write_deltalake(
+            uri,
+            data,
+            partition_by=[spec.partition],
+            storage_options=options,
+            **writer,
+        )
         return
     if spec.partition == BUCKET:
         # The part's users are the batch's (its uploads' owners): a retry has the same ones,
@@ -300,6 +324,7 @@ def _commit(name: str, day: str, part: str, rows: pd.DataFrame, settings: Settin
         predicate=f"{where}{PART} = {_sql(part)}",
         schema_mode="merge",
         storage_options=options,
+        **writer,
     )
 
 

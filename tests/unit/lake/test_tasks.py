@@ -12,12 +12,19 @@ from dresscode.lake import tasks
 
 
 def test_every_delta_table_gets_a_task() -> None:
-    assert tasks.TABLES == ("manifests", "wardrobe_items", "redigitized", "wardrobe_events")
+    assert tasks.TABLES == (
+        "manifests",
+        "wardrobe_items",
+        "redigitized",
+        "wardrobe_events",
+        "user_style",
+        "weather",
+    )
 
 
 def test_maintain_refuses_a_table_that_is_not_delta(dresscode_home: Path) -> None:
-    with pytest.raises(ValueError, match="'weather' is not a Delta table of the lake"):
-        tasks.maintain("weather", day=date(2026, 3, 2))
+    with pytest.raises(ValueError, match="'feedback' is not a Delta table of the lake"):
+        tasks.maintain("feedback", day=date(2026, 3, 2))
 
 
 def test_the_report_totals_and_fails_naming_each_table_that_failed(
@@ -30,19 +37,19 @@ def test_the_report_totals_and_fails_naming_each_table_that_failed(
     done = [
         tasks.maintain(name, day=date(2026, 3, 2)) for name in ("wardrobe_items", "redigitized")
     ]
+    unwritten = ("wardrobe_events", "user_style", "weather")  # like redigitized: never written
+    done += [{**done[1], "table": t} for t in unwritten]
 
     with pytest.raises(tasks.MaintenanceFailed) as failed:
         tasks.report(done)  # manifests' task failed: it has no result
 
     lake_uri = config.get_settings().lake_uri
-    expected = f"lake maintenance failed for 1 of 4 tables of {lake_uri}: manifests ("
+    expected = f"lake maintenance failed for 1 of 6 tables of {lake_uri}: manifests ("
     assert str(failed.value).startswith(expected)
-    totals = tasks.report(
-        [*done, *({**done[1], "table": t} for t in ("manifests", "wardrobe_events"))]
-    )
+    totals = tasks.report([*done, {**done[1], "table": "manifests"}])
     assert totals == {
         "maintained": ["wardrobe_items"],
-        "never_written": ["manifests", "redigitized", "wardrobe_events"],
+        "never_written": ["manifests", "redigitized", *unwritten],
         "files_before": 3,
         "files_after": 1,
         "files_vacuumed": 0,
