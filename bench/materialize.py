@@ -162,10 +162,12 @@ def run_case(
         os.environ["DRESSCODE_FEAST_REPO"] = str(_bench_repo(home, redis_url))
     from dresscode.core.config import get_settings
     from dresscode.features import materialization as features
+    from dresscode.features import store as feature_store
 
     settings = get_settings()
     store = _store(case, settings, home, redis_url)
-    repo = features.repo_contents(features.load_definitions(settings), store.project)
+    definitions = feature_store.load_definitions(settings)
+    repo = feature_store.repo_contents(definitions, store.project)
     store.apply([*repo.data_sources, *repo.entities, *repo.feature_views, *repo.feature_services])
     start, end = LAST_DAY, LAST_DAY + timedelta(days=1)
     window_start = start - timedelta(hours=settings.materialize_overlap_h)

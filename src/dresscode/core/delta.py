@@ -183,6 +183,24 @@ def open_table(
         raise failure(name, uri, options, exc) from exc
 
 
+def open_uri(uri: str, settings: Settings | None = None) -> DeltaTable | None:
+    """The Delta table at ``uri`` — a lake table's folder as a Feast source names it (a local
+    path or ``s3://``) — with the lake's storage options; None when nothing was written yet."""
+    from deltalake import DeltaTable
+    from deltalake.exceptions import DeltaError, TableNotFoundError
+
+    settings = settings or get_settings()
+    uri = uri.removeprefix("file://")
+    s3 = uri.startswith(("s3://", "s3a://"))
+    options = dict(s3_options(settings.aws_conn_id)) if s3 else {}
+    try:
+        return DeltaTable(uri, storage_options=options)
+    except TableNotFoundError:
+        return None
+    except (OSError, DeltaError) as exc:
+        raise failure(uri.rstrip("/").rpartition("/")[2], uri, options, exc) from exc
+
+
 _PINNED: ContextVar[dict[str, int] | None] = ContextVar("dresscode_delta_pinned", default=None)
 
 

@@ -148,22 +148,12 @@ def _source_dataset(
 ) -> tuple[Any, int]:
     """(pyarrow dataset, partitions): the files of the Delta table at ``source_uri`` whose
     ``date`` partition the window can hit, chosen from its log; None when it has none."""
-    from deltalake import DeltaTable
-    from deltalake.exceptions import DeltaError, TableNotFoundError
-
     from dresscode.core import delta
 
     days = _days((start - PARTITION_SLACK).date(), (end + PARTITION_SLACK).date())
-    uri = source_uri.removeprefix("file://")
-    options = (
-        dict(delta.s3_options(settings.aws_conn_id)) if uri.startswith(("s3://", "s3a://")) else {}
-    )
-    try:
-        table = DeltaTable(uri, storage_options=options)
-    except TableNotFoundError:
+    table = delta.open_uri(source_uri, settings)
+    if table is None:
         return None, 0  # nothing written yet
-    except (OSError, DeltaError) as exc:
-        raise delta.failure(uri.rstrip("/").rpartition("/")[2], uri, options, exc) from exc
     wanted = {d.isoformat() for d in days}
     live = {str(p.get(delta.PARTITION)) for p in table.partitions()}
     hit = sorted(wanted & live)

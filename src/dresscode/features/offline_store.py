@@ -59,27 +59,13 @@ class DeltaFileOfflineStore(DaskOfflineStore):
     """Feast's file (Dask) offline store; Delta sources are read through their log."""
 
 
-def storage_options(uri: str) -> dict[str, str]:
-    """delta-rs options for a source URI: the lake's AWS connection for ``s3://``."""
-    if uri.startswith(("s3://", "s3a://")):
-        return dict(delta.s3_options(get_settings().aws_conn_id))
-    return {}
-
-
 def read_delta(uri: str) -> dd.DataFrame:
     """The live rows of the Delta table at ``uri``, one Dask partition per data file."""
-    from deltalake import DeltaTable
-    from deltalake.exceptions import DeltaError, TableNotFoundError
-
-    options = storage_options(uri)
-    try:
-        table = DeltaTable(uri, storage_options=options)
-    except TableNotFoundError as exc:
+    table = delta.open_uri(uri, get_settings())
+    if table is None:
         raise FileNotFoundError(
-            f"Feast source {uri} is not a Delta table yet (nothing was written to it): {exc}"
-        ) from exc
-    except (OSError, DeltaError) as exc:
-        raise delta.failure(uri.rstrip("/").rpartition("/")[2], uri, options, exc) from exc
+            f"Feast source {uri} is not a Delta table yet: nothing was written to it"
+        )
     dataset = table.to_pyarrow_dataset()
     schema = dataset.schema
     # The part bookkeeping column is the lake's, not a feature: Feast never sees it.
