@@ -125,3 +125,20 @@ def test_a_snapshot_pins_what_every_read_in_it_sees(dresscode_home: Path) -> Non
         assert list(lake.read_table("manifests")["upload_key"]) == ["u1/a.jpg"]
         assert lake.partition_days("manifests") == [DAY]
     assert sorted(lake.read_table("manifests")["upload_key"]) == ["u1/a.jpg", "u1/b.jpg"]
+
+
+def test_a_tables_row_group_bounds_each_group_and_keeps_the_compression(
+    dresscode_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dataclasses
+
+    import pyarrow.parquet as pq
+
+    spec = dataclasses.replace(delta.TABLES["user_style"], row_group=2)
+    monkeypatch.setitem(delta.TABLES, "user_style", spec)
+    rows = [{"user_id": f"u{n}", "wardrobe_size": n} for n in range(5)]
+    lake.write_parquet("user_style", DAY, "night", rows)
+    [path] = delta.open_table("user_style").file_uris()
+    metadata = pq.ParquetFile(path).metadata
+    assert [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)] == [2, 2, 1]
+    assert metadata.row_group(0).column(0).compression == "SNAPPY"  # as delta-rs writes the rest
