@@ -258,6 +258,13 @@ def test_materialize_reads_an_s3_lake(s3_lake):
     assert report.entities_written == 2
     out = features.online_context([{"user_id": "u2", "city_id": "x"}])
     assert out.loc[0, "share_bag"] == 1.0
+    # The offline store reads the S3 Delta table through the lake's connection too.
+    write_style(DAY1, [item("u1", "top", "2026-05-01"), item("u1", "bag", "2026-05-01")])
+    entity_df = pd.DataFrame({"user_id": ["u1"], "event_timestamp": [DAY3]})
+    history = store.get_historical_features(
+        entity_df=entity_df, features=["user_style:wardrobe_size"]
+    ).to_df()
+    assert list(history["wardrobe_size"]) == [2]
 
 
 def test_materialize_respects_the_window_and_overlap(store):
