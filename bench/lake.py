@@ -594,11 +594,11 @@ def _breakdown(read: str, layout: str, inputs: dict, settings) -> dict:
 def _files(name: str, days, column: str, values: list[str], settings) -> str:
     """Files of the table / files ``delta.read`` scans for this read (its file-pruning
     predicate: partitions, and the values' range per bucket)."""
-    from dresscode.core import delta
+    from dresscode.core import delta, delta_filters
 
     table = delta.open_table(name, settings)
     names = set(pa.schema(table.schema()).names)
-    _, pruning = delta._conditions(name, days, [(column, "in", values)], names)
+    _, pruning = delta_filters.conditions(days, [(column, "in", values)], names)
     kept = table.file_uris(file_pruning_predicate=" AND ".join(pruning)) if pruning else None
     total = len(table.file_uris())
     return f"{total} / {total if kept is None else len(kept)}"

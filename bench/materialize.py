@@ -17,8 +17,8 @@ The lake holds ``--days`` nightly snapshots (partition ``date=D`` has event time
 each user once per day), so the window of the last night, [D - overlap, D + 1], holds two
 rows per user: both ways must pick the newer one (the script checks a sample).
 
-Parts are written like ``style.to_parquet_bytes`` (``--row-group``, default ``style.ROW_GROUP``
-rows per row group: the project's reader decodes one group at a time).
+The nights are commits to the ``user_style`` Delta table (``--row-group``, default the table's
+``DeltaSpec.row_group``, rows per row group: the project's reader decodes one group at a time).
 
 Each case prints one JSON line: seconds of the materialize call, rows/s (entities written
 per second), peak RSS of the process (``VmHWM``) and RSS just before the call. Run:
@@ -58,15 +58,28 @@ def _rss_mb(field: str) -> float:
 
 
 def make_lake(lake: Path, users: int, days: int, row_group: int) -> None:
-    """``days`` nightly user_style snapshots of ``users`` users, written like
-    ``style.to_parquet_bytes`` does (its schema, ``row_group`` rows per row group)."""
+    """``days`` nightly user_style snapshots of ``users`` users in the ``user_style`` Delta
+    table, one part (one commit) a night, typed like the lake writes it
+    (``delta_types.USER_STYLE_TYPES``), ``row_group`` rows per row group."""
     import numpy as np
     import pyarrow as pa
-    import pyarrow.parquet as pq
+    from deltalake import WriterProperties, write_deltalake
 
+    from dresscode.core import delta, delta_types
     from dresscode.features import style
 
-    schema = style.arrow_schema()
+    arrow = {
+        delta_types.STR: pa.string(),
+        delta_types.INT: pa.int64(),
+        delta_types.STRS: pa.list_(pa.string()),
+        delta_types.TIMESTAMP: pa.timestamp("us", "UTC"),
+    }
+    schema = pa.schema(
+        [
+            (name, arrow.get(delta_types.USER_STYLE_TYPES.get(name, ""), pa.float64()))
+            for name in style.columns()
+        ]
+    )
     rng = np.random.default_rng(7)
     ids = pa.array([f"user-{i:08d}" for i in range(users)], pa.string())
     palette = np.array(["black", "white", "navy", "grey", "beige", "red", "green", "blue"])
@@ -74,8 +87,6 @@ def make_lake(lake: Path, users: int, days: int, row_group: int) -> None:
     for back in range(days):
         day = LAST_DAY - timedelta(days=days - 1 - back)
         event = day + timedelta(days=1)
-        folder = lake / "user_style" / f"date={day.date().isoformat()}"
-        folder.mkdir(parents=True, exist_ok=True)
         cols = {}
         for field in schema:
             name = field.name
@@ -94,9 +105,14 @@ def make_lake(lake: Path, users: int, days: int, row_group: int) -> None:
                 cols[name] = pa.array(rng.integers(0, 20, users), pa.int64())
             else:
                 cols[name] = pa.array(rng.random(users), pa.float64())
-        table = pa.table(cols, schema=schema)
-        pq.write_table(
-            table, folder / "part-0.parquet", compression="zstd", row_group_size=row_group
+        cols[delta.PARTITION] = pa.array([day.date().isoformat()] * users, pa.string())
+        cols[delta.PART] = pa.array(["night"] * users, pa.string())
+        write_deltalake(
+            str(lake / "user_style"),
+            pa.table(cols),
+            partition_by=[delta.PARTITION],
+            mode="append",
+            writer_properties=WriterProperties(max_row_group_size=row_group, compression="SNAPPY"),
         )
 
 
@@ -146,10 +162,12 @@ def run_case(
         os.environ["DRESSCODE_FEAST_REPO"] = str(_bench_repo(home, redis_url))
     from dresscode.core.config import get_settings
     from dresscode.features import materialization as features
+    from dresscode.features import store as feature_store
 
     settings = get_settings()
     store = _store(case, settings, home, redis_url)
-    repo = features.repo_contents(features.load_definitions(settings), store.project)
+    definitions = feature_store.load_definitions(settings)
+    repo = feature_store.repo_contents(definitions, store.project)
     store.apply([*repo.data_sources, *repo.entities, *repo.feature_views, *repo.feature_services])
     start, end = LAST_DAY, LAST_DAY + timedelta(days=1)
     window_start = start - timedelta(hours=settings.materialize_overlap_h)
@@ -231,9 +249,9 @@ def main() -> None:
         return
 
     if args.row_group is None:
-        from dresscode.features import style
+        from dresscode.core import delta
 
-        args.row_group = style.ROW_GROUP
+        args.row_group = delta.TABLES["user_style"].row_group or 65_536
     work = args.workdir or Path(tempfile.mkdtemp(prefix="bench-materialize-"))
     cases = list(args.cases) + (list(REDIS_CASES) if args.redis else [])
     print(f"# nproc={os.cpu_count()} workdir={work}", flush=True)

@@ -1,7 +1,8 @@
 """Lake maintenance — keep the lake's Delta tables quick to read and bounded in size.
 
 Nightly at 01:30 UTC, one mapped **maintain** per Delta table (`manifests`, `wardrobe_items`,
-`redigitized`, `user_events`, `users`): compact the partitions (past days of the tables partitioned
+`redigitized`, `user_events`, `users`, and the feature tables `user_style` and `weather`): compact
+the partitions (past days of the tables partitioned
 by `date`, every user bucket of those partitioned by `user_bucket`) that hold two or more small
 files (one per ingest batch) into files of about `DRESSCODE_LAKE_TARGET_FILE_MB`, z-ordered by the table's
 cluster column so that readers filtering on it skip files; vacuum the files that no version of

@@ -14,9 +14,10 @@
 * ``outfit_context`` — what the stylist reads online: ``user_style`` + ``weather_live``; an
   entity row carries ``user_id`` and ``city_id``.
 
-The lake tables are Hive-partitioned folders (``date=YYYY-MM-DD/*.parquet``). Feast's file
-offline store reads them with Dask, which discovers the partitions and adds ``date`` as an
-extra (categorical) column that no view selects. The lake root comes from the settings
+The lake tables are Delta tables partitioned by ``date`` (``DeltaFormat``): the offline store
+(``dresscode.features.offline_store``, Feast's Dask store reading a Delta source through its
+log) reads the files of the table's current version, never a part that was replaced; ``date``
+comes along as an extra column that no view selects. The lake root comes from the settings
 (``DRESSCODE_LAKE_URI``) when this module is loaded, so ``feast apply`` / ``dresscode.features.store
 .apply()`` record the lake of the environment that applies them.
 """
@@ -35,7 +36,7 @@ from feast import (
     PushSource,
     ValueType,
 )
-from feast.data_format import ParquetFormat
+from feast.data_format import DeltaFormat
 from feast.types import Array, Bool, Float64, Int64, String, UnixTimestamp
 
 from dresscode.features import style
@@ -77,21 +78,21 @@ city = Entity(
 user_style_source = FileSource(
     name="user_style_source",
     path=lake_path("user_style"),
-    file_format=ParquetFormat(),
+    file_format=DeltaFormat(),
     timestamp_field=TIMESTAMP,
     created_timestamp_column=CREATED,
     s3_endpoint_override=S3_ENDPOINT,
-    description="Nightly user style snapshots, <lake>/user_style/date=YYYY-MM-DD/*.parquet.",
+    description="Nightly user style snapshots: the Delta table <lake>/user_style (by date).",
 )
 
 weather_source = FileSource(
     name="weather_source",
     path=lake_path("weather"),
-    file_format=ParquetFormat(),
+    file_format=DeltaFormat(),
     timestamp_field=TIMESTAMP,
     created_timestamp_column=CREATED,
     s3_endpoint_override=S3_ENDPOINT,
-    description="Derived forecasts per city, <lake>/weather/date=YYYY-MM-DD/*.parquet.",
+    description="Derived forecasts per city: the Delta table <lake>/weather (by date).",
 )
 
 weather_push = PushSource(

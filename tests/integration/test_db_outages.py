@@ -265,10 +265,7 @@ def _write_snapshot(users: list[str], day: datetime, extra_items: int) -> dict[s
     ]
     as_of = day + timedelta(days=1)
     frame = style.style_features(pd.DataFrame(items), as_of=as_of, user_ids=users, created=as_of)
-    lake.write_bytes(
-        lake.partition("user_style", day.date()) / "snapshot.parquet",
-        style.to_parquet_bytes(frame),
-    )
+    lake.write_parquet("user_style", day.date(), "snapshot", frame)
     return {str(u): int(n) for u, n in zip(frame["user_id"], frame["wardrobe_size"], strict=True)}
 
 

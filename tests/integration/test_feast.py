@@ -1,7 +1,8 @@
 """The Feast repo, dresscode.features.store and .materialization against the real Feast (one module: feast imports once).
 
-Local stack: file registry, SQLite online store, the lake as the file offline store. The last
-test runs the full-stack yaml against Redis (127.0.0.1:6379) and PostgreSQL (db ``test``).
+Local stack: file registry, SQLite online store, the lake's Delta tables as the offline store
+(``dresscode.features.offline_store``). The last test runs the full-stack yaml against Redis
+(127.0.0.1:6379) and PostgreSQL (db ``test``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import pandas as pd
 import pytest
 
 from dresscode.core import config, lake
-from dresscode.features import materialization, style
+from dresscode.features import materialization, offline_store, style
 from dresscode.features import store as features
 
 pytestmark = pytest.mark.integration
@@ -42,11 +43,11 @@ def item(user: str, category: str, day: str, **extra) -> dict:
 
 
 def write_style(day: datetime, items: list[dict], users=()) -> pd.DataFrame:
-    """A nightly snapshot as of ``day`` + 1, in partition ``day`` (as the DAG does)."""
+    """A nightly snapshot as of ``day`` + 1, in partition ``day`` (as the DAG does); the same
+    day again replaces its part (one Delta commit)."""
     as_of = day + timedelta(days=1)
     frame = style.style_features(pd.DataFrame(items), as_of=as_of, user_ids=users, created=as_of)
-    path = lake.partition("user_style", day.date()) / "snapshot.parquet"
-    lake.write_bytes(path, style.to_parquet_bytes(frame))
+    lake.write_parquet("user_style", day.date(), "snapshot", frame)
     return frame
 
 
@@ -173,18 +174,29 @@ def test_materialize_then_read_outfit_context_online(store):
 def test_parts_from_before_a_feature_existed_materialize_it_as_unknown(store, caplog):
     # A nightly part written by the previous release: no worn_* columns yet (an upgrade, or a
     # backfill of older history). The other features still go online; the new ones are null.
-    frame = write_style(DAY1, [item("u1", "top", "2026-05-01")])
+    as_of = DAY2
+    frame = style.style_features(pd.DataFrame([item("u1", "top", "2026-05-01")]), as_of=as_of)
     old = frame.drop(columns=list(style.WORN_COLUMNS))
-    path = lake.partition("user_style", DAY1.date()) / "snapshot.parquet"
-    lake.write_bytes(path, lake.to_parquet_bytes(old))
+    lake.write_parquet("user_style", DAY1.date(), "snapshot", old)
     report = materialization.materialize(DAY1, DAY2, views=("user_style",))
     assert report.views[0].entities_written == 1
     assert "older_source_schema" in caplog.text and "worn_colors" in caplog.text
     out = features.online_context([{"user_id": "u1", "city_id": "x"}])
     assert out.loc[0, "wardrobe_size"] == 1
     assert out.loc[0, "worn_colors"] is None or len(out.loc[0, "worn_colors"]) == 0
+    # This release's next part adds the columns to the table; the old file reads them as null.
+    write_style(DAY2, [item("u2", "bag", "2026-05-02")])
+    caplog.clear()
+    report = materialization.materialize(DAY1, DAY3, views=("user_style",))
+    assert report.views[0].entities_written == 2 and "older_source_schema" not in caplog.text
+    out = features.online_context([{"user_id": u, "city_id": "x"} for u in ("u1", "u2")])
+    assert out.loc[0, "worn_colors"] is None or len(out.loc[0, "worn_colors"]) == 0
+    assert out.loc[1, "worn_count_30d"] == 0
     # A source with none of the view's features is the wrong table: that still fails.
-    lake.write_bytes(path, lake.to_parquet_bytes(old[["user_id", "event_timestamp", "created"]]))
+    shutil.rmtree(config.get_settings().lake_uri.removeprefix("file://") + "/user_style")
+    lake.write_parquet(
+        "user_style", DAY1.date(), "snapshot", old[["user_id", "event_timestamp", "created"]]
+    )
     with pytest.raises(ValueError, match="lacks columns"):
         materialization.materialize(DAY1, DAY2, views=("user_style",))
 
@@ -246,6 +258,13 @@ def test_materialize_reads_an_s3_lake(s3_lake):
     assert report.entities_written == 2
     out = features.online_context([{"user_id": "u2", "city_id": "x"}])
     assert out.loc[0, "share_bag"] == 1.0
+    # The offline store reads the S3 Delta table through the lake's connection too.
+    write_style(DAY1, [item("u1", "top", "2026-05-01"), item("u1", "bag", "2026-05-01")])
+    entity_df = pd.DataFrame({"user_id": ["u1"], "event_timestamp": [DAY3]})
+    history = store.get_historical_features(
+        entity_df=entity_df, features=["user_style:wardrobe_size"]
+    ).to_df()
+    assert list(history["wardrobe_size"]) == [2]
 
 
 def test_materialize_respects_the_window_and_overlap(store):
@@ -280,6 +299,29 @@ def test_historical_retrieval_is_point_in_time(store):
     assert list(out["wardrobe_size"][:2]) == [1, 2]
     assert list(out.loc[1, "top_colors"]) == ["black"]
     assert pd.isna(out.loc[2, "wardrobe_size"])  # unknown entity: nulls, row kept
+
+
+def test_historical_reads_the_delta_tables_current_version_not_replaced_files(store):
+    # A re-run replaces the night's part; the replaced file stays on storage until vacuum.
+    write_style(DAY1, [item("u1", "top", "2026-05-01")])
+    write_style(DAY1, [item("u1", "top", "2026-05-01"), item("u1", "bag", "2026-05-01")])
+    write_weather(DAY1, [weather_row("oslo", DAY1 + timedelta(hours=6), -4.0)])
+    write_weather(DAY1, [weather_row("oslo", DAY1 + timedelta(hours=6), 2.5)])
+    root = Path(config.get_settings().lake_uri.removeprefix("file://"))
+    for table in ("user_style", "weather"):
+        assert len(list((root / table).glob("date=*/*.parquet"))) == 2  # old file still there
+    assert store.config.offline_store.type == offline_store.STORE_TYPE
+    entity_df = pd.DataFrame({"user_id": ["u1"], "event_timestamp": [DAY3]})
+    out = store.get_historical_features(
+        entity_df=entity_df, features=["user_style:wardrobe_size", "user_style:share_bag"]
+    ).to_df()
+    assert (len(out), out.loc[0, "wardrobe_size"], out.loc[0, "share_bag"]) == (1, 2, 0.5)
+    cities = pd.DataFrame({"city_id": ["oslo"], "event_timestamp": [DAY1 + timedelta(hours=12)]})
+    weather = store.get_historical_features(
+        entity_df=cities, features=["weather:temperature_c", "weather:is_rainy"]
+    ).to_df()
+    assert list(weather["temperature_c"]) == [2.5]
+    assert list(weather["is_rainy"]) == [True]
 
 
 # Two limitations of Feast 0.67's file (Dask) offline store, kept as strict xfails so that a

@@ -28,9 +28,7 @@ starts its own).
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import operator
 import random
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -38,11 +36,18 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import date
-from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from dresscode.core import delta_types
+from dresscode.core import delta_filters, delta_types
 from dresscode.core.config import Settings, get_settings
+from dresscode.core.delta_layout import BUCKET as BUCKET
+from dresscode.core.delta_layout import PART as PART
+from dresscode.core.delta_layout import PARTITION as PARTITION
+from dresscode.core.delta_layout import USER_BUCKETS as USER_BUCKETS
+from dresscode.core.delta_layout import sql
+from dresscode.core.delta_layout import user_bucket as user_bucket
+from dresscode.core.delta_layout import user_order as user_order
+from dresscode.core.delta_storage import s3_options as s3_options
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -50,13 +55,6 @@ if TYPE_CHECKING:
     from deltalake import DeltaTable
 
 log = logging.getLogger(__name__)
-
-PART = "_part"  # the part name a row was written under (a retried write replaces its part)
-PARTITION = "date"  # every row's day; the partition of the tables read by day
-BUCKET = "user_bucket"  # the partition of the tables read by user (see user_bucket)
-# A layout constant, not a setting: rows are found by recomputing their bucket, so changing it
-# is a migration (``dresscode lake migrate`` re-partitions). 64: ~16k users a bucket at 1M.
-USER_BUCKETS = 64
 
 
 @dataclass(frozen=True)
@@ -70,19 +68,9 @@ class DeltaSpec:
     # whose newer value wins; a history table (parts: :func:`write_part`) names none.
     key: tuple[str, ...] = ()
     newest_by: str | None = None
-
-
-def user_bucket(user_id: object) -> str:
-    """The ``user_bucket`` partition of a user's rows: ``00``..``63``, stable across
-    processes and releases (SHA-256 of the id, not Python's salted ``hash``)."""
-    digest = hashlib.sha256(str(user_id).encode("utf-8")).digest()
-    return f"{int.from_bytes(digest[:4], 'big') % USER_BUCKETS:02d}"
-
-
-def user_order(user_id: object) -> tuple[str, str]:
-    """A sort key that keeps each bucket's users together, in id order: batches planned in
-    this order read one or two ``user_bucket`` partitions and a narrow id range of each."""
-    return user_bucket(user_id), str(user_id)
+    # Rows per Parquet row group of a commit (None: delta-rs's default, ~1M): a reader that
+    # streams a part (the feature materializer) decodes one group at a time.
+    row_group: int | None = None
 
 
 TABLES: dict[str, DeltaSpec] = {
@@ -98,6 +86,10 @@ TABLES: dict[str, DeltaSpec] = {
     "users": DeltaSpec(
         ("user_id",), delta_types.USER_TYPES, BUCKET, key=("user_id",), newest_by="last_active_at"
     ),
+    # The feature tables: Feast's offline store (get_historical_features) and the materializer
+    # read them by day (a window), then by entity.
+    "user_style": DeltaSpec(("user_id",), delta_types.USER_STYLE_TYPES, row_group=65_536),
+    "weather": DeltaSpec(("city_id",), delta_types.WEATHER_TYPES),
 }
 
 
@@ -117,50 +109,6 @@ def location(name: str, settings: Settings | None = None) -> tuple[str, dict[str
         return f"s3://{root.split('://', 1)[1]}/{name}", dict(s3_options(settings.aws_conn_id))
     path = root.removeprefix("file://")
     return f"{path}/{name}", {}
-
-
-@cache
-def s3_options(conn_id: str) -> dict[str, str]:
-    """delta-rs storage options from an Airflow AWS connection (keys, region, endpoint).
-
-    Resolved once per process, like the lake's own S3 filesystem (``ObjectStoragePath``
-    caches one per connection): a task does not look the connection up on every commit.
-    """
-    from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
-
-    hook = AwsBaseHook(aws_conn_id=conn_id, client_type="s3")
-    config = hook.conn_config
-    options = {
-        "conditional_put": "etag",  # S3 (and S3-compatible stores): two writers never clash
-        # Like the lake's boto3 clients: a few quick retries, not object_store's 10 over 3
-        # minutes, so an S3 outage fails the try in seconds and Airflow's retries take over.
-        "max_retries": "4",
-        "retry_timeout": "30s",
-    }
-    key, secret, token = (
-        config.aws_access_key_id,
-        config.aws_secret_access_key,
-        config.aws_session_token,
-    )
-    if not key:  # no keys in the connection: the environment's chain (role, profile, env)
-        session = hook.get_session()
-        found = session.get_credentials()
-        if found is not None:
-            frozen = found.get_frozen_credentials()
-            key, secret, token = frozen.access_key, frozen.secret_key, frozen.token
-    if key and secret:
-        options["AWS_ACCESS_KEY_ID"], options["AWS_SECRET_ACCESS_KEY"] = key, secret
-    if token:
-        options["AWS_SESSION_TOKEN"] = token
-    region = hook.conn_region_name
-    if region:
-        options["AWS_REGION"] = region
-    endpoint = config.get_service_endpoint_url(service_name="s3")
-    if endpoint:
-        options["AWS_ENDPOINT_URL"] = endpoint
-        if endpoint.startswith("http://"):
-            options["AWS_ALLOW_HTTP"] = "true"
-    return options
 
 
 def open_table(
@@ -184,6 +132,24 @@ def open_table(
         ) from exc
     except (OSError, DeltaError) as exc:  # storage unreachable, a log that cannot be read
         raise failure(name, uri, options, exc) from exc
+
+
+def open_uri(uri: str, settings: Settings | None = None) -> DeltaTable | None:
+    """The Delta table at ``uri`` — a lake table's folder as a Feast source names it (a local
+    path or ``s3://``) — with the lake's storage options; None when nothing was written yet."""
+    from deltalake import DeltaTable
+    from deltalake.exceptions import DeltaError, TableNotFoundError
+
+    settings = settings or get_settings()
+    uri = uri.removeprefix("file://")
+    s3 = uri.startswith(("s3://", "s3a://"))
+    options = dict(s3_options(settings.aws_conn_id)) if s3 else {}
+    try:
+        return DeltaTable(uri, storage_options=options)
+    except TableNotFoundError:
+        return None
+    except (OSError, DeltaError) as exc:
+        raise failure(uri.rstrip("/").rpartition("/")[2], uri, options, exc) from exc
 
 
 _PINNED: ContextVar[dict[str, int] | None] = ContextVar("dresscode_delta_pinned", default=None)
@@ -333,7 +299,7 @@ def _merge(name: str, day: str, rows: pd.DataFrame, settings: Settings) -> dict[
     on = [f"t.{k} = s.{k}" for k in spec.key]
     if spec.partition == BUCKET:
         buckets = sorted(set(data.column(BUCKET).to_pylist()))
-        on = [f"t.{BUCKET} IN ({', '.join(_sql(b) for b in buckets)})", *on]
+        on = [f"t.{BUCKET} IN ({', '.join(sql(b) for b in buckets)})", *on]
     merger = existing.merge(
         data,
         predicate=" AND ".join(on),
@@ -363,7 +329,7 @@ def _is_race(exc: Exception) -> bool:
 
 def _commit(name: str, day: str, part: str, rows: pd.DataFrame, settings: Settings) -> None:
     """One attempt: create the table with this part, or replace the part in one commit."""
-    from deltalake import write_deltalake
+    from deltalake import WriterProperties, write_deltalake
 
     uri, options = location(name, settings)
     existing = open_table(name, settings)
@@ -371,23 +337,41 @@ def _commit(name: str, day: str, part: str, rows: pd.DataFrame, settings: Settin
     if existing is not None:
         check_layout(name, existing)
     data = _arrow(name, rows, day, part, existing)
+    # Only when asked, and with delta-rs's default compression spelled out: WriterProperties
+    # replaces the defaults, and its own compression is none.
+    writer: dict[str, Any] = (
+        {
+            "writer_properties": WriterProperties(
+                max_row_group_size=spec.row_group, compression="SNAPPY"
+            )
+        }
+        if spec.row_group
+        else {}
+    )
     if existing is None:
-        write_deltalake(uri, data, partition_by=[spec.partition], storage_options=options)
+        write_deltalake(
+            uri,
+            data,
+            partition_by=[spec.partition],
+            storage_options=options,
+            **writer,
+        )
         return
     if spec.partition == BUCKET:
         # The part's users are the batch's (its uploads' owners): a retry has the same ones,
         # so only their buckets are searched for the part's earlier rows.
         buckets = sorted(set(data.column(BUCKET).to_pylist()))
-        where = f"{BUCKET} IN ({', '.join(_sql(b) for b in buckets)}) AND " if buckets else ""
+        where = f"{BUCKET} IN ({', '.join(sql(b) for b in buckets)}) AND " if buckets else ""
     else:
-        where = f"{PARTITION} = {_sql(day)} AND "
+        where = f"{PARTITION} = {sql(day)} AND "
     write_deltalake(
         existing,
         data,
         mode="overwrite",
-        predicate=f"{where}{PART} = {_sql(part)}",
+        predicate=f"{where}{PART} = {sql(part)}",
         schema_mode="merge",
         storage_options=options,
+        **writer,
     )
 
 
@@ -403,11 +387,6 @@ def check_layout(name: str, table: DeltaTable) -> None:
             f"{wanted!r}: run `dresscode lake migrate --table {name}` (it re-partitions in "
             "place, idempotently)"
         )
-
-
-def _sql(value: str) -> str:
-    """A SQL string literal for delta-rs predicates."""
-    return "'" + str(value).replace("'", "''") + "'"
 
 
 def _arrow(
@@ -471,7 +450,7 @@ def read(
     if table is None:
         return pd.DataFrame(columns=list(columns or []))
     names = set(pa.schema(table.schema()).names)
-    terms, pruning = _conditions(name, days, filters or [], names)
+    terms, pruning = delta_filters.conditions(days, filters or [], names)
     dataset = table.to_pyarrow_dataset(
         file_pruning_predicate=" AND ".join(pruning) if pruning else None
     )
@@ -492,95 +471,3 @@ def read(
         if column not in frame.columns:
             frame[column] = None
     return frame
-
-
-def _conditions(
-    name: str,
-    days: Iterable[date | str] | None,
-    filters: list[tuple[str, str, Any]],
-    names: set[str],
-) -> tuple[list[Any], list[str]]:
-    """The row filter's terms (pyarrow expressions) and the file-pruning conjuncts (SQL)."""
-    import pyarrow.compute as pc
-
-    terms: list[Any] = []
-    pruning: list[str] = []
-    if days is not None:
-        wanted = sorted({d.isoformat() if isinstance(d, date) else str(d) for d in days})
-        terms.append(pc.field(PARTITION).isin(wanted))
-        if wanted:
-            pruning.append(f"{PARTITION} IN ({', '.join(_sql(d) for d in wanted)})")
-        else:
-            pruning.append("false")
-    for column, op, value in filters:
-        terms.append(_term(column, op, value))
-        if op != "in" or column not in names:
-            continue
-        values = sorted({str(v) for v in value})
-        if not values or not all(isinstance(v, str) for v in value):
-            continue
-        if column == "user_id" and BUCKET in names:
-            by_bucket: dict[str, list[str]] = {}
-            for v in values:
-                by_bucket.setdefault(user_bucket(v), []).append(v)
-            if len(by_bucket) > _MAX_RANGES:
-                # Users of many buckets (a style interval's active users): each bucket's range
-                # spans most of it, so the partitions are all there is to prune by.
-                pruning.append(f"{BUCKET} IN ({', '.join(_sql(b) for b in sorted(by_bucket))})")
-                continue
-            ranges = [(b, vs[0], vs[-1]) for b, vs in sorted(by_bucket.items())]
-        else:
-            ranges = [("", values[0], values[-1])]
-        terms.append(_any_range(column, ranges))
-        pruning.append(
-            "("
-            + " OR ".join(
-                (f"{BUCKET} = {_sql(b)} AND " if b else "")
-                + f"{column} >= {_sql(lo)} AND {column} <= {_sql(hi)}"
-                for b, lo, hi in ranges
-            )
-            + ")"
-        )
-    return terms, pruning
-
-
-_MAX_RANGES = 8  # more buckets than this in one read: prune by partition only
-
-
-def _any_range(column: str, ranges: list[tuple[str, str, str]]) -> Any:
-    """``column`` within one of the ranges (and its bucket, when given): what pyarrow tests
-    against row-group statistics."""
-    import pyarrow.compute as pc
-
-    field, found = pc.field(column), None
-    for bucket, lo, hi in ranges:
-        term = (field >= lo) & (field <= hi)
-        if bucket:
-            term = term & (pc.field(BUCKET) == bucket)
-        found = term if found is None else found | term
-    return found
-
-
-def _term(column: str, op: str, value: Any) -> Any:
-    import pyarrow.compute as pc
-
-    field = pc.field(column)
-    if op == "in":
-        return field.isin(list(value))
-    if op == "not in":
-        return ~field.isin(list(value))
-    compare = _COMPARISONS.get(op)
-    if compare is None:
-        raise ValueError(f"unsupported filter operator {op!r}")
-    return compare(field, value)
-
-
-_COMPARISONS = {
-    "=": operator.eq,
-    "==": operator.eq,
-    "!=": operator.ne,
-    "<": operator.lt,
-    "<=": operator.le,
-    ">": operator.gt,
-    ">=": operator.ge,
-}

@@ -3,6 +3,11 @@
 A batch where a column is all null, or an int column with gaps that pandas holds as float, must
 not change a Delta table's schema: known columns are written with the type declared here (and
 a column the table already has, with the table's type). Used by :mod:`dresscode.core.delta`.
+
+Timestamps: Delta's ``timestamp`` is microseconds since the epoch, UTC. pandas hands over
+nanoseconds (``datetime64[ns, UTC]``, or naive, or Python datetimes): they are cast explicitly
+(naive values are UTC, Feast's convention; the sub-microsecond digits are floored), so a value
+read back equals the one written to the microsecond, whatever pandas held.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ if TYPE_CHECKING:
     from deltalake import DeltaTable
 
 STR, INT, FLOAT, BOOL, STRS = "string", "int64", "float64", "bool", "list<string>"
-TS = "timestamp"  # UTC, microseconds (Delta's timestamp)
+TIMESTAMP = "timestamp[us, UTC]"
 
 
 MANIFEST_TYPES = {
@@ -85,7 +90,44 @@ EVENT_TYPES = {
     "received_at": STR,
     "source": STR,
 }
-USER_TYPES = {"user_id": STR, "city": STR, "last_active_at": TS}
+USER_TYPES = {"user_id": STR, "city": STR, "last_active_at": TIMESTAMP}
+
+# The feature tables (written by dresscode.features, read by Feast and the materializer). The
+# share columns of user_style (share_<category>, warmth_<level>, formality_<level>) are named
+# from the digitizer blueprint's vocabularies: never null, pandas gives them float64 as written.
+USER_STYLE_TYPES = {
+    "user_id": STR,
+    "event_timestamp": TIMESTAMP,
+    "created": TIMESTAMP,
+    "wardrobe_size": INT,
+    "top_colors": STRS,
+    "outerwear_count": INT,
+    "water_resistant_count": INT,
+    "last_upload": TIMESTAMP,
+    "worn_count_30d": INT,
+    "worn_colors": STRS,
+    "worn_pairs": STRS,
+}
+WEATHER_TYPES = {
+    "city_id": STR,
+    "city": STR,
+    "latitude": FLOAT,
+    "longitude": FLOAT,
+    "day": STR,
+    "temperature_c": FLOAT,
+    "temperature_max_c": FLOAT,
+    "temperature_min_c": FLOAT,
+    "feels_like_c": FLOAT,
+    "precip_prob": FLOAT,
+    "wind_kph": FLOAT,
+    "is_rainy": BOOL,
+    "temperature_tier": STR,
+    "season": STR,
+    "fetched_at": TIMESTAMP,
+    "source": STR,
+    "event_timestamp": TIMESTAMP,
+    "created": TIMESTAMP,
+}
 
 
 def schema_types(table: DeltaTable | None) -> dict[str, str]:
@@ -106,10 +148,10 @@ def kind_of(arrow_type: pa.DataType) -> str:
         return FLOAT
     if pa.types.is_boolean(arrow_type):
         return BOOL
+    if pa.types.is_timestamp(arrow_type):
+        return TIMESTAMP
     if pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type):
         return STRS
-    if pa.types.is_timestamp(arrow_type):
-        return TS
     return STR
 
 
@@ -126,13 +168,16 @@ def column(values: pd.Series, kind: str | None) -> pa.Array:
         return pa.array(pd.to_numeric(values, errors="coerce"), pa.float64(), from_pandas=True)
     if kind == BOOL:
         return pa.array([None if missing(v) else bool(v) for v in values], pa.bool_())
+    if kind == TIMESTAMP:
+        # Explicitly to Delta's unit: pyarrow would refuse (or a reader mis-read) nanoseconds.
+        moments = pd.to_datetime(pd.Series(values), utc=True, errors="coerce")
+        return pa.array(
+            moments.dt.floor("us").dt.as_unit("us"), pa.timestamp("us", "UTC"), from_pandas=True
+        )
     if kind == STRS:
         return pa.array(
             [None if missing(v) else [str(x) for x in v] for v in values], pa.list_(pa.string())
         )
-    if kind == TS:  # aware datetimes or ISO strings; naive ones are taken as UTC
-        stamps = pd.to_datetime(values, utc=True, errors="coerce")
-        return pa.array(stamps, pa.timestamp("us", tz="UTC"), from_pandas=True)
     return pa.array([None if missing(v) else str(v) for v in values], pa.string())
 
 

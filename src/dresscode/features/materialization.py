@@ -7,8 +7,10 @@ builds one protobuf per value for the whole window before the first write. Memor
 the table's history, not with the window. :func:`materialize` does the same job with Feast's
 own write API and bounded memory:
 
-1. list only the partitions that can hold the window (``date=`` from ``start - overlap - 1
-   day`` to ``end + 1 day``: a row's event time may fall on the day after its partition);
+1. take from the source Delta table's log only the files of the partitions that can hold
+   the window (``date`` from ``start - overlap - 1 day`` to ``end + 1 day``: a row's event
+   time may fall on the day after its partition) — the live files of the current version,
+   never a replaced part, and no listing of folders;
 2. pass 1 reads just (entity key, event_timestamp, created) of rows in the window and keeps,
    per entity, the row with the latest (event_timestamp, created) — Feast's latest-per-entity
    semantics, exactly, whatever the number of rows per entity per day;
@@ -26,7 +28,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict
 
 from dresscode.core.config import Settings, get_settings
@@ -142,40 +143,25 @@ def _days(first: date, last: date) -> list[date]:
     return [first + timedelta(days=i) for i in range((last - first).days + 1)]
 
 
-def _source_files(source_uri: str, start: datetime, end: datetime, settings: Settings) -> tuple:
-    """(pyarrow filesystem, files, partitions): Parquet parts of the partitions the window can hit."""
-    from pyarrow.fs import FSSpecHandler, LocalFileSystem, PyFileSystem
-
-    from dresscode.core import lake
+def _source_dataset(
+    source_uri: str, start: datetime, end: datetime, settings: Settings
+) -> tuple[Any, int]:
+    """(pyarrow dataset, partitions): the files of the Delta table at ``source_uri`` whose
+    ``date`` partition the window can hit, chosen from its log; None when it has none."""
+    from dresscode.core import delta
 
     days = _days((start - PARTITION_SLACK).date(), (end + PARTITION_SLACK).date())
-    if "://" not in source_uri or source_uri.startswith("file://"):
-        base = Path(source_uri.removeprefix("file://"))
-        filesystem = LocalFileSystem()
-        files, partitions = [], 0
-        for day in days:
-            folder = base / f"date={day.isoformat()}"
-            if not folder.is_dir():
-                continue
-            partitions += 1
-            files += sorted(
-                str(p)
-                for p in folder.iterdir()
-                if p.suffix == ".parquet" and not p.name.startswith((".", "_"))
-            )
-        return filesystem, files, partitions
-    root = lake.storage_path(source_uri, settings)
-    filesystem = PyFileSystem(FSSpecHandler(root.fs))
-    files, partitions = [], 0
-    for day in days:
-        found = [
-            p
-            for p in lake.list_files(root / f"date={day.isoformat()}")
-            if p.name.endswith(".parquet") and not p.name.startswith((".", "_"))
-        ]
-        partitions += bool(found)
-        files += [p.path for p in found]
-    return filesystem, files, partitions
+    table = delta.open_uri(source_uri, settings)
+    if table is None:
+        return None, 0  # nothing written yet
+    wanted = {d.isoformat() for d in days}
+    live = {str(p.get(delta.PARTITION)) for p in table.partitions()}
+    hit = sorted(wanted & live)
+    if not hit:
+        return None, 0
+    days_sql = ", ".join(f"'{d}'" for d in hit)
+    dataset = table.to_pyarrow_dataset(file_pruning_predicate=f"{delta.PARTITION} IN ({days_sql})")
+    return dataset, len(hit)
 
 
 def _window_filter(schema: pa.Schema, start: datetime, end: datetime) -> Any:
@@ -277,15 +263,14 @@ def _materialize_view(
 
     import numpy as np
     import pyarrow as pa
-    import pyarrow.dataset as ds
 
     report = ViewReport(view=view.name)
     began = time.monotonic()
     source_uri = getattr(view.batch_source, "path", None)
     if not source_uri:
         raise ValueError(f"{view.name}: its batch source has no file path to read the lake from")
-    filesystem, files, report.partitions = _source_files(source_uri, start, end, settings)
-    if not files:
+    source, report.partitions = _source_dataset(source_uri, start, end, settings)
+    if source is None:
         log.warning(
             "no_source_partitions: %s has no partitions for %s..%s under %s",
             view.name,
@@ -294,9 +279,10 @@ def _materialize_view(
             source_uri,
         )
         return report
-    schemas = [ds.dataset(f, format="parquet", filesystem=filesystem).schema for f in files]
-    schema = pa.unify_schemas(schemas, promote_options="permissive")
-    dataset = ds.dataset(files, schema=schema, format="parquet", filesystem=filesystem)
+    # The table's schema (every column it ever had): a file written before a column existed
+    # reads it as null. Fragments are the data files, in one order for both passes.
+    dataset, schema = source, source.schema
+    files = list(dataset.get_fragments())
     key = view.entity_columns[0].name
     wanted = [c for c in feature_columns(view) if c in schema.names]
     missing = sorted(set(feature_columns(view)) - set(wanted) - {CREATED})

@@ -41,7 +41,6 @@ from dresscode.core.config import Settings, get_settings
 
 if TYPE_CHECKING:
     import pandas as pd
-    import pyarrow as pa
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +48,7 @@ log = logging.getLogger(__name__)
 # that changes a vocabulary changes the feature view too, so it must be a deliberate bump here.
 SCHEMA_BLUEPRINT = "wardrobe-digitizer@2"
 TOP_COLORS = 3
-TABLE = "user_style"
-# Rows per Parquet row group: a reader streaming a part (the materializer) decodes one group at
-# a time, so this bounds its memory however many users a nightly part holds.
-ROW_GROUP = 65_536
+TABLE = "user_style"  # a Delta table of the lake (dresscode.core.delta.TABLES)
 
 
 @dataclass(frozen=True)
@@ -123,37 +119,6 @@ def feature_names() -> list[str]:
 
 def columns() -> list[str]:
     return ["user_id", "event_timestamp", "created", *feature_names()]
-
-
-def arrow_schema() -> pa.Schema:
-    """The Parquet schema of ``user_style`` parts, explicit so that a snapshot where nobody has
-    a colour or a worn pair (all lists empty) is still ``list<string>``, not ``list<null>``."""
-    import pyarrow as pa
-
-    ts = pa.timestamp("ns", tz="UTC")
-    special = {
-        "user_id": pa.string(),
-        "event_timestamp": ts,
-        "created": ts,
-        "last_upload": ts,
-        **{name: pa.list_(pa.string()) for name in _LISTS},
-        **{name: pa.int64() for name in _COUNTS},
-    }
-    return pa.schema([(name, special.get(name, pa.float64())) for name in columns()])
-
-
-def to_parquet_bytes(frame: pd.DataFrame) -> bytes:
-    """Serialize a :func:`style_features` frame with :func:`arrow_schema`, in row groups of
-    ROW_GROUP rows."""
-    import io
-
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    table = pa.Table.from_pandas(frame[columns()], schema=arrow_schema(), preserve_index=False)
-    buf = io.BytesIO()
-    pq.write_table(table, buf, compression="zstd", row_group_size=ROW_GROUP)
-    return buf.getvalue()
 
 
 def _aware_utc(value: datetime, what: str) -> datetime:
@@ -336,8 +301,7 @@ def style_features_for_interval(
     )
     if write and not frame.empty:
         part = f"{TABLE}-{start:%Y%m%dT%H%M%S}-{end:%Y%m%dT%H%M%S}"
-        path = lake.partition(TABLE, partition_day(start), settings) / f"{part}.parquet"
-        lake.write_bytes(path, to_parquet_bytes(frame))
+        lake.write_parquet(TABLE, partition_day(start), part, frame[columns()], settings)
     return frame
 
 

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 WEATHER_MAX_MISSING_SHARE = 0.5
 # Users read back from the online store after materializing.
 VERIFY_SAMPLE = 20
+WEATHER_TABLE = "weather"
 
 
 class FeatureJobError(RuntimeError):
@@ -43,7 +44,9 @@ class WeatherFetched(TypedDict):
     provider_calls: int  # forecast requests sent, retries included
     cache_hits: int
     stale_used: int
-    path: str | None  # the part written to the ``weather`` table; None without rows
+    path: str | None  # the ``weather`` table the rows were committed to; None without rows
+    day: str  # the ``date`` partition of the rows
+    part: str | None  # their part (a retry replaces it); None without rows
 
 
 class WeatherPushed(WeatherFetched):
@@ -65,7 +68,7 @@ class StyleComputed(TypedDict):
     users: int
     empty_wardrobes: int
     user_ids: list[str]
-    path: str | None
+    path: str | None  # the ``user_style`` table the rows were committed to; None without rows
 
 
 class Verified(TypedDict):
@@ -101,9 +104,9 @@ def ingest_weather(
     settings = settings or get_settings()
     batch = weather.fetch_weather(cities, day=day, settings=settings)
     rows = [w.feature_row() for w in batch.rows]
-    path = None
+    path, part = None, f"run-{_part(run_id)}"
     if rows:
-        path = str(lake.write_parquet("weather", day, f"run-{_part(run_id)}", rows, settings))
+        path = str(lake.write_parquet(WEATHER_TABLE, day, part, rows, settings))
     missing = Counter(m.reason for m in batch.missing)
     for m in batch.missing:
         log.warning("weather missing for %s: %s (%s)", m.city, m.reason, m.message)
@@ -115,6 +118,8 @@ def ingest_weather(
         cache_hits=batch.cache_hits,
         stale_used=batch.stale_used,
         path=path,
+        day=day.isoformat(),
+        part=part if rows else None,
     )
     log.info(
         "weather: %d of %d cities, %d fetched, %d from cache, %d stale, missing %s",
@@ -146,18 +151,18 @@ def ingest_weather(
 
 def push_weather(fetched: WeatherFetched, settings: Settings | None = None) -> WeatherPushed:
     """Push the rows ``ingest_weather`` wrote to the online store (``weather_live``)."""
+    from dresscode.core import delta
     from dresscode.features import store as features
 
     settings = settings or get_settings()
-    written = fetched.get("path")
-    if not written:
+    part = fetched.get("part")
+    if not fetched.get("path") or not part:
         log.info("no weather rows to push")
         return WeatherPushed(**fetched, pushed=0)
-    path = lake.storage_path(written, settings)
-    with path.fs.open(path.path, "rb") as fh:
-        import pandas as pd
-
-        rows = pd.read_parquet(fh).to_dict("records")
+    # The rows of this run's part: what ingest_weather committed (a retry's, if it re-ran).
+    rows = lake.read_table(
+        WEATHER_TABLE, settings, days=[fetched["day"]], filters=[(delta.PART, "=", part)]
+    ).to_dict("records")
     features.apply(settings)  # idempotent: the registry matches feature_repo/ before the push
     pushed = features.push_weather(rows, settings)
     log.info("pushed %d city forecasts to the online store", pushed)
@@ -200,12 +205,11 @@ def compute_style(window: Window, settings: Settings | None = None) -> StyleComp
     empty = int((table["wardrobe_size"] == 0).sum()) if not table.empty else 0
     path = None
     if not table.empty:
-        part = (
-            lake.partition("user_style", as_of.date(), settings)
-            / f"asof-{as_of:%Y%m%dT%H%M%S}.parquet"
+        # One part per as_of: a retry or re-run replaces it in one commit.
+        written = lake.write_parquet(
+            style.TABLE, as_of.date(), f"asof-{as_of:%Y%m%dT%H%M%S}", table, settings
         )
-        lake.write_bytes(part, style.to_parquet_bytes(table))
-        path = str(part)
+        path = str(written)
     log.info(
         "style features for %d active users (%d with an empty wardrobe) as of %s",
         len(table),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -39,6 +40,45 @@ def test_known_columns_keep_their_types_whatever_a_batch_holds(dresscode_home: P
     assert "long" in types["prompt_version"] and "string" in types["brand_new"]
     frame = lake.read_table("wardrobe_items").set_index("item_id")
     assert frame.loc["b", "prompt_version"] == 2 and frame["prompt_version"].isna().sum() == 3
+
+
+def test_feature_timestamps_are_utc_microseconds_and_read_back_equal(
+    dresscode_home: Path,
+) -> None:
+    import pandas as pd
+    import pyarrow as pa
+
+    # What the feature jobs hand over: pandas nanoseconds (aware), Python datetimes, a naive
+    # value (UTC by Feast's convention) and a missing one.
+    exact = pd.Timestamp("2026-05-01T10:00:00.123456Z")
+    frame = pd.DataFrame(
+        {
+            "user_id": ["u1", "u2"],
+            "event_timestamp": pd.Series([exact, exact + pd.Timedelta(seconds=1)]),
+            "created": [datetime(2026, 5, 1, 12, tzinfo=UTC), datetime(2026, 5, 1, 12)],
+            "last_upload": [pd.NaT, exact + pd.Timedelta(nanoseconds=789)],
+            "wardrobe_size": [1, 2],
+        }
+    )
+    assert str(frame["event_timestamp"].dtype) == "datetime64[ns, UTC]"
+    lake.write_parquet("user_style", DAY, "night", frame)
+    schema = pa.schema(delta.open_table("user_style").schema())
+    for column in ("event_timestamp", "created", "last_upload"):
+        assert schema.field(column).type == pa.timestamp("us", "UTC")
+    back = lake.read_table("user_style").sort_values("user_id").reset_index(drop=True)
+    assert list(back["event_timestamp"]) == list(frame["event_timestamp"])
+    assert list(back["created"]) == [pd.Timestamp("2026-05-01T12:00:00Z")] * 2
+    assert pd.isna(back.loc[0, "last_upload"])
+    assert back.loc[1, "last_upload"] == exact  # nanoseconds below a microsecond are floored
+    # A later batch in another shape (strings) keeps the column's type.
+    lake.write_parquet(
+        "user_style", DAY, "late", [{"user_id": "u3", "event_timestamp": "2026-05-02T00:00:00Z"}]
+    )
+    assert pa.schema(delta.open_table("user_style").schema()).field(
+        "event_timestamp"
+    ).type == pa.timestamp("us", "UTC")
+    late = lake.read_table("user_style", filters=[("user_id", "=", "u3")])
+    assert list(late["event_timestamp"]) == [pd.Timestamp("2026-05-02T00:00:00Z")]
 
 
 def test_filters_and_days_read_only_matching_rows(dresscode_home: Path) -> None:
@@ -85,3 +125,20 @@ def test_a_snapshot_pins_what_every_read_in_it_sees(dresscode_home: Path) -> Non
         assert list(lake.read_table("manifests")["upload_key"]) == ["u1/a.jpg"]
         assert lake.partition_days("manifests") == [DAY]
     assert sorted(lake.read_table("manifests")["upload_key"]) == ["u1/a.jpg", "u1/b.jpg"]
+
+
+def test_a_tables_row_group_bounds_each_group_and_keeps_the_compression(
+    dresscode_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dataclasses
+
+    import pyarrow.parquet as pq
+
+    spec = dataclasses.replace(delta.TABLES["user_style"], row_group=2)
+    monkeypatch.setitem(delta.TABLES, "user_style", spec)
+    rows = [{"user_id": f"u{n}", "wardrobe_size": n} for n in range(5)]
+    lake.write_parquet("user_style", DAY, "night", rows)
+    [path] = delta.open_table("user_style").file_uris()
+    metadata = pq.ParquetFile(path).metadata
+    assert [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)] == [2, 2, 1]
+    assert metadata.row_group(0).column(0).compression == "SNAPPY"  # as delta-rs writes the rest

@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from dresscode.features import style
@@ -172,11 +171,16 @@ def test_naive_as_of_is_refused():
         style.style_features(pd.DataFrame([item("u1", "top")]), as_of=datetime(2026, 5, 3))
 
 
-def test_parquet_keeps_list_of_strings_when_nobody_has_a_colour():
+def test_the_table_keeps_list_of_strings_when_nobody_has_a_colour(dresscode_home):
+    from dresscode.core import delta, lake
+
     frame = features([item("u1", "top", color_names=[])], user_ids=["u2"]).reset_index()
-    table = pq.read_table(pa.BufferReader(style.to_parquet_bytes(frame)))
-    assert table.schema.field("top_colors").type == pa.list_(pa.string())
-    assert table.column("top_colors").to_pylist() == [[], []]
+    lake.write_parquet(style.TABLE, "2026-05-03", "night", frame[style.columns()])
+    schema = pa.schema(delta.open_table(style.TABLE).schema())
+    assert schema.field("top_colors").type == pa.list_(pa.string())
+    assert schema.field("last_upload").type == pa.timestamp("us", "UTC")
+    stored = lake.read_table(style.TABLE).sort_values("user_id")
+    assert [list(c) for c in stored["top_colors"]] == [[], []]
 
 
 def test_for_interval_reads_the_lake_and_writes_a_replaceable_part(dresscode_home):

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from dresscode.core import lake
@@ -185,13 +184,17 @@ def test_no_events_and_no_wardrobe_at_all_give_an_empty_result() -> None:
     assert out.empty and list(out.columns) == list(worn.COLUMNS)
 
 
-def test_worn_columns_keep_their_parquet_types_when_nobody_wore_anything() -> None:
+def test_worn_columns_keep_their_table_types_when_nobody_wore_anything(dresscode_home) -> None:
+    from dresscode.core import delta
+
     frame = style.style_features(WARDROBE, as_of=AS_OF, created=CREATED, worn=features([]))
-    table = pq.read_table(pa.BufferReader(style.to_parquet_bytes(frame)))
+    lake.write_parquet(style.TABLE, AS_OF.date(), "night", frame)
+    schema = pa.schema(delta.open_table(style.TABLE).schema())
+    stored = lake.read_table(style.TABLE)
     for name in ("worn_colors", "worn_pairs"):
-        assert table.schema.field(name).type == pa.list_(pa.string())
-        assert table.column(name).to_pylist() == [[], []]
-    assert table.schema.field("worn_count_30d").type == pa.int64()
+        assert schema.field(name).type == pa.list_(pa.string())
+        assert [list(v) for v in stored[name]] == [[], []]
+    assert schema.field("worn_count_30d").type == pa.int64()
 
 
 # --- reading the lake ------------------------------------------------------------------------

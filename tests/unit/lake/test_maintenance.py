@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 from deltalake.exceptions import CommitFailedError
 
-from dresscode.core import config, delta, lake
+from dresscode.core import config, delta, delta_filters, lake
 from dresscode.core.config import Settings
 from dresscode.lake import maintenance
 
@@ -347,8 +347,8 @@ def test_a_batch_of_users_reads_only_its_buckets_files(dresscode_home: Path) -> 
     total = len(table.file_uris())
 
     rows = lake.read_table("wardrobe_items", filters=[("user_id", "in", wanted)])
-    _, pruning = delta._conditions(
-        "wardrobe_items", None, [("user_id", "in", wanted)], {"user_id", delta.BUCKET}
+    _, pruning = delta_filters.conditions(
+        None, [("user_id", "in", wanted)], {"user_id", delta.BUCKET}
     )
     scanned = table.file_uris(file_pruning_predicate=" AND ".join(pruning))
 

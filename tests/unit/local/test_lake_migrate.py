@@ -288,9 +288,9 @@ def test_the_command_line_names_tables_and_dry_runs(
     )
     assert len(lake_migrate.legacy_parts("manifests")) == 3  # not named: untouched
     with pytest.raises(SystemExit) as exit_:
-        cli.main(["lake", "migrate", "--table", "weather"])
+        cli.main(["lake", "migrate", "--table", "feedback"])
     assert exit_.value.code == 2
-    assert "'weather' is not a Delta table" in capsys.readouterr().err
+    assert "'feedback' is not a Delta table" in capsys.readouterr().err
 
 
 def test_up_migrates_before_starting_and_is_silent_when_there_is_nothing_to_do(
@@ -326,3 +326,50 @@ def test_an_s3_lake_is_migrated_in_place(s3_lake: str) -> None:
     ]
     assert lake.exists(lake.root() / "_migrated" / "manifests" / f"date={DAY2}" / "batch-c.parquet")
     assert _report(lake_migrate.migrate(tables=["manifests"]), "manifests").legacy_files == 0
+
+
+def test_the_feature_tables_parts_become_delta_rows_with_their_timestamps(
+    dresscode_home: Path,
+) -> None:
+    # user_style and weather as the previous release wrote them: Parquet parts with pandas'
+    # nanosecond UTC timestamps, list columns (empty ones too) and an all-null column.
+    at = pd.Timestamp("2026-11-24T02:00:00.123456Z")
+    style_rows = pd.DataFrame(
+        {
+            "user_id": ["u1", "u2"],
+            "event_timestamp": [at, at],
+            "created": [at, at],
+            "wardrobe_size": [3, 0],
+            "share_top": [1.0, 0.0],
+            "top_colors": [["black"], []],
+            "last_upload": [at - pd.Timedelta(days=2), pd.NaT],
+        }
+    )
+    weather_rows = pd.DataFrame(
+        {
+            "city_id": ["oslo"],
+            "day": [DAY1],
+            "temperature_c": [-3.5],
+            "is_rainy": [False],
+            "event_timestamp": [at],
+            "created": [at],
+            "fetched_at": [at],
+        }
+    )
+    for name, frame in (("user_style", style_rows), ("weather", weather_rows)):
+        assert str(frame["event_timestamp"].dtype) == "datetime64[ns, UTC]"
+        lake.write_bytes(lake.partition(name, DAY1) / "night.parquet", lake.to_parquet_bytes(frame))
+
+    reports = lake_migrate.migrate(tables=["user_style", "weather"])
+
+    assert all(r.verified and r.ok and r.moved == 1 for r in reports)
+    style = lake.read_table("user_style").sort_values("user_id").reset_index(drop=True)
+    assert list(style["event_timestamp"]) == [at, at]
+    assert style.loc[0, "last_upload"] == at - pd.Timedelta(days=2)
+    assert pd.isna(style.loc[1, "last_upload"])
+    assert [list(c) for c in style["top_colors"]] == [["black"], []]
+    assert list(style["wardrobe_size"]) == [3, 0] and list(style["date"]) == [DAY1] * 2
+    weather = lake.read_table("weather")
+    assert (weather.loc[0, "fetched_at"], weather.loc[0, "temperature_c"]) == (at, -3.5)
+    assert lake.partition_days("weather") == [DAY1]
+    assert lake_migrate.legacy_parts("user_style") == lake_migrate.legacy_parts("weather") == []

@@ -1,0 +1,107 @@
+"""The row filter and the file-pruning predicate of a Delta read (:func:`dresscode.core.delta.read`).
+
+pyarrow tests a range (``>=``/``<=``) against a row group's statistics but not an ``in`` list,
+and delta-rs prunes files by a predicate over the partitions and the files' column ranges. So an
+``in`` filter also carries its values' min-max range — per ``user_bucket`` for a user filter on
+a table partitioned by it, since a batch planned bucket by bucket holds a narrow id range of
+each bucket — both in the row filter and in the SQL predicate handed to delta-rs.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Iterable
+from datetime import date
+from typing import Any
+
+from dresscode.core.delta_layout import BUCKET, PARTITION, sql, user_bucket
+
+_MAX_RANGES = 8  # more buckets than this in one read: prune by partition only
+
+
+def conditions(
+    days: Iterable[date | str] | None,
+    filters: list[tuple[str, str, Any]],
+    names: set[str],
+) -> tuple[list[Any], list[str]]:
+    """The row filter's terms (pyarrow expressions) and the file-pruning conjuncts (SQL)."""
+    import pyarrow.compute as pc
+
+    terms: list[Any] = []
+    pruning: list[str] = []
+    if days is not None:
+        wanted = sorted({d.isoformat() if isinstance(d, date) else str(d) for d in days})
+        terms.append(pc.field(PARTITION).isin(wanted))
+        if wanted:
+            pruning.append(f"{PARTITION} IN ({', '.join(sql(d) for d in wanted)})")
+        else:
+            pruning.append("false")
+    for column, op, value in filters:
+        terms.append(term(column, op, value))
+        if op != "in" or column not in names:
+            continue
+        values = sorted({str(v) for v in value})
+        if not values or not all(isinstance(v, str) for v in value):
+            continue
+        if column == "user_id" and BUCKET in names:
+            by_bucket: dict[str, list[str]] = {}
+            for v in values:
+                by_bucket.setdefault(user_bucket(v), []).append(v)
+            if len(by_bucket) > _MAX_RANGES:
+                # Users of many buckets (a style interval's active users): each bucket's range
+                # spans most of it, so the partitions are all there is to prune by.
+                pruning.append(f"{BUCKET} IN ({', '.join(sql(b) for b in sorted(by_bucket))})")
+                continue
+            ranges = [(b, vs[0], vs[-1]) for b, vs in sorted(by_bucket.items())]
+        else:
+            ranges = [("", values[0], values[-1])]
+        terms.append(any_range(column, ranges))
+        pruning.append(
+            "("
+            + " OR ".join(
+                (f"{BUCKET} = {sql(b)} AND " if b else "")
+                + f"{column} >= {sql(lo)} AND {column} <= {sql(hi)}"
+                for b, lo, hi in ranges
+            )
+            + ")"
+        )
+    return terms, pruning
+
+
+def any_range(column: str, ranges: list[tuple[str, str, str]]) -> Any:
+    """``column`` within one of the ranges (and its bucket, when given): what pyarrow tests
+    against row-group statistics."""
+    import pyarrow.compute as pc
+
+    field, found = pc.field(column), None
+    for bucket, lo, hi in ranges:
+        term = (field >= lo) & (field <= hi)
+        if bucket:
+            term = term & (pc.field(BUCKET) == bucket)
+        found = term if found is None else found | term
+    return found
+
+
+def term(column: str, op: str, value: Any) -> Any:
+    import pyarrow.compute as pc
+
+    field = pc.field(column)
+    if op == "in":
+        return field.isin(list(value))
+    if op == "not in":
+        return ~field.isin(list(value))
+    compare = _COMPARISONS.get(op)
+    if compare is None:
+        raise ValueError(f"unsupported filter operator {op!r}")
+    return compare(field, value)
+
+
+_COMPARISONS = {
+    "=": operator.eq,
+    "==": operator.eq,
+    "!=": operator.ne,
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+}
