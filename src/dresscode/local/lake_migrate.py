@@ -172,8 +172,14 @@ def legacy_parts(name: str, settings: Settings | None = None) -> list[LegacyPart
 
 def command(tables: Sequence[str] | None, *, dry_run: bool = False) -> int:
     """The CLI: migrate, print one line per table and every problem; 1 when anything failed."""
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    log.setLevel(logging.INFO)
+    # Progress to stderr, whatever logging Airflow's import configured (it may print to
+    # stdout, which is the command's summary).
+    progress = logging.StreamHandler(sys.stderr)
+    progress.setFormatter(logging.Formatter("%(message)s"))
+    for logger in (log, logging.getLogger(lake_layout.__name__)):
+        logger.handlers[:] = [progress]
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
     settings = get_settings()
     # The layout first: a legacy part is committed in this release's partitioning.
     for layout in lake_layout.migrate_layout(settings, dry_run=dry_run):
