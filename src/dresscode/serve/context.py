@@ -81,12 +81,27 @@ async def read_context(
     city = city or profile_city
     wardrobe, online, pregenerated = await asyncio.gather(
         asyncio.to_thread(readers.wardrobe, user_id),
-        asyncio.to_thread(readers.online, user_id, city_key(city)),
+        asyncio.to_thread(_features_or_none, readers, user_id, city_key(city)),
         asyncio.to_thread(readers.pregenerated, user_id, day),
     )
     style = {k: v for k, v in online.items() if _present(v)}
     user = UserContext(user_id, city, day, wardrobe, style=style, occasion=occasion)
     return RequestContext(user, profile_city, online, pregenerated)
+
+
+def _features_or_none(readers: Readers, user_id: str, city_id: str) -> FeatureRow:
+    """The online features, or none (logged) when the online store cannot answer: the
+    stylist still has the wardrobe, and the weather comes through the cache."""
+    try:
+        return readers.online(user_id, city_id)
+    except Exception as exc:
+        log.warning(
+            "online features for %s unavailable (%s: %s); answering without them",
+            user_id,
+            type(exc).__name__,
+            str(exc)[:200],
+        )
+        return {}
 
 
 def _present(value: Any) -> bool:
