@@ -4,7 +4,8 @@ The readers are the batch's own (:mod:`dresscode.core.tables` for the wardrobe a
 it and the morning's suggestions, the ``users`` table for the profile city, Feast's online
 ``outfit_context`` for the style and live weather features, the lake's per-city weather cache
 in front of the provider); :class:`Readers` bundles them so tests can give in-memory ones.
-They are blocking (pandas, Feast, the lake), so :func:`read_context` runs them in threads.
+They are blocking (pandas, Feast, the lake) and read many users at once: :class:`Loaders`
+coalesces the requests in flight into batch reads in threads (:mod:`dresscode.serve.batching`).
 
 :class:`WeatherAnswers` answers the ``get_weather`` tool for every request of the process:
 the request's online weather row first, then a process memo per (city, day), then the lake
@@ -27,6 +28,7 @@ from typing import Any
 from dresscode.core import lake, tables
 from dresscode.core.config import Settings
 from dresscode.outfits.stylist import UserContext
+from dresscode.serve.batching import BatchLoader
 
 log = logging.getLogger(__name__)
 
@@ -38,13 +40,23 @@ _ANSWERING_FEATURES = ("temperature_c", "temperature_max_c", "temperature_min_c"
 
 @dataclass(frozen=True)
 class Readers:
-    """The service's blocking readers (each one key at a time)."""
+    """The service's blocking readers, each for many keys at once (absent keys: not found)."""
 
-    profile_city: Callable[[str], str | None]  # user id -> profile city; None: unknown user
-    wardrobe: Callable[[str], list[dict[str, Any]]]  # user id -> current items
-    online: Callable[[str, str], FeatureRow]  # (user id, city id) -> outfit_context row
-    pregenerated: Callable[[str, date], dict[str, Any] | None]  # the day's ok suggestion
+    profile_cities: Callable[[list[str]], Mapping[str, str]]  # user id -> profile city
+    wardrobes: Callable[[list[str]], Mapping[str, list[dict[str, Any]]]]  # current items
+    online: Callable[[list[tuple[str, str]]], Mapping[tuple[str, str], FeatureRow]]
+    pregenerated: Callable[[list[tuple[str, date]]], Mapping[tuple[str, date], dict[str, Any]]]
     weather: Callable[[str, date], WeatherAnswer | None]  # the cache-then-provider fallback
+
+
+class Loaders:
+    """The readers behind batch loaders: one read in flight each, taking all that waits."""
+
+    def __init__(self, readers: Readers) -> None:
+        self.profile = BatchLoader(readers.profile_cities)
+        self.wardrobe = BatchLoader(readers.wardrobes)
+        self.online = BatchLoader(readers.online)
+        self.pregenerated = BatchLoader(readers.pregenerated)
 
 
 @dataclass
@@ -72,28 +84,28 @@ def city_key(city: str) -> str:
 
 
 async def read_context(
-    readers: Readers, user_id: str, day: date, city: str | None, occasion: str | None
+    loaders: Loaders, user_id: str, day: date, city: str | None, occasion: str | None
 ) -> RequestContext:
     """Profile first (an unknown user is :class:`UnknownUser`), then the rest at once."""
-    profile_city = await asyncio.to_thread(readers.profile_city, user_id)
+    profile_city = await loaders.profile.load(user_id)
     if profile_city is None:
         raise UnknownUser(user_id)
     city = city or profile_city
     wardrobe, online, pregenerated = await asyncio.gather(
-        asyncio.to_thread(readers.wardrobe, user_id),
-        asyncio.to_thread(_features_or_none, readers, user_id, city_key(city)),
-        asyncio.to_thread(readers.pregenerated, user_id, day),
+        loaders.wardrobe.load(user_id),
+        _features_or_none(loaders, user_id, city_key(city)),
+        loaders.pregenerated.load((user_id, day)),
     )
-    style = {k: v for k, v in online.items() if _present(v)}
-    user = UserContext(user_id, city, day, wardrobe, style=style, occasion=occasion)
-    return RequestContext(user, profile_city, online, pregenerated)
+    style = {k: v for k, v in (online or {}).items() if _present(v)}
+    user = UserContext(user_id, city, day, list(wardrobe or []), style=style, occasion=occasion)
+    return RequestContext(user, profile_city, online or {}, pregenerated)
 
 
-def _features_or_none(readers: Readers, user_id: str, city_id: str) -> FeatureRow:
+async def _features_or_none(loaders: Loaders, user_id: str, city_id: str) -> FeatureRow:
     """The online features, or none (logged) when the online store cannot answer: the
     stylist still has the wardrobe, and the weather comes through the cache."""
     try:
-        return readers.online(user_id, city_id)
+        return await loaders.online.load((user_id, city_id)) or {}
     except Exception as exc:
         log.warning(
             "online features for %s unavailable (%s: %s); answering without them",
@@ -170,49 +182,55 @@ def lake_readers(settings: Settings) -> Readers:
     """Readers over the lake, Feast's online store and the weather cache."""
     store: list[Any] = []  # one FeatureStore per process, made on first use (Feast is slow)
 
-    def profile_city(user_id: str) -> str | None:
+    def profile_cities(user_ids: list[str]) -> dict[str, str]:
         rows = lake.read_table(
             tables.USERS.name,
             settings,
             columns=["user_id", "city", "last_active_at"],
-            filters=[("user_id", "==", user_id)],
+            filters=[("user_id", "in", user_ids)],
         )
         if rows.empty:
-            return None
-        latest = rows.sort_values("last_active_at").iloc[-1]
-        return str(latest["city"] or "").strip() or None
+            return {}
+        latest = rows.sort_values("last_active_at").drop_duplicates("user_id", keep="last")
+        return {
+            str(r["user_id"]): city
+            for r in latest.to_dict("records")
+            if (city := str(r["city"] or "").strip())
+        }
 
-    def wardrobe(user_id: str) -> list[dict[str, Any]]:
-        found = tables.current_wardrobes_of([user_id], settings)
-        return [dict(item) for item in found.get(user_id, [])]
+    def wardrobes(user_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+        found = tables.current_wardrobes_of(user_ids, settings)
+        return {u: [dict(item) for item in items] for u, items in found.items()}
 
-    def online(user_id: str, city_id: str) -> FeatureRow:
+    def online(keys: list[tuple[str, str]]) -> dict[tuple[str, str], FeatureRow]:
         from dresscode.features import store as features
 
         if not store:
             store.append(features.feature_store(settings))
         service = store[0].get_feature_service(features.SERVICE)
-        response = store[0].get_online_features(
-            features=service, entity_rows=[{"user_id": user_id, "city_id": city_id}]
-        )
-        return {k: v[0] for k, v in response.to_dict().items()}
+        rows = [{"user_id": u, "city_id": c} for u, c in keys]
+        answer = store[0].get_online_features(features=service, entity_rows=rows).to_dict()
+        return {key: {k: v[n] for k, v in answer.items()} for n, key in enumerate(keys)}
 
-    def pregenerated(user_id: str, day: date) -> dict[str, Any] | None:
+    def pregenerated(keys: list[tuple[str, date]]) -> dict[tuple[str, date], dict[str, Any]]:
+        wanted = set(keys)
         rows = lake.read_table(
             tables.OUTFIT_SUGGESTIONS.name,
             settings,
-            days=[day],
-            filters=[("user_id", "==", user_id)],
+            days=sorted({d for _, d in keys}),
+            filters=[("user_id", "in", sorted({u for u, _ in keys}))],
         )
         if rows.empty:
-            return None
+            return {}
         if "generated_at" in rows.columns:
             rows = rows.sort_values("generated_at", kind="stable")
-        row = rows.iloc[-1].to_dict()
-        if row.get("status") != "ok":
-            return None
-        row["outfits"] = json.loads(row.get("outfits") or "[]")
-        return row
+        found = {}
+        for row in rows.drop_duplicates(["user_id", "day"], keep="last").to_dict("records"):
+            key = (str(row["user_id"]), date.fromisoformat(str(row["day"])))
+            if key in wanted and row.get("status") == "ok":
+                row["outfits"] = json.loads(row.get("outfits") or "[]")
+                found[key] = row
+        return found
 
     def weather(city: str, day: date) -> WeatherAnswer | None:
         from dresscode.features import weather as forecasts
@@ -223,4 +241,4 @@ def lake_readers(settings: Settings) -> Readers:
             return None
         return found.tool_answer()
 
-    return Readers(profile_city, wardrobe, online, pregenerated, weather)
+    return Readers(profile_cities, wardrobes, online, pregenerated, weather)

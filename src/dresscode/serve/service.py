@@ -46,6 +46,7 @@ from dresscode.outfits.rules import can_form_outfit, unique_items
 from dresscode.serve import routing
 from dresscode.serve.aliases import LivePrompts
 from dresscode.serve.context import (
+    Loaders,
     Readers,
     RequestContext,
     UnknownUser,
@@ -128,6 +129,7 @@ class Service:
     ) -> None:
         self.prompts = prompts
         self.readers = readers
+        self.loaders = Loaders(readers)
         self.lake_log = lake_log
         self._client_for = client_for
         self._clients: dict[str, LLMClient] = {}
@@ -166,10 +168,17 @@ class Service:
         snapshot = self.prompts.current()
         try:
             context = await read_context(
-                self.readers, query.user_id, query.day, query.city, query.occasion
+                self.loaders, query.user_id, query.day, query.city, query.occasion
             )
         except UnknownUser:
             raise Refused(404, "unknown_user", f"No user {query.user_id!r} is known.") from None
+        except Exception as exc:  # the lake is unreachable: say so, never a bare 500
+            log.error("inputs of %s unreadable: %s: %s", query.user_id, type(exc).__name__, exc)
+            raise Refused(
+                503,
+                "inputs_unavailable",
+                "The user's profile or wardrobe cannot be read right now; try again shortly.",
+            ) from None
         if not unique_items(context.user.wardrobe):
             raise Refused(
                 422,
@@ -330,6 +339,15 @@ class Service:
             "caveats": suggestion.caveats,
             "tool_calls": suggestion.tool_calls,
             "model_calls": len(records),
+            # The endpoint's own timings per call: what the service added is the rest.
+            "calls": [
+                {
+                    "turn": r.get("turn"),
+                    "ttft_ms": r.get("ttft_ms"),
+                    "latency_ms": r.get("latency_ms"),
+                }
+                for r in records
+            ],
             "service_notes": notes,
         }
 

@@ -14,6 +14,7 @@ import pytest
 from dresscode.core import lake
 from dresscode.core.config import get_settings
 from dresscode.features import users
+from dresscode.serve.batching import BatchLoader
 from dresscode.serve.context import WeatherAnswers, lake_readers
 
 DAY = date(2026, 5, 2)
@@ -81,14 +82,43 @@ def test_the_lake_readers_answer_for_one_user(dresscode_home: Path) -> None:
     lake.write_parquet("outfit_suggestions", DAY, "users-x", rows)
 
     readers = lake_readers(settings)
-    assert readers.profile_city("u1") == "Rome"  # the newest profile row wins
-    assert readers.profile_city("nobody") is None
-    assert sorted(i["item_id"] for i in readers.wardrobe("u1")) == ["jeans", "tee"]
-    assert readers.wardrobe("nobody") == []
-    found = readers.pregenerated("u1", DAY)
-    assert found is not None and found["outfits"] == outfits
-    assert readers.pregenerated("u2", DAY) is None  # skipped is not a suggestion to serve
-    assert readers.pregenerated("u1", date(2026, 5, 3)) is None
+    # The newest profile row wins; an unknown user is absent.
+    assert readers.profile_cities(["u1", "u2", "nobody"]) == {"u1": "Rome", "u2": "Lima"}
+    found = readers.wardrobes(["u1", "nobody"])
+    assert sorted(i["item_id"] for i in found["u1"]) == ["jeans", "tee"] and found["nobody"] == []
+    keys = [("u1", DAY), ("u2", DAY), ("u1", date(2026, 5, 3))]
+    morning = readers.pregenerated(keys)
+    assert list(morning) == [("u1", DAY)]  # skipped is not a suggestion to serve; no other day
+    assert morning[("u1", DAY)]["outfits"] == outfits
+
+
+async def test_requests_in_flight_together_are_read_in_one_batch() -> None:
+    asked: list[list[str]] = []
+
+    def read_many(keys: list[str]) -> dict[str, str]:
+        asked.append(sorted(keys))
+        return {k: k.upper() for k in keys if k != "ghost"}
+
+    loader: BatchLoader[str, str] = BatchLoader(read_many)
+    got = await asyncio.gather(*(loader.load(k) for k in ["a", "b", "a", "ghost", "c"]))
+    assert got == ["A", "B", "A", None, "C"] and asked == [["a", "b", "c", "ghost"]]
+    assert await loader.load("d") == "D" and loader.reads == 2
+
+
+async def test_a_failing_batch_read_fails_its_requests_and_the_next_read_still_runs() -> None:
+    calls = 0
+
+    def read_many(keys: list[str]) -> dict[str, str]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise OSError("lake unreachable")
+        return {k: "ok" for k in keys}
+
+    loader: BatchLoader[str, str] = BatchLoader(read_many)
+    results = await asyncio.gather(loader.load("a"), loader.load("b"), return_exceptions=True)
+    assert all(isinstance(r, OSError) for r in results)
+    assert await loader.load("a") == "ok"
 
 
 async def test_concurrent_requests_for_one_city_share_one_fetch_and_it_is_remembered() -> None:

@@ -99,10 +99,14 @@ class World:
             )
 
         return Readers(
-            profile_city=self.profiles.get,
-            wardrobe=lambda u: copy.deepcopy(self.wardrobes.get(u, [])),
-            online=lambda u, c: {"user_id": u, "city_id": c, "wardrobe_size": 5},
-            pregenerated=lambda u, d: copy.deepcopy(self.pregenerated.get((u, d))),
+            profile_cities=lambda users: {u: self.profiles[u] for u in users if u in self.profiles},
+            wardrobes=lambda users: {u: copy.deepcopy(self.wardrobes.get(u, [])) for u in users},
+            online=lambda keys: {
+                (u, c): {"user_id": u, "city_id": c, "wardrobe_size": 5} for u, c in keys
+            },
+            pregenerated=lambda keys: {
+                k: copy.deepcopy(self.pregenerated[k]) for k in keys if k in self.pregenerated
+            },
             weather=fetch,
         )
 
