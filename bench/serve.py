@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import multiprocessing
 import os
 import statistics
@@ -97,6 +98,8 @@ def run_service(home: str, sim_url: str, port: int, shadow_share: float) -> None
     from dresscode.serve.service import ATTEMPTS, Service
 
     settings = get_settings()
+    for name in ("httpx", "httpx2"):  # as DresscodeLLMHook.client_for does: no line per call
+        logging.getLogger(name).setLevel(logging.WARNING)
     production = dataclasses.replace(blueprints.resolve("outfit-stylist@2"), model=MODEL)
     aliases = {"production": production}
     if shadow_share:
@@ -134,7 +137,18 @@ def run_service(home: str, sim_url: str, port: int, shadow_share: float) -> None
         shadow_share=shadow_share,
     )
     app = create_app(service, api_key=API_KEY, rate_limit_per_min=10_000, max_days_ahead=14)
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    profile = os.environ.get("BENCH_SERVE_PROFILE")  # a path: where the service's CPU goes
+    if profile:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
+    try:
+        uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    finally:
+        if profile:
+            profiler.disable()
+            profiler.dump_stats(profile)
 
 
 @dataclass
@@ -173,13 +187,18 @@ async def one_stream(client: httpx.AsyncClient, url: str, user: str) -> Stream:
     return Stream(first, total, own, final is not None)
 
 
+async def warm_up(url: str, users: list[str]) -> None:
+    """One stream first: the service's lazy imports and first table opens are not measured."""
+    async with httpx.AsyncClient(timeout=120) as client:
+        await one_stream(client, url, users[-1])
+
+
 async def load(url: str, users: list[str], concurrency: int, rounds: int) -> list[Stream]:
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(timeout=120, limits=limits) as client:
-        await one_stream(client, url, users[0])  # warm-up: imports, pools, the first lake reads
         results: list[Stream] = []
         for r in range(rounds):
-            batch = [users[(r * concurrency + i) % len(users)] for i in range(concurrency)]
+            batch = [users[(r * concurrency + i) % (len(users) - 1)] for i in range(concurrency)]
             results += await asyncio.gather(*(one_stream(client, url, u) for u in batch))
         return results
 
@@ -201,6 +220,7 @@ def phase(
     url = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(_Popen(proc), f"{url}/health", 120, "the stylist")
+        asyncio.run(warm_up(url, users))
         service = psutil.Process(proc.pid)
         cpu0 = service.cpu_times()
         wall0 = time.perf_counter()
