@@ -567,3 +567,32 @@ def test_the_live_shadow_answers_with_the_candidate_in_the_background_and_record
         assert row["candidate_completion_tokens"] > 0 and row["production_latency_ms"] > 0
     # The candidate's calls are not the users': the inference log holds production's only.
     assert set(lake.read_table("inference_log")["prompt_version"].astype(str)) == {"2"}
+
+
+def test_an_unreadable_lake_is_a_503_in_one_sentence_not_a_crash(sim: str, home: Any) -> None:
+    world = World()
+    with stylist_service(sim, world=world) as running:
+
+        def broken(users: list[str]) -> dict[str, Any]:
+            raise OSError("lake unreachable")
+
+        running.service.loaders.wardrobe._read_many = broken  # the lake goes away
+        refused = running.post({"user_id": "u1"})
+        assert refused.status_code == 503
+        assert refused.json()["error"]["code"] == "inputs_unavailable"
+
+
+def test_the_app_is_built_from_the_settings_and_the_callers_key_connection(
+    home: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dresscode.core.config import SettingsError
+    from dresscode.serve.main import build_app
+
+    monkeypatch.delenv("AIRFLOW_CONN_DRESSCODE_SERVE", raising=False)
+    with pytest.raises(SettingsError, match="dresscode_serve"):
+        build_app(get_settings())
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_DRESSCODE_SERVE", json.dumps({"conn_type": "generic", "password": "k"})
+    )
+    app = build_app(get_settings())
+    assert {r.path for r in app.routes} >= {"/v1/outfits", "/health"}
