@@ -195,12 +195,14 @@ async def warm_up(url: str, users: list[str]) -> None:
 
 async def load(url: str, users: list[str], concurrency: int, rounds: int) -> list[Stream]:
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(timeout=120, limits=limits) as client:
-        results: list[Stream] = []
-        for r in range(rounds):
+    results: list[Stream] = []
+    for r in range(rounds):
+        # A fresh pool per round: a keep-alive connection the server closed between rounds
+        # would be a client-side ReadError, not something the service did.
+        async with httpx.AsyncClient(timeout=120, limits=limits) as client:
             batch = [users[(r * concurrency + i) % (len(users) - 1)] for i in range(concurrency)]
             results += await asyncio.gather(*(one_stream(client, url, u) for u in batch))
-        return results
+    return results
 
 
 def pct(values: list[float], q: float) -> float:

@@ -22,6 +22,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.requests import ClientDisconnect
 
 from dresscode.serve.access import RateLimiter, authorized
 from dresscode.serve.service import Query, Refused, Service
@@ -63,6 +64,9 @@ async def _read_body(request: Request, limit: int) -> bytes | None:
     return bytes(body)
 
 
+CLIENT_GONE = 499  # nginx's "client closed request": nobody reads it, the access log does
+
+
 def _one_sentence(error: ValidationError) -> str:
     first = error.errors()[0]
     where = ".".join(str(p) for p in first.get("loc", ())) or "body"
@@ -95,7 +99,10 @@ def create_app(
             return _refusal(
                 401, "unauthorized", "Send the service's API key as 'Authorization: Bearer <key>'."
             )
-        raw = await _read_body(request, MAX_BODY_BYTES)
+        try:
+            raw = await _read_body(request, MAX_BODY_BYTES)
+        except ClientDisconnect:
+            return Response(status_code=CLIENT_GONE)
         if raw is None:
             return _refusal(
                 413, "body_too_large", f"The body is larger than {MAX_BODY_BYTES} bytes."

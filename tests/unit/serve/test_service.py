@@ -596,3 +596,33 @@ def test_the_app_is_built_from_the_settings_and_the_callers_key_connection(
     )
     app = build_app(get_settings())
     assert {r.path for r in app.routes} >= {"/v1/outfits", "/health"}
+
+
+def test_model_monitoring_sees_online_calls_split_by_version_under_a_canary(
+    sim: str, home: Any
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from dresscode.monitoring.metrics import compute_metrics
+    from dresscode.serve import routing
+
+    world = World()
+    users = [f"c{n}" for n in range(12)]
+    for user in users:
+        world.profiles[user] = "Oslo"
+        world.wardrobes[user] = copy.deepcopy(WARDROBE)
+    canary = dataclasses.replace(CANDIDATE, model="perfect")
+    aliases = Aliases(production=PRODUCTION, candidate=canary)
+    with stylist_service(sim, world=world, aliases=aliases, canary_share=0.5) as running:
+        served = {u: running.events({"user_id": u})[0][1]["prompt"] for u in users}
+        time.sleep(0.5)  # the background flush
+    for user, prompt in served.items():  # each user where the stable hash sends them
+        variant = routing.variant_for(user, 0.5, candidate_available=True)
+        assert prompt == ("outfit-stylist@3" if variant == "candidate" else "outfit-stylist@2")
+    assert set(served.values()) == {"outfit-stylist@2", "outfit-stylist@3"}
+    now = datetime.now(UTC)
+    metrics = compute_metrics(now - timedelta(hours=1), now + timedelta(minutes=1))
+    calls = metrics[(metrics["prompt_name"] == "outfit-stylist") & (metrics["metric"] == "calls")]
+    by_version = dict(zip(calls["prompt_version"].astype(str), calls["value"], strict=True))
+    on_candidate = sum(1 for p in served.values() if p.endswith("@3"))
+    assert by_version == {"2": 2.0 * (12 - on_candidate), "3": 2.0 * on_candidate}
