@@ -15,6 +15,7 @@ import contextlib
 import datetime as dt
 import json
 import logging
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -95,6 +96,7 @@ def create_app(
 
     @app.post("/v1/outfits")
     async def outfits(request: Request) -> Response:
+        received_at = time.perf_counter()
         if not authorized(request.headers.get("authorization"), api_key):
             return _refusal(
                 401, "unauthorized", "Send the service's API key as 'Authorization: Bearer <key>'."
@@ -136,7 +138,7 @@ def create_app(
         known = given.casefold() if given and given.casefold() in service.occasions() else None
         query = Query(body.user_id, day, body.city, known, given)
         try:
-            prepared = await service.prepare(query)
+            prepared = await service.prepare(query, received_at)
         except Refused as refused:
             return _refusal(refused.status, refused.code, refused.message)
         return StreamingResponse(

@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -104,6 +105,9 @@ class Prepared:
     variant: routing.Variant
     production: Blueprint
     candidate: Blueprint | None
+    received_at: float = 0.0  # time.perf_counter() when the request arrived
+    inputs_read_at: float = 0.0
+    first_text_at: float | None = None
 
 
 def sse(event: str, data: dict[str, Any]) -> bytes:
@@ -164,7 +168,8 @@ class Service:
 
     # --- step 1: inputs ------------------------------------------------------------------
 
-    async def prepare(self, query: Query) -> Prepared:
+    async def prepare(self, query: Query, received_at: float | None = None) -> Prepared:
+        received_at = time.perf_counter() if received_at is None else received_at
         snapshot = self.prompts.current()
         try:
             context = await read_context(
@@ -204,6 +209,8 @@ class Service:
             variant,
             snapshot.production,
             snapshot.candidate,
+            received_at,
+            time.perf_counter(),
         )
 
     # --- step 2: the stream --------------------------------------------------------------
@@ -258,6 +265,8 @@ class Service:
         lookup = self.weather.lookup_for(prepared.context.online)
 
         def on_content(turn: int, text: str, attempt: int) -> None:
+            if prepared.first_text_at is None:
+                prepared.first_text_at = time.perf_counter()
             queue.put_nowait(sse("delta", {"turn": turn, "attempt": attempt, "text": text}))
 
         served: asyncio.Future[Outcome | None] = asyncio.get_running_loop().create_future()
@@ -339,7 +348,9 @@ class Service:
             "caveats": suggestion.caveats,
             "tool_calls": suggestion.tool_calls,
             "model_calls": len(records),
-            # The endpoint's own timings per call: what the service added is the rest.
+            # Where the time went, as the service saw it (ms from the request's arrival) and
+            # the endpoint's own timings per call: what the service added is the rest.
+            "timings": _timings(prepared),
             "calls": [
                 {
                     "turn": r.get("turn"),
@@ -350,6 +361,16 @@ class Service:
             ],
             "service_notes": notes,
         }
+
+
+def _timings(prepared: Prepared) -> dict[str, float | None]:
+    def since_arrival(at: float | None) -> float | None:
+        return None if at is None else round((at - prepared.received_at) * 1000, 3)
+
+    return {
+        "inputs_ms": since_arrival(prepared.inputs_read_at),
+        "first_text_ms": since_arrival(prepared.first_text_at),
+    }
 
 
 def _error(prepared: Prepared, code: str, message: str) -> dict[str, Any]:
