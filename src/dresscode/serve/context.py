@@ -17,6 +17,7 @@ morning costs the provider at most one call.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -49,14 +50,23 @@ class Readers:
     weather: Callable[[str, date], WeatherAnswer | None]  # the cache-then-provider fallback
 
 
+# How long an answer is reused: profiles change rarely; a wardrobe changes when ingest or
+# feedback runs (every 15 minutes at most), so a minute-old one is the user's wardrobe; the
+# morning's suggestions are written once a day. Online features are read every time (the live
+# weather push).
+PROFILE_TTL_S = 300.0
+WARDROBE_TTL_S = 60.0
+PREGENERATED_TTL_S = 300.0
+
+
 class Loaders:
     """The readers behind batch loaders: one read in flight each, taking all that waits."""
 
     def __init__(self, readers: Readers) -> None:
-        self.profile = BatchLoader(readers.profile_cities)
-        self.wardrobe = BatchLoader(readers.wardrobes)
+        self.profile = BatchLoader(readers.profile_cities, ttl_s=PROFILE_TTL_S)
+        self.wardrobe = BatchLoader(readers.wardrobes, ttl_s=WARDROBE_TTL_S)
         self.online = BatchLoader(readers.online)
-        self.pregenerated = BatchLoader(readers.pregenerated)
+        self.pregenerated = BatchLoader(readers.pregenerated, ttl_s=PREGENERATED_TTL_S)
 
 
 @dataclass
@@ -87,15 +97,22 @@ async def read_context(
     loaders: Loaders, user_id: str, day: date, city: str | None, occasion: str | None
 ) -> RequestContext:
     """Profile first (an unknown user is :class:`UnknownUser`), then the rest at once."""
-    profile_city = await loaders.profile.load(user_id)
-    if profile_city is None:
-        raise UnknownUser(user_id)
-    city = city or profile_city
-    wardrobe, online, pregenerated = await asyncio.gather(
-        loaders.wardrobe.load(user_id),
-        _features_or_none(loaders, user_id, city_key(city)),
-        loaders.pregenerated.load((user_id, day)),
+    # The wardrobe and the morning's suggestion do not need the profile: read all at once.
+    reads = asyncio.gather(
+        loaders.wardrobe.load(user_id), loaders.pregenerated.load((user_id, day))
     )
+    try:
+        profile_city = await loaders.profile.load(user_id)
+        if profile_city is None:
+            raise UnknownUser(user_id)
+        city = city or profile_city
+        online = await _features_or_none(loaders, user_id, city_key(city))
+        wardrobe, pregenerated = await reads
+    except BaseException:
+        reads.cancel()  # the loaders' reads go on for the others; this request stops waiting
+        with contextlib.suppress(BaseException):
+            await reads
+        raise
     style = {k: v for k, v in (online or {}).items() if _present(v)}
     user = UserContext(user_id, city, day, list(wardrobe or []), style=style, occasion=occasion)
     return RequestContext(user, profile_city, online or {}, pregenerated)

@@ -161,3 +161,19 @@ async def test_a_request_that_goes_away_does_not_cancel_the_fetch_others_wait_on
     assert await staying == {"temperature_c": 3.0}
     with pytest.raises(asyncio.CancelledError):
         await leaving
+
+
+async def test_answers_are_kept_for_their_ttl_found_or_not() -> None:
+    asked: list[list[str]] = []
+
+    def read_many(keys: list[str]) -> dict[str, str]:
+        asked.append(sorted(keys))
+        return {k: "x" for k in keys if k != "ghost"}
+
+    loader: BatchLoader[str, str] = BatchLoader(read_many, ttl_s=3600, max_kept=2)
+    assert [await loader.load("a"), await loader.load("ghost")] == ["x", None]
+    assert [await loader.load("a"), await loader.load("ghost")] == ["x", None]
+    assert asked == [["a"], ["ghost"]]  # asked again within the TTL: no read
+    await loader.load("b")  # a third key: the oldest kept answer ("a") is dropped
+    await loader.load("a")
+    assert asked[-1] == ["a"]

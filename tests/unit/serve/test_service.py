@@ -306,6 +306,9 @@ def test_the_mornings_suggestion_is_served_when_it_fits_without_calling_the_mode
     morning = [
         {"item_ids": ["tee", "jeans", "sneakers"], "occasion": "everyday", "reason": "Mild."}
     ]
+    world.wardrobes["u2"] = [i for i in WARDROBE if i["item_id"] != "jeans"] + [
+        item("chinos", "bottom")
+    ]
     world.pregenerated[("u1", today())] = {
         "status": "ok",
         "prompt_name": "outfit-stylist",
@@ -314,6 +317,7 @@ def test_the_mornings_suggestion_is_served_when_it_fits_without_calling_the_mode
         "notes": "From this morning.",
         "caveats": [],
     }
+    world.pregenerated[("u2", today())] = copy.deepcopy(world.pregenerated[("u1", today())])
     with stylist_service(sim, world=world) as running:
         before = sim_stats(sim)["requests_total"]
         events = running.events({"user_id": "u1"})
@@ -324,10 +328,8 @@ def test_the_mornings_suggestion_is_served_when_it_fits_without_calling_the_mode
         # Another city, an item since deleted, or another occasion: asked live.
         assert running.events({"user_id": "u1", "city": "Rome"})[0][1]["source"] == "live"
         assert running.events({"user_id": "u1", "occasion": "formal"})[0][1]["source"] == "live"
-        world.wardrobes["u1"] = [i for i in WARDROBE if i["item_id"] != "jeans"] + [
-            item("chinos", "bottom")
-        ]
-        assert running.events({"user_id": "u1"})[0][1]["source"] == "live"
+        # u2 got the same suggestion this morning but has deleted the jeans since.
+        assert running.events({"user_id": "u2"})[0][1]["source"] == "live"
 
 
 # --- bad input -------------------------------------------------------------------------------
