@@ -81,3 +81,32 @@ async def test_an_unreadable_registry_keeps_the_last_good_blueprints(
         assert prompts.current().production.version == 2
     finally:
         await prompts.aclose()
+
+
+def test_a_blueprint_names_the_deployment_serving_it_without_changing_older_hashes() -> None:
+    import dataclasses
+
+    from dresscode.serve.service import Service
+
+    v2 = blueprints.resolve(f"{NAME}@2")
+    assert v2.connection == ""  # written before blueprints named a deployment: hash unchanged
+    quantized = dataclasses.replace(v2, connection="dresscode_llm_fp8")
+    assert quantized.content_hash() != v2.content_hash()  # another deployment is another version
+    assert (
+        blueprints.from_mapping(
+            {**dataclasses.asdict(quantized), "output_schema": v2.output_schema}, "x"
+        ).connection
+        == "dresscode_llm_fp8"
+    )
+
+    made: list[str] = []
+
+    def client_for(conn_id: str) -> Any:
+        made.append(conn_id)
+        return object()
+
+    service = Service.__new__(Service)  # only the client routing is under test here
+    service._client_for, service._clients = client_for, {}
+    first = service.client(v2)
+    assert service.client(quantized) is not first and service.client(v2) is first
+    assert made == ["", "dresscode_llm_fp8"]  # one client per deployment, made once
