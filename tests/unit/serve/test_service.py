@@ -628,3 +628,49 @@ def test_model_monitoring_sees_online_calls_split_by_version_under_a_canary(
     by_version = dict(zip(calls["prompt_version"].astype(str), calls["value"], strict=True))
     on_candidate = sum(1 for p in served.values() if p.endswith("@3"))
     assert by_version == {"2": 2.0 * (12 - on_candidate), "3": 2.0 * on_candidate}
+
+
+def test_a_huge_body_without_a_declared_length_is_refused_unread(sim: str, home: Any) -> None:
+    with stylist_service(sim) as running:
+
+        def chunks() -> Iterator[bytes]:
+            yield b'{"user_id": "u1", "occasion": "'
+            for _ in range(1000):  # 1 MB, sent chunked: no Content-Length to refuse it by
+                yield b"x" * 1024
+            yield b'"}'
+
+        refused = httpx.post(
+            f"{running.url}/v1/outfits",
+            content=chunks(),
+            headers={"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"},
+            timeout=30,
+        )
+    assert refused.status_code == 413 and refused.json()["error"]["code"] == "body_too_large"
+
+
+def test_a_retried_model_call_says_so_in_its_deltas(home: Any) -> None:
+    from dresscode.sim.testing import running_simulator
+
+    def wrap(app: Any) -> Any:
+        """A gateway failing the first attempt of every answering call with a 503."""
+
+        async def failing_once(scope: dict, receive: Any, send: Any) -> None:
+            if scope["type"] == "http" and scope["path"].endswith("/chat/completions"):
+                message = await receive()
+                if b"response_format" in message.get("body", b""):
+                    scope = {**scope, "headers": [*scope["headers"], (b"x-sim-fault", b"503*1")]}
+                return await app(scope, replaying(message, receive), send)
+            return await app(scope, receive, send)
+
+        return failing_once
+
+    with (
+        running_simulator(
+            served_model_name=["perfect=perfect"], fixed_latency_ms=5, wrap=wrap
+        ) as url,
+        stylist_service(url) as running,
+    ):
+        events = running.events({"user_id": "u1"})
+    deltas = [d for e, d in events if e == "delta"]
+    assert events[-1][0] == "outfit" and deltas
+    assert {(d["turn"], d["attempt"]) for d in deltas} == {(2, 2)}  # the answer came on the retry
