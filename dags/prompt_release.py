@@ -12,7 +12,8 @@ at once when the Param `auto_promote` is true (default: `DRESSCODE_RELEASE_AUTO_
 **approve** task in the Airflow UI (Required actions). Waiting there pages the on-call; no
 answer within `DRESSCODE_APPROVAL_TIMEOUT_HOURS` (12) counts as Reject, so a forgotten approval never holds later runs.
 Promotion moves `previous` to the old `production` first, and is recorded as an MLflow run; it
-is refused if production moved while the approval waited (a rollback wins). **park**: a
+is refused if production moved while the approval waited (a rollback wins), or if the
+candidate fails the live shadow of `dresscode serve` (`DRESSCODE_SHADOW_LIVE_GATE`, read at promotion). **park**: a
 rejected candidate is blocked, with who and why, and never promoted automatically again.
 
 On failure, see `docs/runbooks/prompt_release.md`.

@@ -13,7 +13,7 @@ import ast
 import sys
 from pathlib import Path
 
-STAGES = ("ingest", "features", "outfits", "registry", "monitoring", "feedback", "lake")
+STAGES = ("ingest", "features", "outfits", "registry", "monitoring", "feedback", "lake", "serve")
 SHARED = ("dresscode.core", "dresscode.orchestration")
 
 

@@ -134,6 +134,54 @@ def test_a_failing_candidate_is_not_promoted(env: dict, first_release) -> None:
     assert _states(_release(env))["evaluate"] == "skipped"
 
 
+def test_a_candidate_failing_the_live_shadow_is_not_promoted_and_the_run_says_why(
+    env: dict, first_release
+) -> None:
+    from datetime import UTC, datetime
+
+    from dresscode.registry import prompt_registry as registry
+
+    before = registry.aliases("outfit-stylist")["production"]
+    _add_version(env["prompts"], "outfit-stylist", 3, max_tokens=900)
+    # What dresscode serve recorded while shadowing v3 on live requests: other outfits.
+    now = datetime.now(UTC)
+    rows = [
+        {
+            "request_id": f"live-{n}",
+            "ts": now.isoformat(timespec="milliseconds"),
+            "user_id": f"u{n}",
+            "prompt_name": "outfit-stylist",
+            "production_version": before,
+            "candidate_version": 3,
+            "production_model": GEMMA,
+            "candidate_model": GEMMA,
+            "agreement": 0.2,
+            "candidate_ok": True,
+            "candidate_skip_reason": None,
+            "candidate_tool_calls": 1,
+            "candidate_tool_call_ok": True,
+            "candidate_hallucinated_items": 0,
+            "production_hallucinated_items": 0,
+            "candidate_latency_ms": 900.0,
+            "production_latency_ms": 900.0,
+            "candidate_prompt_tokens": 1700,
+            "candidate_completion_tokens": 60,
+            "production_completion_tokens": 60,
+        }
+        for n in range(12)
+    ]
+    lake.write_parquet("serve_shadow", now.date(), "serve-live", rows)
+    run = _release(env)
+    assert run.state == "failed"
+    assert _states(run)["promote"] == "failed"
+    assert registry.aliases("outfit-stylist")["production"] == before
+    alert = alerts.read_alerts()[-1]
+    assert (
+        "outfit-stylist v3 is not promoted: live shadow over 12 requests FAILED" in alert["summary"]
+    )
+    assert "agreement 0.2 < 0.5" in alert["summary"]
+
+
 def test_without_auto_promote_a_human_approves(load_dag) -> None:
     from airflow.providers.standard.operators.hitl import ApprovalOperator
 

@@ -19,6 +19,7 @@ from typing import Any
 from dresscode.core.settings_parsers import (
     ALERT_BACKENDS,
     IMAGE_FORMATS,
+    LIVE_SHADOW_GATE_DEFAULTS,
     MAX_VALUE_CHARS,
     SLO_DEFAULTS,
     Knob,
@@ -27,6 +28,7 @@ from dresscode.core.settings_parsers import (
     _choice,
     _float_between,
     _int_between,
+    _live_shadow_gate,
     _names_of,
     _optional_str,
     _optional_uri,
@@ -289,6 +291,66 @@ SETTINGS: dict[str, Knob] = {
         lambda _home: 12.0,
         "How long a promotion approval (prompt_release, model_monitoring) waits before it counts as Reject and parks the candidate.",
     ),
+    "serve_port": Knob(
+        "DRESSCODE_SERVE_PORT",
+        _int_between(1, 65_535),
+        lambda _home: 8090,
+        "Port of dresscode serve, the online stylist (bound to 127.0.0.1 by make up).",
+    ),
+    "serve_conn_id": Knob(
+        "DRESSCODE_SERVE_CONN_ID",
+        _str,
+        lambda _home: "dresscode_serve",
+        "Airflow connection holding the API key callers of dresscode serve send (its password).",
+    ),
+    "serve_max_concurrency": Knob(
+        "DRESSCODE_SERVE_MAX_CONCURRENCY",
+        _int_between(1, 4096),
+        lambda _home: 256,
+        "Model calls dresscode serve keeps in flight (the endpoint queues the rest itself).",
+    ),
+    "serve_alias_refresh_s": Knob(
+        "DRESSCODE_SERVE_ALIAS_REFRESH_S",
+        _float_between(0.1, 3600),
+        lambda _home: 10.0,
+        "dresscode serve re-reads the production and candidate aliases this often: a promotion or rollback is served within it, without a restart.",
+    ),
+    "serve_canary_share": Knob(
+        "DRESSCODE_SERVE_CANARY_SHARE",
+        _float_between(0.0, 1.0),
+        lambda _home: 0.0,
+        "Share of users (a stable hash of the user id) dresscode serve answers with the candidate prompt.",
+    ),
+    "serve_shadow_share": Knob(
+        "DRESSCODE_SERVE_SHADOW_SHARE",
+        _float_between(0.0, 1.0),
+        lambda _home: 0.0,
+        "Share of requests dresscode serve also sends to the candidate in the background (the live shadow).",
+    ),
+    "serve_rate_limit_per_min": Knob(
+        "DRESSCODE_SERVE_RATE_LIMIT_PER_MIN",
+        _int_between(1, 100_000),
+        lambda _home: 20,
+        "Requests per user per minute dresscode serve accepts; more get HTTP 429.",
+    ),
+    "serve_max_days_ahead": Knob(
+        "DRESSCODE_SERVE_MAX_DAYS_AHEAD",
+        _int_between(0, 16),
+        lambda _home: 14,
+        "How far ahead a suggestion may be asked for (weather forecasts end at 16 days).",
+    ),
+    "serve_log_flush_s": Knob(
+        "DRESSCODE_SERVE_LOG_FLUSH_S",
+        _float_between(0.1, 3600),
+        lambda _home: 5.0,
+        "dresscode serve writes its inference_log and serve_shadow rows to the lake this often.",
+    ),
+    "shadow_live_gate": Knob(
+        "DRESSCODE_SHADOW_LIVE_GATE",
+        _live_shadow_gate,
+        lambda _home: dict(LIVE_SHADOW_GATE_DEFAULTS),
+        "Live shadow gate bounds as JSON, merged over the defaults (see docs/runbooks/serve.md).",
+    ),
     "mlflow_tracking_uri": Knob(
         "MLFLOW_TRACKING_URI",
         _str,
@@ -430,6 +492,16 @@ class Settings:
     release_auto_promote: bool
     monitoring_auto_promote: bool
     approval_timeout_hours: float
+    serve_port: int
+    serve_conn_id: str
+    serve_max_concurrency: int
+    serve_alias_refresh_s: float
+    serve_canary_share: float
+    serve_shadow_share: float
+    serve_rate_limit_per_min: int
+    serve_max_days_ahead: int
+    serve_log_flush_s: float
+    shadow_live_gate: dict[str, float]
     mlflow_tracking_uri: str
     alerts_file: Path
     runbook_base_url: str

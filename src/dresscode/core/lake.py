@@ -53,6 +53,7 @@ TABLES = (
     "weather_cache",
     "user_style",
     "outfit_suggestions",
+    "serve_shadow",
     "feedback",
     "user_events",
     "corrected_labels",

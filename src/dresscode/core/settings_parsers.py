@@ -172,6 +172,40 @@ def _slos(raw: str) -> dict[str, float]:
     return SLO_DEFAULTS | values
 
 
+# The live shadow's promotion gate (prompt_release reads the serve_shadow table): a candidate
+# with at least min_samples shadowed requests in the last `days` must meet every bound.
+LIVE_SHADOW_GATE_DEFAULTS: dict[str, float] = {
+    "min_samples": 0,  # 0: no live traffic shadowed yet does not hold a promotion
+    "days": 7,
+    "agreement_min": 0.5,  # mean overlap of the outfit items with production's
+    "tool_call_success_rate_min": 0.95,
+    "hallucination_rate_max": 0.02,  # shadowed requests where the candidate named unowned ids
+    "error_rate_max": 0.05,  # shadowed requests the candidate could not answer
+    "latency_ratio_max": 1.5,  # candidate p95 latency over production's, same requests
+}
+
+
+def _live_shadow_gate(raw: str) -> dict[str, float]:
+    """a JSON object of live shadow gate overrides"""
+    try:
+        given = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise ValueError("not JSON this program can read") from None
+    if not isinstance(given, dict):
+        raise ValueError('must be a JSON object such as {"agreement_min": 0.6}')
+    unknown = sorted(set(given) - set(LIVE_SHADOW_GATE_DEFAULTS))
+    if unknown:
+        raise ValueError(f"unknown bound {unknown}; known: {', '.join(LIVE_SHADOW_GATE_DEFAULTS)}")
+    values: dict[str, float] = {}
+    for name, value in given.items():
+        ceiling = 1.0 if name.endswith(("_min", "_rate_max")) else 1e6
+        number = value if isinstance(value, int | float) and not isinstance(value, bool) else None
+        if number is None or not 0 <= number <= ceiling:  # NaN fails both comparisons
+            raise ValueError(f"{name} must be a number between 0 and {ceiling:g}")
+        values[name] = float(number)
+    return LIVE_SHADOW_GATE_DEFAULTS | values
+
+
 def _names_of(*known: str, empty: bool) -> Callable[[str], frozenset[str]]:
     """A parser of a comma-separated list of ``known`` names (any case); ``empty``: allowed."""
     by_key = {name.lower(): name for name in known}

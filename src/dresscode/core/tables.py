@@ -96,7 +96,7 @@ REDIGITIZED = Table(
 )
 INFERENCE_LOG = Table(
     "inference_log",
-    "ingest, outfits",
+    "ingest, outfits, serve",
     "parquet",
     ("request_id",),
     doc="one row per model call, the monitoring source of truth (InferenceLogRow)",
@@ -130,6 +130,13 @@ OUTFIT_SUGGESTIONS = Table(
     ("user_id", "day"),
     ("generated_at",),
     doc="one suggestion per user and day, newest generated_at wins (OutfitSuggestionRow)",
+)
+SERVE_SHADOW = Table(
+    "serve_shadow",
+    "serve",
+    "parquet",
+    ("request_id",),
+    doc="live shadow: one row per online request also answered by the candidate",
 )
 FEEDBACK = Table(
     "feedback",
@@ -200,6 +207,7 @@ CATALOGUE: dict[str, Table] = {
         WEATHER_CACHE,
         USER_STYLE,
         OUTFIT_SUGGESTIONS,
+        SERVE_SHADOW,
         FEEDBACK,
         USER_EVENTS_TABLE,
         CORRECTED_LABELS,

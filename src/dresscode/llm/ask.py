@@ -40,7 +40,7 @@ from dresscode.llm.inference_log import inference_record
 
 if TYPE_CHECKING:
     from dresscode.llm.blueprints import Blueprint
-    from dresscode.llm.client import ChatResult, LLMClient
+    from dresscode.llm.client import ChatResult, ContentSink, LLMClient
     from dresscode.llm.parsing import ParseOutcome
 
 __all__ = [
@@ -163,6 +163,7 @@ async def ask(
     judge: Judge[T] | None = None,
     columns: Mapping[str, Any] | None = None,
     request_id: str | None = None,
+    on_content: ContentSink | None = None,
 ) -> Answer[T]:
     """Ask the model once; never raises for model or network failures.
 
@@ -170,7 +171,7 @@ async def ask(
     ``messages`` to continue a conversation. ``constrained`` sends the blueprint's output
     schema as ``response_format`` under ``schema_name``; the blueprint's tools are always
     offered (``tool_choice: auto``). ``purpose`` and ``columns`` go into the log row, the
-    judge's fields on top (see :class:`Judgement`).
+    judge's fields on top (see :class:`Judgement`). ``on_content`` hears the text as it streams.
     """
     from dresscode.llm.parsing import parse_structured
 
@@ -191,6 +192,7 @@ async def ask(
         max_tokens=blueprint.max_tokens,
         request_id=request_id,
         model=blueprint.model,
+        on_content=on_content,
     )
     parse = None
     if result.ok and not (tools and result.tool_calls):

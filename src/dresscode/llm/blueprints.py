@@ -51,14 +51,20 @@ class Blueprint:
     description: str = ""
     tools: list[dict[str, Any]] = field(default_factory=list)
     source: str = ""  # where it was loaded from (a path or a registry URI)
+    # The dresscode_llm-type connection of the deployment serving it (blue-green: e.g. a
+    # quantized Gemma 4 on new nodes); empty = the default connection.
+    connection: str = ""
 
     @property
     def ref(self) -> str:
         return f"{self.name}@{self.version}"
 
     def content_hash(self) -> str:
-        """Hash of everything that changes the model's behaviour (not the source)."""
+        """Hash of everything that changes the model's behaviour (not the source); an unset
+        ``connection`` is left out, so blueprints written before it existed keep their hash."""
         body = {k: v for k, v in asdict(self).items() if k not in {"source", "description"}}
+        if not self.connection:
+            body.pop("connection")
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
     def placeholders(self) -> set[str]:
@@ -101,6 +107,7 @@ def from_mapping(data: Any, source: str) -> Blueprint:
             description=str(data.get("description", "")),
             tools=list(data.get("tools") or []),
             source=source,
+            connection=str(data.get("connection") or ""),
         )
     except (TypeError, ValueError) as exc:
         raise BlueprintError(f"{source}: {exc}.") from None

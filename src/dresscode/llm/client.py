@@ -23,6 +23,7 @@ import re
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Self, cast
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ChatResult",
+    "ContentSink",
     "ErrorClass",
     "LLMClient",
 ]
@@ -61,6 +63,10 @@ class ErrorClass:
     NOT_FOUND = "not_found"  # 404: wrong base URL or model name
     CLIENT_ERROR = "client_error"  # any other 4xx
 
+
+ContentSink = Callable[[str, int], None]
+"""``(text delta, attempt)``: told each piece of the answer's text as it streams in (the
+online stylist relays it to the user); a new ``attempt`` means a retry started over."""
 
 # Only these are transient; everything else would fail the same way again.
 RETRYABLE = frozenset(
@@ -211,12 +217,14 @@ class LLMClient:
         headers: dict | None = None,
         request_id: str | None = None,
         model: str | None = None,
+        on_content: ContentSink | None = None,
     ) -> ChatResult:
         """One chat completion, retried as needed. Never raises for API or network failures.
 
         ``model`` overrides the client's default served model for this call (a blueprint
         names the model it was evaluated with). ``request_id`` (a fresh uuid4 hex by default) goes out as ``X-Request-Id`` on every
         attempt, so the server's logs tie the retries of one call together.
+        ``on_content`` is told each text delta as it arrives (see :data:`ContentSink`).
         """
         request_id = request_id or uuid.uuid4().hex
         body = self._request_body(
@@ -229,7 +237,7 @@ class LLMClient:
         attempt = 0
         while True:
             attempt += 1
-            outcome = await self._attempt(body, headers, request_id, attempt)
+            outcome = await self._attempt(body, headers, request_id, attempt, on_content)
             if isinstance(outcome, ChatResult):
                 return outcome
             delay = self._retry_delay(outcome, attempt, time.perf_counter() - started)
@@ -283,7 +291,12 @@ class LLMClient:
         return body
 
     async def _attempt(
-        self, body: dict[str, Any], headers: dict[str, str], request_id: str, attempt: int
+        self,
+        body: dict[str, Any],
+        headers: dict[str, str],
+        request_id: str,
+        attempt: int,
+        on_content: ContentSink | None = None,
     ) -> ChatResult | _Failure:
         """Send one attempt in a concurrency slot; a result, or the classified failure."""
         async with self._slots:
@@ -292,7 +305,7 @@ class LLMClient:
             t0 = time.perf_counter()
             try:
                 async with asyncio.timeout(self.timeout_s):
-                    return await self._stream(body, headers, request_id, attempt)
+                    return await self._stream(body, headers, request_id, attempt, on_content)
             except (openai.APIError, TimeoutError, ValueError) as err:
                 failure = _classify(err)
                 failure.latency_ms = (time.perf_counter() - t0) * 1000.0
@@ -301,7 +314,12 @@ class LLMClient:
                 self._in_flight -= 1
 
     async def _stream(
-        self, body: dict[str, Any], headers: dict[str, str], request_id: str, attempt: int
+        self,
+        body: dict[str, Any],
+        headers: dict[str, str],
+        request_id: str,
+        attempt: int,
+        on_content: ContentSink | None = None,
     ) -> ChatResult:
         """Stream one completion and assemble content, tool calls, usage and timings.
 
@@ -324,8 +342,11 @@ class LLMClient:
         )
         async with stream:
             async for chunk in stream:
+                pieces = len(answer.content)
                 if answer.add(cast("dict[str, Any]", chunk)) and answer.ttft_ms is None:
                     answer.ttft_ms = (time.perf_counter() - t0) * 1000.0
+                if on_content is not None and len(answer.content) > pieces:
+                    on_content(answer.content[-1], attempt)
         return ChatResult(
             request_id=request_id,
             model=answer.model or body["model"],

@@ -58,6 +58,18 @@ def _status(args: argparse.Namespace) -> int:
     return stack.status()
 
 
+def _serve(args: argparse.Namespace) -> int:
+    import logging
+
+    from dresscode.serve import main as serve
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    serve.run(args.host, args.port)
+    return 0
+
+
 def _leak_scan(args: argparse.Namespace) -> int:
     from dresscode.local import stack
 
@@ -321,6 +333,11 @@ def build_parser() -> argparse.ArgumentParser:
     ).set_defaults(func=_leak_scan)
 
     sub.add_parser("sim", help="run the vLLM simulator (dresscode sim --help for its options)")
+
+    serve_cmd = sub.add_parser("serve", help="run the online stylist (POST /v1/outfits, SSE)")
+    serve_cmd.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback)")
+    serve_cmd.add_argument("--port", type=int, default=None, help="default DRESSCODE_SERVE_PORT")
+    serve_cmd.set_defaults(func=_serve)
 
     seed = sub.add_parser(
         "seed", help="write synthetic photos (and bad files) into the landing area"

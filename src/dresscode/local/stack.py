@@ -4,8 +4,9 @@ Everything lives under ``DRESSCODE_HOME`` (default ``.local/``): the Airflow hom
 SQLite database, logs, PID files, the lake and the MLflow database. Processes are started in
 their own sessions with their PIDs recorded, so ``down`` stops exactly what ``up`` started.
 
-Parts: the vLLM simulator (the only stand-in: no GPU here), and Airflow's api-server,
-scheduler, dag-processor and triggerer with the LocalExecutor.
+Parts: the vLLM simulator (the only stand-in: no GPU here), Airflow's api-server,
+scheduler, dag-processor and triggerer with the LocalExecutor, and the online stylist
+(``dresscode serve``) on loopback.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ class StackError(RuntimeError):
 class Ports:
     airflow: int
     sim: int
+    serve: int = 8090
 
     @classmethod
     def from_env(cls) -> Ports:
@@ -51,7 +53,14 @@ class Ports:
                 raise StackError(f"{env}={raw!r} is not a TCP port number.")
             return int(raw)
 
-        return cls(port("DRESSCODE_AIRFLOW_PORT", 8080), port("DRESSCODE_SIM_PORT", 8000))
+        return cls(
+            port("DRESSCODE_AIRFLOW_PORT", 8080),
+            port("DRESSCODE_SIM_PORT", 8000),
+            port("DRESSCODE_SERVE_PORT", 8090),
+        )
+
+
+PORT_SETTINGS = {"api-server": "DRESSCODE_AIRFLOW_PORT", "serve": "DRESSCODE_SERVE_PORT"}
 
 
 @dataclass(frozen=True)
@@ -75,6 +84,20 @@ def airflow_home() -> Path:
 
 def venv_bin() -> Path:
     return Path(sys.executable).parent
+
+
+def serve_key_file() -> Path:
+    """The local online stylist's API key (made once, readable by the owner only)."""
+    return home() / "serve_api_key"
+
+
+def _serve_key() -> str:
+    path = serve_key_file()
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(24))
+        path.chmod(0o600)
+    return path.read_text().strip()
 
 
 def airflow_env(ports: Ports) -> dict[str, str]:
@@ -138,6 +161,11 @@ def airflow_env(ports: Ports) -> dict[str, str]:
                     },
                 }
             ),
+            # The online stylist's caller key (dresscode serve checks it on every request).
+            "AIRFLOW_CONN_DRESSCODE_SERVE": json.dumps(
+                {"conn_type": "generic", "password": _serve_key()}
+            ),
+            "DRESSCODE_SERVE_PORT": str(ports.serve),
             # The local demo promotes what passes its gate; production waits for a human.
             "DRESSCODE_RELEASE_AUTO_PROMOTE": "true",
             "MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri,
@@ -181,6 +209,11 @@ def parts(ports: Ports) -> list[Part]:
         Part("scheduler", [airflow, "scheduler"]),
         Part("dag-processor", [airflow, "dag-processor"]),
         Part("triggerer", [airflow, "triggerer"]),
+        Part(
+            "serve",
+            [str(venv_bin() / "dresscode"), "serve", "--port", str(ports.serve)],
+            ports.serve,
+        ),
     ]
 
 
@@ -355,9 +388,7 @@ def start(ports: Ports) -> None:
         )
     for part in missing:
         if part.port is not None and port_in_use(part.port):
-            env_name = (
-                "DRESSCODE_AIRFLOW_PORT" if part.name == "api-server" else "DRESSCODE_SIM_PORT"
-            )
+            env_name = PORT_SETTINGS.get(part.name, "DRESSCODE_SIM_PORT")
             raise StackError(
                 f"Port {part.port} (for the {part.name}) is taken by another program. "
                 f"Stop it, or choose another port: {env_name}=<port> make up."
@@ -402,8 +433,17 @@ def start(ports: Ports) -> None:
         180,
         "api-server",
     )
+    serve_url = f"http://127.0.0.1:{ports.serve}"
+    wait_for(
+        "the online stylist (dresscode serve)",
+        lambda: httpx.get(f"{serve_url}/health", timeout=2).status_code == 200,
+        180,
+        "serve",
+    )
     print(
-        f"• all parts healthy: simulator at {sim_url}/v1, Airflow at {client.base_url}", flush=True
+        f"• all parts healthy: simulator at {sim_url}/v1, Airflow at {client.base_url}, "
+        f"stylist at {serve_url}",
+        flush=True,
     )
 
 
@@ -464,8 +504,22 @@ def up(seed_photos: int = 48) -> int:
     print(
         f"Simulator:  http://127.0.0.1:{ports.sim}/v1 — a stand-in for Gemma 4: its quality numbers are not Gemma's"
     )
+    print(serve_curl(ports))
     print("Stop with: make down")
     return 0 if not found and all(s == "success" for s in states.values()) else 1
+
+
+def serve_curl(ports: Ports) -> str:
+    """The line that streams a suggestion from the local online stylist (the key stays in its file)."""
+    from dresscode.local.seed import CITIES
+
+    user = sorted(CITIES)[0]
+    return (
+        "Stylist (streams a suggestion):\n"
+        f'  curl -N -H "Authorization: Bearer $(cat {serve_key_file()})" '
+        f"-H 'Content-Type: application/json' -d '{{\"user_id\": \"{user}\"}}' "
+        f"http://127.0.0.1:{ports.serve}/v1/outfits"
+    )
 
 
 def leak_scan(ports: Ports) -> tuple[int, list[leaks.Finding]]:

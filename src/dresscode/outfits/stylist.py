@@ -435,6 +435,7 @@ async def suggest(
     weather: WeatherLookup,
     *,
     max_turns: int,
+    on_content: Callable[[int, str, int], None] | None = None,  # (turn, text delta, attempt)
 ) -> tuple[Suggestion, list[dict[str, Any]]]:
     """One user's suggestion and the inference-log rows of its model calls (one per call).
 
@@ -475,6 +476,7 @@ async def suggest(
             constrained=constrained,
             judge=judge,
             columns=_columns(ctx, turn),
+            on_content=partial(on_content, turn) if on_content else None,
         )
         records.append(answer.record)
         out.turns, out.request_ids = turn, [*out.request_ids, answer.request_id]

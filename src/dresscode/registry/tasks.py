@@ -218,10 +218,12 @@ def promote(candidates: list[Shadowed], *, actor: str, approval: Answer | None =
     """Move ``production`` to each candidate (``previous`` keeps the old one), audited; after
     an ``approval`` the approver is the actor.
 
-    A candidate that was parked, or whose production moved since it was compared (a rollback
-    while the approval waited), is refused: the others are promoted, then the task fails with
-    the refusals (the later human decision wins, loudly).
+    A candidate that was parked, whose production moved since it was compared (a rollback
+    while the approval waited), or that fails the live shadow gate (``live_shadow.verdict``,
+    read at this moment) is refused: the others are promoted, then the task fails with the
+    refusals (the later human decision wins, loudly).
     """
+    from dresscode.registry import live_shadow
     from dresscode.registry import prompt_registry as registry
     from dresscode.registry.approval import refusal
 
@@ -233,6 +235,9 @@ def promote(candidates: list[Shadowed], *, actor: str, approval: Answer | None =
             log.info("%s@%s is already production", c["name"], c["version"])
             continue
         why_not = refusal(c["name"], c["version"], c.get("against"))
+        # Read now, not at the shadow task: requests shadowed while an approval waited count.
+        live = live_shadow.verdict(c["name"], c["version"])
+        why_not = why_not or live.refusal()
         if why_not:
             log.error("%s", why_not)
             refused.append(why_not)
@@ -241,6 +246,7 @@ def promote(candidates: list[Shadowed], *, actor: str, approval: Answer | None =
         shadowed = c.get("shadow")
         if shadowed:
             reason += f"; {shadowed['summary']}"
+        reason += f"; {live.summary()}"
         if approval is not None:
             reason += f"; approved by {approval['by']} at {approval['at']}"
         promotion = registry.promote(c["name"], c["version"], actor=actor, reason=reason)

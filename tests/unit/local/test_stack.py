@@ -73,3 +73,20 @@ def test_bad_port_setting_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DRESSCODE_SIM_PORT", "eighty")
     with pytest.raises(stack.StackError, match="DRESSCODE_SIM_PORT='eighty' is not a TCP port"):
         stack.Ports.from_env()
+
+
+def test_make_up_runs_the_online_stylist_and_prints_a_curl_line_without_its_key(
+    dresscode_home: Path,
+) -> None:
+    import json as json_module
+
+    ports = stack.Ports(airflow=8080, sim=8000, serve=8123)
+    serve = next(p for p in stack.parts(ports) if p.name == "serve")
+    assert serve.port == 8123 and serve.argv[-3:] == ["serve", "--port", "8123"]
+    env = stack.airflow_env(ports)
+    key = stack.serve_key_file().read_text().strip()
+    assert json_module.loads(env["AIRFLOW_CONN_DRESSCODE_SERVE"])["password"] == key
+    assert env["DRESSCODE_SERVE_PORT"] == "8123"
+    line = stack.serve_curl(ports)
+    assert "curl -N" in line and "http://127.0.0.1:8123/v1/outfits" in line
+    assert key not in line and str(stack.serve_key_file()) in line

@@ -1,0 +1,388 @@
+"""Benchmark: what ``dresscode serve`` adds to the model's time to first token, under load.
+
+Starts the vLLM simulator (its own process, ``--max-num-seqs 256`` so the endpoint never
+queues) and the online stylist (its own process, the real app and service over a scratch
+lake with ``--users`` users and their wardrobes; the Feast online read is stubbed to "no
+features", the weather reader answers from memory — both sit outside what is measured here
+only in that they are not called), then opens ``--concurrency`` streams at once, ``--rounds``
+times, and measures per stream:
+
+* **time to first text** as the client sees it (request sent -> first ``delta`` event), and
+  the endpoint's own share of it (the final event's per-call timings: the tool-call turn's
+  whole latency plus the answering turn's time to first token). **Added** = the difference:
+  reading the inputs, answering the tool, the SSE path.
+* requests/s per core of the service process (requests over its CPU seconds) and its peak RSS.
+
+Then the same with the live shadow on (``--shadow-share``, a candidate set): the primary's
+p95 must stay within 5 % of the run without it. Every number here is the simulator's model
+time plus this service's; nothing is Gemma's.
+
+    .venv/bin/python bench/serve.py --concurrency 200 --rounds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import multiprocessing
+import os
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+
+API_KEY = "bench-key"
+MODEL = "google/gemma-4-26B-A4B-it"
+STAGGER_S = 2.5  # about one stream's length: the clients' start is spread over it
+CATEGORIES = ["top", "top", "bottom", "bottom", "footwear", "outerwear", "top", "dress"]
+
+
+def seed_lake(home: Path, users: int) -> None:
+    """Profiles and wardrobes of ``users`` users in a scratch lake."""
+    os.environ["DRESSCODE_HOME"] = str(home)
+    from dresscode.core import config, lake
+    from dresscode.features import users as profiles
+
+    config.get_settings.cache_clear()
+    now = datetime.now(UTC)
+    ids = [f"user-{n:04d}" for n in range(users)]
+    profiles.write_profiles(
+        [{"user_id": u, "city": "Oslo", "last_active_at": now} for u in ids],
+        day=now.date().isoformat(),
+    )
+    items = [
+        {
+            "item_id": f"{u}-item-{k}",
+            "user_id": u,
+            "image_sha256": f"{n:032x}{k:032x}",
+            "prompt_version": 2,
+            "category": category,
+            "subcategory": category,
+            "color_names": ["navy"],
+            "color_hexes": ["#000080"],
+            "warmth": "medium",
+            "formality": "casual",
+            "water_resistant": category == "outerwear",
+            "description": f"A {category}.",
+        }
+        for n, u in enumerate(ids)
+        for k, category in enumerate(CATEGORIES)
+    ]
+    lake.write_parquet("wardrobe_items", now.date(), "bench", items)
+
+
+def run_service(home: str, sim_url: str, port: int, shadow_share: float) -> None:
+    """The stylist process: the real app over the scratch lake; Feast and weather stubbed."""
+    import dataclasses
+    from datetime import date
+
+    import uvicorn
+
+    os.environ["DRESSCODE_HOME"] = home
+    from dresscode.core.config import get_settings
+    from dresscode.llm import blueprints
+    from dresscode.llm.client import LLMClient
+    from dresscode.registry.store import AliasNotSet
+    from dresscode.serve.aliases import LivePrompts
+    from dresscode.serve.app import create_app
+    from dresscode.serve.context import lake_readers
+    from dresscode.serve.logbook import LakeLog
+    from dresscode.serve.service import ATTEMPTS, Service
+
+    settings = get_settings()
+    for name in ("httpx", "httpx2"):  # as DresscodeLLMHook.client_for does: no line per call
+        logging.getLogger(name).setLevel(logging.WARNING)
+    production = dataclasses.replace(blueprints.resolve("outfit-stylist@2"), model=MODEL)
+    aliases = {"production": production}
+    if shadow_share:
+        aliases["candidate"] = dataclasses.replace(production, version=3)
+
+    def load(name: str, alias: str) -> Any:
+        if alias not in aliases:
+            raise AliasNotSet(alias)
+        return aliases[alias]
+
+    weather = {
+        "temperature_c": 14.0,
+        "temperature_max_c": 17.0,
+        "temperature_min_c": 9.0,
+        "precipitation_probability": 20,
+    }
+    readers = dataclasses.replace(
+        lake_readers(settings),
+        online=lambda keys: {},
+        weather=lambda city, day: {"city": city, "date": date.isoformat(day), **weather},
+    )
+    service = Service(
+        prompts=LivePrompts("outfit-stylist", 60, load=load),
+        readers=readers,
+        lake_log=LakeLog(settings, 5.0),
+        client_for=lambda conn: LLMClient(
+            sim_url,
+            model=MODEL,
+            max_concurrency=settings.serve_max_concurrency,
+            max_attempts=ATTEMPTS,
+        ),
+        weather_ttl_s=3600,
+        max_turns=4,
+        canary_share=0.0,
+        shadow_share=shadow_share,
+    )
+    app = create_app(service, api_key=API_KEY, rate_limit_per_min=10_000, max_days_ahead=14)
+    profile = os.environ.get("BENCH_SERVE_PROFILE")  # a path: where the service's CPU goes
+    if profile:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
+    try:
+        uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    finally:
+        if profile:
+            profiler.disable()
+            profiler.dump_stats(profile)
+
+
+@dataclass
+class Stream:
+    meta_ms: float | None  # request sent -> the meta event: auth, checks, the inputs read
+    first_text_ms: float | None
+    total_ms: float
+    endpoint_first_text_ms: float | None
+    ok: bool
+    service_inputs_ms: float | None = None  # as the service measured it, from arrival
+    service_first_text_ms: float | None = None
+
+
+async def one_stream(client: httpx.AsyncClient, url: str, user: str) -> Stream:
+    started = time.perf_counter()
+    first: float | None = None
+    meta: float | None = None
+    final: dict[str, Any] | None = None
+    event = ""
+    async with client.stream(
+        "POST",
+        f"{url}/v1/outfits",
+        json={"user_id": user},
+        headers={"Authorization": f"Bearer {API_KEY}"},
+    ) as response:
+        async for line in response.aiter_lines():
+            if line.startswith("event: "):
+                event = line[7:]
+            elif line.startswith("data: "):
+                if event == "meta":
+                    meta = (time.perf_counter() - started) * 1000
+                elif event == "delta" and first is None:
+                    first = (time.perf_counter() - started) * 1000
+                elif event == "outfit":
+                    final = json.loads(line[6:])
+    total = (time.perf_counter() - started) * 1000
+    own = None
+    if final and final["calls"]:
+        *before, last = final["calls"]
+        if last.get("ttft_ms") is not None:
+            own = sum(c["latency_ms"] for c in before) + last["ttft_ms"]
+    timings = (final or {}).get("timings") or {}
+    return Stream(
+        meta,
+        first,
+        total,
+        own,
+        final is not None,
+        timings.get("inputs_ms"),
+        timings.get("first_text_ms"),
+    )
+
+
+async def warm_up(url: str, users: list[str]) -> None:
+    """One stream first: the service's lazy imports and first table opens are not measured."""
+    async with httpx.AsyncClient(timeout=120) as client:
+        await one_stream(client, url, users[-1])
+
+
+async def load(
+    url: str, users: list[str], concurrency: int, rounds: int, *, burst: bool
+) -> list[Stream]:
+    """``concurrency`` clients, each streaming ``rounds`` suggestions back to back.
+
+    Steady (default): the clients start spread over ``STAGGER_S`` (about one stream's length),
+    so ``concurrency`` streams are in flight at a steady arrival rate, as under real traffic.
+    ``burst``: every round's requests are sent at the same instant (the worst case: a
+    thundering herd, each request queued behind the others' input reads and parsing).
+    """
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    results: list[Stream] = []
+    if burst:
+        for r in range(rounds):
+            # A fresh pool per round: a keep-alive connection the server closed between
+            # rounds would be a client-side ReadError, not something the service did.
+            async with httpx.AsyncClient(timeout=120, limits=limits) as client:
+                batch = [
+                    users[(r * concurrency + i) % (len(users) - 1)] for i in range(concurrency)
+                ]
+                results += await asyncio.gather(*(one_stream(client, url, u) for u in batch))
+        return results
+
+    async def client_loop(client: httpx.AsyncClient, n: int) -> list[Stream]:
+        await asyncio.sleep(STAGGER_S * n / concurrency)
+        return [
+            await one_stream(client, url, users[(r * concurrency + n) % (len(users) - 1)])
+            for r in range(rounds)
+        ]
+
+    async with httpx.AsyncClient(timeout=120, limits=limits) as client:
+        for streams in await asyncio.gather(*(client_loop(client, n) for n in range(concurrency))):
+            results += streams
+    return results
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def phase(
+    label: str, sim_url: str, home: Path, users: list[str], args: argparse.Namespace, shadow: float
+) -> dict[str, Any]:
+    from dresscode.sim.testing import free_port, wait_healthy
+
+    port = free_port()
+    ctx = multiprocessing.get_context("spawn")
+    proc = ctx.Process(target=run_service, args=(str(home), sim_url, port, shadow), daemon=True)
+    proc.start()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(_Popen(proc), f"{url}/health", 120, "the stylist")
+        asyncio.run(warm_up(url, users))
+        service = psutil.Process(proc.pid)
+        cpu0 = service.cpu_times()
+        wall0 = time.perf_counter()
+        streams = asyncio.run(load(url, users, args.concurrency, args.rounds, burst=args.burst))
+        wall = time.perf_counter() - wall0
+        cpu1 = service.cpu_times()
+        rss_mb = service.memory_info().rss / 2**20
+        peak_mb = _peak_rss_mb(proc.pid)
+    finally:
+        proc.terminate()
+        proc.join(30)
+    ok = [
+        s
+        for s in streams
+        if s.ok and s.first_text_ms is not None and s.endpoint_first_text_ms is not None
+    ]
+    added = [s.first_text_ms - s.endpoint_first_text_ms for s in ok]  # type: ignore[operator]
+    # The same, from the service's own clock: arrival -> first text, less the endpoint's share.
+    added_in_service = [s.service_first_text_ms - s.endpoint_first_text_ms for s in ok]  # type: ignore[operator]
+    inputs_in_service = [s.service_inputs_ms for s in ok]
+    cpu_s = (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)
+    return {
+        "label": label,
+        "streams": len(streams),
+        "ok": len(ok),
+        "added_p50_ms": statistics.median(added),
+        "added_p95_ms": pct(added, 0.95),
+        "svc_added_p50_ms": statistics.median(added_in_service),
+        "svc_added_p95_ms": pct(added_in_service, 0.95),
+        "svc_inputs_p50_ms": statistics.median(inputs_in_service),  # type: ignore[type-var]
+        "svc_inputs_p95_ms": pct(inputs_in_service, 0.95),  # type: ignore[arg-type]
+        "meta_p50_ms": statistics.median(s.meta_ms for s in ok),  # type: ignore[type-var]
+        "meta_p95_ms": pct([s.meta_ms for s in ok], 0.95),  # type: ignore[misc]
+        "first_text_p50_ms": statistics.median(s.first_text_ms for s in ok),  # type: ignore[type-var]
+        "first_text_p95_ms": pct([s.first_text_ms for s in ok], 0.95),  # type: ignore[misc]
+        "total_p95_ms": pct([s.total_ms for s in ok], 0.95),
+        "req_per_s": len(streams) / wall,
+        "service_cpu_s": cpu_s,
+        "req_per_cpu_s": len(streams) / cpu_s if cpu_s else float("nan"),
+        "rss_mb": rss_mb,
+        "peak_rss_mb": peak_mb,
+    }
+
+
+class _Popen:
+    """What wait_healthy needs of a process: poll() and returncode."""
+
+    def __init__(self, proc: multiprocessing.process.BaseProcess) -> None:
+        self._proc = proc
+
+    def poll(self) -> int | None:
+        return None if self._proc.is_alive() else (self._proc.exitcode or 0)
+
+    @property
+    def returncode(self) -> int | None:
+        return self._proc.exitcode
+
+
+def _peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--concurrency", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--users", type=int, default=600)
+    parser.add_argument("--shadow-share", type=float, default=0.1)
+    parser.add_argument(
+        "--burst", action="store_true", help="send each round's requests at the same instant"
+    )
+    args = parser.parse_args()
+    from dresscode.sim.testing import simulator_process
+
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp) / "home"
+        seed_lake(home, args.users)
+        users = [f"user-{n:04d}" for n in range(args.users)]
+        with simulator_process("--max-num-seqs", "256", "--max-queue", "1024") as sim_url:
+            runs = [
+                phase("shadow off", sim_url, home, users, args, 0.0),
+                phase(
+                    f"shadow {args.shadow_share:.0%}", sim_url, home, users, args, args.shadow_share
+                ),
+            ]
+    print(
+        f"{args.concurrency} concurrent streams x {args.rounds} rounds "
+        f"({'burst' if args.burst else 'steady'}), {os.cpu_count()} cores; "
+        "model times are the simulator's (not Gemma's)\n"
+    )
+    print(
+        "| run | streams ok | added TTFT p50 / p95, client's clock (ms) | of which to `meta` | "
+        "added TTFT p50 / p95, service's clock (ms) | of which inputs | first text p50 / p95 (ms) | "
+        "stream p95 (ms) | req/s | req per service CPU-s | RSS end / peak (MB) |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in runs:
+        print(
+            f"| {r['label']} | {r['ok']}/{r['streams']} "
+            f"| {r['added_p50_ms']:.1f} / {r['added_p95_ms']:.1f} "
+            f"| {r['meta_p50_ms']:.1f} / {r['meta_p95_ms']:.1f} "
+            f"| {r['svc_added_p50_ms']:.1f} / {r['svc_added_p95_ms']:.1f} "
+            f"| {r['svc_inputs_p50_ms']:.1f} / {r['svc_inputs_p95_ms']:.1f} "
+            f"| {r['first_text_p50_ms']:.0f} / {r['first_text_p95_ms']:.0f} | {r['total_p95_ms']:.0f} "
+            f"| {r['req_per_s']:.1f} | {r['req_per_cpu_s']:.1f} | {r['rss_mb']:.0f} / {r['peak_rss_mb']:.0f} |"
+        )
+    off, on = runs
+    ratio = on["first_text_p95_ms"] / off["first_text_p95_ms"]
+    print(f"\nprimary first-text p95 with shadow on / off: {ratio:.3f} (target <= 1.05)")
+    print(
+        f"added TTFT p95 (shadow off): {off['added_p95_ms']:.1f} ms on the client's clock, "
+        f"{off['svc_added_p95_ms']:.1f} ms on the service's (target <= 50)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

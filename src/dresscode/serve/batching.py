@@ -1,0 +1,84 @@
+"""Many requests, one read: concurrent single-key loads coalesced into batch reads.
+
+Reading one user's wardrobe costs about as much as reading two hundred users' (the cost is
+opening the Delta table and its log, not the rows: ``docs/benchmarks.md``), and the lake
+readers hold the GIL for most of it, so 200 requests arriving together must not make 200
+reads. A :class:`BatchLoader` keeps the keys asked for while a read is running and reads
+them all in the next one: one read in flight per loader, each taking everything that
+arrived meanwhile (up to ``max_batch``). A quiet service reads one key at once; a busy one
+reads in batches as large as its arrivals — no timer, no added wait.
+
+A batch read that fails fails every request in it (each says so in one sentence); a
+request that goes away does not cancel the read the others wait on. With ``ttl_s`` the
+answers (found or not) are kept that long, at most ``max_kept`` keys (oldest dropped first):
+the same user asking again within it costs no read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Hashable, Mapping
+from typing import Generic, TypeVar
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class BatchLoader(Generic[K, V]):
+    """``await loader.load(key)``: the value ``read_many`` gives for ``key`` (None if absent)."""
+
+    def __init__(
+        self,
+        read_many: Callable[[list[K]], Mapping[K, V]],
+        *,
+        max_batch: int = 512,
+        ttl_s: float = 0.0,
+        max_kept: int = 100_000,
+    ) -> None:
+        self._read_many = read_many
+        self._max_batch = max_batch
+        self._ttl_s = ttl_s
+        self._max_kept = max_kept
+        self._kept: dict[K, tuple[float, V | None]] = {}
+        self._waiting: dict[K, asyncio.Future[V | None]] = {}
+        self._reader: asyncio.Task[None] | None = None
+        self.reads = 0  # batch reads done (for tests and benchmarks)
+
+    async def load(self, key: K) -> V | None:
+        kept = self._kept.get(key)
+        if kept is not None and time.monotonic() - kept[0] < self._ttl_s:
+            return kept[1]
+        future = self._waiting.get(key)
+        if future is None:
+            future = asyncio.get_running_loop().create_future()
+            self._waiting[key] = future
+        if self._reader is None or self._reader.done():
+            self._reader = asyncio.create_task(self._read_while_waiting())
+        return await asyncio.shield(future)
+
+    async def _read_while_waiting(self) -> None:
+        while self._waiting:
+            await asyncio.sleep(0)  # the requests of this event-loop turn join the batch
+            keys = list(self._waiting)[: self._max_batch]
+            batch = {k: self._waiting.pop(k) for k in keys}
+            self.reads += 1
+            try:
+                found = await asyncio.to_thread(self._read_many, keys)
+            except Exception as exc:
+                for future in batch.values():
+                    if not future.done():
+                        future.set_exception(exc)
+                        # Retrieved here so nobody's absence logs "exception never retrieved".
+                        with contextlib.suppress(BaseException):
+                            future.exception()
+                continue
+            now = time.monotonic()
+            for key, future in batch.items():
+                if self._ttl_s > 0:
+                    self._kept[key] = (now, found.get(key))
+                if not future.done():
+                    future.set_result(found.get(key))
+            while len(self._kept) > self._max_kept:
+                del self._kept[next(iter(self._kept))]

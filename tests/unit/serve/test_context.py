@@ -1,0 +1,179 @@
+"""The service's lake readers (profile city, current wardrobe, the morning's suggestion) on a
+real local lake, and the weather answers shared across requests."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dresscode.core import lake
+from dresscode.core.config import get_settings
+from dresscode.features import users
+from dresscode.serve.batching import BatchLoader
+from dresscode.serve.context import WeatherAnswers, lake_readers
+
+DAY = date(2026, 5, 2)
+
+
+def _item(user: str, item_id: str, category: str) -> dict[str, Any]:
+    return {
+        "item_id": item_id,
+        "user_id": user,
+        "image_sha256": "a" * 64,
+        "prompt_version": 2,
+        "category": category,
+        "subcategory": category,
+        "color_names": ["white"],
+        "color_hexes": ["#ffffff"],
+        "warmth": "light",
+        "formality": "casual",
+        "water_resistant": False,
+        "description": f"a {category}",
+    }
+
+
+def test_the_lake_readers_answer_for_one_user(dresscode_home: Path) -> None:
+    settings = get_settings()
+    users.write_profiles(
+        [
+            {"user_id": "u1", "city": "Oslo", "last_active_at": datetime(2026, 5, 1, tzinfo=UTC)},
+            {"user_id": "u1", "city": "Rome", "last_active_at": datetime(2026, 5, 2, tzinfo=UTC)},
+            {"user_id": "u2", "city": "Lima", "last_active_at": datetime(2026, 5, 1, tzinfo=UTC)},
+        ],
+        day="2026-05-02",
+        settings=settings,
+    )
+    lake.write_parquet(
+        "wardrobe_items",
+        "2026-05-01",
+        "p1",
+        [
+            _item("u1", "tee", "top"),
+            _item("u1", "jeans", "bottom"),
+            _item("u2", "coat", "outerwear"),
+        ],
+    )
+    outfits = [{"item_ids": ["tee", "jeans"], "occasion": "everyday", "reason": "r"}]
+    rows = [
+        {
+            "user_id": "u1",
+            "day": DAY.isoformat(),
+            "status": "ok",
+            "outfits": json.dumps(outfits),
+            "prompt_name": "outfit-stylist",
+            "prompt_version": "2",
+            "generated_at": "2026-05-02T05:00:00",
+        },
+        {
+            "user_id": "u2",
+            "day": DAY.isoformat(),
+            "status": "skipped",
+            "outfits": "[]",
+            "prompt_name": "outfit-stylist",
+            "prompt_version": "2",
+            "generated_at": "2026-05-02T05:00:00",
+        },
+    ]
+    lake.write_parquet("outfit_suggestions", DAY, "users-x", rows)
+
+    readers = lake_readers(settings)
+    # The newest profile row wins; an unknown user is absent.
+    assert readers.profile_cities(["u1", "u2", "nobody"]) == {"u1": "Rome", "u2": "Lima"}
+    found = readers.wardrobes(["u1", "nobody"])
+    assert sorted(i["item_id"] for i in found["u1"]) == ["jeans", "tee"] and found["nobody"] == []
+    keys = [("u1", DAY), ("u2", DAY), ("u1", date(2026, 5, 3))]
+    morning = readers.pregenerated(keys)
+    assert list(morning) == [("u1", DAY)]  # skipped is not a suggestion to serve; no other day
+    assert morning[("u1", DAY)]["outfits"] == outfits
+
+
+async def test_requests_in_flight_together_are_read_in_one_batch() -> None:
+    asked: list[list[str]] = []
+
+    def read_many(keys: list[str]) -> dict[str, str]:
+        asked.append(sorted(keys))
+        return {k: k.upper() for k in keys if k != "ghost"}
+
+    loader: BatchLoader[str, str] = BatchLoader(read_many)
+    got = await asyncio.gather(*(loader.load(k) for k in ["a", "b", "a", "ghost", "c"]))
+    assert got == ["A", "B", "A", None, "C"] and asked == [["a", "b", "c", "ghost"]]
+    assert await loader.load("d") == "D" and loader.reads == 2
+
+
+async def test_a_failing_batch_read_fails_its_requests_and_the_next_read_still_runs() -> None:
+    calls = 0
+
+    def read_many(keys: list[str]) -> dict[str, str]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise OSError("lake unreachable")
+        return {k: "ok" for k in keys}
+
+    loader: BatchLoader[str, str] = BatchLoader(read_many)
+    results = await asyncio.gather(loader.load("a"), loader.load("b"), return_exceptions=True)
+    assert all(isinstance(r, OSError) for r in results)
+    assert await loader.load("a") == "ok"
+
+
+async def test_concurrent_requests_for_one_city_share_one_fetch_and_it_is_remembered() -> None:
+    calls: list[tuple[str, date]] = []
+
+    def fetch(city: str, day: date) -> dict[str, Any]:
+        calls.append((city, day))
+        return {"temperature_c": 10.0}
+
+    answers = WeatherAnswers(fetch, ttl_s=3600)
+    got = await asyncio.gather(*(answers.get("Oslo", DAY) for _ in range(20)))
+    assert got == [{"temperature_c": 10.0}] * 20 and calls == [("Oslo", DAY)]
+    await answers.get(" oslo ", DAY)  # the same city id
+    await answers.get("Bergen", DAY)
+    assert calls == [("Oslo", DAY), ("Bergen", DAY)]
+
+
+async def test_a_failing_weather_fetch_is_weather_unavailable_not_an_error() -> None:
+    def fetch(city: str, day: date) -> dict[str, Any]:
+        raise TimeoutError("provider slow")
+
+    assert await WeatherAnswers(fetch, ttl_s=0).get("Oslo", DAY) is None
+
+
+async def test_a_request_that_goes_away_does_not_cancel_the_fetch_others_wait_on() -> None:
+    import threading
+
+    release = threading.Event()
+
+    def fetch(city: str, day: date) -> dict[str, Any]:
+        release.wait(5)
+        return {"temperature_c": 3.0}
+
+    answers = WeatherAnswers(fetch, ttl_s=3600)
+    leaving = asyncio.create_task(answers.get("Oslo", DAY))
+    staying = asyncio.create_task(answers.get("Oslo", DAY))
+    await asyncio.sleep(0.05)
+    leaving.cancel()
+    release.set()
+    assert await staying == {"temperature_c": 3.0}
+    with pytest.raises(asyncio.CancelledError):
+        await leaving
+
+
+async def test_answers_are_kept_for_their_ttl_found_or_not() -> None:
+    asked: list[list[str]] = []
+
+    def read_many(keys: list[str]) -> dict[str, str]:
+        asked.append(sorted(keys))
+        return {k: "x" for k in keys if k != "ghost"}
+
+    loader: BatchLoader[str, str] = BatchLoader(read_many, ttl_s=3600, max_kept=2)
+    assert [await loader.load("a"), await loader.load("ghost")] == ["x", None]
+    assert [await loader.load("a"), await loader.load("ghost")] == ["x", None]
+    assert asked == [["a"], ["ghost"]]  # asked again within the TTL: no read
+    await loader.load("b")  # a third key: the oldest kept answer ("a") is dropped
+    await loader.load("a")
+    assert asked[-1] == ["a"]
