@@ -40,9 +40,7 @@ def test_the_serve_reader_gets_style_and_live_weather_for_many_users_at_once(
         for c in ("top", "bottom", "outerwear")
     ]
     frame = style.style_features(pd.DataFrame(items), as_of=now, user_ids=["u1"], created=now)
-    lake.write_bytes(
-        lake.partition("user_style", day.date()) / "snapshot.parquet", style.to_parquet_bytes(frame)
-    )
+    lake.write_parquet("user_style", day.date(), "snapshot", frame)
     materialization.materialize(day, now)
     oslo = city_id("Oslo")
     features.push_weather(

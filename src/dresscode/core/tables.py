@@ -5,10 +5,9 @@ ingest, feedback, the shadow, the view and the summary; wardrobe items by outfit
 feedback and the shadow). What a reader needs to know about such a table lives here, in the
 shared layer, so no stage imports another stage to read the lake.
 
-Each table is described once in ``CATALOGUE``: its writer, its layout, the columns that
-identify a row and the columns that pick the newest row of a key when parts overlap (tables
-are append-only Parquet parts, so "the" row of a key is its newest). Row types are
-``TypedDict`` — the rows travel as plain dicts through pandas, Parquet and XCom.
+Each table is described once in ``CATALOGUE``: writer, layout, the columns that identify a
+row and those that pick the newest row of a key (history tables keep every row written; how
+the Delta ones are partitioned: :mod:`dresscode.core.delta`). Row types are ``TypedDict``.
 
 Statuses and keys here are the values written to the lake: renaming one is a migration.
 """
@@ -84,7 +83,7 @@ WARDROBE_ITEMS = Table(
     "ingest",
     "parquet",
     ("item_id",),
-    doc="the digitizer's items, one row per item (WardrobeItemRow)",
+    doc="the digitizer's items (WardrobeItemRow)",
 )
 REDIGITIZED = Table(
     "redigitized",
@@ -112,9 +111,7 @@ WEATHER = Table(
     ("event_timestamp", "created"),
     doc="derived weather features per city and day",
 )
-WEATHER_CACHE = Table(
-    "weather_cache", "features", "objects", ("<city_id>.json",), doc="the provider's answers"
-)
+WEATHER_CACHE = Table("weather_cache", "features", "objects", ("<city_id>.json",), doc="answers")
 USER_STYLE = Table(
     "user_style",
     "features",
@@ -131,12 +128,8 @@ OUTFIT_SUGGESTIONS = Table(
     ("generated_at",),
     doc="one suggestion per user and day, newest generated_at wins (OutfitSuggestionRow)",
 )
-SERVE_SHADOW = Table(
-    "serve_shadow",
-    "serve",
-    "parquet",
-    ("request_id",),
-    doc="live shadow: one row per online request also answered by the candidate",
+SERVE_SHADOW = Table(  # live shadow: one row per online request also answered by the candidate
+    "serve_shadow", "serve", "parquet", ("request_id",), doc="live shadow of online requests"
 )
 FEEDBACK = Table(
     "feedback",
