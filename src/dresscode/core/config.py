@@ -138,6 +138,18 @@ SETTINGS: dict[str, Knob] = {
         lambda _home: 3600.0,
         "A dot-named upload (a writer's temp file) older than this is quarantined as hidden_file.",
     ),
+    "ingest_near_duplicate_bits": Knob(
+        "DRESSCODE_INGEST_NEAR_DUPLICATE_BITS",
+        _int_between(0, 64),
+        lambda _home: 14,
+        "pHash bits (of 64) within which a photo is a near-duplicate candidate of the user's earlier photo (then the colour check decides); 0 turns near-duplicate detection off. Chosen on the near-duplicate set (docs/benchmarks.md).",
+    ),
+    "ingest_near_duplicate_delta_e": Knob(
+        "DRESSCODE_INGEST_NEAR_DUPLICATE_DELTA_E",
+        _float_between(0.0, 100.0),
+        lambda _home: 5.5,
+        "Largest colour difference (CIE76 ΔE of the most different region) between a candidate and the earlier photo for it to count as the same picture.",
+    ),
     "image_long_edge": Knob(
         "DRESSCODE_IMAGE_LONG_EDGE",
         _int_between(64, 4096),
@@ -405,6 +417,8 @@ class Settings:
     ingest_max_failure_rate: float
     ingest_settle_s: float
     ingest_hidden_max_age_s: float
+    ingest_near_duplicate_bits: int
+    ingest_near_duplicate_delta_e: float
     image_long_edge: int
     image_jpeg_quality: int
     image_max_bytes: int

@@ -81,6 +81,8 @@ _MANIFEST_TYPES = {
     "attempt": _INT,
     "run_id": _STR,
     "processed_at": _STR,
+    "phash": _STR,
+    "duplicate_of": _STR,
 }
 _ITEM_TYPES = {
     "item_id": _STR,

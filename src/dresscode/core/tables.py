@@ -205,15 +205,18 @@ CATALOGUE: dict[str, Table] = {
 
 # --- manifests ------------------------------------------------------------------------------
 
-ManifestStatus = Literal["accepted", "duplicate", "quarantined", "digitize_failed", "read_failed"]
+ManifestStatus = Literal[
+    "accepted", "duplicate", "near_duplicate", "quarantined", "digitize_failed", "read_failed"
+]
 
 # Final statuses leave landing; the others are retried by the next ingest run.
 ACCEPTED: ManifestStatus = "accepted"
 DUPLICATE: ManifestStatus = "duplicate"
+NEAR_DUPLICATE: ManifestStatus = "near_duplicate"  # the same picture re-sent, not digitized
 QUARANTINED: ManifestStatus = "quarantined"
 DIGITIZE_FAILED: ManifestStatus = "digitize_failed"
 READ_FAILED: ManifestStatus = "read_failed"
-FINAL_STATUSES: frozenset[str] = frozenset({ACCEPTED, DUPLICATE, QUARANTINED})
+FINAL_STATUSES: frozenset[str] = frozenset({ACCEPTED, DUPLICATE, NEAR_DUPLICATE, QUARANTINED})
 
 
 class ManifestRow(TypedDict):
@@ -240,6 +243,8 @@ class ManifestRow(TypedDict):
     attempt: int
     run_id: str
     processed_at: str  # ISO 8601, UTC, milliseconds
+    phash: str | None  # the clean photo's perceptual hashes (ingest.near_duplicates.Fingerprint)
+    duplicate_of: str | None  # the earlier upload a duplicate or near-duplicate repeats
 
 
 class ManifestEntry(ManifestRow):

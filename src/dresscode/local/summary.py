@@ -46,6 +46,7 @@ def wardrobe_ingest() -> dict[str, Any]:
         "uploads": len(state),
         "accepted": statuses.get(tables.ACCEPTED, 0),
         "duplicates": statuses.get(tables.DUPLICATE, 0),
+        "near_duplicates": statuses.get(tables.NEAR_DUPLICATE, 0),
         "quarantined": dict(reasons.most_common()),
         "waiting_retry": statuses.get(tables.DIGITIZE_FAILED, 0)
         + statuses.get(tables.READ_FAILED, 0),
@@ -211,6 +212,7 @@ def render(stages: dict[str, dict[str, Any]], states: dict[str, str]) -> str:
             f"  quarantined by    {_reasons(ingest['quarantined'])}",
             f"  wardrobe items    {ingest['items']}",
             f"  model calls       {ingest['model_calls']} ({ingest['model_call_errors']} with errors) — simulator, not Gemma",
+            f"  calls avoided     {ingest.get('near_duplicates', 0)} near-duplicate photos (the same picture re-sent) not digitized",
             f"  left in landing   {ingest['landing_left']}",
         ]
     release = stages.get("prompt_release")
