@@ -59,6 +59,7 @@ TABLES = (
     "quality_metrics",
     "monitoring_decisions",
     "reports",
+    "item_embeddings",
 )
 
 

@@ -176,6 +176,14 @@ REPORTS = Table(
     ("{drift,eval,shadow,feedback}/…", "date=<day>/weather-run-<run>.json"),
     doc="human-readable reports",
 )
+ITEM_EMBEDDINGS = Table(
+    "item_embeddings",
+    "features",
+    "parquet",
+    ("item_id", "model", "text_sha"),
+    ("embedded_at",),
+    doc="each item's description vector per embedding model (the vector index's offline copy)",
+)
 
 CATALOGUE: dict[str, Table] = {
     t.name: t
@@ -199,6 +207,7 @@ CATALOGUE: dict[str, Table] = {
         QUALITY_METRICS,
         MONITORING_DECISIONS,
         REPORTS,
+        ITEM_EMBEDDINGS,
     )
 }
 
