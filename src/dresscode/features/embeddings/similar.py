@@ -62,3 +62,8 @@ def similar_items(
 
 
 _SPARE = 20  # extra neighbours fetched so that items deleted since the last run can be dropped
+
+
+def has_vector(item_id: str, settings: Settings | None = None) -> bool:
+    with index.connect(settings or get_settings()) as db:
+        return index.vector_of(db, item_id) is not None
