@@ -495,7 +495,7 @@ def current_wardrobe_items(
     items = wardrobe.newest_digitization(items)
     current: dict[str, dict[str, Any]] = {str(r["item_id"]): r for r in items.to_dict("records")}
     if not events.empty:
-        events = events[events["event_type"].isin(WARDROBE_EVENTS)]
+        events = events[events["event_type"].isin(WARDROBE_EVENTS + wardrobe.DUPLICATE_EVENTS)]
         if cutoff is not None:
             stamp = cutoff.isoformat(timespec="milliseconds")
             events = events[events["event_time"].astype(str) <= stamp]

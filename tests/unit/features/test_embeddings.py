@@ -242,3 +242,23 @@ def test_the_similar_command_lists_the_nearest_items(
     assert found[0]["similarity"] >= found[-1]["similarity"]
     assert cli.main(["similar", "no-such-item"]) == 1
     assert "has no vector" in capsys.readouterr().err
+
+
+def test_a_confirmed_duplicate_leaves_the_index_on_the_next_run(
+    dresscode_home: Path, endpoint: LLMEndpoint
+) -> None:
+    rows = _golden_items()[:4]
+    _land(rows)
+    features.embed_items(day=DAY, endpoint=endpoint)
+    confirmed = {
+        "user_id": "u1",
+        "event_id": "dup-1",
+        "event_type": "duplicate_confirmed",
+        "event_time": "2026-11-24T10:00:00+00:00",
+        "item_id": rows[1]["item_id"],
+        "payload": json.dumps({"duplicate_of": rows[0]["item_id"]}),
+    }
+    lake.write_parquet("feedback", "2026-11-24", "dup-1", [confirmed])
+    assert rows[1]["item_id"] not in {n.item_id for n in similar.similar_items(rows[0]["item_id"])}
+    totals = features.embed_items(day=DAY, endpoint=endpoint)
+    assert (totals["removed"], totals["calls"]) == (1, 0)

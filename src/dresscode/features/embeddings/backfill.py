@@ -119,10 +119,13 @@ def embed_batch(
     find_duplicate: Callable[[Any, Todo, list[float]], tuple[str, float] | None],
 ) -> BatchDone:
     """One call, then the index and the lake; returns the possible duplicates it found."""
+    import numpy as np
+
     from dresscode.core import lake
 
     vectors = embed(client, endpoint, model, [t.text for t in batch])  # raises before writes
-    now = datetime.now(UTC).isoformat(timespec="milliseconds")
+    stamp = datetime.now(UTC)
+    now = stamp.isoformat(timespec="milliseconds")
     rows: list[dict[str, Any]] = []
     duplicates: list[dict[str, Any]] = []
     with index.connect(settings) as db:
@@ -144,8 +147,9 @@ def embed_batch(
                 "colour_family": colours.family(t.colour),
                 "model": model.ref,
                 "text_sha": t.text_sha,
-                "vector": [float(x) for x in v],
+                "vector": np.asarray(v, dtype=np.float32),
                 "embedded_at": now,
+                "event_timestamp": stamp,  # Feast's item_embeddings view reads it
                 "possible_duplicate_of": match[0] if match else None,
                 "duplicate_score": round(1.0 - match[1], 4) if match else None,
             }
