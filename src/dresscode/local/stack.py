@@ -457,7 +457,7 @@ def up(seed_photos: int = 48) -> int:
     client = api(ports)
     wait_for_dags(client, dags_in_folder())
     print(f"• {len(dags_in_folder())} DAGs parsed, no import errors", flush=True)
-    written = seed.seed(n_photos=seed_photos, script_path=sim_script())
+    written = seed.seed(n_photos=seed_photos, script_path=sim_script(), near_duplicates=4)
     print(
         f"• seeded landing: {written.new} new uploads ({written.skipped} already ingested earlier)",
         flush=True,

