@@ -182,3 +182,11 @@ def test_near_duplicate_detection_can_be_turned_off(
     _put("u4/a.jpg", original, script, labels)
     _put("u4/b.jpg", copies["resized"], script, labels)
     assert _run(endpoint, "run-1")["near_duplicates"] == 0
+
+
+def test_the_seeded_resends_of_make_up_are_caught(script: Path, endpoint: LLMEndpoint) -> None:
+    from dresscode.local import seed
+
+    seed.seed(4, script_path=script, size=(800, 600), bad_files=False, near_duplicates=2)
+    totals = _run(endpoint, "run-1")
+    assert (totals["accepted"], totals["near_duplicates"], totals["model_calls"]) == (4, 2, 4)
