@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import date, timedelta
 from typing import TYPE_CHECKING
 
 from dresscode.core.config import Settings
@@ -57,6 +58,41 @@ def window_vectors(days: Iterable[str], model: str, settings: Settings) -> np.nd
         return np.zeros((0, settings.embedding_dimension), dtype=np.float32)
     frame = frame.sort_values("embedded_at").drop_duplicates("item_id", keep="last")
     return np.stack([np.asarray(v, dtype=np.float32) for v in frame["vector"]])
+
+
+def days_between(start: date, end: date) -> list[str]:
+    """The ``date`` partitions of [start, end) (the lake's days)."""
+    return [(start + timedelta(days=n)).isoformat() for n in range((end - start).days)]
+
+
+def compare_windows(
+    reference: tuple[date, date],
+    current: tuple[date, date],
+    settings: Settings,
+    *,
+    threshold: float = DEFAULT_THRESHOLD,
+) -> EmbeddingDrift:
+    """Embedding drift of the items embedded in ``current`` against those of ``reference``
+    (each [start, end) in days), with the model most of the current window's vectors use.
+
+    What ``model_monitoring``'s ``detect_drift`` calls beside the photo drift (see the
+    module docstring); reads only those days' partitions of ``item_embeddings``.
+    """
+    from dresscode.core import lake
+
+    days = days_between(*current)
+    models = lake.read_table("item_embeddings", settings, days=days, columns=["model"])
+    if models.empty:
+        return EmbeddingDrift(
+            None, None, threshold, "", 0, 0, "no item vectors in the current window"
+        )
+    model = str(models["model"].value_counts().idxmax())
+    return embedding_drift(
+        window_vectors(days_between(*reference), model, settings),
+        window_vectors(days, model, settings),
+        model=model,
+        threshold=threshold,
+    )
 
 
 def embedding_drift(

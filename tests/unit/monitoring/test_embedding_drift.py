@@ -39,3 +39,34 @@ def test_the_same_kind_of_wardrobe_is_not_drift_a_new_kind_of_garment_is() -> No
 def test_too_few_vectors_say_nothing() -> None:
     few = embedding_drift(np.zeros((10, 384)), np.zeros((100, 384)), model=MODEL)
     assert few.drifted is None and "not enough" in few.reason
+
+
+def test_windows_are_read_from_the_lake_by_day_and_model(dresscode_home) -> None:
+    from datetime import date
+
+    from dresscode.core import config, lake
+    from dresscode.monitoring.embedding_drift import compare_windows
+
+    rng = np.random.default_rng(0)
+
+    def rows(n: int, model: str, centre: float) -> list[dict]:
+        vectors = rng.normal(size=(n, 384)).astype(np.float32) + centre
+        return [
+            {"item_id": f"{model}-{centre}-{k}", "model": model, "vector": v,
+             "embedded_at": f"2026-11-0{1 if centre == 0 else 5}T00:00:00"}
+            for k, v in enumerate(vectors)
+        ]  # fmt: skip
+
+    lake.write_parquet("item_embeddings", "2026-11-01", "ref", rows(80, MODEL, 0.0))
+    lake.write_parquet("item_embeddings", "2026-11-05", "cur", rows(80, MODEL, 0.5))
+    lake.write_parquet("item_embeddings", "2026-11-05", "old-model", rows(10, "other", 0.5))
+    settings = config.get_settings()
+    moved = compare_windows(
+        (date(2026, 11, 1), date(2026, 11, 2)), (date(2026, 11, 5), date(2026, 11, 6)), settings
+    )
+    assert moved.model == MODEL and (moved.reference_rows, moved.current_rows) == (80, 80)
+    assert moved.drifted is True
+    empty = compare_windows(
+        (date(2026, 11, 1), date(2026, 11, 2)), (date(2026, 11, 9), date(2026, 11, 10)), settings
+    )
+    assert empty.drifted is None and "no item vectors" in empty.reason
