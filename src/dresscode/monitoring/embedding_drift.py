@@ -15,9 +15,8 @@ Pure: frames in, a typed result out; the reads are :func:`window_vectors`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from dresscode.core.config import Settings
@@ -26,6 +25,7 @@ if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
+MOVED = "item_descriptions"  # its name among the drifted columns of a drift verdict
 MIN_ROWS = 50  # per window: fewer vectors say nothing either way
 DEFAULT_THRESHOLD = 0.55  # ROC AUC of the model-based method: 0.5 = indistinguishable
 
@@ -41,23 +41,43 @@ class EmbeddingDrift:
     reason: str  # one sentence for the decision record
 
 
-def window_vectors(days: Iterable[str], model: str, settings: Settings) -> np.ndarray:
-    """The vectors of one embedding model embedded on ``days`` (pushed-down partition read)."""
+def window_vectors(window: tuple[datetime, datetime], model: str, settings: Settings) -> np.ndarray:
+    """The vectors of one embedding model embedded in [start, end): the window's day
+    partitions are read (pushed down), then rows are kept by their ``embedded_at``."""
     import numpy as np
 
     from dresscode.core import lake
 
+    start, end = (_stamp(t) for t in window)
     frame = lake.read_table(
         "item_embeddings",
         settings,
-        days=sorted(set(days)),
+        days=window_days(window),
         columns=["item_id", "vector", "model", "embedded_at"],
         filters=[("model", "=", model)],
     )
+    if not frame.empty:
+        stamps = frame["embedded_at"].astype(str)
+        frame = frame[(stamps >= start) & (stamps < end)]
     if frame.empty:
         return np.zeros((0, settings.embedding_dimension), dtype=np.float32)
     frame = frame.sort_values("embedded_at").drop_duplicates("item_id", keep="last")
     return np.stack([np.asarray(v, dtype=np.float32) for v in frame["vector"]])
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _stamp(moment: datetime) -> str:
+    return _utc(moment).isoformat(timespec="milliseconds")
+
+
+def window_days(window: tuple[datetime, datetime]) -> list[str]:
+    """The ``date`` partitions a [start, end) window touches."""
+    start, end = (_utc(t) for t in window)
+    last = (end - timedelta(microseconds=1)).date()
+    return days_between(start.date(), last + timedelta(days=1))
 
 
 def days_between(start: date, end: date) -> list[str]:
@@ -66,30 +86,31 @@ def days_between(start: date, end: date) -> list[str]:
 
 
 def compare_windows(
-    reference: tuple[date, date],
-    current: tuple[date, date],
+    reference: tuple[datetime, datetime],
+    current: tuple[datetime, datetime],
     settings: Settings,
     *,
     threshold: float = DEFAULT_THRESHOLD,
 ) -> EmbeddingDrift:
-    """Embedding drift of the items embedded in ``current`` against those of ``reference``
-    (each [start, end) in days), with the model most of the current window's vectors use.
+    """Embedding drift of the items embedded in ``current`` against those embedded in
+    ``reference`` (each [start, end), aware), with the model most current vectors use.
 
-    What ``model_monitoring``'s ``detect_drift`` calls beside the photo drift (see the
-    module docstring); reads only those days' partitions of ``item_embeddings``.
+    What ``model_monitoring``'s ``detect_drift`` calls beside the photo drift; reads only
+    the windows' day partitions of ``item_embeddings``.
     """
     from dresscode.core import lake
 
-    days = days_between(*current)
-    models = lake.read_table("item_embeddings", settings, days=days, columns=["model"])
+    models = lake.read_table(
+        "item_embeddings", settings, days=window_days(current), columns=["model"]
+    )
     if models.empty:
         return EmbeddingDrift(
             None, None, threshold, "", 0, 0, "no item vectors in the current window"
         )
     model = str(models["model"].value_counts().idxmax())
     return embedding_drift(
-        window_vectors(days_between(*reference), model, settings),
-        window_vectors(days, model, settings),
+        window_vectors(reference, model, settings),
+        window_vectors(current, model, settings),
         model=model,
         threshold=threshold,
     )

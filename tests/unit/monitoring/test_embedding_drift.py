@@ -42,7 +42,7 @@ def test_too_few_vectors_say_nothing() -> None:
 
 
 def test_windows_are_read_from_the_lake_by_day_and_model(dresscode_home) -> None:
-    from datetime import date
+    from datetime import UTC, datetime
 
     from dresscode.core import config, lake
     from dresscode.monitoring.embedding_drift import compare_windows
@@ -53,7 +53,7 @@ def test_windows_are_read_from_the_lake_by_day_and_model(dresscode_home) -> None
         vectors = rng.normal(size=(n, 384)).astype(np.float32) + centre
         return [
             {"item_id": f"{model}-{centre}-{k}", "model": model, "vector": v,
-             "embedded_at": f"2026-11-0{1 if centre == 0 else 5}T00:00:00"}
+             "embedded_at": f"2026-11-0{1 if centre == 0 else 5}T10:00:00.000+00:00"}
             for k, v in enumerate(vectors)
         ]  # fmt: skip
 
@@ -61,12 +61,14 @@ def test_windows_are_read_from_the_lake_by_day_and_model(dresscode_home) -> None
     lake.write_parquet("item_embeddings", "2026-11-05", "cur", rows(80, MODEL, 0.5))
     lake.write_parquet("item_embeddings", "2026-11-05", "old-model", rows(10, "other", 0.5))
     settings = config.get_settings()
-    moved = compare_windows(
-        (date(2026, 11, 1), date(2026, 11, 2)), (date(2026, 11, 5), date(2026, 11, 6)), settings
-    )
+
+    def day(n: int, hour: int = 0) -> datetime:
+        return datetime(2026, 11, n, hour, tzinfo=UTC)
+
+    moved = compare_windows((day(1), day(2)), (day(5, 6), day(5, 12)), settings)
     assert moved.model == MODEL and (moved.reference_rows, moved.current_rows) == (80, 80)
     assert moved.drifted is True
-    empty = compare_windows(
-        (date(2026, 11, 1), date(2026, 11, 2)), (date(2026, 11, 9), date(2026, 11, 10)), settings
-    )
+    empty = compare_windows((day(1), day(2)), (day(9), day(10)), settings)
     assert empty.drifted is None and "no item vectors" in empty.reason
+    later = compare_windows((day(1), day(2)), (day(5, 11), day(5, 12)), settings)
+    assert later.current_rows == 0 and later.drifted is None  # embedded at 10:00, not in it
