@@ -262,3 +262,20 @@ def test_a_confirmed_duplicate_leaves_the_index_on_the_next_run(
     assert rows[1]["item_id"] not in {n.item_id for n in similar.similar_items(rows[0]["item_id"])}
     totals = features.embed_items(day=DAY, endpoint=endpoint)
     assert (totals["removed"], totals["calls"]) == (1, 0)
+
+
+def test_a_wardrobe_falls_into_style_clusters_of_one_kind_each(
+    dresscode_home: Path, endpoint: LLMEndpoint
+) -> None:
+    from dresscode.features.embeddings.clusters import cluster_names, style_clusters
+
+    rows = _golden_items()[:60]
+    _land(rows)
+    features.embed_items(day=DAY, endpoint=endpoint)
+    clusters = style_clusters("u1")
+    assert sum(c.size for c in clusters) == 60 and 2 <= len(clusters) <= 6
+    kind = {r["item_id"]: r["category"] for r in rows}
+    # most items sit in a cluster named after their own category
+    agree = sum(kind[i] in c.name for c in clusters for i in c.item_ids)
+    assert agree / 60 >= 0.5, cluster_names(clusters)
+    assert style_clusters("nobody") == []

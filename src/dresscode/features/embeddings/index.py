@@ -28,7 +28,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from dresscode.core.config import Settings, get_settings
 from dresscode.features.embeddings.client import DimensionMismatch
@@ -183,6 +183,20 @@ def nearest(
     rows = db.execute(sql + " ORDER BY distance", params).fetchall()
     found = [Neighbour(str(i), float(str(d)), str(c), str(col)) for i, d, c, col in rows]
     return [n for n in found if n.item_id != exclude][:k]
+
+
+def of_user(db: apsw.Connection, user_id: str) -> list[tuple[str, str, str, list[float]]]:
+    """(item_id, category, colour, vector) of every item of one user (one partition)."""
+    import numpy as np
+
+    rows = db.execute(
+        f"SELECT item_id, category, colour, embedding FROM {TABLE} WHERE user_id = ?",
+        (user_id,),
+    ).fetchall()
+    return [
+        (str(i), str(c), str(col), np.frombuffer(cast(bytes, blob), np.float32).tolist())
+        for i, c, col, blob in rows
+    ]
 
 
 def count(db: apsw.Connection) -> int:
