@@ -36,8 +36,8 @@ from feast import (
     PushSource,
     ValueType,
 )
-from feast.data_format import DeltaFormat
-from feast.types import Array, Bool, Float64, Int64, String, UnixTimestamp
+from feast.data_format import DeltaFormat, ParquetFormat
+from feast.types import Array, Bool, Float32, Float64, Int64, String, UnixTimestamp
 
 from dresscode.features import style
 from dresscode.features.store import repo_settings
@@ -167,6 +167,50 @@ weather_live = FeatureView(
     online=True,
     description="Derived forecast per city as pushed hourly; never materialized.",
     tags={"owner": "dresscode", "dag": "weather_ingest"},
+)
+
+item = Entity(
+    name="item",
+    join_keys=["item_id"],
+    value_type=ValueType.STRING,
+    description="A wardrobe item (the digitizer's item id).",
+)
+
+item_embeddings_source = FileSource(
+    name="item_embeddings_source",
+    path=lake_path("item_embeddings"),
+    file_format=ParquetFormat(),
+    timestamp_field=TIMESTAMP,
+    s3_endpoint_override=S3_ENDPOINT,
+    description="Item description vectors, <lake>/item_embeddings/date=YYYY-MM-DD/*.parquet.",
+)
+
+# Offline only (training sets, drift references). Nearest-neighbour search is
+# dresscode.features.embeddings.index: Feast 0.67's vector-capable online stores do not work
+# on this stack (SQLite's sqlite-vec only on Python 3.10; Milvus Lite answered
+# retrieve_online_documents_v2 with mismatched rows), see that module's docstring.
+item_embeddings = FeatureView(
+    name="item_embeddings",
+    entities=[item],
+    ttl=timedelta(days=3650),
+    schema=[
+        Field(
+            name="vector",
+            dtype=Array(Float32),
+            vector_index=True,
+            vector_length=repo_settings().embedding_dimension,
+            vector_search_metric="COSINE",
+        ),
+        Field(name="user_id", dtype=String),
+        Field(name="category", dtype=String),
+        Field(name="colour_family", dtype=String),
+        Field(name="model", dtype=String),
+        Field(name="possible_duplicate_of", dtype=String),
+    ],
+    source=item_embeddings_source,
+    online=False,
+    description="Each item's description vector (multilingual-e5-small), by item_embeddings.",
+    tags={"owner": "dresscode", "dag": "item_embeddings"},
 )
 
 outfit_context = FeatureService(

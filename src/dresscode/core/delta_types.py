@@ -45,6 +45,8 @@ MANIFEST_TYPES = {
     "attempt": INT,
     "run_id": STR,
     "processed_at": STR,
+    "phash": STR,
+    "duplicate_of": STR,
 }
 ITEM_TYPES = {
     "item_id": STR,

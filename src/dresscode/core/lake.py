@@ -61,6 +61,7 @@ TABLES = (
     "quality_metrics",
     "monitoring_decisions",
     "reports",
+    "item_embeddings",
 )
 
 

@@ -183,6 +183,14 @@ REPORTS = Table(
     ("{drift,eval,shadow,feedback}/…", "date=<day>/weather-run-<run>.json"),
     doc="human-readable reports",
 )
+ITEM_EMBEDDINGS = Table(
+    "item_embeddings",
+    "features",
+    "parquet",
+    ("item_id", "model", "text_sha"),
+    ("embedded_at",),
+    doc="each item's description vector per embedding model (the vector index's offline copy)",
+)
 
 CATALOGUE: dict[str, Table] = {
     t.name: t
@@ -208,21 +216,25 @@ CATALOGUE: dict[str, Table] = {
         QUALITY_METRICS,
         MONITORING_DECISIONS,
         REPORTS,
+        ITEM_EMBEDDINGS,
     )
 }
 
 
 # --- manifests ------------------------------------------------------------------------------
 
-ManifestStatus = Literal["accepted", "duplicate", "quarantined", "digitize_failed", "read_failed"]
+ManifestStatus = Literal[
+    "accepted", "duplicate", "near_duplicate", "quarantined", "digitize_failed", "read_failed"
+]
 
 # Final statuses leave landing; the others are retried by the next ingest run.
 ACCEPTED: ManifestStatus = "accepted"
 DUPLICATE: ManifestStatus = "duplicate"
+NEAR_DUPLICATE: ManifestStatus = "near_duplicate"  # the same picture re-sent, not digitized
 QUARANTINED: ManifestStatus = "quarantined"
 DIGITIZE_FAILED: ManifestStatus = "digitize_failed"
 READ_FAILED: ManifestStatus = "read_failed"
-FINAL_STATUSES: frozenset[str] = frozenset({ACCEPTED, DUPLICATE, QUARANTINED})
+FINAL_STATUSES: frozenset[str] = frozenset({ACCEPTED, DUPLICATE, NEAR_DUPLICATE, QUARANTINED})
 
 
 class ManifestRow(TypedDict):
@@ -249,6 +261,8 @@ class ManifestRow(TypedDict):
     attempt: int
     run_id: str
     processed_at: str  # ISO 8601, UTC, milliseconds
+    phash: str | None  # the clean photo's perceptual hashes (ingest.near_duplicates.Fingerprint)
+    duplicate_of: str | None  # the earlier upload a duplicate or near-duplicate repeats
 
 
 class ManifestEntry(ManifestRow):
@@ -492,7 +506,7 @@ def current_wardrobe_items(
     items = wardrobe.newest_digitization(items)
     current: dict[str, dict[str, Any]] = {str(r["item_id"]): r for r in items.to_dict("records")}
     if not events.empty:
-        events = events[events["event_type"].isin(WARDROBE_EVENTS)]
+        events = events[events["event_type"].isin(WARDROBE_EVENTS + wardrobe.DUPLICATE_EVENTS)]
         if cutoff is not None:
             stamp = cutoff.isoformat(timespec="milliseconds")
             events = events[events["event_time"].astype(str) <= stamp]

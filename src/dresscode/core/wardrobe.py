@@ -31,6 +31,12 @@ REPLACES = "replaces"  # the item id this row took over from, or null
 
 # The feedback events that change a wardrobe (``feedback`` writes them; values in the lake).
 WARDROBE_EVENTS: tuple[str, ...] = ("item_corrected", "item_deleted", "item_added")
+# The user's answer to a ``possible_duplicate_of`` mark (item_embeddings): a confirmed
+# duplicate leaves the wardrobe like a deletion; a rejected one stays. Not corrections of the
+# digitizer (the same garment photographed twice is no digitizer error): kept apart from
+# WARDROBE_EVENTS, which monitoring counts as corrections.
+DUPLICATE_CONFIRMED = "duplicate_confirmed"
+DUPLICATE_EVENTS: tuple[str, ...] = (DUPLICATE_CONFIRMED, "duplicate_rejected")
 # The feedback event naming the items a user wore on a day (features read it: worn palette).
 WORE_INSTEAD = "wore_instead"
 # The digitizer item's fields a feedback event may name (``item_corrected.changes``).
@@ -112,7 +118,7 @@ def apply_event(current: dict[str, dict[str, Any]], event: dict[str, Any]) -> No
             current[item_id] = _added_row(item_id, event, payload["item"])
         elif row is None or str(row.get("user_id")) != user:
             return  # not there at this time (deleted, not yet added) or not the user's
-        elif kind == "item_deleted":
+        elif kind in ("item_deleted", DUPLICATE_CONFIRMED):
             del current[item_id]
         elif kind == "item_corrected":
             _correct(row, payload["changes"])

@@ -15,12 +15,15 @@ import logging
 from collections import Counter
 from dataclasses import asdict
 from datetime import UTC, date, datetime, timedelta
-from typing import TypedDict
+from typing import TYPE_CHECKING, TypedDict
 
 from dresscode.core import lake, tables
 from dresscode.core.config import Settings, get_settings
 from dresscode.features import users
 from dresscode.features.materialization import Materialized
+
+if TYPE_CHECKING:
+    from dresscode.core.connections import LLMEndpoint
 
 log = logging.getLogger(__name__)
 
@@ -250,3 +253,74 @@ def verify_online(
     )
     log.info("online store fresh for %d sampled users", len(sample))
     return Verified(verified=len(sample))
+
+
+# --- item_embeddings ---------------------------------------------------------------------------
+
+
+class EmbeddingTotals(TypedDict):
+    """``embed_items``' result: what one item_embeddings run did."""
+
+    model: str  # the embedding model and text recipe the vectors are made with
+    current_items: int  # items in the users' current wardrobes
+    up_to_date: int  # already embedded with this model and text: no call
+    embedded: int
+    removed: int  # gone from every wardrobe (deleted, confirmed duplicates): out of the index
+    deferred: int  # over DRESSCODE_EMBEDDING_MAX_ITEMS_PER_RUN: the next run embeds them
+    calls: int  # /v1/embeddings requests
+    possible_duplicates: int  # new items marked possible_duplicate_of an existing one
+    seconds: float
+
+
+def embed_items(
+    *,
+    day: str,
+    endpoint: LLMEndpoint | None = None,
+    settings: Settings | None = None,
+) -> EmbeddingTotals:
+    """Embed the items of the current wardrobes that have no vector for the served model (or
+    whose text changed), drop the items that are gone, mark possible duplicates.
+
+    Idempotent and bounded: a re-run over unchanged wardrobes makes zero calls; one run embeds
+    at most ``DRESSCODE_EMBEDDING_MAX_ITEMS_PER_RUN`` items. Raises
+    :class:`~dresscode.features.embeddings.client.EmbeddingUnavailable` (endpoint down: what
+    earlier batches committed stays) or ``DimensionMismatch`` (nothing written).
+    """
+    import time
+
+    from dresscode.core.connections import embeddings_endpoint
+    from dresscode.features.embeddings import backfill, client, similar
+
+    settings = settings or get_settings()
+    started = time.monotonic()
+    endpoint = endpoint or embeddings_endpoint(settings=settings)
+    api = client.open_client(endpoint)
+    model = client.served_model(api, endpoint, settings.embedding_dimension)
+    items = tables.current_wardrobe_items(None, settings)
+    plan, embedded, calls, duplicates = backfill.run(
+        items, api, endpoint, model, settings, day, similar.duplicate_finder(settings)
+    )
+    totals = EmbeddingTotals(
+        model=model.ref,
+        current_items=plan.current,
+        up_to_date=plan.up_to_date,
+        embedded=embedded,
+        removed=len(plan.gone),
+        deferred=plan.deferred,
+        calls=calls,
+        possible_duplicates=len(duplicates),
+        seconds=round(time.monotonic() - started, 3),
+    )
+    log.info(
+        "item embeddings with %s: %d current items, %d up to date, %d embedded in %d calls, "
+        "%d removed, %d deferred to the next run, %d possible duplicates",
+        totals["model"],
+        totals["current_items"],
+        totals["up_to_date"],
+        totals["embedded"],
+        totals["calls"],
+        totals["removed"],
+        totals["deferred"],
+        totals["possible_duplicates"],
+    )
+    return totals

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, TypedDict
 
 from dresscode.core import lake, tables
 from dresscode.core.config import Settings
-from dresscode.core.wardrobe import WORE_INSTEAD
+from dresscode.core.wardrobe import DUPLICATE_EVENTS, WORE_INSTEAD
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -43,7 +43,8 @@ log = logging.getLogger(__name__)
 
 CORRECTION_TYPES = tables.WARDROBE_EVENTS
 OUTFIT_TYPES = ("outfit_rated", WORE_INSTEAD)
-EVENT_TYPES = CORRECTION_TYPES + OUTFIT_TYPES
+DUPLICATE_TYPES = DUPLICATE_EVENTS  # answers to a possible_duplicate_of mark
+EVENT_TYPES = CORRECTION_TYPES + OUTFIT_TYPES + DUPLICATE_TYPES
 COMMON_FIELDS = ("event_id", "event_type", "user_id", "event_time")
 ITEM_FIELDS = tables.ITEM_FIELDS
 
@@ -149,6 +150,9 @@ def event_schemas(item: dict[str, Any] | None = None) -> dict[str, dict[str, Any
     own: dict[str, tuple[dict[str, Any], list[str]]] = {
         "item_corrected": ({"item_id": _ID, "changes": changes}, ["item_id", "changes"]),
         "item_deleted": ({"item_id": _ID}, ["item_id"]),
+        # item_id: the new item marked possible_duplicate_of duplicate_of
+        "duplicate_confirmed": ({"item_id": _ID, "duplicate_of": _ID}, ["item_id"]),
+        "duplicate_rejected": ({"item_id": _ID, "duplicate_of": _ID}, ["item_id"]),
         "item_added": ({"image_sha256": _SHA, "item": item}, ["image_sha256", "item"]),
         "outfit_rated": (
             {"suggestion_day": _DAY, "outfit_index": _INDEX, "rating": {"enum": ["up", "down"]}},

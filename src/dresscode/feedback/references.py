@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, TypedDict
 
 from dresscode.core import lake, tables
 from dresscode.core.config import Settings
+from dresscode.core.wardrobe import DUPLICATE_CONFIRMED, DUPLICATE_EVENTS
 from dresscode.feedback.events import (
     COMMON_FIELDS,
     Event,
@@ -30,6 +31,9 @@ from dresscode.feedback.events import (
 
 if TYPE_CHECKING:
     import pandas as pd
+
+# Events about one existing item of the user's (checked for existence, owner, deletion).
+_NAMES_ONE_ITEM = ("item_corrected", "item_deleted", *DUPLICATE_EVENTS)
 
 
 @dataclass(frozen=True)
@@ -131,7 +135,7 @@ def remember(state: LakeState, row: Mapping[str, Any]) -> None:
     """Fold one accepted feedback row into the state (its id, added items, deletions)."""
     key = (str(row["user_id"]), str(row["event_id"]))
     state.accepted.setdefault(key, f"{row['source']} (received {row['received_at']})")
-    if row["event_type"] == "item_deleted":
+    if row["event_type"] in ("item_deleted", DUPLICATE_CONFIRMED):
         state.delete(str(row["item_id"]), str(row["event_time"]))
     elif row["event_type"] == "item_added":
         ref = ItemRef(
@@ -168,7 +172,7 @@ def resolve(event: Event, state: LakeState) -> Resolved | Rejection:
             event, Reason.DUPLICATE_EVENT, f"event {event.event_id} already received from {first}"
         )
     named = event.fields.get("item_ids", [])
-    if event.event_type in ("item_corrected", "item_deleted"):
+    if event.event_type in _NAMES_ONE_ITEM:
         named = [event.fields["item_id"]]
     for item_id in named:
         deleted = state.deleted_at.get(item_id)
@@ -209,7 +213,7 @@ def _owned(event: Event, state: LakeState) -> Resolved | Rejection:
         return None
 
     row = Resolved(item_id=None, image_sha256=None, prompt_version=None)
-    if event.event_type in ("item_corrected", "item_deleted"):
+    if event.event_type in _NAMES_ONE_ITEM:
         ref = check_item(event.fields["item_id"])
         if isinstance(ref, Rejection):
             return ref

@@ -161,6 +161,7 @@ class WardrobeChanges(TypedDict):
     item_corrected: int
     item_deleted: int
     item_added: int
+    duplicate_confirmed: int  # possible duplicates the user confirmed: gone like deletions
 
 
 def wardrobe_changes(applied: Applied) -> WardrobeChanges:
@@ -171,6 +172,7 @@ def wardrobe_changes(applied: Applied) -> WardrobeChanges:
         item_corrected=by_type.get("item_corrected", 0),
         item_deleted=by_type.get("item_deleted", 0),
         item_added=by_type.get("item_added", 0),
+        duplicate_confirmed=by_type.get("duplicate_confirmed", 0),
     )
 
 

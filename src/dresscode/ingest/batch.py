@@ -35,7 +35,10 @@ from dresscode.ingest.landing import (
 from dresscode.ingest.manifest import WAITING, Answers, PhotoOutcome
 
 if TYPE_CHECKING:
+    from PIL import Image
+
     from dresscode.ingest.digitize import Digitized
+    from dresscode.ingest.near_duplicates import Earlier, Match
     from dresscode.llm.blueprints import Blueprint
     from dresscode.llm.client import LLMClient
 
@@ -168,7 +171,13 @@ def prepare(
     if first != key:
         outcome.status = tables.DUPLICATE
         outcome.reason = f"same photo as {first}"
+        outcome.duplicate_of = first
         return outcome, None
+    if settings.ingest_near_duplicate_bits:
+        from dresscode.ingest import near_duplicates
+
+        picture = near_duplicates.open_clean(photo.jpeg)
+        outcome.phash = near_duplicates.fingerprint(picture).encode()
     return outcome, photo.jpeg
 
 
@@ -213,17 +222,61 @@ async def process(
     settings: Settings,
     run_id: str,
     label: str,
+    earlier: dict[str, list[Earlier]] | None = None,
 ) -> tuple[list[PhotoOutcome], list[Digitized], Answers]:
-    """Normalize in a thread pool and digitize as soon as each photo is ready (CPU and GPU overlap)."""
+    """Normalize in a thread pool and digitize as soon as each photo is ready (CPU and GPU overlap).
+
+    ``earlier`` are the users' earlier photos (:func:`manifest.earlier_fingerprints`): a
+    near-duplicate of one of them, or of a photo before it in this batch, is not digitized.
+    Within a batch a photo is judged after the user's photos before it in ``keys``, so of two
+    near-duplicates in one batch the second is the duplicate, whichever finished first.
+    """
     loop = asyncio.get_running_loop()
     progress = Progress(label, len(keys))
     done = 0
     calls: list[Digitized] = []
     answers: Answers = {}
+    judged: dict[str, asyncio.Future[PhotoOutcome]] = {key: loop.create_future() for key in keys}
+    position = {key: i for i, key in enumerate(keys)}
+
+    async def judge(outcome: PhotoOutcome, jpeg: bytes | None, pool: ThreadPoolExecutor) -> None:
+        """Mark ``outcome`` near_duplicate when it repeats one of the user's earlier photos."""
+        if outcome.status != tables.ACCEPTED or not outcome.phash or jpeg is None:
+            return
+        user = outcome.user_id or ""
+        before = [
+            await judged[k]
+            for k in keys[: position[outcome.upload_key]]
+            if k.partition("/")[0] == user
+        ]
+        candidates = list((earlier or {}).get(user, [])) + [
+            _as_earlier(o) for o in before if o.status == tables.ACCEPTED and o.phash
+        ]
+        if not candidates:
+            return
+        match = await loop.run_in_executor(
+            pool, near_duplicate_of, jpeg, outcome.phash, candidates, settings
+        )
+        if match is not None:
+            outcome.status = tables.NEAR_DUPLICATE
+            outcome.duplicate_of = match.earlier
+            outcome.reason = (
+                f"near-duplicate of {match.earlier} ({match.distance} pHash bits apart, "
+                f"colour difference {match.colour_difference} ΔE): not sent to the model"
+            )
 
     async def one(key: str, pool: ThreadPoolExecutor) -> PhotoOutcome:
         nonlocal done
-        outcome, jpeg = await loop.run_in_executor(pool, prepare, key, seen, day, settings, run_id)
+        verdict = judged[key]  # the user's later photos in this batch wait for it
+        try:
+            outcome, jpeg = await loop.run_in_executor(
+                pool, prepare, key, seen, day, settings, run_id
+            )
+            await judge(outcome, jpeg, pool)
+        except BaseException:
+            verdict.cancel()
+            raise
+        verdict.set_result(outcome)
         if outcome.status == tables.ACCEPTED and jpeg is not None:
             await digitize_accepted(
                 outcome, jpeg, client, blueprint, state, settings, calls, answers
@@ -241,6 +294,34 @@ async def process(
             pool.shutdown(wait=False, cancel_futures=True)
             raise
     return list(outcomes), calls, answers
+
+
+def _as_earlier(outcome: PhotoOutcome) -> Earlier:
+    from dresscode.ingest.near_duplicates import Earlier, Fingerprint
+
+    return Earlier(
+        outcome.upload_key, outcome.image_sha256 or "", Fingerprint.decode(outcome.phash or "")
+    )
+
+
+def near_duplicate_of(
+    jpeg: bytes, phash: str, candidates: list[Earlier], settings: Settings
+) -> Match | None:
+    """The earlier photo a clean photo repeats, judged on the stored clean JPEGs. Runs in a thread."""
+    from dresscode.ingest import near_duplicates
+
+    def load(sha: str) -> Image.Image | None:
+        stored = read_if_exists(tables.image_path(sha, settings))
+        return None if stored is None else near_duplicates.open_clean(stored)
+
+    return near_duplicates.find(
+        near_duplicates.open_clean(jpeg),
+        near_duplicates.Fingerprint.decode(phash),
+        candidates,
+        load,
+        max_distance=settings.ingest_near_duplicate_bits,
+        max_colour_difference=settings.ingest_near_duplicate_delta_e,
+    )
 
 
 async def digitize_accepted(

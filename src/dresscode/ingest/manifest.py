@@ -17,6 +17,7 @@ from dresscode.core.config import Settings
 
 if TYPE_CHECKING:
     from dresscode.ingest.digitize import Digitized
+    from dresscode.ingest.near_duplicates import Earlier
     from dresscode.llm.blueprints import Blueprint
 
 # Not a manifest status: the key stays in landing untouched this run (see landing.Waiting).
@@ -50,6 +51,8 @@ class PhotoOutcome:
     model_called: bool = False
     attempt: int = 1
     run_id: str = ""
+    phash: str | None = None
+    duplicate_of: str | None = None
     processed_at: str = field(
         default_factory=lambda: datetime.now(UTC).isoformat(timespec="milliseconds")
     )
@@ -77,6 +80,39 @@ def seen_photos(keys: list[str], settings: Settings) -> dict[tuple[str, str], st
     users = {key.partition("/")[0] for key in keys}
     seen = tables.accepted_photos_of(users, settings)
     return {photo: key for photo, key in seen.items() if key not in batch}
+
+
+def earlier_fingerprints(keys: list[str], settings: Settings) -> dict[str, list[Earlier]]:
+    """user_id -> that user's accepted photos with a fingerprint, oldest first, for the users
+    of ``keys`` (not the batch's own keys: a retried batch is not a near-duplicate of itself).
+
+    One pushed-down read: only those users' accepted rows, four columns. Rows written before
+    fingerprints existed have none and are not compared.
+    """
+    from dresscode.ingest.near_duplicates import Earlier, Fingerprint
+
+    users = sorted({key.partition("/")[0] for key in keys})
+    if not users or not settings.ingest_near_duplicate_bits:
+        return {}
+    frame = lake.read_table(
+        tables.MANIFESTS.name,
+        settings,
+        columns=["upload_key", "user_id", "image_sha256", "phash", "processed_at"],
+        filters=[("user_id", "in", users), ("status", "=", tables.ACCEPTED)],
+    )
+    batch = set(keys)
+    earlier: dict[str, list[Earlier]] = {}
+    if frame.empty:
+        return earlier
+    frame = frame[frame["phash"].notna()].sort_values("processed_at", kind="stable")
+    for key, user, sha, phash in frame[
+        ["upload_key", "user_id", "image_sha256", "phash"]
+    ].itertuples(index=False, name=None):
+        if key not in batch and isinstance(phash, str) and phash:
+            earlier.setdefault(str(user), []).append(
+                Earlier(str(key), str(sha), Fingerprint.decode(phash))
+            )
+    return earlier
 
 
 def commit(

@@ -37,6 +37,7 @@ from dresscode.core.tables import (
     DIGITIZE_FAILED,
     DUPLICATE,
     FINAL_STATUSES,
+    NEAR_DUPLICATE,
     QUARANTINED,
     READ_FAILED,
     image_path,
@@ -71,6 +72,7 @@ __all__ = [
     "DUPLICATE",
     "FINAL_STATUSES",
     "MAX_DIGITIZE_ATTEMPTS",
+    "NEAR_DUPLICATE",
     "QUARANTINED",
     "READ_FAILED",
     "WAITING",
@@ -120,6 +122,7 @@ class BatchResult(TypedDict):
     photos: int
     accepted: int
     duplicates: int
+    near_duplicates: int  # the same picture re-sent: a model call avoided each
     quarantined: dict[str, int]  # reason code -> uploads
     failed: dict[str, int]  # reason code -> uploads left in landing for the next run
     # reason -> keys left in landing untouched, not failures (landing.Waiting, "reuploaded")
@@ -137,6 +140,7 @@ class RunTotals(TypedDict):
     photos: int
     accepted: int
     duplicates: int
+    near_duplicates: int
     items: int
     model_calls: int
     cached: int
@@ -146,8 +150,10 @@ class RunTotals(TypedDict):
     failure_rate: float
 
 
-Summed = Literal["photos", "accepted", "duplicates", "items", "model_calls", "cached"]
-_SUMMED: tuple[Summed, ...] = ("photos", "accepted", "duplicates", "items", "model_calls", "cached")
+Summed = Literal[
+    "photos", "accepted", "duplicates", "near_duplicates", "items", "model_calls", "cached"
+]
+_SUMMED: tuple[Summed, ...] = typing.get_args(Summed)
 
 
 def resolve_prompt() -> Serving:
@@ -258,11 +264,12 @@ def process_batch(
     ]
     keys = [key for key in keys if key not in committed]
     seen = manifest.seen_photos(keys, settings)
+    fingerprints = manifest.earlier_fingerprints(keys, settings)
 
     async def run() -> tuple[list[PhotoOutcome], list[Digitized], Answers]:
         async with DresscodeLLMHook.client_for(endpoint, settings) as client:
             return await batch.process(
-                keys, client, blueprint, seen, state, day, settings, run_id, label
+                keys, client, blueprint, seen, state, day, settings, run_id, label, fingerprints
             )
 
     outcomes, calls, answers = asyncio.run(run()) if keys else ([], [], {})
@@ -272,11 +279,12 @@ def process_batch(
     if changed:
         result["waiting"]["reuploaded"] = len(changed)
     log.info(
-        "%s: %d photos, %d ok, %d duplicates, %s quarantined, %s failed, %s left waiting, %d items, %d model calls (%d cached), %.1f photos/s",
+        "%s: %d photos, %d ok, %d duplicates, %d near-duplicates (model calls avoided), %s quarantined, %s failed, %s left waiting, %d items, %d model calls (%d cached), %.1f photos/s",
         label,
         result["photos"],
         result["accepted"],
         result["duplicates"],
+        result["near_duplicates"],
         _fmt_counts(result["quarantined"]),
         _fmt_counts(result["failed"]),
         _fmt_counts(result["waiting"]),
@@ -296,6 +304,7 @@ def _count(
         photos=sum(1 for o in outcomes if o.status != WAITING),
         accepted=0,
         duplicates=0,
+        near_duplicates=0,
         quarantined={},
         failed={},
         waiting={},
@@ -317,6 +326,8 @@ def _count(
             result["cached"] += 0 if outcome.model_called else 1
         elif outcome.status == tables.DUPLICATE:
             result["duplicates"] += 1
+        elif outcome.status == tables.NEAR_DUPLICATE:
+            result["near_duplicates"] += 1
         elif outcome.status == tables.QUARANTINED:
             quarantined[outcome.reason_code or "unknown"] += 1
         else:
@@ -342,7 +353,7 @@ def commit_and_report(results: list[BatchResult], settings: Settings | None = No
     waiting: Counter[str] = Counter()
     for result in results:
         for key in _SUMMED:
-            sums[key] += result[key]
+            sums[key] += result.get(key, 0)  # results of an older release lack newer counts
         quarantined.update(result["quarantined"])
         failed.update(result["failed"])
         waiting.update(result.get("waiting", {}))  # results of an older release have none
@@ -353,6 +364,7 @@ def commit_and_report(results: list[BatchResult], settings: Settings | None = No
         photos=sums["photos"],
         accepted=sums["accepted"],
         duplicates=sums["duplicates"],
+        near_duplicates=sums["near_duplicates"],
         items=sums["items"],
         model_calls=sums["model_calls"],
         cached=sums["cached"],
@@ -362,11 +374,12 @@ def commit_and_report(results: list[BatchResult], settings: Settings | None = No
         failure_rate=round(rate, 4),
     )
     log.info(
-        "run: %d photos in %d batches: %d accepted, %d duplicates, %s quarantined, %s failed, %s left waiting in landing, %d items, %d model calls",
+        "run: %d photos in %d batches: %d accepted, %d duplicates, %d near-duplicates (model calls avoided), %s quarantined, %s failed, %s left waiting in landing, %d items, %d model calls",
         totals["photos"],
         totals["batches"],
         totals["accepted"],
         totals["duplicates"],
+        totals["near_duplicates"],
         _fmt_counts(quarantined),
         _fmt_counts(failed),
         _fmt_counts(waiting),

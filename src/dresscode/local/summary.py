@@ -20,6 +20,7 @@ HEADLINE = {name: spec.headline_metrics for name, spec in CATALOGUE.items()}
 def collect() -> dict[str, dict[str, Any]]:
     return {
         "wardrobe_ingest": wardrobe_ingest(),
+        "item_embeddings": embeddings(),
         "prompt_release": prompts(),
         "weather_ingest": weather(),
         "style_features": style(),
@@ -27,6 +28,23 @@ def collect() -> dict[str, dict[str, Any]]:
         "feedback_ingest": feedback_loop(),
         "model_monitoring": monitoring(),
     }
+
+
+def embeddings() -> dict[str, Any]:
+    """Vectors in the item index, by model; possible duplicates marked."""
+    from dresscode.core.config import get_settings
+    from dresscode.features.embeddings import index
+
+    settings = get_settings()
+    if not index.path(settings).exists():
+        return {}
+    with index.connect(settings) as db:
+        models = Counter(model for _user, model, _sha in index.stored(db).values())
+    marks = lake.read_table(
+        tables.ITEM_EMBEDDINGS.name, settings, columns=["item_id", "possible_duplicate_of"]
+    )
+    marked = 0 if marks.empty else int(marks["possible_duplicate_of"].notna().sum())
+    return {"vectors": dict(models), "possible_duplicates": marked}
 
 
 def wardrobe_ingest() -> dict[str, Any]:
@@ -46,6 +64,7 @@ def wardrobe_ingest() -> dict[str, Any]:
         "uploads": len(state),
         "accepted": statuses.get(tables.ACCEPTED, 0),
         "duplicates": statuses.get(tables.DUPLICATE, 0),
+        "near_duplicates": statuses.get(tables.NEAR_DUPLICATE, 0),
         "quarantined": dict(reasons.most_common()),
         "waiting_retry": statuses.get(tables.DIGITIZE_FAILED, 0)
         + statuses.get(tables.READ_FAILED, 0),
@@ -211,8 +230,18 @@ def render(stages: dict[str, dict[str, Any]], states: dict[str, str]) -> str:
             f"  quarantined by    {_reasons(ingest['quarantined'])}",
             f"  wardrobe items    {ingest['items']}",
             f"  model calls       {ingest['model_calls']} ({ingest['model_call_errors']} with errors) — simulator, not Gemma",
+            f"  calls avoided     {ingest.get('near_duplicates', 0)} near-duplicate photos (the same picture re-sent) not digitized",
             f"  left in landing   {ingest['landing_left']}",
         ]
+    vectors = stages.get("item_embeddings")
+    if vectors:
+        head("item_embeddings")
+        for model, n in vectors["vectors"].items():
+            lines.append(f"  item vectors      {n} ({model}, a real model on CPU)")
+        lines.append(
+            f"  possible dupes    {vectors['possible_duplicates']} items marked "
+            "possible_duplicate_of (the user confirms; nothing deleted)"
+        )
     release = stages.get("prompt_release")
     if release:
         head("prompt_release")

@@ -132,3 +132,19 @@ def _tags(result: DriftResult, paths: dict[str, str]) -> dict[str, str]:
                 f"{window.source} [{window.start.isoformat()}, {window.end.isoformat()})"
             )
     return tags
+
+
+def drift_text(result: DriftResult) -> str:
+    """One line per tested or skipped column, drifted first (for the page and the log)."""
+    lines = []
+    order = {"drifted": 0, "stable": 1, "not_enough_data": 2}
+    for c in sorted(result.columns, key=lambda c: (order.get(c.status, 3), c.column)):
+        if c.status == "not_enough_data":
+            lines.append(
+                f"{c.column}: not enough data ({c.n_reference} reference, {c.n_current} current rows)"
+            )
+            continue
+        score = "" if c.score is None else f" {c.stattest} {c.score:.3g}"
+        bound = "" if c.threshold is None else f" (threshold {c.threshold:.3g})"
+        lines.append(f"{c.column}: {c.status}{score}{bound}")
+    return "\n".join(lines)

@@ -22,7 +22,7 @@ import json
 import logging
 import re
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Literal, TypedDict
+from typing import Literal, TypedDict
 
 from dresscode.core import lake, prompts
 from dresscode.core.config import Settings, get_settings
@@ -32,9 +32,6 @@ from dresscode.registry.approval import APPROVAL_TIMEOUT as APPROVAL_TIMEOUT
 from dresscode.registry.approval import Answer as Answer
 from dresscode.registry.approval import PromotionApproval as PromotionApproval
 from dresscode.registry.approval import approval_timeout as approval_timeout
-
-if TYPE_CHECKING:
-    from dresscode.monitoring.drift import DriftResult
 
 log = logging.getLogger(__name__)
 
@@ -225,7 +222,7 @@ def measure(window: Window, settings: Settings | None = None) -> Measured:
 def detect_drift(window: Window, run_key: str, settings: Settings | None = None) -> DriftVerdict:
     """Evidently drift of the window against its reference; report to the lake and MLflow."""
     from dresscode.core import delta
-    from dresscode.monitoring import drift, drift_frames, drift_report
+    from dresscode.monitoring import drift, drift_frames, drift_report, embedding_drift
 
     settings = settings or get_settings()
     start, end = _bounds(window)
@@ -258,6 +255,12 @@ def detect_drift(window: Window, run_key: str, settings: Settings | None = None)
     paths = drift_report.write_report(result, key, settings)
     mlflow_run = drift_report.log_to_mlflow(result, paths, f"drift {run_key}", settings)
     moved = [c.column for c in result.moved()]
+    # The item descriptions' vectors too: a new kind of garment moves them before any SLO.
+    described = embedding_drift.compare_windows(
+        (reference.start, reference.end), (start, end), settings
+    )
+    log.info("embedding drift: %s", described.reason)
+    moved += [embedding_drift.MOVED] if described.drifted else []
     log.info(
         "drift: %s — %d of %d tested columns drifted (share %.2f, threshold %.2f)%s; report %s",
         "DRIFTED" if result.drifted else "no drift",
@@ -269,29 +272,13 @@ def detect_drift(window: Window, run_key: str, settings: Settings | None = None)
         paths.get("html"),
     )
     return DriftVerdict(
-        drifted=result.drifted,
+        drifted=result.drifted or bool(described.drifted),
         moved=moved,
         summary=result.summary(),
-        text=drift_text(result),
+        text=drift_report.drift_text(result) + f"\n{embedding_drift.MOVED}: {described.reason}",
         report=paths.get("html"),
         mlflow_run_id=mlflow_run,
     )
-
-
-def drift_text(result: DriftResult) -> str:
-    """One line per tested or skipped column, drifted first (for the page and the log)."""
-    lines = []
-    order = {"drifted": 0, "stable": 1, "not_enough_data": 2}
-    for c in sorted(result.columns, key=lambda c: (order.get(c.status, 3), c.column)):
-        if c.status == "not_enough_data":
-            lines.append(
-                f"{c.column}: not enough data ({c.n_reference} reference, {c.n_current} current rows)"
-            )
-            continue
-        score = "" if c.score is None else f" {c.stattest} {c.score:.3g}"
-        bound = "" if c.threshold is None else f" (threshold {c.threshold:.3g})"
-        lines.append(f"{c.column}: {c.status}{score}{bound}")
-    return "\n".join(lines)
 
 
 def decide(measured: Measured, drift: DriftVerdict) -> Decision:

@@ -521,6 +521,10 @@ def create_app() -> FastAPI:
         day, file = decision["report_ref"]
         return f"{request.scope.get('root_path', '')}/{REPORT_ROUTE}/{day}/{file}"
 
+    from dresscode.ui import similar
+
+    similar.register(app)  # /items/{item_id}/similar: the similar-items panel
+
     @app.get("/", response_class=HTMLResponse)
     def page(request: Request) -> HTMLResponse:
         details = [prompt_detail(name) for name in prompt_names()]

@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from dresscode.core import config, delta, lake
+from dresscode.core.tables import current_wardrobe_items
 from dresscode.feedback import events, references
 from dresscode.feedback import labels as feedback_labels
 from dresscode.feedback import tasks as feedback
@@ -648,7 +649,8 @@ def test_seeded_demo_feedback_shows_every_rejection_and_applies_the_rest(world) 
         "duplicate_event",
         "unknown_event_type",
     }
-    assert set(applied["by_type"]) == set(events.EVENT_TYPES)
+    # every type but the answers to a possible duplicate (the demo's items have no marks)
+    assert set(applied["by_type"]) == set(events.EVENT_TYPES) - set(events.DUPLICATE_TYPES)
     assert staged["staged"] == 4  # two corrected, one deleted from, one added to
     assert feedback_labels.correction_rate()["corrected_photos"] == 4
     assert seed.seed_feedback(now=NOW).key is None  # already ingested: nothing to seed
@@ -661,3 +663,27 @@ def test_seeded_demo_feedback_shows_every_rejection_and_applies_the_rest(world) 
     ]
     lake.write_parquet("wardrobe_items", "2026-03-02", "batch-later", rows)
     assert seed.seed_feedback(now=NOW + timedelta(days=1)).key is None
+
+
+def test_a_confirmed_duplicate_leaves_the_wardrobe_a_rejected_one_stays_and_neither_is_a_correction(
+    world,
+) -> None:
+    a = world["a"]
+    first, second, third = a.item_ids[:3]
+    _land(
+        "dupes.jsonl",
+        [
+            _event("duplicate_confirmed", "user-a", 20, item_id=second, duplicate_of=first),
+            _event("duplicate_rejected", "user-a", 19, item_id=third, duplicate_of=first),
+            _event("duplicate_confirmed", "user-c", 18, item_id=first, duplicate_of=third),
+        ],
+    )
+    applied, _ = _run()
+
+    assert applied["by_type"]["duplicate_confirmed"] == 1
+    assert applied["by_type"]["duplicate_rejected"] == 1
+    assert applied["rejected"] == {"not_owner": 1}  # user-c cannot answer for user-a's item
+    current = set(current_wardrobe_items(["user-a"])["item_id"])
+    assert second not in current and {first, third} <= current
+    assert feedback.wardrobe_changes(applied)["duplicate_confirmed"] == 1
+    assert applied["labels_updated"] == 0  # the digitizer was right: nothing to correct

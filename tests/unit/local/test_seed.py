@@ -74,3 +74,15 @@ def test_seeding_a_shift_twice_adds_nothing(dresscode_home: Path) -> None:
 def test_an_unknown_shift_is_refused_by_name(dresscode_home: Path) -> None:
     with pytest.raises(ValueError, match="Unknown shift 'blurry'; known: dark, lowres, format"):
         seed.seed(1, script_path=dresscode_home / "script.jsonl", shift="blurry")
+
+
+def test_near_duplicates_are_sent_again_as_smaller_copies(dresscode_home: Path) -> None:
+    result = seed.seed(3, script_path=dresscode_home / "script.jsonl", size=SIZE,
+                       bad_files=False, near_duplicates=2)  # fmt: skip
+    keys = landing_keys(get_settings())
+    copies = [k for k in keys if "/resent-" in k]
+    assert result.new == 5 and len(copies) == 2
+    for copy in copies:
+        original = copy.replace("resent-", "photo-").rsplit(".", 1)[0]
+        assert any(k.startswith(original) for k in keys)
+        assert _normalized(copy).width < 400 or _normalized(copy).height < 300
