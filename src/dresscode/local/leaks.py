@@ -33,8 +33,11 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
+
+if TYPE_CHECKING:
+    from dresscode.core.config import Settings
 
 SECRET_PATTERNS: dict[str, re.Pattern[str]] = {
     "AWS access key id": re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"),
@@ -336,3 +339,28 @@ def scan_lake(
             scanned += 1
             findings += scan_lake_file(path, fixed or _area(path, top), known)
     return scanned, findings
+
+
+def scan_stack(env: Mapping[str, str], logs: Path, settings: Settings) -> tuple[int, list[Finding]]:
+    """(files, findings): a local stack's logs, alerts and lake scanned for its secrets, image
+    bytes and locations.
+
+    Known values are the connections' passwords (the simulator's API key) and Airflow's JWT
+    secret (from the stack's environment ``env``); the patterns catch credential shapes and
+    photos (raw, base64, data URLs, escaped). The lake is every area that can hold user bytes
+    (landing, quarantine, images, feedback archives, reports, cached answers, the tables): see
+    :func:`scan_lake`. A lake or landing area on S3 is not scanned here (only local folders).
+    """
+    known = connection_secrets(env)
+    known[env["AIRFLOW__API_AUTH__JWT_SECRET"]] = "Airflow JWT secret"
+    scanned, found = scan_tree([logs, settings.alerts_file], known)
+
+    def local(uri: str | None) -> Path | None:
+        parts = urlsplit(uri or "")
+        return Path(unquote(parts.path)) if parts.scheme == "file" else None
+
+    lake_root = local(settings.lake_uri)
+    if lake_root is not None:
+        in_lake, lake_found = scan_lake(lake_root, known, landing=local(settings.landing_uri))
+        scanned, found = scanned + in_lake, found + lake_found
+    return scanned, found

@@ -549,31 +549,8 @@ def serve_curl(ports: Ports) -> str:
 
 def leak_scan(ports: Ports) -> tuple[int, list[leaks.Finding]]:
     """(files, findings): the stack's logs, alerts and lake scanned for its secrets, image
-    bytes and locations.
-
-    Known values are the connections' passwords (the simulator's API key) and Airflow's JWT
-    secret; the patterns catch credential shapes and photos (raw, base64, data URLs, escaped).
-    The lake is every area that can hold user bytes (landing, quarantine, images, feedback
-    archives, reports, cached answers, the tables): see ``leaks.scan_lake``. A lake or
-    landing area on S3 is not scanned here (only the local stack's folders are).
-    """
-    from urllib.parse import unquote, urlsplit
-
-    env = airflow_env(ports)
-    known = leaks.connection_secrets(env)
-    known[env["AIRFLOW__API_AUTH__JWT_SECRET"]] = "Airflow JWT secret"
-    settings = get_settings()
-    scanned, found = leaks.scan_tree([home() / "logs", settings.alerts_file], known)
-
-    def local(uri: str | None) -> Path | None:
-        parts = urlsplit(uri or "")
-        return Path(unquote(parts.path)) if parts.scheme == "file" else None
-
-    lake_root = local(settings.lake_uri)
-    if lake_root is not None:
-        in_lake, lake_found = leaks.scan_lake(lake_root, known, landing=local(settings.landing_uri))
-        scanned, found = scanned + in_lake, found + lake_found
-    return scanned, found
+    bytes and locations (:func:`leaks.scan_stack`)."""
+    return leaks.scan_stack(airflow_env(ports), home() / "logs", get_settings())
 
 
 def down() -> int:
