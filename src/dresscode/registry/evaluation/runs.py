@@ -22,6 +22,8 @@ from dresscode.registry.evaluation import provenance
 if TYPE_CHECKING:
     from dresscode.llm.blueprints import Blueprint
     from dresscode.registry.evaluation.digitizer import DigitizerMetrics, GateVerdict
+    from dresscode.registry.evaluation.genai_run import Example
+    from dresscode.registry.evaluation.scorers import Scored
     from dresscode.registry.golden import GoldenPhoto
 
 log = logging.getLogger(__name__)
@@ -149,6 +151,7 @@ def evaluate_prompt(
     from dresscode.core.config import get_settings
     from dresscode.llm.hook import DresscodeLLMHook
     from dresscode.registry import prompt_registry as registry
+    from dresscode.registry.evaluation import genai_run
 
     name, _, selector = ref.partition("@")
     registry.sync(name)
@@ -160,29 +163,46 @@ def evaluate_prompt(
         ran = _run_stylist(blueprint, scenarios)
     else:
         ran = _run_digitizer(blueprint, golden)
-    summary, rows, verdict, baseline = ran.summary, ran.rows, ran.verdict, ran.baseline
     tags = provenance.run_tags(ran.golden_set, ran.golden_hash)
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     registry.use_experiment(mlflow, EXPERIMENT, settings)
+    experiment_id = mlflow.get_experiment_by_name(EXPERIMENT).experiment_id  # type: ignore[union-attr]
+    mlflow_version = next(
+        (i.mlflow_version for i in registry.versions(name) if i.git_version == blueprint.version),
+        None,
+    )
+    dataset = genai_run.golden_dataset(ran.golden_set, ran.golden_hash, ran.examples, experiment_id)
+    model_id = genai_run.logged_model(blueprint, experiment_id, mlflow_version)
     with mlflow.start_run(run_name=f"eval {blueprint.ref}") as active:
+        run_id = active.info.run_id
         mlflow.set_tags(
             {
                 "dresscode.prompt": name,
                 "dresscode.prompt_version": str(blueprint.version),
                 "dresscode.model": blueprint.model,
                 "dresscode.content_hash": blueprint.content_hash(),
+                genai_run.LOGGED_MODEL_TAG: model_id,
+                "dresscode.golden_examples": str(len(ran.rows)),
+                **genai_run.tag_dataset(run_id, dataset),
+                **tags,
+            }
+        )
+        scored = genai_run.evaluate(ran.examples, ran.scorers, ran.scorer_names, model_id=model_id)
+        summary, verdict = ran.verdict_on(scored)
+        baseline = ran.baseline
+        mlflow.set_tags(
+            {
                 "dresscode.gate": "passed" if verdict.passed else "failed",
                 "dresscode.gate_reasons": "; ".join(verdict.reasons) or "-",
                 "dresscode.baseline": baseline.ref if baseline else "-",
                 "dresscode.baseline_run": baseline.mlflow_run_id if baseline else "-",
                 "dresscode.baseline_golden_hash": baseline.golden_hash if baseline else "-",
-                "dresscode.golden_examples": str(len(rows)),
-                **tags,
+                "dresscode.scorer_errors": str(len(scored.errors)),
             }
         )
         mlflow.log_metrics(summary)
-        mlflow.log_dict({"rows": rows}, "examples.json")
-    run_id = active.info.run_id
+        mlflow.log_dict({"rows": ran.rows}, "examples.json")
+        genai_run.link_prompt(run_id, name, mlflow_version)
     registry.mark_gate(
         name, blueprint.version, verdict.passed, summary, golden_hash=ran.golden_hash, run_id=run_id
     )
@@ -192,7 +212,7 @@ def evaluate_prompt(
         verdict,
         baseline.ref if baseline else None,
         run_id,
-        len(rows),
+        len(ran.rows),
         golden_hash=ran.golden_hash,
         git_commit=tags[provenance.GIT_COMMIT_TAG],
     )
@@ -200,22 +220,48 @@ def evaluate_prompt(
 
 @dataclass(frozen=True)
 class _Ran:
-    """One golden-set run before it is recorded."""
+    """One golden-set run before it is scored and recorded: the examples for MLflow, the
+    runner's per-example table, and how the scores become a gate verdict."""
 
-    summary: dict[str, float]
+    examples: list[Example]
     rows: list[dict[str, Any]]
-    verdict: GateVerdict
+    scorers: list[Any]
+    scorer_names: tuple[str, ...]
     baseline: Baseline | None
     golden_set: str  # "wardrobe" or "outfits"
     golden_hash: str
+
+    def verdict_on(self, scored: Scored) -> tuple[dict[str, float], GateVerdict]:
+        """The gate figures from MLflow's assessments, and the verdict on them; a scorer
+        error fails the gate (a partial score proves nothing)."""
+        from dresscode.registry.evaluation import scorers
+        from dresscode.registry.evaluation import stylist as stylist_eval
+        from dresscode.registry.evaluation.digitizer import DigitizerMetrics, GateVerdict, gate
+
+        if self.golden_set == "outfits":
+            summary = scorers.stylist_summary(scored)
+            counts = {k: int(summary[k]) for k in ("n_answered", "hallucinated_items")}
+            passed, reasons = stylist_eval.stylist_gate({**summary, **counts})
+            verdict = GateVerdict(passed, reasons)
+        else:
+            summary = scorers.digitizer_summary(scored)
+            baseline = self.baseline.metrics if self.baseline else None
+            verdict = gate(DigitizerMetrics.from_summary(summary), baseline=baseline)
+        errors = scored.errors_sentence()
+        if errors:
+            log.error("%s", errors)
+            verdict = GateVerdict(False, [*verdict.reasons, errors])
+        return summary, verdict
 
 
 def _run_digitizer(blueprint: Blueprint, golden: Sequence[GoldenPhoto] | None) -> _Ran:
     import asyncio
 
     from dresscode.core.config import get_settings
+    from dresscode.ingest.digitize import digitize_many
     from dresscode.llm.hook import DresscodeLLMHook
-    from dresscode.registry.evaluation.digitizer import evaluate_digitizer, gate
+    from dresscode.registry.evaluation import genai_run, scorers
+    from dresscode.registry.evaluation.digitizer import DigitizerExample, score_digitizer
     from dresscode.registry.golden import load_wardrobe_golden
 
     settings = get_settings()
@@ -223,34 +269,70 @@ def _run_digitizer(blueprint: Blueprint, golden: Sequence[GoldenPhoto] | None) -
     golden_hash = provenance.golden_photos_hash(photos)
     baseline = _production_baseline(blueprint.name, blueprint.version, photos, golden_hash)
 
-    async def run() -> DigitizerMetrics:
+    async def run() -> list[DigitizerExample]:
+        # Sent as stored: golden JPEGs are normalized, so the labels' sha256 is what is seen.
         async with DresscodeLLMHook(settings=settings).get_client() as client:
-            return await evaluate_digitizer(client, blueprint, photos)
+            answers = await digitize_many(
+                client, blueprint, [(p.image_sha256, p.read_jpeg()) for p in photos]
+            )
+        return [DigitizerExample.from_digitized(p, a) for p, a in zip(photos, answers, strict=True)]
 
-    metrics = asyncio.run(run())
-    verdict = gate(metrics, baseline=baseline.metrics if baseline else None)
-    return _Ran(metrics.summary(), metrics.table(), verdict, baseline, "wardrobe", golden_hash)
+    answered = asyncio.run(run())
+    examples = [
+        genai_run.digitizer_example(
+            photo,
+            {
+                "items": ex.predicted,
+                "json_valid": ex.json_valid,
+                "repaired": ex.repaired,
+                "error_class": ex.error_class,
+            },
+        )
+        for photo, ex in zip(photos, answered, strict=True)
+    ]
+    table = score_digitizer(answered).table()
+    return _Ran(
+        examples,
+        table,
+        scorers.digitizer_scorers(),
+        scorers.DIGITIZER_SCORERS,
+        baseline,
+        "wardrobe",
+        golden_hash,
+    )
 
 
 def _run_stylist(blueprint: Blueprint, scenarios: Sequence[Any] | None) -> _Ran:
+    import asyncio
+
     from dresscode.core.config import get_settings
     from dresscode.llm.hook import DresscodeLLMHook
+    from dresscode.registry.evaluation import genai_run, scorers
     from dresscode.registry.evaluation import stylist as stylist_eval
-    from dresscode.registry.evaluation.digitizer import GateVerdict
 
     settings = get_settings()
-    endpoint = DresscodeLLMHook(settings=settings).endpoint()
     chosen = list(scenarios) if scenarios is not None else stylist_eval.load_scenarios()
-    metrics, rows = stylist_eval.evaluate_stylist(
-        blueprint,
-        endpoint.base_url,
-        scenarios=chosen,
-        api_key=endpoint.api_key,
-        max_concurrency=endpoint.max_concurrency,
-        timeout_s=endpoint.timeout_s,
-        max_turns=settings.outfit_max_turns,
+
+    async def run() -> list[stylist_eval.StylistResult]:
+        async with DresscodeLLMHook(settings=settings).get_client() as client:
+            return await stylist_eval.run_scenarios(
+                client, blueprint, chosen, max_turns=settings.outfit_max_turns
+            )
+
+    results = asyncio.run(run())
+    rows = [stylist_eval.example_row(r) for r in results]
+    examples = [
+        genai_run.stylist_example(
+            r.scenario, row, {"outfits": r.suggestion.outfits, "notes": r.suggestion.notes}
+        )
+        for r, row in zip(results, rows, strict=True)
+    ]
+    return _Ran(
+        examples,
+        rows,
+        scorers.stylist_scorers(),
+        scorers.STYLIST_SCORERS,
+        None,
+        "outfits",
+        provenance.scenarios_hash(chosen),
     )
-    passed, reasons = stylist_eval.stylist_gate(metrics)
-    summary = {k: float(v) for k, v in metrics.items() if isinstance(v, int | float)}
-    verdict = GateVerdict(passed, reasons)
-    return _Ran(summary, rows, verdict, None, "outfits", provenance.scenarios_hash(chosen))
