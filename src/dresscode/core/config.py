@@ -379,6 +379,24 @@ SETTINGS: dict[str, Knob] = {
         lambda _home: 0,
         "Rows per window the drift report uses (a seeded sample); 0 uses them all.",
     ),
+    "eval_judges": Knob(
+        "DRESSCODE_EVAL_JUDGES",
+        _bool,
+        lambda _home: True,
+        "Run the LLM judges (owned garments, weather fit, colour harmony, safe language) in stylist evaluations.",
+    ),
+    "judge_model": Knob(
+        "DRESSCODE_JUDGE_MODEL",
+        _optional_str,
+        lambda _home: None,
+        "Served model the LLM judges ask, on the dresscode_llm endpoint (default: the connection's model).",
+    ),
+    "judge_min_agreement": Knob(
+        "DRESSCODE_JUDGE_MIN_AGREEMENT",
+        _float_between(0.0, 1.0),
+        lambda _home: 0.9,
+        "Share of calibration cases a judge must agree on with the deterministic checks to be trusted.",
+    ),
     "feedback_max_future_s": Knob(
         "DRESSCODE_FEEDBACK_MAX_FUTURE_S",
         _int_between(0, 86_400),
@@ -446,6 +464,9 @@ class Settings:
     drift_share: float
     drift_max_rows: int
     feedback_max_future_s: int
+    eval_judges: bool
+    judge_model: str | None
+    judge_min_agreement: float
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> Settings:
         """Per-run overrides (DAG Params), validated like env values."""

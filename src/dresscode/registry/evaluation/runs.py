@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from dresscode.core import prompts
@@ -45,6 +45,7 @@ class EvalRun:
     examples: int
     golden_hash: str = ""
     git_commit: str = ""
+    judges: str = "not run"  # the LLM judges' reliability, as the run's dresscode.judges tag
 
 
 @dataclass(frozen=True)
@@ -151,7 +152,7 @@ def evaluate_prompt(
     from dresscode.core.config import get_settings
     from dresscode.llm.hook import DresscodeLLMHook
     from dresscode.registry import prompt_registry as registry
-    from dresscode.registry.evaluation import genai_run
+    from dresscode.registry.evaluation import genai_run, judges
 
     name, _, selector = ref.partition("@")
     registry.sync(name)
@@ -173,7 +174,7 @@ def evaluate_prompt(
     )
     dataset = genai_run.golden_dataset(ran.golden_set, ran.golden_hash, ran.examples, experiment_id)
     model_id = genai_run.logged_model(blueprint, experiment_id, mlflow_version)
-    with mlflow.start_run(run_name=f"eval {blueprint.ref}") as active:
+    with judges.api_key(endpoint), mlflow.start_run(run_name=f"eval {blueprint.ref}") as active:
         run_id = active.info.run_id
         mlflow.set_tags(
             {
@@ -189,6 +190,8 @@ def evaluate_prompt(
         )
         scored = genai_run.evaluate(ran.examples, ran.scorers, ran.scorer_names, model_id=model_id)
         summary, verdict = ran.verdict_on(scored)
+        trust = judges.reliability(ran.judges, ran.examples, scored, settings.judge_min_agreement)
+        mlflow.log_metrics(trust.metrics())
         baseline = ran.baseline
         mlflow.set_tags(
             {
@@ -198,6 +201,7 @@ def evaluate_prompt(
                 "dresscode.baseline_run": baseline.mlflow_run_id if baseline else "-",
                 "dresscode.baseline_golden_hash": baseline.golden_hash if baseline else "-",
                 "dresscode.scorer_errors": str(len(scored.errors)),
+                "dresscode.judges": trust.sentence(),
             }
         )
         mlflow.log_metrics(summary)
@@ -215,6 +219,7 @@ def evaluate_prompt(
         len(ran.rows),
         golden_hash=ran.golden_hash,
         git_commit=tags[provenance.GIT_COMMIT_TAG],
+        judges=trust.sentence(),
     )
 
 
@@ -230,6 +235,7 @@ class _Ran:
     baseline: Baseline | None
     golden_set: str  # "wardrobe" or "outfits"
     golden_hash: str
+    judges: list[Any] = field(default_factory=list)  # the LLM judges among the scorers
 
     def verdict_on(self, scored: Scored) -> tuple[dict[str, float], GateVerdict]:
         """The gate figures from MLflow's assessments, and the verdict on them; a scorer
@@ -247,7 +253,9 @@ class _Ran:
             summary = scorers.digitizer_summary(scored)
             baseline = self.baseline.metrics if self.baseline else None
             verdict = gate(DigitizerMetrics.from_summary(summary), baseline=baseline)
-        errors = scored.errors_sentence()
+        # A judge's error is that example's judgement missing, not a reason to refuse a
+        # release: the gate is deterministic.
+        errors = scored.errors_sentence(ignore={j.name for j in self.judges})
         if errors:
             log.error("%s", errors)
             verdict = GateVerdict(False, [*verdict.reasons, errors])
@@ -307,7 +315,7 @@ def _run_stylist(blueprint: Blueprint, scenarios: Sequence[Any] | None) -> _Ran:
 
     from dresscode.core.config import get_settings
     from dresscode.llm.hook import DresscodeLLMHook
-    from dresscode.registry.evaluation import genai_run, scorers
+    from dresscode.registry.evaluation import genai_run, judges, scorers
     from dresscode.registry.evaluation import stylist as stylist_eval
 
     settings = get_settings()
@@ -320,6 +328,10 @@ def _run_stylist(blueprint: Blueprint, scenarios: Sequence[Any] | None) -> _Ran:
             )
 
     results = asyncio.run(run())
+    judged = []
+    if settings.eval_judges:
+        endpoint = DresscodeLLMHook(settings=settings).endpoint()
+        judged = judges.build(endpoint, settings.judge_model or endpoint.model)
     rows = [stylist_eval.example_row(r) for r in results]
     examples = [
         genai_run.stylist_example(
@@ -330,9 +342,10 @@ def _run_stylist(blueprint: Blueprint, scenarios: Sequence[Any] | None) -> _Ran:
     return _Ran(
         examples,
         rows,
-        scorers.stylist_scorers(),
-        scorers.STYLIST_SCORERS,
+        [*scorers.stylist_scorers(), *judges.as_scorers(judged)],
+        (*scorers.STYLIST_SCORERS, *(j.name for j in judged)),
         None,
         "outfits",
         provenance.scenarios_hash(chosen),
+        judged,
     )

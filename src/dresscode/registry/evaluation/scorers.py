@@ -18,7 +18,7 @@ Scorers are built inside functions: ``mlflow`` is imported only when an evaluati
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -145,13 +145,15 @@ class Scored:
         by_id = self.values.get(name, {})
         return [by_id[i] for i in self.example_ids if by_id.get(i) is not None]
 
-    def errors_sentence(self) -> str | None:
-        if not self.errors:
+    def errors_sentence(self, ignore: Collection[str] = ()) -> str | None:
+        """The scorer errors in one sentence (those of ``ignore`` left out), or None."""
+        errors = [e for e in self.errors if e[1] not in ignore]
+        if not errors:
             return None
-        scorers = sorted({s for _, s, _ in self.errors})
-        ids = sorted({i for i, _, _ in self.errors})
+        scorers = sorted({s for _, s, _ in errors})
+        ids = sorted({i for i, _, _ in errors})
         return (
-            f"{len(self.errors)} score(s) could not be computed ({', '.join(scorers)} raised on "
+            f"{len(errors)} score(s) could not be computed ({', '.join(scorers)} raised on "
             f"{', '.join(ids[:5])}{' …' if len(ids) > 5 else ''}): those examples are errors"
         )
 
