@@ -31,6 +31,7 @@ from dresscode.core.settings_parsers import (
     _optional_str,
     _optional_uri,
     _path,
+    _prices,
     _slos,
     _sqs_url,
     _str,
@@ -379,6 +380,12 @@ SETTINGS: dict[str, Knob] = {
         lambda _home: 0,
         "Rows per window the drift report uses (a seeded sample); 0 uses them all.",
     ),
+    "model_prices": Knob(
+        "DRESSCODE_MODEL_PRICES",
+        _prices,
+        lambda _home: {},
+        "US dollars per million prompt and completion tokens per served model, for the cost metrics and the daily budget.",
+    ),
     "eval_judges": Knob(
         "DRESSCODE_EVAL_JUDGES",
         _bool,
@@ -464,6 +471,7 @@ class Settings:
     drift_share: float
     drift_max_rows: int
     feedback_max_future_s: int
+    model_prices: dict[str, dict[str, float]]
     eval_judges: bool
     judge_model: str | None
     judge_min_agreement: float
