@@ -386,6 +386,12 @@ SETTINGS: dict[str, Knob] = {
         lambda _home: {},
         "US dollars per million prompt and completion tokens per served model, for the cost metrics and the daily budget.",
     ),
+    "trace_sample_rate": Knob(
+        "DRESSCODE_TRACE_SAMPLE_RATE",
+        _float_between(0.0, 1.0),
+        lambda _home: 0.1,
+        "Share of model calls (of stylist suggestions, whole) sent to MLflow as traces at the end of each batch task; 0 turns tracing off.",
+    ),
     "eval_judges": Knob(
         "DRESSCODE_EVAL_JUDGES",
         _bool,
@@ -472,6 +478,7 @@ class Settings:
     drift_max_rows: int
     feedback_max_future_s: int
     model_prices: dict[str, dict[str, float]]
+    trace_sample_rate: float
     eval_judges: bool
     judge_model: str | None
     judge_min_agreement: float

@@ -336,3 +336,28 @@ def scan_lake(
             scanned += 1
             findings += scan_lake_file(path, fixed or _area(path, top), known)
     return scanned, findings
+
+
+def scan_traces(
+    tracking_uri: str,
+    known: Mapping[str, str] | None = None,
+    *,
+    experiment: str = "dresscode-traces",
+) -> tuple[int, list[Finding]]:
+    """(traces scanned, findings): every trace of the ``dresscode-traces`` experiment, its
+    spans' names, attributes, inputs and outputs as JSON, scanned for secrets and image
+    bytes. A finding's path is ``mlflow-trace:<trace id>``; no experiment, nothing to scan."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return 0, []
+    traces = client.search_traces(locations=[found.experiment_id], max_results=10_000)
+    findings = []
+    for trace in traces:
+        text = trace.to_json(pretty=True)
+        where = Path(f"mlflow-trace:{trace.info.trace_id}")
+        hits = scan_text_for_secrets(text, known) + scan_bytes_for_images(text.encode())
+        findings += [Finding(where, line, what) for line, what in hits]
+    return len(traces), findings

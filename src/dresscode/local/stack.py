@@ -4,7 +4,8 @@ Everything lives under ``DRESSCODE_HOME`` (default ``.local/``): the Airflow hom
 SQLite database, logs, PID files, the lake and the MLflow database. Processes are started in
 their own sessions with their PIDs recorded, so ``down`` stops exactly what ``up`` started.
 
-Parts: the vLLM simulator (the only stand-in: no GPU here), and Airflow's api-server,
+Parts: the vLLM simulator (the only stand-in: no GPU here), the MLflow server and UI (its
+SQLite database and artifacts under the home, on loopback), and Airflow's api-server,
 scheduler, dag-processor and triggerer with the LocalExecutor.
 """
 
@@ -42,6 +43,7 @@ class StackError(RuntimeError):
 class Ports:
     airflow: int
     sim: int
+    mlflow: int = 5000
 
     @classmethod
     def from_env(cls) -> Ports:
@@ -51,7 +53,11 @@ class Ports:
                 raise StackError(f"{env}={raw!r} is not a TCP port number.")
             return int(raw)
 
-        return cls(port("DRESSCODE_AIRFLOW_PORT", 8080), port("DRESSCODE_SIM_PORT", 8000))
+        return cls(
+            port("DRESSCODE_AIRFLOW_PORT", 8080),
+            port("DRESSCODE_SIM_PORT", 8000),
+            port("DRESSCODE_MLFLOW_PORT", 5000),
+        )
 
 
 @dataclass(frozen=True)
@@ -140,7 +146,9 @@ def airflow_env(ports: Ports) -> dict[str, str]:
             ),
             # The local demo promotes what passes its gate; production waits for a human.
             "DRESSCODE_RELEASE_AUTO_PROMOTE": "true",
-            "MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri,
+            # The tasks talk to the stack's MLflow server (one writer to its SQLite store, and
+            # what the UI shows); a tracking URI set to a remote server is used as it is.
+            "MLFLOW_TRACKING_URI": mlflow_url(ports) or settings.mlflow_tracking_uri,
             "DRESSCODE_LAKE_URI": settings.lake_uri,
             "DRESSCODE_LANDING_URI": settings.landing_uri,
         }
@@ -158,9 +166,27 @@ def golden_script() -> Path:
     return home() / "sim" / "golden.jsonl"
 
 
+def mlflow_url(ports: Ports) -> str | None:
+    """The stack's MLflow server, when it runs one: only over a local (SQLite) store."""
+    local = get_settings().mlflow_tracking_uri.startswith("sqlite:")
+    return f"http://127.0.0.1:{ports.mlflow}" if local else None
+
+
+def mlflow_part(ports: Ports) -> Part:
+    """``mlflow server`` over the home's SQLite store and artifact folder, on loopback."""
+    settings = get_settings()
+    argv = [
+        str(venv_bin() / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(ports.mlflow),
+        "--backend-store-uri", settings.mlflow_tracking_uri,
+        "--artifacts-destination", str(settings.home / "mlflow-artifacts"), "--workers", "1",
+    ]  # fmt: skip
+    return Part("mlflow", argv, ports.mlflow)
+
+
 def parts(ports: Ports) -> list[Part]:
     airflow = str(venv_bin() / "airflow")
     script = sim_script()
+    tracking = [mlflow_part(ports)] if mlflow_url(ports) else []
     return [
         Part(
             "simulator",
@@ -177,6 +203,7 @@ def parts(ports: Ports) -> list[Part]:
             ),
             ports.sim,
         ),
+        *tracking,
         Part("api-server", [airflow, "api-server", "--port", str(ports.airflow)], ports.airflow),
         Part("scheduler", [airflow, "scheduler"]),
         Part("dag-processor", [airflow, "dag-processor"]),
@@ -355,9 +382,10 @@ def start(ports: Ports) -> None:
         )
     for part in missing:
         if part.port is not None and port_in_use(part.port):
-            env_name = (
-                "DRESSCODE_AIRFLOW_PORT" if part.name == "api-server" else "DRESSCODE_SIM_PORT"
-            )
+            env_name = {
+                "api-server": "DRESSCODE_AIRFLOW_PORT",
+                "mlflow": "DRESSCODE_MLFLOW_PORT",
+            }.get(part.name, "DRESSCODE_SIM_PORT")
             raise StackError(
                 f"Port {part.port} (for the {part.name}) is taken by another program. "
                 f"Stop it, or choose another port: {env_name}=<port> make up."
@@ -387,6 +415,14 @@ def start(ports: Ports) -> None:
         60,
         "simulator",
     )
+    tracking = mlflow_url(ports)
+    if tracking:
+        wait_for(
+            "the MLflow server",
+            lambda: httpx.get(f"{tracking}/health", timeout=2).status_code == 200,
+            120,
+            "mlflow",
+        )
     client = api(ports)
 
     def airflow_healthy() -> bool:
@@ -464,6 +500,11 @@ def up(seed_photos: int = 48) -> int:
     print(
         f"Simulator:  http://127.0.0.1:{ports.sim}/v1 — a stand-in for Gemma 4: its quality numbers are not Gemma's"
     )
+    if mlflow_url(ports):
+        print(
+            f"MLflow UI:  {mlflow_url(ports)}  (prompts, evaluations with per-example scores, "
+            "LoggedModels, traces)"
+        )
     print("Stop with: make down")
     return 0 if not found and all(s == "success" for s in states.values()) else 1
 
@@ -476,7 +517,8 @@ def leak_scan(ports: Ports) -> tuple[int, list[leaks.Finding]]:
     secret; the patterns catch credential shapes and photos (raw, base64, data URLs, escaped).
     The lake is every area that can hold user bytes (landing, quarantine, images, feedback
     archives, reports, cached answers, the tables): see ``leaks.scan_lake``. A lake or
-    landing area on S3 is not scanned here (only the local stack's folders are).
+    landing area on S3 is not scanned here (only the local stack's folders are). The MLflow
+    traces (``leaks.scan_traces``) are scanned too.
     """
     from urllib.parse import unquote, urlsplit
 
@@ -494,7 +536,8 @@ def leak_scan(ports: Ports) -> tuple[int, list[leaks.Finding]]:
     if lake_root is not None:
         in_lake, lake_found = leaks.scan_lake(lake_root, known, landing=local(settings.landing_uri))
         scanned, found = scanned + in_lake, found + lake_found
-    return scanned, found
+    traces, traces_found = leaks.scan_traces(settings.mlflow_tracking_uri, known)
+    return scanned + traces, found + traces_found
 
 
 def down() -> int:
