@@ -112,7 +112,27 @@ def groups(kept: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
 
 
 def _attributes(record: dict[str, Any]) -> dict[str, Any]:
-    return {f"dresscode.{k}": v for k, v in record.items() if v is not None}
+    """The call's fields, and its tokens where MLflow's UI looks for them."""
+    attrs: dict[str, Any] = {f"dresscode.{k}": v for k, v in record.items() if v is not None}
+    prompt, completion = record.get("prompt_tokens"), record.get("completion_tokens")
+    if prompt is not None and completion is not None:
+        attrs["mlflow.chat.tokenUsage"] = {
+            "input_tokens": int(prompt),
+            "output_tokens": int(completion),
+            "total_tokens": int(prompt) + int(completion),
+        }
+    return attrs
+
+
+def _summary(calls: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """What the trace list shows as the trace's input and output: ids and outcomes only."""
+    first, last = calls[0], calls[-1]
+    inputs = {"prompt": f"{first.get('prompt_name')}@{first.get('prompt_version')}",
+              "model": first.get("model"), "user_id": first.get("user_id")}  # fmt: skip
+    outputs = {"calls": len(calls), "error_class": last.get("error_class"),
+               "finish_reason": last.get("finish_reason"),
+               "tool_calls": sum(int(c.get("tool_calls") or 0) for c in calls)}  # fmt: skip
+    return inputs, outputs
 
 
 def _trace(mlflow: Any, calls: list[dict[str, Any]], experiment_id: str) -> None:
@@ -131,9 +151,11 @@ def _trace(mlflow: Any, calls: list[dict[str, Any]], experiment_id: str) -> None
             int(c.get("prompt_tokens") or 0) + int(c.get("completion_tokens") or 0) for c in calls
         ),
     }
+    inputs, outputs = _summary(calls)
     root = mlflow.start_span_no_context(
         name,
         span_type=SpanType.CHAIN if suggestion else SpanType.LLM,
+        inputs=inputs,
         attributes=root_attrs if suggestion else {**root_attrs, **_attributes(spans[0])},
         experiment_id=experiment_id,
         start_time_ns=start,
@@ -161,7 +183,7 @@ def _trace(mlflow: Any, calls: list[dict[str, Any]], experiment_id: str) -> None
                 )
                 tool.end(end_time_ns=call_end)
             span.end(end_time_ns=call_end)
-    root.end(end_time_ns=end)
+    root.end(outputs=outputs, end_time_ns=end)
 
 
 # Export each trace before the next, so a failure is seen here and not in a background

@@ -116,17 +116,24 @@ def as_scorers(judges: Sequence[Any]) -> list[Any]:
 
 @contextmanager
 def api_key(endpoint: LLMEndpoint) -> Iterator[None]:
-    """MLflow's OpenAI provider reads its key from ``OPENAI_API_KEY`` only: the connection's
-    key, for the length of the evaluation."""
-    saved = os.environ.get("OPENAI_API_KEY")
-    os.environ["OPENAI_API_KEY"] = endpoint.api_key or "EMPTY"
+    """The judges' environment for the length of an evaluation: MLflow's OpenAI provider reads
+    its key from ``OPENAI_API_KEY`` only (the connection's key), and MLflow would fetch its
+    model catalog from GitHub for every judge model — our served model is in no catalog, and
+    a worker may have no internet (an operator's ``MLFLOW_MODEL_CATALOG_URI`` is kept)."""
+    wanted = {
+        "OPENAI_API_KEY": endpoint.api_key or "EMPTY",
+        "MLFLOW_MODEL_CATALOG_URI": os.environ.get("MLFLOW_MODEL_CATALOG_URI", ""),
+    }
+    saved = {k: os.environ.get(k) for k in wanted}
+    os.environ.update(wanted)
     try:
         yield
     finally:
-        if saved is None:
-            os.environ.pop("OPENAI_API_KEY", None)
-        else:
-            os.environ["OPENAI_API_KEY"] = saved
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 @dataclass(frozen=True)
