@@ -147,3 +147,24 @@ def test_a_scorer_raising_on_one_example_makes_it_an_error_and_the_rest_are_scor
     assert scored.values["json_valid"][broken] is True  # its other scorers still ran
     assert all(scored.values["item_f1"][p.id] == 1.0 for p in photos[:4] if p.id != broken)
     assert "could not be computed" in (scored.errors_sentence() or "")
+
+
+def test_mlflow_failing_mid_evaluation_is_one_sentence_and_no_verdict_is_written(
+    script: Path, photos, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlflow.exceptions import MlflowException
+
+    from dresscode.registry.evaluation import genai_run, runs
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise MlflowException("API request to http://mlflow:5000 failed with exception boom")
+
+    monkeypatch.setattr(genai_run, "evaluate", broken)
+    with _endpoint(monkeypatch, "perfect", script), pytest.raises(registry.RegistryError) as err:
+        runs.evaluate_prompt(f"{NAME}@2", golden=photos)
+
+    message = str(err.value)
+    assert "while recording the evaluation of wardrobe-digitizer@2" in message
+    assert "no gate verdict was recorded" in message and "\n" not in message
+    [v2] = [v for v in registry.versions(NAME) if v.git_version == 2]
+    assert not v2.gate  # nothing half written on the version

@@ -213,3 +213,22 @@ def tag_dataset(run_id: str, dataset: Any) -> dict[str, str]:
     except Exception as exc:  # the tags below still name it; the input is a convenience
         log.warning("golden dataset %s not logged as a run input: %s", dataset.name, exc)
     return {DATASET_TAG: dataset.name, DATASET_ID_TAG: dataset.dataset_id}
+
+
+@contextmanager
+def recording(ref: str) -> Iterator[None]:
+    """MLflow failing while an evaluation is recorded is one sentence, and no gate verdict is
+    written (the caller records the verdict only after this block)."""
+    import requests
+    from mlflow.exceptions import MlflowException
+
+    from dresscode.registry.store import RegistryError, first_line, is_unreachable, tracking_uri
+
+    try:
+        yield
+    except (MlflowException, requests.RequestException) as exc:
+        what = "is unreachable" if is_unreachable(exc) else "failed"
+        raise RegistryError(
+            f"MLflow at {tracking_uri()} {what} while recording the evaluation of {ref}: "
+            f"{first_line(exc)}; no gate verdict was recorded, re-run the evaluation."
+        ) from exc

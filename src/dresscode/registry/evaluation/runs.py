@@ -172,41 +172,48 @@ def evaluate_prompt(
         (i.mlflow_version for i in registry.versions(name) if i.git_version == blueprint.version),
         None,
     )
-    dataset = genai_run.golden_dataset(ran.golden_set, ran.golden_hash, ran.examples, experiment_id)
-    model_id = genai_run.logged_model(blueprint, experiment_id, mlflow_version)
-    with judges.api_key(endpoint), mlflow.start_run(run_name=f"eval {blueprint.ref}") as active:
-        run_id = active.info.run_id
-        mlflow.set_tags(
-            {
-                "dresscode.prompt": name,
-                "dresscode.prompt_version": str(blueprint.version),
-                "dresscode.model": blueprint.model,
-                "dresscode.content_hash": blueprint.content_hash(),
-                genai_run.LOGGED_MODEL_TAG: model_id,
-                "dresscode.golden_examples": str(len(ran.rows)),
-                **genai_run.tag_dataset(run_id, dataset),
-                **tags,
-            }
+    with genai_run.recording(blueprint.ref):
+        dataset = genai_run.golden_dataset(
+            ran.golden_set, ran.golden_hash, ran.examples, experiment_id
         )
-        scored = genai_run.evaluate(ran.examples, ran.scorers, ran.scorer_names, model_id=model_id)
-        summary, verdict = ran.verdict_on(scored)
-        trust = judges.reliability(ran.judges, ran.examples, scored, settings.judge_min_agreement)
-        mlflow.log_metrics(trust.metrics())
-        baseline = ran.baseline
-        mlflow.set_tags(
-            {
-                "dresscode.gate": "passed" if verdict.passed else "failed",
-                "dresscode.gate_reasons": "; ".join(verdict.reasons) or "-",
-                "dresscode.baseline": baseline.ref if baseline else "-",
-                "dresscode.baseline_run": baseline.mlflow_run_id if baseline else "-",
-                "dresscode.baseline_golden_hash": baseline.golden_hash if baseline else "-",
-                "dresscode.scorer_errors": str(len(scored.errors)),
-                "dresscode.judges": trust.sentence(),
-            }
-        )
-        mlflow.log_metrics(summary)
-        mlflow.log_dict({"rows": ran.rows}, "examples.json")
-        genai_run.link_prompt(run_id, name, mlflow_version)
+        model_id = genai_run.logged_model(blueprint, experiment_id, mlflow_version)
+        with judges.api_key(endpoint), mlflow.start_run(run_name=f"eval {blueprint.ref}") as active:
+            run_id = active.info.run_id
+            mlflow.set_tags(
+                {
+                    "dresscode.prompt": name,
+                    "dresscode.prompt_version": str(blueprint.version),
+                    "dresscode.model": blueprint.model,
+                    "dresscode.content_hash": blueprint.content_hash(),
+                    genai_run.LOGGED_MODEL_TAG: model_id,
+                    "dresscode.golden_examples": str(len(ran.rows)),
+                    **genai_run.tag_dataset(run_id, dataset),
+                    **tags,
+                }
+            )
+            scored = genai_run.evaluate(
+                ran.examples, ran.scorers, ran.scorer_names, model_id=model_id
+            )
+            summary, verdict = ran.verdict_on(scored)
+            trust = judges.reliability(
+                ran.judges, ran.examples, scored, settings.judge_min_agreement
+            )
+            mlflow.log_metrics(trust.metrics())
+            baseline = ran.baseline
+            mlflow.set_tags(
+                {
+                    "dresscode.gate": "passed" if verdict.passed else "failed",
+                    "dresscode.gate_reasons": "; ".join(verdict.reasons) or "-",
+                    "dresscode.baseline": baseline.ref if baseline else "-",
+                    "dresscode.baseline_run": baseline.mlflow_run_id if baseline else "-",
+                    "dresscode.baseline_golden_hash": baseline.golden_hash if baseline else "-",
+                    "dresscode.scorer_errors": str(len(scored.errors)),
+                    "dresscode.judges": trust.sentence(),
+                }
+            )
+            mlflow.log_metrics(summary)
+            mlflow.log_dict({"rows": ran.rows}, "examples.json")
+            genai_run.link_prompt(run_id, name, mlflow_version)
     registry.mark_gate(
         name, blueprint.version, verdict.passed, summary, golden_hash=ran.golden_hash, run_id=run_id
     )
