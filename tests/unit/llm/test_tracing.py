@@ -119,3 +119,27 @@ def test_a_trace_never_carries_fields_outside_the_whitelist() -> None:
     [kept], _ = tracing._take()
     assert set(kept) == {"request_id", "purpose", "ts"}
     assert json.dumps(kept).find("base64") == -1
+
+
+def test_a_trace_longer_than_the_limit_keeps_its_first_spans_and_says_how_many_it_cut(
+    mlflow_uri: str,
+) -> None:
+    import mlflow
+
+    turns = tracing.MAX_SPANS + 10
+    for turn in range(1, turns + 1):
+        tracing.note(
+            {"request_id": f"r{turn}", "purpose": "outfit", "user_id": "loop", "turn": turn,
+             "ts": f"2026-03-02T05:{turn // 60:02d}:{turn % 60:02d}", "latency_ms": 100.0,
+             "prompt_tokens": 900, "completion_tokens": 10, "tool_calls": 1},
+            rate=1.0,
+        )  # fmt: skip
+
+    assert tracing.flush() == tracing.Flushed(traces=1, dropped=0)
+    experiment = mlflow.get_experiment_by_name(tracing.EXPERIMENT)
+    [trace] = mlflow.search_traces(locations=[experiment.experiment_id], return_type="list")
+    root = trace.data.spans[0]
+    assert root.attributes["dresscode.calls"] == turns
+    assert root.attributes["dresscode.spans_cut"] == 10
+    assert sum(s.name.startswith("turn ") for s in trace.data.spans) == tracing.MAX_SPANS
+    assert root.attributes["dresscode.tokens"] == turns * 910  # the cut turns still count
