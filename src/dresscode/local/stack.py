@@ -149,6 +149,9 @@ def airflow_env(ports: Ports) -> dict[str, str]:
             # The tasks talk to the stack's MLflow server (one writer to its SQLite store, and
             # what the UI shows); a tracking URI set to a remote server is used as it is.
             "MLFLOW_TRACKING_URI": mlflow_url(ports) or settings.mlflow_tracking_uri,
+            # The server's store is SQLite (one writer at a time): evaluations score with two
+            # threads, not MLflow's ten, which exhaust its connection pool and drop results.
+            "MLFLOW_GENAI_EVAL_MAX_WORKERS": "2",
             "DRESSCODE_LAKE_URI": settings.lake_uri,
             "DRESSCODE_LANDING_URI": settings.landing_uri,
         }
