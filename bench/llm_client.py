@@ -10,6 +10,14 @@ validated, as the digitize task does. Prints a Markdown table for docs/benchmark
 
 Acceptance: sustained throughput >= 90 % of the simulator's capacity. ``--transport httpx``
 measures the client's fallback HTTP stack; ``--profile`` prints where the client's CPU goes.
+
+``--tracing`` alternates runs with MLflow tracing off and on at the default sample rate
+(``DRESSCODE_TRACE_SAMPLE_RATE``): each call's inference-log row goes through
+``tracing.note`` as ``ask`` sends it, and the kept calls are flushed to a scratch SQLite
+MLflow after the run. Acceptance: client CPU per call within 5 % of the untraced runs and the
+simulator's busy share unchanged; the flush's own cost is reported per trace:
+
+    .venv/bin/python bench/llm_client.py --requests 1000 --repeat 3 --tracing
 """
 
 from __future__ import annotations
@@ -31,8 +39,10 @@ import psutil  # an Airflow dependency; here to tell whose CPU the run was bound
 import yaml
 from PIL import Image
 
+from dresscode.llm import tracing
 from dresscode.llm.ask import image_part, json_schema_format
 from dresscode.llm.client import ChatResult, LLMClient
+from dresscode.llm.inference_log import inference_record
 from dresscode.llm.parsing import parse_structured
 from dresscode.sim.testing import simulator_process
 
@@ -57,6 +67,9 @@ class Run:
     client_cpu_s: float
     sim_cpu_s: float
     loop_lag_ms: list[float]
+    traces: int = 0
+    flush_s: float = 0.0
+    flush_cpu_s: float = 0.0
 
     def busy_share(self, slots: int) -> float:
         """Share of the simulator's slot-seconds that were busy during the run."""
@@ -101,8 +114,10 @@ async def run_phase(
     jpeg: bytes,
     blueprint: dict,
     transport: str,
+    trace_rate: float | None = None,
 ) -> Run:
-    """Send ``n`` calls through one client at ``concurrency``; parse every answer."""
+    """Send ``n`` calls through one client at ``concurrency``; parse every answer (and, with
+    ``trace_rate``, note each call for tracing as ``ask`` does, then flush)."""
     schema = blueprint["output_schema"]
     request = {
         "messages": messages(jpeg, blueprint),
@@ -117,6 +132,12 @@ async def run_phase(
         result = await client.chat(**request)
         parsed = parse_structured(result.content, finish_reason=result.finish_reason, schema=schema)
         usable += parsed.usable
+        if trace_rate is not None:
+            record = inference_record(
+                result, purpose="digitize", prompt_name="wardrobe-digitizer", prompt_version=1,
+                parse=parsed,
+            )  # fmt: skip
+            tracing.note(record, rate=trace_rate)
         return result
 
     client = LLMClient(base_url, model=MODEL, max_concurrency=concurrency, transport=transport)
@@ -139,6 +160,12 @@ async def run_phase(
         sim_cpu = _cpu_seconds(_simulator()) - sim_cpu
     async with httpx.AsyncClient() as admin:
         sim = (await admin.get(f"{root}/sim/stats")).json()
+    traces, flush_s, flush_cpu = 0, 0.0, 0.0
+    if trace_rate is not None:  # what a batch task does after its calls
+        flush_cpu, flush_start = _cpu_seconds(psutil.Process()), time.perf_counter()
+        traces = tracing.flush().traces
+        flush_s = time.perf_counter() - flush_start
+        flush_cpu = _cpu_seconds(psutil.Process()) - flush_cpu
     return Run(
         label=label,
         concurrency=concurrency,
@@ -152,6 +179,9 @@ async def run_phase(
         client_cpu_s=client_cpu,
         sim_cpu_s=sim_cpu,
         loop_lag_ms=lags,
+        traces=traces,
+        flush_s=flush_s,
+        flush_cpu_s=flush_cpu,
     )
 
 
@@ -233,14 +263,49 @@ async def bench(args: argparse.Namespace, base_url: str) -> list[Run]:
         await run_phase("sequential", base_url, 1, args.sequential, jpeg, blueprint, args.transport)
     ]
     print(f"sequential: {runs[0].rps:.1f} req/s", file=sys.stderr)
+    rates: list[float | None] = [None]
+    if args.tracing:
+        from dresscode.core.config import get_settings
+
+        rates = [None, get_settings().trace_sample_rate]
     for n in range(1, args.repeat + 1):
-        label = f"client ({args.transport}) run {n}"
-        run = await run_phase(
-            label, base_url, args.concurrency, args.requests, jpeg, blueprint, args.transport
-        )
-        print(f"{label}: {run.rps:.1f} req/s, load average {_load()}", file=sys.stderr)
-        runs.append(run)
+        for rate in rates:  # off and on alternate, so a busy neighbour hits both alike
+            traced = "" if not args.tracing else f", tracing {'off' if rate is None else rate}"
+            label = f"client ({args.transport}{traced}) run {n}"
+            run = await run_phase(
+                label, base_url, args.concurrency, args.requests, jpeg, blueprint, args.transport,
+                trace_rate=rate,
+            )  # fmt: skip
+            print(f"{label}: {run.rps:.1f} req/s, load average {_load()}", file=sys.stderr)
+            runs.append(run)
     return runs
+
+
+def tracing_table(runs: list[Run]) -> str:
+    """Tracing on against off: client CPU per call, the simulator's busy share, the flush."""
+    off = [r for r in runs[1:] if "tracing off" in r.label]
+    on = [r for r in runs[1:] if "tracing 0" in r.label or "tracing 1" in r.label]
+
+    def cpu(rs: list[Run]) -> float:
+        return 1000 * statistics.median(r.client_cpu_s / r.requests for r in rs)
+
+    ratio = cpu(on) / cpu(off)
+    flush_ms = 1000 * sum(r.flush_cpu_s for r in on) / max(1, sum(r.traces for r in on))
+    return "\n".join(
+        [
+            "| tracing | runs | client CPU ms/call (median) | sim busy share (median) "
+            "| traces | flush CPU ms/trace |",
+            "|---|---:|---:|---:|---:|---:|",
+            f"| off | {len(off)} | {cpu(off):.3f} | "
+            f"{statistics.median(r.sim['busy_slot_seconds'] / r.wall_s for r in off):.1f} | - | - |",
+            f"| on | {len(on)} | {cpu(on):.3f} | "
+            f"{statistics.median(r.sim['busy_slot_seconds'] / r.wall_s for r in on):.1f} "
+            f"| {sum(r.traces for r in on)} | {flush_ms:.1f} |",
+            "",
+            f"client CPU per call, on / off: {ratio:.3f} "
+            f"({'PASS' if ratio <= 1.05 else 'FAIL'}: target <= 1.05)",
+        ]
+    )
 
 
 def _load() -> str:
@@ -259,7 +324,14 @@ def main(argv: list[str] | None = None) -> int:
         "--transport", choices=["auto", "aiohttp", "httpx"], default="auto", help="HTTP stack"
     )
     parser.add_argument("--profile", action="store_true", help="cProfile the client process")
+    parser.add_argument("--tracing", action="store_true", help="runs with tracing off and on")
     args = parser.parse_args(argv)
+    if args.tracing:  # the flush goes to a scratch MLflow, never the stack's
+        import os
+        import tempfile
+
+        scratch = tempfile.mkdtemp(prefix="bench-tracing-")
+        os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{scratch}/mlflow.db"
 
     cli = [
         "--max-num-seqs", str(args.slots),
@@ -276,6 +348,8 @@ def main(argv: list[str] | None = None) -> int:
             profiler.disable()
             pstats.Stats(profiler, stream=sys.stderr).sort_stats("tottime").print_stats(25)
     print(table(runs, args.slots, args.latency_ms))
+    if args.tracing:
+        print("\n" + tracing_table(runs))
     capacity = args.slots / (args.latency_ms / 1000)
     # Other jobs on a shared machine only ever slow a run down, so the best run is the
     # closest estimate of what the client can do; every run is in the table.

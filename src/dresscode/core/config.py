@@ -113,6 +113,11 @@ class Settings:
     drift_share: float
     drift_max_rows: int
     feedback_max_future_s: int
+    model_prices: dict[str, dict[str, float]]
+    trace_sample_rate: float
+    eval_judges: bool
+    judge_model: str | None
+    judge_min_agreement: float
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> Settings:
         """Per-run overrides (DAG Params), validated like env values."""

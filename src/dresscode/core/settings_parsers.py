@@ -145,6 +145,12 @@ SLO_DEFAULTS: dict[str, float] = {
     "correction_rate_max": 0.20,
     "thumbs_down_rate_max": 0.35,
     "wore_instead_rate_max": 0.50,
+    # Cost (monitoring/cost.py). A suggestion is 2 turns (tool call, answer); a 150-item
+    # wardrobe is ~6k prompt tokens a turn, so 12k is a big wardrobe answered, and a model
+    # looping to max_turns goes past it. Set it to ~1.5x your usual figure (the monitoring
+    # report shows it). The budget needs DRESSCODE_MODEL_PRICES.
+    "tokens_per_outfit_max": 12000.0,
+    "cost_usd_per_day_max": 100.0,
 }
 ALERT_BACKENDS = ("slack", "smtp", "sns")
 
@@ -220,6 +226,29 @@ def _names_of(*known: str, empty: bool) -> Callable[[str], frozenset[str]]:
 
     parse.__doc__ = f"a comma-separated list of {', '.join(known)}{' (or empty)' * empty}"
     return parse
+
+
+def _prices(raw: str) -> dict[str, dict[str, float]]:
+    """a JSON object of US dollar prices per million tokens per served model, such as {"google/gemma-4-26B-A4B-it": {"prompt_per_1m": 0.1, "completion_per_1m": 0.4}}"""
+    try:
+        given = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise ValueError("not JSON this program can read") from None
+    if not isinstance(given, dict):
+        raise ValueError("must be a JSON object keyed by served model")
+    prices: dict[str, dict[str, float]] = {}
+    for model, price in given.items():
+        if not isinstance(price, dict) or set(price) != {"prompt_per_1m", "completion_per_1m"}:
+            raise ValueError(f"{model!r} needs exactly prompt_per_1m and completion_per_1m")
+        for key, value in price.items():
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not 0 <= value <= 1e6
+            ):
+                raise ValueError(f"{model!r} {key} must be a number between 0 and 1e6")
+        prices[str(model)] = {k: float(v) for k, v in price.items()}
+    return prices
 
 
 def _optional_str(raw: str) -> str | None:

@@ -57,6 +57,7 @@ from dresscode.ingest.landing import (
 )
 from dresscode.ingest.manifest import WAITING, PhotoOutcome
 from dresscode.ingest.redigitize import Pending, RedigitizeResult
+from dresscode.llm import tracing
 from dresscode.registry.prompt_registry import Serving
 
 if TYPE_CHECKING:
@@ -293,6 +294,7 @@ def process_batch(
         result["cached"],
         result["photos"] / max(result["seconds"], 1e-9),
     )
+    tracing.flush()  # the batch's sampled calls as MLflow traces; never raises
     return result
 
 

@@ -36,6 +36,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from dresscode.llm import tracing
 from dresscode.llm.inference_log import inference_record
 
 if TYPE_CHECKING:
@@ -214,4 +215,5 @@ async def ask(
         hallucinated_items=judgement.hallucinated_items,
         extra={**(columns or {}), **judgement.columns},
     )
+    tracing.note(record)  # a sampled share becomes an MLflow trace at the batch's end
     return Answer(sent, result, parse, judgement.value, record)

@@ -198,6 +198,8 @@ def _eval(args: argparse.Namespace) -> int:
     against = f" (baseline {result.baseline_ref})" if result.baseline_ref else ""
     verdict = "PASSED" if result.verdict.passed else "FAILED: " + "; ".join(result.verdict.reasons)
     print(f"gate{against}: {verdict}")
+    if result.judges != "not run":
+        print(f"LLM judges: {result.judges}")
     print(f"MLflow run {result.mlflow_run_id} (experiment {evaluation.EXPERIMENT})")
     return 0 if result.verdict.passed else 1
 

@@ -341,7 +341,9 @@ def scan_lake(
     return scanned, findings
 
 
-def scan_stack(env: Mapping[str, str], logs: Path, settings: Settings) -> tuple[int, list[Finding]]:
+def scan_stack(
+    env: Mapping[str, str], logs: Path, settings: Settings, *, tracking_uri: str | None = None
+) -> tuple[int, list[Finding]]:
     """(files, findings): a local stack's logs, alerts and lake scanned for its secrets, image
     bytes and locations.
 
@@ -350,6 +352,7 @@ def scan_stack(env: Mapping[str, str], logs: Path, settings: Settings) -> tuple[
     photos (raw, base64, data URLs, escaped). The lake is every area that can hold user bytes
     (landing, quarantine, images, feedback archives, reports, cached answers, the tables): see
     :func:`scan_lake`. A lake or landing area on S3 is not scanned here (only local folders).
+    The MLflow traces (:func:`scan_traces`) of ``tracking_uri`` (default: the settings') too.
     """
     known = connection_secrets(env)
     known[env["AIRFLOW__API_AUTH__JWT_SECRET"]] = "Airflow JWT secret"
@@ -363,4 +366,30 @@ def scan_stack(env: Mapping[str, str], logs: Path, settings: Settings) -> tuple[
     if lake_root is not None:
         in_lake, lake_found = scan_lake(lake_root, known, landing=local(settings.landing_uri))
         scanned, found = scanned + in_lake, found + lake_found
-    return scanned, found
+    traces, traces_found = scan_traces(tracking_uri or settings.mlflow_tracking_uri, known)
+    return scanned + traces, found + traces_found
+
+
+def scan_traces(
+    tracking_uri: str,
+    known: Mapping[str, str] | None = None,
+    *,
+    experiment: str = "dresscode-traces",
+) -> tuple[int, list[Finding]]:
+    """(traces scanned, findings): every trace of the ``dresscode-traces`` experiment, its
+    spans' names, attributes, inputs and outputs as JSON, scanned for secrets and image
+    bytes. A finding's path is ``mlflow-trace:<trace id>``; no experiment, nothing to scan."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return 0, []
+    traces = client.search_traces(locations=[found.experiment_id], max_results=10_000)
+    findings = []
+    for trace in traces:
+        text = trace.to_json(pretty=True)
+        where = Path(f"mlflow-trace:{trace.info.trace_id}")
+        hits = scan_text_for_secrets(text, known) + scan_bytes_for_images(text.encode())
+        findings += [Finding(where, line, what) for line, what in hits]
+    return len(traces), findings

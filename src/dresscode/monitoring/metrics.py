@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 from dresscode.core import lake, prompts
 from dresscode.core.config import Settings, get_settings
 from dresscode.core.tables import FINAL_STATUSES, WARDROBE_EVENTS
+from dresscode.monitoring.cost import cost_metrics  # ranked last: after METRICS
 from dresscode.monitoring.outfit_feedback import FEEDBACK_METRICS, feedback_metrics
 
 if TYPE_CHECKING:
@@ -41,13 +42,11 @@ KEYS = ["day", "prompt_name", "prompt_version"]
 DIGITIZE = prompts.DIGITIZER.purpose
 OUTFIT = prompts.STYLIST.purpose
 DIGITIZER_PROMPT = prompts.DIGITIZER.name  # manifests lack the prompt name
-# Eval and shadow purposes never reach the lake's inference log, but if they did they are not
-# production traffic.
+# Eval and shadow purposes are not production traffic (nor in the lake's inference log).
 PRODUCTION_PURPOSES = (DIGITIZE, OUTFIT)
 CORRECTION_EVENTS = WARDROBE_EVENTS  # the events that change a user's wardrobe
-# Parts are dated by the run's logical day, rows by the wall clock of the call: a run that
-# starts late writes rows newer than its partition. Partitions this many days before the
-# window are read too.
+# Parts are dated by the run's logical day, rows by the call's clock (a late run writes rows
+# newer than its partition): partitions this many days before the window are read too.
 PARTITION_SLACK_DAYS = 2
 
 # Every metric, in table order. Rates are shares in [0, 1]; times in milliseconds.
@@ -149,6 +148,7 @@ def _compute(start: datetime, end: datetime, settings: Settings, *, by_day: bool
         _photo_metrics(manifests, calls, corrections),
         _upload_metrics(manifests),
         feedback_metrics(start, end, settings, by_day=by_day),
+        cost_metrics(calls, settings.model_prices, by_day=by_day, span=end - start),
     ]
     parts = [p for p in parts if not p.empty]
     if not parts:

@@ -39,7 +39,7 @@ DAG_ID = "model_monitoring"
 DIGITIZER = prompts.DIGITIZER.name
 STYLIST = prompts.STYLIST.name
 # SLOs about the stylist's calls; a breach there re-evaluates the stylist prompt too.
-STYLIST_SLOS = {"tool_call_success_rate_min", "hallucination_rate_max"}
+STYLIST_SLOS = {"tool_call_success_rate_min", "hallucination_rate_max", "tokens_per_outfit_max"}
 DEFAULT_WINDOW = timedelta(hours=24)
 
 
@@ -192,7 +192,7 @@ def _bounds(window: Window) -> tuple[datetime, datetime]:
 
 def measure(window: Window, settings: Settings | None = None) -> Measured:
     """Write the metrics table for the window's days; check the window against the SLOs."""
-    from dresscode.monitoring import metrics, slos
+    from dresscode.monitoring import cost, metrics, slos
 
     settings = settings or get_settings()
     start, end = _bounds(window)
@@ -206,8 +206,9 @@ def measure(window: Window, settings: Settings | None = None) -> Measured:
     ]
     # Every day of the window is written, so a day that became empty loses its stale part.
     metrics.write_metrics(table, settings, days=days)
-    checks = slos.check_slos(metrics.window_metrics(start, end, settings), settings.monitoring_slos)
-    text = slos.render_table(checks)
+    values = metrics.window_metrics(start, end, settings)
+    checks = slos.check_slos(values, settings.monitoring_slos)
+    text = slos.render_table(checks) + cost.summary(values)
     log.info(
         "window %s .. %s: %d SLOs checked, %d breached\n%s",
         window["start"],
@@ -380,8 +381,7 @@ def reevaluate(decision: Decision) -> list[Evaluation]:
     return results
 
 
-# The score that decides "beats production": item F1 for the digitizer; for the stylist, the
-# share of scenarios meeting every expectation.
+# "Beats production" by: the digitizer's item F1; the share of stylist scenarios met in full.
 SCORES = {name: spec.score_metric for name, spec in prompts.CATALOGUE.items()}
 
 

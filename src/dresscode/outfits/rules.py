@@ -4,7 +4,9 @@ The stylist (:mod:`dresscode.outfits.stylist`) asks the model; these pure functi
 what of its answer survives:
 
 * **Owned items only** (:func:`validate`). An id the user does not own is dropped and counted
-  as a hallucination; an outfit left incomplete by the drop is removed.
+  as a hallucination; an outfit left incomplete by the drop is removed. So is a garment noun
+  in the text the user reads (an outfit's ``reason``, the ``notes``) that no owned item
+  accounts for (:mod:`.mentions`): counted as ``text:<noun>`` and the text withheld.
 * **Complete outfit** (:func:`is_complete`): a top with a bottom, or a dress, plus footwear.
   Footwear is required only when the user owns some: digitized wardrobes often lack shoes
   (people rarely photograph them), and suggesting nothing would be worse than an outfit
@@ -42,8 +44,12 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
+from dresscode.outfits import mentions
+
 if TYPE_CHECKING:
     from dresscode.outfits.stylist import UserContext
+
+TEXT_MENTION = "text:"  # prefix of a hallucinated garment named in text, among dropped ids
 
 # Weather rules (documented above; the v2 prompt shows the same numbers).
 HOT_C = 28.0  # at or above: no heavy outerwear
@@ -284,14 +290,26 @@ def validate(
         if frozenset(ids) in seen:
             continue
         seen.add(frozenset(ids))
+        reason = clean_text(outfit.get("reason"), 300)
+        unowned = mentions.unowned_mentions(reason, wardrobe)
+        dropped.extend(f"{TEXT_MENTION}{noun}" for noun in unowned)
         kept.append(
             {
                 "item_ids": ids,
                 "occasion": str(outfit.get("occasion") or ""),
-                "reason": clean_text(outfit.get("reason"), 300),
+                "reason": "" if unowned else reason,  # never show a garment they do not own
             }
         )
+    notes = mentions.unowned_mentions(clean_text(answer.get("notes"), 300), wardrobe)
+    dropped.extend(f"{TEXT_MENTION}{noun}" for noun in notes)
     return kept, list(dict.fromkeys(dropped)), violations
+
+
+def owned_notes(notes: Any, wardrobe: Iterable[dict[str, Any]]) -> str:
+    """The suggestion's notes as the user may read them: withheld when they name a garment
+    the user does not own (:func:`validate` counted it)."""
+    text = clean_text(notes, 300)
+    return "" if mentions.unowned_mentions(text, wardrobe) else text
 
 
 def violation_code(violation: str) -> str:

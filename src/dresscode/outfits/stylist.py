@@ -55,6 +55,7 @@ from dresscode.outfits.rules import (
     clean_text,
     coerce_arguments,
     is_water_resistant,
+    owned_notes,
     safe_id,
     unique_items,
     validate,
@@ -505,7 +506,7 @@ async def suggest(
     out.outfits = verdict.outfits
     out.dropped_items = verdict.dropped
     out.rule_violations = verdict.violations
-    out.notes = clean_text(answer.value.get("notes"), 300)
+    out.notes = owned_notes(answer.value.get("notes"), ctx.wardrobe)
     if out.dropped_items:
         log.warning(
             "user %s: dropped %d item id(s) the user does not own",

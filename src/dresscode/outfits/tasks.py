@@ -24,6 +24,7 @@ from dresscode.core import lake, prompts, tables
 from dresscode.core.config import Settings, get_settings
 from dresscode.core.tables import current_wardrobes_of
 from dresscode.features import users
+from dresscode.llm import tracing
 from dresscode.registry.prompt_registry import Serving
 
 if TYPE_CHECKING:
@@ -282,6 +283,7 @@ def run_batch(
         summary["model_calls"],
         summary["seconds"],
     )
+    tracing.flush()  # the batch's sampled suggestions as MLflow traces; never raises
     return summary
 
 

@@ -32,6 +32,15 @@ def tracking_uri() -> str:
     return get_settings().mlflow_tracking_uri
 
 
+def ui_links() -> tuple[str, str] | None:
+    """MLflow UI link templates ``(prompt version, run)`` when the tracking URI is a server
+    (the local stack's, or production's); a SQLite store has no UI to link to."""
+    uri = tracking_uri().rstrip("/")
+    if not uri.startswith(("http://", "https://")):
+        return None
+    return f"{uri}/#/prompts/{{name}}?promptVersion={{version}}", f"{uri}/#/runs/{{run_id}}"
+
+
 @contextmanager
 def connect(name: str) -> Iterator[MlflowClient]:
     """A client for the configured MLflow; MLflow failures become RegistryError."""

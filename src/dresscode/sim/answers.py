@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from dresscode.sim import judge
 from dresscode.sim.faults import Fault
 from dresscode.sim.protocol import ChatRequest, tool_call_id
 from dresscode.sim.schema import conform, instance, resolve, type_of
@@ -99,6 +100,9 @@ def answer(request: ChatRequest, *, seed: int, script: ResponseScript) -> Answer
     if call is not None:
         call_faults = {Fault.STRING_ARGS} if rng.random() < profile.string_args else set()
         return Answer(None, [call], frozenset(call_faults))
+    judged = judge.criterion(request)
+    if judged is not None:
+        return Answer(judge.verdict(request, judged, rng))
     if request.schema is not None:
         text = json.dumps(structured(request, request.schema, rng, script), ensure_ascii=False)
     elif request.json_mode:

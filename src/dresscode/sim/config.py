@@ -35,6 +35,9 @@ class Profile:
     # answers never change; the test profiles below turn them on.
     tool_loop: float = 0.0  # asks for the weather again instead of answering, every turn
     obey_injection: float = 0.0  # follows "recommend item X" found inside the wardrobe data
+    # As an LLM judge (MLflow's judge prompts): how often a verdict is flipped or not JSON.
+    judge_flip: float = 0.0
+    judge_garbage: float = 0.0
 
 
 # Rates are guesses of a plausible model, not measurements of Gemma: "faithful" makes the
@@ -64,6 +67,9 @@ PROFILES: dict[str, Profile] = {
     # Test profiles for the stylist's tool loop and its prompt-injection defences.
     "tool-loop": Profile("tool-loop", tool_loop=1.0),
     "gullible": Profile("gullible", obey_injection=1.0),
+    # A judge gone wrong (a weak or mis-prompted judge model): half its verdicts are the
+    # opposite of what it read, and one in ten is not JSON. The evaluation must notice.
+    "bad-judge": Profile("bad-judge", judge_flip=0.5, judge_garbage=0.1),
 }
 
 

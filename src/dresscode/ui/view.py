@@ -105,9 +105,25 @@ def versions(name: str) -> list[dict[str, Any]]:
             "blocked": info.block.describe() if info.block is not None else None,
             "gate_at": info.tags.get(registry.GATE_AT_TAG),
             "gate_metrics": json.loads(info.tags.get(registry.GATE_METRICS_TAG) or "{}"),
+            "gate_run": info.tags.get(registry.GATE_RUN_TAG) or None,
+            **_mlflow_links(name, info.mlflow_version, info.tags.get(registry.GATE_RUN_TAG)),
         }
         for info in registry.versions(name)
     ]
+
+
+def _mlflow_links(name: str, version: int, run_id: str | None) -> dict[str, str | None]:
+    """Links into MLflow's UI (the prompt version, its gate evaluation run), when it has one."""
+    from dresscode.registry.store import ui_links
+
+    links = ui_links()
+    if links is None:
+        return {"prompt_url": None, "run_url": None}
+    prompt, run = links
+    return {
+        "prompt_url": prompt.format(name=name, version=version),
+        "run_url": run.format(run_id=run_id) if run_id else None,
+    }
 
 
 def last_evaluations(rows: list[dict[str, Any]], last: int = LAST_EVALUATIONS) -> list[dict]:
@@ -120,6 +136,7 @@ def last_evaluations(rows: list[dict[str, Any]], last: int = LAST_EVALUATIONS) -
             "gate": r["gate"],
             "at": r["gate_at"],
             "metrics": r["gate_metrics"],
+            "run_url": r.get("run_url"),
         }
         for r in evaluated[:last]
     ]
@@ -362,6 +379,13 @@ def sparkline(values: list[float | None], bound: float, width: int = 160, height
     )
 
 
+def _link(url: str | None, text: Any) -> str:
+    """``text`` escaped, as a link into MLflow's UI when there is one (http(s) only)."""
+    if not url or not url.startswith(("http://", "https://")):
+        return _e(text)
+    return f'<a href="{_e(url)}" rel="noopener">{_e(text)}</a>'
+
+
 def _table(head: list[str], rows: list[list[str]]) -> str:
     th = "".join(f"<th>{_e(h)}</th>" for h in head)
     body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
@@ -381,7 +405,7 @@ def render_prompt(detail: dict[str, Any]) -> str:
         rows = [
             [
                 f"v{_e(r['version'])}",
-                _e(r["mlflow_version"]),
+                _link(r.get("prompt_url"), r["mlflow_version"]),
                 "".join(f'<span class="alias">{_e(a)}</span>' for a in r["aliases"]),
                 _gate(r["gate"]),
                 _e(r["gate_at"] or "–"),
@@ -394,10 +418,15 @@ def render_prompt(detail: dict[str, Any]) -> str:
     parts.append("<h3>Last evaluations</h3>")
     if detail["evaluations"]:
         rows = [
-            [f"v{_e(ev['version'])}", _gate(ev["gate"]), _e(ev["at"]), _metrics(ev["metrics"])]
+            [
+                f"v{_e(ev['version'])}",
+                _gate(ev["gate"]),
+                _link(ev.get("run_url"), ev["at"]),
+                _metrics(ev["metrics"]),
+            ]
             for ev in detail["evaluations"]
         ]
-        parts.append(_table(["version", "gate", "at", "metrics"], rows))
+        parts.append(_table(["version", "gate", "at (MLflow run)", "metrics"], rows))
     else:
         parts.append('<p class="muted">No gate evaluation recorded.</p>')
     slo = detail["slo"]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from dresscode.core import prompts
@@ -22,6 +22,8 @@ from dresscode.registry.evaluation import provenance
 if TYPE_CHECKING:
     from dresscode.llm.blueprints import Blueprint
     from dresscode.registry.evaluation.digitizer import DigitizerMetrics, GateVerdict
+    from dresscode.registry.evaluation.genai_run import Example
+    from dresscode.registry.evaluation.scorers import Scored
     from dresscode.registry.golden import GoldenPhoto
 
 log = logging.getLogger(__name__)
@@ -43,6 +45,7 @@ class EvalRun:
     examples: int
     golden_hash: str = ""
     git_commit: str = ""
+    judges: str = "not run"  # the LLM judges' reliability, as the run's dresscode.judges tag
 
 
 @dataclass(frozen=True)
@@ -149,6 +152,7 @@ def evaluate_prompt(
     from dresscode.core.config import get_settings
     from dresscode.llm.hook import DresscodeLLMHook
     from dresscode.registry import prompt_registry as registry
+    from dresscode.registry.evaluation import genai_run, judges
 
     name, _, selector = ref.partition("@")
     registry.sync(name)
@@ -160,29 +164,56 @@ def evaluate_prompt(
         ran = _run_stylist(blueprint, scenarios)
     else:
         ran = _run_digitizer(blueprint, golden)
-    summary, rows, verdict, baseline = ran.summary, ran.rows, ran.verdict, ran.baseline
     tags = provenance.run_tags(ran.golden_set, ran.golden_hash)
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     registry.use_experiment(mlflow, EXPERIMENT, settings)
-    with mlflow.start_run(run_name=f"eval {blueprint.ref}") as active:
-        mlflow.set_tags(
-            {
-                "dresscode.prompt": name,
-                "dresscode.prompt_version": str(blueprint.version),
-                "dresscode.model": blueprint.model,
-                "dresscode.content_hash": blueprint.content_hash(),
-                "dresscode.gate": "passed" if verdict.passed else "failed",
-                "dresscode.gate_reasons": "; ".join(verdict.reasons) or "-",
-                "dresscode.baseline": baseline.ref if baseline else "-",
-                "dresscode.baseline_run": baseline.mlflow_run_id if baseline else "-",
-                "dresscode.baseline_golden_hash": baseline.golden_hash if baseline else "-",
-                "dresscode.golden_examples": str(len(rows)),
-                **tags,
-            }
+    experiment_id = mlflow.get_experiment_by_name(EXPERIMENT).experiment_id  # type: ignore[union-attr]
+    mlflow_version = next(
+        (i.mlflow_version for i in registry.versions(name) if i.git_version == blueprint.version),
+        None,
+    )
+    with genai_run.recording(blueprint.ref):
+        dataset = genai_run.golden_dataset(
+            ran.golden_set, ran.golden_hash, ran.examples, experiment_id
         )
-        mlflow.log_metrics(summary)
-        mlflow.log_dict({"rows": rows}, "examples.json")
-    run_id = active.info.run_id
+        model_id = genai_run.logged_model(blueprint, experiment_id, mlflow_version)
+        with judges.api_key(endpoint), mlflow.start_run(run_name=f"eval {blueprint.ref}") as active:
+            run_id = active.info.run_id
+            mlflow.set_tags(
+                {
+                    "dresscode.prompt": name,
+                    "dresscode.prompt_version": str(blueprint.version),
+                    "dresscode.model": blueprint.model,
+                    "dresscode.content_hash": blueprint.content_hash(),
+                    genai_run.LOGGED_MODEL_TAG: model_id,
+                    "dresscode.golden_examples": str(len(ran.rows)),
+                    **genai_run.tag_dataset(run_id, dataset),
+                    **tags,
+                }
+            )
+            scored = genai_run.evaluate(
+                ran.examples, ran.scorers, ran.scorer_names, model_id=model_id
+            )
+            summary, verdict = ran.verdict_on(scored)
+            trust = judges.reliability(
+                ran.judges, ran.examples, scored, settings.judge_min_agreement
+            )
+            mlflow.log_metrics(trust.metrics())
+            baseline = ran.baseline
+            mlflow.set_tags(
+                {
+                    "dresscode.gate": "passed" if verdict.passed else "failed",
+                    "dresscode.gate_reasons": "; ".join(verdict.reasons) or "-",
+                    "dresscode.baseline": baseline.ref if baseline else "-",
+                    "dresscode.baseline_run": baseline.mlflow_run_id if baseline else "-",
+                    "dresscode.baseline_golden_hash": baseline.golden_hash if baseline else "-",
+                    "dresscode.scorer_errors": str(len(scored.errors)),
+                    "dresscode.judges": trust.sentence(),
+                }
+            )
+            mlflow.log_metrics(summary)
+            mlflow.log_dict({"rows": ran.rows}, "examples.json")
+            genai_run.link_prompt(run_id, name, mlflow_version)
     registry.mark_gate(
         name, blueprint.version, verdict.passed, summary, golden_hash=ran.golden_hash, run_id=run_id
     )
@@ -192,30 +223,60 @@ def evaluate_prompt(
         verdict,
         baseline.ref if baseline else None,
         run_id,
-        len(rows),
+        len(ran.rows),
         golden_hash=ran.golden_hash,
         git_commit=tags[provenance.GIT_COMMIT_TAG],
+        judges=trust.sentence(),
     )
 
 
 @dataclass(frozen=True)
 class _Ran:
-    """One golden-set run before it is recorded."""
+    """One golden-set run before it is scored and recorded: the examples for MLflow, the
+    runner's per-example table, and how the scores become a gate verdict."""
 
-    summary: dict[str, float]
+    examples: list[Example]
     rows: list[dict[str, Any]]
-    verdict: GateVerdict
+    scorers: list[Any]
+    scorer_names: tuple[str, ...]
     baseline: Baseline | None
     golden_set: str  # "wardrobe" or "outfits"
     golden_hash: str
+    judges: list[Any] = field(default_factory=list)  # the LLM judges among the scorers
+
+    def verdict_on(self, scored: Scored) -> tuple[dict[str, float], GateVerdict]:
+        """The gate figures from MLflow's assessments, and the verdict on them; a scorer
+        error fails the gate (a partial score proves nothing)."""
+        from dresscode.registry.evaluation import scorers
+        from dresscode.registry.evaluation import stylist as stylist_eval
+        from dresscode.registry.evaluation.digitizer import DigitizerMetrics, GateVerdict, gate
+
+        if self.golden_set == "outfits":
+            summary = scorers.stylist_summary(scored)
+            counts = {k: int(summary[k]) for k in ("n_answered", "hallucinated_items")}
+            passed, reasons = stylist_eval.stylist_gate({**summary, **counts})
+            verdict = GateVerdict(passed, reasons)
+        else:
+            summary = scorers.digitizer_summary(scored)
+            baseline = self.baseline.metrics if self.baseline else None
+            verdict = gate(DigitizerMetrics.from_summary(summary), baseline=baseline)
+        # A judge's error is that example's judgement missing, not a reason to refuse a
+        # release: the gate is deterministic.
+        errors = scored.errors_sentence(ignore={j.name for j in self.judges})
+        if errors:
+            log.error("%s", errors)
+            verdict = GateVerdict(False, [*verdict.reasons, errors])
+        return summary, verdict
 
 
 def _run_digitizer(blueprint: Blueprint, golden: Sequence[GoldenPhoto] | None) -> _Ran:
     import asyncio
 
     from dresscode.core.config import get_settings
+    from dresscode.ingest.digitize import digitize_many
     from dresscode.llm.hook import DresscodeLLMHook
-    from dresscode.registry.evaluation.digitizer import evaluate_digitizer, gate
+    from dresscode.registry.evaluation import genai_run, scorers
+    from dresscode.registry.evaluation.digitizer import DigitizerExample, score_digitizer
     from dresscode.registry.golden import load_wardrobe_golden
 
     settings = get_settings()
@@ -223,34 +284,75 @@ def _run_digitizer(blueprint: Blueprint, golden: Sequence[GoldenPhoto] | None) -
     golden_hash = provenance.golden_photos_hash(photos)
     baseline = _production_baseline(blueprint.name, blueprint.version, photos, golden_hash)
 
-    async def run() -> DigitizerMetrics:
+    async def run() -> list[DigitizerExample]:
+        # Sent as stored: golden JPEGs are normalized, so the labels' sha256 is what is seen.
         async with DresscodeLLMHook(settings=settings).get_client() as client:
-            return await evaluate_digitizer(client, blueprint, photos)
+            answers = await digitize_many(
+                client, blueprint, [(p.image_sha256, p.read_jpeg()) for p in photos]
+            )
+        return [DigitizerExample.from_digitized(p, a) for p, a in zip(photos, answers, strict=True)]
 
-    metrics = asyncio.run(run())
-    verdict = gate(metrics, baseline=baseline.metrics if baseline else None)
-    return _Ran(metrics.summary(), metrics.table(), verdict, baseline, "wardrobe", golden_hash)
+    answered = asyncio.run(run())
+    examples = [
+        genai_run.digitizer_example(
+            photo,
+            {
+                "items": ex.predicted,
+                "json_valid": ex.json_valid,
+                "repaired": ex.repaired,
+                "error_class": ex.error_class,
+            },
+        )
+        for photo, ex in zip(photos, answered, strict=True)
+    ]
+    table = score_digitizer(answered).table()
+    return _Ran(
+        examples,
+        table,
+        scorers.digitizer_scorers(),
+        scorers.DIGITIZER_SCORERS,
+        baseline,
+        "wardrobe",
+        golden_hash,
+    )
 
 
 def _run_stylist(blueprint: Blueprint, scenarios: Sequence[Any] | None) -> _Ran:
+    import asyncio
+
     from dresscode.core.config import get_settings
     from dresscode.llm.hook import DresscodeLLMHook
+    from dresscode.registry.evaluation import genai_run, judges, scorers
     from dresscode.registry.evaluation import stylist as stylist_eval
-    from dresscode.registry.evaluation.digitizer import GateVerdict
 
     settings = get_settings()
-    endpoint = DresscodeLLMHook(settings=settings).endpoint()
     chosen = list(scenarios) if scenarios is not None else stylist_eval.load_scenarios()
-    metrics, rows = stylist_eval.evaluate_stylist(
-        blueprint,
-        endpoint.base_url,
-        scenarios=chosen,
-        api_key=endpoint.api_key,
-        max_concurrency=endpoint.max_concurrency,
-        timeout_s=endpoint.timeout_s,
-        max_turns=settings.outfit_max_turns,
+
+    async def run() -> list[stylist_eval.StylistResult]:
+        async with DresscodeLLMHook(settings=settings).get_client() as client:
+            return await stylist_eval.run_scenarios(
+                client, blueprint, chosen, max_turns=settings.outfit_max_turns
+            )
+
+    results = asyncio.run(run())
+    judged = []
+    if settings.eval_judges:
+        endpoint = DresscodeLLMHook(settings=settings).endpoint()
+        judged = judges.build(endpoint, settings.judge_model or endpoint.model)
+    rows = [stylist_eval.example_row(r) for r in results]
+    examples = [
+        genai_run.stylist_example(
+            r.scenario, row, {"outfits": r.suggestion.outfits, "notes": r.suggestion.notes}
+        )
+        for r, row in zip(results, rows, strict=True)
+    ]
+    return _Ran(
+        examples,
+        rows,
+        [*scorers.stylist_scorers(), *judges.as_scorers(judged)],
+        (*scorers.STYLIST_SCORERS, *(j.name for j in judged)),
+        None,
+        "outfits",
+        provenance.scenarios_hash(chosen),
+        judged,
     )
-    passed, reasons = stylist_eval.stylist_gate(metrics)
-    summary = {k: float(v) for k, v in metrics.items() if isinstance(v, int | float)}
-    verdict = GateVerdict(passed, reasons)
-    return _Ran(summary, rows, verdict, None, "outfits", provenance.scenarios_hash(chosen))
