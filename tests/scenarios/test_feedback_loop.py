@@ -122,6 +122,7 @@ def test_the_wardrobe_read_leaves_deleted_out_adds_added_and_sees_corrections(wo
         "item_corrected": 1,
         "item_deleted": 1,
         "item_added": 1,
+        "duplicate_confirmed": 0,  # a confirmed possible duplicate leaves the wardrobe too
     }
 
     wardrobe = _current()  # what outfit_pregen hands the stylist (and its rules)
