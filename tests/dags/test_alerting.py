@@ -13,6 +13,7 @@ the nightly DAGs is checked the same way Airflow handles a miss: the scheduler's
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import quote
@@ -34,6 +35,14 @@ BROKEN = {
     "DRESSCODE_LAKE_URI": "s3://unreachable-lake/lake",
     "DRESSCODE_AWS_CONN_ID": "unreachable_aws",
     "MLFLOW_TRACKING_URI": "unreachable://mlflow",
+    # Defined (a missing connection is a configuration error, not an outage) but unreachable.
+    "AIRFLOW_CONN_DRESSCODE_EMBEDDINGS": json.dumps(
+        {
+            "conn_type": "http",
+            "host": "http://unreachable-embeddings.invalid/v1",
+            "extra": {"model": "intfloat/multilingual-e5-small"},
+        }
+    ),
 }
 
 

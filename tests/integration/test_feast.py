@@ -121,6 +121,7 @@ def test_apply_is_idempotent_and_wires_the_service(dresscode_home):
     assert {"user_style", "weather", "weather_live", "outfit_context"} <= set(first)
     store = features.feature_store()
     assert sorted(v.name for v in store.list_feature_views()) == [
+        "item_embeddings",  # offline only: the vector search is dresscode.features.embeddings
         "user_style",
         "weather",
         "weather_live",

@@ -33,6 +33,9 @@ from dresscode.ingest import photos as images
 from dresscode.local import samples
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    import pandas as pd
     from PIL import Image
 
 log = logging.getLogger(__name__)
@@ -237,7 +240,6 @@ def seed_feedback(*, settings: Settings | None = None, now: datetime | None = No
     a future event, a duplicated event id and an unknown event type. Seeding again after the
     file was ingested writes nothing.
     """
-    import pandas as pd
 
     settings = settings or get_settings()
     event = _DemoEvents(now or datetime.now(UTC))
@@ -278,6 +280,10 @@ def seed_feedback(*, settings: Settings | None = None, now: datetime | None = No
         sha = first[3]["image_sha256"]
         good.append(on_item("item_added", first[3], 35, image_sha256=sha, item=_DEMO_SCARF))
     kept = items[items["item_id"] != deleted]
+    answers = _duplicate_answers(kept, [str(r["item_id"]) for r in first], on_item)
+    good += answers
+    confirmed = {e["item_id"] for e in answers if e["event_type"] == "duplicate_confirmed"}
+    kept = kept[~kept["item_id"].isin(confirmed)]  # gone like a deletion: nobody wears it
     worn_by = kept.groupby("user_id")["item_id"].apply(lambda ids: list(ids)[:2]).to_dict()
     good += _outfit_events(worn_by, event, settings)
     done = lake.read_table(tables.FEEDBACK.name, settings, columns=["user_id", "event_id"])
@@ -313,6 +319,36 @@ _DEMO_SCARF = {
     "water_resistant": False,
     "description": "Red checked wool scarf.",
 }
+
+
+def _duplicate_answers(
+    items: pd.DataFrame, used: list[str], on_item: Callable[..., dict]
+) -> list[dict]:
+    """A user's answers to two possible duplicates (issue 19): one rejected, one confirmed —
+    two of the user's items the other demo events leave alone, each "a duplicate of" a third."""
+    for _, group in items.groupby("user_id", sort=True):
+        free = group[~group["item_id"].astype(str).isin(used)]
+        if len(free) < 2 or len(group) < 3:
+            continue
+        same, other = free.iloc[0], free.iloc[1]
+        keep = group[~group["item_id"].isin([same["item_id"], other["item_id"]])].iloc[0]
+        return [
+            on_item(
+                "duplicate_rejected",
+                other,
+                33,
+                item_id=other["item_id"],
+                duplicate_of=keep["item_id"],
+            ),
+            on_item(
+                "duplicate_confirmed",
+                same,
+                32,
+                item_id=same["item_id"],
+                duplicate_of=keep["item_id"],
+            ),
+        ]
+    return []
 
 
 def _outfit_events(
