@@ -640,7 +640,7 @@ def test_seeded_demo_feedback_shows_every_rejection_and_applies_the_rest(world) 
     assert result.key == seed.FEEDBACK_DEMO_KEY and result.bad_lines == 6
     applied, staged = _run()
 
-    assert applied["accepted"] == result.events == 7
+    assert applied["accepted"] == result.events == 9
     assert set(applied["rejected"]) == {
         "malformed_json",
         "missing_field",
@@ -649,8 +649,8 @@ def test_seeded_demo_feedback_shows_every_rejection_and_applies_the_rest(world) 
         "duplicate_event",
         "unknown_event_type",
     }
-    # every type but the answers to a possible duplicate (the demo's items have no marks)
-    assert set(applied["by_type"]) == set(events.EVENT_TYPES) - set(events.DUPLICATE_TYPES)
+    # every type, the answers to two possible duplicates included
+    assert set(applied["by_type"]) == set(events.EVENT_TYPES)
     assert staged["staged"] == 4  # two corrected, one deleted from, one added to
     assert feedback_labels.correction_rate()["corrected_photos"] == 4
     assert seed.seed_feedback(now=NOW).key is None  # already ingested: nothing to seed
