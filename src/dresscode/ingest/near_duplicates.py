@@ -2,7 +2,7 @@
 screenshotted, is recognised before it reaches the model.
 
 Two steps, measured on the near-duplicate set of :mod:`dresscode.local.near_duplicate_set`
-(``docs/benchmarks.md``, "Near-duplicate photos"; ``tests/unit/ingest/test_near_duplicates.py``
+(``docs/benchmarks.md``, "Near-duplicate photos"; ``tests/integration/test_near_duplicate_set.py``
 asserts recall and precision on it):
 
 1. **Candidates by perceptual hash** (``imagehash.phash``, 64 bits of the luminance's lowest
