@@ -141,6 +141,17 @@ def _reset_object_store_cache() -> None:
     delta.s3_options.cache_clear()  # the Delta tables' view of the same connection
 
 
+@pytest.fixture(autouse=True)
+def _no_traces_left_over() -> Iterator[None]:
+    """Each test starts with an empty trace buffer: model calls are sampled into a
+    process-wide buffer (``llm.tracing``) that only the end of a batch task flushes, so a test
+    that made calls without flushing would leave them to the next test's flush."""
+    from dresscode.llm import tracing
+
+    tracing._take()
+    yield
+
+
 @pytest.fixture(scope="session")
 def empty_mlflow_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An MLflow SQLite DB with its schema created once per session (migrating costs ~2 s)."""
