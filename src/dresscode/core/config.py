@@ -10,7 +10,8 @@ variable.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from functools import cache
 from pathlib import Path
@@ -165,3 +166,19 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
 def get_settings() -> Settings:
     """Process-wide settings (cached: the environment does not change under a running task)."""
     return load_settings()
+
+
+@contextmanager
+def environ_overrides(values: Mapping[str, str]) -> Iterator[None]:
+    """Set environment variables for the block and put back what was there (for libraries,
+    such as MLflow and its judges, that read their knobs only from the environment)."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

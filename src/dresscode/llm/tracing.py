@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+
+from dresscode.core.config import environ_overrides
 
 log = logging.getLogger(__name__)
 
@@ -198,16 +199,8 @@ _EXPORT_ENV = {
 
 @contextmanager
 def _exporting() -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in _EXPORT_ENV}
-    os.environ.update(_EXPORT_ENV)
-    try:
+    with environ_overrides(_EXPORT_ENV):
         yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def flush() -> Flushed:

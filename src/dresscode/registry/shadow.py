@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import logging
 import statistics
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, cast
 
 from dresscode.core import lake, tables
@@ -168,14 +169,19 @@ def write_report(report: ShadowReport, settings: Settings | None = None) -> str:
 def recent_stylist_inputs(n: int = SAMPLE_SIZE, settings: Settings | None = None) -> list[Any]:
     """UserContexts of the newest day's suggested users, rebuilt from the lake: their wardrobe
     now, and that day's weather from the ``weather`` table (None where there was none)."""
-    from datetime import date
-
     from dresscode.features import users
     from dresscode.outfits import stylist as outfits
 
     settings = settings or get_settings()
+    # Suggestions are partitioned by their day: the newest partition is the newest day.
+    days = lake.partition_days(tables.OUTFIT_SUGGESTIONS.name, settings)
+    if not days:
+        return []
     done = lake.read_table(
-        tables.OUTFIT_SUGGESTIONS.name, settings, columns=["user_id", "day", "status"]
+        tables.OUTFIT_SUGGESTIONS.name,
+        settings,
+        days=days[-1:],
+        columns=["user_id", "day", "status"],
     )
     if done.empty:
         return []
@@ -190,11 +196,13 @@ def recent_stylist_inputs(n: int = SAMPLE_SIZE, settings: Settings | None = None
     ]
 
 
-def weather_on_record(settings: Settings) -> Any:
-    """A ``get_weather`` answer source from the lake's weather table (no provider calls)."""
+def weather_on_record(settings: Settings, days: Iterable[date]) -> Any:
+    """A ``get_weather`` answer source for ``days`` from the lake's weather table (no provider
+    calls; only the rows forecasting those days are read)."""
     from dresscode.features import weather
 
-    table = lake.read_table("weather", settings)
+    wanted = sorted({d.isoformat() for d in days})
+    table = lake.read_table("weather", settings, filters=[("day", "in", wanted)])
     answers: dict[tuple[str, str], dict[str, Any]] = {}
     if not table.empty:
         for row in table.sort_values("event_timestamp").to_dict("records"):

@@ -186,7 +186,7 @@ def shadow(candidate: Evaluated) -> Shadowed:
             )
     else:
         contexts = shadowing.recent_stylist_inputs(settings=settings)
-        weather = shadowing.weather_on_record(settings)
+        weather = shadowing.weather_on_record(settings, {c.day for c in contexts})
         inputs = contexts
 
         async def compare(client: Any) -> shadowing.ShadowReport:

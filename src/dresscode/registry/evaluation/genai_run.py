@@ -20,12 +20,12 @@ sent as bytes.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
+from dresscode.core.config import environ_overrides
 from dresscode.registry.evaluation import provenance
 
 if TYPE_CHECKING:
@@ -164,16 +164,8 @@ def _sequential_on_sqlite() -> Iterator[None]:
         yield
         return
     knobs = {"MLFLOW_GENAI_EVAL_MAX_WORKERS": "1", "MLFLOW_ENABLE_ASYNC_TRACE_LOGGING": "false"}
-    saved = {k: os.environ.get(k) for k in knobs}
-    os.environ.update(knobs)
-    try:
+    with environ_overrides(knobs):
         yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def evaluate(

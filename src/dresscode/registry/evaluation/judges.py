@@ -31,6 +31,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from dresscode.core.config import environ_overrides
+
 if TYPE_CHECKING:
     from dresscode.core.connections import LLMEndpoint
     from dresscode.registry.evaluation.genai_run import Example
@@ -124,16 +126,8 @@ def api_key(endpoint: LLMEndpoint) -> Iterator[None]:
         "OPENAI_API_KEY": endpoint.api_key or "EMPTY",
         "MLFLOW_MODEL_CATALOG_URI": os.environ.get("MLFLOW_MODEL_CATALOG_URI", ""),
     }
-    saved = {k: os.environ.get(k) for k in wanted}
-    os.environ.update(wanted)
-    try:
+    with environ_overrides(wanted):
         yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 @dataclass(frozen=True)
