@@ -13,9 +13,14 @@ from pathlib import Path
 import pytest
 
 # Airflow reads its configuration once, at first import: isolate it before anything imports it.
-# One migrated SQLite DB under .local/test is reused across sessions (migrating costs ~10 s).
+# One migrated SQLite DB under .local/test is reused across sessions (migrating costs ~10 s) as
+# a template; each pytest process works on its own copy. `make test` runs three processes at
+# once, and one SQLite file written by all of them was a lock-contention hazard: a CI run hung
+# in a dag.test() whose approval was answered from a second thread.
 REPO = Path(__file__).resolve().parents[1]
 TEST_AIRFLOW_HOME = REPO / ".local" / "test" / "airflow"
+TEMPLATE_DB = TEST_AIRFLOW_HOME / "airflow.db"
+PROCESS_DB = TEST_AIRFLOW_HOME / f"airflow-{os.getpid()}.db"
 # The full-stack run (tests/integration/test_full_stack.py) sets this to a scratch PostgreSQL DB.
 AIRFLOW_DB_OVERRIDE = os.environ.get("DRESSCODE_TEST_AIRFLOW_DB")
 os.environ.update(
@@ -24,8 +29,7 @@ os.environ.update(
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": AIRFLOW_DB_OVERRIDE
-        or f"sqlite:///{TEST_AIRFLOW_HOME / 'airflow.db'}",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": AIRFLOW_DB_OVERRIDE or f"sqlite:///{PROCESS_DB}",
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(TEST_AIRFLOW_HOME / "logs"),
         # dag.test() cannot run a DAG with a deadline (an upstream bug); tests that check the
         # deadlines turn them on for the DAG they load.
@@ -40,28 +44,51 @@ from dresscode.sim.testing import free_port  # noqa: E402
 
 
 @pytest.fixture(scope="session")
-def airflow_db() -> Path:
-    """The migrated test metadata DB (migrated once; re-migrated when Airflow changes)."""
+def airflow_db() -> Iterator[Path]:
+    """This process's migrated test metadata DB: a copy of the template, which is migrated once
+    (and again when Airflow changes) under a lock that the parallel processes share."""
     import airflow
 
     marker = TEST_AIRFLOW_HOME / f".migrated-{airflow.__version__}"
     TEST_AIRFLOW_HOME.mkdir(parents=True, exist_ok=True)
-    # `make test` runs two pytest processes at once: one migrates, the other waits for it.
     with (TEST_AIRFLOW_HOME / ".migrate.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if AIRFLOW_DB_OVERRIDE or not marker.exists():
+            target = AIRFLOW_DB_OVERRIDE or f"sqlite:///{TEMPLATE_DB}"
             airflow_bin = Path(sys.executable).parent / "airflow"
             subprocess.run(
                 [str(airflow_bin), "db", "migrate"],
                 check=True,
                 capture_output=True,
-                env=os.environ.copy(),
+                env={**os.environ, "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": target},
             )
             if (
                 not AIRFLOW_DB_OVERRIDE
             ):  # a scratch DB is migrated each time; the marker is SQLite's
                 marker.touch()
-    return TEST_AIRFLOW_HOME / "airflow.db"
+        if AIRFLOW_DB_OVERRIDE:
+            yield TEST_AIRFLOW_HOME / "override"
+            return
+        _remove_orphaned_copies()
+        # In place, not os.replace(): a connection Airflow already opened keeps its inode.
+        shutil.copyfile(TEMPLATE_DB, PROCESS_DB)
+    try:
+        yield PROCESS_DB
+    finally:
+        _remove_copy(PROCESS_DB)
+
+
+def _remove_copy(db: Path) -> None:
+    for suffix in ("", "-wal", "-shm", "-journal"):  # Airflow runs SQLite in WAL mode
+        db.with_name(db.name + suffix).unlink(missing_ok=True)
+
+
+def _remove_orphaned_copies() -> None:
+    """Copies whose process is gone (killed before its session ended)."""
+    for copy in TEST_AIRFLOW_HOME.glob("airflow-*.db"):
+        pid = copy.stem.removeprefix("airflow-")
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            _remove_copy(copy)
 
 
 @pytest.fixture
