@@ -31,6 +31,8 @@ COPY dags/ dags/
 COPY plugins/ plugins/
 COPY include/ include/
 COPY feature_repo/ feature_repo/
+# airflow_local_settings.py: the worker preload hook (Airflow puts $AIRFLOW_HOME/config on sys.path).
+COPY config/ /opt/airflow/config/
 RUN uv sync --frozen --no-dev \
     && mkdir -p "$AIRFLOW_HOME/auth" "$DRESSCODE_HOME" \
     && chown -R airflow:airflow "$AIRFLOW_HOME"

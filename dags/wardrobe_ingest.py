@@ -26,6 +26,7 @@ from dresscode.ingest import tasks as ingest
 from dresscode.orchestration.dag_defaults import (
     DEFAULT_ARGS,
     LISTING_TIMEOUT,
+    USER_FACING_PRIORITY,
     WARDROBE_ITEMS,
     ingest_batch_timeout,
 )
@@ -57,6 +58,7 @@ def wardrobe_ingest():
     @task(
         pool="llm",
         pool_slots=get_settings().llm_max_concurrency,
+        priority_weight=USER_FACING_PRIORITY,
         map_index_template="{{ batch_label }}",
         execution_timeout=ingest_batch_timeout(),
     )

@@ -90,6 +90,12 @@ class Settings:
     approval_timeout_hours: float
     serve_port: int
     serve_conn_id: str
+    worker_preload: str | None
+    executor: str
+    celery_workers: int
+    celery_worker_concurrency: int
+    celery_broker_url: str
+    airflow_db_url: str | None
     serve_max_concurrency: int
     serve_alias_refresh_s: float
     serve_canary_share: float

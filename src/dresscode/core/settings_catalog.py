@@ -323,6 +323,42 @@ SETTINGS: dict[str, Knob] = {
         lambda _home: 8090,
         "Port of dresscode serve, the online stylist (bound to 127.0.0.1 by make up).",
     ),
+    "worker_preload": Knob(
+        "DRESSCODE_WORKER_PRELOAD",
+        _optional_str,
+        lambda _home: None,
+        "Set on a process that forks task processes (the scheduler's LocalExecutor, a Celery worker): libraries it imports once, before forking, so tasks do not pay them (all, or a list such as pandas,feast,mlflow,evidently; empty: none).",
+    ),
+    "executor": Knob(
+        "DRESSCODE_EXECUTOR",
+        _choice("local", "celery"),
+        lambda _home: "local",
+        "Executor of the local stack (make up): local (the LocalExecutor, SQLite; nothing to install) or celery (the CeleryExecutor with DRESSCODE_CELERY_WORKERS workers, Redis and PostgreSQL on loopback).",
+    ),
+    "celery_workers": Knob(
+        "DRESSCODE_CELERY_WORKERS",
+        _int_between(1, 16),
+        lambda _home: 2,
+        "Celery workers the local stack starts with DRESSCODE_EXECUTOR=celery.",
+    ),
+    "celery_worker_concurrency": Knob(
+        "DRESSCODE_CELERY_WORKER_CONCURRENCY",
+        _int_between(1, 64),
+        lambda _home: 4,
+        "Tasks each Celery worker runs at once.",
+    ),
+    "celery_broker_url": Knob(
+        "DRESSCODE_CELERY_BROKER_URL",
+        _str,
+        lambda _home: "redis://127.0.0.1:6379/0",
+        "Redis the local stack's Celery workers take tasks from (DRESSCODE_EXECUTOR=celery).",
+    ),
+    "airflow_db_url": Knob(
+        "DRESSCODE_AIRFLOW_DB_URL",
+        _optional_str,
+        lambda _home: None,
+        "SQLAlchemy URL of the local stack's Airflow metadata DB; default: SQLite in the home (local executor), postgresql+psycopg://postgres@127.0.0.1:5432/dresscode_airflow (celery; created if missing).",
+    ),
     "serve_conn_id": Knob(
         "DRESSCODE_SERVE_CONN_ID",
         _str,

@@ -71,8 +71,20 @@ class AirflowAPI:
     def unpause(self, dag_id: str) -> None:
         self.request("PATCH", f"/api/v2/dags/{dag_id}", json={"is_paused": False})
 
-    def trigger(self, dag_id: str, conf: dict[str, Any] | None = None) -> str:
-        body = {"logical_date": None, "conf": conf or {}}
+    def dag(self, dag_id: str) -> dict[str, Any]:
+        return self.request("GET", f"/api/v2/dags/{dag_id}")
+
+    def trigger(
+        self,
+        dag_id: str,
+        conf: dict[str, Any] | None = None,
+        *,
+        logical_date: str | None = None,
+        data_interval: tuple[str, str] | None = None,
+    ) -> str:
+        body: dict[str, Any] = {"logical_date": logical_date, "conf": conf or {}}
+        if data_interval:
+            body["data_interval_start"], body["data_interval_end"] = data_interval
         return self.request("POST", f"/api/v2/dags/{dag_id}/dagRuns", json=body)["dag_run_id"]
 
     def runs(self, dag_id: str) -> list[dict[str, Any]]:

@@ -27,6 +27,7 @@ class Part:
     name: str
     argv: list[str]
     port: int | None = None
+    env: tuple[tuple[str, str], ...] = ()  # on top of the stack's environment, for this part
 
 
 def home() -> Path:
@@ -103,7 +104,7 @@ def start_part(part: Part, env: dict[str, str]) -> int:
     with (logs / f"{part.name}.log").open("ab") as log_fh:
         proc = subprocess.Popen(
             part.argv,
-            env=env,
+            env={**env, **dict(part.env)},
             stdout=log_fh,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

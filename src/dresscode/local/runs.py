@@ -3,61 +3,47 @@
 from __future__ import annotations
 
 import json
+import time
 
-from dresscode.local.airflow_api import TERMINAL_STATES, AirflowAPI
+from dresscode.local.airflow_api import AirflowAPI
 from dresscode.local.stack import dags_in_folder, run_dir, sim_script
 
-# The pipeline in run order; ``up`` triggers those that exist in dags/.
-PIPELINE = (
-    "wardrobe_ingest",
-    "item_embeddings",
-    "prompt_release",
-    "weather_ingest",
-    "style_features",
-    "outfit_pregen",
+# The pipeline as stages: the DAGs of a stage need only what earlier stages wrote, so they run
+# at once (the LocalExecutor runs 8 tasks in parallel); ``up`` runs those that exist in dags/.
+STAGES = (
+    ("wardrobe_ingest", "weather_ingest", "prompt_release"),
+    ("item_embeddings", "style_features"),
+    ("outfit_pregen",),
 )
+PIPELINE = tuple(dag_id for stage in STAGES for dag_id in stage)
 
 
-def run_pipeline(client: AirflowAPI, timeout_s: float = 1800) -> dict[str, str]:
-    """Unpause and trigger each pipeline DAG in order; wait for every run. Returns dag_id -> state."""
-    results = {}
-    for dag_id in (d for d in PIPELINE if d in dags_in_folder()):
-        client.unpause(dag_id)
-        run_id = client.trigger(dag_id)
-        print(f"• triggered {dag_id} ({run_id})", flush=True)
-        # Unpausing may also have started a scheduled run; ours queues behind it
-        # (max_active_runs=1), so wait for it first, then ours, then any that came after.
-        _wait_for_other_runs(client, dag_id, run_id, timeout_s)
-        state = client.wait_for_run(dag_id, run_id, timeout_s)
-        _wait_for_other_runs(client, dag_id, run_id, timeout_s)
-        results[dag_id] = state
-        failed = [
-            t
-            for t, s in client.task_states(dag_id, run_id).items()
-            if s not in {"success", "skipped"}
-        ]
-        note = f" (not successful: {', '.join(failed)})" if failed else ""
-        print(f"  {dag_id}: {state}{note}", flush=True)
-    return results
+def start_run(client: AirflowAPI, dag_id: str, conf: dict | None = None) -> str:
+    """Start a run of ``dag_id`` now and unpause it; returns its run id.
 
+    Unpausing a scheduled DAG makes the scheduler run its latest interval at once, even with
+    ``catchup=False``: before, ``make up`` ran that work twice (the issue's prompt_release ran a
+    122 s golden evaluation nobody asked for, and ours queued behind it). On a paused DAG our
+    run takes the logical date of that scheduled run, so the scheduler finds it already there
+    and moves on to the next interval (Airflow keys scheduled runs on it); its data interval
+    is the 24 hours before now, as for any run started by hand.
+    """
+    from datetime import UTC, datetime, timedelta
 
-def _wait_for_other_runs(client: AirflowAPI, dag_id: str, run_id: str, timeout_s: float) -> None:
-    for run in client.runs(dag_id):
-        if run["dag_run_id"] != run_id and run["state"] not in TERMINAL_STATES:
-            client.wait_for_run(dag_id, run["dag_run_id"], timeout_s)
-
-
-# The monitoring demo: a second normal batch (the check must say healthy), then a batch of dark
-# photos (it must see the drift, re-evaluate, and promote or page).
-DEMO_BATCH = 40  # photos per demo batch: above DRESSCODE_DRIFT_MIN_ROWS, so drift is testable
-DEMO_BATCHES = (("normal", None), ("dark", "dark"))
-
-
-def run_and_report(client: AirflowAPI, dag_id: str, conf: dict | None, timeout_s: float) -> str:
+    info = client.dag(dag_id)
+    logical = info.get("next_dagrun_logical_date") if info.get("is_paused") else None
+    if logical:
+        now = datetime.now(UTC)
+        window = ((now - timedelta(days=1)).isoformat(), now.isoformat())
+        run_id = client.trigger(dag_id, conf, logical_date=logical, data_interval=window)
+    else:
+        run_id = client.trigger(dag_id, conf)
     client.unpause(dag_id)
-    run_id = client.trigger(dag_id, conf=conf)
     print(f"• triggered {dag_id} ({run_id})", flush=True)
-    state = client.wait_for_run(dag_id, run_id, timeout_s)
+    return run_id
+
+
+def report(client: AirflowAPI, dag_id: str, run_id: str, state: str) -> None:
     tasks = client.task_states(dag_id, run_id)
     failed = [t for t, s in tasks.items() if s not in {"success", "skipped"}]
     taken = [
@@ -68,6 +54,33 @@ def run_and_report(client: AirflowAPI, dag_id: str, conf: dict | None, timeout_s
     note = f" (not successful: {', '.join(failed)})" if failed else ""
     branch = f", took {' -> '.join(taken)}" if taken else ""
     print(f"  {dag_id}: {state}{branch}{note}", flush=True)
+
+
+def run_pipeline(client: AirflowAPI, timeout_s: float = 1800) -> dict[str, str]:
+    """Run the pipeline's stages in order, the DAGs of a stage at once; wait for every run.
+    Returns dag_id -> state."""
+    present = set(dags_in_folder())
+    results = {}
+    for stage in STAGES:
+        began = time.monotonic()
+        started = {dag_id: start_run(client, dag_id) for dag_id in stage if dag_id in present}
+        for dag_id, run_id in started.items():
+            results[dag_id] = client.wait_for_run(dag_id, run_id, timeout_s)
+            report(client, dag_id, run_id, results[dag_id])
+        print(f"  ({', '.join(started)}: {time.monotonic() - began:.0f} s)", flush=True)
+    return results
+
+
+# The monitoring demo: a second normal batch (the check must say healthy), then a batch of dark
+# photos (it must see the drift, re-evaluate, and promote or page).
+DEMO_BATCH = 40  # photos per demo batch: above DRESSCODE_DRIFT_MIN_ROWS, so drift is testable
+DEMO_BATCHES = (("normal", None), ("dark", "dark"))
+
+
+def run_and_report(client: AirflowAPI, dag_id: str, conf: dict | None, timeout_s: float) -> str:
+    run_id = start_run(client, dag_id, conf)
+    state = client.wait_for_run(dag_id, run_id, timeout_s)
+    report(client, dag_id, run_id, state)
     return state
 
 

@@ -17,13 +17,15 @@ import os
 import secrets
 import subprocess
 import sys
+import time
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
 from dresscode.core.config import REPO_ROOT, get_settings
-from dresscode.local import lake_migrate, leaks
+from dresscode.local import executors, lake_migrate, leaks
 from dresscode.local.airflow_api import AirflowAPI
 from dresscode.local.embedding_server import SERVED_MODEL as EMBEDDING_MODEL
 from dresscode.local.embedding_server import command as embedding_command
@@ -117,17 +119,20 @@ def airflow_env(ports: Ports) -> dict[str, str]:
     env.update(
         {
             "PATH": f"{venv_bin()}{os.pathsep}{env.get('PATH', '')}",
+            # config/airflow_local_settings.py: the worker preload hook (what the image keeps
+            # in $AIRFLOW_HOME/config).
+            "PYTHONPATH": os.pathsep.join(
+                p for p in (str(REPO_ROOT / "config"), env.get("PYTHONPATH", "")) if p
+            ),
             "DRESSCODE_HOME": str(settings.home),
             "AIRFLOW_HOME": str(airflow_home()),
             "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
             "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
             "AIRFLOW__CORE__PARALLELISM": "8",
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN_USER}:admin",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{airflow_home() / 'airflow.db'}",
             "AIRFLOW__API__HOST": "127.0.0.1",
             "AIRFLOW__API__PORT": str(ports.airflow),
             "AIRFLOW__API__BASE_URL": base_url,
@@ -188,6 +193,8 @@ def airflow_env(ports: Ports) -> dict[str, str]:
             "DRESSCODE_LANDING_URI": settings.landing_uri,
         }
     )
+    # The executor, its metadata DB and (celery) broker: executors.py.
+    env.update(executors.airflow_env(settings, airflow_home(), dict(os.environ)))
     return env
 
 
@@ -219,7 +226,10 @@ def mlflow_part(ports: Ports) -> Part:
 
 
 def parts(ports: Ports) -> list[Part]:
+    settings = get_settings()
     airflow = str(venv_bin() / "airflow")
+    local = settings.executor == "local"
+    scheduler_env = (("DRESSCODE_WORKER_PRELOAD", "all"),) if local else ()
     script = sim_script()
     tracking = [mlflow_part(ports)] if mlflow_url(ports) else []
     return [
@@ -241,9 +251,12 @@ def parts(ports: Ports) -> list[Part]:
         Part("embeddings", embedding_command(ports.embeddings), ports.embeddings),
         *tracking,
         Part("api-server", [airflow, "api-server", "--port", str(ports.airflow)], ports.airflow),
-        Part("scheduler", [airflow, "scheduler"]),
+        # The LocalExecutor forks task processes from the scheduler: what it imports first,
+        # the tasks inherit (dresscode.orchestration.preload). Celery workers preload instead.
+        Part("scheduler", [airflow, "scheduler"], env=scheduler_env),
         Part("dag-processor", [airflow, "dag-processor"]),
         Part("triggerer", [airflow, "triggerer"]),
+        *executors.worker_parts(settings, airflow),
         Part(
             "serve",
             [str(venv_bin() / "dresscode"), "serve", "--port", str(ports.serve)],
@@ -284,10 +297,11 @@ def api(ports: Ports) -> AirflowAPI:
     return AirflowAPI(f"http://127.0.0.1:{ports.airflow}", ADMIN_USER, ADMIN_PASSWORD)
 
 
-def start(ports: Ports) -> None:
-    """Start every part that is not running yet and wait until all are healthy."""
+def start(ports: Ports, only: Collection[str] | None = None) -> None:
+    """Start every part that is not running yet and wait until all are healthy; ``only``: just
+    those parts (a test's stack without the embedding server or the stylist)."""
     alive = running_parts(ports)
-    wanted = parts(ports)
+    wanted = [p for p in parts(ports) if only is None or p.name in only]
     missing = [p for p in wanted if p.name not in alive]
     if alive and missing:
         print(
@@ -304,6 +318,7 @@ def start(ports: Ports) -> None:
         lake_migrate.prepare_lake()
     env = airflow_env(ports)
     if missing:
+        executors.check_services(get_settings(), airflow_home())
         print("• preparing the Airflow database (airflow db migrate)", flush=True)
         _airflow(env, "db", "migrate")
         _airflow(
@@ -319,28 +334,11 @@ def start(ports: Ports) -> None:
         print(f"• started {part.name} (pid {pid})", flush=True)
 
     sim_url = f"http://127.0.0.1:{ports.sim}"
-    wait_for(
-        "the simulator",
-        lambda: httpx.get(f"{sim_url}/health", timeout=2).status_code == 200,
-        60,
-        "simulator",
-    )
-    embeddings_url = f"http://127.0.0.1:{ports.embeddings}"
-    wait_for(
-        "the embedding server",
-        lambda: httpx.get(f"{embeddings_url}/health", timeout=2).status_code == 200,
-        60,
-        "embeddings",
-    )
-    tracking = mlflow_url(ports)
-    if tracking:
-        wait_for(
-            "the MLflow server",
-            lambda: httpx.get(f"{tracking}/health", timeout=2).status_code == 200,
-            120,
-            "mlflow",
-        )
+    serve_url = f"http://127.0.0.1:{ports.serve}"
     client = api(ports)
+
+    def answers(url: str) -> Callable[[], bool]:
+        return lambda: httpx.get(f"{url}/health", timeout=2).status_code == 200
 
     def airflow_healthy() -> bool:
         status = client.healthy()
@@ -349,22 +347,24 @@ def start(ports: Ports) -> None:
             for c in ("metadatabase", "scheduler", "triggerer", "dag_processor")
         )
 
-    wait_for(
-        "Airflow (api-server, scheduler, dag-processor, triggerer)",
-        airflow_healthy,
-        180,
-        "api-server",
-    )
-    serve_url = f"http://127.0.0.1:{ports.serve}"
-    wait_for(
-        "the online stylist (dresscode serve)",
-        lambda: httpx.get(f"{serve_url}/health", timeout=2).status_code == 200,
-        180,
-        "serve",
-    )
+    names = [p.name for p in wanted]
+    workers = [name for name in names if name.startswith("worker-")]
+    checks: list[tuple[str, str, Callable[[], bool], float]] = [
+        ("simulator", "the simulator", answers(sim_url), 60),
+        ("embeddings", "the embedding server", answers(f"http://127.0.0.1:{ports.embeddings}"), 60),
+        ("mlflow", "the MLflow server", answers(f"http://127.0.0.1:{ports.mlflow}"), 120),
+        ("api-server", "Airflow (api-server, scheduler, dag-processor, triggerer)",
+         airflow_healthy, 180),
+        (workers[0] if workers else "-", f"the Celery workers ({', '.join(workers)})",
+         lambda: set(workers) <= executors.answering_workers(get_settings()), 180),
+        ("serve", "the online stylist (dresscode serve)", answers(serve_url), 180),
+    ]  # fmt: skip
+    for name, label, healthy, timeout_s in checks:
+        if name in names:
+            wait_for(label, healthy, timeout_s, name)
     print(
-        f"• all parts healthy: simulator at {sim_url}/v1, Airflow at {client.base_url}, "
-        f"stylist at {serve_url}",
+        f"• all parts healthy: simulator at {sim_url}/v1, Airflow at {client.base_url}"
+        + (f", stylist at {serve_url}" if "serve" in names else ""),
         flush=True,
     )
 
@@ -389,18 +389,24 @@ def wait_for_dags(client: AirflowAPI, expected: list[str], timeout_s: float = 18
 def up(seed_photos: int = 48) -> int:
     from dresscode.local import runs, seed, summary
 
+    began = time.monotonic()
     ports = Ports.from_env()
     print(f"Dresscode local stack in {home()}", flush=True)
     start(ports)
     client = api(ports)
     wait_for_dags(client, dags_in_folder())
-    print(f"• {len(dags_in_folder())} DAGs parsed, no import errors", flush=True)
+    print(
+        f"• {len(dags_in_folder())} DAGs parsed, no import errors "
+        f"({time.monotonic() - began:.0f} s since make up started)",
+        flush=True,
+    )
     written = seed.seed(n_photos=seed_photos, script_path=sim_script(), near_duplicates=4)
     print(
         f"• seeded landing: {written.new} new uploads ({written.skipped} already ingested earlier)",
         flush=True,
     )
     states = runs.run_pipeline(client)
+    feedback_run = None
     if "feedback_ingest" in dags_in_folder():
         fed = seed.seed_feedback()
         print(
@@ -409,9 +415,14 @@ def up(seed_photos: int = 48) -> int:
             else "• user feedback already ingested earlier",
             flush=True,
         )
-        states["feedback_ingest"] = runs.run_and_report(client, "feedback_ingest", None, 1800)
+        # It reads what the pipeline wrote, and nothing the monitoring demo writes: both at once.
+        feedback_run = runs.start_run(client, "feedback_ingest")
     if "model_monitoring" in dags_in_folder():
         states |= runs.run_monitoring_demo(client, first_seed=seed_photos)
+    if feedback_run:
+        state = client.wait_for_run("feedback_ingest", feedback_run, 1800)
+        runs.report(client, "feedback_ingest", feedback_run, state)
+        states["feedback_ingest"] = state
     print()
     print(summary.render(summary.collect(), states))
     print()
@@ -433,6 +444,7 @@ def up(seed_photos: int = 48) -> int:
         )
     print(serve_curl(ports))
     print("Stop with: make down")
+    print(f"make up took {time.monotonic() - began:.0f} s", flush=True)
     return 0 if not found and all(s == "success" for s in states.values()) else 1
 
 
@@ -482,4 +494,12 @@ def status() -> int:
                 print(f"  airflow {component}: {state}")
         except httpx.HTTPError as exc:
             print(f"  airflow health: not answering ({exc})")
+    settings = get_settings()
+    for line in executors.service_status(settings, airflow_home()):
+        print(line)
+    if settings.executor == "celery":
+        answering = executors.answering_workers(settings)
+        for part in executors.worker_parts(settings, "airflow"):
+            state = "answering" if part.name in answering else "NOT ANSWERING (see its log)"
+            print(f"  celery {part.name}: {state}")
     return 0

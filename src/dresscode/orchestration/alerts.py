@@ -23,7 +23,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -50,7 +50,7 @@ STALE_PENDING_S = 3600
 class Alert:
     """One alert record; also the JSONL line of the local alert file."""
 
-    kind: str  # "task_failed" | "page" | "deadline_missed"
+    kind: str  # "task_failed" | "page" | "deadline_missed" | "worker_lost"
     dag_id: str
     summary: str  # first line of the cause, or the page's headline
     runbook: str
@@ -483,3 +483,36 @@ class FailureNotifier(BaseNotifier):
             deliver(alert_from_context(context, settings), settings)
         except Exception:  # the callback must never raise into Airflow
             log.exception("Failed to build or deliver the failure alert")
+
+
+def worker_lost_alert(context: Mapping[str, Any], settings: Settings | None = None) -> Alert:
+    """The task stopped heartbeating and Airflow retries it: the alert names the worker."""
+    ti = context.get("ti") or context.get("task_instance")
+    worker = getattr(ti, "hostname", None) or "an unknown worker"
+    return replace(
+        alert_from_context(context, settings),
+        kind="worker_lost",
+        summary=(
+            f"worker {worker} stopped heartbeating while running this task (killed, out of "
+            "memory, or its machine was lost); Airflow retries it on a worker that answers"
+        ),
+        details={"worker": worker},
+    )
+
+
+class WorkerLostNotifier(BaseNotifier):
+    """Task-level retry callback. A retry the task asked for (it raised) is routine: its log
+    says why. A retry because the task stopped heartbeating is news for the on-call: its worker
+    is gone. Airflow's scheduler runs this callback in the dag-processor for such a task, with
+    no exception in the context."""
+
+    template_fields = ()
+
+    def notify(self, context: Context) -> None:
+        if context.get("exception") is not None:
+            return
+        try:
+            settings = alert_settings()
+            deliver(worker_lost_alert(context, settings), settings)
+        except Exception:  # the callback must never raise into Airflow
+            log.exception("Failed to build or deliver the worker-lost alert")

@@ -20,7 +20,7 @@ from airflow.sdk import (  # type: ignore[attr-defined]
 )
 
 from dresscode.core.config import get_settings
-from dresscode.orchestration.alerts import FailureNotifier, deadline_missed
+from dresscode.orchestration.alerts import FailureNotifier, WorkerLostNotifier, deadline_missed
 
 if TYPE_CHECKING:
     from dresscode.core.config import Settings
@@ -34,6 +34,7 @@ DEFAULT_ARGS = {
     "retry_exponential_backoff": True,
     "max_retry_delay": timedelta(minutes=10),
     "on_failure_callback": FailureNotifier(),
+    "on_retry_callback": WorkerLostNotifier(),
 }
 
 _REFERENCES = {
@@ -69,6 +70,12 @@ def deadline(
 # Every task that handles user data has one, so a hostile input or a stalled endpoint ends in a
 # failed, retried and alerted task instead of a worker slot held for ever. Each is a worst case
 # computed from the settings (or a stated constant), plus TASK_MARGIN.
+
+# The `llm` pool's order when slots free up: users wait on their uploads, nobody waits on a
+# golden evaluation. A batch takes the whole pool (llm_max_concurrency slots) and the scheduler
+# fills freed slots by priority: with the default weights an evaluation (more tasks downstream)
+# went first, and its one slot kept an ingest batch out for two minutes (seen in `make up`).
+USER_FACING_PRIORITY = 100
 
 TASK_MARGIN = timedelta(minutes=5)
 """Start-up, lake reads and writes, a manifest commit: added to every computed timeout."""
