@@ -302,6 +302,35 @@ def test_airflow_runs_celery_with_a_scalable_worker(services: dict[str, dict[str
         )
 
 
+def test_compose_runs_the_local_celery_stacks_executor_settings(
+    compose: dict[str, Any], services: dict[str, dict[str, Any]]
+) -> None:
+    """The settings DRESSCODE_EXECUTOR=celery runs with (and its integration test exercises)
+    are the ones the production topology declares; hosts and credentials differ."""
+    import dataclasses
+
+    from dresscode.core.config import get_settings
+    from dresscode.local import executors
+
+    local = executors.celery_settings(
+        dataclasses.replace(get_settings(), executor="celery"), executors.DEFAULT_POSTGRES_URL
+    )
+    env = compose["x-airflow-env"]
+    assert set(local) <= set(env), sorted(set(local) - set(env))
+    for key in (
+        "AIRFLOW__CORE__EXECUTOR",
+        executors.VISIBILITY_KEY,
+        executors.HEARTBEAT_KEY,
+        "AIRFLOW__CORE__HOSTNAME_CALLABLE",
+    ):
+        assert str(env[key]) == local[key], key
+    assert env["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://")
+    assert env["AIRFLOW__CELERY__RESULT_BACKEND"].startswith("db+postgresql+psycopg://")
+    executors.check_visibility_timeout(env[executors.VISIBILITY_KEY], get_settings())
+    worker_env = services["airflow-worker"]["environment"]
+    assert worker_env["DRESSCODE_WORKER_PRELOAD"] == "all"
+
+
 def test_project_settings_use_real_setting_names(services: dict[str, dict[str, Any]]) -> None:
     from dresscode.core.config import SETTINGS
 

@@ -327,7 +327,7 @@ SETTINGS: dict[str, Knob] = {
         "DRESSCODE_WORKER_PRELOAD",
         _optional_str,
         lambda _home: None,
-        "Set on a process that forks task processes (the scheduler's LocalExecutor, a Celery worker): libraries it imports once, before forking, so tasks do not pay them (all, or a list such as pandas,feast,mlflow,evidently; empty: none).",
+        "Libraries a process that forks task processes (the scheduler's LocalExecutor, a Celery worker) imports once before forking, so tasks do not pay them: all, or a list such as pandas,feast,mlflow,evidently. The local stack passes it (all when unset) to its scheduler or Celery workers.",
     ),
     "executor": Knob(
         "DRESSCODE_EXECUTOR",

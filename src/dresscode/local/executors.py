@@ -109,16 +109,18 @@ def check_visibility_timeout(raw: str, settings: Settings) -> None:
 
 def worker_parts(settings: Settings, airflow_bin: str) -> list[Part]:
     """The Celery workers: each named (its task instances record ``worker-N@<host>``), each
-    importing the tasks' libraries once before it forks (dresscode.orchestration.preload).
+    importing the tasks' libraries once before it forks (dresscode.orchestration.preload;
+    ``DRESSCODE_WORKER_PRELOAD`` narrows the list, default all).
     Their logs are read from the shared log folder, so they serve none (one port each)."""
     if settings.executor != "celery":
         return []
     concurrency = ["--concurrency", str(settings.celery_worker_concurrency), "--skip-serve-logs"]
+    preload = settings.worker_preload or "all"
     return [
         Part(
             f"worker-{n}",
             [airflow_bin, "celery", "worker", "--celery-hostname", f"worker-{n}@%h", *concurrency],
-            env=(("DRESSCODE_WORKER_NAME", f"worker-{n}"), ("DRESSCODE_WORKER_PRELOAD", "all")),
+            env=(("DRESSCODE_WORKER_NAME", f"worker-{n}"), ("DRESSCODE_WORKER_PRELOAD", preload)),
         )
         for n in range(1, settings.celery_workers + 1)
     ]

@@ -16,6 +16,7 @@ A backend that is down or not configured is logged at ERROR and recorded in the 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import html
 import json
 import logging
@@ -513,6 +514,23 @@ class WorkerLostNotifier(BaseNotifier):
             return
         try:
             settings = alert_settings()
-            deliver(worker_lost_alert(context, settings), settings)
+            alert = worker_lost_alert(context, settings)
+            if _first_report(alert, settings):
+                deliver(alert, settings)
         except Exception:  # the callback must never raise into Airflow
             log.exception("Failed to build or deliver the worker-lost alert")
+
+
+def _first_report(alert: Alert, settings: Settings) -> bool:
+    """Whether no alert was sent yet for this task try's lost worker. The scheduler may hand
+    the same heartbeat timeout to the callback twice (seen: two calls 2 s apart on the
+    CeleryExecutor); a marker file created exclusively lets one of them through."""
+    key = f"{alert.dag_id}.{alert.task_id}.{alert.run_id}.{alert.map_index}.{alert.try_number}"
+    marker = settings.alerts_file.with_name(settings.alerts_file.name + ".lost")
+    marker.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256(key.encode()).hexdigest()[:32]
+    try:
+        (marker / digest).open("x").close()
+    except FileExistsError:
+        return False
+    return True

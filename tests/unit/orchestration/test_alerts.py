@@ -88,6 +88,26 @@ def test_failure_alert_has_everything_on_call_needs(dresscode_home: Path) -> Non
     assert record["delivery"] == {}  # no backend selected: the file only
 
 
+def test_a_retry_after_a_lost_heartbeat_alerts_with_the_worker(dresscode_home: Path) -> None:
+    # What the dag-processor passes for a task whose heartbeat stopped: no exception.
+    context = _context(RuntimeError("unused"))
+    context.pop("exception")
+    context["ti"].hostname = "worker-2@node-7"
+    alerts.WorkerLostNotifier().notify(context)
+    alerts.WorkerLostNotifier().notify(context)  # the same loss handed over twice: one alert
+
+    [record] = alerts.read_alerts()
+    assert record["kind"] == "worker_lost" and record["details"] == {"worker": "worker-2@node-7"}
+    assert record["summary"].startswith("worker worker-2@node-7 stopped heartbeating")
+    assert "[dresscode] worker lost: wardrobe_ingest.report" in record["text"]
+    assert "runbook: docs/runbooks/wardrobe_ingest.md" in record["text"]
+
+
+def test_a_retry_the_task_asked_for_is_not_an_alert(dresscode_home: Path) -> None:
+    alerts.WorkerLostNotifier().notify(_context(RuntimeError("the endpoint timed out")))
+    assert alerts.read_alerts() == []
+
+
 def test_notifier_never_raises_when_the_alert_file_cannot_be_written(
     dresscode_home: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -1,0 +1,211 @@
+"""The local stack on the CeleryExecutor: two workers, Redis and PostgreSQL on loopback.
+
+What runs: the stack's own ``start`` with ``DRESSCODE_EXECUTOR=celery`` in a scratch home (its
+own ports, a scratch PostgreSQL database, its own Redis DB index) — the simulator, the MLflow
+server, Airflow's api-server, scheduler, dag-processor and triggerer, and two ``airflow celery
+worker`` processes. 500 photos in landing, one ``wardrobe_ingest`` run in batches of 50; two
+batches fit the `llm` pool at once and each worker runs one task at a time, so both workers
+take batches. While a batch runs, its worker is killed with SIGKILL (the worker and every
+process under it: a lost machine); the scheduler notices the silence after the heartbeat
+timeout and the batch is retried on the other worker.
+
+Checked: the run succeeds; both workers ran batches (the task instances' hostnames, first
+tries included); every photo has exactly one outcome (0 lost), no photo has two accepted
+rows and no item is written twice (0 duplicates); the worker-lost alert names the killed
+worker. The model is the project's vLLM simulator.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from dresscode.core import config
+
+# Starting the stack, seeding and the run with its retry are the first test's setup.
+pytestmark = pytest.mark.timeout(900)
+
+PHOTOS = 500
+BATCH = 50
+PARTS = (
+    "simulator", "mlflow", "api-server", "scheduler", "dag-processor", "triggerer",
+    "worker-1", "worker-2",
+)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def celery_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    import psycopg
+    import redis
+
+    from dresscode.local import stack
+    from dresscode.sim.testing import free_port
+
+    home = tmp_path_factory.mktemp("celery-home")
+    db = f"dresscode_celery_{uuid.uuid4().hex[:8]}"
+    redis_db = 13
+    redis.Redis(db=redis_db).flushdb()
+    monkeypatch = pytest.MonkeyPatch()
+    for name in ("AIRFLOW", "SIM", "SERVE", "EMBEDDINGS", "MLFLOW"):
+        monkeypatch.setenv(f"DRESSCODE_{name}_PORT", str(free_port()))
+    for knob in ("DRESSCODE_LAKE_URI", "DRESSCODE_LANDING_URI", "MLFLOW_TRACKING_URI"):
+        monkeypatch.delenv(knob, raising=False)
+    settings = {
+        "DRESSCODE_HOME": str(home),
+        "DRESSCODE_EXECUTOR": "celery",
+        "DRESSCODE_AIRFLOW_DB_URL": f"postgresql+psycopg://postgres@127.0.0.1:5432/{db}",
+        "DRESSCODE_CELERY_BROKER_URL": f"redis://127.0.0.1:6379/{redis_db}",
+        "DRESSCODE_CELERY_WORKERS": "2",
+        "DRESSCODE_CELERY_WORKER_CONCURRENCY": "1",
+        "DRESSCODE_INGEST_BATCH_SIZE": str(BATCH),
+        "DRESSCODE_LLM_MAX_CONCURRENCY": "8",  # a batch takes 8 of the pool's 16 slots
+        # What the ingest tasks import (not feast, evidently): less for the workers to load.
+        "DRESSCODE_WORKER_PRELOAD": "pandas,pyarrow,deltalake,PIL,pillow_heif,httpx,openai,boto3,mlflow",
+        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "20",
+    }
+    for key, value in settings.items():
+        monkeypatch.setenv(key, value)
+    config.get_settings.cache_clear()
+    ports = stack.Ports.from_env()
+    try:
+        stack.start(ports, only=PARTS)
+        client = stack.api(ports)
+        stack.wait_for_dags(client, ["wardrobe_ingest"])
+        yield {"client": client, "home": home}
+    finally:
+        stack.down()
+        monkeypatch.undo()
+        config.get_settings.cache_clear()
+        with psycopg.connect("host=127.0.0.1 user=postgres dbname=postgres", autocommit=True) as c:
+            c.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+        redis.Redis(db=redis_db).flushdb()
+
+
+def _worker_pid(name: str) -> int:
+    from dresscode.local.processes import recorded_pid
+
+    pid = recorded_pid(name)
+    assert pid is not None, f"{name} has no PID file"
+    return pid
+
+
+def _kill_tree(pid: int) -> list[int]:
+    """SIGKILL the worker and everything under it at once (a machine that vanished)."""
+    import psutil
+
+    root = psutil.Process(pid)
+    victims = [root, *root.children(recursive=True)]
+    for proc in victims:
+        proc.kill()
+    psutil.wait_procs(victims, timeout=10)
+    return [p.pid for p in victims]
+
+
+def _batches(client: Any, run_id: str) -> list[dict[str, Any]]:
+    tis = client.request(
+        "GET",
+        f"/api/v2/dags/wardrobe_ingest/dagRuns/{run_id}/taskInstances",
+        params={"limit": 500},
+    )["task_instances"]
+    return [ti for ti in tis if ti["task_id"] == "process"]
+
+
+def _tries(client: Any, run_id: str, map_index: int) -> list[dict[str, Any]]:
+    path = f"/api/v2/dags/wardrobe_ingest/dagRuns/{run_id}/taskInstances/process/{map_index}/tries"
+    return client.request("GET", path)["task_instances"]
+
+
+@pytest.fixture(scope="module")
+def killed_run(celery_stack: dict[str, Any]) -> dict[str, Any]:
+    from dresscode.local import runs, seed, stack
+
+    client = celery_stack["client"]
+    written = seed.seed(PHOTOS, script_path=stack.sim_script(), bad_files=False, size=(640, 480))
+    assert written.new == PHOTOS
+    run_id = runs.start_run(client, "wardrobe_ingest")
+
+    victim: dict[str, Any] | None = None
+    give_up = time.monotonic() + 600
+    while victim is None and time.monotonic() < give_up:
+        running = [b for b in _batches(client, run_id) if b["state"] == "running" and b["hostname"]]
+        if running:
+            victim = running[0]
+        else:
+            time.sleep(0.5)
+    assert victim is not None, "no batch ever ran"
+    worker = victim["hostname"].split("@", 1)[0]
+    killed = _kill_tree(_worker_pid(worker))
+    state = client.wait_for_run("wardrobe_ingest", run_id, 900)
+    return {
+        "client": client,
+        "run_id": run_id,
+        "state": state,
+        "victim": victim,
+        "worker": victim["hostname"],
+        "killed": killed,
+    }
+
+
+def test_the_run_survives_a_worker_killed_mid_batch(killed_run: dict[str, Any]) -> None:
+    assert killed_run["state"] == "success"
+    client, run_id = killed_run["client"], killed_run["run_id"]
+    batches = _batches(client, run_id)
+    assert len(batches) == PHOTOS // BATCH
+    assert {b["state"] for b in batches} == {"success"}
+    tries = _tries(client, run_id, killed_run["victim"]["map_index"])
+    assert tries[0]["hostname"] == killed_run["worker"]
+    assert tries[-1]["state"] == "success" and tries[-1]["hostname"] != killed_run["worker"]
+
+
+def test_both_workers_ran_batches(killed_run: dict[str, Any]) -> None:
+    client, run_id = killed_run["client"], killed_run["run_id"]
+    hosts = {
+        t["hostname"].split("@", 1)[0]
+        for b in _batches(client, run_id)
+        for t in _tries(client, run_id, b["map_index"])
+        if t["hostname"]
+    }
+    assert hosts == {"worker-1", "worker-2"}
+
+
+def test_no_photo_is_lost_or_digitized_twice(killed_run: dict[str, Any]) -> None:
+    from dresscode.core import lake
+
+    manifests = lake.read_table("manifests")
+    # 0 lost: each of the 500 uploads seeded (all new, none before) has an outcome.
+    assert manifests["upload_key"].nunique() == PHOTOS
+    assert set(manifests["status"]) <= {"accepted", "quarantined", "digitize_failed"}
+    accepted = manifests[manifests["status"] == "accepted"]
+    assert not accepted["upload_key"].duplicated().any()  # 0 duplicates
+    items = lake.read_table("wardrobe_items")
+    assert not items["item_id"].duplicated().any()
+    per_photo = items.groupby("upload_key").size()
+    expected = accepted.set_index("upload_key")["n_items"]
+    assert (per_photo.reindex(expected.index, fill_value=0) == expected).all()
+
+
+def test_the_alert_names_the_lost_worker(killed_run: dict[str, Any]) -> None:
+    from dresscode.orchestration import alerts
+
+    lost = [a for a in alerts.read_alerts() if a["kind"] == "worker_lost"]
+    assert lost, "no worker-lost alert"
+    [alert] = lost
+    assert alert["details"]["worker"] == killed_run["worker"]
+    assert killed_run["worker"] in alert["summary"]
+    assert alert["task_id"] == "process" and alert["map_index"] == killed_run["victim"]["map_index"]
+
+
+def test_make_status_reports_the_dead_worker(killed_run: dict[str, Any], capsys) -> None:
+    from dresscode.local import stack
+
+    assert stack.status() == 0
+    out = capsys.readouterr().out
+    dead = killed_run["worker"].split("@", 1)[0]
+    alive = {"worker-1", "worker-2"} - {dead}
+    assert f"celery {dead}: NOT ANSWERING" in out
+    assert f"celery {alive.pop()}: answering" in out
+    assert "celery broker  reachable" in out and "metadata DB    reachable" in out
