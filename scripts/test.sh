@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make test`: the whole suite, as three pytest processes at once. tests/dags (Airflow's
+# `make test`: the whole suite, as four pytest processes at once. tests/dags (Airflow's
 # dag.test(): simulators, retry delays) and tests/integration (real servers and subprocesses)
 # spend much of their time waiting, so they run beside tests/unit instead of after it, and the
 # suite takes about as long as its longest part. The background parts' output is shown once
@@ -19,9 +19,18 @@ fi
 logs=.local/test
 mkdir -p "$logs"
 
+# tests/integration's Celery stack (two workers, a 500-photo ingest, a killed worker: ~5 min,
+# mostly waiting on heartbeats and retries) runs as a part of its own.
+celery=tests/integration/test_celery_stack.py
+declare -A args=(
+    [dags]="tests/dags"
+    [integration]="tests/integration --ignore=$celery"
+    [celery]="$celery"
+)
 declare -A pids
-for part in dags integration; do
-    "$py" -m pytest "tests/$part" -p no:cacheprovider "$@" >"$logs/$part.log" 2>&1 &
+for part in dags integration celery; do
+    # shellcheck disable=SC2086  # the arguments are words on purpose
+    "$py" -m pytest ${args[$part]} -p no:cacheprovider "$@" >"$logs/$part.log" 2>&1 &
     pids[$part]=$!
 done
 make -s lint >"$logs/lint.log" 2>&1 &
@@ -33,9 +42,10 @@ rc=$?
 summary="tests/unit: exit $rc"
 failed=$(( rc != 0 ))
 
-for part in lint dags integration; do
+for part in lint dags integration celery; do
     name="tests/$part"
     [ "$part" = lint ] && name="make lint"
+    [ "$part" = celery ] && name="$celery"
     echo
     echo "=== $name (ran alongside; log: $logs/$part.log) ==="
     tail -n +1 --pid="${pids[$part]}" -f "$logs/$part.log"

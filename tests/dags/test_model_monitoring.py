@@ -187,7 +187,7 @@ def test_a_better_candidate_is_promoted_instead_of_paging(dark_run, env) -> None
     registry.promote(DIGITIZER, 3, actor="test", reason="a bad release")
     registry.set_candidate(DIGITIZER, 2)
     # auto_promote: no person to answer the approval inside dag.test() (see
-    # tests/scenarios/test_promotion_governance.py for the approval itself).
+    # tests/dags/test_promotion_governance.py for the approval itself).
     run = env["dag"].test(run_conf={**env["windows"]["dark"], "auto_promote": True})
     states = _states(run)
     assert run.state == "success", states
