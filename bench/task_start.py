@@ -68,14 +68,18 @@ def main() -> int:
     warnings.simplefilter("ignore")
     import airflow.sdk  # noqa: F401 - what every task process has before its own imports
 
-    cold = {task: [time_in_child(mods) for _ in range(args.repeats)] for task, mods in TASKS.items()}
+    cold = {
+        task: [time_in_child(mods) for _ in range(args.repeats)] for task, mods in TASKS.items()
+    }
     os.environ["DRESSCODE_WORKER_PRELOAD"] = "all"
     sys.path.insert(0, str(REPO / "config"))
     started = time.perf_counter()
     import airflow_local_settings  # noqa: F401 - the hook, as Airflow imports it
 
     preload_s = time.perf_counter() - started
-    warm = {task: [time_in_child(mods) for _ in range(args.repeats)] for task, mods in TASKS.items()}
+    warm = {
+        task: [time_in_child(mods) for _ in range(args.repeats)] for task, mods in TASKS.items()
+    }
 
     print(f"worker preload (once per worker, before it forks): {preload_s:.1f} s")
     print(f"| task | imports without preload (median of {args.repeats}) | with preload | ratio |")
