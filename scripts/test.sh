@@ -5,7 +5,7 @@
 # suite takes about as long as its longest part. The background parts' output is shown once
 # tests/unit is done (and kept in their logs). Extra arguments go to every pytest part. `make
 # lint` (ruff, mypy, the import contracts) runs alongside too, so CI enforces it. Fails when
-# any part fails.
+# any part fails. Each part ends with its ten slowest tests (--durations=10): where the time goes.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 py=.venv/bin/python
@@ -30,14 +30,14 @@ declare -A args=(
 declare -A pids
 for part in dags integration celery; do
     # shellcheck disable=SC2086  # the arguments are words on purpose
-    "$py" -m pytest ${args[$part]} -p no:cacheprovider "$@" >"$logs/$part.log" 2>&1 &
+    "$py" -m pytest ${args[$part]} -p no:cacheprovider --durations=10 "$@" >"$logs/$part.log" 2>&1 &
     pids[$part]=$!
 done
 make -s lint >"$logs/lint.log" 2>&1 &
 pids[lint]=$!
 trap 'kill "${pids[@]}" 2>/dev/null' EXIT
 
-"$py" -m pytest --ignore=tests/dags --ignore=tests/integration "$@"
+"$py" -m pytest --ignore=tests/dags --ignore=tests/integration --durations=10 "$@"
 rc=$?
 summary="tests/unit: exit $rc"
 failed=$(( rc != 0 ))

@@ -341,14 +341,15 @@ def start(ports: Ports, only: Collection[str] | None = None) -> None:
     def answers(url: str) -> Callable[[], bool]:
         return lambda: httpx.get(f"{url}/health", timeout=2).status_code == 200
 
+    names = [p.name for p in wanted]
+    components = ["metadatabase"] + [
+        c for c in ("scheduler", "triggerer", "dag_processor") if c.replace("_", "-") in names
+    ]
+
     def airflow_healthy() -> bool:
         status = client.healthy()
-        return all(
-            status.get(c) == "healthy"
-            for c in ("metadatabase", "scheduler", "triggerer", "dag_processor")
-        )
+        return all(status.get(c) == "healthy" for c in components)
 
-    names = [p.name for p in wanted]
     workers = [name for name in names if name.startswith("worker-")]
     checks: list[tuple[str, str, Callable[[], bool], float]] = [
         ("simulator", "the simulator", answers(sim_url), 60),
