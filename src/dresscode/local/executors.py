@@ -16,6 +16,7 @@ import contextlib
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from dresscode.core.config import Settings
 from dresscode.local.processes import Part, StackError
@@ -31,8 +32,9 @@ HEARTBEAT_KEY = "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT"
 # A worker whose tasks stop heartbeating is taken for lost after this long and its tasks are
 # retried elsewhere (Airflow's default is 300 s; a laptop stack should notice sooner).
 HEARTBEAT_TIMEOUT_S = 60
-# Connections one Airflow server process may hold (its SQLAlchemy pool: 5 + 10 overflow).
-CONNECTIONS_PER_AIRFLOW_PROCESS = 15
+# Connections one Airflow server process keeps (its SQLAlchemy pool size; the 10 overflow
+# connections are transient, and counting them would refuse stacks that run fine).
+CONNECTIONS_PER_AIRFLOW_PROCESS = 5
 AIRFLOW_DB_PROCESSES = ("api-server", "scheduler", "dag-processor", "triggerer")
 
 
@@ -73,9 +75,9 @@ def celery_settings(settings: Settings, db_url: str) -> dict[str, str]:
 
 
 def airflow_env(settings: Settings, airflow_home: Path, environ: dict[str, str]) -> dict[str, str]:
-    """What the executor adds to every Airflow process's environment. A value the caller's
-    environment already sets for an ``AIRFLOW__`` option of Celery's or the scheduler's wins
-    (an operator's override), after the visibility check."""
+    """What the executor adds to every Airflow process's environment. A visibility or
+    heartbeat timeout set in the caller's ``environ`` wins over the stack's (an operator's
+    override); the visibility timeout that results is checked against the tasks'."""
     db_url = airflow_db_url(settings, airflow_home)
     env = {
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": db_url,
@@ -152,7 +154,7 @@ def ping_broker(url: str) -> None:
 
 
 @contextlib.contextmanager
-def _server(url: str) -> Iterator[tuple[object, str]]:
+def _server(url: str) -> Iterator[tuple[Any, str]]:
     """A connection to the server's ``postgres`` DB, and the DB name ``url`` names."""
     import psycopg
     from sqlalchemy.engine import make_url
@@ -183,11 +185,11 @@ def ensure_database(url: str, settings: Settings) -> None:
     """Create the metadata DB if missing; refuse when the server has too few connections
     left for the stack's Airflow processes and workers."""
     with _server(url) as (conn, name):
-        cur = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))  # type: ignore[attr-defined]
+        cur = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
         if cur.fetchone() is None:
-            conn.execute(f'CREATE DATABASE "{name}"')  # type: ignore[attr-defined]
-        limit = int(conn.execute("SHOW max_connections").fetchone()[0])  # type: ignore[attr-defined]
-        used = int(conn.execute("SELECT count(*) FROM pg_stat_activity").fetchone()[0])  # type: ignore[attr-defined]
+            conn.execute(f'CREATE DATABASE "{name}"')
+        limit = int(conn.execute("SHOW max_connections").fetchone()[0])
+        used = int(conn.execute("SELECT count(*) FROM pg_stat_activity").fetchone()[0])
     needed = connections_needed(settings)
     if used + needed > limit:
         raise StackError(

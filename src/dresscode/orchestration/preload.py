@@ -15,15 +15,12 @@ sets it on the scheduler and the Celery workers, not on the api-server or the da
 from __future__ import annotations
 
 import importlib
-import logging
 import os
 import sys
 import time
 
-log = logging.getLogger(__name__)
-
 ENV = "DRESSCODE_WORKER_PRELOAD"
-# What the tasks import, heaviest last (``DRESSCODE_WORKER_PRELOAD=all`` takes every one).
+# What the tasks import, the heaviest (MLflow, Feast, Evidently) last (``DRESSCODE_WORKER_PRELOAD=all`` takes every one).
 PRELOADABLE = (
     "pandas",
     "pyarrow",
@@ -56,7 +53,7 @@ def modules_to_preload(raw: str) -> list[str]:
 
 
 def preload(modules: list[str]) -> dict[str, float]:
-    """Import ``modules``; returns seconds per module. A module that fails to import is logged
+    """Import ``modules``; returns seconds per module. A module that fails to import is reported
     and skipped: the task that needs it will then fail with the real error, in its own log."""
     took: dict[str, float] = {}
     for name in modules:
@@ -65,7 +62,11 @@ def preload(modules: list[str]) -> dict[str, float]:
             for module in (name, *SUBMODULES.get(name, ())):
                 importlib.import_module(module)
         except Exception as exc:  # a worker must start even so
-            log.warning("worker preload: could not import %s (%s); its tasks will", name, exc)
+            print(
+                f"dresscode worker preload: could not import {name} ({exc}); its tasks will",
+                file=sys.stderr,
+                flush=True,
+            )
             continue
         took[name] = time.perf_counter() - started
     return took
