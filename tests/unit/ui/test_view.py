@@ -13,7 +13,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
 import pytest
@@ -209,9 +209,21 @@ def test_api_prompts_lists_aliases_decision_and_quarantine(
     ]
 
 
+class _NoonOfToday(datetime):
+    """The view's clock held at noon of the day the rows were written: a run that crosses
+    midnight UTC must not compare yesterday's rows with today's window."""
+
+    @classmethod
+    def now(cls, tz=None):  # type: ignore[override]
+        return datetime.combine(TODAY, time(12), tzinfo=UTC)
+
+
 def test_api_prompt_has_versions_gates_and_seven_days_of_slo_metrics(
-    airflow_app, token: str, lake_rows
+    airflow_app, token: str, lake_rows, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from dresscode.ui import view
+
+    monkeypatch.setattr(view, "datetime", _NoonOfToday)
     data = airflow_app.get(f"/dresscode/api/prompts/{DIGITIZER}", headers=_auth(token)).json()
 
     v1 = next(v for v in data["versions"] if v["version"] == 1)
