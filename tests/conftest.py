@@ -66,12 +66,13 @@ def airflow_db() -> Iterator[Path]:
                 not AIRFLOW_DB_OVERRIDE
             ):  # a scratch DB is migrated each time; the marker is SQLite's
                 marker.touch()
-        if AIRFLOW_DB_OVERRIDE:
-            yield TEST_AIRFLOW_HOME / "override"
-            return
-        _remove_orphaned_copies()
-        # In place, not os.replace(): a connection Airflow already opened keeps its inode.
-        shutil.copyfile(TEMPLATE_DB, PROCESS_DB)
+        if not AIRFLOW_DB_OVERRIDE:
+            _remove_orphaned_copies()
+            # In place, not os.replace(): a connection Airflow already opened keeps its inode.
+            shutil.copyfile(TEMPLATE_DB, PROCESS_DB)
+    if AIRFLOW_DB_OVERRIDE:  # the lock is released first: the session must not hold it
+        yield TEST_AIRFLOW_HOME / "override"
+        return
     try:
         yield PROCESS_DB
     finally:
