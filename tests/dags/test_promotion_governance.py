@@ -26,7 +26,6 @@ from typing import Any
 import pytest
 import yaml
 
-from dresscode.core import config
 from dresscode.llm import blueprints
 from dresscode.monitoring import tasks as jobs
 from dresscode.orchestration import alerts
@@ -35,7 +34,6 @@ from dresscode.registry import prompt_registry as registry
 
 GEMMA = "google/gemma-4-26B-A4B-it"
 DIGITIZER = "wardrobe-digitizer"
-DAGS = config.REPO_ROOT / "dags"
 ROLLBACK_REASON = "v3 drops shoes on real photos"
 
 
@@ -55,54 +53,28 @@ def _version(version: int) -> registry.VersionInfo:
 
 
 @pytest.fixture(scope="module")
-def load_dag(airflow_db: Path) -> Callable[[str], Any]:
-    from airflow.dag_processing.dagbag import DagBag
-
-    def load(dag_id: str) -> Any:
-        bag = DagBag(dag_folder=str(DAGS / f"{dag_id}.py"))
-        assert bag.import_errors == {}
-        return bag.dags[dag_id]
-
-    return load
-
-
-@pytest.fixture(scope="module")
-def env(load_dag, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+def env(load_dag, module_home) -> Iterator[dict[str, Any]]:
     from dresscode.sim.testing import running_simulator
 
-    monkeypatch = pytest.MonkeyPatch()
-    home = tmp_path_factory.mktemp("governance-home")
-    monkeypatch.setenv("DRESSCODE_HOME", str(home))
-    for knob in (
-        "DRESSCODE_LAKE_URI",
-        "DRESSCODE_LANDING_URI",
-        "DRESSCODE_ALERTS_FILE",
-        "MLFLOW_TRACKING_URI",
-    ):
-        monkeypatch.delenv(knob, raising=False)
-    config.get_settings.cache_clear()
+    home, monkeypatch = module_home
     prompts = home / "prompts"
     shutil.copytree(blueprints.PROMPTS_DIR, prompts)
     monkeypatch.setattr(blueprints, "PROMPTS_DIR", prompts)
     labels = golden.write_script(golden.load_wardrobe_golden(), home / "golden.jsonl")
-    try:
-        with running_simulator(
-            scripts=[labels],
-            served_model_name=[f"{GEMMA}=perfect"],
-            fixed_latency_ms=2,
-            max_num_seqs=64,
-        ) as url:
-            conn = {"conn_type": "http", "host": url, "extra": {"model": GEMMA}}
-            monkeypatch.setenv("AIRFLOW_CONN_DRESSCODE_LLM", json.dumps(conn))
-            yield {
-                "prompts": prompts,
-                "release": load_dag("prompt_release"),
-                "rollback": load_dag("prompt_rollback"),
-                "monitoring": load_dag("model_monitoring"),
-            }
-    finally:
-        monkeypatch.undo()
-        config.get_settings.cache_clear()
+    with running_simulator(
+        scripts=[labels],
+        served_model_name=[f"{GEMMA}=perfect"],
+        fixed_latency_ms=2,
+        max_num_seqs=64,
+    ) as url:
+        conn = {"conn_type": "http", "host": url, "extra": {"model": GEMMA}}
+        monkeypatch.setenv("AIRFLOW_CONN_DRESSCODE_LLM", json.dumps(conn))
+        yield {
+            "prompts": prompts,
+            "release": load_dag("prompt_release"),
+            "rollback": load_dag("prompt_rollback"),
+            "monitoring": load_dag("model_monitoring"),
+        }
 
 
 def _release(env: dict[str, Any], *, auto_promote: bool, answer: Callable[[], None] | None = None):

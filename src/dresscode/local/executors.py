@@ -109,6 +109,11 @@ def check_visibility_timeout(raw: str, settings: Settings) -> None:
         )
 
 
+def worker_preload(settings: Settings) -> str:
+    """What the stack's task-forking processes import first (dresscode.orchestration.preload)."""
+    return settings.worker_preload or "all"
+
+
 def worker_parts(settings: Settings, airflow_bin: str) -> list[Part]:
     """The Celery workers: each named (its task instances record ``worker-N@<host>``), each
     importing the tasks' libraries once before it forks (dresscode.orchestration.preload;
@@ -117,7 +122,7 @@ def worker_parts(settings: Settings, airflow_bin: str) -> list[Part]:
     if settings.executor != "celery":
         return []
     concurrency = ["--concurrency", str(settings.celery_worker_concurrency), "--skip-serve-logs"]
-    preload = settings.worker_preload or "all"
+    preload = worker_preload(settings)
     return [
         Part(
             f"worker-{n}",

@@ -229,8 +229,8 @@ def parts(ports: Ports) -> list[Part]:
     settings = get_settings()
     airflow = str(venv_bin() / "airflow")
     local = settings.executor == "local"
-    preload = settings.worker_preload or "all"
-    scheduler_env = (("DRESSCODE_WORKER_PRELOAD", preload),) if local else ()
+    preload = ("DRESSCODE_WORKER_PRELOAD", executors.worker_preload(settings))
+    scheduler_env: tuple[tuple[str, str], ...] = (preload,) if local else ()
     script = sim_script()
     tracking = [mlflow_part(ports)] if mlflow_url(ports) else []
     return [
