@@ -33,7 +33,7 @@ def server(dresscode_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[st
         stack.wait_for(
             "the MLflow server",
             lambda: httpx.get(f"{url}/health", timeout=2).status_code == 200,
-            120,
+            stack.MLFLOW_START_TIMEOUT_S,
             "mlflow",
         )
         monkeypatch.setenv("MLFLOW_TRACKING_URI", url)

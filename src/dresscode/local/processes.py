@@ -144,10 +144,30 @@ def _groupalive(pgid: int) -> bool:
     return False
 
 
+def log_tail(log_name: str, lines: int = 15) -> str:
+    """The last lines of a part's log, indented, for an error message ('' when there is none)."""
+    try:
+        text = (home() / "logs" / f"{log_name}.log").read_text(errors="replace")
+    except OSError:
+        return ""
+    tail = [line for line in text.splitlines() if line.strip()][-lines:]
+    return "".join(f"\n    | {line}" for line in tail)
+
+
 def wait_for(
-    what: str, check: Callable[[], bool], timeout_s: float, log_name: str | None = None
+    what: str,
+    check: Callable[[], bool],
+    timeout_s: float,
+    log_name: str | None = None,
+    progress_every_s: float = 30.0,
 ) -> None:
-    deadline = time.monotonic() + timeout_s
+    """Poll ``check`` until it is true; every ``progress_every_s`` say what is still awaited (a
+    slow first start, e.g. MLflow's migrations on a busy machine, is not a hang). On failure
+    the message ends with the part's last log lines: the cause, in the alert itself."""
+    started = time.monotonic()
+    deadline = started + timeout_s
+    next_note = started + progress_every_s
+    log = home() / "logs" / f"{log_name}.log" if log_name else None
     while time.monotonic() < deadline:
         try:
             if check():
@@ -156,11 +176,15 @@ def wait_for(
             pass
         if log_name and recorded_pid(log_name) and not alive(recorded_pid(log_name) or 0):
             raise StackError(
-                f"{what} exited during start-up; see {home() / 'logs' / (log_name + '.log')}."
+                f"{what} exited during start-up; see {log}. Its last lines:{log_tail(log_name)}"
             )
+        if time.monotonic() >= next_note:
+            waited = time.monotonic() - started
+            print(f"  … still waiting for {what} ({waited:.0f} s of {timeout_s:.0f} s)", flush=True)
+            next_note += progress_every_s
         time.sleep(1.0)
-    hint = f"; see {home() / 'logs' / (log_name + '.log')}" if log_name else ""
-    raise StackError(f"{what} did not become healthy within {timeout_s:.0f} s{hint}.")
+    hint = f"; see {log}. Its last lines:{log_tail(log_name)}" if log_name else "."
+    raise StackError(f"{what} did not become healthy within {timeout_s:.0f} s{hint}")
 
 
 # --- up / down / status ----------------------------------------------------------------------

@@ -208,6 +208,11 @@ def golden_script() -> Path:
     return home() / "sim" / "golden.jsonl"
 
 
+# A first start creates and migrates its SQLite store, then uvicorn's worker imports MLflow
+# again: ~40 s on an idle 2-core machine, several times that beside Airflow's own start-up.
+MLFLOW_START_TIMEOUT_S = 300
+
+
 def mlflow_url(ports: Ports) -> str | None:
     """The stack's MLflow server, when it runs one: only over a local (SQLite) store."""
     local = get_settings().mlflow_tracking_uri.startswith("sqlite:")
@@ -354,7 +359,8 @@ def start(ports: Ports, only: Collection[str] | None = None) -> None:
     checks: list[tuple[str, str, Callable[[], bool], float]] = [
         ("simulator", "the simulator", answers(sim_url), 60),
         ("embeddings", "the embedding server", answers(f"http://127.0.0.1:{ports.embeddings}"), 60),
-        ("mlflow", "the MLflow server", answers(f"http://127.0.0.1:{ports.mlflow}"), 120),
+        ("mlflow", "the MLflow server", answers(f"http://127.0.0.1:{ports.mlflow}"),
+         MLFLOW_START_TIMEOUT_S),
         ("api-server", "Airflow (api-server, scheduler, dag-processor, triggerer)",
          airflow_healthy, 180),
         (workers[0] if workers else "-", f"the Celery workers ({', '.join(workers)})",

@@ -54,6 +54,44 @@ def test_a_part_we_started_is_recognised(ports: stack.Ports) -> None:
     assert stack.running_parts(ports) == {}
 
 
+def test_a_part_that_dies_while_starting_is_reported_with_its_last_log_lines(
+    ports: stack.Ports,
+) -> None:
+    # What the on-call engineer reads first: the cause, not only a path to a log file.
+    script = "import sys; print('starting'); print('sqlite3.OperationalError: database is locked'); sys.exit(3)"
+    part = stack.Part("mlflow", [sys.executable, "-c", script])
+    pid = stack.start_part(part, dict(os.environ))
+    with pytest.raises(stack.StackError) as err:
+        stack.wait_for("the MLflow server", lambda: False, 30, "mlflow")
+    message = str(err.value)
+    assert message.startswith("the MLflow server exited during start-up; see ")
+    assert message.endswith("| starting\n    | sqlite3.OperationalError: database is locked")
+    stack.stop_part("mlflow", pid)
+
+
+def test_a_slow_start_says_what_it_waits_for_and_a_timeout_shows_the_log(
+    ports: stack.Ports, capsys: pytest.CaptureFixture[str]
+) -> None:
+    logs = stack.home() / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    (logs / "mlflow.log").write_text("Creating initial MLflow database tables...\n\n")
+    with pytest.raises(stack.StackError) as err:
+        stack.wait_for("the MLflow server", lambda: False, 2.5, "mlflow", progress_every_s=1)
+    assert "the MLflow server did not become healthy within 2 s; see " in str(err.value)
+    assert str(err.value).endswith(
+        "Its last lines:\n    | Creating initial MLflow database tables..."
+    )
+    assert "… still waiting for the MLflow server (" in capsys.readouterr().out
+
+
+def test_a_wait_that_succeeds_prints_nothing(
+    ports: stack.Ports, capsys: pytest.CaptureFixture[str]
+) -> None:
+    answers = iter([False, True])
+    stack.wait_for("the simulator", lambda: next(answers), 10, "simulator", progress_every_s=60)
+    assert capsys.readouterr().out == ""
+
+
 def test_taken_port_is_explained_before_anything_starts(
     ports: stack.Ports, monkeypatch: pytest.MonkeyPatch
 ) -> None:
