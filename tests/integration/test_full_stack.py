@@ -36,6 +36,7 @@ from pathlib import Path
 
 import pytest
 
+from dresscode.local.stack import MLFLOW_START_TIMEOUT_S
 from dresscode.sim.testing import free_port, stop_process, wait_healthy
 
 pytestmark = [
@@ -98,11 +99,12 @@ def _scratch_databases(*purposes: str) -> Iterator[dict[str, str]]:
 def _server(
     name: str, cmd: list[str], health: str, env: dict[str, str], log: Path
 ) -> Iterator[None]:
-    """A server subprocess, healthy (``health`` answers 200) before the body runs."""
+    """A server subprocess, healthy (``health`` answers 200) before the body runs. The MLflow
+    server's first start (migrations, then uvicorn's import) takes minutes beside the suite."""
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
-        wait_healthy(proc, health, 120, name, log=log, poll_s=0.5)
+        wait_healthy(proc, health, MLFLOW_START_TIMEOUT_S, name, log=log, poll_s=0.5)
         yield
     finally:
         stop_process(proc)

@@ -61,7 +61,7 @@ from dresscode.features.weather import cache as weather_mod
 from dresscode.features.weather import provider as weather_provider
 from dresscode.ingest import tasks as ingest
 from dresscode.llm import blueprints
-from dresscode.local import samples, seed
+from dresscode.local import samples, seed, stack
 from dresscode.registry import prompt_registry as registry
 from dresscode.sim.testing import (
     free_port,
@@ -87,7 +87,6 @@ LATENCY_MS = 300  # per model call, 2 in flight: the batch is with the model for
 CONCURRENCY = 2
 STOP_AFTER_CALLS = 3
 BATCH_TIMEOUT_S = 120.0
-MLFLOW_START_TIMEOUT_S = 180.0  # a loaded 2-core machine needs over a minute
 
 
 # --- shared helpers --------------------------------------------------------------------------
@@ -692,7 +691,11 @@ class MlflowServer:
     def wait_healthy(self) -> None:
         assert self._proc is not None, "launch() first"
         wait_healthy(
-            self._proc, f"{self.url}/health", MLFLOW_START_TIMEOUT_S, "mlflow server", log=self._log
+            self._proc,
+            f"{self.url}/health",
+            stack.MLFLOW_START_TIMEOUT_S,
+            "mlflow server",
+            log=self._log,
         )
 
     def stop(self) -> None:
