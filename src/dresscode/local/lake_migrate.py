@@ -396,12 +396,17 @@ def _referenced(name: str, settings: Settings) -> set[str]:
 
 
 def _written_by_delta(path: ObjectStoragePath) -> bool:
-    """A file of the Delta table (replaced, or a write that never committed): it has ``_part``."""
+    """A file of the Delta table (replaced, or a write that never committed): delta-rs wrote
+    it, or it has ``_part``. The state table ``users`` has no ``_part``: a merge that lost a
+    commit race leaves such files behind, and two seeding processes did (the load bench)."""
     import pyarrow.parquet as pq
 
     try:
         with path.fs.open(path.path, "rb") as fh:
-            return delta.PART in pq.read_schema(fh).names
+            metadata = pq.ParquetFile(fh).metadata
+            return (metadata.created_by or "").startswith("delta-rs") or (
+                delta.PART in metadata.schema.names
+            )
     except Exception:  # unreadable: a legacy candidate, judged when it is read in full
         return False
 

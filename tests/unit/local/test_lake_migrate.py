@@ -253,6 +253,28 @@ def test_a_replaced_delta_part_left_until_vacuum_is_not_taken_for_a_legacy_part(
     assert lake.read_table("manifests")["upload_key"].tolist() == ["u/new.jpg"]
 
 
+def test_the_state_tables_replaced_files_are_not_taken_for_legacy_parts(
+    dresscode_home: Path,
+) -> None:
+    """``users`` is merged, so its files have no ``_part``: the files a merge replaced (kept
+    until vacuum) and those of a merge that lost a commit race (two seeding processes at once)
+    are delta-rs's, and `make up` must not refuse to start over them."""
+    from datetime import UTC, datetime, timedelta
+
+    from dresscode.features import users
+
+    seen = datetime(2026, 11, 23, 8, tzinfo=UTC)
+    users.write_profiles([{"user_id": "u1", "city": "Oslo", "last_active_at": seen}], day=DAY1)
+    moved = seen + timedelta(days=1)
+    users.write_profiles([{"user_id": "u1", "city": "Lima", "last_active_at": moved}], day=DAY2)
+    files = [name for name in _table_files("users") if name.endswith(".parquet")]
+    assert len(files) == 2  # the replaced file is still on disk
+
+    assert lake_migrate.legacy_parts("users") == []
+    lake_migrate.prepare_lake()  # raised MigrationFailed ("not in a date=YYYY-MM-DD folder")
+    assert lake.read_table("users")["city"].tolist() == ["Lima"]
+
+
 def test_a_part_written_again_after_the_upgrade_keeps_its_newer_rows(
     dresscode_home: Path,
 ) -> None:
