@@ -1,42 +1,49 @@
-"""Load run: N seeded photos through the local stack (`dresscode up`), measured from outside.
+"""Load run: N seeded photos through the local stack, measured from outside.
 
 What runs: a scratch stack home (default ``.local/load``, its own ports) is seeded with N phone
 photos by ``dresscode.local.seed`` (JPEG, PNG, WebP and HEIC with EXIF GPS and rotations, at
-``--size``) in ``--workers`` processes, then ``dresscode up --photos 0`` starts Airflow
-(LocalExecutor, SQLite metadata DB) and the simulator and runs the whole pipeline and the
-monitoring demo, exactly as ``make up`` does. ``DRESSCODE_INGEST_MAX_PHOTOS_PER_RUN`` is raised
-to N so one wardrobe_ingest run takes the whole landing (the default cap, 5,000, would leave the
-rest to the next scheduled run).
+``--size``) in ``--workers`` processes. Then, by default, the stack's Airflow parts and the
+simulator start (``--executor local``: LocalExecutor on SQLite, as ``make up``; ``celery``: the
+CeleryExecutor with ``--celery-workers`` workers, Redis and a scratch PostgreSQL database on
+loopback) and one ``wardrobe_ingest`` run takes the whole landing
+(``DRESSCODE_INGEST_MAX_PHOTOS_PER_RUN`` is raised to N). ``--whole-pipeline`` instead runs
+``dresscode up --photos 0``: every DAG and the monitoring demo, as the issue-8 load run did.
 
-The model is the project's vLLM simulator — **a stand-in for Gemma 4: the throughput here is
-the pipeline's (decode, normalize, lake writes, Airflow), not Gemma's**.
+The model is the project's vLLM simulator (16 slots, its latency model) — **a stand-in for
+Gemma 4: the throughput here is the pipeline's (decode, normalize, lake writes, Airflow), not
+Gemma's**.
 
-What it reports: whether every run succeeded; photos accepted and quarantined; the
-wardrobe_ingest run's wall time and photos/s; peak RSS per task (the kernel's high-water mark
-``VmHWM`` of each ``airflow worker -- <task instance id>`` process, read every 0.25 s while it
-runs; mapped tasks are summarised as max and median over their map indexes); and every log line
-with ``database is locked``. The stack is stopped at the end unless ``--keep``.
+What it reports: whether the runs succeeded; photos accepted and quarantined; the
+wardrobe_ingest run's wall time and photos/s; **how busy the endpoint was over the run** (the
+simulator's busy slot-seconds, sampled every 0.5 s, over its slots x the run's wall) and **the
+phase breakdown** of the run (``_phases``: gaps with no batch running, waiting for pool slots,
+task start-up, batch setup, the ramp to the first model call, the model window and how full it
+kept the slots, the tail after the last answer, tries that died); the workers that ran batches;
+peak RSS per task (``VmHWM`` of each ``airflow worker -- <task instance id>`` process, every
+0.25 s); every log line with ``database is locked``. The stack is stopped at the end unless
+``--keep``.
 
     .venv/bin/python bench/load_stack.py --photos 10000
+    .venv/bin/python bench/load_stack.py --photos 10000 --executor celery --home .local/load-celery
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
-import sqlite3
 import statistics
 import subprocess
 import sys
 import threading
 import time
-import uuid
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
-import pandas as pd
+from _phases import Batch, breakdown, epoch, markdown
 
 REPO = Path(__file__).resolve().parents[1]
 WORKER_TITLE = re.compile(rb"^airflow worker -- ([0-9a-f-]{36})")
@@ -112,31 +119,110 @@ class PeakRss:
             self.peaks[ti] = max(self.peaks.get(ti, 0.0), int(hwm[1]) / 1024)
 
 
-def task_table(db: Path, peaks: dict[str, float]) -> list[tuple[str, str, int, float, float]]:
+class EndpointSampler:
+    """Samples the simulator's busy slot-seconds every ``interval_s``: (epoch, busy, running)."""
+
+    def __init__(self, url: str, interval_s: float = 0.5) -> None:
+        self.samples: list[tuple[float, float, int]] = []
+        self._url, self._interval_s = url, interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> EndpointSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=5) as client:
+            while not self._stop.wait(self._interval_s):
+                try:
+                    stats = client.get(f"{self._url}/sim/stats").json()
+                except httpx.HTTPError:
+                    continue
+                self.samples.append((time.time(), stats["busy_slot_seconds"], stats["running"]))
+
+    def busy_between(self, begin: float, end: float) -> float | None:
+        """Busy slot-seconds between two instants (linear between the samples around each)."""
+
+        def at(when: float) -> float | None:
+            before = [s for s in self.samples if s[0] <= when]
+            after = [s for s in self.samples if s[0] >= when]
+            if not before or not after:
+                return None
+            (t0, b0, _), (t1, b1, _) = before[-1], after[0]
+            return b0 if t1 == t0 else b0 + (b1 - b0) * (when - t0) / (t1 - t0)
+
+        first, last = at(begin), at(end)
+        return None if first is None or last is None else last - first
+
+
+def task_instances(client: Any, dag_id: str = "~", run_id: str = "~") -> list[dict[str, Any]]:
+    """Every task instance (latest try) of a run, or of every run of every DAG (``~``)."""
+    out: list[dict[str, Any]] = []
+    while True:
+        page = client.request(
+            "GET",
+            f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances",
+            params={"limit": 100, "offset": len(out)},
+        )["task_instances"]
+        out += page
+        if len(page) < 100:
+            return out
+
+
+def batches_of(client: Any, run_id: str) -> list[Batch]:
+    """Every try of every ``process`` instance of the run, with its XCom timings."""
+    base = f"/api/v2/dags/wardrobe_ingest/dagRuns/{run_id}/taskInstances/process"
+    found = []
+    for ti in task_instances(client, "wardrobe_ingest", run_id):
+        if ti["task_id"] != "process":
+            continue
+        index = ti["map_index"]
+        tries = client.request("GET", f"{base}/{index}/tries")["task_instances"]
+        try:
+            value = client.request(
+                "GET", f"{base}/xcomEntries/return_value", params={"map_index": index}
+            )["value"]
+        except RuntimeError:  # no XCom: the task failed for good
+            value = None
+        if isinstance(value, str):
+            value = json.loads(value)
+        for attempt in tries:
+            if not attempt.get("start_date"):
+                continue
+            last = attempt["try_number"] == ti["try_number"]
+            found.append(
+                Batch(
+                    map_index=index,
+                    try_number=attempt["try_number"],
+                    hostname=attempt.get("hostname") or "",
+                    scheduled=epoch(attempt.get("scheduled_when")),
+                    queued=epoch(attempt.get("queued_when")),
+                    start=epoch(attempt["start_date"]) or 0.0,
+                    end=epoch(attempt.get("end_date")) or time.time(),
+                    timings=(value or {}).get("timings") if last else None,
+                )
+            )
+    return found
+
+
+def task_table(
+    tis: list[dict[str, Any]], peaks: dict[str, float]
+) -> list[tuple[str, str, int, float, float]]:
     """(dag_id, task_id, instances, max peak MB, median peak MB) for each sampled task."""
-    with sqlite3.connect(db) as conn:
-        rows = conn.execute("SELECT id, dag_id, task_id FROM task_instance").fetchall()
     by_task: dict[tuple[str, str], list[float]] = {}
-    for ti, dag_id, task_id in rows:
-        # SQLite keeps the UUID as 32 hex digits; the process title shows it with dashes.
-        peak = peaks.get(str(uuid.UUID(ti)))
+    for ti in tis:
+        peak = peaks.get(str(ti.get("id")))
         if peak is not None:
-            by_task.setdefault((dag_id, task_id), []).append(peak)
+            by_task.setdefault((ti["dag_id"], ti["task_id"]), []).append(peak)
     return [
         (dag, task, len(mbs), max(mbs), statistics.median(mbs))
         for (dag, task), mbs in sorted(by_task.items())
     ]
-
-
-def ingest_runs(db: Path, manifests: pd.DataFrame) -> list[tuple[str, float, int]]:
-    """(run_id, seconds, uploads it settled) of every successful wardrobe_ingest run."""
-    with sqlite3.connect(db) as conn:
-        rows = conn.execute(
-            "SELECT run_id, (julianday(end_date) - julianday(start_date)) * 86400 FROM dag_run "
-            "WHERE dag_id = 'wardrobe_ingest' AND state = 'success' ORDER BY start_date"
-        ).fetchall()
-    settled = manifests.groupby("run_id")["upload_key"].nunique()
-    return [(run_id, float(s), int(settled.get(run_id, 0))) for run_id, s in rows]
 
 
 def locked_lines(logs: Path) -> list[str]:
@@ -148,14 +234,46 @@ def locked_lines(logs: Path) -> list[str]:
     return hits
 
 
+def executor_env(args: argparse.Namespace) -> dict[str, str]:
+    if args.executor == "local":
+        return {"DRESSCODE_EXECUTOR": "local"}
+    return {
+        "DRESSCODE_EXECUTOR": "celery",
+        "DRESSCODE_CELERY_WORKERS": str(args.celery_workers),
+        "DRESSCODE_AIRFLOW_DB_URL": f"postgresql+psycopg://postgres@127.0.0.1:5432/{args.pg_db}",
+        "DRESSCODE_CELERY_BROKER_URL": f"redis://127.0.0.1:6379/{args.redis_db}",
+    }
+
+
+def run_ingest(args: argparse.Namespace, workers: list[str]) -> tuple[Any, str, str]:
+    """Start the stack's Airflow parts and run one wardrobe_ingest; (client, run id, state)."""
+    from dresscode.local import runs, stack
+
+    ports = stack.Ports.from_env()
+    stack.start(
+        ports, only=("simulator", "mlflow", "api-server", "scheduler", "dag-processor", *workers)
+    )
+    client = stack.api(ports)
+    stack.wait_for_dags(client, ["wardrobe_ingest"])
+    run_id = runs.start_run(client, "wardrobe_ingest")
+    state = client.wait_for_run("wardrobe_ingest", run_id, timeout_s=1800)
+    return client, run_id, state
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--photos", type=int, default=10_000)
     parser.add_argument("--size", default="800x600", help="seeded photo size, WxH")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--home", type=Path, default=REPO / ".local" / "load")
+    parser.add_argument("--executor", choices=("local", "celery"), default="local")
+    parser.add_argument("--celery-workers", type=int, default=2)
+    parser.add_argument("--pg-db", default="dresscode_load", help="celery: scratch database")
+    parser.add_argument("--redis-db", type=int, default=12, help="celery: broker DB index")
+    parser.add_argument("--whole-pipeline", action="store_true", help="dresscode up --photos 0")
     parser.add_argument("--airflow-port", type=int, default=8091)
     parser.add_argument("--sim-port", type=int, default=8011)
+    parser.add_argument("--mlflow-port", type=int, default=5091)
     parser.add_argument("--keep", action="store_true", help="leave the stack running")
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.split("x"))
@@ -165,12 +283,15 @@ def main() -> int:
         "DRESSCODE_HOME": str(args.home),
         "DRESSCODE_AIRFLOW_PORT": str(args.airflow_port),
         "DRESSCODE_SIM_PORT": str(args.sim_port),
+        "DRESSCODE_MLFLOW_PORT": str(args.mlflow_port),
         "DRESSCODE_INGEST_MAX_PHOTOS_PER_RUN": str(max(args.photos, 1)),
+        **executor_env(args),
     }
-    os.environ.update(env)  # the seeding processes read the same settings
-    from dresscode.core import lake
+    os.environ.update(env)  # the seeding processes and the stack read the same settings
+    from dresscode.core import config, lake
     from dresscode.local import stack
 
+    config.get_settings.cache_clear()
     if lake.list_files(lake.landing()):
         print(f"{args.home} already has uploads in landing: use a fresh --home", file=sys.stderr)
         return 2
@@ -178,52 +299,81 @@ def main() -> int:
     new, seed_s = seed_photos(args.photos, (width, height), args.workers, stack.sim_script())
     print(f"seeded {new} uploads in {seed_s:.0f} s", flush=True)
 
+    workers = [f"worker-{i}" for i in range(1, args.celery_workers + 1)]
+    workers = workers if args.executor == "celery" else []
     dresscode = str(Path(sys.executable).parent / "dresscode")
+    sim_url = f"http://127.0.0.1:{args.sim_port}"
     started = time.perf_counter()
-    with PeakRss() as rss:
-        up = subprocess.run([dresscode, "up", "--photos", "0"], env=env, check=False)
-    up_s = time.perf_counter() - started
+    ok = False
     try:
-        db = args.home / "airflow" / "airflow.db"
+        with PeakRss() as rss, EndpointSampler(sim_url) as endpoint:
+            if args.whole_pipeline:
+                up = subprocess.run([dresscode, "up", "--photos", "0"], env=env, check=False)
+                client = stack.api(stack.Ports.from_env())
+                ingest = [r for r in client.runs("wardrobe_ingest") if r["state"] == "success"]
+                run_id = max(ingest, key=lambda r: r["end_date"])["dag_run_id"] if ingest else ""
+                ok = up.returncode == 0
+            else:
+                client, run_id, state = run_ingest(args, workers)
+                ok = state == "success"
+        wall_s = time.perf_counter() - started
+        run = client.request("GET", f"/api/v2/dags/wardrobe_ingest/dagRuns/{run_id}")
+        batches = batches_of(client, run_id)
+        tis = (
+            task_instances(client)
+            if args.whole_pipeline
+            else task_instances(client, "wardrobe_ingest", run_id)
+        )
         manifests = lake.read_table("manifests")
-        runs = ingest_runs(db, manifests)
-        tasks = task_table(db, rss.peaks)
+        sim = httpx.get(f"{sim_url}/sim/stats", timeout=10).json()
         locked = locked_lines(args.home / "logs")
-        sim = httpx.get(f"http://127.0.0.1:{args.sim_port}/sim/stats", timeout=10).json()
-        accepted = int((manifests["status"] == "accepted").sum())
-        quarantined = int((manifests["status"] == "quarantined").sum())
     finally:
         if not args.keep:
             subprocess.run([dresscode, "down"], env=env, check=False)
 
+    run_start, run_end = epoch(run["start_date"]) or 0.0, epoch(run["end_date"]) or time.time()
+    result = breakdown(
+        batches,
+        run_start,
+        run_end,
+        sim["max_num_seqs"],
+        endpoint.busy_between(run_start, run_end),
+    )
+    settled = manifests[manifests["run_id"] == run_id]["upload_key"].nunique()
+    accepted = int((manifests["status"] == "accepted").sum())
+    quarantined = int((manifests["status"] == "quarantined").sum())
+    hosts = sorted({b.hostname.split("@")[0] for b in batches if b.hostname})
+    calls, busy = sim["requests_total"], sim["busy_slot_seconds"]
+    mode = "whole pipeline (`dresscode up --photos 0`)" if args.whole_pipeline else "ingest run"
     print()
-    print(f"## Load run: {args.photos} photos, `dresscode up` exit {up.returncode}")
+    print(f"## Load run: {args.photos} photos, {args.executor} executor, {mode}: ok={ok}")
     print()
-    print(f"- seeding: {seed_s:.0f} s; `dresscode up --photos 0`: {up_s:.0f} s end to end")
+    print(f"- seeding: {seed_s:.0f} s; stack start + run: {wall_s:.0f} s")
     print(
         f"- machine: {os.cpu_count()} CPUs, load average at the end {os.getloadavg()[1]:.1f} (5 min)"
     )
     print(f"- manifests: {accepted} accepted, {quarantined} quarantined")
-    for run_id, seconds, settled in runs:
-        rate = f", {settled / seconds:.1f} uploads/s" if settled else ""
-        print(f"- wardrobe_ingest {run_id}: {settled} uploads settled in {seconds:.0f} s{rate}")
-    print(f"- task processes sampled for peak RSS: {len(rss.peaks)}")
-    calls, busy = sim["requests_total"], sim["busy_slot_seconds"]
+    print(
+        f"- wardrobe_ingest {run_id}: {settled} uploads settled in {result.run_s:.0f} s, "
+        f"{settled / max(result.run_s, 1e-9):.2f} uploads/s"
+    )
     if calls:
         per_call = busy / calls
         print(
             f"- simulated endpoint: {calls} calls, {per_call:.2f} s per call, "
-            f"{sim['max_num_seqs']} slots: capacity {sim['max_num_seqs'] / per_call:.1f} calls/s"
+            f"{sim['max_num_seqs']} slots: capacity {sim['max_num_seqs'] / per_call:.2f} calls/s"
         )
+    print(f"- batches ran on: {', '.join(hosts) or '-'}")
+    print(markdown(result, sum(b.timings["normalize_cpu_s"] for b in batches if b.timings)))
     print(f"- 'database is locked' lines in the logs: {len(locked)}")
     for line in locked[:10]:
         print(f"  {line}")
     print()
     print("| DAG | task | instances | peak RSS max (MB) | peak RSS median (MB) |")
     print("|---|---|---|---|---|")
-    for dag, task, n, top, median in tasks:
+    for dag, task, n, top, median in task_table(tis, rss.peaks):
         print(f"| {dag} | {task} | {n} | {top:.0f} | {median:.0f} |")
-    return 0 if up.returncode == 0 and not locked else 1
+    return 0 if ok and not locked else 1
 
 
 if __name__ == "__main__":

@@ -71,6 +71,7 @@ class Settings:
     image_max_decode_s: float
     image_formats: frozenset[str]
     llm_max_concurrency: int
+    llm_pool_slots: int
     llm_timeout_s: float
     llm_max_attempts: int
     llm_retry_budget_s: float

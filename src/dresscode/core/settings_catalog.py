@@ -215,6 +215,15 @@ SETTINGS: dict[str, Knob] = {
         lambda _home: 16,
         "In-flight model calls per task (the connection extra max_concurrency wins).",
     ),
+    "llm_pool_slots": Knob(
+        "DRESSCODE_LLM_POOL_SLOTS",
+        _int_between(1, 100_000),
+        lambda _home: 32,
+        "Slots of Airflow's `llm` pool (`make up` sets it): model calls in flight across all "
+        "tasks. The endpoint's slots (vLLM `--max-num-seqs` x replicas; 16 locally) plus one "
+        "batch task's worth waiting in its queue, so its slots never wait for Airflow between "
+        "batches.",
+    ),
     "llm_timeout_s": Knob(
         "DRESSCODE_LLM_TIMEOUT_S",
         _float_between(1, 3600),

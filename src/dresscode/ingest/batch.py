@@ -33,6 +33,7 @@ from dresscode.ingest.landing import (
     waiting_reason,
 )
 from dresscode.ingest.manifest import WAITING, Answers, PhotoOutcome
+from dresscode.ingest.timings import BatchClock
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -223,6 +224,7 @@ async def process(
     run_id: str,
     label: str,
     earlier: dict[str, list[Earlier]] | None = None,
+    clock: BatchClock | None = None,
 ) -> tuple[list[PhotoOutcome], list[Digitized], Answers]:
     """Normalize in a thread pool and digitize as soon as each photo is ready (CPU and GPU overlap).
 
@@ -230,8 +232,11 @@ async def process(
     near-duplicate of one of them, or of a photo before it in this batch, is not digitized.
     Within a batch a photo is judged after the user's photos before it in ``keys``, so of two
     near-duplicates in one batch the second is the duplicate, whichever finished first.
+    ``clock`` collects normalization CPU time and the model calls' times.
     """
     loop = asyncio.get_running_loop()
+    clock = clock or BatchClock()
+    timed_prepare = clock.cpu(prepare)
     progress = Progress(label, len(keys))
     done = 0
     calls: list[Digitized] = []
@@ -270,7 +275,7 @@ async def process(
         verdict = judged[key]  # the user's later photos in this batch wait for it
         try:
             outcome, jpeg = await loop.run_in_executor(
-                pool, prepare, key, seen, day, settings, run_id
+                pool, timed_prepare, key, seen, day, settings, run_id
             )
             await judge(outcome, jpeg, pool)
         except BaseException:
@@ -278,9 +283,12 @@ async def process(
             raise
         verdict.set_result(outcome)
         if outcome.status == tables.ACCEPTED and jpeg is not None:
-            await digitize_accepted(
+            called = await digitize_accepted(
                 outcome, jpeg, client, blueprint, state, settings, calls, answers
             )
+            if called is not None:  # its last attempt's time in an endpoint slot
+                ended = time.time()
+                clock.model_call(ended - float(called.record["latency_ms"]) / 1000.0, ended)
         done += 1
         progress(done)
         return outcome
@@ -333,10 +341,11 @@ async def digitize_accepted(
     settings: Settings,
     calls: list[Digitized],
     answers: Answers,
-) -> None:
+) -> Digitized | None:
     """Digitize one accepted photo, or take its cached answer for this prompt version.
 
-    The photo's items go into ``answers`` (image sha256 -> items) for the commit.
+    The photo's items go into ``answers`` (image sha256 -> items) for the commit. Returns the
+    model call's result (None: answered from the cache).
     """
     from dresscode.ingest.digitize import digitize_photo
 
@@ -346,7 +355,7 @@ async def digitize_accepted(
     if cached is not None:
         answers[outcome.image_sha256 or ""] = json.loads(cached)["items"]
         outcome.n_items = len(answers[outcome.image_sha256 or ""])
-        return
+        return None
     result = await digitize_photo(client, blueprint, outcome.image_sha256 or "", jpeg)
     calls.append(result)
     outcome.model_called = True
@@ -361,7 +370,7 @@ async def digitize_accepted(
                 "prompt": blueprint.ref,
             },
         )
-        return
+        return result
     row = state.get(outcome.upload_key)
     previous = row.get("failed_attempts", 0) if row is not None else 0
     outcome.attempt = previous + 1
@@ -378,6 +387,7 @@ async def digitize_accepted(
         f"{what}; ingest run {outcome.attempt} of {MAX_DIGITIZE_ATTEMPTS}, the next run retries"
     )
     outcome.status = tables.DIGITIZE_FAILED
+    return result
 
 
 def give_up_on_repeated_failures(

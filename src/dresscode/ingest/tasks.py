@@ -57,6 +57,7 @@ from dresscode.ingest.landing import (
 )
 from dresscode.ingest.manifest import WAITING, PhotoOutcome
 from dresscode.ingest.redigitize import Pending, RedigitizeResult
+from dresscode.ingest.timings import BatchClock, BatchTimings
 from dresscode.llm import tracing
 from dresscode.registry.prompt_registry import Serving
 
@@ -132,6 +133,7 @@ class BatchResult(TypedDict):
     model_calls: int
     cached: int  # accepted photos answered from the digitize cache
     seconds: float
+    timings: BatchTimings  # where the batch's time went (a load run's phase breakdown)
 
 
 class RunTotals(TypedDict):
@@ -255,6 +257,7 @@ def process_batch(
         blueprint = registry.blueprint_for(serving)
     blueprint = blueprint or digitize.current_blueprint()
     started = time.monotonic()
+    clock = BatchClock()
     state = manifest_state(settings, keys=keys, days=lookback_days(settings))
     # A retried task gets the same keys: what an earlier try committed is only cleaned up,
     # and counted when that try was of this run (it failed before it could report).
@@ -266,17 +269,21 @@ def process_batch(
     keys = [key for key in keys if key not in committed]
     seen = manifest.seen_photos(keys, settings)
     fingerprints = manifest.earlier_fingerprints(keys, settings)
+    clock.mark("setup", time.monotonic() - started)
 
     async def run() -> tuple[list[PhotoOutcome], list[Digitized], Answers]:
         async with DresscodeLLMHook.client_for(endpoint, settings) as client:
             return await batch.process(
-                keys, client, blueprint, seen, state, day, settings, run_id, label, fingerprints
-            )
+                keys, client, blueprint, seen, state, day, settings, run_id, label, fingerprints, clock
+            )  # fmt: skip
 
     outcomes, calls, answers = asyncio.run(run()) if keys else ([], [], {})
     batch.give_up_on_repeated_failures(outcomes, day, settings)
+    committing = time.monotonic()
     changed = manifest.commit(name, outcomes, calls, answers, blueprint, day, settings)
-    result = _count(name, outcomes + earlier, len(calls), time.monotonic() - started)
+    clock.mark("commit", time.monotonic() - committing)
+    seconds = time.monotonic() - started
+    result = _count(name, outcomes + earlier, len(calls), seconds, clock.timings())
     if changed:
         result["waiting"]["reuploaded"] = len(changed)
     log.info(
@@ -299,7 +306,11 @@ def process_batch(
 
 
 def _count(
-    name: str, outcomes: list[PhotoOutcome], model_calls: int, seconds: float
+    name: str,
+    outcomes: list[PhotoOutcome],
+    model_calls: int,
+    seconds: float,
+    timings: BatchTimings,
 ) -> BatchResult:
     result = BatchResult(
         batch=name,
@@ -314,6 +325,7 @@ def _count(
         model_calls=model_calls,
         cached=0,
         seconds=round(seconds, 3),
+        timings=timings,
     )
     quarantined: Counter[str] = Counter()
     failed: Counter[str] = Counter()

@@ -328,8 +328,9 @@ def start(ports: Ports, only: Collection[str] | None = None) -> None:
         print("• preparing the Airflow database (airflow db migrate)", flush=True)
         _airflow(env, "db", "migrate")
         _airflow(
-            env, "pools", "set", "llm", "16", "Model calls in flight across all tasks (vLLM slots)"
-        )
+            env, "pools", "set", "llm", str(get_settings().llm_pool_slots),
+            "Model calls in flight across all tasks (the endpoint's slots + one batch queued)",
+        )  # fmt: skip
         from dresscode.registry import golden
 
         sim_script().parent.mkdir(parents=True, exist_ok=True)

@@ -331,6 +331,36 @@ def test_what_the_tasks_hand_each_other_survives_a_json_round_trip(
     assert (totals["photos"], totals["accepted"], totals["batches"]) == (2, 2, 1)
 
 
+def test_a_batch_says_where_its_time_went(script: Path, endpoint: LLMEndpoint) -> None:
+    """The phases a load run adds up: every instant inside the batch, the model window
+    around its calls, and a photo answered from the cache costs the endpoint nothing."""
+    _upload("u2/a.jpg", 11, script)
+    _upload("u2/b.jpg", 12, script)
+    _upload("u2/bad.jpg", 13, script)
+    lake.write_bytes(lake.landing() / "u2/bad.jpg", b"not a photo")  # quarantined, no call
+    [keys] = ingest.discover()
+    timings = ingest.process_batch(keys, run_id="run-1", day=DAY, endpoint=endpoint)["timings"]
+
+    first, last = timings["model_first_at"], timings["model_last_at"]
+    assert first is not None and last is not None
+    assert timings["started_at"] <= first < last <= timings["ended_at"]
+    # Two calls of >= 10 ms each (the simulator's fixed latency), never more than the window
+    # times the two calls that could overlap.
+    assert 0.02 <= timings["model_call_s"] <= 2 * (last - first) + 1e-3
+    assert timings["normalize_cpu_s"] > 0 and timings["setup_s"] > 0 and timings["commit_s"] > 0
+    total = timings["ended_at"] - timings["started_at"]
+    assert timings["setup_s"] + timings["commit_s"] <= total
+
+    # The same photos under new keys: answered from the digitize cache, no model window.
+    for key, seed in (("u3/a.jpg", 11), ("u3/b.jpg", 12)):
+        _upload(key, seed)
+    [again] = ingest.discover()
+    cached = ingest.process_batch(again, run_id="run-2", day=DAY, endpoint=endpoint)
+    assert (cached["cached"], cached["model_calls"]) == (2, 0)
+    assert cached["timings"]["model_first_at"] is None
+    assert cached["timings"]["model_call_s"] == 0
+
+
 def test_the_table_catalogue_describes_every_lake_folder() -> None:
     assert set(tables.CATALOGUE) == set(lake.TABLES)
     assert all(t.key for t in tables.CATALOGUE.values())
