@@ -3,7 +3,7 @@
 What runs: the stack's own ``start`` with ``DRESSCODE_EXECUTOR=celery`` in a scratch home (its
 own ports, a scratch PostgreSQL database, its own Redis DB index) — the simulator, the MLflow
 server, Airflow's api-server, scheduler and dag-processor, and two ``airflow celery
-worker`` processes. 500 photos in landing, one ``wardrobe_ingest`` run in batches of 50; two
+worker`` processes. 500 photos in landing, one ``wardrobe_ingest`` run in batches of 50; four
 batches fit the `llm` pool at once and each worker runs one task at a time, so both workers
 take batches. While a batch runs, its worker is killed with SIGKILL (the worker and every
 process under it: a lost machine); the scheduler notices the silence after the heartbeat
@@ -61,7 +61,7 @@ def celery_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str,
         "DRESSCODE_CELERY_WORKERS": "2",
         "DRESSCODE_CELERY_WORKER_CONCURRENCY": "1",
         "DRESSCODE_INGEST_BATCH_SIZE": str(BATCH),
-        "DRESSCODE_LLM_MAX_CONCURRENCY": "8",  # a batch takes 8 of the pool's 16 slots
+        "DRESSCODE_LLM_MAX_CONCURRENCY": "8",  # a batch takes 8 of the pool's 32 slots
         # What the ingest tasks import (not feast, evidently): less for the workers to load.
         "DRESSCODE_WORKER_PRELOAD": "pandas,pyarrow,deltalake,PIL,pillow_heif,httpx,openai,boto3,mlflow",
         "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "20",
