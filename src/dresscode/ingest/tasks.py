@@ -249,6 +249,8 @@ def process_batch(
     from dresscode.ingest import batch, digitize, manifest
     from dresscode.llm.hook import DresscodeLLMHook
 
+    started = time.monotonic()
+    clock = BatchClock()  # setup below includes resolving the endpoint and the blueprint
     settings = settings or get_settings()
     endpoint = endpoint or DresscodeLLMHook(settings=settings).endpoint()
     if blueprint is None and serving is not None:
@@ -256,8 +258,6 @@ def process_batch(
 
         blueprint = registry.blueprint_for(serving)
     blueprint = blueprint or digitize.current_blueprint()
-    started = time.monotonic()
-    clock = BatchClock()
     state = manifest_state(settings, keys=keys, days=lookback_days(settings))
     # A retried task gets the same keys: what an earlier try committed is only cleaned up,
     # and counted when that try was of this run (it failed before it could report).
