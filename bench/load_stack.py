@@ -23,8 +23,9 @@ peak RSS per task (``VmHWM`` of each ``airflow worker -- <task instance id>`` pr
 0.25 s); every log line with ``database is locked``. The stack is stopped at the end unless
 ``--keep``.
 
-    .venv/bin/python bench/load_stack.py --photos 10000
-    .venv/bin/python bench/load_stack.py --photos 10000 --executor celery --home .local/load-celery
+    .venv/bin/python bench/load_stack.py --photos 10000 --seed-cache .local/load-seed-10k
+    .venv/bin/python bench/load_stack.py --photos 10000 --seed-cache .local/load-seed-10k \
+        --executor celery --home .local/load-celery
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -80,6 +82,28 @@ def seed_photos(n: int, size: tuple[int, int], workers: int, script: Path) -> tu
             out.write(Path(part).read_text())
             Path(part).unlink()
     return new, time.perf_counter() - started
+
+
+def keep_seed(cache: Path, landing: Path, script: Path) -> None:
+    """Keep the seeded landing and the simulator's script for the next run (seeding 10,000
+    photos takes ~17 min on 2 cores; the LocalExecutor and Celery runs take the same photos)."""
+    shutil.rmtree(cache, ignore_errors=True)
+    shutil.copytree(landing, cache / "landing")
+    shutil.copy2(script, cache / "script.jsonl")
+    (cache / "complete").touch()
+
+
+def restore_seed(cache: Path, landing: Path, script: Path) -> tuple[int, float]:
+    """The kept photos and script into this home, and the users' profiles as seeding writes them."""
+    from dresscode.local import seed
+
+    started = time.perf_counter()
+    shutil.copytree(cache / "landing", landing, dirs_exist_ok=True)
+    script.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(cache / "script.jsonl", script)
+    seed.seed(0, script_path=script, bad_files=False)  # no photos: only the users table
+    count = sum(1 for p in landing.rglob("*") if p.is_file())
+    return count, time.perf_counter() - started
 
 
 class PeakRss:
@@ -275,6 +299,11 @@ def main() -> int:
     parser.add_argument("--sim-port", type=int, default=8011)
     parser.add_argument("--mlflow-port", type=int, default=5091)
     parser.add_argument("--keep", action="store_true", help="leave the stack running")
+    parser.add_argument(
+        "--seed-cache",
+        type=Path,
+        help="take the photos seeded there by an earlier run, or keep this run's there",
+    )
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.split("x"))
 
@@ -295,9 +324,17 @@ def main() -> int:
     if lake.list_files(lake.landing()):
         print(f"{args.home} already has uploads in landing: use a fresh --home", file=sys.stderr)
         return 2
-    print(f"seeding {args.photos} photos ({args.size}) in {args.workers} processes ...", flush=True)
-    new, seed_s = seed_photos(args.photos, (width, height), args.workers, stack.sim_script())
-    print(f"seeded {new} uploads in {seed_s:.0f} s", flush=True)
+    landing = Path(lake.landing().path)
+    cache = args.seed_cache
+    if cache is not None and (cache / "complete").exists():
+        new, seed_s = restore_seed(cache, landing, stack.sim_script())
+        print(f"copied {new} seeded uploads from {cache} in {seed_s:.0f} s", flush=True)
+    else:
+        print(f"seeding {args.photos} photos ({args.size}) in {args.workers} processes ...")
+        new, seed_s = seed_photos(args.photos, (width, height), args.workers, stack.sim_script())
+        print(f"seeded {new} uploads in {seed_s:.0f} s", flush=True)
+        if cache is not None:
+            keep_seed(cache, landing, stack.sim_script())
 
     workers = [f"worker-{i}" for i in range(1, args.celery_workers + 1)]
     workers = workers if args.executor == "celery" else []
