@@ -159,15 +159,20 @@ class EndpointSampler:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
+        with httpx.Client(timeout=30) as client:  # one after the run, however slow the box
+            self._sample(client)
 
     def _run(self) -> None:
         with httpx.Client(timeout=5) as client:
             while not self._stop.wait(self._interval_s):
-                try:
-                    stats = client.get(f"{self._url}/sim/stats").json()
-                except httpx.HTTPError:
-                    continue
-                self.samples.append((time.time(), stats["busy_slot_seconds"], stats["running"]))
+                self._sample(client)
+
+    def _sample(self, client: httpx.Client) -> None:
+        try:
+            stats = client.get(f"{self._url}/sim/stats").json()
+        except httpx.HTTPError:
+            return
+        self.samples.append((time.time(), stats["busy_slot_seconds"], stats["running"]))
 
     def busy_between(self, begin: float, end: float) -> float | None:
         """Busy slot-seconds between two instants (linear between the samples around each)."""
