@@ -184,6 +184,37 @@ def test_near_duplicate_detection_can_be_turned_off(
     assert _run(endpoint, "run-1")["near_duplicates"] == 0
 
 
+@pytest.mark.parametrize(("candidates", "caught"), [(3, True), (2, False)])
+def test_a_photo_is_compared_with_the_users_newest_photos_only(
+    script: Path,
+    endpoint: LLMEndpoint,
+    monkeypatch: pytest.MonkeyPatch,
+    candidates: int,
+    caught: bool,
+) -> None:
+    """The check's cost per photo is bounded by DRESSCODE_INGEST_NEAR_DUPLICATE_CANDIDATES,
+    not by the user's history: a copy of a photo older than the newest N is not recognised."""
+    monkeypatch.setenv("DRESSCODE_INGEST_NEAR_DUPLICATE_CANDIDATES", str(candidates))
+    config.get_settings.cache_clear()
+    img, labels = samples.wardrobe_photo(14, size=(1024, 768), n_items=1)
+    original = samples.encode(img, "JPEG")
+    _put("u5/a-original.jpg", original, script, labels)
+    assert _run(endpoint, "run-1")["model_calls"] == 1
+    for n, seed_ in enumerate((15, 16), start=2):  # two newer photos of other garments
+        other, other_labels = samples.wardrobe_photo(seed_, size=(1024, 768), n_items=1)
+        _put(f"u5/b-{n}.jpg", samples.encode(other, "JPEG"), script, other_labels)
+        assert _run(endpoint, f"run-{n}")["model_calls"] == 1
+    copies = dict(near_duplicate_set._copies(img, original, random.Random(4)))
+    _put("u5/c-resent.jpg", copies["resized"], script, labels)
+
+    totals = _run(endpoint, "run-4")
+
+    assert totals["near_duplicates"] == (1 if caught else 0)
+    assert _manifest()["u5/c-resent.jpg"]["status"] == (
+        tables.NEAR_DUPLICATE if caught else tables.ACCEPTED
+    )
+
+
 def test_the_seeded_resends_of_make_up_are_caught(script: Path, endpoint: LLMEndpoint) -> None:
     from dresscode.local import seed
 

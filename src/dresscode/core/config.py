@@ -56,6 +56,7 @@ class Settings:
     ingest_settle_s: float
     ingest_hidden_max_age_s: float
     ingest_near_duplicate_bits: int
+    ingest_near_duplicate_candidates: int
     ingest_near_duplicate_delta_e: float
     embedding_dimension: int
     embedding_batch_size: int

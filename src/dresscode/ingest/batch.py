@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from PIL import Image
 
     from dresscode.ingest.digitize import Digitized
-    from dresscode.ingest.near_duplicates import Earlier, Match
+    from dresscode.ingest.near_duplicates import Earlier, LabCache, Match
     from dresscode.llm.blueprints import Blueprint
     from dresscode.llm.client import LLMClient
 
@@ -243,6 +243,11 @@ async def process(
     answers: Answers = {}
     judged: dict[str, asyncio.Future[PhotoOutcome]] = {key: loop.create_future() for key in keys}
     position = {key: i for i, key in enumerate(keys)}
+    labs: LabCache | None = None
+    if settings.ingest_near_duplicate_bits:
+        from dresscode.ingest.near_duplicates import LabCache
+
+        labs = LabCache()  # the users' earlier photos, read once for the whole batch
 
     async def judge(outcome: PhotoOutcome, jpeg: bytes | None, pool: ThreadPoolExecutor) -> None:
         """Mark ``outcome`` near_duplicate when it repeats one of the user's earlier photos."""
@@ -257,10 +262,11 @@ async def process(
         candidates = list((earlier or {}).get(user, [])) + [
             _as_earlier(o) for o in before if o.status == tables.ACCEPTED and o.phash
         ]
+        candidates = candidates[-settings.ingest_near_duplicate_candidates :]  # the newest
         if not candidates:
             return
         match = await loop.run_in_executor(
-            pool, near_duplicate_of, jpeg, outcome.phash, candidates, settings
+            pool, near_duplicate_of, jpeg, outcome.phash, candidates, settings, labs
         )
         if match is not None:
             outcome.status = tables.NEAR_DUPLICATE
@@ -313,9 +319,14 @@ def _as_earlier(outcome: PhotoOutcome) -> Earlier:
 
 
 def near_duplicate_of(
-    jpeg: bytes, phash: str, candidates: list[Earlier], settings: Settings
+    jpeg: bytes,
+    phash: str,
+    candidates: list[Earlier],
+    settings: Settings,
+    labs: LabCache | None = None,
 ) -> Match | None:
-    """The earlier photo a clean photo repeats, judged on the stored clean JPEGs. Runs in a thread."""
+    """The earlier photo a clean photo repeats, judged on the stored clean JPEGs (``labs``: the
+    batch's cache of what was read). Runs in a thread."""
     from dresscode.ingest import near_duplicates
 
     def load(sha: str) -> Image.Image | None:
@@ -329,6 +340,7 @@ def near_duplicate_of(
         load,
         max_distance=settings.ingest_near_duplicate_bits,
         max_colour_difference=settings.ingest_near_duplicate_delta_e,
+        labs=labs,
     )
 
 

@@ -87,7 +87,9 @@ def earlier_fingerprints(keys: list[str], settings: Settings) -> dict[str, list[
     of ``keys`` (not the batch's own keys: a retried batch is not a near-duplicate of itself).
 
     One pushed-down read: only those users' accepted rows, four columns. Rows written before
-    fingerprints existed have none and are not compared.
+    fingerprints existed have none and are not compared. Each user keeps the newest
+    ``DRESSCODE_INGEST_NEAR_DUPLICATE_CANDIDATES``: every new photo is compared with each of
+    them, so more would make a photo's cost grow with its user's history.
     """
     from dresscode.ingest.near_duplicates import Earlier, Fingerprint
 
@@ -112,7 +114,8 @@ def earlier_fingerprints(keys: list[str], settings: Settings) -> dict[str, list[
             earlier.setdefault(str(user), []).append(
                 Earlier(str(key), str(sha), Fingerprint.decode(phash))
             )
-    return earlier
+    newest = settings.ingest_near_duplicate_candidates
+    return {user: photos[-newest:] for user, photos in earlier.items()}
 
 
 def commit(

@@ -171,10 +171,13 @@ def colour_difference(a: Image.Image, window_a: int, b: Image.Image, window_b: i
     4 x 4-pixel cell (1/256 of the picture) where they overlap. Re-encoding moves a cell by a
     few ΔE; a garment in another colour or pattern by tens.
     """
+    return _lab_difference(_lab(windows(a)[window_a]), _lab(windows(b)[window_b]))
+
+
+def _lab_difference(lab_a: np.ndarray, lab_b: np.ndarray) -> float:
+    """:func:`colour_difference` of two windows already in 64 x 64 Lab."""
     import numpy as np
 
-    lab_a = _lab(windows(a)[window_a])
-    lab_b = _lab(windows(b)[window_b])
     best: tuple[float, np.ndarray] | None = None
     for dy in range(-_SHIFT, _SHIFT + 1):
         for dx in range(-_SHIFT, _SHIFT + 1):
@@ -189,6 +192,40 @@ def colour_difference(a: Image.Image, window_a: int, b: Image.Image, window_b: i
     rows, cols = (delta.shape[0] // _CELL) * _CELL, (delta.shape[1] // _CELL) * _CELL
     cells = delta[:rows, :cols].reshape(rows // _CELL, _CELL, cols // _CELL, _CELL)
     return float(cells.mean(axis=(1, 3)).max())
+
+
+class LabCache:
+    """The 64 x 64 Lab copies of earlier photos' windows, by image sha256, shared by the
+    photos of one batch (thread-safe): a user's earlier photo that is a pHash candidate for
+    several new photos is read, decoded and converted once, not once per new photo. Holds the
+    ``size`` most recently used photos (~0.5 MB each)."""
+
+    def __init__(self, size: int = 64) -> None:
+        import threading
+        from collections import OrderedDict
+
+        self._labs: OrderedDict[str, list[np.ndarray]] = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+        self.loads = 0  # photos read and converted (a benchmark's figure)
+
+    def windows_of(
+        self, sha: str, load: Callable[[str], Image.Image | None]
+    ) -> list[np.ndarray] | None:
+        with self._lock:
+            if sha in self._labs:
+                self._labs.move_to_end(sha)
+                return self._labs[sha]
+        picture = load(sha)
+        if picture is None:
+            return None
+        labs = [_lab(w) for w in windows(picture)]
+        with self._lock:
+            self.loads += 1
+            self._labs[sha] = labs
+            while len(self._labs) > self._size:
+                self._labs.popitem(last=False)
+        return labs
 
 
 def _lab(img: Image.Image) -> np.ndarray:
@@ -227,23 +264,33 @@ def find(
     *,
     max_distance: int,
     max_colour_difference: float,
+    labs: LabCache | None = None,
 ) -> Match | None:
     """The earlier photo this one is a near-duplicate of, or None.
 
     ``earlier`` are the user's photos, oldest first (the first one matched wins, so a third
     copy names the original, not the second). ``load`` opens an earlier photo's clean JPEG
-    by its image sha256 (None when it is gone: that candidate is skipped).
+    by its image sha256 (None when it is gone: that candidate is skipped); ``labs`` keeps what
+    was loaded for the next photo of the batch.
     """
+    labs = labs if labs is not None else LabCache()
+    mine: dict[int, np.ndarray] = {}
+
+    def my_lab(window: int) -> np.ndarray:
+        if window not in mine:
+            mine[window] = _lab(windows(picture)[window])
+        return mine[window]
+
     for candidate in earlier:
         close = [p for p in window_pairs(print_, candidate.fingerprint) if p[0] <= max_distance]
         if not close:
             continue
-        other = load(candidate.image_sha256)
+        other = labs.windows_of(candidate.image_sha256, load)
         if other is None:
             continue
         # The closest hashes are not always the best-aligned windows: every close pair is
         # checked, and the one with the least colour difference speaks for the candidate.
-        delta, bits = min((colour_difference(picture, i, other, j), bits) for bits, i, j in close)
+        delta, bits = min((_lab_difference(my_lab(i), other[j]), bits) for bits, i, j in close)
         if delta <= max_colour_difference:
             return Match(candidate.upload_key, bits, round(delta, 1))
     return None
