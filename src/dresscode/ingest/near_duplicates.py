@@ -14,10 +14,13 @@ asserts recall and precision on it):
 2. **Colour check on the pixels.** pHash sees luminance only: the same shirt in another colour
    laid out the same way hashes the same. A candidate is confirmed only when the two pictures,
    cut to the matching windows and aligned, have no region of another colour
-   (:func:`colour_difference`, CIE76 ΔE). The earlier photo's clean JPEG is read for that:
-   candidates are rare, so this costs one small read per real near-duplicate.
+   (:func:`colour_difference`, CIE76 ΔE). The earlier photo's clean JPEG is read for that,
+   once per batch (:class:`LabCache`).
 
-Only a user's own photos are compared (another user's copy of a picture is theirs).
+Only a user's own photos are compared (another user's copy of a picture is theirs), and only
+the newest ``DRESSCODE_INGEST_NEAR_DUPLICATE_CANDIDATES`` of them: a photo's cost must not grow
+with its user's history (``bench/near_duplicate_history.py``). Photos laid out alike (flat
+lays, the seeded ones) are pHash candidates of each other more often than the set suggests.
 """
 
 from __future__ import annotations
