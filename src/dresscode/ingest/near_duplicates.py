@@ -278,10 +278,12 @@ def find(
     """
     labs = labs if labs is not None else LabCache()
     mine: dict[int, np.ndarray] = {}
+    crops: list[Image.Image] = []
 
     def my_lab(window: int) -> np.ndarray:
         if window not in mine:
-            mine[window] = _lab(windows(picture)[window])
+            crops[:] = crops or windows(picture)  # cut once, only when a candidate is close
+            mine[window] = _lab(crops[window])
         return mine[window]
 
     for candidate in earlier:
