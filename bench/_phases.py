@@ -34,6 +34,11 @@ class Batch:
     timings: dict[str, Any] | None  # the batch's own (None: a try that died, no XCom)
 
     @property
+    def t(self) -> dict[str, Any]:
+        """The timings ({} for a try that died)."""
+        return self.timings or {}
+
+    @property
     def code_start(self) -> float:
         return self.timings["started_at"] if self.timings else self.end
 
@@ -70,8 +75,8 @@ def breakdown(
     run_s = run_end - run_start
     done = [b for b in batches if b.timings]
     lost = [b for b in batches if not b.timings]
-    with_calls = [b for b in done if b.timings and b.timings["model_first_at"] is not None]
-    windows = [(b.timings["model_first_at"], b.timings["model_last_at"]) for b in with_calls]  # type: ignore[index]
+    with_calls = [b for b in done if b.timings and b.t["model_first_at"] is not None]
+    windows = [(b.t["model_first_at"], b.t["model_last_at"]) for b in with_calls]
     running = [(b.start, b.end) for b in batches]
     waiting_for_slot = [
         b.queued - b.scheduled for b in batches if b.queued is not None and b.scheduled is not None
@@ -82,14 +87,11 @@ def breakdown(
         return float(sum(values))
 
     startup = [b.code_start - b.start for b in done]
-    setup = [b.timings["setup_s"] for b in done]  # type: ignore[index]
-    ramp = [
-        b.timings["model_first_at"] - b.code_start - b.timings["setup_s"]  # type: ignore[index]
-        for b in with_calls
-    ]
+    setup = [b.t["setup_s"] for b in done]
+    ramp = [b.t["model_first_at"] - b.code_start - b.t["setup_s"] for b in with_calls]
     model = [last - first for first, last in windows]
-    tail = [b.end - b.timings["model_last_at"] for b in with_calls]  # type: ignore[index]
-    commit = [b.timings["commit_s"] for b in done]  # type: ignore[index]
+    tail = [b.end - b.t["model_last_at"] for b in with_calls]
+    commit = [b.t["commit_s"] for b in done]
     no_batch = run_s - union_seconds(running)
     no_calls = run_s - union_seconds(windows)
 

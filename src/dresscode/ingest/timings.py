@@ -24,7 +24,7 @@ class BatchTimings(TypedDict):
     normalize_cpu_s: float  # thread CPU time decoding, validating, downscaling, stripping
     model_first_at: float | None  # the batch's first model request went out (None: no call)
     model_last_at: float | None  # its last model answer came back
-    model_call_s: float  # summed duration of its model calls (÷ slots: its endpoint share)
+    model_call_s: float  # its model calls' time on the client, the endpoint's queue included
     commit_s: float  # manifest, items and answers written to the lake
     ended_at: float
 
