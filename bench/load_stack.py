@@ -42,7 +42,7 @@ import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import httpx
 from _phases import Batch, breakdown, epoch, markdown
@@ -106,28 +106,43 @@ def restore_seed(cache: Path, landing: Path, script: Path) -> tuple[int, float]:
     return count, time.perf_counter() - started
 
 
-class PeakRss:
-    """Samples the VmHWM of every Airflow task process until stopped: ti id -> peak MB."""
+class Sampler:
+    """Calls :meth:`tick` every ``interval_s`` in a thread while the ``with`` block runs, and
+    once more after it."""
 
-    def __init__(self, interval_s: float = 0.25) -> None:
-        self.peaks: dict[str, float] = {}
+    def __init__(self, interval_s: float) -> None:
         self._interval_s = interval_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> PeakRss:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
+        self.tick()  # one after the run, however slow the box
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval_s):
-            for proc in Path("/proc").iterdir():
-                if proc.name.isdigit():
-                    self._sample(proc)
+            self.tick()
+
+    def tick(self) -> None:
+        raise NotImplementedError
+
+
+class PeakRss(Sampler):
+    """The VmHWM of every Airflow task process, every 0.25 s: ti id -> peak MB."""
+
+    def __init__(self, interval_s: float = 0.25) -> None:
+        super().__init__(interval_s)
+        self.peaks: dict[str, float] = {}
+
+    def tick(self) -> None:
+        for proc in Path("/proc").iterdir():
+            if proc.name.isdigit():
+                self._sample(proc)
 
     def _sample(self, proc: Path) -> None:
         try:
@@ -143,33 +158,17 @@ class PeakRss:
             self.peaks[ti] = max(self.peaks.get(ti, 0.0), int(hwm[1]) / 1024)
 
 
-class EndpointSampler:
-    """Samples the simulator's busy slot-seconds every ``interval_s``: (epoch, busy, running)."""
+class EndpointSampler(Sampler):
+    """The simulator's busy slot-seconds every ``interval_s``: (epoch, busy, running)."""
 
     def __init__(self, url: str, interval_s: float = 0.5) -> None:
+        super().__init__(interval_s)
         self.samples: list[tuple[float, float, int]] = []
-        self._url, self._interval_s = url, interval_s
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._url = url
 
-    def __enter__(self) -> EndpointSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        with httpx.Client(timeout=30) as client:  # one after the run, however slow the box
-            self._sample(client)
-
-    def _run(self) -> None:
-        with httpx.Client(timeout=5) as client:
-            while not self._stop.wait(self._interval_s):
-                self._sample(client)
-
-    def _sample(self, client: httpx.Client) -> None:
+    def tick(self) -> None:
         try:
-            stats = client.get(f"{self._url}/sim/stats").json()
+            stats = httpx.get(f"{self._url}/sim/stats", timeout=30).json()
         except httpx.HTTPError:
             return
         self.samples.append((time.time(), stats["busy_slot_seconds"], stats["running"]))
