@@ -2,11 +2,13 @@
 
 Every 30 minutes (a cheap no-op when nothing changed), or by hand after a merge:
 **sync** registers every blueprint in `include/prompts/` in the MLflow prompt registry
-(idempotent: a content-hash tag, so an unchanged tree creates no version) and lists the
-versions newer than `production` that were never evaluated; **evaluate** runs each on its
-golden set (an MLflow run with metrics, verdict and a per-example table); **choose** makes the
-newest passing version per prompt the `candidate` — if none passed, the run fails with the
-report; **shadow** replays recent real inputs from the lake through candidate and production
+(idempotent: a content-hash tag, so an unchanged tree creates no version) and lists, per
+prompt, the versions newer than `production` (and than any judged one) that were never
+evaluated; **evaluate** (one task per prompt) gates them on the golden set newest first,
+stopping at the first that passes (an MLflow run each with metrics, verdict and a per-example
+table; an older version would never be chosen over a newer passing one, so it is not
+evaluated); **choose** makes that newest passing version the `candidate` — if none passed, the
+run fails with the report; **shadow** replays recent real inputs from the lake through candidate and production
 and compares agreement, latency, tokens and JSON failures; then the candidate is promoted —
 at once when the Param `auto_promote` is true (default: `DRESSCODE_RELEASE_AUTO_PROMOTE`), otherwise after a human approves the
 **approve** task in the Airflow UI (Required actions). Waiting there pages the on-call; no
@@ -48,20 +50,20 @@ from dresscode.registry import tasks as registry
 )
 def prompt_release():
     @task
-    def sync() -> list[registry.PromptVersion]:
+    def sync() -> list[registry.Pending]:
         return registry.sync_all()
 
     @task.short_circuit
-    def anything_new(pending: list[registry.PromptVersion]) -> bool:
+    def anything_new(pending: list[registry.Pending]) -> bool:
         return bool(pending)
 
-    @task(pool="llm", map_index_template="{{ task.op_kwargs['version']['name'] }}")
-    def evaluate(version: registry.PromptVersion) -> registry.Evaluated:
-        return registry.evaluate(version)
+    @task(pool="llm", map_index_template="{{ task.op_kwargs['pending']['name'] }}")
+    def evaluate(pending: registry.Pending) -> list[registry.Evaluated]:
+        return registry.evaluate_newest_passing(pending)
 
     @task
-    def choose(results: list[registry.Evaluated]) -> list[registry.Evaluated]:
-        return registry.choose_candidates(list(results))
+    def choose(evaluated: list[list[registry.Evaluated]]) -> list[registry.Evaluated]:
+        return registry.choose_candidates(list(evaluated))
 
     @task
     def shadow(candidates: list[registry.Evaluated]) -> list[registry.Shadowed]:
@@ -96,7 +98,7 @@ def prompt_release():
         return registry.park(shadowed, answer, dag_id="prompt_release")
 
     pending = sync()
-    evaluated = evaluate.expand(version=pending)
+    evaluated = evaluate.expand(pending=pending)
     anything_new(pending) >> evaluated
     shadowed = shadow(choose(evaluated))
     decision = decide(shadowed)

@@ -82,10 +82,10 @@ def test_first_release_gates_and_promotes_the_newest_passing_versions(first_rele
     assert states["approve"] == "skipped" and states["promote"] == "success"
     for name in PROMPTS:
         assert registry.aliases(name)["production"] == 2
-        assert {v.git_version: v.gate for v in registry.versions(name)} == {
-            1: "passed",
-            2: "passed",
-        }
+        # v2 passed, and v1 would never be chosen over it: one evaluation per prompt.
+        assert {v.git_version: v.gate for v in registry.versions(name)} == {1: None, 2: "passed"}
+    evaluated = [ti for ti in first_release.get_task_instances() if ti.task_id == "evaluate"]
+    assert sorted(ti.rendered_map_index for ti in evaluated) == sorted(PROMPTS)
 
 
 def test_a_rerun_on_an_unchanged_tree_changes_nothing(env: dict, first_release) -> None:
@@ -131,6 +131,22 @@ def test_a_failing_candidate_is_not_promoted(env: dict, first_release) -> None:
     alert = alerts.read_alerts()[-1]
     assert alert["dag_id"] == "prompt_release" and "wardrobe-digitizer@4" in alert["summary"]
     # The verdict stands: the next run does not evaluate v4 again.
+    assert _states(_release(env))["evaluate"] == "skipped"
+
+
+def test_when_the_newest_version_fails_the_next_older_one_is_gated_in_the_same_run(
+    env: dict, first_release
+) -> None:
+    from dresscode.registry import prompt_registry as registry
+
+    _add_version(env["prompts"], "wardrobe-digitizer", 5, max_tokens=1700)
+    _add_version(env["prompts"], "wardrobe-digitizer", 6, model=SLOPPY)
+    run = _release(env)
+    assert run.state == "success", _states(run)
+    gates = {v.git_version: v.gate for v in registry.versions("wardrobe-digitizer")}
+    assert (gates[6], gates[5]) == ("failed", "passed")
+    assert registry.aliases("wardrobe-digitizer")["production"] == 5
+    # Nothing left to judge: v6 failed, v5 is production.
     assert _states(_release(env))["evaluate"] == "skipped"
 
 

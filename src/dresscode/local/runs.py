@@ -1,21 +1,54 @@
-"""The runs ``make up`` drives through Airflow's REST API: the pipeline, then the monitoring demo."""
+"""The runs ``make up`` drives through Airflow's REST API: the pipeline and the monitoring demo.
+
+Each run starts as soon as the runs it reads from have ended, not stage by stage: the golden
+evaluation of ``prompt_release`` (the longest run, bound by the model endpoint) runs beside
+the ingest, the features and the first demo batch, and only the runs that need its verdict —
+``outfit_pregen`` (the stylist in production) and the drifted demo batch's re-evaluation —
+wait for it.
+"""
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
-from dresscode.local.airflow_api import AirflowAPI
+from dresscode.local.airflow_api import TERMINAL_STATES, AirflowAPI
 from dresscode.local.stack import dags_in_folder, run_dir, sim_script
 
-# The pipeline as stages: the DAGs of a stage need only what earlier stages wrote, so they run
-# at once (the LocalExecutor runs 8 tasks in parallel); ``up`` runs those that exist in dags/.
-STAGES = (
-    ("wardrobe_ingest", "weather_ingest", "prompt_release"),
-    ("item_embeddings", "style_features"),
-    ("outfit_pregen",),
-)
-PIPELINE = tuple(dag_id for stage in STAGES for dag_id in stage)
+SKIP = object()  # a step's ``before`` answers this when its run is not needed (done earlier)
+SEED = "seed"  # the step that writes the demo's uploads and users
+
+
+@dataclass
+class Step:
+    """One DAG run of ``make up``, started once every step it ``needs`` has ended (whatever
+    its state: a failed run is reported, and what reads it runs on what is there)."""
+
+    name: str  # as reported: the DAG id, or "<dag> (<what>)" for a second run of a DAG
+    dag_id: str | None  # None: local work only (``before``), no run
+    needs: tuple[str, ...] = ()
+    # Work before the run (seeding); returns the run's conf, or SKIP.
+    before: Callable[[], Any] | None = None
+    after: Callable[[str], None] | None = None  # called with the run's final state
+
+
+# What each pipeline DAG reads from the others. outfit_pregen waits for the release: it
+# serves the stylist in production, and a first release is what puts one there.
+PIPELINE_NEEDS: dict[str, tuple[str, ...]] = {
+    "prompt_release": (),
+    "wardrobe_ingest": (SEED,),
+    "weather_ingest": (SEED,),  # the seeded users' cities
+    "item_embeddings": ("wardrobe_ingest",),
+    "style_features": ("wardrobe_ingest", "weather_ingest"),
+    "outfit_pregen": ("style_features", "weather_ingest", "prompt_release"),
+    "feedback_ingest": ("outfit_pregen",),  # its demo events rate the suggestions
+}
+PIPELINE = tuple(PIPELINE_NEEDS)
 
 
 def start_run(client: AirflowAPI, dag_id: str, conf: dict | None = None) -> str:
@@ -28,7 +61,7 @@ def start_run(client: AirflowAPI, dag_id: str, conf: dict | None = None) -> str:
     and moves on to the next interval (Airflow keys scheduled runs on it); its data interval
     is the 24 hours before now, as for any run started by hand.
     """
-    from datetime import UTC, datetime, timedelta
+    from datetime import timedelta
 
     info = client.dag(dag_id)
     logical = info.get("next_dagrun_logical_date") if info.get("is_paused") else None
@@ -43,7 +76,9 @@ def start_run(client: AirflowAPI, dag_id: str, conf: dict | None = None) -> str:
     return run_id
 
 
-def report(client: AirflowAPI, dag_id: str, run_id: str, state: str) -> None:
+def report(
+    client: AirflowAPI, name: str, dag_id: str, run_id: str, state: str, took_s: float
+) -> None:
     tasks = client.task_states(dag_id, run_id)
     failed = [t for t, s in tasks.items() if s not in {"success", "skipped"}]
     taken = [
@@ -53,22 +88,94 @@ def report(client: AirflowAPI, dag_id: str, run_id: str, state: str) -> None:
     ]
     note = f" (not successful: {', '.join(failed)})" if failed else ""
     branch = f", took {' -> '.join(taken)}" if taken else ""
-    print(f"  {dag_id}: {state}{branch}{note}", flush=True)
+    print(f"  {name}: {state}{branch}{note} [{took_s:.0f} s]", flush=True)
 
 
-def run_pipeline(client: AirflowAPI, timeout_s: float = 1800) -> dict[str, str]:
-    """Run the pipeline's stages in order, the DAGs of a stage at once; wait for every run.
-    Returns dag_id -> state."""
-    present = set(dags_in_folder())
-    results = {}
-    for stage in STAGES:
-        began = time.monotonic()
-        started = {dag_id: start_run(client, dag_id) for dag_id in stage if dag_id in present}
-        for dag_id, run_id in started.items():
-            results[dag_id] = client.wait_for_run(dag_id, run_id, timeout_s)
-            report(client, dag_id, run_id, results[dag_id])
-        print(f"  ({', '.join(started)}: {time.monotonic() - began:.0f} s)", flush=True)
-    return results
+@dataclass
+class _Running:
+    step: Step
+    dag_id: str
+    run_id: str
+    began: float
+    seen: Any = None  # the last (state, task states) seen: a change is progress
+    deadline: float = 0.0
+
+
+@dataclass
+class Runner:
+    """Starts each step when what it needs has ended; waits for them all.
+
+    A run that makes no progress (no change of its state or its tasks' states) for
+    ``timeout_s`` is given up on and reported with the state it was in.
+    """
+
+    client: AirflowAPI
+    timeout_s: float = 1800
+    poll_s: float = 2.0
+    progress_every_s: float = 30.0
+    states: dict[str, str] = field(default_factory=dict)
+
+    def run(self, steps: list[Step]) -> dict[str, str]:
+        present = set(dags_in_folder())
+        known = {s.name for s in steps if s.dag_id is None or s.dag_id in present}
+        waiting = [s for s in steps if s.name in known]
+        running: list[_Running] = []
+        last_progress = time.monotonic()
+        while waiting or running:
+            for step in [s for s in waiting if self._ready(s, known)]:
+                waiting.remove(step)
+                started = self._start(step)
+                if started is not None:
+                    running.append(started)
+            for r in list(running):
+                state = self._check(r)
+                if state is not None:
+                    running.remove(r)
+                    self._end(r, state)
+            if running and time.monotonic() - last_progress >= self.progress_every_s:
+                print(
+                    "  … running: "
+                    + ", ".join(
+                        f"{r.step.name} ({time.monotonic() - r.began:.0f} s)" for r in running
+                    ),
+                    flush=True,
+                )
+                last_progress = time.monotonic()
+            if running:
+                time.sleep(self.poll_s)
+        return {n: s for n, s in self.states.items() if s not in {"skipped", "done"}}
+
+    def _ready(self, step: Step, known: set[str]) -> bool:
+        return all(n in self.states or n not in known for n in step.needs)
+
+    def _start(self, step: Step) -> _Running | None:
+        conf = step.before() if step.before else None
+        if step.dag_id is None:
+            self.states[step.name] = "done"
+            return None
+        if conf is SKIP:
+            self.states[step.name] = "skipped"
+            return None
+        run_id = start_run(self.client, step.dag_id, conf)
+        now = time.monotonic()
+        return _Running(step, step.dag_id, run_id, now, deadline=now + self.timeout_s)
+
+    def _check(self, r: _Running) -> str | None:
+        """The run's final state once it ended (or stalled); None while it goes on."""
+        state = self.client.run_state(r.dag_id, r.run_id)
+        if state in TERMINAL_STATES:
+            return state
+        snapshot = (state, tuple(sorted(self.client.task_states(r.dag_id, r.run_id).items())))
+        now = time.monotonic()
+        if snapshot != r.seen:
+            r.seen, r.deadline = snapshot, now + self.timeout_s
+        return state if now >= r.deadline else None
+
+    def _end(self, r: _Running, state: str) -> None:
+        self.states[r.step.name] = state
+        report(self.client, r.step.name, r.dag_id, r.run_id, state, time.monotonic() - r.began)
+        if r.step.after:
+            r.step.after(state)
 
 
 # The monitoring demo: a second normal batch (the check must say healthy), then a batch of dark
@@ -77,47 +184,94 @@ DEMO_BATCH = 40  # photos per demo batch: above DRESSCODE_DRIFT_MIN_ROWS, so dri
 DEMO_BATCHES = (("normal", None), ("dark", "dark"))
 
 
-def run_and_report(client: AirflowAPI, dag_id: str, conf: dict | None, timeout_s: float) -> str:
-    run_id = start_run(client, dag_id, conf)
-    state = client.wait_for_run(dag_id, run_id, timeout_s)
-    report(client, dag_id, run_id, state)
-    return state
-
-
-def run_monitoring_demo(
-    client: AirflowAPI, first_seed: int, timeout_s: float = 1800
-) -> dict[str, str]:
-    """Ingest each demo batch, then run model_monitoring over exactly that batch's window.
-
-    The window of a batch is recorded the first time it is ingested, so running ``up`` again
-    checks the same photos and reaches the same decision.
-    """
-    from datetime import UTC, datetime
-
+def pipeline_steps(seed_photos: int) -> list[Step]:
+    """The seeding and the pipeline's runs, then the monitoring demo's (:func:`demo_steps`)."""
     from dresscode.local import seed
 
-    windows_file = run_dir() / "demo-windows.json"
-    windows = json.loads(windows_file.read_text()) if windows_file.exists() else {}
-    results = {}
+    def seed_landing() -> None:
+        written = seed.seed(n_photos=seed_photos, script_path=sim_script(), near_duplicates=4)
+        print(
+            f"• seeded landing: {written.new} new uploads ({written.skipped} already ingested earlier)",
+            flush=True,
+        )
+
+    def seed_feedback() -> None:
+        fed = seed.seed_feedback()
+        print(
+            f"• seeded user feedback: {fed.events} events and {fed.bad_lines} bad lines in {fed.key}"
+            if fed.key
+            else "• user feedback already ingested earlier",
+            flush=True,
+        )
+
+    # In this order: the release starts before the seeding (~10 s), which it does not read.
+    befores = {"feedback_ingest": seed_feedback}  # its demo file first
+    steps = [Step(d, d, needs, befores.get(d)) for d, needs in PIPELINE_NEEDS.items()]
+    steps.insert(1, Step(SEED, None, before=seed_landing))
+    return steps + demo_steps(first_seed=seed_photos)
+
+
+def demo_steps(first_seed: int) -> list[Step]:
+    """Per demo batch: seed and ingest it (after the batch before it was ingested, or one
+    ingest would take both), then check its window — the checks in order, and the drifted
+    batch's after the release, since it re-evaluates what is in production."""
+    windows = _DemoWindows(run_dir() / "demo-windows.json")
+    steps: list[Step] = []
+    ingested, checked = "wardrobe_ingest", None
     for i, (name, shift) in enumerate(DEMO_BATCHES):
+        ingest, check = f"wardrobe_ingest ({name} batch)", f"model_monitoring ({name} batch)"
+        seeder = _DemoBatch(name, shift, first_seed + i * DEMO_BATCH, windows)
+        needs = (ingest, *([checked] if checked else []), *(["prompt_release"] if shift else []))
+        steps += [
+            Step(ingest, "wardrobe_ingest", (ingested,), seeder.seed, seeder.ingested),
+            Step(check, "model_monitoring", needs, before=seeder.window),
+        ]
+        ingested, checked = ingest, check
+    return steps
+
+
+class _DemoWindows:
+    """Each demo batch's window, recorded the first time it is ingested: running ``up`` again
+    checks the same photos and reaches the same decision."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.windows: dict[str, dict[str, str]] = (
+            json.loads(path.read_text()) if path.exists() else {}
+        )
+
+    def record(self, name: str, start: str) -> None:
+        self.windows[name] = {"window_start": start, "window_end": datetime.now(UTC).isoformat()}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(json.dumps(self.windows, indent=2))
+
+
+@dataclass
+class _DemoBatch:
+    name: str
+    shift: str | None
+    start: int  # the first photo's number
+    windows: _DemoWindows
+    seeded_at: str = ""
+
+    def seed(self) -> Any:
+        """Write the batch into landing; SKIP its ingest when an earlier ``up`` did it."""
+        from dresscode.local import seed
+
         # Before seeding: a scheduled wardrobe_ingest may pick the batch up at once.
-        start = datetime.now(UTC).isoformat()
+        self.seeded_at = datetime.now(UTC).isoformat()
         written = seed.seed(
             n_photos=DEMO_BATCH,
             script_path=sim_script(),
-            start=first_seed + i * DEMO_BATCH,
+            start=self.start,
             bad_files=False,
-            shift=shift,
+            shift=self.shift,
         )
-        print(f"• seeded the {name} demo batch: {written.new} new uploads", flush=True)
-        if written.new or name not in windows:
-            results[f"wardrobe_ingest ({name} batch)"] = run_and_report(
-                client, "wardrobe_ingest", None, timeout_s
-            )
-            windows[name] = {"window_start": start, "window_end": datetime.now(UTC).isoformat()}
-            windows_file.parent.mkdir(parents=True, exist_ok=True)
-            windows_file.write_text(json.dumps(windows, indent=2))
-        results[f"model_monitoring ({name} batch)"] = run_and_report(
-            client, "model_monitoring", windows[name], timeout_s
-        )
-    return results
+        print(f"• seeded the {self.name} demo batch: {written.new} new uploads", flush=True)
+        return None if written.new or self.name not in self.windows.windows else SKIP
+
+    def ingested(self, state: str) -> None:
+        self.windows.record(self.name, self.seeded_at)
+
+    def window(self) -> dict[str, str]:
+        return self.windows.windows[self.name]

@@ -303,6 +303,9 @@ def api(ports: Ports) -> AirflowAPI:
     return AirflowAPI(f"http://127.0.0.1:{ports.airflow}", ADMIN_USER, ADMIN_PASSWORD)
 
 
+NO_AIRFLOW_DB = frozenset({"simulator", "embeddings", "mlflow"})
+
+
 def start(ports: Ports, only: Collection[str] | None = None) -> None:
     """Start every part that is not running yet and wait until all are healthy; ``only``: just
     those parts (a test's stack without the embedding server or the stylist)."""
@@ -325,20 +328,23 @@ def start(ports: Ports, only: Collection[str] | None = None) -> None:
     env = airflow_env(ports)
     if missing:
         executors.check_services(get_settings(), airflow_home())
+        from dresscode.registry import golden
+
+        sim_script().parent.mkdir(parents=True, exist_ok=True)
+        sim_script().touch()
+        golden.write_script(golden.load_wardrobe_golden(), golden_script())
+        # The parts that do not use Airflow's database start while it is migrated (MLflow's
+        # own first start, ~35 s, is the longest of all).
+        for part in [p for p in missing if p.name in NO_AIRFLOW_DB]:
+            print(f"• started {part.name} (pid {start_part(part, env)})", flush=True)
         print("• preparing the Airflow database (airflow db migrate)", flush=True)
         _airflow(env, "db", "migrate")
         _airflow(
             env, "pools", "set", "llm", str(get_settings().llm_pool_slots),
             "Model calls in flight across all tasks (the endpoint's slots + one batch queued)",
         )  # fmt: skip
-        from dresscode.registry import golden
-
-        sim_script().parent.mkdir(parents=True, exist_ok=True)
-        sim_script().touch()
-        golden.write_script(golden.load_wardrobe_golden(), golden_script())
-    for part in missing:
-        pid = start_part(part, env)
-        print(f"• started {part.name} (pid {pid})", flush=True)
+    for part in [p for p in missing if p.name not in NO_AIRFLOW_DB]:
+        print(f"• started {part.name} (pid {start_part(part, env)})", flush=True)
 
     sim_url = f"http://127.0.0.1:{ports.sim}"
     serve_url = f"http://127.0.0.1:{ports.serve}"
@@ -396,7 +402,7 @@ def wait_for_dags(client: AirflowAPI, expected: list[str], timeout_s: float = 18
 
 
 def up(seed_photos: int = 48) -> int:
-    from dresscode.local import runs, seed, summary
+    from dresscode.local import runs, summary
 
     began = time.monotonic()
     ports = Ports.from_env()
@@ -409,29 +415,7 @@ def up(seed_photos: int = 48) -> int:
         f"({time.monotonic() - began:.0f} s since make up started)",
         flush=True,
     )
-    written = seed.seed(n_photos=seed_photos, script_path=sim_script(), near_duplicates=4)
-    print(
-        f"• seeded landing: {written.new} new uploads ({written.skipped} already ingested earlier)",
-        flush=True,
-    )
-    states = runs.run_pipeline(client)
-    feedback_run = None
-    if "feedback_ingest" in dags_in_folder():
-        fed = seed.seed_feedback()
-        print(
-            f"• seeded user feedback: {fed.events} events and {fed.bad_lines} bad lines in {fed.key}"
-            if fed.key
-            else "• user feedback already ingested earlier",
-            flush=True,
-        )
-        # It reads what the pipeline wrote, and nothing the monitoring demo writes: both at once.
-        feedback_run = runs.start_run(client, "feedback_ingest")
-    if "model_monitoring" in dags_in_folder():
-        states |= runs.run_monitoring_demo(client, first_seed=seed_photos)
-    if feedback_run:
-        state = client.wait_for_run("feedback_ingest", feedback_run, 1800)
-        runs.report(client, "feedback_ingest", feedback_run, state)
-        states["feedback_ingest"] = state
+    states = runs.Runner(client).run(runs.pipeline_steps(seed_photos))
     print()
     print(summary.render(summary.collect(), states))
     print()

@@ -1,11 +1,13 @@
 """The work of ``prompt_release``: sync git to the registry, gate new versions, shadow, promote.
 
-A blueprint change is a deployment. Versions newer than ``production`` that were never
-evaluated are evaluated on the golden set; the newest passing one per prompt becomes
-``candidate``, is compared with production on recent real inputs (the shadow), and is promoted
-— automatically or after a human approves (:class:`PromotionApproval`). A rejection, or no
-answer in time, parks the candidate (:func:`park`). An unchanged tree does nothing: no
-version, no evaluation, no alias move.
+A blueprint change is a deployment. Versions newer than ``production`` (and than any version
+already judged) that were never evaluated are pending; per prompt they are evaluated on the
+golden set newest first, stopping at the first that passes: that newest passing version becomes
+``candidate`` (an older one would never be chosen over it, so it is not evaluated — a first
+release gates v2, and v1 only if v2 fails). The candidate is compared with production on recent
+real inputs (the shadow), and is promoted — automatically or after a human approves
+(:class:`PromotionApproval`). A rejection, or no answer in time, parks the candidate
+(:func:`park`). An unchanged tree does nothing: no version, no evaluation, no alias move.
 
 ``prompt_rollback`` calls :func:`rollback`: ``production`` back to a known-good version; the
 version it replaces is parked. Parked (blocked) versions are never evaluated, made candidate or
@@ -41,6 +43,13 @@ class PromptVersion(TypedDict):
 
     name: str
     version: int
+
+
+class Pending(TypedDict):
+    """A prompt's versions waiting for a gate verdict, newest first."""
+
+    name: str
+    versions: list[int]
 
 
 class Evaluated(PromptVersion):
@@ -79,31 +88,60 @@ class RolledBack(TypedDict):
     parked: str | None  # the replaced version, now blocked: who, when, why
 
 
-def sync_all() -> list[PromptVersion]:
-    """Register every git version (idempotent); return the versions that need a gate verdict.
+def sync_all() -> list[Pending]:
+    """Register every git version (idempotent); return, per prompt, the versions that need a
+    gate verdict, newest first.
 
-    Those are the versions newer than production (all, if nothing is promoted yet) that were
-    never evaluated. Re-running on an unchanged tree returns the same (usually empty) list.
+    Those are the versions newer than production and than the newest version already judged
+    (passed, failed or parked) that were never evaluated: an older one was superseded — the
+    release chooses the newest passing version. Re-running on an unchanged tree returns the
+    same (usually empty) list.
     """
     from dresscode.registry import prompt_registry as registry
 
-    pending: list[PromptVersion] = []
+    pending: list[Pending] = []
     for name in blueprints.prompt_names():
         created = [r for r in registry.sync(name) if r.created]
         for r in created:
             log.info(
                 "%s v%d: registered (MLflow version %d)", name, r.git_version, r.mlflow_version
             )
+        infos = registry.versions(name)
         production = registry.aliases(name).get("production", 0)
-        for info in registry.versions(name):
-            if info.git_version > production and not info.gate and info.block is None:
-                pending.append(PromptVersion(name=name, version=info.git_version))
+        judged = max((i.git_version for i in infos if i.gate or i.block is not None), default=0)
+        versions = sorted(
+            (i.git_version for i in infos if i.git_version > max(production, judged)),
+            reverse=True,
+        )
+        if versions:
+            pending.append(Pending(name=name, versions=versions))
     log.info(
-        "%d version(s) to evaluate: %s",
-        len(pending),
-        ", ".join(f"{p['name']}@{p['version']}" for p in pending) or "none",
+        "to evaluate (newest first, until one passes): %s",
+        "; ".join(f"{p['name']} v{', v'.join(map(str, p['versions']))}" for p in pending)
+        or "nothing",
     )
     return pending
+
+
+def evaluate_newest_passing(pending: Pending) -> list[Evaluated]:
+    """Gate ``pending``'s versions newest first and stop at the first that passes; returns
+    every verdict made (the failed newer ones too, for the report)."""
+    results: list[Evaluated] = []
+    for version in pending["versions"]:
+        results.append(evaluate(PromptVersion(name=pending["name"], version=version)))
+        if results[-1]["passed"]:
+            older = [v for v in pending["versions"] if v < version]
+            if older:
+                log.info(
+                    "%s: v%d passed, so v%s (older) are not evaluated: it would be chosen over "
+                    "them (`dresscode eval %s@<version>` gates one by hand)",
+                    pending["name"],
+                    version,
+                    ", v".join(map(str, older)),
+                    pending["name"],
+                )
+            break
+    return results
 
 
 def evaluate(version: PromptVersion) -> Evaluated:
@@ -130,10 +168,12 @@ def evaluate(version: PromptVersion) -> Evaluated:
     return result
 
 
-def choose_candidates(results: list[Evaluated]) -> list[Evaluated]:
-    """The newest passing version per prompt becomes ``candidate``; a release with none fails."""
+def choose_candidates(evaluated: list[list[Evaluated]]) -> list[Evaluated]:
+    """The newest passing version per prompt becomes ``candidate``; a release with none fails.
+    ``evaluated``: each prompt's verdicts (:func:`evaluate_newest_passing`)."""
     from dresscode.registry import prompt_registry as registry
 
+    results = [r for verdicts in evaluated for r in verdicts]
     failed = [r for r in results if not r["passed"]]
     for r in failed:
         log.warning(
