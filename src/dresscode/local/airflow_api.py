@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -11,7 +12,8 @@ import httpx
 TERMINAL_STATES = {"success", "failed"}
 # Requests that may be sent again: the local stack's SQLite metadata DB answers a busy moment
 # (a scheduled run writing at the same instant) with 500 "Database error" after its 5 s lock
-# timeout; asking again is safe for these and keeps `make up` from failing on that moment.
+# timeout; asking again is safe for these (and for a trigger, which names its run) and keeps
+# `make up` from failing on that moment.
 IDEMPOTENT = {"GET", "PATCH", "PUT", "DELETE"}
 RETRIES = 3
 
@@ -39,12 +41,18 @@ class AirflowAPI:
             self._token = resp.json()["access_token"]
         return self._token
 
-    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+    def request(
+        self, method: str, path: str, *, created_if_conflict: bool = False, **kwargs: Any
+    ) -> Any:
+        """``created_if_conflict``: a POST that names what it creates, so it may be sent again —
+        a 409 on a second attempt means the first one created it."""
         self.token()
-        attempts = RETRIES if method.upper() in IDEMPOTENT else 1
+        attempts = RETRIES if method.upper() in IDEMPOTENT or created_if_conflict else 1
         for attempt in range(1, attempts + 1):
             with self._client() as client:
                 resp = client.request(method, path, **kwargs)
+            if created_if_conflict and attempt > 1 and resp.status_code == 409:
+                return None
             if resp.status_code < 500 or attempt == attempts:
                 break
             time.sleep(self.retry_delay_s * attempt)
@@ -82,10 +90,18 @@ class AirflowAPI:
         logical_date: str | None = None,
         data_interval: tuple[str, str] | None = None,
     ) -> str:
-        body: dict[str, Any] = {"logical_date": logical_date, "conf": conf or {}}
+        # The run id is ours (Airflow's manual form), so a trigger the busy SQLite metadata DB
+        # answered with a 500 is sent again safely.
+        run_id = f"manual__{datetime.now(UTC).isoformat()}"
+        body: dict[str, Any] = {
+            "dag_run_id": run_id,
+            "logical_date": logical_date,
+            "conf": conf or {},
+        }
         if data_interval:
             body["data_interval_start"], body["data_interval_end"] = data_interval
-        return self.request("POST", f"/api/v2/dags/{dag_id}/dagRuns", json=body)["dag_run_id"]
+        self.request("POST", f"/api/v2/dags/{dag_id}/dagRuns", json=body, created_if_conflict=True)
+        return run_id
 
     def runs(self, dag_id: str) -> list[dict[str, Any]]:
         return self.request(

@@ -1,4 +1,5 @@
-"""wait_for_run: a long run that keeps making progress is waited for; a stuck one is not.
+"""wait_for_run: a long run that keeps making progress is waited for; a stuck one is not. A
+request the busy SQLite metadata DB refused is asked again only when that is safe.
 
 The Airflow API's answers are scripted (a subclass overriding the two reads) and the clock is
 fake: what is tested is the waiting logic, which a real ``make up`` run exercises end to end.
@@ -6,6 +7,7 @@ fake: what is tested is the waiting logic, which a real ``make up`` run exercise
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -71,16 +73,24 @@ def test_a_stuck_run_is_given_up_after_the_timeout_without_progress(clock: FakeC
 
 
 class _Flaky(BaseHTTPRequestHandler):
-    """Answers like Airflow's API on a SQLite busy moment: 500 "Database error", twice."""
+    """Answers like Airflow's API on a SQLite busy moment: 500 "Database error", twice. With
+    ``created_anyway``, the first failed POST had committed its run: the next gets a 409."""
 
     calls: ClassVar[dict[str, int]] = {}
+    posted: ClassVar[list[dict]] = []
+    created_anyway: ClassVar[bool] = False
 
     def _answer(self) -> None:
         if self.path.startswith("/auth/token"):
             body, status = b'{"access_token": "t"}', 201
         else:
             _Flaky.calls[self.command] = _Flaky.calls.get(self.command, 0) + 1
-            if _Flaky.calls[self.command] <= 2:
+            if self.command == "POST":
+                length = int(self.headers.get("Content-Length") or 0)
+                _Flaky.posted.append(json.loads(self.rfile.read(length) or b"{}"))
+            if _Flaky.created_anyway and self.command == "POST" and _Flaky.calls["POST"] > 1:
+                body, status = b'{"detail": "already exists"}', 409
+            elif _Flaky.calls[self.command] <= 2:
                 body, status = b'{"detail": {"reason": "Database error"}}', 500
             else:
                 body, status = b'{"ok": true}', 200
@@ -98,7 +108,7 @@ class _Flaky(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def flaky_api() -> Iterator[str]:
-    _Flaky.calls = {}
+    _Flaky.calls, _Flaky.posted, _Flaky.created_anyway = {}, [], False
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Flaky)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -116,7 +126,30 @@ def test_an_idempotent_request_is_asked_again_after_a_database_busy_500(flaky_ap
     assert _Flaky.calls["PATCH"] == 3
 
 
-def test_a_trigger_is_never_sent_twice(flaky_api: str) -> None:
+def test_a_trigger_names_its_run_so_a_busy_500_is_asked_again_for_the_same_run(
+    flaky_api: str,
+) -> None:
+    api = AirflowAPI(flaky_api, "admin", "admin", retry_delay_s=0.0)
+    run_id = api.trigger("style_features", {"x": 1})
+    assert run_id.startswith("manual__") and _Flaky.calls["POST"] == 3
+    assert [body["dag_run_id"] for body in _Flaky.posted] == [run_id] * 3
+
+
+def test_a_retried_trigger_that_finds_its_run_created_returns_it(flaky_api: str) -> None:
+    _Flaky.created_anyway = True
+    api = AirflowAPI(flaky_api, "admin", "admin", retry_delay_s=0.0)
+    run_id = api.trigger("style_features")
+    assert _Flaky.calls["POST"] == 2 and _Flaky.posted[1]["dag_run_id"] == run_id
+
+
+def test_a_409_on_the_first_attempt_is_an_error(flaky_api: str) -> None:
+    _Flaky.created_anyway, _Flaky.calls = True, {"POST": 1}  # as if the id were taken already
+    api = AirflowAPI(flaky_api, "admin", "admin", retry_delay_s=0.0)
+    with pytest.raises(RuntimeError, match="answered 409"):
+        api.trigger("style_features")
+
+
+def test_a_plain_post_is_never_sent_twice(flaky_api: str) -> None:
     api = AirflowAPI(flaky_api, "admin", "admin", retry_delay_s=0.0)
     with pytest.raises(RuntimeError, match="answered 500"):
         api.request("POST", "/api/v2/dags/style_features/dagRuns", json={})
