@@ -9,7 +9,9 @@ wait for it.
 
 from __future__ import annotations
 
+import functools
 import json
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -184,12 +186,57 @@ DEMO_BATCH = 40  # photos per demo batch: above DRESSCODE_DRIFT_MIN_ROWS, so dri
 DEMO_BATCHES = (("normal", None), ("dark", "dark"))
 
 
-def pipeline_steps(seed_photos: int) -> list[Step]:
-    """The seeding and the pipeline's runs, then the monitoring demo's (:func:`demo_steps`)."""
+class Rendering:
+    """The demo's photos drawn in a background thread from the moment ``up`` starts: seeding a
+    batch then only writes it. Drawing and encoding its 160 photos is ~30 s of CPU, all of it
+    on the critical path when each batch was drawn at its turn.
+
+    ``get`` waits for a batch; one that failed to render is drawn again by the seeding itself.
+    """
+
+    def __init__(self, seed_photos: int) -> None:
+        from dresscode.local import seed
+
+        self.batches: dict[str, Callable[[], list[seed.Upload]]] = {
+            "landing": lambda: seed.render(seed_photos, near_duplicates=4),
+            **{
+                name: functools.partial(
+                    seed.render, DEMO_BATCH, start=seed_photos + i * DEMO_BATCH, shift=shift
+                )
+                for i, (name, shift) in enumerate(DEMO_BATCHES)
+            },
+        }
+        self._done = {name: threading.Event() for name in self.batches}
+        self._rendered: dict[str, list[seed.Upload] | None] = {}
+        # A daemon: a failing ``up`` exits without waiting for photos nobody will seed.
+        threading.Thread(target=self._render_all, name="render-demo", daemon=True).start()
+
+    def _render_all(self) -> None:
+        for name, render in self.batches.items():
+            try:
+                self._rendered[name] = render()
+            except Exception as exc:  # the seeding draws them itself, and fails there if it must
+                print(f"  note: drawing the {name} photos ahead failed ({exc})", flush=True)
+                self._rendered[name] = None
+            self._done[name].set()
+
+    def get(self, name: str) -> Any:
+        self._done[name].wait()
+        return self._rendered[name]
+
+
+def pipeline_steps(seed_photos: int, rendering: Rendering | None = None) -> list[Step]:
+    """The seeding and the pipeline's runs, then the monitoring demo's (:func:`demo_steps`).
+    ``rendering``: the photos drawn ahead (:class:`Rendering`)."""
     from dresscode.local import seed
 
     def seed_landing() -> None:
-        written = seed.seed(n_photos=seed_photos, script_path=sim_script(), near_duplicates=4)
+        written = seed.seed(
+            n_photos=seed_photos,
+            script_path=sim_script(),
+            near_duplicates=4,
+            rendered=rendering.get("landing") if rendering else None,
+        )
         print(
             f"• seeded landing: {written.new} new uploads ({written.skipped} already ingested earlier)",
             flush=True,
@@ -208,10 +255,10 @@ def pipeline_steps(seed_photos: int) -> list[Step]:
     befores = {"feedback_ingest": seed_feedback}  # its demo file first
     steps = [Step(d, d, needs, befores.get(d)) for d, needs in PIPELINE_NEEDS.items()]
     steps.insert(1, Step(SEED, None, before=seed_landing))
-    return steps + demo_steps(first_seed=seed_photos)
+    return steps + demo_steps(first_seed=seed_photos, rendering=rendering)
 
 
-def demo_steps(first_seed: int) -> list[Step]:
+def demo_steps(first_seed: int, rendering: Rendering | None = None) -> list[Step]:
     """Per demo batch: seed and ingest it (after the batch before it was ingested, or one
     ingest would take both), then check its window — the checks in order, and the drifted
     batch's after the release, since it re-evaluates what is in production."""
@@ -220,7 +267,7 @@ def demo_steps(first_seed: int) -> list[Step]:
     ingested, checked = "wardrobe_ingest", None
     for i, (name, shift) in enumerate(DEMO_BATCHES):
         ingest, check = f"wardrobe_ingest ({name} batch)", f"model_monitoring ({name} batch)"
-        seeder = _DemoBatch(name, shift, first_seed + i * DEMO_BATCH, windows)
+        seeder = _DemoBatch(name, shift, first_seed + i * DEMO_BATCH, windows, rendering)
         needs = (ingest, *([checked] if checked else []), *(["prompt_release"] if shift else []))
         steps += [
             Step(ingest, "wardrobe_ingest", (ingested,), seeder.seed, seeder.ingested),
@@ -252,6 +299,7 @@ class _DemoBatch:
     shift: str | None
     start: int  # the first photo's number
     windows: _DemoWindows
+    rendering: Rendering | None
     seeded_at: str = ""
 
     def seed(self) -> Any:
@@ -266,6 +314,7 @@ class _DemoBatch:
             start=self.start,
             bad_files=False,
             shift=self.shift,
+            rendered=self.rendering.get(self.name) if self.rendering else None,
         )
         print(f"• seeded the {self.name} demo batch: {written.new} new uploads", flush=True)
         return None if written.new or self.name not in self.windows.windows else SKIP

@@ -70,31 +70,32 @@ class SeedResult:
     skipped: int
 
 
-def seed(
-    n_photos: int = 48,
+@dataclass(frozen=True)
+class Upload:
+    """One rendered upload: its landing key and bytes, its labels for the simulator's script
+    (keyed by the sha256 of the JPEG the model will be sent), and its re-sent copy if any."""
+
+    key: str
+    raw: bytes
+    script_line: dict
+    copy: tuple[str, bytes] | None = None
+
+
+def render(
+    n_photos: int,
     *,
-    script_path: Path,
     start: int = 0,
-    bad_files: bool = True,
     size: tuple[int, int] = (1600, 1200),
     shift: str | None = None,
-    settings: Settings | None = None,
     near_duplicates: int = 0,
-) -> SeedResult:
-    """Write the uploads and the response script; returns how many were new.
-
-    ``near_duplicates`` of the photos are sent again by their user as a half-size re-encoded
-    copy (``resent-…``): ingest recognises them and does not send them to the model.
-    """
+    settings: Settings | None = None,
+) -> list[Upload]:
+    """Draw and encode photos ``start`` .. ``start + n_photos - 1`` (deterministic in their
+    number): the CPU part of :func:`seed`, which ``make up`` runs ahead, in the background."""
     if shift is not None and shift not in SHIFTS:
         raise ValueError(f"Unknown shift {shift!r}; known: {', '.join(SHIFTS)}.")
     settings = settings or get_settings()
-    bad_files = bad_files and shift is None
-    done = set(tables.manifest_state(settings))
-    landing = lake.landing(settings)
-    known_shas = _script_shas(script_path)
-    new = skipped = 0
-    script_lines = []
+    uploads = []
     for i in range(start, start + n_photos):
         fmt = "PNG" if shift == "format" else FORMATS[i % len(FORMATS)]
         suffix = f"-{shift}" if shift else ""
@@ -107,23 +108,71 @@ def seed(
             exif_gps=True,
             orientation=ORIENTATIONS[(i // len(FORMATS)) % len(ORIENTATIONS)],
         )
-        sha = _sent_sha(raw, settings)
-        if sha not in known_shas:
-            script_lines.append(
-                {"image_sha256": sha, "items": [item.to_json() for item in labels], "source": key}
+        line = {
+            "image_sha256": _sent_sha(raw, settings),
+            "items": [item.to_json() for item in labels],
+            "source": key,
+        }
+        copy = None
+        if i - start < near_duplicates:
+            half = img.resize((img.width // 2, img.height // 2))
+            copy = (
+                f"user-{i % USERS:03d}/resent-{i:05d}.jpg",
+                samples.encode(half, "JPEG", quality=80),
             )
-            known_shas.add(sha)
-        if key in done:
+        uploads.append(Upload(key, raw, line, copy))
+    return uploads
+
+
+def seed(
+    n_photos: int = 48,
+    *,
+    script_path: Path,
+    start: int = 0,
+    bad_files: bool = True,
+    size: tuple[int, int] = (1600, 1200),
+    shift: str | None = None,
+    settings: Settings | None = None,
+    near_duplicates: int = 0,
+    rendered: list[Upload] | None = None,
+) -> SeedResult:
+    """Write the uploads and the response script; returns how many were new.
+
+    ``near_duplicates`` of the photos are sent again by their user as a half-size re-encoded
+    copy (``resent-…``): ingest recognises them and does not send them to the model.
+    ``rendered``: these photos drawn already by :func:`render` with the same arguments.
+    """
+    if shift is not None and shift not in SHIFTS:
+        raise ValueError(f"Unknown shift {shift!r}; known: {', '.join(SHIFTS)}.")
+    settings = settings or get_settings()
+    bad_files = bad_files and shift is None
+    uploads = rendered
+    if uploads is None:
+        uploads = render(
+            n_photos,
+            start=start,
+            size=size,
+            shift=shift,
+            near_duplicates=near_duplicates,
+            settings=settings,
+        )
+    done = set(tables.manifest_state(settings))
+    landing = lake.landing(settings)
+    known_shas = _script_shas(script_path)
+    new = skipped = 0
+    script_lines = []
+    for upload in uploads:
+        if upload.script_line["image_sha256"] not in known_shas:
+            script_lines.append(upload.script_line)
+            known_shas.add(upload.script_line["image_sha256"])
+        if upload.key in done:
             skipped += 1
             continue
-        lake.write_bytes(landing / key, raw)
+        lake.write_bytes(landing / upload.key, upload.raw)
         new += 1
-        if i - start < near_duplicates:
-            copy = f"user-{i % USERS:03d}/resent-{i:05d}.jpg"
-            if copy not in done:
-                half = img.resize((img.width // 2, img.height // 2))
-                lake.write_bytes(landing / copy, samples.encode(half, "JPEG", quality=80))
-                new += 1
+        if upload.copy is not None and upload.copy[0] not in done:
+            lake.write_bytes(landing / upload.copy[0], upload.copy[1])
+            new += 1
     if bad_files:
         extra = {f"user-bad/{name}": data for name, (data, _code) in samples.bad_files().items()}
         extra |= {f"user-tricky/{name}": data for name, data in samples.tricky_good_files().items()}

@@ -407,6 +407,7 @@ def up(seed_photos: int = 48) -> int:
     began = time.monotonic()
     ports = Ports.from_env()
     print(f"Dresscode local stack in {home()}", flush=True)
+    rendering = runs.Rendering(seed_photos)  # the demo's photos, drawn while the stack starts
     start(ports)
     client = api(ports)
     wait_for_dags(client, dags_in_folder())
@@ -415,7 +416,7 @@ def up(seed_photos: int = 48) -> int:
         f"({time.monotonic() - began:.0f} s since make up started)",
         flush=True,
     )
-    states = runs.Runner(client).run(runs.pipeline_steps(seed_photos))
+    states = runs.Runner(client).run(runs.pipeline_steps(seed_photos, rendering))
     print()
     print(summary.render(summary.collect(), states))
     print()

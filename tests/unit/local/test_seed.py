@@ -86,3 +86,18 @@ def test_near_duplicates_are_sent_again_as_smaller_copies(dresscode_home: Path) 
         original = copy.replace("resent-", "photo-").rsplit(".", 1)[0]
         assert any(k.startswith(original) for k in keys)
         assert _normalized(copy).width < 400 or _normalized(copy).height < 300
+
+
+def test_photos_drawn_ahead_seed_the_same_landing_and_script(dresscode_home: Path) -> None:
+    args = {"start": 9, "size": SIZE, "shift": "dark", "near_duplicates": 1}
+    rendered = seed.render(2, **args)
+    drawn_here = seed.seed(2, script_path=dresscode_home / "a.jsonl", bad_files=False, **args)
+    written = {k: lake.read_bytes(lake.landing() / k) for k in landing_keys(get_settings())}
+    for key in written:
+        lake.delete(lake.landing() / key)
+    ahead = seed.seed(
+        2, script_path=dresscode_home / "b.jsonl", bad_files=False, rendered=rendered, **args
+    )
+    assert ahead == drawn_here == seed.SeedResult(new=3, skipped=0)
+    assert {k: lake.read_bytes(lake.landing() / k) for k in landing_keys(get_settings())} == written
+    assert _script(dresscode_home / "a.jsonl") == _script(dresscode_home / "b.jsonl")
