@@ -73,6 +73,7 @@ class Settings:
     image_formats: frozenset[str]
     llm_max_concurrency: int
     llm_pool_slots: int
+    eval_priority: int
     llm_timeout_s: float
     llm_max_attempts: int
     llm_retry_budget_s: float

@@ -232,6 +232,16 @@ SETTINGS: dict[str, Knob] = {
         "batch task's worth waiting in its queue, so its slots never wait for Airflow between "
         "batches.",
     ),
+    "eval_priority": Knob(
+        "DRESSCODE_EVAL_PRIORITY",
+        _int_between(0, 1_000),
+        lambda _home: 0,
+        "vLLM request priority of offline model calls — golden evaluations and shadow "
+        "replays — against production traffic at 0: higher waits longer when the endpoint is "
+        "busy. Needs the endpoint started with `--scheduling-policy priority` (`make up`'s "
+        "simulator is, and sets 10); one that is not refuses it, and the calls go out at 0 "
+        "with a warning.",
+    ),
     "llm_timeout_s": Knob(
         "DRESSCODE_LLM_TIMEOUT_S",
         _float_between(1, 3600),

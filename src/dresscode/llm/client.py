@@ -135,6 +135,9 @@ class LLMClient:
     the end of the stream; ``retry_budget_s`` bounds the whole call including backoff.
     ``transport`` picks the HTTP stack when no ``http_client`` is given: ``auto`` uses the
     SDK's aiohttp transport if aiohttp is installed (cheaper per call), else httpx.
+    ``priority`` goes out as vLLM's request ``priority`` (lower is served first; 0, the
+    default, is not sent): an endpoint without ``--scheduling-policy priority`` refuses it,
+    and the client then says so once and sends this client's calls without it.
     """
 
     def __init__(
@@ -152,6 +155,7 @@ class LLMClient:
         extra_headers: dict | None = None,
         http_client: httpx.AsyncClient | None = None,
         transport: Literal["auto", "aiohttp", "httpx"] = "auto",
+        priority: int = 0,
     ) -> None:
         if max_concurrency < 1 or max_attempts < 1:
             raise ValueError("max_concurrency and max_attempts must be >= 1")
@@ -164,6 +168,7 @@ class LLMClient:
         self.retry_budget_s = retry_budget_s
         self.backoff_base_s = backoff_base_s
         self.backoff_max_s = backoff_max_s
+        self.priority = priority
         self._owns_http = http_client is None
         self._openai = openai.AsyncOpenAI(
             base_url=base_url,
@@ -240,6 +245,10 @@ class LLMClient:
             outcome = await self._attempt(body, headers, request_id, attempt, on_content)
             if isinstance(outcome, ChatResult):
                 return outcome
+            if "priority" in body and _priority_refused(outcome):
+                self._drop_priority(body)
+                attempt -= 1  # the endpoint's setup, not this call's failure
+                continue
             delay = self._retry_delay(outcome, attempt, time.perf_counter() - started)
             if delay is None:
                 # Class and status only: vLLM's error messages can echo parts of the prompt.
@@ -288,7 +297,19 @@ class LLMClient:
             body["tools"] = tools
         if tool_choice is not None:
             body["tool_choice"] = tool_choice
+        if self.priority:
+            body["priority"] = self.priority
         return body
+
+    def _drop_priority(self, body: dict[str, Any]) -> None:
+        if self.priority:
+            log.warning(
+                "the model endpoint does not schedule by priority (vLLM without "
+                "--scheduling-policy priority): these calls go out at the default priority, "
+                "beside production traffic; set DRESSCODE_EVAL_PRIORITY=0 to stop this warning"
+            )
+            self.priority = 0
+        body.pop("priority", None)
 
     async def _attempt(
         self,
@@ -458,6 +479,11 @@ class _Assembly:
             {"id": call["id"], "name": call["name"], "arguments": "".join(call["args"])}
             for _, call in sorted(self.tool_calls.items())
         ]
+
+
+def _priority_refused(failure: _Failure) -> bool:
+    """vLLM's answer to a ``priority`` under the fcfs policy (a 400)."""
+    return failure.http_status == 400 and "Priority scheduling is not enabled" in failure.message
 
 
 def _classify(err: Exception) -> _Failure:

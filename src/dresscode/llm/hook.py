@@ -84,6 +84,14 @@ class DresscodeLLMHook(BaseHook):
         """
         return self.client_for(self.endpoint(), self.settings, **overrides)
 
+    def get_offline_client(self, **overrides: Any) -> LLMClient:
+        """A client for offline work — golden evaluations, shadow replays — whose calls yield
+        to production traffic at ``DRESSCODE_EVAL_PRIORITY`` (vLLM's request priority)."""
+        from dresscode.core.config import get_settings
+
+        priority = (self.settings or get_settings()).eval_priority
+        return self.get_client(**({"priority": priority} | overrides))
+
     @staticmethod
     def client_for(
         endpoint: LLMEndpoint, settings: Settings | None = None, **overrides: Any

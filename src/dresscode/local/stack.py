@@ -189,6 +189,9 @@ def airflow_env(ports: Ports) -> dict[str, str]:
             # The server's store is SQLite (one writer at a time): evaluations score with two
             # threads, not MLflow's ten, which exhaust its connection pool and drop results.
             "MLFLOW_GENAI_EVAL_MAX_WORKERS": "2",
+            # Golden evaluations and shadows yield the simulator's queue to ingest and the
+            # stylist (it schedules by priority, as vLLM with --scheduling-policy priority).
+            "DRESSCODE_EVAL_PRIORITY": os.environ.get("DRESSCODE_EVAL_PRIORITY", "10"),
             "DRESSCODE_LAKE_URI": settings.lake_uri,
             "DRESSCODE_LANDING_URI": settings.landing_uri,
         }
@@ -247,6 +250,8 @@ def parts(ports: Ports) -> list[Part]:
                 SIM_API_KEY,
                 "--max-num-seqs",
                 "16",
+                "--scheduling-policy",
+                "priority",
                 "--script",
                 str(script),
                 "--script",

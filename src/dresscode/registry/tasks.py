@@ -244,7 +244,7 @@ def shadow(candidate: Evaluated) -> Shadowed:
         return Shadowed(**candidate, shadow=None, against=production.version)
 
     async def run() -> shadowing.ShadowReport:
-        async with DresscodeLLMHook(settings=settings).get_client() as client:
+        async with DresscodeLLMHook(settings=settings).get_offline_client() as client:
             return await compare(client)
 
     report = asyncio.run(run())

@@ -78,6 +78,12 @@ OPTIONS = [
     ),
     _Option("--max-num-seqs", int, 16, "concurrent slots (vLLM's running batch)"),
     _Option(
+        "--scheduling-policy",
+        str,
+        "fcfs",
+        "fcfs, or priority: queued requests by their `priority` field, lower first (vLLM's)",
+    ),
+    _Option(
         "--max-queue", int, 256, "queued requests beyond the slots before 503 admission rejections"
     ),
     _Option("--max-model-len", int, 32768, "context length in tokens"),

@@ -103,6 +103,7 @@ class SimConfig:
     served_models: tuple[ServedModel, ...] = (ServedModel(DEFAULT_MODEL, PROFILES["faithful"]),)
     max_num_seqs: int = 16
     max_queue: int = 256
+    scheduling_policy: str = "fcfs"  # or "priority": a request's `priority`, lower first
     max_model_len: int = 32768
     ttft_ms: float = 120.0
     itl_ms: float = 12.0
@@ -124,6 +125,10 @@ class SimConfig:
             raise ValueError("at least one served model name is needed")
         if self.max_num_seqs < 1 or self.max_queue < 0:
             raise ValueError("max_num_seqs must be >= 1 and max_queue >= 0")
+        if self.scheduling_policy not in ("fcfs", "priority"):
+            raise ValueError(
+                f"scheduling_policy must be fcfs or priority, not {self.scheduling_policy!r}"
+            )
         for name in ("fault_rate_5xx", "fault_rate_429", "fault_rate_timeout", "jitter"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be between 0 and 1")

@@ -8,9 +8,9 @@ with the number of running requests, as decode steps do on a busy GPU.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import heapq
+import itertools
 import random
-from collections import deque
 from dataclasses import dataclass
 
 
@@ -49,7 +49,10 @@ class QueueFull(Exception):
 
 
 class SlotPool:
-    """``size`` slots handed out strictly first come, first served, behind a bounded queue.
+    """``size`` slots handed out in ``priority`` order (lower first; vLLM's rule), first come,
+    first served among equals, behind a bounded queue. With every priority 0 — all that the
+    ``fcfs`` policy admits — that is strict FCFS. Unlike vLLM's priority policy, a running
+    request is never preempted for a more urgent one: it keeps its slot to the end.
 
     ``admit`` is synchronous on purpose: admission (slot, queue place or rejection) is
     decided the moment a request arrives, so a burst cannot slip past a full queue.
@@ -59,13 +62,14 @@ class SlotPool:
         self.size = size
         self.max_queue = max_queue
         self.running = 0
-        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []  # a heap
+        self._arrivals = itertools.count()
 
     @property
     def waiting(self) -> int:
         return len(self._waiters)
 
-    def admit(self) -> Ticket:
+    def admit(self, priority: int = 0) -> Ticket:
         """A slot now, or a place in the queue; raises QueueFull when there is neither."""
         if self.running < self.size and not self._waiters:
             self.running += 1
@@ -73,13 +77,13 @@ class SlotPool:
         if len(self._waiters) >= self.max_queue:
             raise QueueFull
         waiter = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
+        heapq.heappush(self._waiters, (priority, next(self._arrivals), waiter))
         return Ticket(self, waiter)
 
     def _free(self) -> None:
-        """Hand the slot to the oldest live waiter, or free it."""
+        """Hand the slot to the most urgent, then oldest, live waiter, or free it."""
         while self._waiters:
-            waiter = self._waiters.popleft()
+            _, _, waiter = heapq.heappop(self._waiters)
             if not waiter.done():
                 waiter.set_result(None)  # ownership passes on; `running` is unchanged
                 return
@@ -87,8 +91,10 @@ class SlotPool:
 
     def _forget(self, waiter: asyncio.Future[None]) -> None:
         waiter.cancel()
-        with contextlib.suppress(ValueError):  # _free() may have dropped it already
-            self._waiters.remove(waiter)
+        kept = [entry for entry in self._waiters if entry[2] is not waiter]
+        if len(kept) != len(self._waiters):  # _free() may have dropped it already
+            self._waiters = kept
+            heapq.heapify(self._waiters)
 
 
 class Ticket:

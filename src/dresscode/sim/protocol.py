@@ -95,6 +95,7 @@ class ChatRequest:
     prompt_text: str = ""  # system + user text, in order
     tool_results: list[str] = field(default_factory=list)
     prompt_tokens: int = 0
+    priority: int = 0  # vLLM's request priority: lower is served first (priority policy only)
 
     @property
     def tool_names(self) -> list[str]:
@@ -140,6 +141,11 @@ def parse_chat_request(body: bytes, config: SimConfig) -> ChatRequest:
         raise bad_request("'temperature' must be >= 0.", "temperature")
     if _typed(data, "n", int, 1) != 1:
         raise bad_request("The simulator supports only n=1.", "n")
+    request.priority = _typed(data, "priority", int, 0)
+    if request.priority != 0 and config.scheduling_policy != "priority":
+        raise bad_request(
+            f"Got priority {request.priority} but Priority scheduling is not enabled.", "priority"
+        )
     request.schema, request.json_mode = _response_schema(data)
     request.tools, request.tool_choice = _tools(data)
 

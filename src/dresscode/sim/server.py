@@ -109,7 +109,7 @@ class Simulator:
             output = faults.render(
                 reply.content, reply.tool_calls, injected | reply.faults, chat.max_tokens
             )
-            ticket = self._admit()
+            ticket = self._admit(chat.priority)
         except ApiError as exc:
             self.metrics.received(label, exc.status)
             return JSONResponse(exc.envelope(), status_code=exc.status, headers=exc.headers)
@@ -135,9 +135,9 @@ class Simulator:
 
     # -- generation -------------------------------------------------------------------------
 
-    def _admit(self) -> Ticket:
+    def _admit(self, priority: int = 0) -> Ticket:
         try:
-            return self.pool.admit()
+            return self.pool.admit(priority)
         except QueueFull:
             raise ApiError(
                 503,

@@ -202,6 +202,29 @@ async def test_bad_request_is_never_retried(sim, transport):
     assert stats(sim)["requests_total"] == 1
 
 
+async def test_a_priority_the_endpoint_does_not_schedule_by_is_dropped_once_with_a_warning(
+    sim, caplog
+):
+    caplog.set_level(logging.WARNING, logger="dresscode.llm.client")
+    async with LLMClient(sim, model=MODEL, priority=10, **FAST) as client:
+        first = await client.chat(say())
+        second = await client.chat(say())
+    assert first.ok and second.ok and first.attempts == 1 and client.priority == 0
+    # the refused attempt and the two calls: the second call was sent without a priority
+    assert stats(sim)["requests_total"] == 3
+    warnings = [r.getMessage() for r in caplog.records if "priority" in r.getMessage()]
+    assert len(warnings) == 1 and "--scheduling-policy priority" in warnings[0]
+
+
+async def test_a_priority_goes_out_to_an_endpoint_that_schedules_by_it():
+    with running_simulator(
+        fixed_latency_ms=1, scheduling_policy="priority", served_model_name=[f"{MODEL}=perfect"]
+    ) as base_url:
+        async with LLMClient(base_url, model=MODEL, priority=10, **FAST) as client:
+            result = await client.chat(say())
+        assert result.ok and client.priority == 10 and stats(base_url)["requests_total"] == 1
+
+
 async def test_unknown_model_is_not_found_and_not_retried(sim):
     async with LLMClient(sim, model="no/such-model", **FAST) as client:
         result = await client.chat(say())

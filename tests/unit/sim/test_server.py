@@ -599,6 +599,7 @@ def test_max_tokens_truncates_with_finish_reason_length(sim: str) -> None:
         (chat_body(max_tokens=0), "max_tokens"),
         (chat_body(stream="yes"), "stream"),
         (chat_body(tool_choice="required"), "tool_choice"),
+        (chat_body(priority="high"), "priority"),
     ],
 )
 def test_malformed_requests_get_a_400_envelope(sim: str, body: Any, param: str | None) -> None:
@@ -673,6 +674,36 @@ async def test_concurrency_is_bounded_by_max_num_seqs() -> None:
     assert seen["max_waiting_seen"] > 0
     assert "sim:max_num_requests_running 4.0" in metrics
     assert seen["requests_total"] == 12 and seen["busy_slot_seconds"] > 0
+
+
+def test_a_priority_needs_the_priority_policy_as_in_vllm(sim: str) -> None:
+    error = assert_envelope(post(sim, chat_body(priority=10)), 400, "BadRequestError")
+    assert error["message"] == "Got priority 10 but Priority scheduling is not enabled."
+    assert post(sim, chat_body(priority=0)).status_code == 200
+
+
+async def test_the_priority_policy_serves_the_queue_lower_priority_first() -> None:
+    with running_simulator(
+        max_num_seqs=1, fixed_latency_ms=300, ttft_ms=1, scheduling_policy="priority"
+    ) as url:
+        finished: list[str] = []
+        async with httpx.AsyncClient(timeout=30) as http:
+
+            async def ask(name: str, priority: int, after_s: float) -> None:
+                await asyncio.sleep(after_s)
+                body = chat_body(priority=priority, messages=[{"role": "user", "content": name}])
+                response = await http.post(f"{url}/chat/completions", json=body)
+                assert response.status_code == 200
+                finished.append(name)
+
+            # "first" holds the one slot; the batch job queues before the user, who goes first.
+            await asyncio.gather(
+                ask("first", 0, 0),
+                ask("evaluation-1", 10, 0.05),
+                ask("evaluation-2", 10, 0.06),
+                ask("user", 0, 0.1),
+            )
+    assert finished == ["first", "user", "evaluation-1", "evaluation-2"]
 
 
 async def test_full_queue_rejects_with_503() -> None:

@@ -286,7 +286,7 @@ def _run_digitizer(blueprint: Blueprint, golden: Sequence[GoldenPhoto] | None) -
 
     async def run() -> list[DigitizerExample]:
         # Sent as stored: golden JPEGs are normalized, so the labels' sha256 is what is seen.
-        async with DresscodeLLMHook(settings=settings).get_client() as client:
+        async with DresscodeLLMHook(settings=settings).get_offline_client() as client:
             answers = await digitize_many(
                 client, blueprint, [(p.image_sha256, p.read_jpeg()) for p in photos]
             )
@@ -329,7 +329,7 @@ def _run_stylist(blueprint: Blueprint, scenarios: Sequence[Any] | None) -> _Ran:
     chosen = list(scenarios) if scenarios is not None else stylist_eval.load_scenarios()
 
     async def run() -> list[stylist_eval.StylistResult]:
-        async with DresscodeLLMHook(settings=settings).get_client() as client:
+        async with DresscodeLLMHook(settings=settings).get_offline_client() as client:
             return await stylist_eval.run_scenarios(
                 client, blueprint, chosen, max_turns=settings.outfit_max_turns
             )

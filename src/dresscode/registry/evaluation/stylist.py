@@ -479,6 +479,7 @@ def evaluate_stylist(
     """
     import dataclasses
 
+    from dresscode.core.config import get_settings
     from dresscode.core.connections import LLMEndpoint
     from dresscode.llm.hook import DresscodeLLMHook
 
@@ -489,7 +490,9 @@ def evaluate_stylist(
 
     async def run() -> list[StylistResult]:
         endpoint = LLMEndpoint(endpoint_url, api_key, blueprint.model, timeout_s, max_concurrency)
-        async with DresscodeLLMHook.client_for(endpoint, extra_headers=extra_headers) as client:
+        async with DresscodeLLMHook.client_for(
+            endpoint, extra_headers=extra_headers, priority=get_settings().eval_priority
+        ) as client:
             return await run_scenarios(client, blueprint, chosen, max_turns=max_turns)
 
     results = asyncio.run(run())
