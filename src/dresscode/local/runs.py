@@ -9,8 +9,10 @@ wait for it.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -212,6 +214,10 @@ class Rendering:
         threading.Thread(target=self._render_all, name="render-demo", daemon=True).start()
 
     def _render_all(self) -> None:
+        # Niced (Linux nices threads one by one): the parts starting up and the release's
+        # golden evaluation are on the critical path; the photos are needed a minute later.
+        with contextlib.suppress(OSError, AttributeError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
         for name, render in self.batches.items():
             try:
                 self._rendered[name] = render()
