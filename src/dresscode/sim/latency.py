@@ -49,20 +49,28 @@ class QueueFull(Exception):
 
 
 class SlotPool:
-    """``size`` slots handed out in ``priority`` order (lower first; vLLM's rule), first come,
-    first served among equals, behind a bounded queue. With every priority 0 — all that the
-    ``fcfs`` policy admits — that is strict FCFS. Unlike vLLM's priority policy, a running
-    request is never preempted for a more urgent one: it keeps its slot to the end.
+    """``size`` slots handed out in ``priority`` order (lower first), first come, first served
+    among equals, behind a bounded queue. With every priority 0 — all that the ``fcfs`` policy
+    admits — that is strict FCFS.
+
+    ``preemptive`` (vLLM's ``priority`` policy): a request that finds every slot taken takes
+    the slot of the least urgent running request (highest priority value, latest arrival) when
+    that one is less urgent than itself. The preempted request goes back to the queue with its
+    place and, once it has a slot again, recomputes its prefill (its caller adds a TTFT) —
+    as vLLM's recompute preemption does.
 
     ``admit`` is synchronous on purpose: admission (slot, queue place or rejection) is
     decided the moment a request arrives, so a burst cannot slip past a full queue.
     """
 
-    def __init__(self, size: int, max_queue: int) -> None:
+    def __init__(self, size: int, max_queue: int, *, preemptive: bool = False) -> None:
         self.size = size
         self.max_queue = max_queue
+        self.preemptive = preemptive
         self.running = 0
-        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []  # a heap
+        self.preemptions = 0
+        self._waiters: list[tuple[int, int, Ticket]] = []  # a heap
+        self._holders: set[Ticket] = set()
         self._arrivals = itertools.count()
 
     @property
@@ -71,27 +79,48 @@ class SlotPool:
 
     def admit(self, priority: int = 0) -> Ticket:
         """A slot now, or a place in the queue; raises QueueFull when there is neither."""
+        ticket = Ticket(self, priority, next(self._arrivals))
         if self.running < self.size and not self._waiters:
             self.running += 1
-            return Ticket(self, None)
+            self._holders.add(ticket)
+            return ticket
+        victim = self._victim(priority)
+        if victim is not None:
+            self._holders.discard(victim)
+            self._holders.add(ticket)  # the slot passes on; `running` is unchanged
+            self.preemptions += 1
+            victim._preempted()
+            return ticket
         if len(self._waiters) >= self.max_queue:
             raise QueueFull
-        waiter = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._waiters, (priority, next(self._arrivals), waiter))
-        return Ticket(self, waiter)
+        self._queue(ticket)
+        return ticket
 
-    def _free(self) -> None:
-        """Hand the slot to the most urgent, then oldest, live waiter, or free it."""
+    def _victim(self, priority: int) -> Ticket | None:
+        if not self.preemptive or not self._holders:
+            return None
+        victim = max(self._holders, key=lambda t: (t.priority, t.arrival))
+        return victim if victim.priority > priority else None
+
+    def _queue(self, ticket: Ticket) -> None:
+        ticket._waiter = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiters, (ticket.priority, ticket.arrival, ticket))
+
+    def _free(self, holder: Ticket) -> None:
+        """Hand ``holder``'s slot to the most urgent, then oldest, live waiter, or free it."""
+        self._holders.discard(holder)
         while self._waiters:
-            _, _, waiter = heapq.heappop(self._waiters)
-            if not waiter.done():
-                waiter.set_result(None)  # ownership passes on; `running` is unchanged
+            _, _, ticket = heapq.heappop(self._waiters)
+            if ticket._waiter is not None and not ticket._waiter.done():
+                self._holders.add(ticket)
+                ticket._waiter.set_result(None)  # ownership passes on; `running` is unchanged
                 return
         self.running -= 1
 
-    def _forget(self, waiter: asyncio.Future[None]) -> None:
-        waiter.cancel()
-        kept = [entry for entry in self._waiters if entry[2] is not waiter]
+    def _forget(self, ticket: Ticket) -> None:
+        if ticket._waiter is not None:
+            ticket._waiter.cancel()
+        kept = [entry for entry in self._waiters if entry[2] is not ticket]
         if len(kept) != len(self._waiters):  # _free() may have dropped it already
             self._waiters = kept
             heapq.heapify(self._waiters)
@@ -99,28 +128,48 @@ class SlotPool:
 
 class Ticket:
     """One request's claim on a slot. ``release`` is idempotent and safe in every state:
-    queued, granted but never awaited (client gone), or running."""
+    queued, granted but never awaited (client gone), running, or preempted."""
 
-    def __init__(self, pool: SlotPool, waiter: asyncio.Future[None] | None) -> None:
+    def __init__(self, pool: SlotPool, priority: int, arrival: int) -> None:
         self._pool = pool
-        self._waiter = waiter
+        self.priority = priority
+        self.arrival = arrival
+        self._waiter: asyncio.Future[None] | None = None
+        self._preemption = asyncio.Event()
         self._released = False
+
+    def __lt__(self, other: Ticket) -> bool:  # heap ties never get here: arrivals are unique
+        return self.arrival < other.arrival
 
     @property
     def queued(self) -> bool:
         return self._waiter is not None and not self._waiter.done()
 
     async def ready(self) -> None:
-        """Wait until the slot is ours."""
+        """Wait until the slot is ours (again, after a preemption)."""
         if self._waiter is not None:
             await self._waiter
+        self._preemption.clear()
+
+    async def hold(self, seconds: float) -> bool:
+        """Keep the slot ``seconds``; True when it was taken away meanwhile (preempted)."""
+        if self._preemption.is_set():
+            return True
+        try:
+            await asyncio.wait_for(self._preemption.wait(), max(0.0, seconds))
+        except TimeoutError:
+            return False
+        return True
+
+    def _preempted(self) -> None:
+        self._pool._queue(self)
+        self._preemption.set()
 
     def release(self) -> None:
         if self._released:
             return
         self._released = True
-        waiter = self._waiter
-        if waiter is None or (waiter.done() and not waiter.cancelled()):
-            self._pool._free()  # we held the slot, or it was handed to us
+        if self.queued:
+            self._pool._forget(self)
         else:
-            self._pool._forget(waiter)
+            self._pool._free(self)  # we held the slot, or it was handed to us

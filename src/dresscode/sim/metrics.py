@@ -121,6 +121,7 @@ class Metrics:
                 self.success[(model, reason)] = 0
         self.prompt_tokens: dict[str, int] = dict.fromkeys(self.models, 0)
         self.generation_tokens: dict[str, int] = dict.fromkeys(self.models, 0)
+        self.preemptions: dict[str, int] = dict.fromkeys(self.models, 0)
         self.ttft = {m: Histogram(TTFT_BUCKETS) for m in self.models}
         self.e2e = {m: Histogram(E2E_BUCKETS) for m in self.models}
         self.busy_slot_seconds = 0.0
@@ -143,6 +144,9 @@ class Metrics:
     def start_running(self, model: str) -> None:
         self.running[model] += 1
         self.max_running_seen = max(self.max_running_seen, sum(self.running.values()))
+
+    def preempted(self, model: str) -> None:
+        self.preemptions[model] += 1
 
     def stop_running(self, model: str, held_s: float) -> None:
         self.running[model] -= 1
@@ -186,6 +190,7 @@ class Metrics:
             "max_num_seqs": self.max_num_seqs,
             "prompt_tokens_total": sum(self.prompt_tokens.values()),
             "generation_tokens_total": sum(self.generation_tokens.values()),
+            "preemptions_total": sum(self.preemptions.values()),
         }
 
     def render(self) -> str:
@@ -223,6 +228,13 @@ class Metrics:
             "counter",
             "Number of generation tokens processed.",
             per_model(self.generation_tokens),
+        )
+        _family(
+            out,
+            "vllm:num_preemptions_total",
+            "counter",
+            "Cumulative number of preemption from the engine.",
+            per_model(self.preemptions),
         )
         success = [
             (_labels(finished_reason=r, model_name=m), n)

@@ -42,7 +42,11 @@ class Simulator:
     def __init__(self, config: SimConfig) -> None:
         self.config = config
         self.metrics = Metrics([m.name for m in config.served_models], config.max_num_seqs)
-        self.pool = SlotPool(config.max_num_seqs, config.max_queue)
+        self.pool = SlotPool(
+            config.max_num_seqs,
+            config.max_queue,
+            preemptive=config.scheduling_policy == "priority",
+        )
         self.latency = LatencyModel(
             ttft_ms=config.ttft_ms,
             itl_ms=config.itl_ms,
@@ -158,9 +162,10 @@ class Simulator:
         async def generate() -> float:
             await lease.ready()
             ttft, generation = self.latency.plan(output.completion_tokens, self.pool.running)
-            await asyncio.sleep(ttft)
+            start = time.monotonic()
+            await lease.hold_until(start + ttft, recompute_s=ttft)
             first_token = time.monotonic()
-            await asyncio.sleep(generation)
+            await lease.hold_until(start + ttft + generation, recompute_s=ttft)
             return first_token
 
         try:
@@ -194,16 +199,16 @@ class Simulator:
             # Pace against absolute deadlines: relative sleeps would add every late wake-up
             # under load to the time a slot is held.
             start = time.monotonic()
-            await _sleep_until(start + ttft)
+            await lease.hold_until(start + ttft, recompute_s=ttft)
             ttft_s = time.monotonic() - arrival
             yield sse(protocol.chunk(cid, model, created, {"role": "assistant", "content": ""}))
             deltas = _deltas(output)
             step = generation / max(1, len(deltas))
             for i, delta in enumerate(deltas):
                 if i:
-                    await _sleep_until(start + ttft + i * step)
+                    await lease.hold_until(start + ttft + i * step, recompute_s=ttft)
                 yield sse(protocol.chunk(cid, model, created, delta))
-            await _sleep_until(start + ttft + generation)
+            await lease.hold_until(start + ttft + generation, recompute_s=ttft)
             yield sse(protocol.chunk(cid, model, created, {}, output.finish_reason))
             lease.release()
             reason = output.finish_reason
@@ -242,6 +247,7 @@ class _Lease:
         self._metrics, self._model, self._ticket = sim.metrics, model, ticket
         self._state = "queued" if ticket.queued else "running"
         self._since = time.monotonic()
+        self._lost_s = 0.0  # slot time lost to preemptions: later deadlines move by it
         if self._state == "queued":
             self._metrics.enter_queue(model)
         else:
@@ -253,6 +259,22 @@ class _Lease:
             self._metrics.leave_queue(self._model)
             self._metrics.start_running(self._model)
             self._state, self._since = "running", time.monotonic()
+
+    async def hold_until(self, deadline: float, recompute_s: float) -> None:
+        """Hold the slot until ``deadline``, plus the time lost to preemptions so far (paced
+        against absolute deadlines: relative sleeps would add every late wake-up under load to
+        the time a slot is held). Preempted, the request waits in the queue again, then
+        recomputes its prefill (``recompute_s``); the lost time moves every later deadline."""
+        while (remaining := deadline + self._lost_s - time.monotonic()) > 0:
+            if not await self._ticket.hold(remaining):
+                return
+            lost_from = time.monotonic()
+            self._metrics.preempted(self._model)
+            self._metrics.stop_running(self._model, lost_from - self._since)
+            self._metrics.enter_queue(self._model)
+            self._state = "queued"
+            await self.ready()
+            self._lost_s += time.monotonic() - lost_from + recompute_s
 
     async def release_async(self) -> None:
         """``release`` for Starlette's background task: async, so it stays on the event loop."""
@@ -267,10 +289,6 @@ class _Lease:
         if self._state != "done":
             self._state = "done"
             self._ticket.release()
-
-
-async def _sleep_until(deadline: float) -> None:
-    await asyncio.sleep(max(0.0, deadline - time.monotonic()))
 
 
 def _deltas(output: faults.Output) -> list[dict[str, Any]]:

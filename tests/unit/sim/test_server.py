@@ -706,6 +706,36 @@ async def test_the_priority_policy_serves_the_queue_lower_priority_first() -> No
     assert finished == ["first", "user", "evaluation-1", "evaluation-2"]
 
 
+async def test_an_urgent_request_preempts_a_running_batch_call_which_then_finishes() -> None:
+    with running_simulator(
+        max_num_seqs=1, fixed_latency_ms=600, ttft_ms=50, scheduling_policy="priority"
+    ) as url:
+        finished: list[str] = []
+        async with httpx.AsyncClient(timeout=30) as http:
+
+            async def evaluation() -> None:  # streamed: preempted between its chunks
+                body = chat_body(priority=10, stream=True)
+                async with http.stream("POST", f"{url}/chat/completions", json=body) as response:
+                    lines = [line async for line in response.aiter_lines() if line]
+                assert response.status_code == 200 and lines[-1] == "data: [DONE]"
+                finished.append("evaluation")
+
+            async def user() -> None:
+                await asyncio.sleep(0.2)
+                response = await http.post(f"{url}/chat/completions", json=chat_body())
+                assert response.status_code == 200
+                finished.append("user")
+
+            await asyncio.gather(evaluation(), user())
+        seen = stats(url)
+        metrics = httpx.get(f"{root(url)}/metrics").text
+    assert finished == ["user", "evaluation"]
+    assert seen["preemptions_total"] == 1 and seen["running"] == seen["waiting"] == 0
+    assert f'vllm:num_preemptions_total{{model_name="{GEMMA}"}} 1' in metrics
+    # the preempted call held its slot 0.2 s, waited 0.6 s, then recomputed and finished
+    assert seen["busy_slot_seconds"] >= 0.6 + 0.6
+
+
 async def test_full_queue_rejects_with_503() -> None:
     with running_simulator(max_num_seqs=1, max_queue=1, fixed_latency_ms=400) as url:
         async with httpx.AsyncClient(timeout=10) as http:
