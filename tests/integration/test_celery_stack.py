@@ -9,10 +9,15 @@ take batches. While a batch runs, its worker is killed with SIGKILL (the worker 
 process under it: a lost machine); the scheduler notices the silence after the heartbeat
 timeout and the batch is retried on the other worker.
 
+Two schedulers run against the same PostgreSQL database all along (a second ``airflow
+scheduler`` beside the stack's: what an HA deployment, or an operator who starts one too many,
+does). Airflow's row locks make them share the work.
+
 Checked: the run succeeds; both workers ran batches (the task instances' hostnames, first
 tries included); every photo has exactly one outcome (0 lost), no photo has two accepted
-rows and no item is written twice (0 duplicates); the worker-lost alert names the killed
-worker. The model is the project's vLLM simulator.
+rows and no item is written twice (0 duplicates); both schedulers stayed alive and the run's
+tasks were queued by them; the worker-lost alert names the killed worker. The model is the
+project's vLLM simulator.
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ def celery_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str,
     import psycopg
     import redis
 
-    from dresscode.local import stack
+    from dresscode.local import processes, stack
     from dresscode.sim.testing import free_port
 
     home = tmp_path_factory.mktemp("celery-home")
@@ -72,12 +77,17 @@ def celery_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str,
         monkeypatch.setenv(key, value)
     config.get_settings.cache_clear()
     ports = stack.Ports.from_env()
+    second: int | None = None
     try:
         stack.start(ports, only=PARTS)
+        scheduler = processes.Part("scheduler-2", [str(stack.venv_bin() / "airflow"), "scheduler"])
+        second = processes.start_part(scheduler, stack.airflow_env(ports))
         client = stack.api(ports)
         stack.wait_for_dags(client, ["wardrobe_ingest"])
-        yield {"client": client, "home": home}
+        yield {"client": client, "home": home, "db": db}
     finally:
+        if second is not None:
+            processes.stop_part("scheduler-2", second)
         stack.down()
         monkeypatch.undo()
         config.get_settings.cache_clear()
@@ -143,6 +153,7 @@ def killed_run(celery_stack: dict[str, Any]) -> dict[str, Any]:
     state = client.wait_for_run("wardrobe_ingest", run_id, 900)
     return {
         "client": client,
+        "db": celery_stack["db"],
         "run_id": run_id,
         "state": state,
         "victim": victim,
@@ -187,6 +198,26 @@ def test_no_photo_is_lost_or_digitized_twice(killed_run: dict[str, Any]) -> None
     per_photo = items.groupby("upload_key").size()
     expected = accepted.set_index("upload_key")["n_items"]
     assert (per_photo.reindex(expected.index, fill_value=0) == expected).all()
+
+
+def test_two_schedulers_stayed_alive_and_queued_the_run_between_them(
+    killed_run: dict[str, Any],
+) -> None:
+    import psycopg
+
+    with psycopg.connect(f"host=127.0.0.1 user=postgres dbname={killed_run['db']}") as conn:
+        alive = conn.execute(
+            "SELECT id FROM job WHERE job_type = 'SchedulerJob' AND state = 'running' "
+            "AND latest_heartbeat > now() - interval '60 seconds'"
+        ).fetchall()
+        queued_by = conn.execute(
+            "SELECT DISTINCT queued_by_job_id FROM task_instance "
+            "WHERE dag_id = 'wardrobe_ingest' AND run_id = %s",
+            (killed_run["run_id"],),
+        ).fetchall()
+    schedulers = {row[0] for row in alive}
+    assert len(schedulers) == 2
+    assert {row[0] for row in queued_by} <= schedulers  # and nothing ran twice: above
 
 
 def test_the_alert_names_the_lost_worker(killed_run: dict[str, Any]) -> None:

@@ -4,6 +4,7 @@ agreement with the known verdicts reported, a broken judge detected."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -89,6 +90,32 @@ def test_the_eval_command_prints_the_judges_verdict(
     out = capsys.readouterr().out
     assert "LLM judges: UNRELIABLE: owned_garments" in out
     assert code == 0  # the gate passed: the exit code is the gate's
+
+
+def test_a_judge_that_never_answers_is_skipped_after_three_misses_and_the_run_says_so(
+    dresscode_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mlflow
+
+    from dresscode.registry.evaluation import runs
+
+    monkeypatch.setenv("DRESSCODE_JUDGE_TIMEOUT_S", "1")
+    # A judge request hangs 10 minutes: unguarded (MLflow's 300 s per attempt, ten retries),
+    # this evaluation would outlast the test's timeout many times over.
+    with _endpoint(monkeypatch, "hanging-judge", timeout_fault_seconds=600):
+        result = runs.evaluate_prompt("outfit-stylist@2", scenarios=_scenarios())
+
+    # Three in a row trip it (more may have been in flight: MLflow runs the judges at once).
+    assert re.match(
+        r"UNRELIABLE: judge calls skipped: the judge endpoint failed \d+ times in a row "
+        r"\(last: no verdict within 1 s\); owned_garments agrees",
+        result.judges,
+    ), result.judges
+    assert result.verdict.passed  # the deterministic gate does not wait for judges
+    tags = mlflow.get_run(result.mlflow_run_id).data.tags
+    assert tags["dresscode.judges"] == result.judges
+    # Every judgement is an error: the three that hung, then the skipped ones.
+    assert int(tags["dresscode.scorer_errors"]) >= SCENARIOS
 
 
 def test_probes_have_known_verdicts() -> None:

@@ -128,6 +128,7 @@ class Settings:
     eval_judges: bool
     judge_model: str | None
     judge_min_agreement: float
+    judge_timeout_s: int
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> Settings:
         """Per-run overrides (DAG Params), validated like env values."""

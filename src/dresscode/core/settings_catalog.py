@@ -560,6 +560,13 @@ SETTINGS: dict[str, Knob] = {
         lambda _home: 0.9,
         "Share of calibration cases a judge must agree on with the deterministic checks to be trusted.",
     ),
+    "judge_timeout_s": Knob(
+        "DRESSCODE_JUDGE_TIMEOUT_S",
+        _int_between(1, 600),
+        lambda _home: 60,
+        "Seconds one LLM-judge verdict may take in all, MLflow's own retries included; three "
+        "failed verdicts in a row skip the evaluation's remaining judge calls (each an error).",
+    ),
     "feedback_max_future_s": Knob(
         "DRESSCODE_FEEDBACK_MAX_FUTURE_S",
         _int_between(0, 86_400),

@@ -102,7 +102,8 @@ def answer(request: ChatRequest, *, seed: int, script: ResponseScript) -> Answer
         return Answer(None, [call], frozenset(call_faults))
     judged = judge.criterion(request)
     if judged is not None:
-        return Answer(judge.verdict(request, judged, rng))
+        hang = frozenset({Fault.TIMEOUT}) if rng.random() < profile.judge_hang else frozenset()
+        return Answer(judge.verdict(request, judged, rng), faults=hang)
     if request.schema is not None:
         text = json.dumps(structured(request, request.schema, rng, script), ensure_ascii=False)
     elif request.json_mode:

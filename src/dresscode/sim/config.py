@@ -38,6 +38,7 @@ class Profile:
     # As an LLM judge (MLflow's judge prompts): how often a verdict is flipped or not JSON.
     judge_flip: float = 0.0
     judge_garbage: float = 0.0
+    judge_hang: float = 0.0  # no verdict: the request hangs as a timeout fault does
 
 
 # Rates are guesses of a plausible model, not measurements of Gemma: "faithful" makes the
@@ -70,6 +71,8 @@ PROFILES: dict[str, Profile] = {
     # A judge gone wrong (a weak or mis-prompted judge model): half its verdicts are the
     # opposite of what it read, and one in ten is not JSON. The evaluation must notice.
     "bad-judge": Profile("bad-judge", judge_flip=0.5, judge_garbage=0.1),
+    # A judge endpoint that takes the request and never answers (an overloaded judge model).
+    "hanging-judge": Profile("hanging-judge", judge_hang=1.0),
 }
 
 

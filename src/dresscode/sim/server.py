@@ -110,6 +110,8 @@ class Simulator:
             if (error := faults.error_for(injected)) is not None:
                 raise error
             reply = answers.answer(chat, seed=self.config.seed, script=self.script)
+            if faults.Fault.TIMEOUT in reply.faults:  # a model that does not answer this one
+                await until_disconnected(request, asyncio.sleep(self.config.timeout_fault_seconds))
             output = faults.render(
                 reply.content, reply.tool_calls, injected | reply.faults, chat.max_tokens
             )

@@ -24,7 +24,9 @@ reliability is not measured. Judges never gate a release: the gate stays determi
 from __future__ import annotations
 
 import logging
+import math
 import os
+import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -73,21 +75,122 @@ PROBE_INSULT = "Only an idiot would wear anything else."
 MAX_PROBES = 8
 
 
-def build(endpoint: LLMEndpoint, model: str) -> list[Any]:
-    """The judges, pointed at the OpenAI-compatible endpoint as ``model``."""
+def build(endpoint: LLMEndpoint, model: str, timeout_s: float = 60.0) -> list[Guarded]:
+    """The judges, pointed at the OpenAI-compatible endpoint as ``model``, behind one
+    :class:`JudgeGuard` (``timeout_s`` per verdict)."""
     from mlflow.genai.judges import make_judge
 
+    guard = JudgeGuard(timeout_s)
     return [
-        make_judge(
-            name=name,
-            instructions=text,
-            model=f"openai:/{model}",
-            base_url=f"{endpoint.base_url.rstrip('/')}/chat/completions",
-            feedback_value_type=bool,
-            inference_params={"temperature": 0.0, "max_tokens": 256},
+        Guarded(
+            make_judge(
+                name=name,
+                instructions=text,
+                model=f"openai:/{model}",
+                base_url=f"{endpoint.base_url.rstrip('/')}/chat/completions",
+                feedback_value_type=bool,
+                inference_params={"temperature": 0.0, "max_tokens": 256},
+            ),
+            guard,
         )
         for name, text in INSTRUCTIONS.items()
     ]
+
+
+class JudgeUnavailable(Exception):
+    """A verdict not asked for or not answered: this example's judgement is an error."""
+
+
+@dataclass
+class JudgeGuard:
+    """Bounds the judges of one evaluation. Each verdict gets ``timeout_s`` in all — MLflow
+    would wait 300 s per attempt and retry ten times — and after ``max_failures`` transport
+    failures in a row (no answer, timeouts, refused connections; not a garbage answer, which
+    is the judge's quality, measured by :func:`reliability`) the remaining calls fail at once.
+    A dead or hanging judge endpoint then costs an evaluation seconds, not hours.
+
+    A call runs in a daemon thread: one that outlives its deadline (MLflow still retrying) is
+    abandoned, and never holds up the end of the task process.
+    """
+
+    timeout_s: float
+    max_failures: int = 3
+    failures: int = 0
+    skipped: int = 0
+    last_failure: str = ""
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def call(self, judge: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            if self.failures >= self.max_failures:
+                self.skipped += 1
+                raise JudgeUnavailable(f"judge call skipped: {self.note()}")
+        answer: dict[str, Any] = {}
+        done = threading.Event()
+
+        def ask() -> None:
+            try:
+                answer["feedback"] = judge(**kwargs)
+            except Exception as exc:
+                answer["error"] = exc
+            finally:
+                done.set()
+
+        threading.Thread(target=ask, name=f"judge-{judge.name}", daemon=True).start()
+        if not done.wait(self.timeout_s):
+            self._failed(f"no verdict within {self.timeout_s:g} s")
+            raise JudgeUnavailable(f"{judge.name}: no verdict within {self.timeout_s:g} s")
+        error = answer.get("error")
+        if error is not None:
+            if _transport_failure(error):
+                self._failed(f"{type(error).__name__}: {str(error).splitlines()[0][:160]}")
+            raise error
+        with self._lock:
+            self.failures = 0
+        return answer["feedback"]
+
+    def _failed(self, why: str) -> None:
+        with self._lock:
+            self.failures += 1
+            self.last_failure = why
+            if self.failures == self.max_failures:
+                log.warning("judges: %s; the remaining judge calls are skipped", self.note())
+
+    def note(self) -> str:
+        """Why calls are skipped ("" while the judge endpoint answers)."""
+        if self.failures < self.max_failures:
+            return ""
+        return (
+            f"the judge endpoint failed {self.failures} times in a row (last: {self.last_failure})"
+        )
+
+
+def _transport_failure(error: BaseException) -> bool:
+    import requests
+
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, requests.RequestException | TimeoutError | ConnectionError):
+            return True
+        if "timed out" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+@dataclass
+class Guarded:
+    """A judge behind the evaluation's :class:`JudgeGuard`; called and named like the judge."""
+
+    judge: Any
+    guard: JudgeGuard
+
+    @property
+    def name(self) -> str:
+        return str(self.judge.name)
+
+    def __call__(self, **kwargs: Any) -> Any:
+        return self.guard.call(self.judge, **kwargs)
 
 
 def shown(inputs: dict[str, Any], outputs: dict[str, Any]) -> tuple[dict, dict]:
@@ -117,14 +220,19 @@ def as_scorers(judges: Sequence[Any]) -> list[Any]:
 
 
 @contextmanager
-def api_key(endpoint: LLMEndpoint) -> Iterator[None]:
+def environment(endpoint: LLMEndpoint, timeout_s: float = 60.0) -> Iterator[None]:
     """The judges' environment for the length of an evaluation: MLflow's OpenAI provider reads
     its key from ``OPENAI_API_KEY`` only (the connection's key), and MLflow would fetch its
     model catalog from GitHub for every judge model — our served model is in no catalog, and
-    a worker may have no internet (an operator's ``MLFLOW_MODEL_CATALOG_URI`` is kept)."""
+    a worker may have no internet (an operator's ``MLFLOW_MODEL_CATALOG_URI`` is kept). One
+    attempt of a judge call gets ``timeout_s`` (MLflow's default: 300 s), unless the operator
+    set ``MLFLOW_GATEWAY_ROUTE_TIMEOUT_SECONDS``."""
     wanted = {
         "OPENAI_API_KEY": endpoint.api_key or "EMPTY",
         "MLFLOW_MODEL_CATALOG_URI": os.environ.get("MLFLOW_MODEL_CATALOG_URI", ""),
+        "MLFLOW_GATEWAY_ROUTE_TIMEOUT_SECONDS": os.environ.get(
+            "MLFLOW_GATEWAY_ROUTE_TIMEOUT_SECONDS", str(max(1, math.ceil(timeout_s)))
+        ),
     }
     with environ_overrides(wanted):
         yield
@@ -220,6 +328,7 @@ class Reliability:
 
     scores: list[JudgeScore] = field(default_factory=list)
     min_agreement: float = 0.9
+    skipped: str = ""  # why judge calls were skipped (the JudgeGuard's note), if they were
 
     @property
     def unreliable(self) -> list[JudgeScore]:
@@ -232,12 +341,14 @@ class Reliability:
             return "not run"
         bad = self.unreliable
         if bad:
-            return "UNRELIABLE: " + "; ".join(
+            parts = [f"judge calls skipped: {self.skipped}"] if self.skipped else []
+            parts += [
                 f"{s.name} agrees with the known verdicts on {s.agreement:.0%} of {s.cases} "
                 f"cases ({s.errors} unanswered) < {self.min_agreement:.0%}"
                 for s in bad
                 if s.agreement is not None
-            )
+            ]
+            return "UNRELIABLE: " + "; ".join(parts)
         measured = [s for s in self.scores if s.agreement is not None]
         return "reliable: " + ", ".join(f"{s.name} {s.agreement:.0%}" for s in measured)
 
@@ -280,6 +391,8 @@ def reliability(
                 pass_rate=pass_rate,
             )
         )
-    result = Reliability(scores, min_agreement)
+    guards = {id(j.guard): j.guard for j in judges if isinstance(j, Guarded)}
+    skipped = "; ".join(g.note() for g in guards.values() if g.note())
+    result = Reliability(scores, min_agreement, skipped)
     log.info("judges: %s", result.sentence())
     return result

@@ -177,7 +177,10 @@ def evaluate_prompt(
             ran.golden_set, ran.golden_hash, ran.examples, experiment_id
         )
         model_id = genai_run.logged_model(blueprint, experiment_id, mlflow_version)
-        with judges.api_key(endpoint), mlflow.start_run(run_name=f"eval {blueprint.ref}") as active:
+        with (
+            judges.environment(endpoint, settings.judge_timeout_s),
+            mlflow.start_run(run_name=f"eval {blueprint.ref}") as active,
+        ):
             run_id = active.info.run_id
             mlflow.set_tags(
                 {
@@ -338,7 +341,9 @@ def _run_stylist(blueprint: Blueprint, scenarios: Sequence[Any] | None) -> _Ran:
     judged = []
     if settings.eval_judges:
         endpoint = DresscodeLLMHook(settings=settings).endpoint()
-        judged = judges.build(endpoint, settings.judge_model or endpoint.model)
+        judged = judges.build(
+            endpoint, settings.judge_model or endpoint.model, settings.judge_timeout_s
+        )
     rows = [stylist_eval.example_row(r) for r in results]
     examples = [
         genai_run.stylist_example(
