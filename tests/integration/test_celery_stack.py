@@ -13,6 +13,11 @@ Two schedulers run against the same PostgreSQL database all along (a second ``ai
 scheduler`` beside the stack's: what an HA deployment, or an operator who starts one too many,
 does). Airflow's row locks make them share the work.
 
+Then the broker drill: another run, and the stack's Redis (a redis-server of the test's own,
+its queue in an append-only file) killed with SIGKILL while a batch runs, left down 15 s, and
+started again: ``make status`` says the broker is not reachable meanwhile, the worker's log
+says it cannot connect, and the run completes afterwards with nothing lost or done twice.
+
 Checked: the run succeeds; both workers ran batches (the task instances' hostnames, first
 tries included); every photo has exactly one outcome (0 lost), no photo has two accepted
 rows and no item is written twice (0 duplicates); both schedulers stayed alive and the run's
@@ -22,9 +27,15 @@ project's vLLM simulator.
 
 from __future__ import annotations
 
+import contextlib
+import io
+import os
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -36,23 +47,65 @@ pytestmark = pytest.mark.timeout(900)
 
 PHOTOS = 500
 BATCH = 50
+OUTAGE_PHOTOS = 100  # the broker drill's run: two batches of new photos
+OUTAGE_S = 15  # how long the broker stays down, mid-batch
+REDIS_SERVER = Path("/usr/bin/redis-server")
 # No triggerer (nothing here defers), no embedding server, no stylist: less for 2 cores to run
 # beside the rest of `make test`.
 PARTS = ("simulator", "mlflow", "api-server", "scheduler", "dag-processor", "worker-1", "worker-2")
 
 
+@dataclass
+class Broker:
+    """The stack's Redis broker: a redis-server of the test's own (the drill kills it), its
+    queue kept in an append-only file as a production Redis would, so a restart loses none."""
+
+    workdir: Path
+    port: int
+    proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        import redis
+
+        if not REDIS_SERVER.exists():
+            message = f"CELERY BROKER DRILL NOT RUN: {REDIS_SERVER} is missing"
+            pytest.fail(message) if os.environ.get("CI") else pytest.skip(message)
+        self.proc = subprocess.Popen(
+            [str(REDIS_SERVER), "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
+             "--appendonly", "yes", "--dir", str(self.workdir)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if redis.Redis(port=self.port, socket_timeout=1).ping():
+                    return
+            except redis.RedisError:
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    raise
+                time.sleep(0.05)
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=30)
+
+
 @pytest.fixture(scope="module")
 def celery_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     import psycopg
-    import redis
 
     from dresscode.local import processes, stack
     from dresscode.sim.testing import free_port
 
     home = tmp_path_factory.mktemp("celery-home")
     db = f"dresscode_celery_{uuid.uuid4().hex[:8]}"
-    redis_db = 13
-    redis.Redis(db=redis_db).flushdb()
+    broker = Broker(tmp_path_factory.mktemp("broker"), free_port())
+    broker.start()
     monkeypatch = pytest.MonkeyPatch()
     for name in ("AIRFLOW", "SIM", "SERVE", "EMBEDDINGS", "MLFLOW"):
         monkeypatch.setenv(f"DRESSCODE_{name}_PORT", str(free_port()))
@@ -62,7 +115,7 @@ def celery_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str,
         "DRESSCODE_HOME": str(home),
         "DRESSCODE_EXECUTOR": "celery",
         "DRESSCODE_AIRFLOW_DB_URL": f"postgresql+psycopg://postgres@127.0.0.1:5432/{db}",
-        "DRESSCODE_CELERY_BROKER_URL": f"redis://127.0.0.1:6379/{redis_db}",
+        "DRESSCODE_CELERY_BROKER_URL": broker.url,
         "DRESSCODE_CELERY_WORKERS": "2",
         "DRESSCODE_CELERY_WORKER_CONCURRENCY": "1",
         "DRESSCODE_INGEST_BATCH_SIZE": str(BATCH),
@@ -84,7 +137,7 @@ def celery_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str,
         second = processes.start_part(scheduler, stack.airflow_env(ports))
         client = stack.api(ports)
         stack.wait_for_dags(client, ["wardrobe_ingest"])
-        yield {"client": client, "home": home, "db": db}
+        yield {"client": client, "home": home, "db": db, "broker": broker}
     finally:
         if second is not None:
             processes.stop_part("scheduler-2", second)
@@ -93,7 +146,7 @@ def celery_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str,
         config.get_settings.cache_clear()
         with psycopg.connect("host=127.0.0.1 user=postgres dbname=postgres", autocommit=True) as c:
             c.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
-        redis.Redis(db=redis_db).flushdb()
+        broker.kill()
 
 
 def _worker_pid(name: str) -> int:
@@ -241,3 +294,53 @@ def test_make_status_reports_the_dead_worker(killed_run: dict[str, Any], capsys)
     assert f"celery {dead}: NOT ANSWERING" in out
     assert f"celery {alive.pop()}: answering" in out
     assert "celery broker  reachable" in out and "metadata DB    reachable" in out
+
+
+@pytest.fixture(scope="module")
+def broker_outage(celery_stack: dict[str, Any], killed_run: dict[str, Any]) -> dict[str, Any]:
+    """After the killed-worker run: another run, and the broker killed with SIGKILL while its
+    first batch runs; ``make status`` is read during the outage, then Redis comes back."""
+    from dresscode.local import runs, seed, stack
+
+    client, broker = celery_stack["client"], celery_stack["broker"]
+    seed.seed(OUTAGE_PHOTOS, script_path=stack.sim_script(), start=PHOTOS, bad_files=False,
+              size=(320, 240))  # fmt: skip
+    run_id = runs.start_run(client, "wardrobe_ingest")
+    give_up = time.monotonic() + 300
+    while not any(b["state"] == "running" for b in _batches(client, run_id)):
+        assert time.monotonic() < give_up, "no batch of the drill's run ever ran"
+        time.sleep(0.5)
+    broker.kill()
+    time.sleep(OUTAGE_S)
+    status = io.StringIO()
+    with contextlib.redirect_stdout(status):
+        stack.status()
+    broker.start()
+    state = client.wait_for_run("wardrobe_ingest", run_id, 900)
+    logs = celery_stack["home"] / "logs"
+    worker_logs = "".join(f.read_text(errors="replace") for f in logs.glob("worker-*.log"))
+    return {"run_id": run_id, "state": state, "status": status.getvalue(), "logs": worker_logs}
+
+
+def test_a_broker_outage_mid_run_is_said_and_the_run_completes_after_it(
+    broker_outage: dict[str, Any], celery_stack: dict[str, Any]
+) -> None:
+    assert "celery broker  NOT REACHABLE" in broker_outage["status"], broker_outage["status"]
+    assert "Connection to broker lost" in broker_outage["logs"]
+    assert "Cannot connect to redis://" in broker_outage["logs"]  # the URL's password masked
+    assert broker_outage["state"] == "success"
+    # Its batches: the drill's photos, and any the first run left in landing to retry.
+    batches = _batches(celery_stack["client"], broker_outage["run_id"])
+    assert len(batches) >= OUTAGE_PHOTOS // BATCH and {b["state"] for b in batches} == {"success"}
+
+
+def test_after_the_broker_outage_no_photo_is_lost_or_digitized_twice(
+    broker_outage: dict[str, Any],
+) -> None:
+    from dresscode.core import lake
+
+    manifests = lake.read_table("manifests")
+    assert manifests["upload_key"].nunique() == PHOTOS + OUTAGE_PHOTOS
+    accepted = manifests[manifests["status"] == "accepted"]
+    assert not accepted["upload_key"].duplicated().any()
+    assert not lake.read_table("wardrobe_items")["item_id"].duplicated().any()
