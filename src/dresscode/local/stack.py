@@ -382,11 +382,27 @@ def start(ports: Ports, only: Collection[str] | None = None) -> None:
     for name, label, healthy, timeout_s in checks:
         if name in names:
             wait_for(label, healthy, timeout_s, name)
+    if "api-server" in names:
+        record_code_version(client)
     print(
         f"• all parts healthy: simulator at {sim_url}/v1, Airflow at {client.base_url}"
         + (f", stylist at {serve_url}" if "serve" in names else ""),
         flush=True,
     )
+
+
+def record_code_version(client: AirflowAPI) -> None:
+    """The deployed code's fingerprint, which every task compares with its worker's own
+    (``dresscode.orchestration.code_version``): this checkout's."""
+    from dresscode.orchestration.code_version import VARIABLE, fingerprint
+
+    body = {"key": VARIABLE, "value": fingerprint(REPO_ROOT / "dags")}
+    try:  # PATCH first: it may be sent again on a busy SQLite moment, a POST may not
+        client.request("PATCH", f"/api/v2/variables/{VARIABLE}", json=body)
+    except RuntimeError as exc:
+        if "answered 404" not in str(exc):
+            raise
+        client.request("POST", "/api/v2/variables", json=body)
 
 
 def dags_in_folder() -> list[str]:

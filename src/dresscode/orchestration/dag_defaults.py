@@ -21,6 +21,7 @@ from airflow.sdk import (  # type: ignore[attr-defined]
 
 from dresscode.core.config import get_settings
 from dresscode.orchestration.alerts import FailureNotifier, WorkerLostNotifier, deadline_missed
+from dresscode.orchestration.code_version import check as code_version_check
 
 if TYPE_CHECKING:
     from dresscode.core.config import Settings
@@ -35,6 +36,7 @@ DEFAULT_ARGS = {
     "max_retry_delay": timedelta(minutes=10),
     "on_failure_callback": FailureNotifier(),
     "on_retry_callback": WorkerLostNotifier(),
+    "pre_execute": code_version_check,  # a worker on other code fails before doing anything
 }
 
 _REFERENCES = {
