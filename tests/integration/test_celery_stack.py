@@ -73,7 +73,9 @@ class Broker:
 
         if not REDIS_SERVER.exists():
             message = f"CELERY BROKER DRILL NOT RUN: {REDIS_SERVER} is missing"
-            pytest.fail(message) if os.environ.get("CI") else pytest.skip(message)
+            if os.environ.get("CI"):  # CI installs it: missing there is a failure
+                pytest.fail(message)
+            pytest.skip(message)
         self.proc = subprocess.Popen(
             [str(REDIS_SERVER), "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
              "--appendonly", "yes", "--dir", str(self.workdir)],

@@ -18,6 +18,14 @@ IDEMPOTENT = {"GET", "PATCH", "PUT", "DELETE"}
 RETRIES = 3
 
 
+class AirflowAPIError(RuntimeError):
+    """An answer of 400 or more (after the retries a request may have); ``status`` says which."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 @dataclass
 class AirflowAPI:
     base_url: str
@@ -57,8 +65,9 @@ class AirflowAPI:
                 break
             time.sleep(self.retry_delay_s * attempt)
         if resp.status_code >= 400:
-            raise RuntimeError(
-                f"Airflow API {method} {path} answered {resp.status_code}: {resp.text[:300]}"
+            raise AirflowAPIError(
+                resp.status_code,
+                f"Airflow API {method} {path} answered {resp.status_code}: {resp.text[:300]}",
             )
         return resp.json() if resp.content else None
 

@@ -92,8 +92,7 @@ def render(
 ) -> list[Upload]:
     """Draw and encode photos ``start`` .. ``start + n_photos - 1`` (deterministic in their
     number): the CPU part of :func:`seed`, which ``make up`` runs ahead, in the background."""
-    if shift is not None and shift not in SHIFTS:
-        raise ValueError(f"Unknown shift {shift!r}; known: {', '.join(SHIFTS)}.")
+    _check_shift(shift)
     settings = settings or get_settings()
     uploads = []
     for i in range(start, start + n_photos):
@@ -142,8 +141,7 @@ def seed(
     copy (``resent-…``): ingest recognises them and does not send them to the model.
     ``rendered``: these photos drawn already by :func:`render` with the same arguments.
     """
-    if shift is not None and shift not in SHIFTS:
-        raise ValueError(f"Unknown shift {shift!r}; known: {', '.join(SHIFTS)}.")
+    _check_shift(shift)
     settings = settings or get_settings()
     bad_files = bad_files and shift is None
     uploads = rendered
@@ -196,6 +194,11 @@ def seed(
         len(script_lines),
     )
     return SeedResult(new, skipped)
+
+
+def _check_shift(shift: str | None) -> None:
+    if shift is not None and shift not in SHIFTS:
+        raise ValueError(f"Unknown shift {shift!r}; known: {', '.join(SHIFTS)}.")
 
 
 def shifted(img: Image.Image, shift: str | None) -> Image.Image:

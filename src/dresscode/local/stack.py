@@ -26,7 +26,7 @@ import httpx
 
 from dresscode.core.config import REPO_ROOT, get_settings
 from dresscode.local import executors, lake_migrate, leaks
-from dresscode.local.airflow_api import AirflowAPI
+from dresscode.local.airflow_api import AirflowAPI, AirflowAPIError
 from dresscode.local.embedding_server import SERVED_MODEL as EMBEDDING_MODEL
 from dresscode.local.embedding_server import command as embedding_command
 from dresscode.local.processes import Part as Part
@@ -399,8 +399,8 @@ def record_code_version(client: AirflowAPI) -> None:
     body = {"key": VARIABLE, "value": fingerprint(REPO_ROOT / "dags")}
     try:  # PATCH first: it may be sent again on a busy SQLite moment, a POST may not
         client.request("PATCH", f"/api/v2/variables/{VARIABLE}", json=body)
-    except RuntimeError as exc:
-        if "answered 404" not in str(exc):
+    except AirflowAPIError as exc:
+        if exc.status != 404:
             raise
         client.request("POST", "/api/v2/variables", json=body)
 
