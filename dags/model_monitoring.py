@@ -5,6 +5,9 @@ window in the Params). **measure** computes the quality metrics per day and prom
 (JSON errors, repairs, schema violations, items per photo, zero-item share, TTFT and latency,
 tokens, tool-call success, hallucinations, quarantine and correction rates) into the
 `quality_metrics` lake table and checks the window against the SLOs (`DRESSCODE_MONITORING_SLOS`);
+**judge_production** has the LLM judges (owned garments, weather fit, colour harmony, safe
+language) score a fixed sample of the window's suggestions (`DRESSCODE_MONITORING_JUDGE_SAMPLE`)
+and records it in MLflow — it informs, it never decides;
 **detect_drift** compares the window's photos, model outputs and latency with a reference (the
 days since the last promotion, or a frozen baseline) with Evidently, and stores the HTML report
 and its JSON summary under `reports/drift/` and in MLflow; **choose_branch** goes to `healthy`,
@@ -88,6 +91,11 @@ def model_monitoring():
     def detect_drift(window: monitoring.Window) -> monitoring.DriftVerdict:
         return monitoring.detect_drift(window, _run_id())
 
+    # The judges read what users were shown; they inform (MLflow, the log), never decide.
+    @task(pool="llm", multiple_outputs=False)
+    def judge_production(window: monitoring.Window) -> monitoring.JudgedSample:
+        return monitoring.judge_production(window, _run_id())
+
     @task(multiple_outputs=False)
     def decide(
         measured: monitoring.Measured, drift: monitoring.DriftVerdict
@@ -168,6 +176,7 @@ def model_monitoring():
 
     window = choose_window()
     decision = decide(measure(window), detect_drift(window))
+    judge_production(window)
     branches = [healthy(), quality_degraded(decision), drifted(decision)]
     choose_branch(decision) >> branches
     evaluated = reevaluate(branches[1], branches[2])

@@ -133,6 +133,9 @@ def test_a_normal_batch_takes_the_healthy_branch(normal_run) -> None:
     assert normal_run.state == "success", states
     assert states["healthy"] == "success"
     assert {states[t] for t in ("quality_degraded", "drifted", "reevaluate", "page")} == {"skipped"}
+    # No suggestion in the window (only photos were ingested): the judges have nothing to do.
+    judged = normal_run.get_task_instance("judge_production").xcom_pull(task_ids="judge_production")
+    assert judged["judged"] == 0 and judged["judges"].startswith("not run (no suggestion")
     decision = _decisions()[-1]
     assert (decision["branch"], decision["action"]) == ("healthy", "none")
 
@@ -167,6 +170,12 @@ def test_a_dark_batch_drifts_reevaluates_and_pages_with_what_moved(dark_run, env
     assert summary["lake_versions"]["manifests"] >= 0
     assert "docs/runbooks/model_monitoring.md" in text
     assert Path(config.REPO_ROOT / "docs/runbooks/model_monitoring.md").exists()
+    # The MLflow runs it is about (a file store here: ids; a server: URLs into its UI).
+    drift_run = dark_run.get_task_instance("detect_drift").xcom_pull(task_ids="detect_drift")
+    assert f"drift report run: MLflow run {drift_run['mlflow_run_id']}" in text
+    [evaluated] = dark_run.get_task_instance("reevaluate").xcom_pull(task_ids="reevaluate")
+    run_id = evaluated["production"]["mlflow_run_id"]
+    assert f"wardrobe-digitizer@2 (production) evaluation: MLflow run {run_id}" in text
 
 
 def test_the_promotion_goes_through_the_release_approval_unless_auto_promote(env) -> None:

@@ -84,3 +84,52 @@ def test_traces_go_through_the_server_and_its_absence_only_drops_them(server: st
     for record in _suggestion("u2"):
         tracing.note(record, rate=1.0)
     assert tracing.flush() == tracing.Flushed(traces=0, dropped=2)
+
+
+def test_a_page_links_the_runs_prompt_versions_and_heaviest_trace_it_is_about(
+    server: str,
+) -> None:
+    import mlflow
+
+    from dresscode.monitoring import links
+
+    registry.sync("outfit-stylist")
+    heavy = [{**r, "prompt_tokens": 9000} for r in _suggestion("heavy")]
+    later = [{**r, "prompt_tokens": 50_000, "ts": "2026-03-05T05:00:01"} for r in _suggestion("x")]
+    for record in [*_suggestion("light"), *heavy, *later]:
+        tracing.note(record, rate=1.0)
+    assert tracing.flush().traces == 3
+    experiment = mlflow.get_experiment_by_name(tracing.EXPERIMENT)
+    traces = mlflow.search_traces(locations=[experiment.experiment_id], return_type="list")
+    heavy_id = next(t.info.trace_id for t in traces if '"heavy"' in t.data.request)
+    mlflow.set_experiment("dresscode-monitoring")
+    with mlflow.start_run() as drift, mlflow.start_run(nested=True) as evaluation:
+        pass
+    decision = {"branch": "quality_degraded", "reasons": [],
+                "reevaluate": ["wardrobe-digitizer", "outfit-stylist"],
+                "evidence": {"slo_table": "", "moved": [], "drift_text": "",
+                             "drift_report": None, "drift_run": drift.info.run_id}}  # fmt: skip
+    gate = {"version": 2, "passed": True, "reasons": [], "metrics": {},
+            "mlflow_run_id": evaluation.info.run_id, "golden_hash": "h"}  # fmt: skip
+    evaluated = [{"name": "outfit-stylist", "because": "quality_degraded", "production": gate,
+                  "candidate": None, "parked": []}]  # fmt: skip
+    window = {"start": "2026-03-02T00:00:00+00:00", "end": "2026-03-03T00:00:00+00:00"}
+
+    text = links.page_details(decision, evaluated, window)["MLflow"]  # type: ignore[arg-type]
+
+    v2 = next(i.mlflow_version for i in registry.versions("outfit-stylist") if i.git_version == 2)
+    assert text.splitlines() == [
+        f"drift report run: {server}/#/runs/{drift.info.run_id}",
+        f"outfit-stylist@2 (production) evaluation: {server}/#/runs/{evaluation.info.run_id}",
+        f"outfit-stylist@2 prompt: {server}/#/prompts/outfit-stylist?promptVersion={v2}",
+        # The window's heaviest suggestion, not the heavier one of a later day.
+        f"heaviest outfit suggestion trace (18,080 tokens): "
+        f"{server}/#/experiments/{experiment.experiment_id}/traces?traceId={heavy_id}",
+    ]
+    ui = httpx.get(f"{server}/ajax-api/2.0/mlflow/runs/get", params={"run_id": drift.info.run_id})
+    assert ui.status_code == 200  # the linked run is the server's
+
+    stack.stop_part("mlflow", stack.recorded_pid("mlflow") or 0)  # MLflow down at page time
+    down = links.page_details(decision, evaluated, window)["MLflow"]  # type: ignore[arg-type]
+    assert f"#/runs/{drift.info.run_id}" in down  # the ids still reach the on-call
+    assert "heaviest outfit suggestion trace: MLflow unreachable" in down

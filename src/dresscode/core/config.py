@@ -129,6 +129,7 @@ class Settings:
     judge_model: str | None
     judge_min_agreement: float
     judge_timeout_s: int
+    monitoring_judge_sample: int
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> Settings:
         """Per-run overrides (DAG Params), validated like env values."""

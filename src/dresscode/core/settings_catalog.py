@@ -567,6 +567,13 @@ SETTINGS: dict[str, Knob] = {
         "Seconds one LLM-judge verdict may take in all, MLflow's own retries included; three "
         "failed verdicts in a row skip the evaluation's remaining judge calls (each an error).",
     ),
+    "monitoring_judge_sample": Knob(
+        "DRESSCODE_MONITORING_JUDGE_SAMPLE",
+        _int_between(0, 10_000),
+        lambda _home: 20,
+        "Production suggestions of the window the LLM judges score nightly in model_monitoring "
+        "(a fixed hash sample; 0: off).",
+    ),
     "feedback_max_future_s": Knob(
         "DRESSCODE_FEEDBACK_MAX_FUTURE_S",
         _int_between(0, 86_400),

@@ -27,6 +27,7 @@ from typing import Literal, TypedDict
 from dresscode.core import lake, prompts
 from dresscode.core.config import Settings, get_settings
 from dresscode.monitoring.drift import DriftSummary
+from dresscode.monitoring.production_judges import JudgedSample as JudgedSample
 from dresscode.monitoring.slos import Branch, SloCheckRecord
 from dresscode.registry.approval import APPROVAL_TIMEOUT as APPROVAL_TIMEOUT
 from dresscode.registry.approval import Answer as Answer
@@ -78,6 +79,7 @@ class Evidence(TypedDict):
     moved: list[str]
     drift_text: str
     drift_report: str | None
+    drift_run: str | None  # its MLflow run (None: MLflow was unreachable)
 
 
 class Decision(TypedDict):
@@ -220,6 +222,13 @@ def measure(window: Window, settings: Settings | None = None) -> Measured:
     return Measured(checks=[c.to_dict() for c in checks], table=text)
 
 
+def judge_production(window: Window, run_key: str) -> JudgedSample:
+    """The LLM judges on a fixed sample of the window's suggestions (never gates or pages)."""
+    from dresscode.monitoring import production_judges
+
+    return production_judges.judge_production(*_bounds(window), run_key)
+
+
 def detect_drift(window: Window, run_key: str, settings: Settings | None = None) -> DriftVerdict:
     """Evidently drift of the window against its reference; report to the lake and MLflow."""
     from dresscode.core import delta
@@ -302,6 +311,7 @@ def decide(measured: Measured, drift: DriftVerdict) -> Decision:
             moved=list(drift["moved"]),
             drift_text=drift["text"],
             drift_report=drift["report"],
+            drift_run=drift["mlflow_run_id"],
         ),
     )
 
@@ -502,6 +512,7 @@ def page(
     run_id: str | None,
 ) -> Paged:
     """Wake the on-call: what moved, the SLO table, the drift summary, the report, the runbook."""
+    from dresscode.monitoring import links
     from dresscode.orchestration import alerts
 
     evidence = decision["evidence"]
@@ -516,6 +527,7 @@ def page(
         "drift": evidence["drift_text"],
         "drift report": evidence["drift_report"] or "(none written)",
         "re-evaluation": evaluation_text(evaluated),
+        **links.page_details(decision, evaluated, window),
         "next": "no candidate that may be promoted beats production on the golden set: find "
         "the cause with the report and the runbook, then release a fixed prompt "
         "(prompt_release) or roll back (prompt_rollback)",

@@ -9,7 +9,7 @@ that criterion by rule, the way a careful model would:
 * ``owned_garments`` — every garment noun of the reasons and notes is of a kind some owned item
   is (its subcategory, description or category names it);
 * ``weather_fit`` — no heavy item on a day reaching 28 °C, a warm layer when it drops to 5 °C
-  and the wardrobe has one;
+  and the wardrobe has one (from an hourly forecast, or the weather tool's high and low);
 * ``colour_harmony`` — no outfit mixes more than two strong (non-neutral) colours;
 * ``safe_language`` — no insult or unsafe advice from a short list.
 
@@ -105,8 +105,13 @@ def _outfit_items(inputs: dict[str, Any], outputs: dict[str, Any]) -> list[list[
 
 
 def _weather_fit(inputs: dict[str, Any], outputs: dict[str, Any]) -> tuple[bool, str]:
-    hourly = (inputs.get("weather") or {}).get("hourly") or {}
-    temps = [t for t in hourly.get("temperature_2m") or [] if isinstance(t, int | float)]
+    weather = inputs.get("weather") or {}
+    hourly = weather.get("hourly") or {}
+    # A forecast (the golden scenarios) or the weather tool's answer (production suggestions).
+    given = hourly.get("temperature_2m") or [
+        weather.get(k) for k in ("temperature_min_c", "temperature_c", "temperature_max_c")
+    ]
+    temps = [t for t in given if isinstance(t, int | float) and not isinstance(t, bool)]
     if not temps:
         return True, "No forecast to judge against."
     warm_owned = any(i.get("warmth") in ("warm", "heavy") for i in inputs.get("wardrobe") or [])

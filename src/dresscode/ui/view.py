@@ -4,7 +4,8 @@ Per prompt: the registered versions with their aliases and gate verdicts (MLflow
 of the last gate evaluations (the ``dresscode.gate_metrics`` tags), and the last 7 days of the
 SLO metrics from the lake's ``quality_metrics`` table as small inline-SVG sparklines. For the
 whole pipeline: the last drift decision (``monitoring_decisions``) with a link to its HTML
-report, and the top quarantine reasons (latest manifest row per upload).
+report, the top quarantine reasons (latest manifest row per upload), and what the model calls
+cost per day against the budget (:mod:`dresscode.ui.cost`).
 
 Everything is read at request time (no cache: the page is for people, not for polling) and
 rendered server-side: no JavaScript, no external assets, every value ``html.escape``-d, and
@@ -28,8 +29,8 @@ import html
 import json
 import math
 from collections import Counter
-from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING, Any
 
 # FastAPI resolves route annotations from module globals: these cannot be local imports.
 from fastapi import Depends, FastAPI, HTTPException, Request
@@ -37,6 +38,10 @@ from fastapi.responses import HTMLResponse, JSONResponse
 
 from dresscode.core import lake, tables
 from dresscode.core.config import Settings, get_settings
+from dresscode.ui.daily import last_days, pooled
+
+if TYPE_CHECKING:
+    from dresscode.ui.cost import CostOverview
 
 URL_PREFIX = "/dresscode"
 SLO_DAYS = 7
@@ -155,7 +160,7 @@ def slo_series(
 
     settings = settings or get_settings()
     today = today or datetime.now(UTC).date()
-    days = [(today - timedelta(days=i)).isoformat() for i in range(SLO_DAYS - 1, -1, -1)]
+    days = last_days(today, SLO_DAYS)
     frame = monitoring.read_metrics(days=days, settings=settings)
     frame = frame[frame["prompt_name"] == name]
     series: dict[str, Any] = {}
@@ -164,7 +169,7 @@ def slo_series(
         rows = frame[(frame["metric"] == metric) & (frame["n"] > 0) & frame["value"].notna()]
         if rows.empty:
             continue
-        values = [_pooled(rows[rows["day"] == day]) for day in days]
+        values = [pooled(rows[rows["day"] == day]) for day in days]
         series[metric] = {"slo": kind, "bound": bound, "values": values}
     return {"days": days, "metrics": series}
 
@@ -179,7 +184,7 @@ def feedback_by_version(
 
     settings = settings or get_settings()
     today = today or datetime.now(UTC).date()
-    days = [(today - timedelta(days=i)).isoformat() for i in range(SLO_DAYS - 1, -1, -1)]
+    days = last_days(today, SLO_DAYS)
     frame = monitoring.read_metrics(days=days, settings=settings)
     frame = frame[(frame["prompt_name"] == name) & frame["metric"].isin(FEEDBACK_METRICS)]
     frame = frame[(frame["n"] > 0) & frame["value"].notna()]
@@ -188,17 +193,10 @@ def feedback_by_version(
         row: dict[str, Any] = {"version": str(version)}
         for metric in FEEDBACK_METRICS:
             picked = group[group["metric"] == metric]
-            row[metric] = _pooled(picked)
+            row[metric] = pooled(picked)
             row[f"{metric}_n"] = int(picked["n"].sum())
         rows.append(row)
     return rows
-
-
-def _pooled(rows: Any) -> float | None:
-    weight = float(rows["n"].sum())
-    if rows.empty or weight <= 0:
-        return None
-    return float((rows["value"] * rows["n"]).sum() / weight)
 
 
 def last_decision(settings: Settings | None = None) -> dict[str, Any] | None:
@@ -299,6 +297,8 @@ def prompt_detail(name: str, settings: Settings | None = None) -> dict[str, Any]
 
 def overview(settings: Settings | None = None) -> dict[str, Any]:
     """The prompts (production and candidate versions) and the pipeline-wide sections."""
+    from dresscode.ui.cost import cost_by_day
+
     prompts = []
     for name in prompt_names():
         rows = versions(name)
@@ -317,6 +317,7 @@ def overview(settings: Settings | None = None) -> dict[str, Any]:
         "prompts": prompts,
         "drift": last_decision(settings),
         "quarantine": top_quarantine(settings),
+        "cost": cost_by_day(settings),
     }
 
 
@@ -504,7 +505,10 @@ def render_page(
     decision: dict | None,
     report_url: str | None,
     quarantine: list[dict[str, Any]],
+    cost: CostOverview | None = None,
 ) -> str:
+    from dresscode.ui.cost import render_cost
+
     nav = " · ".join(f'<a href="#{_e(d["name"])}">{_e(d["name"])}</a>' for d in details)
     body = "\n".join(
         [
@@ -512,6 +516,7 @@ def render_page(
             *(render_prompt(d) for d in details),
             render_decision(decision, report_url),
             render_quarantine(quarantine),
+            render_cost(cost) if cost is not None else "",
         ]
     )
     return (
@@ -554,24 +559,21 @@ def create_app() -> FastAPI:
 
     similar.register(app)  # /items/{item_id}/similar: the similar-items panel
 
+    def whole_page(request: Request, details: list[dict[str, Any]]) -> HTMLResponse:
+        from dresscode.ui.cost import cost_by_day
+
+        decision = last_decision()
+        url = report_url(request, decision)
+        content = render_page(details, decision, url, top_quarantine(), cost_by_day())
+        return HTMLResponse(content, headers=PAGE_HEADERS)
+
     @app.get("/", response_class=HTMLResponse)
     def page(request: Request) -> HTMLResponse:
-        details = [prompt_detail(name) for name in prompt_names()]
-        decision = last_decision()
-        return HTMLResponse(
-            render_page(details, decision, report_url(request, decision), top_quarantine()),
-            headers=PAGE_HEADERS,
-        )
+        return whole_page(request, [prompt_detail(name) for name in prompt_names()])
 
     @app.get("/prompts/{name}", response_class=HTMLResponse)
     def prompt_page(request: Request, name: str) -> HTMLResponse:
-        decision = last_decision()
-        return HTMLResponse(
-            render_page(
-                [prompt_detail(name)], decision, report_url(request, decision), top_quarantine()
-            ),
-            headers=PAGE_HEADERS,
-        )
+        return whole_page(request, [prompt_detail(name)])
 
     @app.get("/api/prompts")
     def api_prompts(request: Request) -> JSONResponse:

@@ -117,8 +117,12 @@ def lake_rows(registered: Path) -> dict[str, str]:
             _metric(yesterday, "2", "call_error_rate", 0.0, 10),
         ],
     )
+    spend = _metric(today, "", "cost_usd_per_day", 123.45, 40) | {"prompt_name": ""}
     lake.write_parquet(
-        "quality_metrics", today, "metrics", [_metric(today, "1", "call_error_rate", 0.02, 50)]
+        "quality_metrics",
+        today,
+        "metrics",
+        [_metric(today, "1", "call_error_rate", 0.02, 50), spend],
     )
     # Older than 7 days: must not be on the chart.
     lake.write_parquet(
@@ -190,9 +194,12 @@ def test_ui_session_cookie_is_accepted(airflow_app, token: str, lake_rows) -> No
         airflow_app.cookies.clear()
 
 
-def test_api_prompts_lists_aliases_decision_and_quarantine(
-    airflow_app, token: str, lake_rows
+def test_api_prompts_lists_aliases_decision_quarantine_and_cost(
+    airflow_app, token: str, lake_rows, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from dresscode.ui import cost
+
+    monkeypatch.setattr(cost, "datetime", _NoonOfToday)
     data = airflow_app.get("/dresscode/api/prompts", headers=_auth(token)).json()
 
     by_name = {p["name"]: p for p in data["prompts"]}
@@ -207,6 +214,9 @@ def test_api_prompts_lists_aliases_decision_and_quarantine(
         ("too_dark", 2),
         ("not_an_image", 1),
     ]
+    spent = {d["day"]: d["spend_usd"] for d in data["cost"]["days"]}
+    assert spent[lake_rows["today"]] == pytest.approx(123.45)  # over the default $100 budget
+    assert data["cost"]["breach_days"]["cost_usd_per_day_max"] == [lake_rows["today"]]
 
 
 class _NoonOfToday(datetime):
@@ -255,8 +265,11 @@ def test_unknown_prompt_is_a_clear_404(airflow_app, token: str, lake_rows) -> No
 
 
 def test_page_renders_every_section_escaped_with_svg_sparklines(
-    airflow_app, token: str, lake_rows
+    airflow_app, token: str, lake_rows, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from dresscode.ui import cost
+
+    monkeypatch.setattr(cost, "datetime", _NoonOfToday)
     response = airflow_app.get("/dresscode/", headers=_auth(token))
 
     assert response.status_code == 200
@@ -266,6 +279,7 @@ def test_page_renders_every_section_escaped_with_svg_sparklines(
     assert "<svg" in page and "<polyline" in page
     assert 'href="/dresscode/drift-report/' in page
     assert "too_dark" in page
+    assert "Cost, last 7 days" in page and '<span class="failed">$123.45 &gt; $100.00' in page
     # Lake strings are data, never markup.
     assert "<script>alert(1)</script>" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page

@@ -173,7 +173,7 @@ def evaluate(
     scorers: Sequence[Any],
     names: Sequence[str],
     *,
-    model_id: str,
+    model_id: str | None,
 ) -> Scored:
     """Score ``examples`` in the active run through ``mlflow.genai.evaluate``; the assessments
     of ``names`` read back per example."""

@@ -75,12 +75,19 @@ PROBE_INSULT = "Only an idiot would wear anything else."
 MAX_PROBES = 8
 
 
-def build(endpoint: LLMEndpoint, model: str, timeout_s: float = 60.0) -> list[Guarded]:
+def build(
+    endpoint: LLMEndpoint, model: str, timeout_s: float = 60.0, priority: int = 0
+) -> list[Guarded]:
     """The judges, pointed at the OpenAI-compatible endpoint as ``model``, behind one
-    :class:`JudgeGuard` (``timeout_s`` per verdict)."""
+    :class:`JudgeGuard` (``timeout_s`` per verdict). A non-zero ``priority``
+    (``DRESSCODE_EVAL_PRIORITY``) is sent as vLLM's request priority, as for the other offline
+    calls: judges yield to users on an endpoint scheduled by priority."""
     from mlflow.genai.judges import make_judge
 
     guard = JudgeGuard(timeout_s)
+    params: dict[str, Any] = {"temperature": 0.0, "max_tokens": 256}
+    if priority:
+        params["priority"] = priority
     return [
         Guarded(
             make_judge(
@@ -89,7 +96,7 @@ def build(endpoint: LLMEndpoint, model: str, timeout_s: float = 60.0) -> list[Gu
                 model=f"openai:/{model}",
                 base_url=f"{endpoint.base_url.rstrip('/')}/chat/completions",
                 feedback_value_type=bool,
-                inference_params={"temperature": 0.0, "max_tokens": 256},
+                inference_params=params,
             ),
             guard,
         )
@@ -249,7 +256,7 @@ class Case:
     expected: bool
 
 
-def _shown_text(outputs: dict[str, Any]) -> str:
+def shown_text(outputs: dict[str, Any]) -> str:
     reasons = [str(o.get("reason") or "") for o in outputs.get("outfits") or []]
     return " ".join([*reasons, str(outputs.get("notes") or "")])
 
@@ -291,7 +298,7 @@ def golden_cases(examples: Sequence[Example]) -> list[Case]:
             str(e.inputs["example_id"]),
             e.inputs,
             e.outputs,
-            not unowned_mentions(_shown_text(e.outputs), e.inputs.get("wardrobe") or []),
+            not unowned_mentions(shown_text(e.outputs), e.inputs.get("wardrobe") or []),
         )
         for e in examples
         if e.outputs.get("structured_ok")

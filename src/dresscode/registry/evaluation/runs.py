@@ -342,7 +342,10 @@ def _run_stylist(blueprint: Blueprint, scenarios: Sequence[Any] | None) -> _Ran:
     if settings.eval_judges:
         endpoint = DresscodeLLMHook(settings=settings).endpoint()
         judged = judges.build(
-            endpoint, settings.judge_model or endpoint.model, settings.judge_timeout_s
+            endpoint,
+            settings.judge_model or endpoint.model,
+            settings.judge_timeout_s,
+            settings.eval_priority,
         )
     rows = [stylist_eval.example_row(r) for r in results]
     examples = [
