@@ -92,6 +92,7 @@ def test_a_page_links_the_runs_prompt_versions_and_heaviest_trace_it_is_about(
     import mlflow
 
     from dresscode.monitoring import links
+    from dresscode.ui import cost
 
     registry.sync("outfit-stylist")
     heavy = [{**r, "prompt_tokens": 9000} for r in _suggestion("heavy")]
@@ -129,7 +130,13 @@ def test_a_page_links_the_runs_prompt_versions_and_heaviest_trace_it_is_about(
     ui = httpx.get(f"{server}/ajax-api/2.0/mlflow/runs/get", params={"run_id": drift.info.run_id})
     assert ui.status_code == 200  # the linked run is the server's
 
+    # The Dresscode view's cost section links the same trace for a day over the token bound.
+    trace_url = f"{server}/#/experiments/{experiment.experiment_id}/traces?traceId={heavy_id}"
+    assert cost.heaviest_trace_url("2026-03-02") == trace_url
+    assert cost.heaviest_trace_url("2026-03-04") is None  # no suggestion that day
+
     stack.stop_part("mlflow", stack.recorded_pid("mlflow") or 0)  # MLflow down at page time
     down = links.page_details(decision, evaluated, window)["MLflow"]  # type: ignore[arg-type]
     assert f"#/runs/{drift.info.run_id}" in down  # the ids still reach the on-call
     assert "heaviest outfit suggestion trace: MLflow unreachable" in down
+    assert cost.heaviest_trace_url("2026-03-02") is None  # the view shows without its link

@@ -32,11 +32,16 @@ TOKENS_ATTRIBUTE = "dresscode.tokens"
 QUICK = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
 
 
-def _ui() -> str | None:
+def ui_base() -> str | None:
+    """The MLflow UI's address: the tracking URI when it is a server (a file store has none)."""
     from dresscode.registry.store import tracking_uri
 
     uri = tracking_uri().rstrip("/")
     return uri if uri.startswith(("http://", "https://")) else None
+
+
+def trace_url(ui: str, experiment_id: str, trace_id: str) -> str:
+    return f"{ui}/#/experiments/{experiment_id}/traces?traceId={trace_id}"
 
 
 def run_line(what: str, run_id: str | None, ui: str | None) -> str | None:
@@ -100,7 +105,7 @@ def page_details(
 
 
 def _lines(decision: Decision, evaluated: Sequence[Evaluation], window: Window) -> str:
-    ui = _ui()
+    ui = ui_base()
     lines = [run_line("drift report run", decision["evidence"].get("drift_run"), ui)]
     runs = [
         (entry["name"], role, r)
@@ -133,9 +138,5 @@ def _trace_line(start: datetime, end: datetime, ui: str | None) -> str | None:
     if found is None:
         return None
     experiment_id, trace_id, tokens = found
-    where = (
-        f"{ui}/#/experiments/{experiment_id}/traces?traceId={trace_id}"
-        if ui
-        else f"trace {trace_id}"
-    )
+    where = trace_url(ui, experiment_id, trace_id) if ui else f"trace {trace_id}"
     return f"heaviest outfit suggestion trace ({tokens:,} tokens): {where}"

@@ -14,12 +14,12 @@ simulator's when the simulator serves, not Gemma's.
 from __future__ import annotations
 
 import math
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Literal, TypedDict
 
 from dresscode.core.config import Settings, get_settings
 from dresscode.ui.daily import last_days, pooled
-from dresscode.ui.view import SLO_DAYS, _e, _table
+from dresscode.ui.view import SLO_DAYS, _e, _link, _table
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -61,6 +61,7 @@ class CostDay(TypedDict):
     cost_per_outfit_usd: float | None
     unpriced: list[Figure]  # dollar figures whose calls ran on a model without a price
     breaches: list[str]  # the SLOs this day is past (BUDGET_SLO, TOKENS_SLO)
+    trace_url: str | None  # past TOKENS_SLO: the day's heaviest suggestion trace in MLflow
 
 
 class CostOverview(TypedDict):
@@ -85,6 +86,9 @@ def cost_by_day(settings: Settings | None = None, *, today: date | None = None) 
     in_force = slos.default_slos(settings)  # SLO_DEFAULTS with overrides: both always there
     bounds = {slo: float(in_force[slo]) for slo in SLO_OF.values()}
     rows = [_day(day, frame[frame["day"] == day], bounds) for day in days]
+    for row in rows:
+        if TOKENS_SLO in row["breaches"]:
+            row["trace_url"] = heaviest_trace_url(row["day"])
     return CostOverview(
         days=rows,
         bounds=bounds,
@@ -122,7 +126,28 @@ def _day(day: str, frame: pd.DataFrame, bounds: dict[str, float]) -> CostDay:
         cost_per_outfit_usd=figures["cost_per_outfit_usd"],
         unpriced=unpriced,
         breaches=breaches,
+        trace_url=None,
     )
+
+
+def heaviest_trace_url(day: str) -> str | None:
+    """The MLflow UI link to the day's outfit-suggestion trace that used the most tokens —
+    where a day over ``tokens_per_outfit_max`` shows why (a loop is one span per turn). None
+    without an MLflow server, without such a trace, or with MLflow unreachable (one short
+    try: the page never waits on it)."""
+    from dresscode.core.config import environ_overrides
+    from dresscode.monitoring import links
+
+    ui = links.ui_base()
+    if ui is None:
+        return None
+    start = datetime.fromisoformat(day).replace(tzinfo=UTC)
+    try:
+        with environ_overrides(links.QUICK):
+            found = links.heaviest_suggestion(start, start + timedelta(days=1))
+    except Exception:  # a link is a convenience: the section shows without it
+        return None
+    return links.trace_url(ui, found[0], found[1]) if found else None
 
 
 # --- HTML ------------------------------------------------------------------------------------
@@ -159,7 +184,9 @@ def _bounded(cost_day: CostDay, figure: Figure, bounds: dict[str, float]) -> str
         return cell
     bound = usd(bounds[slo]) if figure in PRICED else tokens(bounds[slo])
     if slo in cost_day["breaches"]:
-        return f'<span class="failed">{cell} &gt; {_e(bound)} ({_e(slo)})</span>'
+        over = f'<span class="failed">{cell} &gt; {_e(bound)} ({_e(slo)})</span>'
+        trace = cost_day.get("trace_url") if figure == "tokens_per_outfit" else None
+        return f"{over} {_link(trace, 'heaviest trace')}" if trace else over
     return f'{cell} <span class="muted">of {_e(bound)}</span>'
 
 

@@ -98,6 +98,12 @@ def test_figures_per_day_pool_versions_by_n_against_the_settings_bounds(
     assert 'class="failed"' not in within
     assert "$42.50" in within and "$60.00" in within and "3,500" in within
     assert "$0.002500" in within and "$0.0004000" in within and "800" in within
+    assert today["trace_url"] is None  # a file store has no MLflow UI to link to
+    assert "heaviest trace" not in page
+    # With a server, the day over the token bound links its heaviest suggestion trace.
+    linked = {**today, "trace_url": "http://mlflow.example/#/experiments/3/traces?traceId=tr-1"}
+    page = cost.render_cost({**shown, "days": [*shown["days"][:-1], linked]})
+    assert '<a href="http://mlflow.example/#/experiments/3/traces?traceId=tr-1"' in page
 
 
 def test_an_unpriced_model_shows_no_price_set_never_zero_dollars(dresscode_home: Path) -> None:
