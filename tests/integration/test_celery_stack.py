@@ -354,9 +354,10 @@ def test_a_broker_outage_mid_run_is_said_and_the_run_completes_after_it(
     assert "Connection to broker lost" in broker_outage["logs"]
     assert "Cannot connect to redis://" in broker_outage["logs"]  # the URL's password masked
     assert broker_outage["state"] == "success"
-    # Its batches: the drill's photos (no scheduled run took any: see the fixture).
+    # Its batches: the drill's photos (no scheduled run took any: see the fixture), and any
+    # the first run left in landing to retry (a photo whose call failed in the killed batch).
     batches = _batches(celery_stack["client"], broker_outage["run_id"])
-    assert len(batches) == OUTAGE_PHOTOS // BATCH and {b["state"] for b in batches} == {"success"}
+    assert len(batches) >= OUTAGE_PHOTOS // BATCH and {b["state"] for b in batches} == {"success"}
 
 
 def test_after_the_broker_outage_no_photo_is_lost_or_digitized_twice(
