@@ -134,6 +134,14 @@ class AirflowAPI:
             counts[key] = ti.get("state") or "none"
         return counts
 
+    def result(self, dag_id: str, run_id: str, task_id: str) -> Any:
+        """A task's return value (its ``return_value`` XCom), deserialized by the API."""
+        path = (
+            f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}"
+            "/xcomEntries/return_value"
+        )
+        return self.request("GET", path, params={"deserialize": True})["value"]
+
     def wait_for_run(
         self, dag_id: str, run_id: str, timeout_s: float, progress_every_s: float = 15.0
     ) -> str:

@@ -94,6 +94,25 @@ def report(
     note = f" (not successful: {', '.join(failed)})" if failed else ""
     branch = f", took {' -> '.join(taken)}" if taken else ""
     print(f"  {name}: {state}{branch}{note} [{took_s:.0f} s]", flush=True)
+    if tasks.get("judge_production") == "success":
+        print(f"    {judges_line(client, dag_id, run_id)}", flush=True)
+
+
+def judges_line(client: AirflowAPI, dag_id: str, run_id: str) -> str:
+    """What the LLM judges made of the window's production suggestions, in one line."""
+    try:
+        judged = client.result(dag_id, run_id, "judge_production")
+    except Exception as exc:  # a line of the summary, never a reason to fail make up
+        return f"production judges: result not readable ({exc})"
+    if not judged.get("judged"):
+        return f"production judges: {judged.get('judges')}"
+    rates = ", ".join(
+        f"{k} {v:.0%}" for k, v in sorted(judged["pass_rates"].items()) if v is not None
+    )
+    return (
+        f"production judges: {judged['judged']} of {judged['suggestions']} suggestions judged "
+        f"(simulator verdicts): {rates}; {judged['judges']}"
+    )
 
 
 @dataclass
@@ -272,14 +291,15 @@ def pipeline_steps(seed_photos: int, rendering: Rendering | None = None) -> list
 def demo_steps(first_seed: int, rendering: Rendering | None = None) -> list[Step]:
     """Per demo batch: seed and ingest it (after the batch before it was ingested, or one
     ingest would take both), then check its window — the checks in order, and the drifted
-    batch's after the release, since it re-evaluates what is in production."""
+    batch's after the release, since it re-evaluates what is in production, and after the
+    day's suggestions, which its ``judge_production`` samples."""
     windows = _DemoWindows(run_dir() / "demo-windows.json")
     steps: list[Step] = []
     ingested, checked = "wardrobe_ingest", None
     for i, (name, shift) in enumerate(DEMO_BATCHES):
         ingest, check = f"wardrobe_ingest ({name} batch)", f"model_monitoring ({name} batch)"
         seeder = _DemoBatch(name, shift, first_seed + i * DEMO_BATCH, windows, rendering)
-        needs = (ingest, *([checked] if checked else []), *(["prompt_release"] if shift else []))
+        needs = (ingest, *([checked] if checked else []), *(["outfit_pregen"] if shift else []))
         steps += [
             Step(ingest, "wardrobe_ingest", (ingested,), seeder.seed, seeder.ingested),
             Step(check, "model_monitoring", needs, before=seeder.window),

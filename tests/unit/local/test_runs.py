@@ -191,9 +191,38 @@ def test_make_ups_steps_run_each_pipeline_dag_and_both_demo_batches() -> None:
     needs = {s.name: set(s.needs) for s in runs.pipeline_steps(seed_photos=48)}
     # the dark batch is seeded after the normal one was ingested (or ingest would take both)
     assert needs["wardrobe_ingest (dark batch)"] == {"wardrobe_ingest (normal batch)"}
-    # its check re-evaluates what is in production: after the release, and after the normal check
+    # its check re-evaluates what is in production and judges the day's suggestions: after
+    # outfit_pregen (itself after the release), and after the normal check
     assert needs["model_monitoring (dark batch)"] == {
         "wardrobe_ingest (dark batch)",
         "model_monitoring (normal batch)",
-        "prompt_release",
+        "outfit_pregen",
     }
+
+
+class JudgedAPI(RecordingAPI):
+    def __init__(self, judged: dict[str, Any] | Exception) -> None:
+        super().__init__(paused=False, next_logical=None)
+        self.judged = judged
+
+    def result(self, dag_id: str, run_id: str, task_id: str) -> Any:
+        assert (dag_id, task_id) == ("model_monitoring", "judge_production")
+        if isinstance(self.judged, Exception):
+            raise self.judged
+        return self.judged
+
+
+def test_the_summary_says_what_the_production_judges_made_of_the_window() -> None:
+    judged = {"judged": 9, "suggestions": 9, "judges": "reliable: owned_garments agrees …",
+              "pass_rates": {"weather_fit": 1.0, "owned_garments": 8 / 9, "x": None}}  # fmt: skip
+    line = runs.judges_line(JudgedAPI(judged), "model_monitoring", "r1")
+    assert line == (
+        "production judges: 9 of 9 suggestions judged (simulator verdicts): "
+        "owned_garments 89%, weather_fit 100%; reliable: owned_garments agrees …"
+    )
+    none = {"judged": 0, "suggestions": 0, "judges": "not run (no suggestion in the window)"}
+    assert runs.judges_line(JudgedAPI(none), "model_monitoring", "r1") == (
+        "production judges: not run (no suggestion in the window)"
+    )
+    broken = runs.judges_line(JudgedAPI(RuntimeError("404")), "model_monitoring", "r1")
+    assert broken == "production judges: result not readable (404)"
