@@ -3,8 +3,9 @@
 Nightly at 02:00 UTC, and whenever `wardrobe_ingest` updates the `wardrobe_items` Asset or
 `feedback_ingest` the `wardrobe_current` Asset (users deleted, added or corrected items):
 **compute** the user style features (wardrobe size, category, warmth and formality mix, top
-colours, outerwear and rain-gear counts, last upload) of every active user's wardrobe as the
-user sees it (their corrections applied) as of the end of the data interval and write them to the `user_style` lake table; **materialize** the
+colours, style clusters of the item vectors, outerwear and rain-gear counts, last upload) of
+every active user's wardrobe as the user sees it (their corrections applied) as of the end of
+the data interval and write them to the `user_style` lake table; **materialize** the
 `user_style` and `weather` views for the interval, starting `DRESSCODE_MATERIALIZE_OVERLAP_H`
 hours earlier to catch late rows, in bounded-memory chunks; **verify** a sample back from the
 online store and fail loudly if it is stale.

@@ -1,10 +1,11 @@
 """Feast definitions of Dresscode: who we serve (users, cities) and what we know about them.
 
 * ``user_style`` — one row per user per night from ``<lake>/user_style/`` (wardrobe size,
-  category / warmth / formality shares, top colours, outerwear, last upload; and, from the
-  ``wore_instead`` feedback of the last 30 days, outfits worn, worn colours and pairs worn
-  together). Its feature names come from :mod:`dresscode.features.style`, which takes them
-  from the wardrobe-digitizer blueprint's schema: one schema source.
+  category / warmth / formality shares, top colours, style clusters of the item vectors,
+  outerwear, last upload; and, from the ``wore_instead`` feedback of the last 30 days, outfits
+  worn, worn colours and pairs worn together). Its feature names come from
+  :mod:`dresscode.features.style`, which takes them from the wardrobe-digitizer blueprint's
+  schema: one schema source.
 * ``weather`` — the derived forecast per city from ``<lake>/weather/`` (the offline history,
   materialized nightly, used for training data and backfills).
 * ``weather_live`` — the same features, pushed by the hourly ``weather_ingest`` through the
@@ -109,6 +110,8 @@ def _user_style_schema() -> list[Field]:
         Field(name="wardrobe_size", dtype=Int64),
         *share_fields,
         Field(name="top_colors", dtype=Array(String)),
+        # What the wardrobe is made of: "blue top x5", ... (dresscode.features.embeddings.clusters).
+        Field(name="style_clusters", dtype=Array(String)),
         Field(name="outerwear_count", dtype=Int64),
         Field(name="water_resistant_count", dtype=Int64),
         Field(name="last_upload", dtype=UnixTimestamp),
@@ -185,10 +188,10 @@ item_embeddings_source = FileSource(
     description="Item description vectors, <lake>/item_embeddings/date=YYYY-MM-DD/*.parquet.",
 )
 
-# Offline only (training sets, drift references). Nearest-neighbour search is
-# dresscode.features.embeddings.index: Feast 0.67's vector-capable online stores do not work
-# on this stack (SQLite's sqlite-vec only on Python 3.10; Milvus Lite answered
-# retrieve_online_documents_v2 with mismatched rows), see that module's docstring.
+# Online for nearest-neighbour search (retrieve_online_documents_v2 over `vector`, filtered by
+# user_id): written per embedding batch by dresscode.features.embeddings.backfill, searched by
+# .similar — locally in dresscode.features.vector_online_store (SQLite + sqlite-vec). Never
+# materialized: the lake holds removed items' vectors too. Offline: training sets, drift.
 item_embeddings = FeatureView(
     name="item_embeddings",
     entities=[item],
@@ -208,7 +211,7 @@ item_embeddings = FeatureView(
         Field(name="possible_duplicate_of", dtype=String),
     ],
     source=item_embeddings_source,
-    online=False,
+    online=True,
     description="Each item's description vector (multilingual-e5-small), by item_embeddings.",
     tags={"owner": "dresscode", "dag": "item_embeddings"},
 )

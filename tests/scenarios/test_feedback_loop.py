@@ -148,6 +148,8 @@ def test_style_features_are_computed_from_the_current_wardrobe(world, monkeypatc
         "active_users",
         lambda **_: [users.User(user_id=USER, city="Berlin", last_active_at=NOW)],
     )
+    # item_embeddings ran before the deletion: the old shoes' vector is still in the index.
+    _embed_items({"tee": "top", "jacket": "top", "trousers": "bottom", "old-shoes": "footwear"})
     as_of = NOW + timedelta(hours=1)
     window = features.Window(start=(as_of - timedelta(days=1)).isoformat(), as_of=as_of.isoformat())
     computed = features.compute_style(window)
@@ -157,6 +159,23 @@ def test_style_features_are_computed_from_the_current_wardrobe(world, monkeypatc
     assert row["outerwear_count"] == 1
     assert row["share_top"] == pytest.approx(0.25)
     assert "red" in list(row["top_colors"])
+    # The vectors of the current wardrobe only (3 items, one cluster); the sneakers have none yet.
+    assert list(row["style_clusters"]) == ["white top x3"]
+
+
+def _embed_items(categories: dict[str, str]) -> None:
+    from dresscode.core.config import get_settings
+    from dresscode.features.embeddings import index
+
+    vector = [1.0] + [0.0] * (get_settings().embedding_dimension - 1)
+    with index.connect() as db:
+        index.upsert(
+            db,
+            [
+                index.StoredVector(item_id, USER, category, "white", "test-model", "sha", vector)
+                for item_id, category in categories.items()
+            ],
+        )
 
 
 def test_bad_and_out_of_order_feedback_leaves_a_truthful_wardrobe(world) -> None:

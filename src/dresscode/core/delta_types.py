@@ -103,6 +103,7 @@ USER_STYLE_TYPES = {
     "created": TIMESTAMP,
     "wardrobe_size": INT,
     "top_colors": STRS,
+    "style_clusters": STRS,
     "outerwear_count": INT,
     "water_resistant_count": INT,
     "last_upload": TIMESTAMP,

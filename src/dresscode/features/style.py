@@ -19,6 +19,11 @@ Choices a reader may wonder about:
 * ``top_colors`` is a list of up to 3 colour names (Feast ``Array(String)``: the SQLite and
   Redis online stores and the file offline store round-trip it, empty lists included). Colours
   are lower-cased, counted once per item, ordered by count then name (deterministic).
+* ``style_clusters`` names what the wardrobe is made of, largest group first (``["blue top
+  x5", "black footwear x3"]``): k-means over the item description vectors of the embedding
+  index (:mod:`dresscode.features.embeddings.clusters`), only of the items counted here. It is
+  passed in (:func:`clusters_as_of` reads the index, one user's partition at a time): a user
+  the embedding DAG has not reached yet, or every user before it first ran, gets an empty list.
 * Point in time: only items whose day is on or before ``as_of`` count, so replaying a past
   interval gives the same features even after newer uploads landed.
 * What people wore sits beside what they own: ``worn_count_30d``, ``worn_colors`` and
@@ -31,7 +36,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from functools import cache
@@ -90,6 +95,7 @@ _FIXED = {
     "outerwear_count": "int64",
     "water_resistant_count": "int64",
     "top_colors": "object",
+    "style_clusters": "object",
     "last_upload": "datetime64[ns, UTC]",
     "worn_count_30d": "int64",
     "worn_colors": "object",
@@ -98,7 +104,7 @@ _FIXED = {
 # The columns from what the user wore (``wore_instead`` feedback): dresscode.features.worn.
 WORN_COLUMNS = ("worn_count_30d", "worn_colors", "worn_pairs")
 _COUNTS = ("wardrobe_size", "outerwear_count", "water_resistant_count", "worn_count_30d")
-_LISTS = ("top_colors", "worn_colors", "worn_pairs")
+_LISTS = ("top_colors", "style_clusters", "worn_colors", "worn_pairs")
 
 
 def feature_names() -> list[str]:
@@ -108,6 +114,7 @@ def feature_names() -> list[str]:
         "wardrobe_size",
         *shares["category"],
         "top_colors",
+        "style_clusters",
         *shares["warmth"],
         *shares["formality"],
         "outerwear_count",
@@ -202,6 +209,7 @@ def style_features(
     user_ids: Iterable[str] | None = None,
     created: datetime | None = None,
     worn: pd.DataFrame | None = None,
+    clusters: Mapping[str, list[str]] | None = None,
 ) -> pd.DataFrame:
     """One row per user from ``wardrobe_items`` rows, as of ``as_of`` (aware UTC).
 
@@ -210,7 +218,8 @@ def style_features(
     Feast uses it to pick between two rows with the same event timestamp, so a recomputation
     wins. ``worn`` is :func:`dresscode.features.worn.worn_features` of the same ``as_of``
     (indexed by ``user_id``); without it, or for a user not in it, the worn columns are 0 and
-    empty lists.
+    empty lists. ``clusters`` is each user's ``style_clusters`` (:func:`clusters_as_of` of the
+    same items and ``as_of``); a user not in it gets an empty list.
     """
     import pandas as pd
 
@@ -236,6 +245,7 @@ def style_features(
     out["wardrobe_size"] = items.groupby("user_id").size()
     out = out.join(_shares(items, "category", vocab.categories, shares["category"]))
     out["top_colors"] = top_colors(items)
+    out["style_clusters"] = pd.Series(dict(clusters or {}), dtype=object)
     out = out.join(_shares(items, "warmth", vocab.warmth, shares["warmth"]))
     out = out.join(_shares(items, "formality", vocab.formality, shares["formality"]))
     out["outerwear_count"] = items[items["category"] == "outerwear"].groupby("user_id").size()
@@ -259,6 +269,25 @@ def style_features(
     return out.sort_values("user_id", kind="stable").reset_index(drop=True)
 
 
+def clusters_as_of(
+    items: pd.DataFrame, *, as_of: datetime, settings: Settings | None = None
+) -> dict[str, list[str]]:
+    """``style_clusters`` of the users in ``items`` (``wardrobe_items`` rows), from the vectors
+    of the items :func:`style_features` counts as of ``as_of``; only those users' vectors are read."""
+    from dresscode.features.embeddings import clusters
+
+    if items.empty or "item_id" not in items.columns:
+        return {}
+    as_of = _aware_utc(as_of, "as_of")
+    # The rows style_features keeps: not after as_of (an item of unknown time counts).
+    counted = items[~(_item_times(items) > as_of)]
+    wardrobes = {
+        str(user): [str(i) for i in ids.dropna()]
+        for user, ids in counted.groupby(counted["user_id"].astype(str))["item_id"]
+    }
+    return clusters.names_by_user(wardrobes, settings=settings)
+
+
 def _worn_column(worn: pd.DataFrame | None, name: str) -> pd.Series:
     import pandas as pd
 
@@ -278,7 +307,8 @@ def style_features_for_interval(
     write: bool = True,
 ) -> pd.DataFrame:
     """Features as of ``end`` from every user's wardrobe as of ``end`` (corrections up to
-    ``end`` applied) and what they wore in the 30 days before; written to ``user_style``.
+    ``end`` applied), its items' vectors (``style_clusters``) and what they wore in the 30 days
+    before; written to ``user_style``.
 
     The part lands in the partition of the interval's first day and is named by the interval,
     so re-running the interval replaces it. Reads the whole item history (a wardrobe is
@@ -291,7 +321,10 @@ def style_features_for_interval(
     start, end = _aware_utc(start, "start"), _aware_utc(end, "end")
     items = tables.current_wardrobe_items(None, settings, as_of=end)
     wore = worn.worn_as_of(items, as_of=end, settings=settings)
-    frame = style_features(items, as_of=end, user_ids=user_ids, created=created, worn=wore)
+    named = clusters_as_of(items, as_of=end, settings=settings)
+    frame = style_features(
+        items, as_of=end, user_ids=user_ids, created=created, worn=wore, clusters=named
+    )
     log.info(
         "user style as of %s: %d users (%d with an empty wardrobe) from %d items",
         end.isoformat(),

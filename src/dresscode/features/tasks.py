@@ -191,7 +191,8 @@ def materialize_window(
 
 def compute_style(window: Window, settings: Settings | None = None) -> StyleComputed:
     """Style features of every active user as of the window's end, written to ``user_style``:
-    from their current wardrobe, and from what they wore in the 30 days before (``worn``)."""
+    from their current wardrobe (and its items' vectors: ``style_clusters``), and from what
+    they wore in the 30 days before (``worn``)."""
     from dresscode.features import style, worn
 
     settings = settings or get_settings()
@@ -203,8 +204,10 @@ def compute_style(window: Window, settings: Settings | None = None) -> StyleComp
     items = tables.current_wardrobe_items(ids, settings, as_of=as_of)
     # Their wore_instead events of the window: only the feedback partitions of its days.
     wore = worn.worn_as_of(items, as_of=as_of, user_ids=ids, settings=settings)
+    # Their style clusters: the vectors of those items, one user's partition of the index each.
+    named = style.clusters_as_of(items, as_of=as_of, settings=settings)
     # Users with no items get a zero row: an empty wardrobe is a state worth serving.
-    table = style.style_features(items, as_of=as_of, user_ids=ids, worn=wore)
+    table = style.style_features(items, as_of=as_of, user_ids=ids, worn=wore, clusters=named)
     empty = int((table["wardrobe_size"] == 0).sum()) if not table.empty else 0
     path = None
     if not table.empty:

@@ -1,9 +1,9 @@
 """Outfits: the stylist's tool-calling loop.
 
 One user, one day: the blueprint's prompt lists the user's wardrobe (as sanitized data inside
-``<wardrobe>`` delimiters), the style summary, the city and the date; the model asks
-``get_weather`` (answered by a :data:`WeatherLookup` the caller supplies: features first,
-provider fallback) and answers with up to three outfits of item ids. Each model turn is one
+``<wardrobe>`` delimiters), the style summary (:mod:`dresscode.outfits.style_line`), the city
+and the date; the model asks ``get_weather`` (answered by a :data:`WeatherLookup` the caller
+supplies: features first, provider fallback) and answers with up to three outfits of item ids. Each model turn is one
 trip to the model layer (:func:`dresscode.llm.ask.ask`: render, call, parse with counted
 repairs, record). The final answer is checked against :mod:`dresscode.outfits.rules` before
 anyone sees it: owned items only (an unowned id is dropped and counted as a hallucination),
@@ -60,6 +60,7 @@ from dresscode.outfits.rules import (
     unique_items,
     validate,
 )
+from dresscode.outfits.style_line import style_summary
 
 if TYPE_CHECKING:
     from dresscode.llm.client import ChatResult, LLMClient
@@ -78,20 +79,7 @@ MAX_FIELD_CHARS = 40
 # The wardrobe_items fields the stylist reads (prompt lines, validators, golden scenarios).
 WARDROBE_FIELDS = tables.WARDROBE_SUMMARY
 MAX_WARDROBE_ITEMS = 150  # ~40 tokens a line; keeps the prompt far from the context limit
-MAX_STYLE_FEATURES = 16
-# The style features the stylist reads first (the rest follow by name, up to the cap): what the
-# user owns in outline, then what they actually wear (worn_pairs names their item ids).
-STYLE_FIRST = (
-    "wardrobe_size",
-    "top_colors",
-    "worn_colors",
-    "worn_pairs",
-    "worn_count_30d",
-    "outerwear_count",
-    "water_resistant_count",
-)
 MAX_TOOL_CALLS_PER_TURN = 4
-_STYLE_SKIP = frozenset({"user_id", "event_timestamp", "created", "created_at", "date", "day"})
 
 # The tool answer when the lookup has nothing (timeout, unknown city): the model must answer anyway.
 WEATHER_UNAVAILABLE = {"error": "weather unavailable"}
@@ -218,26 +206,6 @@ def wardrobe_line(item: dict[str, Any]) -> str:
         f"description: {description}",
     ]
     return " | ".join(fields)
-
-
-def style_summary(style: dict[str, Any]) -> str:
-    """The user's style features as one line of ``name=value`` pairs (data, cleaned)."""
-    parts = []
-    first = {name: rank for rank, name in enumerate(STYLE_FIRST)}
-    for key in sorted(style, key=lambda k: (first.get(k, len(first)), k)):
-        value = style[key]
-        if key in _STYLE_SKIP or value is None or isinstance(value, dict):
-            continue
-        if isinstance(value, float):
-            if value != value:
-                continue
-            value = round(value, 2)
-        elif not isinstance(value, str | int) and _names(value):
-            value = ",".join(_names(value)[:5])
-        parts.append(f"{clean_text(key, MAX_FIELD_CHARS)}={clean_text(value, MAX_FIELD_CHARS)}")
-        if len(parts) == MAX_STYLE_FEATURES:
-            break
-    return "; ".join(parts) or "unknown (no style features yet)"
 
 
 def occasions(blueprint: Blueprint) -> list[str]:

@@ -195,3 +195,112 @@ def test_for_interval_reads_the_lake_and_writes_a_replaceable_part(dresscode_hom
     stored = lake.read_table("user_style")
     assert len(stored) == 2
     assert set(stored["date"]) == {"2026-05-01"}
+
+
+# --- style clusters: the item vectors of the sqlite-vec index -----------------------------------
+
+
+def _direction(axis: int) -> list[float]:
+    """A unit vector of the index's size pointing along ``axis``: items on one axis cluster."""
+    from dresscode.core import config
+
+    vector = [0.0] * config.get_settings().embedding_dimension
+    vector[axis] = 1.0
+    return vector
+
+
+def _embed(*items: tuple[str, str, str, str, int]) -> None:
+    """Write (item_id, user_id, category, colour, axis) vectors with the index's own upsert."""
+    from dresscode.features.embeddings import index
+
+    with index.connect() as db:
+        index.upsert(
+            db,
+            [
+                index.StoredVector(i, u, c, colour, "test-model", "sha", _direction(axis))
+                for i, u, c, colour, axis in items
+            ],
+        )
+
+
+def test_style_clusters_name_what_the_wardrobe_is_made_of(dresscode_home):
+    tops = [("t1", "navy"), ("t2", "blue"), ("t3", "light blue"), ("t4", "denim"), ("t5", "navy")]
+    rows = [item("u1", "top", item_id=i, color_names=[c]) for i, c in tops]
+    rows += [item("u1", "footwear", item_id=f"f{n}") for n in range(3)]
+    rows.append(item("u2", "top", item_id="u2-top"))  # in the wardrobe, not embedded yet
+    _embed(
+        *[(i, "u1", "top", c, 0) for i, c in tops],
+        *[(f"f{n}", "u1", "footwear", "black", 1) for n in range(3)],
+        ("gone", "u1", "dress", "green", 2),  # an item no longer in the wardrobe
+        ("other", "u3", "top", "white", 0),  # another user's
+    )
+    named = style.clusters_as_of(pd.DataFrame(rows), as_of=AS_OF)
+    # 8 items: k = round(sqrt(8 / 2)) = 2; counting "gone" would make one of them x6 or x4.
+    assert named == {"u1": ["blue top x5", "black footwear x3"]}
+    out = features(rows, user_ids=["u9"], clusters=named)
+    assert out.loc["u1", "style_clusters"] == ["blue top x5", "black footwear x3"]
+    assert out.loc["u2", "style_clusters"] == []  # no vectors yet: empty, not an error
+    assert out.loc["u9", "style_clusters"] == []  # no items at all
+
+
+def test_style_clusters_of_a_small_wardrobe_are_named_by_colour_family_and_category(
+    dresscode_home,
+):
+    rows = [
+        item("u1", "top", item_id="t1", color_names=["navy"]),
+        item("u1", "top", item_id="t2", color_names=["blue"]),
+    ]
+    _embed(("t1", "u1", "top", "navy", 0), ("t2", "u1", "top", "blue", 0))
+    out = features(rows, clusters=style.clusters_as_of(pd.DataFrame(rows), as_of=AS_OF))
+    assert out.loc["u1", "style_clusters"] == ["blue top x2"]
+
+
+def test_style_clusters_leave_out_items_after_as_of(dresscode_home):
+    rows = [
+        item("u1", "top", item_id="t1", color_names=["navy"]),
+        item("u1", "top", item_id="t2", color_names=["navy"], date="2026-05-09"),  # later
+    ]
+    _embed(("t1", "u1", "top", "navy", 0), ("t2", "u1", "top", "navy", 0))
+    assert style.clusters_as_of(pd.DataFrame(rows), as_of=AS_OF) == {"u1": ["blue top x1"]}
+
+
+def test_no_vector_index_gives_empty_clusters_and_creates_no_file(dresscode_home, caplog):
+    from dresscode.features.embeddings import index
+
+    rows = [item("u1", "top", item_id="t1")]
+    with caplog.at_level(logging.INFO, logger="dresscode.features.embeddings.clusters"):
+        named = style.clusters_as_of(pd.DataFrame(rows), as_of=AS_OF)
+    assert named == {}
+    assert "no item vector index" in caplog.text
+    assert not index.path().exists()
+    assert features(rows, clusters=named).loc["u1", "style_clusters"] == []
+
+
+def test_an_index_of_another_dimension_gives_empty_clusters_with_a_warning(dresscode_home, caplog):
+    from dresscode.features.embeddings import index
+
+    with index.connect(dimension=8) as db:  # written under another DRESSCODE_EMBEDDING_DIMENSION
+        index.upsert(db, [index.StoredVector("t1", "u1", "top", "navy", "m", "s", [1.0] * 8)])
+    with caplog.at_level(logging.WARNING, logger="dresscode.features.embeddings.clusters"):
+        named = style.clusters_as_of(pd.DataFrame([item("u1", "top", item_id="t1")]), as_of=AS_OF)
+    assert named == {}
+    assert "style_clusters_unavailable" in caplog.text
+
+
+def test_for_interval_writes_the_style_clusters_to_the_lake(dresscode_home):
+    from dresscode.core import delta, lake
+
+    lake.write_parquet(
+        "wardrobe_items",
+        "2026-05-01",
+        "a",
+        [item("u1", "top", item_id="t1", color_names=["navy"]), item("u2", "top", item_id="t9")],
+    )
+    _embed(("t1", "u1", "top", "navy", 0))
+    start, end = datetime(2026, 5, 1, tzinfo=UTC), datetime(2026, 5, 2, tzinfo=UTC)
+    style.style_features_for_interval(start, end, created=CREATED)
+    stored = lake.read_table(style.TABLE).set_index("user_id")
+    assert list(stored.loc["u1", "style_clusters"]) == ["blue top x1"]
+    assert list(stored.loc["u2", "style_clusters"]) == []
+    schema = pa.schema(delta.open_table(style.TABLE).schema())
+    assert schema.field("style_clusters").type == pa.list_(pa.string())

@@ -17,7 +17,7 @@ import pytest
 from dresscode.core import lake
 from dresscode.llm import blueprints
 from dresscode.llm.client import LLMClient
-from dresscode.outfits import rules
+from dresscode.outfits import rules, style_line
 from dresscode.outfits import stylist as outfits
 from dresscode.outfits.rules import ToolArgumentError, Violation
 from dresscode.outfits.stylist import SkipReason, UserContext
@@ -267,25 +267,65 @@ def test_descriptions_cannot_break_the_wardrobe_delimiters() -> None:
 
 
 def test_style_summary_is_short_data() -> None:
-    summary = outfits.style_summary(
+    summary = style_line.style_summary(
         {"user_id": "u1", "wardrobe_size": 12, "share_top": 0.3333, "colors": ["navy", "black"]}
     )
     assert summary == "wardrobe_size=12; colors=navy,black; share_top=0.33"
-    assert outfits.style_summary({}).startswith("unknown")
+    assert style_line.style_summary({}).startswith("unknown")
 
 
 def test_style_summary_keeps_what_the_user_wears_within_its_cap() -> None:
     many = {f"share_{i:02d}": 0.1 for i in range(30)}  # more than the cap, sorting first by name
     worn = {"worn_pairs": ["a+b"], "worn_colors": ["navy"], "worn_count_30d": 4}
-    summary = outfits.style_summary(many | worn | {"wardrobe_size": 40})
+    summary = style_line.style_summary(many | worn | {"wardrobe_size": 40})
     parts = summary.split("; ")
-    assert len(parts) == outfits.MAX_STYLE_FEATURES
+    assert len(parts) == style_line.MAX_STYLE_FEATURES
     assert parts[:4] == [
         "wardrobe_size=40",
         "worn_colors=navy",
         "worn_pairs=a+b",
         "worn_count_30d=4",
     ]
+
+
+def test_the_prompt_says_what_the_wardrobe_is_made_of_right_after_its_size() -> None:
+    import numpy as np
+    import pandas as pd
+
+    clusters = ["blue top x5", "black footwear x3", "yellow-orange outerwear x2", "plain bag x1"]
+    style = {
+        "share_top": 0.5,
+        "top_colors": np.array(["navy", "black"], dtype=object),  # as Feast's online store
+        "style_clusters": np.array(clusters, dtype=object),
+        "wardrobe_size": 11,
+        "last_upload": pd.Timestamp("2025-11-01", tz="UTC"),
+    }
+    user = outfits.build_messages(BLUEPRINT, ctx(TEE, JEANS, SNEAKERS, style=style))[1]["content"]
+    # Every cluster, whole: no cap on the joined list cuts the third one.
+    assert (
+        "Style of the user: wardrobe_size=11; "
+        "style_clusters=blue top x5,black footwear x3,yellow-orange outerwear x2,plain bag x1; "
+        "top_colors=navy,black; last_upload=2025-11-01 00:00:00+00:00; share_top=0.5"
+    ) in user
+
+
+def test_an_empty_list_is_left_out_of_the_style_line_and_list_values_are_cleaned() -> None:
+    pair = f"{'a' * 24}+{'b' * 24}"  # two item ids, as worn_pairs names them
+    summary = style_line.style_summary(
+        {
+            "wardrobe_size": 3,
+            "style_clusters": [],  # not embedded yet: unknown, not "nothing"
+            "worn_pairs": [pair],
+            "top_colors": ["navy</wardrobe>", "x" * 100, "", *"cdefgh"],
+        }
+    )
+    assert "style_clusters" not in summary
+    parts = dict(p.split("=", 1) for p in summary.split("; "))
+    assert parts["worn_pairs"] == pair  # whole ids, not cut in the second one
+    colours = parts["top_colors"].split(",")
+    assert colours[0] == "navy‹/wardrobe›"
+    assert len(colours[1]) == style_line.MAX_LIST_VALUE_CHARS and colours[1].endswith("…")
+    assert colours[2:] == ["c", "d", "e"]  # 6 values looked at, the empty one left out
 
 
 def test_suggestion_rows_keep_their_types_in_parquet() -> None:
