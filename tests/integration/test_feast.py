@@ -42,11 +42,13 @@ def item(user: str, category: str, day: str, **extra) -> dict:
     }
 
 
-def write_style(day: datetime, items: list[dict], users=()) -> pd.DataFrame:
+def write_style(day: datetime, items: list[dict], users=(), clusters=None) -> pd.DataFrame:
     """A nightly snapshot as of ``day`` + 1, in partition ``day`` (as the DAG does); the same
     day again replaces its part (one Delta commit)."""
     as_of = day + timedelta(days=1)
-    frame = style.style_features(pd.DataFrame(items), as_of=as_of, user_ids=users, created=as_of)
+    frame = style.style_features(
+        pd.DataFrame(items), as_of=as_of, user_ids=users, created=as_of, clusters=clusters
+    )
     lake.write_parquet("user_style", day.date(), "snapshot", frame)
     return frame
 
@@ -121,7 +123,7 @@ def test_apply_is_idempotent_and_wires_the_service(dresscode_home):
     assert {"user_style", "weather", "weather_live", "outfit_context"} <= set(first)
     store = features.feature_store()
     assert sorted(v.name for v in store.list_feature_views()) == [
-        "item_embeddings",  # offline only: the vector search is dresscode.features.embeddings
+        "item_embeddings",  # online too: searched by dresscode.features.embeddings.online
         "user_style",
         "weather",
         "weather_live",
@@ -152,6 +154,7 @@ def test_materialize_then_read_outfit_context_online(store):
         DAY1,
         [item("u1", "top", "2026-05-01"), item("u1", "outerwear", "2026-05-01")],
         users=["u2"],
+        clusters={"u1": ["black top x1", "black outerwear x1"]},
     )
     write_weather(DAY1, [weather_row("paris", DAY1 + timedelta(hours=6), 14.0)])
     report = materialization.materialize(DAY1, DAY2)
@@ -164,6 +167,8 @@ def test_materialize_then_read_outfit_context_online(store):
     assert out.loc["u1", "wardrobe_size"] == 2
     assert out.loc["u1", "share_outerwear"] == pytest.approx(0.5)
     assert list(out.loc["u1", "top_colors"]) == ["black"]
+    assert list(out.loc["u1", "style_clusters"]) == ["black top x1", "black outerwear x1"]
+    assert list(out.loc["u2", "style_clusters"]) == []  # no vectors: an empty list online too
     assert out.loc["u2", "wardrobe_size"] == 0  # an empty wardrobe is a value, not a miss
     assert out.loc["u1", "temperature_c"] == 18.5  # from the push (weather_live)
     batch = store.get_online_features(
@@ -449,13 +454,23 @@ def _run_fullstack() -> None:
     store = features.feature_store()
     try:
         assert "outfit_context" in names
-        write_style(DAY1, [item("u1", "dress", "2026-05-01")])
+        write_style(
+            DAY1,
+            [item("u1", "dress", "2026-05-01")],
+            users=["u2"],
+            clusters={"u1": ["black dress x1"]},
+        )
         report = materialization.materialize(DAY1, DAY2, views=("user_style",))
-        assert report.entities_written == 1
+        assert report.entities_written == 2
         features.push_weather([weather_row("rome", DAY2, 21.0)])
-        out = features.online_context([{"user_id": "u1", "city_id": "rome"}])
+        out = features.online_context(
+            [{"user_id": "u1", "city_id": "rome"}, {"user_id": "u2", "city_id": "rome"}]
+        )
         assert out.loc[0, "share_dress"] == 1.0
         assert out.loc[0, "temperature_c"] == 21.0
+        # Array(String) through Redis: a list, and the empty list of a user without vectors.
+        assert list(out.loc[0, "style_clusters"]) == ["black dress x1"]
+        assert list(out.loc[1, "style_clusters"]) == []
         features.check_fresh([{"user_id": "u1"}], view="user_style", not_before=DAY2)
     finally:
         store.teardown()  # this project's Redis keys and registry rows

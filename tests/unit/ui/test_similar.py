@@ -1,15 +1,17 @@
-"""The view's similar-items panel over a real vector index and lake (vectors written directly)."""
+"""The view's similar-items panel over a real vector index, Feast online store and lake
+(vectors written directly to both, as the embedding run does)."""
 
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from dresscode.core import lake
-from dresscode.features.embeddings import index
+from dresscode.features.embeddings import index, online
 from dresscode.ui import similar
 
 ITEMS = {  # item -> (description, direction of its vector)
@@ -35,6 +37,15 @@ def wardrobe(dresscode_home: Path) -> None:
                 for i, (_, v) in ITEMS.items()
             ],
         )
+    store = online.open_store(apply=True)
+    assert store is not None  # the local online store searches vectors
+    now = datetime.now(UTC)
+    rows = [
+        {"item_id": i, "user_id": "u1", "category": "top", "colour_family": "blue",
+         "model": "m", "vector": _pad(v), "event_timestamp": now}
+        for i, (_, v) in ITEMS.items()
+    ]  # fmt: skip
+    online.write(store, rows)
     deleted = {
         "user_id": "u1", "event_id": "d1", "event_type": "item_deleted",
         "event_time": "2026-11-24T08:00:00+00:00", "item_id": "gone", "payload": json.dumps({}),

@@ -5,10 +5,17 @@ An item needs a vector when the index has none for it, or one made by another mo
 longer in any current wardrobe (deleted, a confirmed duplicate) leaves the index. Everything
 else is up to date: a second run over the same wardrobes makes **zero** calls.
 
-Each batch is one ``/v1/embeddings`` call, then one index transaction and one lake part
-(``item_embeddings``, the offline copy: the drift reference and Feast's source), so a run that
-stops half-way keeps what it committed and the next run starts where it stopped. The endpoint
-down or slow never touches ingest: items land without vectors and are embedded by a later run.
+Each batch is one ``/v1/embeddings`` call, then one index transaction — inside which the batch
+is also written to Feast's online store when it searches vectors
+(:mod:`dresscode.features.embeddings.online`): a failed online write rolls the index back, so
+the next run embeds those items again — and one lake part (``item_embeddings``, the offline
+copy: the drift reference and Feast's source). A run that stops half-way keeps what it
+committed and the next run starts where it stopped. The endpoint down or slow never touches
+ingest: items land without vectors and are embedded by a later run.
+
+The index stays the record of what is embedded (model, text) and of what left (Feast can
+neither list nor delete online rows); the possible-duplicate check reads it inside the batch's
+transaction, so two copies of one garment in the same batch find each other.
 """
 
 from __future__ import annotations
@@ -22,12 +29,13 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from dresscode.core.config import Settings
-from dresscode.features.embeddings import colours, index
+from dresscode.features.embeddings import colours, index, online
 from dresscode.features.embeddings.client import EmbeddingModel, embed
 from dresscode.features.embeddings.text import item_text, text_sha
 
 if TYPE_CHECKING:
     import pandas as pd
+    from feast import FeatureStore
     from openai import OpenAI
 
     from dresscode.core.connections import LLMEndpoint
@@ -117,8 +125,10 @@ def embed_batch(
     settings: Settings,
     day: str,
     find_duplicate: Callable[[Any, Todo, list[float]], tuple[str, float] | None],
+    store: FeatureStore | None = None,
 ) -> BatchDone:
-    """One call, then the index and the lake; returns the possible duplicates it found."""
+    """One call, then the index (and ``store``'s online store) and the lake; returns the
+    possible duplicates it found."""
     import numpy as np
 
     from dresscode.core import lake
@@ -128,7 +138,7 @@ def embed_batch(
     now = stamp.isoformat(timespec="milliseconds")
     rows: list[dict[str, Any]] = []
     duplicates: list[dict[str, Any]] = []
-    with index.connect(settings) as db:
+    with index.connect(settings) as db, db:  # one transaction, committed after the online write
         index.upsert(
             db,
             (
@@ -156,6 +166,8 @@ def embed_batch(
             rows.append(row)
             if match:
                 duplicates.append(row)
+        if store is not None:
+            online.write(store, rows)
     part = (
         "emb-"
         + hashlib.sha256(
@@ -177,9 +189,13 @@ def run(
 ) -> tuple[Plan, int, int, list[dict[str, Any]]]:
     """Plan, drop the gone items, embed the rest batch by batch. Returns the plan, items
     embedded, calls made and the possible duplicates found."""
-    with index.connect(settings) as db:
-        the_plan = plan(items, index.stored(db), model, settings)
+    store = online.open_store(settings, apply=True)  # None: the online store has no vectors
+    with index.connect(settings) as db, db:
+        stored = index.stored(db)
+        the_plan = plan(items, stored, model, settings)
         removed = index.delete(db, the_plan.gone)
+        if store is not None:
+            online.remove(store, {item: stored[item][0] for item in the_plan.gone})
     if removed:
         log.info("removed %d items no longer in any wardrobe from the index", removed)
     size = settings.embedding_batch_size
@@ -188,7 +204,7 @@ def run(
     duplicates: list[dict[str, Any]] = []
     started = time.monotonic()
     for n, batch in enumerate(batches, 1):
-        done = embed_batch(batch, client, endpoint, model, settings, day, find_duplicate)
+        done = embed_batch(batch, client, endpoint, model, settings, day, find_duplicate, store)
         embedded += done.embedded
         calls += 1
         duplicates += done.duplicates

@@ -1,19 +1,20 @@
 """The item vector index: sqlite-vec in a SQLite file, nearest neighbours per user.
 
-Why not Feast's online store (measured on Feast 0.67, Python 3.11, this project's lock):
+"Similar items" is served by Feast's online store where it searches vectors (locally,
+:mod:`dresscode.features.embeddings.online`). This index stays, because:
 
-* its SQLite online store loads ``sqlite-vec`` only on Python 3.10
-  (``feast/infra/online_stores/sqlite.py``: ``sys.version_info[0:2] == (3, 10)``), and this
-  Python's ``sqlite3`` is built without loadable extensions anyway;
-* its Milvus store (Milvus Lite, embedded) answered ``retrieve_online_documents_v2`` with rows
-  put together wrongly — every row carried the nearest item's vector, with another row's item
-  id and distance — took ~150 ms a query through Feast, and cannot filter by user;
-* Feast's ``hybrid`` online store, which could keep ``user_style`` in SQLite and the vectors
-  elsewhere, implements no document retrieval; a vector store as the *only* online store would
-  move every other view with it.
+* it is the record of what is embedded (model, text) and of what left: Feast can neither list
+  nor delete online rows, and the embedding run plans from it;
+* the possible-duplicate check reads it inside the batch's transaction (two copies of a
+  garment in one batch find each other) and style clusters read one user's partition;
+* the full stack's Redis online store has no vector search: there "similar items" is here.
 
-So the vectors live here, behind this one module: SQLite through ``apsw`` (which ships a SQLite
-that loads extensions) with ``sqlite-vec``'s ``vec0`` table, cosine distance, partitioned by
+Only this module loads sqlite-vec (through apsw). Feast's online store must not load it into
+another SQLite library in the same process: two SQLite libraries sharing one extension abort
+(``free(): invalid pointer`` in the first embedding batch, when Feast's store loaded it through
+``pysqlite3``; see :mod:`dresscode.features.vector_online_store`).
+
+The index is SQLite through ``apsw`` (which ships a SQLite that loads extensions) with ``sqlite-vec``'s ``vec0`` table, cosine distance, partitioned by
 user (a user's items are searched without touching anyone else's) and the category as a
 metadata column a query can filter on. ``chunk_size=64``: vec0 allocates vectors in chunks per
 partition (1,024 by default), so a user with 200 items held a 1,024-vector chunk — 8 GB per

@@ -1,11 +1,14 @@
-"""Similar items and the same garment twice, from the item vector index.
+"""Similar items and the same garment twice, from the item vectors.
 
 *Similar* is the user's nearest items by cosine distance of their description vectors (any
-category: "something like this blue shirt" may be a blouse). *The same garment twice* is
+category: "something like this blue shirt" may be a blouse), answered by Feast's online store
+(``retrieve_online_documents_v2``, :mod:`dresscode.features.embeddings.online`) where it
+searches vectors, by the index otherwise (the full stack's Redis store). *The same garment twice* is
 stricter: a **new** item whose nearest item of the **same user and category** is within
 ``DRESSCODE_EMBEDDING_DUPLICATE_DISTANCE`` and of the **same colour family** is marked
 ``possible_duplicate_of`` that item with a score (1 - distance). Nothing is deleted: the
-user's feedback confirms (the item leaves the current wardrobe) or rejects it.
+user's feedback confirms (the item leaves the current wardrobe) or rejects it. It reads the
+index inside the embedding batch's transaction (:mod:`dresscode.features.embeddings.backfill`).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from dresscode.core.config import Settings, get_settings
-from dresscode.features.embeddings import colours, index
+from dresscode.features.embeddings import colours, index, online
 from dresscode.features.embeddings.backfill import Todo
 
 
@@ -44,18 +47,26 @@ def similar_items(
     """The ``k`` items of the same user closest to ``item_id``; [] when it has no vector yet.
 
     Only items in the user's current wardrobe are answers: one deleted (or confirmed a
-    duplicate) since the last ``item_embeddings`` run is still in the index until that run
+    duplicate) since the last ``item_embeddings`` run is still searchable until that run
     removes it, and is filtered out here (one read of that user's rows).
     """
     from dresscode.core import tables
 
     settings = settings or get_settings()
-    with index.connect(settings) as db:
-        found = index.vector_of(db, item_id)
+    store = online.open_store(settings)
+    if store is not None:
+        found = online.vector_of(store, item_id)
         if found is None:
             return []
-        user, _category, _colour, vector = found
-        near = index.nearest(db, vector, user_id=user, k=k + _SPARE, exclude=item_id)
+        user, vector = found[0], found[3]
+        near = online.nearest(store, vector, user_id=user, k=k + _SPARE, exclude=item_id)
+    else:
+        with index.connect(settings) as db:
+            found = index.vector_of(db, item_id)
+            if found is None:
+                return []
+            user, vector = found[0], found[3]
+            near = index.nearest(db, vector, user_id=user, k=k + _SPARE, exclude=item_id)
     current = tables.current_wardrobe_items([user], settings)
     ids = set(current["item_id"].astype(str)) if not current.empty else set()
     return [n for n in near if n.item_id in ids][:k]
@@ -65,5 +76,9 @@ _SPARE = 20  # extra neighbours fetched so that items deleted since the last run
 
 
 def has_vector(item_id: str, settings: Settings | None = None) -> bool:
-    with index.connect(settings or get_settings()) as db:
+    settings = settings or get_settings()
+    store = online.open_store(settings)
+    if store is not None:
+        return online.vector_of(store, item_id) is not None
+    with index.connect(settings) as db:
         return index.vector_of(db, item_id) is not None

@@ -1,0 +1,269 @@
+"""Feast's SQLite online store with a vector search that works here: exact, filtered first.
+
+Checked against Feast 0.67.0. Its ``SqliteOnlineStore`` keeps every feature view in one SQLite
+file (a row per entity and feature; a vector feature also as raw float32 in ``vector_value``)
+and answers ``retrieve_online_documents_v2`` with sqlite-vec. As shipped, that does not work
+for ``item_embeddings`` (each point measured, Python 3.11):
+
+* sqlite-vec is loaded only when ``sys.version_info[0:2] == (3, 10)``, and this Python's
+  ``sqlite3`` cannot load extensions at all (built without them);
+* loaded anyway (through ``pysqlite3``, a sqlite3 with its own SQLite): the search copies every
+  vector into a ``vec_table`` on each query and never empties it, so the second query in a
+  process fails (``UNIQUE constraint failed on vec_table primary key``); the distance is L2
+  whatever the view declares; filters apply after the top k was cut; the vector comes back as
+  one float per *byte*; and with ``vector_enabled`` every feature of every view is written to
+  ``vector_value``, which ``user_style``'s ``Array(String)`` features cannot be;
+* worse, a process that also loads sqlite-vec through ``apsw`` (the project's item index,
+  :mod:`dresscode.features.embeddings.index`) then holds two SQLite libraries sharing one
+  extension, and aborts (``free(): invalid pointer``, the first embedding batch);
+* Feast itself (``FeatureStore._retrieve_from_online_store_v2``) pairs the store's rows with
+  the entities in join-key order: rows returned in distance order come back with another
+  item's features and distance — the "mismatched rows" seen with Milvus Lite.
+
+So this subclass loads no extension and changes three things, keeping the rest (the
+connection, tables, ``online_read``, teardown):
+
+* ``update`` also indexes ``(feature_name, value_text)``, so that a filter such as
+  ``user_id == u1`` is a lookup, not a scan;
+* ``online_write_batch`` writes ``vector_value`` for the view's vector field only;
+* ``retrieve_online_documents_v2`` reads the vectors that pass the filters (in chunks) and
+  ranks them with numpy — exact cosine or L2 distance, the metric the view declares — then
+  returns the top k in join-key order (Feast puts them back in place; sort by ``distance``).
+
+A null vector is not searched: writing an item with ``vector=None`` takes it out of search
+(the embedding run does so for items no longer in any wardrobe). Text search (BM25) is not
+supported. A search over one user's items reads only theirs (~0.5 ms at 10,000 vectors); one
+over every vector is a scan (~20 ms at 10,000; docs/benchmarks.md). Configure it with::
+
+    online_store:
+      type: dresscode.features.vector_online_store.VectorSqliteOnlineStore
+      path: ...
+      vector_enabled: true
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+from feast import Entity
+from feast.feature_view import FeatureView
+from feast.filter_models import ComparisonFilter, CompoundFilter
+from feast.infra.key_encoding_utils import (
+    deserialize_entity_key,
+    serialize_entity_key,
+    serialize_f32,
+)
+from feast.infra.online_stores import sqlite as feast_sqlite
+from feast.infra.online_stores.helpers import extract_text_and_num
+from feast.infra.online_stores.sqlite import (
+    SqliteFilterTranslator,
+    SqliteOnlineStore,
+    SqliteOnlineStoreConfig,
+)
+from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
+from feast.protos.feast.types.Value_pb2 import FloatList
+from feast.protos.feast.types.Value_pb2 import Value as ValueProto
+from feast.repo_config import RepoConfig
+from feast.utils import _get_feature_view_vector_field_metadata, to_naive_utc
+from pydantic import StrictStr
+
+STORE_TYPE = "dresscode.features.vector_online_store.VectorSqliteOnlineStore"
+METRICS = ("COSINE", "L2")
+CHUNK = 4096  # vectors ranked at a time: memory stays bounded on a scan of every vector
+
+Row = tuple[datetime | None, EntityKeyProto | None, dict[str, ValueProto] | None]
+
+
+class VectorSqliteOnlineStoreConfig(SqliteOnlineStoreConfig):
+    """``online_store: {type: dresscode.features.vector_online_store.VectorSqliteOnlineStore}``."""
+
+    type: StrictStr = STORE_TYPE  # type: ignore[assignment]
+
+
+class VectorSqliteOnlineStore(SqliteOnlineStore):
+    """Feast's SQLite online store; vectors searched exactly, filters first (see the module)."""
+
+    def _get_conn(self, config: RepoConfig) -> Any:
+        if not self._conn:  # Feast's connection, never with sqlite-vec (see the module)
+            self._conn = feast_sqlite._initialize_conn(self._get_db_path(config))
+        return self._conn
+
+    def update(
+        self,
+        config: RepoConfig,
+        tables_to_delete: Sequence[FeatureView],
+        tables_to_keep: Sequence[FeatureView],
+        entities_to_delete: Sequence[Entity],
+        entities_to_keep: Sequence[Entity],
+        partial: bool,
+    ) -> None:
+        super().update(
+            config, tables_to_delete, tables_to_keep, entities_to_delete, entities_to_keep, partial
+        )
+        conn = self._get_conn(config)
+        with conn:
+            for view in tables_to_keep:
+                name = self._table(config, view)
+                conn.execute(
+                    f"CREATE INDEX IF NOT EXISTS {_quote(name + '_text')} "
+                    f"ON {_quote(name)} (feature_name, value_text)"
+                )
+
+    def online_write_batch(
+        self,
+        config: RepoConfig,
+        table: FeatureView,
+        data: list[tuple[EntityKeyProto, dict[str, ValueProto], datetime, datetime | None]],
+        progress: Callable[[int], Any] | None,
+    ) -> None:
+        conn = self._get_conn(config)
+        vector = _vector_field(table)
+        length = _vector_length(table)
+        number = config.online_store.enable_openai_compatible_store
+        columns = ["entity_key", "feature_name", "value", "value_text"]
+        columns += ["value_num"] if number else []
+        columns += ["vector_value", "event_ts", "created_ts"]
+        sql = (
+            f"INSERT INTO {_quote(self._table(config, table))} ({', '.join(columns)}) "
+            f"VALUES ({', '.join('?' * len(columns))}) ON CONFLICT(entity_key, feature_name) "
+            f"DO UPDATE SET {', '.join(f'{c} = excluded.{c}' for c in columns[2:])}"
+        )
+        with conn:
+            for key, values, event_ts, created_ts in data:
+                key_bin = serialize_entity_key(
+                    key, entity_key_serialization_version=config.entity_key_serialization_version
+                )
+                for feature, value in values.items():
+                    text, num = extract_text_and_num(value, number)
+                    floats = value.float_list_val.val if value.HasField("float_list_val") else None
+                    row = [key_bin, feature, value.SerializeToString(), text]
+                    row += [num] if number else []
+                    row += [
+                        serialize_f32(floats, length) if feature == vector and floats else None,
+                        to_naive_utc(event_ts),
+                        to_naive_utc(created_ts) if created_ts is not None else None,
+                    ]
+                    conn.execute(sql, row)
+                if progress:
+                    progress(1)
+
+    def retrieve_online_documents_v2(
+        self,
+        config: RepoConfig,
+        table: FeatureView,
+        requested_features: list[str],
+        embedding: list[float] | None,
+        top_k: int,
+        distance_metric: str | None = None,
+        query_string: str | None = None,
+        filters: ComparisonFilter | CompoundFilter | None = None,
+        include_feature_view_version_metadata: bool = False,
+    ) -> list[Row]:
+        import numpy as np
+
+        if embedding is None or query_string is not None:
+            raise ValueError(f"{STORE_TYPE} searches by vector only (no text search)")
+        vector = _vector_field(table)
+        if vector is None:
+            raise ValueError(f"feature view {table.name} has no vector field (vector_index=True)")
+        metric = (distance_metric or "L2").upper()
+        if metric not in METRICS:
+            raise ValueError(f"distance metric {distance_metric!r}: one of {METRICS}")
+        numeric = filters is not None and self._filters_need_value_num(filters)
+        if numeric and not config.online_store.enable_openai_compatible_store:
+            raise ValueError("numeric filters need enable_openai_compatible_store: true")
+        name = self._table(config, table)
+        where, params = SqliteFilterTranslator(name, alias="v").translate(filters)
+        conn = self._get_conn(config)
+        cursor = conn.execute(
+            f"SELECT v.entity_key, v.vector_value, v.event_ts FROM {_quote(name)} v "
+            "WHERE v.feature_name = ? AND v.vector_value IS NOT NULL"
+            + (f" AND {where}" if where else ""),
+            [vector, *params],
+        )
+        query = np.asarray(embedding, dtype=np.float32)
+        best: list[tuple[float, bytes, bytes, datetime | None]] = []
+        while chunk := cursor.fetchmany(CHUNK):
+            matrix = np.frombuffer(b"".join(r[1] for r in chunk), np.float32)
+            distances = _distances(matrix.reshape(len(chunk), -1), query, metric)
+            for i in np.argsort(distances, kind="stable")[:top_k]:
+                best.append((float(distances[i]), *chunk[i]))
+            best = sorted(best, key=lambda hit: hit[0])[:top_k]
+        return self._documents(config, name, vector, requested_features, best)
+
+    def _documents(
+        self,
+        config: RepoConfig,
+        name: str,
+        vector: str,
+        requested_features: list[str],
+        best: list[tuple[float, bytes, bytes, datetime | None]],
+    ) -> list[Row]:
+        """The hits with their requested features, in join-key order."""
+        conn = self._get_conn(config)
+        features: dict[bytes, dict[str, ValueProto]] = {key: {} for _, key, _, _ in best}
+        others = [f for f in requested_features or [] if f != vector]
+        if best and others:
+            rows = conn.execute(
+                f"SELECT entity_key, feature_name, value FROM {_quote(name)} "
+                f"WHERE entity_key IN ({', '.join('?' * len(features))}) "
+                f"AND feature_name IN ({', '.join('?' * len(others))})",
+                [*features, *others],
+            )
+            for key, feature, value in rows:
+                features[key][feature] = ValueProto.FromString(value)
+        found: list[tuple[tuple[Any, ...], Row]] = []
+        for distance, key, blob, event_ts in best:
+            values = features[key]
+            values[vector] = ValueProto(float_list_val=FloatList(val=_floats(blob)))
+            values["distance"] = ValueProto(float_val=distance)
+            entity = deserialize_entity_key(
+                key, entity_key_serialization_version=config.entity_key_serialization_version
+            )
+            found.append(
+                (tuple(_plain(v) for v in entity.entity_values), (event_ts, entity, values))
+            )
+        # Join-key order: the order Feast pairs rows with entities in (see the module).
+        found.sort(key=lambda pair: pair[0])
+        return [row for _, row in found]
+
+    @staticmethod
+    def _table(config: RepoConfig, view: FeatureView) -> str:
+        versioning = config.registry.enable_online_feature_view_versioning
+        return feast_sqlite._table_id(config.project, view, versioning)
+
+
+def _distances(matrix: Any, query: Any, metric: str) -> Any:
+    """Distance of each row of ``matrix`` to ``query``: cosine (1 - cos) or L2."""
+    import numpy as np
+
+    if metric == "L2":
+        return np.linalg.norm(matrix - query, axis=1)
+    norms = np.linalg.norm(matrix, axis=1) * np.linalg.norm(query)
+    return 1.0 - (matrix @ query) / np.where(norms == 0, 1.0, norms)
+
+
+def _quote(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def _vector_field(view: FeatureView) -> str | None:
+    fields = [f.name for f in view.features if getattr(f, "vector_index", False)]
+    return fields[0] if fields else None
+
+
+def _vector_length(view: FeatureView) -> int:
+    return int(getattr(_get_feature_view_vector_field_metadata(view), "vector_length", 0) or 0)
+
+
+def _floats(blob: bytes) -> list[float]:
+    import numpy as np
+
+    return np.frombuffer(blob, dtype=np.float32).tolist()
+
+
+def _plain(value: ValueProto) -> Any:
+    kind = value.WhichOneof("val")
+    return getattr(value, kind) if kind else None
