@@ -36,6 +36,7 @@ from dresscode.features.store import (
     MATERIALIZED_VIEWS,
     PUSH_VIEW,
     TIMESTAMP,
+    VECTOR_VIEW,
     OnlineStoreUnavailable,
     aware,
     feature_columns,
@@ -364,6 +365,11 @@ def materialize(
     if PUSH_VIEW in views:
         raise ValueError(
             f"{PUSH_VIEW} is fed by pushes only; materializing it would overwrite fresher pushes."
+        )
+    if VECTOR_VIEW in views:
+        raise ValueError(
+            f"{VECTOR_VIEW} is written online by item_embeddings only; materializing it from "
+            "the lake would bring removed items back into similar-item search."
         )
     if end < start:
         raise ValueError(f"materialize: end {end.isoformat()} is before start {start.isoformat()}")

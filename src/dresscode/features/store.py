@@ -47,6 +47,8 @@ DEFINITIONS = "features.py"
 MATERIALIZED_VIEWS = ("user_style", "weather")
 PUSH_SOURCE = "weather_push"
 PUSH_VIEW = "weather_live"
+# Written online by the embedding run only (removed items as null vectors): never materialized.
+VECTOR_VIEW = "item_embeddings"
 SERVICE = "outfit_context"
 TIMESTAMP = "event_timestamp"
 CREATED = "created"

@@ -57,3 +57,14 @@ def test_window_is_the_data_interval_or_the_day_before_a_manual_run() -> None:
     manual = feature_jobs.materialize_window(end, end, end)  # zero-length interval
     assert manual["start"] == (end - timedelta(days=1)).isoformat()
     assert feature_jobs.materialize_window(None, None, end) == manual
+
+
+@pytest.mark.parametrize(
+    ("view", "why"), [("weather_live", "fed by pushes only"), ("item_embeddings", "removed items")]
+)
+def test_views_fed_online_by_their_own_task_are_never_materialized(view: str, why: str) -> None:
+    from dresscode.features import materialization
+
+    start = datetime(2026, 5, 1, tzinfo=UTC)
+    with pytest.raises(ValueError, match=why):
+        materialization.materialize(start, start + timedelta(days=1), views=[view])
