@@ -113,16 +113,16 @@ def _lines(decision: Decision, evaluated: Sequence[Evaluation], window: Window) 
         for role, r in (("production", entry["production"]), ("candidate", entry["candidate"]))
         if r is not None
     ]
-    prompts: dict[tuple[str, int], str] = {}
+    prompt_urls: dict[tuple[str, int], str] = {}
     if ui and runs:
         try:
-            prompts = _prompt_urls({name for name, _, _ in runs}, ui)
+            prompt_urls = _prompt_urls({name for name, _, _ in runs}, ui)
         except Exception as exc:  # the run links below still stand
             log.warning("page: no prompt-version links, the registry failed: %s", exc)
     for name, role, r in runs:
         lines.append(run_line(f"{name}@{r['version']} ({role}) evaluation", r["mlflow_run_id"], ui))
-        if (name, r["version"]) in prompts:
-            lines.append(f"{name}@{r['version']} prompt: {prompts[(name, r['version'])]}")
+        if (name, r["version"]) in prompt_urls:
+            lines.append(f"{name}@{r['version']} prompt: {prompt_urls[(name, r['version'])]}")
     if STYLIST in decision["reevaluate"]:
         start, end = (datetime.fromisoformat(window[k]) for k in ("start", "end"))
         lines.append(_trace_line(start, end, ui))
@@ -133,8 +133,9 @@ def _trace_line(start: datetime, end: datetime, ui: str | None) -> str | None:
     try:
         found = heaviest_suggestion(start, end)
     except Exception as exc:  # a page goes out without its trace link, never not at all
-        log.warning("page: no trace link, MLflow failed: %s", str(exc).splitlines()[0])
-        return "heaviest outfit suggestion trace: MLflow unreachable, see dresscode-traces"
+        why = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+        log.warning("page: no trace link, MLflow failed: %s", why)
+        return f"heaviest outfit suggestion trace: not looked up, MLflow failed ({why})"
     if found is None:
         return None
     experiment_id, trace_id, tokens = found
