@@ -63,6 +63,12 @@ S3_ENDPOINT = (
     or None
 )
 
+# The full stack's online store of each view (feature_store.fullstack.yaml routes by this tag;
+# its value is the store type's last part in lower case, dresscode.features.hybrid_online_store):
+# Redis for the key-value views, PostgreSQL for the vectors. The local store keeps every view.
+KEY_VALUE_STORE = {"online_store": "redis"}
+VECTOR_STORE = {"online_store": "vectorpostgresqlonlinestore"}
+
 user = Entity(
     name="user",
     join_keys=["user_id"],
@@ -147,7 +153,7 @@ user_style = FeatureView(
     source=user_style_source,
     online=True,
     description="Wardrobe and worn-outfit summary per user, computed nightly by style_features.",
-    tags={"owner": "dresscode", "dag": "style_features"},
+    tags={"owner": "dresscode", "dag": "style_features", **KEY_VALUE_STORE},
 )
 
 weather = FeatureView(
@@ -158,7 +164,7 @@ weather = FeatureView(
     source=weather_source,
     online=True,
     description="Derived forecast per city from the lake (materialized nightly).",
-    tags={"owner": "dresscode", "dag": "weather_ingest"},
+    tags={"owner": "dresscode", "dag": "weather_ingest", **KEY_VALUE_STORE},
 )
 
 weather_live = FeatureView(
@@ -169,7 +175,7 @@ weather_live = FeatureView(
     source=weather_push,
     online=True,
     description="Derived forecast per city as pushed hourly; never materialized.",
-    tags={"owner": "dresscode", "dag": "weather_ingest"},
+    tags={"owner": "dresscode", "dag": "weather_ingest", **KEY_VALUE_STORE},
 )
 
 item = Entity(
@@ -190,7 +196,8 @@ item_embeddings_source = FileSource(
 
 # Online for nearest-neighbour search (retrieve_online_documents_v2 over `vector`, filtered by
 # user_id): written per embedding batch by dresscode.features.embeddings.backfill, searched by
-# .similar — locally in dresscode.features.vector_online_store (SQLite + sqlite-vec). Never
+# .similar — locally in dresscode.features.vector_online_store (SQLite), on the full stack in
+# dresscode.features.postgres_vector_store (PostgreSQL; exact, per user, no pgvector). Never
 # materialized: the lake holds removed items' vectors too. Offline: training sets, drift.
 item_embeddings = FeatureView(
     name="item_embeddings",
@@ -213,7 +220,7 @@ item_embeddings = FeatureView(
     source=item_embeddings_source,
     online=True,
     description="Each item's description vector (multilingual-e5-small), by item_embeddings.",
-    tags={"owner": "dresscode", "dag": "item_embeddings"},
+    tags={"owner": "dresscode", "dag": "item_embeddings", **VECTOR_STORE},
 )
 
 outfit_context = FeatureService(

@@ -2,7 +2,7 @@
 
 Local stack: file registry, SQLite online store, the lake's Delta tables as the offline store
 (``dresscode.features.offline_store``). The last test runs the full-stack yaml against Redis
-(127.0.0.1:6379) and PostgreSQL (db ``test``).
+(127.0.0.1:6379) and PostgreSQL (a scratch database: the registry, and the item vectors).
 """
 
 from __future__ import annotations
@@ -427,7 +427,7 @@ def test_fullstack_yaml_on_redis_and_postgres(dresscode_home, monkeypatch):
         monkeypatch.setenv("DRESSCODE_FEAST_REGISTRY_URL", url)
         monkeypatch.setenv("DRESSCODE_FEAST_REDIS", "127.0.0.1:6379,db=13")
         config.get_settings.cache_clear()
-        _run_fullstack()
+        _run_fullstack(url)
 
 
 @contextlib.contextmanager
@@ -449,7 +449,7 @@ def _scratch_database():
             conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
-def _run_fullstack() -> None:
+def _run_fullstack(url: str) -> None:
     names = features.apply()
     store = features.feature_store()
     try:
@@ -472,5 +472,90 @@ def _run_fullstack() -> None:
         assert list(out.loc[0, "style_clusters"]) == ["black dress x1"]
         assert list(out.loc[1, "style_clusters"]) == []
         features.check_fresh([{"user_id": "u1"}], view="user_style", not_before=DAY2)
+        _vectors_in_postgres(url)
     finally:
-        store.teardown()  # this project's Redis keys and registry rows
+        store.teardown()  # this project's Redis keys, vector table and registry rows
+
+
+def _vectors_in_postgres(url: str) -> None:
+    """item_embeddings goes to PostgreSQL (the registry's database), user_style stays in Redis;
+    a user's search answers that user's exact nearest items, each row its own item's."""
+    import numpy as np
+    import psycopg
+    import redis
+
+    from dresscode.features.embeddings import online
+
+    store = online.open_store()
+    assert store is not None  # the full stack's online store searches vectors
+    dim = config.get_settings().embedding_dimension
+    vectors = np.random.default_rng(19).standard_normal((40, dim)).astype(np.float32)
+    now = datetime.now(UTC)
+    online.write(
+        store,
+        [
+            {"item_id": f"i{k:02d}", "user_id": f"u{k % 2}", "category": f"c{k}",
+             "colour_family": "blue", "vector": vectors[k], "event_timestamp": now}
+            for k in range(40)
+        ],
+    )  # fmt: skip
+    with psycopg.connect(url.replace("+psycopg", "")) as conn:
+        tables = {r[0] for r in conn.execute("SELECT tablename FROM pg_tables")}
+        stored = conn.execute(
+            "SELECT count(*), min(length(vector_value)) FROM dresscode_item_embeddings "
+            "WHERE feature_name = 'vector'"
+        ).fetchone()
+    assert "dresscode_user_style" not in tables
+    assert stored == (40, 4 * dim)
+    kv = redis.Redis(host="127.0.0.1", port=6379, db=13)
+    assert b"_ts:user_style" in kv.hkeys(_redis_key("user_id", "u1"))
+    assert kv.hkeys(_redis_key("item_id", "i00")) == []
+
+    probe = vectors[3] + 0.3 * np.random.default_rng(3).standard_normal(dim).astype(np.float32)
+    mine = np.arange(1, 40, 2)
+    cosine = 1 - (vectors[mine] @ probe) / (
+        np.linalg.norm(vectors[mine], axis=1) * np.linalg.norm(probe)
+    )
+    order = np.argsort(cosine)[:6]
+    found = online.nearest(store, probe.tolist(), user_id="u1", k=6)
+    assert [n.item_id for n in found] == [f"i{mine[i]:02d}" for i in order]
+    assert [n.distance for n in found] == pytest.approx(cosine[order].tolist(), abs=1e-5)
+    answer = store.retrieve_online_documents_v2(
+        features=["item_embeddings:user_id", "item_embeddings:category", "item_embeddings:vector"],
+        query=probe.tolist(),
+        top_k=6,
+        distance_metric="COSINE",
+        filters=_user("u1"),
+    ).to_dict()
+    assert set(answer["item_id"]) == {f"i{mine[i]:02d}" for i in order}
+    for item_id, user, category, vector, distance in zip(
+        answer["item_id"], answer["user_id"], answer["category"], answer["vector"],
+        answer["distance"], strict=True,
+    ):  # fmt: skip
+        k = int(item_id[1:])
+        assert (user, category) == ("u1", f"c{k}")
+        assert np.allclose(vector, vectors[k])
+        assert distance == pytest.approx(float(cosine[(k - 1) // 2]), abs=1e-5)
+
+    nearest_id = found[0].item_id
+    online.remove(store, {nearest_id: "u1"})
+    assert online.vector_of(store, nearest_id) is None
+    again = online.nearest(store, probe.tolist(), user_id="u1", k=6)
+    assert nearest_id not in {n.item_id for n in again}
+    assert [n.item_id for n in again] == [f"i{mine[i]:02d}" for i in np.argsort(cosine)[1:7]]
+
+
+def _redis_key(join_key: str, value: str) -> bytes:
+    from feast.infra.online_stores.helpers import _redis_key
+    from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+    from feast.protos.feast.types.Value_pb2 import Value
+
+    return _redis_key(
+        "dresscode", EntityKey(join_keys=[join_key], entity_values=[Value(string_val=value)])
+    )
+
+
+def _user(user_id: str):
+    from feast.filter_models import ComparisonFilter
+
+    return ComparisonFilter(key="user_id", value=user_id, type="eq")

@@ -63,10 +63,19 @@ def _connection_errors() -> tuple[type[BaseException], ...]:
     return (*errors, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
 
-def _online_store_name(store: FeatureStore) -> str:
-    """``redis at host:port``: never the connection string's options (they may hold a password)."""
-    online = store.config.online_store
-    where = getattr(online, "connection_string", None) or getattr(online, "path", None) or "?"
+def _online_store_name(store: FeatureStore, view: FeatureView) -> str:
+    """``redis at host:port``: never the connection string's options (they may hold a password).
+
+    With the full stack's hybrid store, the store ``view`` is routed to."""
+    from dresscode.features.hybrid_online_store import routed_config
+
+    online = routed_config(store.config.online_store, view)
+    where = (
+        getattr(online, "connection_string", None)
+        or getattr(online, "path", None)
+        or getattr(online, "host", None)
+        or "?"
+    )
     return f"{online.type} at {str(where).split(',')[0]}"
 
 
@@ -338,7 +347,7 @@ def _materialize_view(
                     store.write_to_online_store(view.name, chunk)
             except _connection_errors() as exc:
                 raise OnlineStoreUnavailable(
-                    f"{view.name}: the online store ({_online_store_name(store)}) is unreachable "
+                    f"{view.name}: the online store ({_online_store_name(store, view)}) is unreachable "
                     f"after {report.entities_written} of {total} entities were written: {exc} "
                     "Re-running the interval completes it."
                 ) from exc

@@ -27,8 +27,10 @@ connection, tables, ``online_read``, teardown):
   ``user_id == u1`` is a lookup, not a scan;
 * ``online_write_batch`` writes ``vector_value`` for the view's vector field only;
 * ``retrieve_online_documents_v2`` reads the vectors that pass the filters (in chunks) and
-  ranks them with numpy — exact cosine or L2 distance, the metric the view declares — then
-  returns the top k in join-key order (Feast puts them back in place; sort by ``distance``).
+  ranks them with numpy — exact cosine or L2 distance, the metric asked for — then returns the
+  top k in join-key order (Feast puts them back in place; sort by ``distance``). The ranking
+  and the ordering are :mod:`dresscode.features.vector_search`, shared with the full stack's
+  PostgreSQL store (:mod:`dresscode.features.postgres_vector_store`).
 
 A null vector is not searched: writing an item with ``vector=None`` takes it out of search
 (the embedding run does so for items no longer in any wardrobe). Text search (BM25) is not
@@ -50,11 +52,7 @@ from typing import Any
 from feast import Entity
 from feast.feature_view import FeatureView
 from feast.filter_models import ComparisonFilter, CompoundFilter
-from feast.infra.key_encoding_utils import (
-    deserialize_entity_key,
-    serialize_entity_key,
-    serialize_f32,
-)
+from feast.infra.key_encoding_utils import serialize_entity_key
 from feast.infra.online_stores import sqlite as feast_sqlite
 from feast.infra.online_stores.helpers import extract_text_and_num
 from feast.infra.online_stores.sqlite import (
@@ -63,17 +61,23 @@ from feast.infra.online_stores.sqlite import (
     SqliteOnlineStoreConfig,
 )
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
-from feast.protos.feast.types.Value_pb2 import FloatList
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.repo_config import RepoConfig
-from feast.utils import _get_feature_view_vector_field_metadata, to_naive_utc
+from feast.utils import to_naive_utc
 from pydantic import StrictStr
 
-STORE_TYPE = "dresscode.features.vector_online_store.VectorSqliteOnlineStore"
-METRICS = ("COSINE", "L2")
-CHUNK = 4096  # vectors ranked at a time: memory stays bounded on a scan of every vector
+from dresscode.features.vector_search import (
+    CHUNK,
+    Row,
+    documents,
+    nearest,
+    search_spec,
+    vector_bytes,
+    vector_field,
+    vector_length,
+)
 
-Row = tuple[datetime | None, EntityKeyProto | None, dict[str, ValueProto] | None]
+STORE_TYPE = "dresscode.features.vector_online_store.VectorSqliteOnlineStore"
 
 
 class VectorSqliteOnlineStoreConfig(SqliteOnlineStoreConfig):
@@ -119,8 +123,8 @@ class VectorSqliteOnlineStore(SqliteOnlineStore):
         progress: Callable[[int], Any] | None,
     ) -> None:
         conn = self._get_conn(config)
-        vector = _vector_field(table)
-        length = _vector_length(table)
+        vector = vector_field(table)
+        length = vector_length(table)
         number = config.online_store.enable_openai_compatible_store
         columns = ["entity_key", "feature_name", "value", "value_text"]
         columns += ["value_num"] if number else []
@@ -137,11 +141,10 @@ class VectorSqliteOnlineStore(SqliteOnlineStore):
                 )
                 for feature, value in values.items():
                     text, num = extract_text_and_num(value, number)
-                    floats = value.float_list_val.val if value.HasField("float_list_val") else None
                     row = [key_bin, feature, value.SerializeToString(), text]
                     row += [num] if number else []
                     row += [
-                        serialize_f32(floats, length) if feature == vector and floats else None,
+                        vector_bytes(vector, feature, value, length),
                         to_naive_utc(event_ts),
                         to_naive_utc(created_ts) if created_ts is not None else None,
                     ]
@@ -161,16 +164,8 @@ class VectorSqliteOnlineStore(SqliteOnlineStore):
         filters: ComparisonFilter | CompoundFilter | None = None,
         include_feature_view_version_metadata: bool = False,
     ) -> list[Row]:
-        import numpy as np
-
-        if embedding is None or query_string is not None:
-            raise ValueError(f"{STORE_TYPE} searches by vector only (no text search)")
-        vector = _vector_field(table)
-        if vector is None:
-            raise ValueError(f"feature view {table.name} has no vector field (vector_index=True)")
-        metric = (distance_metric or "L2").upper()
-        if metric not in METRICS:
-            raise ValueError(f"distance metric {distance_metric!r}: one of {METRICS}")
+        vector, metric = search_spec(STORE_TYPE, table, embedding, query_string, distance_metric)
+        assert embedding is not None  # search_spec refuses a search without one
         numeric = filters is not None and self._filters_need_value_num(filters)
         if numeric and not config.online_store.enable_openai_compatible_store:
             raise ValueError("numeric filters need enable_openai_compatible_store: true")
@@ -183,26 +178,7 @@ class VectorSqliteOnlineStore(SqliteOnlineStore):
             + (f" AND {where}" if where else ""),
             [vector, *params],
         )
-        query = np.asarray(embedding, dtype=np.float32)
-        best: list[tuple[float, bytes, bytes, datetime | None]] = []
-        while chunk := cursor.fetchmany(CHUNK):
-            matrix = np.frombuffer(b"".join(r[1] for r in chunk), np.float32)
-            distances = _distances(matrix.reshape(len(chunk), -1), query, metric)
-            for i in np.argsort(distances, kind="stable")[:top_k]:
-                best.append((float(distances[i]), *chunk[i]))
-            best = sorted(best, key=lambda hit: hit[0])[:top_k]
-        return self._documents(config, name, vector, requested_features, best)
-
-    def _documents(
-        self,
-        config: RepoConfig,
-        name: str,
-        vector: str,
-        requested_features: list[str],
-        best: list[tuple[float, bytes, bytes, datetime | None]],
-    ) -> list[Row]:
-        """The hits with their requested features, in join-key order."""
-        conn = self._get_conn(config)
+        best = nearest(iter(lambda: cursor.fetchmany(CHUNK), []), embedding, metric, top_k)
         features: dict[bytes, dict[str, ValueProto]] = {key: {} for _, key, _, _ in best}
         others = [f for f in requested_features or [] if f != vector]
         if best and others:
@@ -214,20 +190,7 @@ class VectorSqliteOnlineStore(SqliteOnlineStore):
             )
             for key, feature, value in rows:
                 features[key][feature] = ValueProto.FromString(value)
-        found: list[tuple[tuple[Any, ...], Row]] = []
-        for distance, key, blob, event_ts in best:
-            values = features[key]
-            values[vector] = ValueProto(float_list_val=FloatList(val=_floats(blob)))
-            values["distance"] = ValueProto(float_val=distance)
-            entity = deserialize_entity_key(
-                key, entity_key_serialization_version=config.entity_key_serialization_version
-            )
-            found.append(
-                (tuple(_plain(v) for v in entity.entity_values), (event_ts, entity, values))
-            )
-        # Join-key order: the order Feast pairs rows with entities in (see the module).
-        found.sort(key=lambda pair: pair[0])
-        return [row for _, row in found]
+        return documents(config, best, vector, features)
 
     @staticmethod
     def _table(config: RepoConfig, view: FeatureView) -> str:
@@ -235,35 +198,5 @@ class VectorSqliteOnlineStore(SqliteOnlineStore):
         return feast_sqlite._table_id(config.project, view, versioning)
 
 
-def _distances(matrix: Any, query: Any, metric: str) -> Any:
-    """Distance of each row of ``matrix`` to ``query``: cosine (1 - cos) or L2."""
-    import numpy as np
-
-    if metric == "L2":
-        return np.linalg.norm(matrix - query, axis=1)
-    norms = np.linalg.norm(matrix, axis=1) * np.linalg.norm(query)
-    return 1.0 - (matrix @ query) / np.where(norms == 0, 1.0, norms)
-
-
 def _quote(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
-
-
-def _vector_field(view: FeatureView) -> str | None:
-    fields = [f.name for f in view.features if getattr(f, "vector_index", False)]
-    return fields[0] if fields else None
-
-
-def _vector_length(view: FeatureView) -> int:
-    return int(getattr(_get_feature_view_vector_field_metadata(view), "vector_length", 0) or 0)
-
-
-def _floats(blob: bytes) -> list[float]:
-    import numpy as np
-
-    return np.frombuffer(blob, dtype=np.float32).tolist()
-
-
-def _plain(value: ValueProto) -> Any:
-    kind = value.WhichOneof("val")
-    return getattr(value, kind) if kind else None

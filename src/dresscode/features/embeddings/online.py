@@ -2,12 +2,14 @@
 
 The ``item_embeddings`` feature view (``feature_repo/features.py``) is online, keyed by
 ``item_id``, with its ``vector`` declared for search (384 numbers, cosine). Where the online
-store searches vectors (``vector_enabled: true``: locally
-:mod:`dresscode.features.vector_online_store`, SQLite with sqlite-vec) every embedding batch is
-written to it and "similar items" is ``FeatureStore.retrieve_online_documents_v2`` filtered to
-the item's user. The full stack's Redis online store cannot search vectors: there
-:func:`open_store` gives None and the callers search the index
-(:mod:`dresscode.features.embeddings.index`) as before.
+store searches vectors (``vector_enabled``) every embedding batch is written to it and "similar
+items" is ``FeatureStore.retrieve_online_documents_v2`` filtered to the item's user: locally
+:mod:`dresscode.features.vector_online_store` (SQLite), on the full stack
+:mod:`dresscode.features.postgres_vector_store` (PostgreSQL, the view routed there by
+:mod:`dresscode.features.hybrid_online_store`; the other views stay in Redis). Both rank the
+user's vectors exactly (:mod:`dresscode.features.vector_search`). A store without vector search
+(a yaml without ``vector_enabled``): :func:`open_store` gives None and the callers search the
+index (:mod:`dresscode.features.embeddings.index`), a local file per worker.
 
 An item no longer in any wardrobe is written again with no vector: Feast has no online
 delete, and a null vector is never a search answer. Never materialize ``item_embeddings``:

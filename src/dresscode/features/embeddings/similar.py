@@ -2,9 +2,9 @@
 
 *Similar* is the user's nearest items by cosine distance of their description vectors (any
 category: "something like this blue shirt" may be a blouse), answered by Feast's online store
-(``retrieve_online_documents_v2``, :mod:`dresscode.features.embeddings.online`) where it
-searches vectors, by the index otherwise (the full stack's Redis store). *The same garment twice* is
-stricter: a **new** item whose nearest item of the **same user and category** is within
+(``retrieve_online_documents_v2``, :mod:`dresscode.features.embeddings.online`: SQLite locally,
+PostgreSQL on the full stack), by the index where the store searches no vectors. *The same
+garment twice* is stricter: a **new** item whose nearest item of the **same user and category** is within
 ``DRESSCODE_EMBEDDING_DUPLICATE_DISTANCE`` and of the **same colour family** is marked
 ``possible_duplicate_of`` that item with a score (1 - distance). Nothing is deleted: the
 user's feedback confirms (the item leaves the current wardrobe) or rejects it. It reads the
