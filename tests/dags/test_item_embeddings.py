@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from dresscode.core import lake
-from dresscode.features.embeddings import index
+from dresscode.features.embeddings import online
 from dresscode.local import seed
 from dresscode.local.embedding_server import SERVED_MODEL, running_embedding_server
 from dresscode.sim.testing import running_simulator
@@ -48,8 +48,7 @@ def test_every_ingested_item_gets_a_vector_and_a_rerun_makes_no_calls(load_dag, 
     items = lake.read_table("wardrobe_items")
     first = load_dag("item_embeddings").test()
     assert first.state == "success"
-    with index.connect() as db:
-        assert set(index.stored(db)) == set(items["item_id"])
+    assert set(online.stored(online.open_store(), items["item_id"])) == set(items["item_id"])
     second = load_dag("item_embeddings").test()
     assert second.state == "success"
     totals = _xcom(second)

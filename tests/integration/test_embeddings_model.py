@@ -11,7 +11,7 @@ import pytest
 from dresscode.core import config, lake
 from dresscode.core.connections import LLMEndpoint
 from dresscode.features import tasks as features
-from dresscode.features.embeddings import client, colours, index, similar
+from dresscode.features.embeddings import client, colours, online, similar
 from dresscode.features.embeddings.text import item_text
 from dresscode.ingest.manifest import flatten_item
 from dresscode.local.embedding_server import SERVED_MODEL, running_embedding_server
@@ -107,16 +107,18 @@ def test_items_are_embedded_once_and_a_rerun_makes_no_calls(
     assert len(offline) == 40 and len(offline["vector"].iloc[0]) == 384
 
 
-def test_a_corrected_item_is_embedded_again_and_a_deleted_one_leaves_the_index(
+def test_a_corrected_item_is_embedded_again_and_a_deleted_one_leaves_online_search(
     dresscode_home: Path, endpoint: LLMEndpoint
 ) -> None:
     rows = _golden_items()[:12]
     _land(rows)
     features.embed_items(day=DAY, endpoint=endpoint)
+    ids = [r["item_id"] for r in rows]
+    text_before = online.stored(online.open_store(), ids)[rows[2]["item_id"]][2]
     gone = rows[0]["item_id"]
     # before the next run, the deleted item is already no answer
     neighbour = similar.similar_items(rows[1]["item_id"], k=11)
-    assert gone in {n.item_id for n in neighbour}  # still indexed, still current
+    assert gone in {n.item_id for n in neighbour}  # still online, still current
     _delete("u1", gone)
     assert gone not in {n.item_id for n in similar.similar_items(rows[1]["item_id"], k=11)}
     corrected = {
@@ -131,9 +133,11 @@ def test_a_corrected_item_is_embedded_again_and_a_deleted_one_leaves_the_index(
 
     totals = features.embed_items(day=DAY, endpoint=endpoint)
     assert (totals["removed"], totals["embedded"], totals["calls"]) == (1, 1, 1)
-    with index.connect() as db:
-        assert gone not in index.stored(db)
-        assert index.count(db) == 11
+    stored = online.stored(online.open_store(), ids)
+    assert gone not in stored and len(stored) == 11
+    assert stored[rows[2]["item_id"]][2] != text_before  # embedded from its corrected text
+    again = features.embed_items(day=DAY, endpoint=endpoint)
+    assert (again["removed"], again["calls"]) == (0, 0)  # removed once
 
 
 def test_the_endpoint_down_fails_the_run_and_loses_nothing(
@@ -156,20 +160,21 @@ def test_a_model_of_another_dimension_is_refused_before_anything_is_written(
     with pytest.raises(client.DimensionMismatch, match="384"):
         features.embed_items(day=DAY, endpoint=endpoint)
     assert lake.read_table("item_embeddings").empty
-    with index.connect() as db:
-        assert index.count(db) == 0
+    assert online.stored(online.open_store(), [r["item_id"] for r in _golden_items()[:5]]) == {}
 
 
-def test_an_index_of_another_dimension_is_refused_before_anything_is_written(
+def test_vectors_online_of_another_dimension_are_refused_before_anything_is_written(
     dresscode_home: Path, endpoint: LLMEndpoint, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _land(_golden_items()[:3])
+    rows = _golden_items()[:3]
+    _land(rows)
     features.embed_items(day=DAY, endpoint=endpoint)
-    with (
-        pytest.raises(client.DimensionMismatch, match="holds vectors of 384"),
-        index.connect(dimension=768),
-    ):
-        pass
+    _land(_golden_items()[3:4], "more")  # an item the next run would embed
+    monkeypatch.setenv("DRESSCODE_EMBEDDING_DIMENSION", "768")
+    config.get_settings.cache_clear()
+    with pytest.raises(client.DimensionMismatch, match="holds item vectors of 384"):
+        features.embed_items(day=DAY, endpoint=endpoint)
+    assert len(lake.read_table("item_embeddings")) == 3
 
 
 # --- similar items and the same garment twice ---------------------------------------------------
@@ -244,7 +249,7 @@ def test_the_similar_command_lists_the_nearest_items(
     assert "has no vector" in capsys.readouterr().err
 
 
-def test_a_confirmed_duplicate_leaves_the_index_on_the_next_run(
+def test_a_confirmed_duplicate_leaves_online_search_on_the_next_run(
     dresscode_home: Path, endpoint: LLMEndpoint
 ) -> None:
     rows = _golden_items()[:4]

@@ -430,6 +430,68 @@ def test_fullstack_yaml_on_redis_and_postgres(dresscode_home, monkeypatch):
         _run_fullstack(url)
 
 
+def test_fullstack_item_vectors_are_shared_by_workers_with_their_own_homes(
+    dresscode_home, tmp_path, monkeypatch
+):
+    """Two Celery workers, each with its own DRESSCODE_HOME, one lake and the full stack's
+    Feast (vectors in PostgreSQL): what worker A embedded is up to date on worker B (zero
+    calls), and B's duplicate check finds A's items."""
+    import hashlib
+
+    import numpy as np
+
+    from dresscode.features.embeddings import backfill, similar
+    from dresscode.features.embeddings.client import EmbeddingModel
+
+    down = [name for name, port in (("Redis", 6379), ("PostgreSQL", 5432)) if not _listening(port)]
+    if down:
+        message = f"FULL-STACK FEAST NOT TESTED: {', '.join(down)} not listening on 127.0.0.1."
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    calls: list[int] = []
+
+    def embed(_client, _endpoint, model, texts):  # the same text gives the same vector
+        calls.append(len(texts))
+        seeds = [int(hashlib.sha256(t.encode()).hexdigest()[:8], 16) for t in texts]
+        vectors = [np.random.default_rng(s).standard_normal(model.dimension) for s in seeds]
+        return [(v / np.linalg.norm(v)).tolist() for v in vectors]
+
+    monkeypatch.setattr(backfill, "embed", embed)
+    shirt = {"item_id": "shirt-1", "user_id": "u1", "category": "top",
+             "color_names": ["navy"], "description": "Navy cotton shirt."}  # fmt: skip
+
+    def run_on(worker: str, items: list[dict]):
+        monkeypatch.setenv("DRESSCODE_HOME", str(tmp_path / worker))
+        config.get_settings.cache_clear()
+        settings = config.get_settings()
+        model = EmbeddingModel("fake-e5", settings.embedding_dimension)
+        return backfill.run(
+            pd.DataFrame(items), None, None, model, settings, "2026-12-06",
+            similar.duplicate_finder(settings),
+        )  # fmt: skip
+
+    with _scratch_database() as url:
+        monkeypatch.setenv("DRESSCODE_LAKE_URI", f"file://{tmp_path / 'lake'}")
+        monkeypatch.setenv("DRESSCODE_FEAST_ENV", "fullstack")
+        monkeypatch.setenv("DRESSCODE_FEAST_REGISTRY_URL", url)
+        monkeypatch.setenv("DRESSCODE_FEAST_REDIS", "127.0.0.1:6379,db=13")
+        try:
+            assert run_on("worker-a", [shirt])[1:3] == (1, 1)
+            plan, embedded, n_calls, _ = run_on("worker-b", [shirt])
+            assert (n_calls, embedded, plan.up_to_date) == (0, 0, 1)
+            again = shirt | {"item_id": "shirt-2"}
+            _, embedded, n_calls, duplicates = run_on("worker-b", [shirt, again])
+            assert (embedded, n_calls) == (1, 1)
+            assert [(d["item_id"], d["possible_duplicate_of"]) for d in duplicates] == [
+                ("shirt-2", "shirt-1")
+            ]
+            assert calls == [1, 1]
+            assert not (tmp_path / "worker-a" / "vectors").exists()
+        finally:
+            features.feature_store().teardown()
+
+
 @contextlib.contextmanager
 def _scratch_database():
     """A fresh PostgreSQL database for Feast's SQL registry, dropped afterwards: registry

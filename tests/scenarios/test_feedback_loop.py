@@ -148,7 +148,7 @@ def test_style_features_are_computed_from_the_current_wardrobe(world, monkeypatc
         "active_users",
         lambda **_: [users.User(user_id=USER, city="Berlin", last_active_at=NOW)],
     )
-    # item_embeddings ran before the deletion: the old shoes' vector is still in the index.
+    # item_embeddings ran before the deletion: the old shoes' vector is still online.
     _embed_items({"tee": "top", "jacket": "top", "trousers": "bottom", "old-shoes": "footwear"})
     as_of = NOW + timedelta(hours=1)
     window = features.Window(start=(as_of - timedelta(days=1)).isoformat(), as_of=as_of.isoformat())
@@ -165,17 +165,18 @@ def test_style_features_are_computed_from_the_current_wardrobe(world, monkeypatc
 
 def _embed_items(categories: dict[str, str]) -> None:
     from dresscode.core.config import get_settings
-    from dresscode.features.embeddings import index
+    from dresscode.features.embeddings import online
 
     vector = [1.0] + [0.0] * (get_settings().embedding_dimension - 1)
-    with index.connect() as db:
-        index.upsert(
-            db,
-            [
-                index.StoredVector(item_id, USER, category, "white", "test-model", "sha", vector)
-                for item_id, category in categories.items()
-            ],
-        )
+    online.write(
+        online.open_store(apply=True),
+        [
+            {"item_id": item_id, "user_id": USER, "category": category,
+             "colour_family": "white", "model": "test-model", "text_sha": "sha",
+             "vector": vector, "event_timestamp": datetime.now(UTC)}
+            for item_id, category in categories.items()
+        ],
+    )  # fmt: skip
 
 
 def test_bad_and_out_of_order_feedback_leaves_a_truthful_wardrobe(world) -> None:

@@ -142,7 +142,7 @@ SETTINGS: dict[str, Knob] = {
         "DRESSCODE_EMBEDDING_DIMENSION",
         _int_between(8, 8192),
         lambda _home: 384,
-        "Vector size of the item embeddings' index (multilingual-e5-small: 384); an embedding model answering another size is refused before anything is written.",
+        "Vector size of the item embeddings (the item_embeddings view's vector_length; multilingual-e5-small: 384); an embedding model answering another size is refused before anything is written.",
     ),
     "embedding_batch_size": Knob(
         "DRESSCODE_EMBEDDING_BATCH_SIZE",

@@ -192,7 +192,7 @@ ITEM_EMBEDDINGS = Table(
     "parquet",
     ("item_id", "model", "text_sha"),
     ("embedded_at",),
-    doc="each item's description vector per embedding model (the vector index's offline copy)",
+    doc="each item's description vector per embedding model (the online store's offline copy)",
 )
 
 CATALOGUE: dict[str, Table] = {

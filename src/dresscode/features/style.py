@@ -20,9 +20,9 @@ Choices a reader may wonder about:
   Redis online stores and the file offline store round-trip it, empty lists included). Colours
   are lower-cased, counted once per item, ordered by count then name (deterministic).
 * ``style_clusters`` names what the wardrobe is made of, largest group first (``["blue top
-  x5", "black footwear x3"]``): k-means over the item description vectors of the embedding
-  index (:mod:`dresscode.features.embeddings.clusters`), only of the items counted here. It is
-  passed in (:func:`clusters_as_of` reads the index, one user's partition at a time): a user
+  x5", "black footwear x3"]``): k-means over the item description vectors in Feast's online
+  store (:mod:`dresscode.features.embeddings.clusters`), only of the items counted here. It is
+  passed in (:func:`clusters_as_of` reads those items' vectors online): a user
   the embedding DAG has not reached yet, or every user before it first ran, gets an empty list.
 * Point in time: only items whose day is on or before ``as_of`` count, so replaying a past
   interval gives the same features even after newer uploads landed.

@@ -204,7 +204,7 @@ def compute_style(window: Window, settings: Settings | None = None) -> StyleComp
     items = tables.current_wardrobe_items(ids, settings, as_of=as_of)
     # Their wore_instead events of the window: only the feedback partitions of its days.
     wore = worn.worn_as_of(items, as_of=as_of, user_ids=ids, settings=settings)
-    # Their style clusters: the vectors of those items, one user's partition of the index each.
+    # Their style clusters: the vectors of those items, read from Feast's online store.
     named = style.clusters_as_of(items, as_of=as_of, settings=settings)
     # Users with no items get a zero row: an empty wardrobe is a state worth serving.
     table = style.style_features(items, as_of=as_of, user_ids=ids, worn=wore, clusters=named)
@@ -268,7 +268,7 @@ class EmbeddingTotals(TypedDict):
     current_items: int  # items in the users' current wardrobes
     up_to_date: int  # already embedded with this model and text: no call
     embedded: int
-    removed: int  # gone from every wardrobe (deleted, confirmed duplicates): out of the index
+    removed: int  # gone from every wardrobe (deleted, confirmed duplicates): out of search
     deferred: int  # over DRESSCODE_EMBEDDING_MAX_ITEMS_PER_RUN: the next run embeds them
     calls: int  # /v1/embeddings requests
     possible_duplicates: int  # new items marked possible_duplicate_of an existing one

@@ -13,9 +13,9 @@ for ``item_embeddings`` (each point measured, Python 3.11):
   whatever the view declares; filters apply after the top k was cut; the vector comes back as
   one float per *byte*; and with ``vector_enabled`` every feature of every view is written to
   ``vector_value``, which ``user_style``'s ``Array(String)`` features cannot be;
-* worse, a process that also loads sqlite-vec through ``apsw`` (the project's item index,
-  :mod:`dresscode.features.embeddings.index`) then holds two SQLite libraries sharing one
-  extension, and aborts (``free(): invalid pointer``, the first embedding batch);
+* worse, a process that also loaded sqlite-vec through ``apsw`` (the project's former item
+  index file) then held two SQLite libraries sharing one extension, and aborted (``free():
+  invalid pointer``, the first embedding batch);
 * Feast itself (``FeatureStore._retrieve_from_online_store_v2``) pairs the store's rows with
   the entities in join-key order: rows returned in distance order come back with another
   item's features and distance — the "mismatched rows" seen with Milvus Lite.

@@ -31,19 +31,22 @@ def collect() -> dict[str, dict[str, Any]]:
 
 
 def embeddings() -> dict[str, Any]:
-    """Vectors in the item index, by model; possible duplicates marked."""
+    """Vectors of the current wardrobe items in Feast's online store, by model; possible
+    duplicates marked."""
     from dresscode.core.config import get_settings
-    from dresscode.features.embeddings import index
+    from dresscode.features.embeddings import online
 
     settings = get_settings()
-    if not index.path(settings).exists():
-        return {}
-    with index.connect(settings) as db:
-        models = Counter(model for _user, model, _sha in index.stored(db).values())
     marks = lake.read_table(
         tables.ITEM_EMBEDDINGS.name, settings, columns=["item_id", "possible_duplicate_of"]
     )
-    marked = 0 if marks.empty else int(marks["possible_duplicate_of"].notna().sum())
+    if marks.empty:  # item_embeddings never wrote a batch
+        return {}
+    current = tables.current_wardrobe_items(None, settings)
+    ids = [] if current.empty else [str(i) for i in current["item_id"]]
+    stored = online.stored(online.open_store(settings), ids)
+    models = Counter(model for _user, model, _sha in stored.values())
+    marked = int(marks["possible_duplicate_of"].notna().sum())
     return {"vectors": dict(models), "possible_duplicates": marked}
 
 

@@ -1,9 +1,10 @@
 """The view's "similar items" panel: one item and the user's items most like it.
 
 ``/items/{item_id}/similar`` (HTML) and ``/api/items/{item_id}/similar`` (JSON), mounted by
-:func:`dresscode.ui.view.create_app`. The neighbours come from the item vector index
-(:func:`dresscode.features.embeddings.similar.similar_items`: the user's current wardrobe only,
-so a deleted item is never shown); their descriptions from the user's current wardrobe.
+:func:`dresscode.ui.view.create_app`. The neighbours come from the item vectors in Feast's
+online store (:func:`dresscode.features.embeddings.similar.similar_items`: the user's current
+wardrobe only, so a deleted item is never shown); their descriptions from the user's current
+wardrobe.
 """
 
 from __future__ import annotations
@@ -24,10 +25,9 @@ class NoVector(LookupError):
 def similar_panel(item_id: str, k: int = K) -> dict[str, Any]:
     """The item, and its ``k`` most similar items with their similarity and description."""
     from dresscode.core import tables
-    from dresscode.features.embeddings import index, similar
+    from dresscode.features.embeddings import similar
 
-    with index.connect() as db:
-        found = index.vector_of(db, item_id)
+    found = similar.vector_of(item_id)
     if found is None:
         raise NoVector(
             f"item {item_id!r} has no vector: not an item id, or not embedded yet "
@@ -73,7 +73,7 @@ def render_similar(panel: dict[str, Any]) -> str:
         f"(user {e(panel['user_id'])})</p>"
         "<table><tr><th>item</th><th>similarity</th><th>kind</th><th>description</th></tr>"
         f"{rows}</table>"
-        "<p>From the item vector index (a real embedding model; cosine similarity of the "
+        "<p>From the item vectors in Feast's online store (a real embedding model; cosine similarity of the "
         "descriptions). Only the user's current wardrobe is searched.</p>"
     )
 

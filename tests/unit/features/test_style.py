@@ -197,11 +197,11 @@ def test_for_interval_reads_the_lake_and_writes_a_replaceable_part(dresscode_hom
     assert set(stored["date"]) == {"2026-05-01"}
 
 
-# --- style clusters: the item vectors of the sqlite-vec index -----------------------------------
+# --- style clusters: the item vectors in Feast's online store -----------------------------------
 
 
 def _direction(axis: int) -> list[float]:
-    """A unit vector of the index's size pointing along ``axis``: items on one axis cluster."""
+    """A unit vector of the configured size pointing along ``axis``: items on one axis cluster."""
     from dresscode.core import config
 
     vector = [0.0] * config.get_settings().embedding_dimension
@@ -210,17 +210,20 @@ def _direction(axis: int) -> list[float]:
 
 
 def _embed(*items: tuple[str, str, str, str, int]) -> None:
-    """Write (item_id, user_id, category, colour, axis) vectors with the index's own upsert."""
-    from dresscode.features.embeddings import index
+    """Write (item_id, user_id, category, colour, axis) vectors online, as the embedding run
+    does."""
+    from dresscode.features.embeddings import colours, online
 
-    with index.connect() as db:
-        index.upsert(
-            db,
-            [
-                index.StoredVector(i, u, c, colour, "test-model", "sha", _direction(axis))
-                for i, u, c, colour, axis in items
-            ],
-        )
+    now = datetime.now(UTC)
+    online.write(
+        online.open_store(apply=True),
+        [
+            {"item_id": i, "user_id": u, "category": c, "colour_family": colours.family(colour),
+             "model": "test-model", "text_sha": "sha", "vector": _direction(axis),
+             "event_timestamp": now}
+            for i, u, c, colour, axis in items
+        ],
+    )  # fmt: skip
 
 
 def test_style_clusters_name_what_the_wardrobe_is_made_of(dresscode_home):
@@ -264,23 +267,26 @@ def test_style_clusters_leave_out_items_after_as_of(dresscode_home):
     assert style.clusters_as_of(pd.DataFrame(rows), as_of=AS_OF) == {"u1": ["blue top x1"]}
 
 
-def test_no_vector_index_gives_empty_clusters_and_creates_no_file(dresscode_home, caplog):
-    from dresscode.features.embeddings import index
-
+def test_before_anything_was_embedded_the_clusters_are_empty_not_an_error(dresscode_home, caplog):
     rows = [item("u1", "top", item_id="t1")]
     with caplog.at_level(logging.INFO, logger="dresscode.features.embeddings.clusters"):
         named = style.clusters_as_of(pd.DataFrame(rows), as_of=AS_OF)
     assert named == {}
-    assert "no item vector index" in caplog.text
-    assert not index.path().exists()
+    assert "no item vectors online" in caplog.text
+    assert not (dresscode_home / "vectors").exists()  # no index file any more
     assert features(rows, clusters=named).loc["u1", "style_clusters"] == []
 
 
-def test_an_index_of_another_dimension_gives_empty_clusters_with_a_warning(dresscode_home, caplog):
-    from dresscode.features.embeddings import index
+def test_vectors_of_another_size_give_no_clusters_with_a_warning(
+    dresscode_home, caplog, monkeypatch
+):
+    from dresscode.core import config
 
-    with index.connect(dimension=8) as db:  # written under another DRESSCODE_EMBEDDING_DIMENSION
-        index.upsert(db, [index.StoredVector("t1", "u1", "top", "navy", "m", "s", [1.0] * 8)])
+    monkeypatch.setenv("DRESSCODE_EMBEDDING_DIMENSION", "8")  # written under another size
+    config.get_settings.cache_clear()
+    _embed(("t1", "u1", "top", "navy", 0))
+    monkeypatch.delenv("DRESSCODE_EMBEDDING_DIMENSION")
+    config.get_settings.cache_clear()
     with caplog.at_level(logging.WARNING, logger="dresscode.features.embeddings.clusters"):
         named = style.clusters_as_of(pd.DataFrame([item("u1", "top", item_id="t1")]), as_of=AS_OF)
     assert named == {}

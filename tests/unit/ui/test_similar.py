@@ -1,5 +1,5 @@
-"""The view's similar-items panel over a real vector index, Feast online store and lake
-(vectors written directly to both, as the embedding run does)."""
+"""The view's similar-items panel over a real Feast online store and lake (vectors written
+online directly, as the embedding run does)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from dresscode.core import lake
-from dresscode.features.embeddings import index, online
+from dresscode.features.embeddings import online
 from dresscode.ui import similar
 
 ITEMS = {  # item -> (description, direction of its vector)
@@ -29,16 +29,7 @@ def wardrobe(dresscode_home: Path) -> None:
         for i, (d, _) in ITEMS.items()
     ]
     lake.write_parquet("wardrobe_items", "2026-11-23", "items", rows)
-    with index.connect() as db:
-        index.upsert(
-            db,
-            [
-                index.StoredVector(i, "u1", "top", "blue", "m", "t", _pad(v))
-                for i, (_, v) in ITEMS.items()
-            ],
-        )
     store = online.open_store(apply=True)
-    assert store is not None  # the local online store searches vectors
     now = datetime.now(UTC)
     rows = [
         {"item_id": i, "user_id": "u1", "category": "top", "colour_family": "blue",

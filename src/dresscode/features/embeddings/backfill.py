@@ -1,21 +1,25 @@
 """Which items need a vector, and embedding them in bounded, idempotent batches.
 
-An item needs a vector when the index has none for it, or one made by another model or recipe
-(:attr:`EmbeddingModel.ref`), or from another text (a user corrected the item). An item no
-longer in any current wardrobe (deleted, a confirmed duplicate) leaves the index. Everything
-else is up to date: a second run over the same wardrobes makes **zero** calls.
+Feast's online store (``item_embeddings``, :mod:`dresscode.features.embeddings.online`) is the
+one record of what is embedded, shared by every worker: an item needs a vector when the online
+store has none for it, or one made by another model or recipe (:attr:`EmbeddingModel.ref`), or
+from another text (``text_sha``: a user corrected the item). That is one online read of the
+current items' ids (in chunks), never of the whole store. Everything else is up to date: a
+second run over the same wardrobes — on this worker or any other — makes **zero** calls.
 
-Each batch is one ``/v1/embeddings`` call, then one index transaction — inside which the batch
-is also written to Feast's online store when it searches vectors
-(:mod:`dresscode.features.embeddings.online`): a failed online write rolls the index back, so
-the next run embeds those items again — and one lake part (``item_embeddings``, the offline
-copy: the drift reference and Feast's source). A run that stops half-way keeps what it
-committed and the next run starts where it stopped. The endpoint down or slow never touches
-ingest: items land without vectors and are embedded by a later run.
+An item no longer in any current wardrobe (deleted, a confirmed duplicate) leaves online search:
+it is written again with no vector. Feast cannot list online rows, so the candidates are the
+items the lake knows (``wardrobe_items``, and ``item_embeddings`` for items added by feedback)
+that are not current; one online read of those tells which still have a vector.
 
-The index stays the record of what is embedded (model, text) and of what left (Feast can
-neither list nor delete online rows); the possible-duplicate check reads it inside the batch's
-transaction, so two copies of one garment in the same batch find each other.
+Each batch is one ``/v1/embeddings`` call, then one online write of the whole batch (a failed
+write raises and writes nothing else, so the next run embeds those items again), then one lake
+part (``item_embeddings``, the offline copy of the same rows: the drift reference and Feast's
+source). A run that stops half-way keeps what it wrote and the next run starts where it
+stopped. The endpoint down or slow never touches ingest: items land without vectors and are
+embedded by a later run. The possible-duplicate check (:mod:`dresscode.features.embeddings
+.similar`) searches the items already online and compares the batch's own new vectors among
+themselves, so two copies of one garment in the same batch find each other.
 """
 
 from __future__ import annotations
@@ -23,14 +27,14 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from dresscode.core.config import Settings
-from dresscode.features.embeddings import colours, index, online
-from dresscode.features.embeddings.client import EmbeddingModel, embed
+from dresscode.features.embeddings import colours, online
+from dresscode.features.embeddings.client import DimensionMismatch, EmbeddingModel, embed
 from dresscode.features.embeddings.text import item_text, text_sha
 
 if TYPE_CHECKING:
@@ -43,6 +47,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 TABLE = "item_embeddings"
+WARDROBE = "wardrobe_items"
 
 
 @dataclass(frozen=True)
@@ -59,7 +64,7 @@ class Todo:
 @dataclass
 class Plan:
     todo: list[Todo]
-    gone: list[str]  # item ids in the index but in no current wardrobe
+    gone: list[str]  # item ids with a vector online but in no current wardrobe
     current: int
     up_to_date: int
     deferred: int  # past DRESSCODE_EMBEDDING_MAX_ITEMS_PER_RUN: the next run takes them
@@ -79,13 +84,12 @@ def plan(
     model: EmbeddingModel,
     settings: Settings,
 ) -> Plan:
-    """What this run does, from the current wardrobes and what the index holds."""
+    """What this run does, from the current wardrobes and what the online store holds for them
+    (``stored``: item_id -> (user, model ref, text sha) of the current items with a vector)."""
     todo: list[Todo] = []
     current = up_to_date = 0
-    seen: set[str] = set()
     for row in items.to_dict("records") if not items.empty else []:
         item_id, user = str(row["item_id"]), str(row["user_id"])
-        seen.add(item_id)
         current += 1
         text = item_text(
             row, max_chars=settings.embedding_max_chars, prefix=settings.embedding_text_prefix
@@ -107,8 +111,45 @@ def plan(
         )
     todo.sort(key=lambda t: (not t.new, t.user_id, t.item_id))  # new items first
     cap = settings.embedding_max_items_per_run
-    gone = sorted(set(stored) - seen)
-    return Plan(todo[:cap], gone, current, up_to_date, max(0, len(todo) - cap))
+    return Plan(todo[:cap], [], current, up_to_date, max(0, len(todo) - cap))
+
+
+# (the online store, a new item, its vector, the whole batch with its vectors) -> (the item it
+# may repeat, cosine distance) or None: dresscode.features.embeddings.similar.duplicate_finder.
+DuplicateFinder = Callable[
+    [Any, Todo, list[float], Sequence[tuple[Todo, list[float]]]], tuple[str, float] | None
+]
+
+
+def gone_items(store: FeatureStore, current: set[str], settings: Settings) -> dict[str, str]:
+    """item id -> user of the items with a vector online that are in no current wardrobe.
+
+    The candidates are the items the lake knows that are not current (one online read of
+    those, bounded by the items ever deleted, not by the store)."""
+    from dresscode.core import lake
+
+    known: dict[str, str] = {}
+    for table in (WARDROBE, TABLE):
+        rows = lake.read_table(table, settings, columns=["item_id", "user_id"])
+        for item, user in zip(rows.get("item_id", []), rows.get("user_id", []), strict=True):
+            if str(item) not in current:
+                known[str(item)] = str(user)
+    return {item: user for item, (user, _, _) in online.stored(store, known).items()}
+
+
+def check_dimension(
+    store: FeatureStore, stored: Mapping[str, tuple[str, str, str]], model: EmbeddingModel
+) -> None:
+    """Raise :class:`DimensionMismatch` before anything is written when the vectors online are
+    not the model's size (one search over vectors of two sizes cannot be answered)."""
+    for _item, _user, _category, _colour, vector in online.vectors_of(store, list(stored)[:1]):
+        if len(vector) != model.dimension:
+            raise DimensionMismatch(
+                f"Feast's online store holds item vectors of {len(vector)} numbers, not "
+                f"{model.dimension} (DRESSCODE_EMBEDDING_DIMENSION); nothing was written. To "
+                "re-embed every item at the new size, take the old vectors out first: "
+                "dresscode.features.embeddings.online.drop() (docs/runbooks/item_embeddings.md)."
+            )
 
 
 @dataclass
@@ -124,11 +165,11 @@ def embed_batch(
     model: EmbeddingModel,
     settings: Settings,
     day: str,
-    find_duplicate: Callable[[Any, Todo, list[float]], tuple[str, float] | None],
-    store: FeatureStore | None = None,
+    find_duplicate: DuplicateFinder,
+    store: FeatureStore,
 ) -> BatchDone:
-    """One call, then the index (and ``store``'s online store) and the lake; returns the
-    possible duplicates it found."""
+    """One call, then ``store``'s online store (one write), then the lake; returns the possible
+    duplicates it found."""
     import numpy as np
 
     from dresscode.core import lake
@@ -136,38 +177,28 @@ def embed_batch(
     vectors = embed(client, endpoint, model, [t.text for t in batch])  # raises before writes
     stamp = datetime.now(UTC)
     now = stamp.isoformat(timespec="milliseconds")
+    embedded = list(zip(batch, vectors, strict=True))
     rows: list[dict[str, Any]] = []
     duplicates: list[dict[str, Any]] = []
-    with index.connect(settings) as db, db:  # one transaction, committed after the online write
-        index.upsert(
-            db,
-            (
-                index.StoredVector(
-                    t.item_id, t.user_id, t.category, t.colour, model.ref, t.text_sha, v
-                )
-                for t, v in zip(batch, vectors, strict=True)
-            ),
-        )
-        for t, v in zip(batch, vectors, strict=True):
-            match = find_duplicate(db, t, v) if t.new else None
-            row = {
-                "item_id": t.item_id,
-                "user_id": t.user_id,
-                "category": t.category,
-                "colour_family": colours.family(t.colour),
-                "model": model.ref,
-                "text_sha": t.text_sha,
-                "vector": np.asarray(v, dtype=np.float32),
-                "embedded_at": now,
-                "event_timestamp": stamp,  # Feast's item_embeddings view reads it
-                "possible_duplicate_of": match[0] if match else None,
-                "duplicate_score": round(1.0 - match[1], 4) if match else None,
-            }
-            rows.append(row)
-            if match:
-                duplicates.append(row)
-        if store is not None:
-            online.write(store, rows)
+    for t, v in embedded:
+        match = find_duplicate(store, t, v, embedded) if t.new else None
+        row = {
+            "item_id": t.item_id,
+            "user_id": t.user_id,
+            "category": t.category,
+            "colour_family": colours.family(t.colour),
+            "model": model.ref,
+            "text_sha": t.text_sha,
+            "vector": np.asarray(v, dtype=np.float32),
+            "embedded_at": now,
+            "event_timestamp": stamp,  # Feast's item_embeddings view reads it
+            "possible_duplicate_of": match[0] if match else None,
+            "duplicate_score": round(1.0 - match[1], 4) if match else None,
+        }
+        rows.append(row)
+        if match:
+            duplicates.append(row)
+    online.write(store, rows)  # one transaction: all of the batch or none of it
     part = (
         "emb-"
         + hashlib.sha256(
@@ -185,19 +216,20 @@ def run(
     model: EmbeddingModel,
     settings: Settings,
     day: str,
-    find_duplicate: Callable[[Any, Todo, list[float]], tuple[str, float] | None],
+    find_duplicate: DuplicateFinder,
 ) -> tuple[Plan, int, int, list[dict[str, Any]]]:
     """Plan, drop the gone items, embed the rest batch by batch. Returns the plan, items
     embedded, calls made and the possible duplicates found."""
-    store = online.open_store(settings, apply=True)  # None: the online store has no vectors
-    with index.connect(settings) as db, db:
-        stored = index.stored(db)
-        the_plan = plan(items, stored, model, settings)
-        removed = index.delete(db, the_plan.gone)
-        if store is not None:
-            online.remove(store, {item: stored[item][0] for item in the_plan.gone})
-    if removed:
-        log.info("removed %d items no longer in any wardrobe from the index", removed)
+    store = online.open_store(settings, apply=True)
+    current = {str(i) for i in items["item_id"]} if not items.empty else set()
+    stored = online.stored(store, current)
+    check_dimension(store, stored, model)
+    the_plan = plan(items, stored, model, settings)
+    gone = gone_items(store, current, settings)
+    the_plan.gone = sorted(gone)
+    if gone:
+        online.remove(store, gone)
+        log.info("took %d items no longer in any wardrobe out of online search", len(gone))
     size = settings.embedding_batch_size
     batches = [the_plan.todo[i : i + size] for i in range(0, len(the_plan.todo), size)]
     embedded = calls = 0

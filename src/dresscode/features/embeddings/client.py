@@ -7,7 +7,7 @@ locally and in CI. The endpoint is the ``dresscode_embeddings`` connection
 
 The SDK retries connection errors, 429 and 5xx with backoff (``max_retries``); what is still
 failing after that raises :class:`EmbeddingUnavailable`, one sentence naming the endpoint, and
-nothing of the batch is written. An answer whose vectors are not the index's size raises
+nothing of the batch is written. An answer whose vectors are not the configured size raises
 :class:`DimensionMismatch` before anything is written.
 """
 
@@ -37,7 +37,7 @@ class EmbeddingUnavailable(EmbeddingError):
 
 
 class DimensionMismatch(EmbeddingError):
-    """The model's vectors are not the size the index declares; nothing was written."""
+    """The model's vectors are not the configured size; nothing was written."""
 
 
 @dataclass(frozen=True)
@@ -105,7 +105,7 @@ def embed(
     if sizes != {model.dimension}:
         raise DimensionMismatch(
             f"the embedding model {model.served!r} answers vectors of {sorted(sizes)} numbers, "
-            f"the item index holds {model.dimension} (DRESSCODE_EMBEDDING_DIMENSION); nothing "
+            f"the item vectors hold {model.dimension} (DRESSCODE_EMBEDDING_DIMENSION); nothing "
             "was written. Serve a model of that size, or set the dimension and re-embed."
         )
     return vectors

@@ -11,15 +11,16 @@ The names are the ``style_clusters`` feature of ``user_style`` (Feast ``Array(St
 a reader may wonder about:
 
 * Only the items of the wardrobe the row describes count (the caller passes their ids): a
-  vector the index still holds for an item deleted since, or one added after the row's time,
-  does not shape the clusters. The vectors themselves are the index's current ones.
-* Cost per user, never the whole index: each user's vectors are read from their own partition
-  of the index (``index.of_user``), one connection for the whole run.
+  vector still online for an item deleted since, or one added after the row's time, does not
+  shape the clusters. The vectors themselves are the current ones in Feast's online store
+  (``item_embeddings``, :mod:`dresscode.features.embeddings.online`), shared by every worker.
+* Cost per item asked for, never the whole store: an online read of exactly those item ids
+  (in chunks), for all users of the run at once.
 * No vectors is not an error: a user the embedding DAG has not reached yet has no clusters
-  (the caller gives an empty list), and with no index file at all (the DAG never ran) nothing
-  is read and the file is not created. An index of another dimension than the settings'
-  (``DimensionMismatch``: the ``item_embeddings`` DAG fails on it, loudly) gives no clusters
-  and a warning here: the other style features still get computed and served.
+  (the caller gives an empty list), and before the view was ever applied (the DAG never ran)
+  the answer is empty, logged. Vectors of another size than ``DRESSCODE_EMBEDDING_DIMENSION``
+  (made before a deliberate change of size) are left out with a warning: the other style
+  features still get computed and served.
 """
 
 from __future__ import annotations
@@ -31,14 +32,13 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from dresscode.core.config import Settings, get_settings
-from dresscode.features.embeddings import colours, index
-from dresscode.features.embeddings.client import DimensionMismatch
+from dresscode.features.embeddings import colours, online
 
 log = logging.getLogger(__name__)
 
 MAX_CLUSTERS = 6
 
-# What index.of_user gives per item: (item_id, category, colour, vector).
+# One item's vector row: (item_id, category, colour or colour family, vector).
 VectorRow = tuple[str, str, str, Sequence[float]]
 
 
@@ -52,9 +52,19 @@ class StyleCluster:
 def style_clusters(
     user_id: str, *, max_clusters: int = MAX_CLUSTERS, settings: Settings | None = None
 ) -> list[StyleCluster]:
-    """The user's wardrobe in clusters, largest first; [] for an empty or unembedded one."""
-    with index.connect(settings or get_settings()) as db:
-        rows = index.of_user(db, user_id)
+    """The user's current wardrobe in clusters, largest first; [] for an empty or unembedded
+    one."""
+    from dresscode.core import tables
+
+    settings = settings or get_settings()
+    items = tables.current_wardrobe_items([user_id], settings)
+    ids = [] if items.empty else [str(i) for i in items["item_id"]]
+    rows = [
+        (item, category, colour, vector)
+        for item, _user, category, colour, vector in online.vectors_of(
+            online.open_store(settings), ids
+        )
+    ]
     return clusters_of(rows, max_clusters=max_clusters)
 
 
@@ -98,27 +108,39 @@ def names_by_user(
     settings: Settings | None = None,
 ) -> dict[str, list[str]]:
     """``style_clusters`` per user, from ``wardrobes`` (user id -> the item ids of the wardrobe
-    the feature row describes). Users without vectors of those items are left out; with no
-    index file (or one of another dimension, logged), the answer is empty."""
+    the feature row describes). Users without vectors of those items are left out; before
+    anything was embedded, the answer is empty (logged)."""
     settings = settings or get_settings()
     wanted = {user: set(ids) for user, ids in wardrobes.items() if ids}
     if not wanted:
         return {}
-    if not index.path(settings).exists():
+    owner = {item: user for user, ids in wanted.items() for item in ids}
+    by_user: dict[str, list[VectorRow]] = {}
+    other_size = 0
+    for item, _user, category, colour, vector in online.vectors_of(
+        online.open_store(settings), sorted(owner)
+    ):
+        if len(vector) != settings.embedding_dimension:
+            other_size += 1  # made before a change of size, not re-embedded yet
+            continue
+        by_user.setdefault(owner[item], []).append((item, category, colour, vector))
+    if other_size:
+        log.warning(
+            "style_clusters_unavailable: %d item vectors online are not of %d numbers "
+            "(DRESSCODE_EMBEDDING_DIMENSION); they are left out (docs/runbooks/item_embeddings.md)",
+            other_size,
+            settings.embedding_dimension,
+        )
+    if not by_user:
         log.info(
-            "no item vector index at %s (item_embeddings has not run): no style clusters",
-            index.path(settings),
+            "no item vectors online for the %d users with items (item_embeddings has not "
+            "run, or not reached them): no style clusters",
+            len(wanted),
         )
         return {}
-    names: dict[str, list[str]] = {}
-    try:
-        with index.connect(settings) as db:
-            for user, ids in wanted.items():
-                rows = [r for r in index.of_user(db, user) if r[0] in ids]
-                if rows:
-                    names[user] = cluster_names(clusters_of(rows, max_clusters=max_clusters))
-    except DimensionMismatch as exc:
-        log.warning("style_clusters_unavailable: %s", exc)
-        return {}
+    names = {
+        user: cluster_names(clusters_of(rows, max_clusters=max_clusters))
+        for user, rows in sorted(by_user.items())
+    }
     log.info("style clusters for %d of %d users with items", len(names), len(wanted))
     return names
