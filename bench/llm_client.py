@@ -17,7 +17,7 @@ measures the client's fallback HTTP stack; ``--profile`` prints where the client
 MLflow after the run. Acceptance: client CPU per call within 5 % of the untraced runs and the
 simulator's busy share unchanged; the flush's own cost is reported per trace:
 
-    .venv/bin/python bench/llm_client.py --requests 1000 --repeat 3 --tracing
+    .venv/bin/python bench/llm_client.py --requests 1000 --repeat 9 --tracing  # 9 pairs: single runs spread ~10 %
 """
 
 from __future__ import annotations
