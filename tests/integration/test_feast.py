@@ -414,7 +414,7 @@ def _listening(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-def test_fullstack_yaml_on_redis_and_postgres(dresscode_home, monkeypatch):
+def _require_redis_and_postgres() -> None:
     down = [name for name, port in (("Redis", 6379), ("PostgreSQL", 5432)) if not _listening(port)]
     if down:
         # A newcomer's laptop may lack them; CI has both, so there a missing one is a failure.
@@ -422,6 +422,10 @@ def test_fullstack_yaml_on_redis_and_postgres(dresscode_home, monkeypatch):
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
+
+
+def test_fullstack_yaml_on_redis_and_postgres(dresscode_home, monkeypatch):
+    _require_redis_and_postgres()
     with _scratch_database() as url:
         monkeypatch.setenv("DRESSCODE_FEAST_ENV", "fullstack")
         monkeypatch.setenv("DRESSCODE_FEAST_REGISTRY_URL", url)
@@ -443,12 +447,7 @@ def test_fullstack_item_vectors_are_shared_by_workers_with_their_own_homes(
     from dresscode.features.embeddings import backfill, similar
     from dresscode.features.embeddings.client import EmbeddingModel
 
-    down = [name for name, port in (("Redis", 6379), ("PostgreSQL", 5432)) if not _listening(port)]
-    if down:
-        message = f"FULL-STACK FEAST NOT TESTED: {', '.join(down)} not listening on 127.0.0.1."
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+    _require_redis_and_postgres()
     calls: list[int] = []
 
     def embed(_client, _endpoint, model, texts):  # the same text gives the same vector

@@ -26,11 +26,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import time
-import warnings
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -43,18 +40,6 @@ STYLIST = "outfit-stylist"
 MODEL = "google/gemma-4-26B-A4B-it"
 SCENARIOS = 4  # golden scenarios evaluated: enough for per-example scores, quick
 OVERRIDE = os.environ.get("DRESSCODE_MLFLOW_BROWSER_URL")
-CHROME_FLAGS = (
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--window-size=1600,2000",
-    # Nothing phones home: on a closed network these requests stall Chromium.
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-)
 # What tests/conftest.py's dresscode_home clears: nothing of the caller's environment leaks in.
 HOME_KNOBS = (
     "DRESSCODE_LAKE_URI",
@@ -64,27 +49,13 @@ HOME_KNOBS = (
 )
 
 
-def _browser_binaries() -> tuple[str, str]:
-    chromium = shutil.which("chromium") or "/usr/bin/chromium"
-    driver = shutil.which("chromedriver") or "/usr/bin/chromedriver"
-    if Path(chromium).is_file() and Path(driver).is_file():
-        return chromium, driver
-    message = (
-        "headless Chromium is missing (chromium and chromedriver): run scripts/install_browser.sh"
-    )
-    if os.environ.get("CI"):
-        pytest.fail(f"{message} — CI must run the MLflow UI browser test")
-    warnings.warn(f"SKIPPED the MLflow UI browser test: {message}", stacklevel=2)
-    pytest.skip(message)
-
-
 # --- what the UI shows -----------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
-def mlflow_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The MLflow server's URL, once it holds the prompts, an evaluation and a trace."""
-    _browser_binaries()  # no browser: start nothing
+def mlflow_ui(tmp_path_factory: pytest.TempPathFactory, headless_chrome: Any) -> Iterator[str]:
+    """The MLflow server's URL, once it holds the prompts, an evaluation and a trace (asked
+    for after the browser: without one, nothing is started)."""
     if OVERRIDE:
         yield OVERRIDE.rstrip("/")
         return
@@ -190,18 +161,11 @@ def _suggest(scenario: Any) -> Any:
 
 
 @pytest.fixture(scope="module")
-def browser(mlflow_ui: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    chromium, driver_bin = _browser_binaries()
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
+def browser(
+    mlflow_ui: str, headless_chrome: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Any]:
     profile = tmp_path_factory.mktemp("chromium-profile")
-    for flag in (*CHROME_FLAGS, f"--user-data-dir={profile}"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(driver_bin), options=options)
-    driver.set_page_load_timeout(60)
+    driver = headless_chrome(profile, "--window-size=1600,2000")
     try:
         yield driver
     finally:

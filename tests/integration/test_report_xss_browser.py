@@ -22,16 +22,14 @@ Without them the test fails under ``CI`` and is skipped, with a warning, elsewhe
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import socket
 import threading
 import time
-import warnings
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -41,31 +39,6 @@ from dresscode.core import config, lake
 PLUGINS = config.REPO_ROOT / "plugins"
 DAY = datetime(2026, 5, 10, tzinfo=UTC)
 SCRIPT_BREAKOUT = "</script><svg onload=alert(1)>"  # the 30-character colour name
-CHROME_FLAGS = (
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-)
-
-
-def _browser_binaries() -> tuple[str, str]:
-    chromium = shutil.which("chromium") or "/usr/bin/chromium"
-    driver = shutil.which("chromedriver") or "/usr/bin/chromedriver"
-    if Path(chromium).is_file() and Path(driver).is_file():
-        return chromium, driver
-    message = (
-        "headless Chromium is missing (chromium and chromedriver): run scripts/install_browser.sh"
-    )
-    if os.environ.get("CI"):
-        pytest.fail(f"{message} — CI must run the report XSS browser test")
-    warnings.warn(f"SKIPPED the report XSS browser test: {message}", stacklevel=2)
-    pytest.skip(message)
-
-
 # --- servers ---------------------------------------------------------------------------------
 
 
@@ -149,19 +122,12 @@ def _clear_plugin_caches(plugins_manager: object) -> None:
 
 
 @pytest.fixture
-def browser(tmp_path: Path) -> Iterator[object]:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
+def browser(tmp_path: Path, headless_chrome: Any) -> Iterator[object]:
+    def leave_dialogs_open(options: Any) -> None:
+        # Leave a dialog open instead of dismissing it, so the test can see it.
+        options.set_capability("unhandledPromptBehavior", "ignore")
 
-    chromium, driver = _browser_binaries()
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for flag in (*CHROME_FLAGS, f"--user-data-dir={tmp_path / 'chromium-profile'}"):
-        options.add_argument(flag)
-    # Leave a dialog open instead of dismissing it, so the test can see it.
-    options.set_capability("unhandledPromptBehavior", "ignore")
-    chrome = webdriver.Chrome(service=Service(driver), options=options)
-    chrome.set_page_load_timeout(60)
+    chrome = headless_chrome(tmp_path / "chromium-profile", adjust=leave_dialogs_open)
     try:
         yield chrome
     finally:

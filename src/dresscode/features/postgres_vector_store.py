@@ -42,8 +42,6 @@ from urllib.parse import unquote, urlsplit
 from feast import Entity
 from feast.feature_view import FeatureView
 from feast.filter_models import ComparisonFilter, CompoundFilter
-from feast.infra.key_encoding_utils import serialize_entity_key
-from feast.infra.online_stores.helpers import _to_naive_utc, extract_text_and_num
 from feast.infra.online_stores.postgres_online_store.postgres import (
     PostgresFilterTranslator,
     PostgreSQLOnlineStore,
@@ -63,9 +61,8 @@ from dresscode.features.vector_search import (
     documents,
     nearest,
     search_spec,
-    vector_bytes,
-    vector_field,
-    vector_length,
+    write_columns,
+    write_rows,
 )
 
 STORE_TYPE = "dresscode.features.postgres_vector_store.VectorPostgreSQLOnlineStore"
@@ -157,13 +154,9 @@ class VectorPostgreSQLOnlineStore(PostgreSQLOnlineStore):
         from psycopg import sql
 
         name = self._table(config, table)
-        vector = vector_field(table)
-        length = vector_length(table)
         with self._get_conn(config) as conn, conn.cursor() as cur:
             number = self._check_table_has_value_num(cur, name, config)
-            columns = ["entity_key", "feature_name", "value", "value_text"]
-            columns += ["value_num"] if number else []
-            columns += ["vector_value", "event_ts", "created_ts"]
+            columns = write_columns(number)
             query = sql.SQL(
                 "INSERT INTO {} ({}) VALUES ({}) ON CONFLICT (entity_key, feature_name) "
                 "DO UPDATE SET {}"
@@ -175,22 +168,7 @@ class VectorPostgreSQLOnlineStore(PostgreSQLOnlineStore):
                     sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c)) for c in columns[2:]
                 ),
             )
-            rows: list[list[Any]] = []
-            for key, values, event_ts, created_ts in data:
-                key_bin = serialize_entity_key(
-                    key, entity_key_serialization_version=config.entity_key_serialization_version
-                )
-                for feature, value in values.items():
-                    text, num = extract_text_and_num(value, number)
-                    row = [key_bin, feature, value.SerializeToString(), text]
-                    row += [num] if number else []
-                    row += [
-                        vector_bytes(vector, feature, value, length),
-                        _to_naive_utc(event_ts),
-                        _to_naive_utc(created_ts) if created_ts is not None else None,
-                    ]
-                    rows.append(row)
-            cur.executemany(query, rows)
+            cur.executemany(query, list(write_rows(config, table, data, number)))
             conn.commit()
         if progress:
             progress(len(data))

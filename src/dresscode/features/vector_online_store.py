@@ -52,9 +52,7 @@ from typing import Any
 from feast import Entity
 from feast.feature_view import FeatureView
 from feast.filter_models import ComparisonFilter, CompoundFilter
-from feast.infra.key_encoding_utils import serialize_entity_key
 from feast.infra.online_stores import sqlite as feast_sqlite
-from feast.infra.online_stores.helpers import extract_text_and_num
 from feast.infra.online_stores.sqlite import (
     SqliteFilterTranslator,
     SqliteOnlineStore,
@@ -63,7 +61,6 @@ from feast.infra.online_stores.sqlite import (
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.repo_config import RepoConfig
-from feast.utils import to_naive_utc
 from pydantic import StrictStr
 
 from dresscode.features.vector_search import (
@@ -72,9 +69,8 @@ from dresscode.features.vector_search import (
     documents,
     nearest,
     search_spec,
-    vector_bytes,
-    vector_field,
-    vector_length,
+    write_columns,
+    write_rows,
 )
 
 STORE_TYPE = "dresscode.features.vector_online_store.VectorSqliteOnlineStore"
@@ -123,34 +119,17 @@ class VectorSqliteOnlineStore(SqliteOnlineStore):
         progress: Callable[[int], Any] | None,
     ) -> None:
         conn = self._get_conn(config)
-        vector = vector_field(table)
-        length = vector_length(table)
         number = config.online_store.enable_openai_compatible_store
-        columns = ["entity_key", "feature_name", "value", "value_text"]
-        columns += ["value_num"] if number else []
-        columns += ["vector_value", "event_ts", "created_ts"]
+        columns = write_columns(number)
         sql = (
             f"INSERT INTO {_quote(self._table(config, table))} ({', '.join(columns)}) "
             f"VALUES ({', '.join('?' * len(columns))}) ON CONFLICT(entity_key, feature_name) "
             f"DO UPDATE SET {', '.join(f'{c} = excluded.{c}' for c in columns[2:])}"
         )
         with conn:
-            for key, values, event_ts, created_ts in data:
-                key_bin = serialize_entity_key(
-                    key, entity_key_serialization_version=config.entity_key_serialization_version
-                )
-                for feature, value in values.items():
-                    text, num = extract_text_and_num(value, number)
-                    row = [key_bin, feature, value.SerializeToString(), text]
-                    row += [num] if number else []
-                    row += [
-                        vector_bytes(vector, feature, value, length),
-                        to_naive_utc(event_ts),
-                        to_naive_utc(created_ts) if created_ts is not None else None,
-                    ]
-                    conn.execute(sql, row)
-                if progress:
-                    progress(1)
+            conn.executemany(sql, write_rows(config, table, data, number))
+        if progress:
+            progress(len(data))
 
     def retrieve_online_documents_v2(
         self,

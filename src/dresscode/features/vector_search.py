@@ -17,17 +17,18 @@ vector as raw float32 bytes in the online table's ``vector_value`` column and an
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from feast.feature_view import FeatureView
-from feast.infra.key_encoding_utils import deserialize_entity_key
+from feast.infra.key_encoding_utils import deserialize_entity_key, serialize_entity_key
+from feast.infra.online_stores.helpers import extract_text_and_num
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import FloatList
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.repo_config import RepoConfig
-from feast.utils import _get_feature_view_vector_field_metadata
+from feast.utils import _get_feature_view_vector_field_metadata, to_naive_utc
 
 METRICS = ("COSINE", "L2")
 CHUNK = 4096  # vectors ranked at a time: memory stays bounded on a scan of every vector
@@ -35,6 +36,37 @@ CHUNK = 4096  # vectors ranked at a time: memory stays bounded on a scan of ever
 Row = tuple[datetime | None, EntityKeyProto | None, dict[str, ValueProto] | None]
 Candidate = tuple[bytes, bytes, datetime | None]  # entity key, float32 bytes, event time
 Hit = tuple[float, bytes, bytes, datetime | None]  # distance, then the candidate
+Written = list[tuple[EntityKeyProto, dict[str, ValueProto], datetime, datetime | None]]
+
+
+def write_columns(with_num: bool) -> list[str]:
+    """The online table's columns one written feature fills (``value_num`` with Feast's
+    OpenAI-compatible store on); the first two are the table's key."""
+    columns = ["entity_key", "feature_name", "value", "value_text"]
+    columns += ["value_num"] if with_num else []
+    return [*columns, "vector_value", "event_ts", "created_ts"]
+
+
+def write_rows(
+    config: RepoConfig, view: FeatureView, data: Written, with_num: bool
+) -> Iterator[list[Any]]:
+    """One row per (entity, feature) of ``data``, in :func:`write_columns`' order: the vector
+    field's float32 bytes in ``vector_value``, NULL there for every other feature."""
+    vector, length = vector_field(view), vector_length(view)
+    for key, values, event_ts, created_ts in data:
+        key_bin = serialize_entity_key(
+            key, entity_key_serialization_version=config.entity_key_serialization_version
+        )
+        for feature, value in values.items():
+            text, num = extract_text_and_num(value, with_num)
+            row = [key_bin, feature, value.SerializeToString(), text]
+            row += [num] if with_num else []
+            yield [
+                *row,
+                vector_bytes(vector, feature, value, length),
+                to_naive_utc(event_ts),
+                to_naive_utc(created_ts) if created_ts is not None else None,
+            ]
 
 
 def search_spec(

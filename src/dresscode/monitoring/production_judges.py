@@ -193,12 +193,7 @@ def _judge(
     from dresscode.registry.evaluation import genai_run, judges
 
     endpoint = DresscodeLLMHook(settings=settings).endpoint()
-    built = judges.build(
-        endpoint,
-        settings.judge_model or endpoint.model,
-        settings.judge_timeout_s,
-        settings.eval_priority,
-    )
+    built = judges.from_settings(endpoint, settings)
     names = [j.name for j in built]
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     with genai_run.recording(f"the production judges of {run_key}"):

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 from dresscode.core.config import environ_overrides
 
 if TYPE_CHECKING:
+    from dresscode.core.config import Settings
     from dresscode.core.connections import LLMEndpoint
     from dresscode.registry.evaluation.genai_run import Example
     from dresscode.registry.evaluation.scorers import Scored
@@ -102,6 +103,17 @@ def build(
         )
         for name, text in INSTRUCTIONS.items()
     ]
+
+
+def from_settings(endpoint: LLMEndpoint, settings: Settings) -> list[Guarded]:
+    """The judges as configured: ``DRESSCODE_JUDGE_MODEL`` (default: the endpoint's model),
+    ``DRESSCODE_JUDGE_TIMEOUT_S``, and the offline calls' ``DRESSCODE_EVAL_PRIORITY``."""
+    return build(
+        endpoint,
+        settings.judge_model or endpoint.model,
+        settings.judge_timeout_s,
+        settings.eval_priority,
+    )
 
 
 class JudgeUnavailable(Exception):

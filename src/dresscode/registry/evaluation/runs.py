@@ -341,12 +341,7 @@ def _run_stylist(blueprint: Blueprint, scenarios: Sequence[Any] | None) -> _Ran:
     judged = []
     if settings.eval_judges:
         endpoint = DresscodeLLMHook(settings=settings).endpoint()
-        judged = judges.build(
-            endpoint,
-            settings.judge_model or endpoint.model,
-            settings.judge_timeout_s,
-            settings.eval_priority,
-        )
+        judged = judges.from_settings(endpoint, settings)
     rows = [stylist_eval.example_row(r) for r in results]
     examples = [
         genai_run.stylist_example(
