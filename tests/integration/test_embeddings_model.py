@@ -11,7 +11,7 @@ import pytest
 from dresscode.core import config, lake
 from dresscode.core.connections import LLMEndpoint
 from dresscode.features import tasks as features
-from dresscode.features.embeddings import client, colours, online, similar
+from dresscode.features.embeddings import client, colours, online, progress, similar
 from dresscode.features.embeddings.text import item_text
 from dresscode.ingest.manifest import flatten_item
 from dresscode.local.embedding_server import SERVED_MODEL, running_embedding_server
@@ -102,7 +102,12 @@ def test_items_are_embedded_once_and_a_rerun_makes_no_calls(
     assert first["calls"] == 1  # one batch of 64
     assert first["model"] == f"{SERVED_MODEL}+item-text-v1"
     again = features.embed_items(day=DAY, endpoint=endpoint)
-    assert (again["calls"], again["embedded"], again["up_to_date"]) == (0, 0, 40)
+    # nothing changed since: no wardrobe is read, no call made
+    assert (again["calls"], again["embedded"], again["buckets_read"]) == (0, 0, 0)
+    # every wardrobe planned again (the progress record gone): all 40 found up to date online
+    assert progress.clear(config.get_settings())
+    full = features.embed_items(day=DAY, endpoint=endpoint)
+    assert (full["calls"], full["up_to_date"], full["buckets_read"]) == (0, 40, 64)
     offline = lake.read_table("item_embeddings")
     assert len(offline) == 40 and len(offline["vector"].iloc[0]) == 384
 

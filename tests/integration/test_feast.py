@@ -438,55 +438,75 @@ def test_fullstack_item_vectors_are_shared_by_workers_with_their_own_homes(
     dresscode_home, tmp_path, monkeypatch
 ):
     """Two Celery workers, each with its own DRESSCODE_HOME, one lake and the full stack's
-    Feast (vectors in PostgreSQL): what worker A embedded is up to date on worker B (zero
-    calls), and B's duplicate check finds A's items."""
-    import hashlib
+    Feast (vectors in PostgreSQL), the real local embedding model: what worker A embedded is up
+    to date on worker B (zero calls), B's duplicate check finds A's items, and dropping the
+    vectors (a dimension change's first step) empties PostgreSQL's table and the next run
+    re-embeds every item."""
+    import psycopg
 
-    import numpy as np
-
-    from dresscode.features.embeddings import backfill, similar
-    from dresscode.features.embeddings.client import EmbeddingModel
+    from dresscode.core.connections import LLMEndpoint
+    from dresscode.features.embeddings import backfill, client, online, progress, similar
+    from dresscode.local.embedding_server import SERVED_MODEL, running_embedding_server
 
     _require_redis_and_postgres()
     calls: list[int] = []
+    real_embed = client.embed
 
-    def embed(_client, _endpoint, model, texts):  # the same text gives the same vector
+    def spy(api, endpoint, model, texts):
         calls.append(len(texts))
-        seeds = [int(hashlib.sha256(t.encode()).hexdigest()[:8], 16) for t in texts]
-        vectors = [np.random.default_rng(s).standard_normal(model.dimension) for s in seeds]
-        return [(v / np.linalg.norm(v)).tolist() for v in vectors]
+        return real_embed(api, endpoint, model, texts)
 
-    monkeypatch.setattr(backfill, "embed", embed)
+    monkeypatch.setattr(backfill, "embed", spy)
     shirt = {"item_id": "shirt-1", "user_id": "u1", "category": "top",
              "color_names": ["navy"], "description": "Navy cotton shirt."}  # fmt: skip
 
-    def run_on(worker: str, items: list[dict]):
+    def run_on(worker: str, url: str):
         monkeypatch.setenv("DRESSCODE_HOME", str(tmp_path / worker))
         config.get_settings.cache_clear()
         settings = config.get_settings()
-        model = EmbeddingModel("fake-e5", settings.embedding_dimension)
-        return backfill.run(
-            pd.DataFrame(items), None, None, model, settings, "2026-12-06",
-            similar.duplicate_finder(settings),
-        )  # fmt: skip
+        endpoint = LLMEndpoint(url, "EMPTY", SERVED_MODEL, 30.0, 4)
+        api = client.open_client(endpoint)
+        model = client.served_model(api, endpoint, settings.embedding_dimension)
+        return backfill.catch_up(
+            api, endpoint, model, settings, "2026-12-06", similar.duplicate_finder(settings)
+        )
 
-    with _scratch_database() as url:
+    with _scratch_database() as db, running_embedding_server(threads=1) as url:
         monkeypatch.setenv("DRESSCODE_LAKE_URI", f"file://{tmp_path / 'lake'}")
         monkeypatch.setenv("DRESSCODE_FEAST_ENV", "fullstack")
-        monkeypatch.setenv("DRESSCODE_FEAST_REGISTRY_URL", url)
+        monkeypatch.setenv("DRESSCODE_FEAST_REGISTRY_URL", db)
         monkeypatch.setenv("DRESSCODE_FEAST_REDIS", "127.0.0.1:6379,db=13")
         try:
-            assert run_on("worker-a", [shirt])[1:3] == (1, 1)
-            plan, embedded, n_calls, _ = run_on("worker-b", [shirt])
+            lake.write_parquet("wardrobe_items", "2026-12-06", "a", [shirt])
+            assert run_on("worker-a", url)[1:3] == (1, 1)
+            progress.clear(config.get_settings())  # B plans everyone: A's vector is online
+            plan, embedded, n_calls, _ = run_on("worker-b", url)
             assert (n_calls, embedded, plan.up_to_date) == (0, 0, 1)
             again = shirt | {"item_id": "shirt-2"}
-            _, embedded, n_calls, duplicates = run_on("worker-b", [shirt, again])
-            assert (embedded, n_calls) == (1, 1)
+            lake.write_parquet("wardrobe_items", "2026-12-06", "b", [again])
+            plan, embedded, n_calls, duplicates = run_on("worker-b", url)
+            assert (embedded, n_calls, plan.buckets_read) == (1, 1, 1)
             assert [(d["item_id"], d["possible_duplicate_of"]) for d in duplicates] == [
                 ("shirt-2", "shirt-1")
             ]
             assert calls == [1, 1]
             assert not (tmp_path / "worker-a" / "vectors").exists()
+
+            def vector_tables() -> set[str]:
+                with psycopg.connect(db.replace("+psycopg", "")) as conn:
+                    rows = conn.execute(
+                        "SELECT table_name FROM information_schema.tables "
+                        "WHERE table_schema = current_schema()"
+                    )
+                    return {r[0] for r in rows if r[0].endswith("item_embeddings")}
+
+            assert vector_tables() == {"dresscode_item_embeddings"}
+            assert online.drop()  # PostgreSQL's item_embeddings table goes with the view
+            assert progress.load(config.get_settings()) is None
+            assert vector_tables() == set()
+            assert online.stored(online.open_store(), ["shirt-1", "shirt-2"]) == {}
+            plan, embedded, n_calls, _ = run_on("worker-a", url)
+            assert (plan.buckets_read, embedded, n_calls) == (None, 2, 1)
         finally:
             features.feature_store().teardown()
 

@@ -189,6 +189,51 @@ def current_version(name: str, settings: Settings | None = None) -> int | None:
     return None if table is None else table.version()
 
 
+def changed_buckets(
+    name: str, since: int | None, settings: Settings | None = None, *, version: int | None = None
+) -> set[str] | None:
+    """The ``user_bucket`` partitions whose files changed between version ``since`` and
+    ``version`` (default: the pinned or latest one) of a table partitioned by user — what a
+    reader that keeps up with the table reads next, instead of the table. ``since`` -1: the
+    table did not exist yet (every bucket with a file has changed).
+
+    From the two versions' file lists in the log (no data is read): a file added or removed
+    names its bucket, so a compaction's rewrite counts too (a spurious re-check, never a miss).
+    None when it cannot be told — no ``since``, a version the log no longer holds (vacuumed),
+    or a table that was re-created — and the reader must read every bucket."""
+    import pyarrow as pa
+
+    if TABLES[name].partition != BUCKET:
+        raise ValueError(f"{name} is not partitioned by {BUCKET}")
+    now = open_table(name, settings, version=_pinned(name, version))
+    if since is None or now is None:
+        return None if now is not None else set()
+    if since == now.version():
+        return set()
+    if since > now.version():
+        return None
+    then = None
+    if since >= 0:
+        try:
+            then = open_table(name, settings, version=since)
+        except DeltaTableError:
+            return None
+        if then is None:
+            return None
+
+    def files(table: DeltaTable | None) -> set[tuple[str, str]]:
+        if table is None:
+            return set()
+        actions = pa.table(table.get_add_actions(flatten=True))
+        if actions.num_rows == 0:
+            return set()
+        paths = actions.column("path").to_pylist()
+        buckets = actions.column(f"partition.{BUCKET}").to_pylist()
+        return {(str(p), str(b)) for p, b in zip(paths, buckets, strict=True)}
+
+    return {bucket for _path, bucket in files(now) ^ files(then)}
+
+
 def partition_days(
     name: str, settings: Settings | None = None, *, version: int | None = None
 ) -> list[str]:

@@ -265,7 +265,8 @@ class EmbeddingTotals(TypedDict):
     """``embed_items``' result: what one item_embeddings run did."""
 
     model: str  # the embedding model and text recipe the vectors are made with
-    current_items: int  # items in the users' current wardrobes
+    buckets_read: int  # user buckets changed since the last complete run, read (64: all)
+    current_items: int  # items in the current wardrobes of those buckets
     up_to_date: int  # already embedded with this model and text: no call
     embedded: int
     removed: int  # gone from every wardrobe (deleted, confirmed duplicates): out of search
@@ -292,6 +293,7 @@ def embed_items(
     import time
 
     from dresscode.core.connections import embeddings_endpoint
+    from dresscode.core.delta_layout import USER_BUCKETS
     from dresscode.features.embeddings import backfill, client, similar
 
     settings = settings or get_settings()
@@ -299,12 +301,12 @@ def embed_items(
     endpoint = endpoint or embeddings_endpoint(settings=settings)
     api = client.open_client(endpoint)
     model = client.served_model(api, endpoint, settings.embedding_dimension)
-    items = tables.current_wardrobe_items(None, settings)
-    plan, embedded, calls, duplicates = backfill.run(
-        items, api, endpoint, model, settings, day, similar.duplicate_finder(settings)
+    plan, embedded, calls, duplicates = backfill.catch_up(
+        api, endpoint, model, settings, day, similar.duplicate_finder(settings)
     )
     totals = EmbeddingTotals(
         model=model.ref,
+        buckets_read=USER_BUCKETS if plan.buckets_read is None else plan.buckets_read,
         current_items=plan.current,
         up_to_date=plan.up_to_date,
         embedded=embedded,
@@ -315,9 +317,12 @@ def embed_items(
         seconds=round(time.monotonic() - started, 3),
     )
     log.info(
-        "item embeddings with %s: %d current items, %d up to date, %d embedded in %d calls, "
-        "%d removed, %d deferred to the next run, %d possible duplicates",
+        "item embeddings with %s: %d of %d user buckets read, %d current items in them, %d up "
+        "to date, %d embedded in %d calls, %d removed, %d deferred to the next run, %d "
+        "possible duplicates",
         totals["model"],
+        totals["buckets_read"],
+        USER_BUCKETS,
         totals["current_items"],
         totals["up_to_date"],
         totals["embedded"],

@@ -142,3 +142,33 @@ def test_a_tables_row_group_bounds_each_group_and_keeps_the_compression(
     metadata = pq.ParquetFile(path).metadata
     assert [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)] == [2, 2, 1]
     assert metadata.row_group(0).column(0).compression == "SNAPPY"  # as delta-rs writes the rest
+
+
+def test_changed_buckets_names_the_buckets_written_since_a_version(dresscode_home: Path) -> None:
+    from dresscode.core.delta_layout import user_bucket
+
+    users = [f"user-{n}" for n in range(12)]
+    assert delta.changed_buckets("wardrobe_items", -1) == set()  # no table: nothing to read
+    lake.write_parquet("wardrobe_items", DAY, "all", [_item(f"i-{u}", u) for u in users])
+    start = delta.current_version("wardrobe_items")
+    assert start is not None
+    assert delta.changed_buckets("wardrobe_items", -1) == {user_bucket(u) for u in users}
+    assert delta.changed_buckets("wardrobe_items", start) == set()
+    lake.write_parquet("wardrobe_items", DAY, "one", [_item("x", users[3])])
+    assert delta.changed_buckets("wardrobe_items", start) == {user_bucket(users[3])}
+    # a part written again replaces its files: the buckets it left count as changed too
+    lake.write_parquet("wardrobe_items", DAY, "one", [_item("x", users[5])])
+    assert delta.changed_buckets("wardrobe_items", start) == {
+        user_bucket(users[3]),
+        user_bucket(users[5]),
+    }
+    with delta.at_versions({"wardrobe_items": start + 1}):  # up to a pinned version
+        assert delta.changed_buckets("wardrobe_items", start) == {user_bucket(users[3])}
+
+
+def test_changed_buckets_cannot_tell_without_the_old_version(dresscode_home: Path) -> None:
+    lake.write_parquet("wardrobe_items", DAY, "a", [_item("a", "u1")])
+    assert delta.changed_buckets("wardrobe_items", None) is None  # no record: read everything
+    assert delta.changed_buckets("wardrobe_items", 99) is None  # a re-created table
+    with pytest.raises(ValueError, match="not partitioned by user_bucket"):
+        delta.changed_buckets("manifests", 0)

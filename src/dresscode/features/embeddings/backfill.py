@@ -1,25 +1,33 @@
 """Which items need a vector, and embedding them in bounded, idempotent batches.
 
+A run reads the current wardrobes of the user buckets whose ``wardrobe_items`` or
+``user_events`` files changed since the last complete run (:mod:`dresscode.features.embeddings
+.progress`: the Delta log tells which, no data is read to find them), so an hourly run costs
+what the hour changed, not the age of the lake; the first run and a model change read every
+wardrobe (the backfill, capped per run).
+
 Feast's online store (``item_embeddings``, :mod:`dresscode.features.embeddings.online`) is the
-one record of what is embedded, shared by every worker: an item needs a vector when the online
-store has none for it, or one made by another model or recipe (:attr:`EmbeddingModel.ref`), or
-from another text (``text_sha``: a user corrected the item). That is one online read of the
-current items' ids (in chunks), never of the whole store. Everything else is up to date: a
-second run over the same wardrobes — on this worker or any other — makes **zero** calls.
+one record of what is embedded, shared by every worker: an item of those wardrobes needs a
+vector when the online store has none for it, or one made by another model or recipe
+(:attr:`EmbeddingModel.ref`), or from another text (``text_sha``: a user corrected the item).
+That is one online read of the planned items' ids (in chunks), never of the whole store.
+Everything else is up to date: a second run over the same wardrobes — on this worker or any
+other — makes **zero** calls.
 
 An item no longer in any current wardrobe (deleted, a confirmed duplicate) leaves online search:
 it is written again with no vector. Feast cannot list online rows, so the candidates are the
-items the lake knows (``wardrobe_items``, and ``item_embeddings`` for items added by feedback)
-that are not current; one online read of those tells which still have a vector.
+items the lake knows in those buckets (digitized, or added by the user) that are not current;
+one online read of those tells which still have a vector.
 
 Each batch is one ``/v1/embeddings`` call, then one online write of the whole batch (a failed
 write raises and writes nothing else, so the next run embeds those items again), then one lake
 part (``item_embeddings``, the offline copy of the same rows: the drift reference and Feast's
-source). A run that stops half-way keeps what it wrote and the next run starts where it
-stopped. The endpoint down or slow never touches ingest: items land without vectors and are
-embedded by a later run. The possible-duplicate check (:mod:`dresscode.features.embeddings
-.similar`) searches the items already online and compares the batch's own new vectors among
-themselves, so two copies of one garment in the same batch find each other.
+source). A run that stops half-way keeps what it wrote and records no progress, so the next run
+plans the same wardrobes and starts where it stopped. The endpoint down or slow never touches
+ingest: items land without vectors and are embedded by a later run. The possible-duplicate
+check (:mod:`dresscode.features.embeddings.similar`) searches the items already online and
+compares the batch's own new vectors among themselves, so two copies of one garment in the
+same batch find each other.
 """
 
 from __future__ import annotations
@@ -28,7 +36,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +56,8 @@ log = logging.getLogger(__name__)
 
 TABLE = "item_embeddings"
 WARDROBE = "wardrobe_items"
+EVENTS = "user_events"
+ITEM_ADDED = "item_added"
 
 
 @dataclass(frozen=True)
@@ -68,6 +78,8 @@ class Plan:
     current: int
     up_to_date: int
     deferred: int  # past DRESSCODE_EMBEDDING_MAX_ITEMS_PER_RUN: the next run takes them
+    up_to_date_ids: list[str] = field(default_factory=list)
+    buckets_read: int | None = None  # user buckets planned (None: every one)
 
 
 def first_colour(row: Mapping[str, Any]) -> str:
@@ -87,7 +99,8 @@ def plan(
     """What this run does, from the current wardrobes and what the online store holds for them
     (``stored``: item_id -> (user, model ref, text sha) of the current items with a vector)."""
     todo: list[Todo] = []
-    current = up_to_date = 0
+    current = 0
+    fresh: list[str] = []
     for row in items.to_dict("records") if not items.empty else []:
         item_id, user = str(row["item_id"]), str(row["user_id"])
         current += 1
@@ -96,7 +109,7 @@ def plan(
         )
         sha = text_sha(text)
         if stored.get(item_id) == (user, model.ref, sha):
-            up_to_date += 1
+            fresh.append(item_id)
             continue
         todo.append(
             Todo(
@@ -111,7 +124,7 @@ def plan(
         )
     todo.sort(key=lambda t: (not t.new, t.user_id, t.item_id))  # new items first
     cap = settings.embedding_max_items_per_run
-    return Plan(todo[:cap], [], current, up_to_date, max(0, len(todo) - cap))
+    return Plan(todo[:cap], [], current, len(fresh), max(0, len(todo) - cap), fresh)
 
 
 # (the online store, a new item, its vector, the whole batch with its vectors) -> (the item it
@@ -121,18 +134,26 @@ DuplicateFinder = Callable[
 ]
 
 
-def gone_items(store: FeatureStore, current: set[str], settings: Settings) -> dict[str, str]:
+def gone_items(
+    store: FeatureStore, current: set[str], settings: Settings, buckets: Sequence[str] | None
+) -> dict[str, str]:
     """item id -> user of the items with a vector online that are in no current wardrobe.
 
-    The candidates are the items the lake knows that are not current (one online read of
-    those, bounded by the items ever deleted, not by the store)."""
+    The candidates are the items the lake knows in ``buckets`` (None: every bucket) that are
+    not current: digitized (``wardrobe_items``) or added by the user (``user_events``), two
+    columns read, then one online read of those."""
     from dresscode.core import lake
+    from dresscode.core.delta_layout import BUCKET
 
+    where = [] if buckets is None else [(BUCKET, "in", sorted(buckets))]
+    if buckets is not None and not buckets:
+        return {}
     known: dict[str, str] = {}
-    for table in (WARDROBE, TABLE):
-        rows = lake.read_table(table, settings, columns=["item_id", "user_id"])
+    for table, kinds in ((WARDROBE, None), (EVENTS, [ITEM_ADDED])):
+        filters = where + ([("event_type", "in", kinds)] if kinds else [])
+        rows = lake.read_table(table, settings, columns=["item_id", "user_id"], filters=filters)
         for item, user in zip(rows.get("item_id", []), rows.get("user_id", []), strict=True):
-            if str(item) not in current:
+            if item is not None and str(item) not in current:
                 known[str(item)] = str(user)
     return {item: user for item, (user, _, _) in online.stored(store, known).items()}
 
@@ -209,6 +230,44 @@ def embed_batch(
     return BatchDone(len(batch), duplicates)
 
 
+def catch_up(
+    client: OpenAI,
+    endpoint: LLMEndpoint,
+    model: EmbeddingModel,
+    settings: Settings,
+    day: str,
+    find_duplicate: DuplicateFinder,
+) -> tuple[Plan, int, int, list[dict[str, Any]]]:
+    """One run of the ``item_embeddings`` DAG: the wardrobes of the user buckets that changed
+    since the last complete run (:mod:`dresscode.features.embeddings.progress`; every wardrobe
+    on the first run or after a model change), read at one snapshot of their tables, planned
+    and embedded by :func:`run`; the progress advances when nothing was deferred."""
+    from dresscode.core import delta, tables
+    from dresscode.features.embeddings import progress
+
+    store = online.open_store(settings, apply=True)
+    with delta.snapshot(*progress.SOURCES, settings=settings) as versions:
+        buckets = progress.buckets_to_read(settings, store, model.ref, versions)
+        items = tables.current_wardrobe_items(None, settings, buckets=buckets)
+        the_plan, embedded, calls, duplicates = run(
+            items, client, endpoint, model, settings, day, find_duplicate,
+            buckets=buckets, store=store,
+        )  # fmt: skip
+        the_plan.buckets_read = None if buckets is None else len(buckets)
+    if the_plan.deferred:
+        log.info("%d items deferred: the next run plans the same wardrobes", the_plan.deferred)
+    else:
+        gone = set(the_plan.gone)
+        online_now = [t.item_id for t in the_plan.todo] + [
+            i for i in the_plan.up_to_date_ids if i not in gone
+        ]
+        previous = progress.load(settings)
+        if previous is not None and previous.probe and previous.probe not in gone:
+            online_now.append(previous.probe)
+        progress.advance(settings, model.ref, versions, online_now)
+    return the_plan, embedded, calls, duplicates
+
+
 def run(
     items: pd.DataFrame,
     client: OpenAI,
@@ -217,15 +276,19 @@ def run(
     settings: Settings,
     day: str,
     find_duplicate: DuplicateFinder,
+    *,
+    buckets: Sequence[str] | None = None,
+    store: FeatureStore | None = None,
 ) -> tuple[Plan, int, int, list[dict[str, Any]]]:
-    """Plan, drop the gone items, embed the rest batch by batch. Returns the plan, items
-    embedded, calls made and the possible duplicates found."""
-    store = online.open_store(settings, apply=True)
+    """Plan ``items`` (the current wardrobes of ``buckets``; None: of everyone), drop the gone
+    items of those buckets, embed the rest batch by batch. Returns the plan, items embedded,
+    calls made and the possible duplicates found."""
+    store = store or online.open_store(settings, apply=True)
     current = {str(i) for i in items["item_id"]} if not items.empty else set()
     stored = online.stored(store, current)
     check_dimension(store, stored, model)
     the_plan = plan(items, stored, model, settings)
-    gone = gone_items(store, current, settings)
+    gone = gone_items(store, current, settings, buckets)
     the_plan.gone = sorted(gone)
     if gone:
         online.remove(store, gone)

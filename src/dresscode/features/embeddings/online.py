@@ -115,8 +115,11 @@ def drop(settings: Settings | None = None) -> bool:
     from feast.errors import FeatureViewNotFoundException
 
     from dresscode.features import store as features
+    from dresscode.features.embeddings import progress
 
-    store = features.feature_store(settings or get_settings())
+    settings = settings or get_settings()
+    progress.clear(settings)  # what was planned is gone with the vectors: plan everyone next
+    store = features.feature_store(settings)
     try:
         view = store.get_feature_view(VIEW)
     except FeatureViewNotFoundException:
