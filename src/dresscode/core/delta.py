@@ -189,49 +189,60 @@ def current_version(name: str, settings: Settings | None = None) -> int | None:
     return None if table is None else table.version()
 
 
-def changed_buckets(
+# Commits that rewrite files without changing a row (lake_maintenance's compaction/z-order).
+REWRITES = frozenset({"OPTIMIZE"})
+
+
+def changed_users(
     name: str, since: int | None, settings: Settings | None = None, *, version: int | None = None
 ) -> set[str] | None:
-    """The ``user_bucket`` partitions whose files changed between version ``since`` and
-    ``version`` (default: the pinned or latest one) of a table partitioned by user — what a
-    reader that keeps up with the table reads next, instead of the table. ``since`` -1: the
-    table did not exist yet (every bucket with a file has changed).
+    """The users whose rows commits after version ``since`` added or removed, up to ``version``
+    (default: the pinned or latest one) — what a reader that keeps up with a table partitioned
+    by user reads next, instead of the table. ``since`` -1: the table did not exist yet.
 
-    From the two versions' file lists in the log (no data is read): a file added or removed
-    names its bucket, so a compaction's rewrite counts too (a spurious re-check, never a miss).
-    None when it cannot be told — no ``since``, a version the log no longer holds (vacuumed),
-    or a table that was re-created — and the reader must read every bucket."""
+    From the commits themselves: each commit's log entry names the files it added and removed,
+    and only those files' ``user_id`` column is read, so the cost follows the changes, not the
+    table. A compaction's rewrite (:data:`REWRITES`) changes no row and is skipped. None when it
+    cannot be told — no ``since``, a log entry or file no longer kept (older than the lake's
+    retention), a re-created table — and the reader must read every user."""
+    import json
+    from urllib.parse import unquote
+
     import pyarrow as pa
+    import pyarrow.dataset as ds
 
     if TABLES[name].partition != BUCKET:
         raise ValueError(f"{name} is not partitioned by {BUCKET}")
     now = open_table(name, settings, version=_pinned(name, version))
-    if since is None or now is None:
-        return None if now is not None else set()
+    if now is None:
+        return set()
+    if since is None or since > now.version():
+        return None
     if since == now.version():
         return set()
-    if since > now.version():
-        return None
-    then = None
-    if since >= 0:
+    fs = now.to_pyarrow_dataset().filesystem  # rooted at the table: paths as the log has them
+    files: set[str] = set()
+    for v in range(since + 1, now.version() + 1):
         try:
-            then = open_table(name, settings, version=since)
-        except DeltaTableError:
+            with fs.open_input_stream(f"_delta_log/{v:020d}.json") as entry:
+                actions = [json.loads(line) for line in entry.read().decode().splitlines() if line]
+        except (OSError, ValueError):
             return None
-        if then is None:
-            return None
-
-    def files(table: DeltaTable | None) -> set[tuple[str, str]]:
-        if table is None:
-            return set()
-        actions = pa.table(table.get_add_actions(flatten=True))
-        if actions.num_rows == 0:
-            return set()
-        paths = actions.column("path").to_pylist()
-        buckets = actions.column(f"partition.{BUCKET}").to_pylist()
-        return {(str(p), str(b)) for p, b in zip(paths, buckets, strict=True)}
-
-    return {bucket for _path, bucket in files(now) ^ files(then)}
+        if any(a.get("commitInfo", {}).get("operation") in REWRITES for a in actions):
+            continue
+        for action in actions:
+            for kind in ("add", "remove"):
+                if kind in action:
+                    files.add(unquote(str(action[kind]["path"])))
+    if not files:
+        return set()
+    try:
+        users = ds.dataset(sorted(files), filesystem=fs, format="parquet").to_table(
+            columns=["user_id"]
+        )
+    except (OSError, pa.ArrowException):  # a removed file vacuumed since: cannot tell
+        return None
+    return {str(u) for u in users.column("user_id").unique().to_pylist() if u is not None}
 
 
 def partition_days(

@@ -43,9 +43,6 @@ def conditions(
         values = sorted({str(v) for v in value})
         if not values or not all(isinstance(v, str) for v in value):
             continue
-        if column == BUCKET:  # whole partitions (a reader catching up with changed buckets)
-            pruning.append(f"{BUCKET} IN ({', '.join(sql(b) for b in values)})")
-            continue
         if column == "user_id" and BUCKET in names:
             by_bucket: dict[str, list[str]] = {}
             for v in values:

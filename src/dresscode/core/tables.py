@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 from dresscode.core import lake, wardrobe
 from dresscode.core.config import Settings, get_settings
-from dresscode.core.delta_layout import BUCKET
 from dresscode.core.rows import InferenceLogRow as InferenceLogRow
 from dresscode.core.rows import OutfitSuggestionRow as OutfitSuggestionRow
 from dresscode.core.rows import latest_suggestions as latest_suggestions
@@ -474,11 +473,8 @@ def current_wardrobe_items(
     settings: Settings | None = None,
     *,
     as_of: datetime | None = None,
-    buckets: Sequence[str] | None = None,
 ) -> pd.DataFrame:
-    """``wardrobe_items`` rows of ``user_ids`` (None: everyone, or everyone in ``buckets``, the
-    ``user_bucket`` partitions a reader catching up with changes names) with their corrections
-    applied.
+    """``wardrobe_items`` rows of ``user_ids`` (None: everyone) with their corrections applied.
 
     The users' ``item_corrected``, ``item_deleted`` and ``item_added`` events from the
     ``feedback`` table are applied in event-time order (ties by event id), so the order files
@@ -499,13 +495,9 @@ def current_wardrobe_items(
 
     settings = settings or get_settings()
     wanted = None if user_ids is None else sorted({str(u) for u in user_ids})
-    items = _rows_of(WARDROBE_ITEMS.name, wanted, settings, buckets=buckets)
+    items = _rows_of(WARDROBE_ITEMS.name, wanted, settings)
     events = _rows_of(
-        USER_EVENTS_TABLE.name,
-        wanted,
-        settings,
-        kinds=WARDROBE_EVENTS + wardrobe.DUPLICATE_EVENTS,
-        buckets=buckets,
+        USER_EVENTS_TABLE.name, wanted, settings, kinds=WARDROBE_EVENTS + wardrobe.DUPLICATE_EVENTS
     )
     cutoff = None if as_of is None else as_of.astimezone(UTC)
     if not items.empty:
@@ -538,19 +530,12 @@ def _rows_of(
     settings: Settings,
     *,
     kinds: Sequence[str] | None = None,
-    buckets: Sequence[str] | None = None,
 ) -> pd.DataFrame:
-    """A table's rows of ``user_ids`` (None: all, or all in ``buckets``; of ``kinds`` of
-    events), only the files and row groups that can hold them."""
+    """A table's rows of ``user_ids`` (None: all; of ``kinds`` of events), only the files and
+    row groups that can hold them."""
     filters: list[tuple[str, str, Any]] = []
     if kinds is not None:
         filters.append(("event_type", "in", list(kinds)))
-    if buckets is not None:
-        if not buckets:
-            import pandas as pd
-
-            return pd.DataFrame()
-        filters.append((BUCKET, "in", sorted(buckets)))
     if user_ids is None:
         return lake.read_table(name, settings, filters=filters or None)
     if not user_ids:

@@ -56,9 +56,11 @@ from feast.repo_config import RepoConfig
 from pydantic import StrictStr, model_validator
 
 from dresscode.features.vector_search import (
+    ALSO_EQUAL,
     CHUNK,
     Row,
     documents,
+    first_and_rest,
     nearest,
     search_spec,
     write_columns,
@@ -194,13 +196,19 @@ class VectorPostgreSQLOnlineStore(PostgreSQLOnlineStore):
             numeric = filters is not None and self._filters_need_value_num(filters)
             if numeric and not self._check_table_has_value_num(cur, name, config):
                 raise ValueError("numeric filters need enable_openai_compatible_store: true")
-            where, params = PostgresFilterTranslator(name, alias="v").translate(filters)
+            first, rest = first_and_rest(filters)
+            where, params = PostgresFilterTranslator(name, alias="v").translate(first)
             query = sql.SQL(
                 "SELECT v.entity_key, v.vector_value, v.event_ts FROM {} v "
                 "WHERE v.feature_name = %s AND v.vector_value IS NOT NULL"
             ).format(sql.Identifier(name))
             if where.as_string(conn).strip():
                 query += sql.SQL(" AND ") + where
+            for feature, value in rest:
+                query += sql.SQL(ALSO_EQUAL.format(table="{}", mark="%s")).format(
+                    sql.Identifier(name)
+                )
+                params = [*params, feature, value]
             cur.execute(query, [vector, *params])
             best = nearest(iter(lambda: cur.fetchmany(CHUNK), []), embedding, metric, top_k)
             features: dict[bytes, dict[str, ValueProto]] = {key: {} for _, key, _, _ in best}

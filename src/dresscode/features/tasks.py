@@ -265,8 +265,8 @@ class EmbeddingTotals(TypedDict):
     """``embed_items``' result: what one item_embeddings run did."""
 
     model: str  # the embedding model and text recipe the vectors are made with
-    buckets_read: int  # user buckets changed since the last complete run, read (64: all)
-    current_items: int  # items in the current wardrobes of those buckets
+    users_read: int | None  # users changed since the last complete run (None: everyone read)
+    current_items: int  # items in the current wardrobes read
     up_to_date: int  # already embedded with this model and text: no call
     embedded: int
     removed: int  # gone from every wardrobe (deleted, confirmed duplicates): out of search
@@ -293,7 +293,6 @@ def embed_items(
     import time
 
     from dresscode.core.connections import embeddings_endpoint
-    from dresscode.core.delta_layout import USER_BUCKETS
     from dresscode.features.embeddings import backfill, client, similar
 
     settings = settings or get_settings()
@@ -306,7 +305,7 @@ def embed_items(
     )
     totals = EmbeddingTotals(
         model=model.ref,
-        buckets_read=USER_BUCKETS if plan.buckets_read is None else plan.buckets_read,
+        users_read=plan.users_read,
         current_items=plan.current,
         up_to_date=plan.up_to_date,
         embedded=embedded,
@@ -317,12 +316,11 @@ def embed_items(
         seconds=round(time.monotonic() - started, 3),
     )
     log.info(
-        "item embeddings with %s: %d of %d user buckets read, %d current items in them, %d up "
-        "to date, %d embedded in %d calls, %d removed, %d deferred to the next run, %d "
-        "possible duplicates",
+        "item embeddings with %s: wardrobes of %s read, %d current items in them, %d up to "
+        "date, %d embedded in %d calls, %d removed, %d deferred to the next run, %d possible "
+        "duplicates",
         totals["model"],
-        totals["buckets_read"],
-        USER_BUCKETS,
+        "every user" if plan.users_read is None else f"{plan.users_read} changed users",
         totals["current_items"],
         totals["up_to_date"],
         totals["embedded"],

@@ -64,9 +64,11 @@ from feast.repo_config import RepoConfig
 from pydantic import StrictStr
 
 from dresscode.features.vector_search import (
+    ALSO_EQUAL,
     CHUNK,
     Row,
     documents,
+    first_and_rest,
     nearest,
     search_spec,
     write_columns,
@@ -149,7 +151,11 @@ class VectorSqliteOnlineStore(SqliteOnlineStore):
         if numeric and not config.online_store.enable_openai_compatible_store:
             raise ValueError("numeric filters need enable_openai_compatible_store: true")
         name = self._table(config, table)
-        where, params = SqliteFilterTranslator(name, alias="v").translate(filters)
+        first, rest = first_and_rest(filters)
+        where, params = SqliteFilterTranslator(name, alias="v").translate(first)
+        for feature, value in rest:
+            where += ALSO_EQUAL.format(table=_quote(name), mark="?")
+            params = [*params, feature, value]
         conn = self._get_conn(config)
         cursor = conn.execute(
             f"SELECT v.entity_key, v.vector_value, v.event_ts FROM {_quote(name)} v "

@@ -6,7 +6,8 @@ vector as raw float32 bytes in the online table's ``vector_value`` column and an
 ``retrieve_online_documents_v2`` the same way:
 
 1. the store reads the vectors that pass the filters (its SQL does the filtering, through an
-   index), in chunks of :data:`CHUNK` rows ``(entity_key, vector bytes, event_ts)``;
+   index; a conjunction of equalities through :func:`first_and_rest`), in chunks of
+   :data:`CHUNK` rows ``(entity_key, vector bytes, event_ts)``;
 2. :func:`nearest` ranks each chunk exactly — cosine (1 - cos) or L2, the metric asked for —
    and keeps the ``top_k``;
 3. the store reads the hits' other requested features, and :func:`documents` returns the rows
@@ -22,6 +23,7 @@ from datetime import datetime
 from typing import Any
 
 from feast.feature_view import FeatureView
+from feast.filter_models import ComparisonFilter, CompoundFilter
 from feast.infra.key_encoding_utils import deserialize_entity_key, serialize_entity_key
 from feast.infra.online_stores.helpers import extract_text_and_num
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
@@ -37,6 +39,39 @@ Row = tuple[datetime | None, EntityKeyProto | None, dict[str, ValueProto] | None
 Candidate = tuple[bytes, bytes, datetime | None]  # entity key, float32 bytes, event time
 Hit = tuple[float, bytes, bytes, datetime | None]  # distance, then the candidate
 Written = list[tuple[EntityKeyProto, dict[str, ValueProto], datetime, datetime | None]]
+
+
+def first_and_rest(
+    filters: ComparisonFilter | CompoundFilter | None,
+) -> tuple[ComparisonFilter | CompoundFilter | None, list[tuple[str, str]]]:
+    """A conjunction of string equalities (``user_id = u AND category = c``) as its first
+    filter, for Feast's translator (one index lookup: the user's rows), and the rest as
+    ``(feature, value)`` pairs the store tests per row of that answer (:data:`ALSO_EQUAL`).
+
+    Feast's translators turn each equality into ``entity_key IN (SELECT …)``, and SQLite then
+    builds every such set in full for each query — all of a category's items in the store:
+    134 ms a search at 200,000 items, against the user's few hundred rows. Any other filter is
+    returned whole."""
+    if (
+        isinstance(filters, CompoundFilter)
+        and filters.type == "and"
+        and len(filters.filters) > 1
+        and all(
+            isinstance(f, ComparisonFilter) and f.type == "eq" and isinstance(f.value, str)
+            for f in filters.filters
+        )
+    ):
+        first, *rest = filters.filters
+        return first, [(f.key, str(f.value)) for f in rest if isinstance(f, ComparisonFilter)]
+    return filters, []
+
+
+# One of first_and_rest's pairs, tested per candidate row through the table's primary key
+# (entity_key, feature_name); {table} and {mark} (the driver's placeholder) filled by the store.
+ALSO_EQUAL = (
+    " AND EXISTS (SELECT 1 FROM {table} c WHERE c.entity_key = v.entity_key"
+    " AND c.feature_name = {mark} AND c.value_text = {mark})"
+)
 
 
 def write_columns(with_num: bool) -> list[str]:

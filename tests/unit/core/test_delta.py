@@ -144,31 +144,54 @@ def test_a_tables_row_group_bounds_each_group_and_keeps_the_compression(
     assert metadata.row_group(0).column(0).compression == "SNAPPY"  # as delta-rs writes the rest
 
 
-def test_changed_buckets_names_the_buckets_written_since_a_version(dresscode_home: Path) -> None:
-    from dresscode.core.delta_layout import user_bucket
-
+def test_changed_users_names_the_users_of_the_commits_since_a_version(
+    dresscode_home: Path,
+) -> None:
     users = [f"user-{n}" for n in range(12)]
-    assert delta.changed_buckets("wardrobe_items", -1) == set()  # no table: nothing to read
+    assert delta.changed_users("wardrobe_items", -1) == set()  # no table: nothing to read
     lake.write_parquet("wardrobe_items", DAY, "all", [_item(f"i-{u}", u) for u in users])
     start = delta.current_version("wardrobe_items")
     assert start is not None
-    assert delta.changed_buckets("wardrobe_items", -1) == {user_bucket(u) for u in users}
-    assert delta.changed_buckets("wardrobe_items", start) == set()
+    assert delta.changed_users("wardrobe_items", -1) == set(users)
+    assert delta.changed_users("wardrobe_items", start) == set()
     lake.write_parquet("wardrobe_items", DAY, "one", [_item("x", users[3])])
-    assert delta.changed_buckets("wardrobe_items", start) == {user_bucket(users[3])}
-    # a part written again replaces its files: the buckets it left count as changed too
+    assert delta.changed_users("wardrobe_items", start) == {users[3]}
+    # a part written again replaces its rows: the user whose rows it removed changed too
     lake.write_parquet("wardrobe_items", DAY, "one", [_item("x", users[5])])
-    assert delta.changed_buckets("wardrobe_items", start) == {
-        user_bucket(users[3]),
-        user_bucket(users[5]),
-    }
+    assert delta.changed_users("wardrobe_items", start) == {users[3], users[5]}
     with delta.at_versions({"wardrobe_items": start + 1}):  # up to a pinned version
-        assert delta.changed_buckets("wardrobe_items", start) == {user_bucket(users[3])}
+        assert delta.changed_users("wardrobe_items", start) == {users[3]}
 
 
-def test_changed_buckets_cannot_tell_without_the_old_version(dresscode_home: Path) -> None:
-    lake.write_parquet("wardrobe_items", DAY, "a", [_item("a", "u1")])
-    assert delta.changed_buckets("wardrobe_items", None) is None  # no record: read everything
-    assert delta.changed_buckets("wardrobe_items", 99) is None  # a re-created table
+def test_a_compaction_changes_no_user(dresscode_home: Path) -> None:
+    from deltalake import DeltaTable
+
+    for n in range(3):  # three small files in one bucket
+        lake.write_parquet("wardrobe_items", DAY, f"p{n}", [_item(f"i{n}", "u1")])
+    before = delta.current_version("wardrobe_items")
+    assert before is not None
+    uri, options = delta.location("wardrobe_items")
+    metrics = DeltaTable(uri, storage_options=options).optimize.z_order(["user_id"])
+    assert metrics["numFilesRemoved"] == 3  # the rewrite happened
+    assert delta.current_version("wardrobe_items") == before + 1
+    assert delta.changed_users("wardrobe_items", before) == set()
+    lake.write_parquet("wardrobe_items", DAY, "p9", [_item("i9", "u2")])
+    assert delta.changed_users("wardrobe_items", before) == {"u2"}
+
+
+def test_changed_users_cannot_tell_without_the_old_version(dresscode_home: Path) -> None:
+    for n in range(3):
+        lake.write_parquet("wardrobe_items", DAY, f"p{n}", [_item(f"i{n}", f"u{n}")])
+    assert delta.changed_users("wardrobe_items", None) is None  # no record: read everyone
+    assert delta.changed_users("wardrobe_items", 99) is None  # a re-created table
+    from deltalake import DeltaTable
+
+    uri, options = delta.location("wardrobe_items")
+    DeltaTable(uri, storage_options=options).create_checkpoint()  # at version 2
+    for v in (0, 1):  # log entries older than the checkpoint cleaned up (lake_maintenance)
+        Path(uri, "_delta_log", f"{v:020d}.json").unlink()
+    lake.write_parquet("wardrobe_items", DAY, "p3", [_item("i3", "u3")])
+    assert delta.changed_users("wardrobe_items", 2) == {"u3"}
+    assert delta.changed_users("wardrobe_items", 0) is None
     with pytest.raises(ValueError, match="not partitioned by user_bucket"):
-        delta.changed_buckets("manifests", 0)
+        delta.changed_users("manifests", 0)

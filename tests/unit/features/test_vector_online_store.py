@@ -52,6 +52,7 @@ def test_one_users_nearest_items_are_the_exact_ones_each_with_its_own_row(stored
     assert [n.category for n in found] == [f"c{int(n.item_id[1:])}" for n in found]
     category = online.nearest(store, probe.tolist(), user_id="u1", k=5, category="c4")
     assert [n.item_id for n in category] == ["i04"]
+    assert online.nearest(store, probe.tolist(), user_id="u0", k=5, category="c4") == []
     assert "i04" not in {
         n.item_id for n in online.nearest(store, probe, user_id="u1", k=5, exclude="i04")
     }

@@ -1,10 +1,10 @@
 """Which items need a vector, and embedding them in bounded, idempotent batches.
 
-A run reads the current wardrobes of the user buckets whose ``wardrobe_items`` or
-``user_events`` files changed since the last complete run (:mod:`dresscode.features.embeddings
-.progress`: the Delta log tells which, no data is read to find them), so an hourly run costs
-what the hour changed, not the age of the lake; the first run and a model change read every
-wardrobe (the backfill, capped per run).
+A run reads the current wardrobes of the users whose ``wardrobe_items`` or ``user_events`` rows
+changed since the last complete run (:mod:`dresscode.features.embeddings.progress`: the Delta
+log names the commits' files, and only their ``user_id`` column is read to find them), so an
+hourly run costs what the hour changed, not the age of the lake; the first run and a model
+change read every wardrobe (the backfill, capped per run).
 
 Feast's online store (``item_embeddings``, :mod:`dresscode.features.embeddings.online`) is the
 one record of what is embedded, shared by every worker: an item of those wardrobes needs a
@@ -16,7 +16,7 @@ other — makes **zero** calls.
 
 An item no longer in any current wardrobe (deleted, a confirmed duplicate) leaves online search:
 it is written again with no vector. Feast cannot list online rows, so the candidates are the
-items the lake knows in those buckets (digitized, or added by the user) that are not current;
+items the lake knows of those users (digitized, or added by the user) that are not current;
 one online read of those tells which still have a vector.
 
 Each batch is one ``/v1/embeddings`` call, then one online write of the whole batch (a failed
@@ -79,7 +79,7 @@ class Plan:
     up_to_date: int
     deferred: int  # past DRESSCODE_EMBEDDING_MAX_ITEMS_PER_RUN: the next run takes them
     up_to_date_ids: list[str] = field(default_factory=list)
-    buckets_read: int | None = None  # user buckets planned (None: every one)
+    users_read: int | None = None  # users whose wardrobes were planned (None: everyone)
 
 
 def first_colour(row: Mapping[str, Any]) -> str:
@@ -135,19 +135,18 @@ DuplicateFinder = Callable[
 
 
 def gone_items(
-    store: FeatureStore, current: set[str], settings: Settings, buckets: Sequence[str] | None
+    store: FeatureStore, current: set[str], settings: Settings, users: Sequence[str] | None
 ) -> dict[str, str]:
     """item id -> user of the items with a vector online that are in no current wardrobe.
 
-    The candidates are the items the lake knows in ``buckets`` (None: every bucket) that are
-    not current: digitized (``wardrobe_items``) or added by the user (``user_events``), two
-    columns read, then one online read of those."""
+    The candidates are the items the lake knows of ``users`` (None: everyone) that are not
+    current: digitized (``wardrobe_items``) or added by the user (``user_events``), two columns
+    read, then one online read of those."""
     from dresscode.core import lake
-    from dresscode.core.delta_layout import BUCKET
 
-    where = [] if buckets is None else [(BUCKET, "in", sorted(buckets))]
-    if buckets is not None and not buckets:
+    if users is not None and not users:
         return {}
+    where = [] if users is None else [("user_id", "in", sorted(users))]
     known: dict[str, str] = {}
     for table, kinds in ((WARDROBE, None), (EVENTS, [ITEM_ADDED])):
         filters = where + ([("event_type", "in", kinds)] if kinds else [])
@@ -238,7 +237,7 @@ def catch_up(
     day: str,
     find_duplicate: DuplicateFinder,
 ) -> tuple[Plan, int, int, list[dict[str, Any]]]:
-    """One run of the ``item_embeddings`` DAG: the wardrobes of the user buckets that changed
+    """One run of the ``item_embeddings`` DAG: the wardrobes of the users whose rows changed
     since the last complete run (:mod:`dresscode.features.embeddings.progress`; every wardrobe
     on the first run or after a model change), read at one snapshot of their tables, planned
     and embedded by :func:`run`; the progress advances when nothing was deferred."""
@@ -247,13 +246,13 @@ def catch_up(
 
     store = online.open_store(settings, apply=True)
     with delta.snapshot(*progress.SOURCES, settings=settings) as versions:
-        buckets = progress.buckets_to_read(settings, store, model.ref, versions)
-        items = tables.current_wardrobe_items(None, settings, buckets=buckets)
+        users = progress.users_to_read(settings, store, model.ref, versions)
+        items = tables.current_wardrobe_items(users, settings)
         the_plan, embedded, calls, duplicates = run(
             items, client, endpoint, model, settings, day, find_duplicate,
-            buckets=buckets, store=store,
+            users=users, store=store,
         )  # fmt: skip
-        the_plan.buckets_read = None if buckets is None else len(buckets)
+        the_plan.users_read = None if users is None else len(users)
     if the_plan.deferred:
         log.info("%d items deferred: the next run plans the same wardrobes", the_plan.deferred)
     else:
@@ -277,18 +276,18 @@ def run(
     day: str,
     find_duplicate: DuplicateFinder,
     *,
-    buckets: Sequence[str] | None = None,
+    users: Sequence[str] | None = None,
     store: FeatureStore | None = None,
 ) -> tuple[Plan, int, int, list[dict[str, Any]]]:
-    """Plan ``items`` (the current wardrobes of ``buckets``; None: of everyone), drop the gone
-    items of those buckets, embed the rest batch by batch. Returns the plan, items embedded,
+    """Plan ``items`` (the current wardrobes of ``users``; None: of everyone), drop the gone
+    items of those users, embed the rest batch by batch. Returns the plan, items embedded,
     calls made and the possible duplicates found."""
     store = store or online.open_store(settings, apply=True)
     current = {str(i) for i in items["item_id"]} if not items.empty else set()
     stored = online.stored(store, current)
     check_dimension(store, stored, model)
     the_plan = plan(items, stored, model, settings)
-    gone = gone_items(store, current, settings, buckets)
+    gone = gone_items(store, current, settings, users)
     the_plan.gone = sorted(gone)
     if gone:
         online.remove(store, gone)

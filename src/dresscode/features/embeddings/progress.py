@@ -4,9 +4,9 @@ Every wardrobe change lands in ``wardrobe_items`` (new digitizations) or ``user_
 correction, deletion, added item or duplicate answer), both Delta tables partitioned by
 ``user_bucket``. A run that planned every item of the table versions it read, and left nothing
 deferred, records those versions here (``item_embeddings/_progress.json`` in the lake); the
-next run reads only the buckets whose files changed since
-(:func:`dresscode.core.delta.changed_buckets`, from the log), so an hourly run's reads follow
-the hour's changes, not the age of the lake.
+next run reads only the wardrobes of the users whose rows changed since
+(:func:`dresscode.core.delta.changed_users`: the commits' own files, from the log), so an
+hourly run's reads follow the hour's changes, not the age of the lake.
 
 Everyone is read — a full plan, the embedding backfill — when the record cannot vouch for the
 online store: there is none (the first run), it was made with another model or text recipe
@@ -78,15 +78,15 @@ def clear(settings: Settings) -> bool:
     return True
 
 
-def buckets_to_read(
+def users_to_read(
     settings: Settings,
     store: FeatureStore,
     model_ref: str,
     versions: Mapping[str, int],
 ) -> list[str] | None:
-    """The ``user_bucket`` partitions this run plans (sorted; [] nothing changed), or None:
-    every wardrobe (the reason is logged). ``versions`` are the sources' versions this run
-    reads (:func:`dresscode.core.delta.snapshot`)."""
+    """The users whose wardrobes this run plans (sorted; [] nothing changed), or None: every
+    wardrobe (the reason is logged). ``versions`` are the sources' versions this run reads
+    (:func:`dresscode.core.delta.snapshot`)."""
     from dresscode.features.embeddings import online
 
     progress = load(settings)
@@ -102,18 +102,17 @@ def buckets_to_read(
     if reason is None and progress is not None:
         changed: set[str] = set()
         for name in SOURCES:
-            buckets = delta.changed_buckets(
+            users = delta.changed_users(
                 name, progress.versions.get(name), settings, version=versions.get(name)
             )
-            if buckets is None:
-                reason = f"{name} has no version {progress.versions.get(name)} any more"
+            if users is None:
+                reason = f"{name} no longer holds version {progress.versions.get(name)}"
                 break
-            changed |= buckets
+            changed |= users
         else:
             log.info(
-                "planning %d of %d user buckets: those changed since %s",
+                "planning the wardrobes of %d users: those changed since %s",
                 len(changed),
-                delta.USER_BUCKETS,
                 ", ".join(f"{n} v{progress.versions.get(n)}" for n in SOURCES),
             )
             return sorted(changed)
