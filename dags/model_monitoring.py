@@ -110,14 +110,16 @@ def model_monitoring():
     def healthy() -> str:
         return "every SLO met, no drift"
 
-    # The two branches that act hand the decision on to reevaluate.
+    # The two branches that act hand the decision, and the window's end, on to reevaluate.
     @task(multiple_outputs=False)
-    def quality_degraded(decision: monitoring.Decision) -> monitoring.Decision:
-        return decision
+    def quality_degraded(
+        decision: monitoring.Decision, window: monitoring.Window
+    ) -> monitoring.Decision:
+        return {**decision, "window_end": window["end"]}
 
     @task(multiple_outputs=False)
-    def drifted(decision: monitoring.Decision) -> monitoring.Decision:
-        return decision
+    def drifted(decision: monitoring.Decision, window: monitoring.Window) -> monitoring.Decision:
+        return {**decision, "window_end": window["end"]}
 
     # Its only upstreams are the two branches that act: it runs after whichever ran (the
     # skipped one hands on None) and is skipped after healthy, where both are skipped.
@@ -125,7 +127,8 @@ def model_monitoring():
     def reevaluate(
         after_degraded: monitoring.Decision | None, after_drifted: monitoring.Decision | None
     ) -> list[monitoring.Evaluation]:
-        return monitoring.reevaluate(monitoring.taken(after_degraded, after_drifted))
+        decision = monitoring.taken(after_degraded, after_drifted)
+        return monitoring.reevaluate(decision, since=decision.get("window_end"))
 
     @task.branch
     def choose_action(
@@ -177,7 +180,7 @@ def model_monitoring():
     window = choose_window()
     decision = decide(measure(window), detect_drift(window))
     judge_production(window)
-    branches = [healthy(), quality_degraded(decision), drifted(decision)]
+    branches = [healthy(), quality_degraded(decision, window), drifted(decision, window)]
     choose_branch(decision) >> branches
     evaluated = reevaluate(branches[1], branches[2])
     approve = monitoring.PromotionApproval(

@@ -22,12 +22,13 @@ import json
 import logging
 import re
 from datetime import UTC, datetime, timedelta
-from typing import Literal, TypedDict
+from typing import Literal, NotRequired, TypedDict
 
 from dresscode.core import lake, prompts
 from dresscode.core.config import Settings, get_settings
 from dresscode.monitoring.drift import DriftSummary
 from dresscode.monitoring.production_judges import JudgedSample as JudgedSample
+from dresscode.monitoring.reevaluation import headline as _headline
 from dresscode.monitoring.slos import Branch, SloCheckRecord
 from dresscode.registry.approval import APPROVAL_TIMEOUT as APPROVAL_TIMEOUT
 from dresscode.registry.approval import Answer as Answer
@@ -89,10 +90,11 @@ class Decision(TypedDict):
     reasons: list[str]
     reevaluate: list[str]  # prompts to re-evaluate on the golden set; empty when healthy
     evidence: Evidence
+    window_end: NotRequired[str]  # the checked window's end (set on the branches that act)
 
 
 class GateRun(TypedDict):
-    """One prompt version's fresh golden-set evaluation."""
+    """One prompt version's golden-set evaluation (fresh, or one that started after the window)."""
 
     version: int
     passed: bool  # its release gate
@@ -100,6 +102,8 @@ class GateRun(TypedDict):
     metrics: dict[str, float]
     mlflow_run_id: str
     golden_hash: str  # the golden set the metrics were made on
+    reused: NotRequired[bool]  # the version's gate from an evaluation after the window
+    evaluated_at: NotRequired[str]  # when that evaluation started
 
 
 class Evaluation(TypedDict):
@@ -335,60 +339,13 @@ def taken(*branches: Decision | None) -> Decision:
 # --- re-evaluate, then promote or page -------------------------------------------------------
 
 
-def reevaluate(decision: Decision) -> list[Evaluation]:
+def reevaluate(decision: Decision, since: str | None = None) -> list[Evaluation]:
     """Golden-set evaluation of ``production`` and ``candidate`` of each prompt the decision
-    names, fresh and on the same golden set. A blocked candidate is not evaluated: it is
-    listed with the other parked versions, for the page."""
-    from dresscode.registry import prompt_registry as registry
-    from dresscode.registry.evaluation import runs as evaluation
+    names: :mod:`dresscode.monitoring.reevaluation` (``since``, the window's end: a version
+    evaluated after it on today's golden set is not evaluated again)."""
+    from dresscode.monitoring import reevaluation
 
-    results = []
-    for name in decision["reevaluate"]:
-        infos = registry.versions(name)
-        aliases = {a: i.git_version for i in infos for a in i.aliases}
-        production = aliases.get("production")
-        candidate = aliases.get("candidate")
-        parked = [
-            i.block.describe()
-            for i in infos
-            if i.block is not None and i.git_version > (production or 0)
-        ]
-        entry = Evaluation(
-            name=name,
-            because=decision["branch"],
-            production=None,
-            candidate=None,
-            parked=parked,
-        )
-        if production is None:
-            log.warning("%s: nothing in production, nothing to re-evaluate", name)
-            results.append(entry)
-            continue
-        if any(i.git_version == candidate and i.block for i in infos):
-            log.warning("%s: candidate v%s is blocked, not re-evaluated", name, candidate)
-            candidate = None
-        for role, version in (("production", production), ("candidate", candidate)):
-            if version is None or (role == "candidate" and version == production):
-                continue
-            run = evaluation.evaluate_prompt(f"{name}@{version}")
-            entry[role] = GateRun(  # type: ignore[literal-required]
-                version=version,
-                passed=run.verdict.passed,
-                reasons=list(run.verdict.reasons),
-                metrics=run.metrics,
-                mlflow_run_id=run.mlflow_run_id,
-                golden_hash=run.golden_hash,
-            )
-            log.info(
-                "%s@%s (%s): gate %s, %s",
-                name,
-                version,
-                role,
-                "passed" if run.verdict.passed else "FAILED: " + "; ".join(run.verdict.reasons),
-                _headline(run.metrics),
-            )
-        results.append(entry)
-    return results
+    return reevaluation.run(decision, since)
 
 
 # "Beats production" by: the digitizer's item F1; the share of stylist scenarios met in full.
@@ -398,11 +355,6 @@ SCORES = {name: spec.score_metric for name, spec in prompts.CATALOGUE.items()}
 def _score(name: str, metrics: dict[str, float]) -> float | None:
     value = metrics.get(SCORES.get(name, "f1"))
     return None if value is None else float(value)
-
-
-def _headline(metrics: dict[str, float]) -> str:
-    keys = [k for k in ("f1", "json_validity", "expectation_pass_rate") if k in metrics]
-    return ", ".join(f"{k} {metrics[k]:.3f}" for k in keys) or "no headline metric"
 
 
 def better_candidates(results: list[Evaluation]) -> list[Candidate]:
@@ -543,8 +495,12 @@ def evaluation_text(evaluated: list[Evaluation]) -> str:
             if r is None:
                 continue
             verdict = "passes its gate" if r["passed"] else "FAILS: " + "; ".join(r["reasons"])
+            when = (
+                f" (evaluated at {r['evaluated_at']}, after the window)" if r.get("reused") else ""
+            )
             lines.append(
-                f"{entry['name']}@{r['version']} ({role}): {_headline(r['metrics'])}, {verdict}"
+                f"{entry['name']}@{r['version']} ({role}): {_headline(r['metrics'])}, "
+                f"{verdict}{when}"
             )
         if entry["candidate"] is None and entry["production"] is not None:
             lines.append(f"{entry['name']}: no candidate other than production")

@@ -55,6 +55,7 @@ GATE_AT_TAG = "dresscode.gate_at"
 PROMOTED_TAG = "dresscode.promoted"
 GATE_GOLDEN_TAG = "dresscode.gate_golden_hash"  # the golden set the gate metrics were made on
 GATE_RUN_TAG = "dresscode.gate_run"  # the MLflow run of those metrics
+GATE_FROM_TAG = "dresscode.gate_started_at"  # when that evaluation began calling the model
 BLOCKED_TAG = "dresscode.blocked"  # a parked version: JSON Block
 UNBLOCKED_TAG = "dresscode.unblocked"  # the last unblock: JSON Block (action "unblock")
 
@@ -429,10 +430,13 @@ def mark_gate(
     *,
     golden_hash: str | None = None,
     run_id: str | None = None,
+    started_at: str | None = None,
 ) -> None:
     """Record the evaluation gate verdict (and its metrics) on a registered version, with the
     golden set's content hash and the MLflow run they came from: a later comparison with these
-    metrics is like with like only on the same golden set."""
+    metrics is like with like only on the same golden set. ``started_at`` (ISO 8601): when the
+    evaluation began calling the model — a re-evaluation after a later window may reuse it
+    (:mod:`dresscode.monitoring.reevaluation`)."""
     with _mlflow(name) as client:
         info = _find(client, name, _version(name, version))
         verdict = "passed" if passed else "failed"
@@ -442,6 +446,7 @@ def mark_gate(
             GATE_AT_TAG: _now(),
             GATE_GOLDEN_TAG: golden_hash or "",
             GATE_RUN_TAG: run_id or "",
+            GATE_FROM_TAG: started_at or "",
         }
         for key, value in tags.items():
             client.set_prompt_version_tag(name, info.mlflow_version, key, value)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from dresscode.core import prompts
@@ -154,6 +155,7 @@ def evaluate_prompt(
     from dresscode.registry import prompt_registry as registry
     from dresscode.registry.evaluation import genai_run, judges
 
+    started_at = datetime.now(UTC).isoformat(timespec="seconds")
     name, _, selector = ref.partition("@")
     registry.sync(name)
     blueprint = registry.load(name, selector or "production")
@@ -218,7 +220,13 @@ def evaluate_prompt(
             mlflow.log_dict({"rows": ran.rows}, "examples.json")
             genai_run.link_prompt(run_id, name, mlflow_version)
     registry.mark_gate(
-        name, blueprint.version, verdict.passed, summary, golden_hash=ran.golden_hash, run_id=run_id
+        name,
+        blueprint.version,
+        verdict.passed,
+        summary,
+        golden_hash=ran.golden_hash,
+        run_id=run_id,
+        started_at=started_at,
     )
     return EvalRun(
         blueprint.ref,
