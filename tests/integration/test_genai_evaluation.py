@@ -168,3 +168,25 @@ def test_mlflow_failing_mid_evaluation_is_one_sentence_and_no_verdict_is_written
     assert "no gate verdict was recorded" in message and "\n" not in message
     [v2] = [v for v in registry.versions(NAME) if v.git_version == 2]
     assert not v2.gate  # nothing half written on the version
+
+
+def test_a_golden_dataset_left_empty_is_filled_by_the_next_evaluation(mlflow_uri: str) -> None:
+    """A dataset created but never filled (an evaluation that stopped between the two calls, or
+    the fresh-server race where the new dataset was "not found") is filled, not used empty."""
+    import mlflow
+    from mlflow.genai import datasets
+
+    from dresscode.registry.evaluation import genai_run
+
+    examples = [
+        genai_run.Example(inputs={"example_id": f"e{n}"}, outputs={}, expectations={"n": n})
+        for n in range(3)
+    ]
+    experiment = mlflow.set_experiment("golden-datasets-test").experiment_id
+    name = genai_run.dataset_name("wardrobe", "f" * 64)
+    datasets.create_dataset(name=name, experiment_id=[experiment])  # created, never filled
+    dataset = genai_run.golden_dataset("wardrobe", "f" * 64, examples, experiment)
+    assert len(dataset.to_df()) == 3
+    again = genai_run.golden_dataset("wardrobe", "f" * 64, examples, experiment)
+    assert again.dataset_id == dataset.dataset_id and len(again.to_df()) == 3  # not refilled
+    assert len(datasets.search_datasets(filter_string=f"name = '{name}'")) == 1

@@ -78,6 +78,9 @@ def stylist_example(scenario: Scenario, row: dict[str, Any], shown: dict[str, An
     )
 
 
+DATASET_TRIES = 4
+
+
 def dataset_name(golden_set: str, golden_hash: str) -> str:
     return f"{DATASET_PREFIX}-{golden_set}-{golden_hash[:12]}"
 
@@ -91,20 +94,45 @@ def golden_dataset(
     gets a new dataset and the earlier one still holds what the earlier run scored. Two
     evaluations creating it at once may both succeed; the oldest is used from then on.
     """
+    import time
+
+    from mlflow.exceptions import MlflowException
     from mlflow.genai import datasets
 
     name = dataset_name(golden_set, golden_hash)
-    found = datasets.search_datasets(filter_string=f"name = '{name}'", order_by=["created_time"])
-    if found:
-        return found[0]
-    dataset = datasets.create_dataset(
-        name=name,
-        experiment_id=[experiment_id],
-        tags={provenance.GOLDEN_SET_TAG: golden_set, provenance.GOLDEN_HASH_TAG: golden_hash},
-    )
-    dataset.merge_records([{"inputs": e.inputs, "expectations": e.expectations} for e in examples])
-    log.info("golden set %s (%d examples) recorded as dataset %s", golden_set, len(examples), name)
-    return dataset
+    records = [{"inputs": e.inputs, "expectations": e.expectations} for e in examples]
+    for attempt in range(1, DATASET_TRIES + 1):
+        found = datasets.search_datasets(
+            filter_string=f"name = '{name}'", order_by=["created_time"]
+        )
+        dataset = found[0] if found else None
+        try:
+            if dataset is None:
+                dataset = datasets.create_dataset(
+                    name=name,
+                    experiment_id=[experiment_id],
+                    tags={
+                        provenance.GOLDEN_SET_TAG: golden_set,
+                        provenance.GOLDEN_HASH_TAG: golden_hash,
+                    },
+                )
+            elif dataset.has_records():
+                return dataset
+            dataset.merge_records(records)
+        except MlflowException as exc:
+            # Seen on a fresh server's SQLite store with two evaluations starting together: a
+            # dataset just created is "not found" by the next call. The next try finds it
+            # (and fills it) or creates it; any other error is the caller's to report.
+            if "not found" not in str(exc).lower() or attempt == DATASET_TRIES:
+                raise
+            log.warning("dataset %s: %s; trying again (%d/%d)", name, exc, attempt, DATASET_TRIES)
+            time.sleep(attempt)
+            continue
+        log.info(
+            "golden set %s (%d examples) recorded as dataset %s", golden_set, len(examples), name
+        )
+        return dataset
+    raise AssertionError("unreachable")  # the last try returns or raises
 
 
 def logged_model(blueprint: Blueprint, experiment_id: str, mlflow_version: int | None) -> str:
