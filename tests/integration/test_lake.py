@@ -197,3 +197,17 @@ def test_a_file_open_for_writing_is_seen_as_such(dresscode_home: Path) -> None:
         writer.flush()
         assert lake.open_for_writing(target) in (True, None)  # None: no leases here
     assert lake.open_for_writing(target) in (False, None)
+
+
+def test_the_users_a_commit_changed_are_read_from_the_log_on_both_lakes(any_lake: str) -> None:
+    """``delta.changed_users`` (item_embeddings' catch-up) reads the commits' log entries and
+    files through the table's own storage: the same answer on a folder and on S3."""
+    from dresscode.core import delta
+
+    lake.write_parquet("wardrobe_items", "2026-11-23", "a", [{"item_id": "a", "user_id": "u1"}])
+    since = delta.current_version("wardrobe_items")
+    assert since is not None
+    lake.write_parquet("wardrobe_items", "2026-11-23", "b", [{"item_id": "b", "user_id": "u2"}])
+    lake.write_parquet("wardrobe_items", "2026-11-23", "a", [{"item_id": "a", "user_id": "u3"}])
+    assert delta.changed_users("wardrobe_items", since) == {"u2", "u3"}
+    assert delta.changed_users("wardrobe_items", -1) == {"u1", "u2", "u3"}

@@ -209,7 +209,9 @@ def changed_users(
     from urllib.parse import unquote
 
     import pyarrow as pa
-    import pyarrow.dataset as ds
+    import pyarrow.parquet as pq
+
+    from dresscode.core import lake
 
     if TABLES[name].partition != BUCKET:
         raise ValueError(f"{name} is not partitioned by {BUCKET}")
@@ -220,13 +222,15 @@ def changed_users(
         return None
     if since == now.version():
         return set()
-    fs = now.to_pyarrow_dataset().filesystem  # rooted at the table: paths as the log has them
+    # Through the lake's own storage (the AWS connection on S3), as every other object read.
+    folder = lake.table(name, settings)
     files: set[str] = set()
     for v in range(since + 1, now.version() + 1):
         try:
-            with fs.open_input_stream(f"_delta_log/{v:020d}.json") as entry:
-                actions = [json.loads(line) for line in entry.read().decode().splitlines() if line]
-        except (OSError, ValueError):
+            entry = lake.read_bytes(folder / "_delta_log" / f"{v:020d}.json").decode()
+            actions = [json.loads(line) for line in entry.splitlines() if line]
+        except (OSError, ValueError) as exc:
+            log.info("%s: the log entry of version %d cannot be read (%s)", name, v, exc)
             return None
         if any(a.get("commitInfo", {}).get("operation") in REWRITES for a in actions):
             continue
@@ -234,15 +238,17 @@ def changed_users(
             for kind in ("add", "remove"):
                 if kind in action:
                     files.add(unquote(str(action[kind]["path"])))
-    if not files:
-        return set()
-    try:
-        users = ds.dataset(sorted(files), filesystem=fs, format="parquet").to_table(
-            columns=["user_id"]
-        )
-    except (OSError, pa.ArrowException):  # a removed file vacuumed since: cannot tell
-        return None
-    return {str(u) for u in users.column("user_id").unique().to_pylist() if u is not None}
+    users: set[str] = set()
+    for relative in sorted(files):
+        path = folder / relative
+        try:
+            with path.fs.open(path.path, "rb") as fh:
+                column = pq.read_table(fh, columns=["user_id"]).column("user_id")
+        except (OSError, pa.ArrowException) as exc:  # a removed file vacuumed since
+            log.info("%s: %s cannot be read (%s)", name, relative, exc)
+            return None
+        users |= {str(u) for u in column.unique().to_pylist() if u is not None}
+    return users
 
 
 def partition_days(
