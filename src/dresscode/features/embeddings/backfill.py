@@ -76,10 +76,13 @@ class Plan:
     todo: list[Todo]
     gone: list[str]  # item ids with a vector online but in no current wardrobe
     current: int
-    up_to_date: int
     deferred: int  # past DRESSCODE_EMBEDDING_MAX_ITEMS_PER_RUN: the next run takes them
-    up_to_date_ids: list[str] = field(default_factory=list)
+    up_to_date_ids: list[str] = field(default_factory=list)  # embedded already: no call
     users_read: int | None = None  # users whose wardrobes were planned (None: everyone)
+
+    @property
+    def up_to_date(self) -> int:
+        return len(self.up_to_date_ids)
 
 
 def first_colour(row: Mapping[str, Any]) -> str:
@@ -124,7 +127,7 @@ def plan(
         )
     todo.sort(key=lambda t: (not t.new, t.user_id, t.item_id))  # new items first
     cap = settings.embedding_max_items_per_run
-    return Plan(todo[:cap], [], current, len(fresh), max(0, len(todo) - cap), fresh)
+    return Plan(todo[:cap], [], current, max(0, len(todo) - cap), fresh)
 
 
 # (the online store, a new item, its vector, the whole batch with its vectors) -> (the item it
@@ -245,8 +248,9 @@ def catch_up(
     from dresscode.features.embeddings import progress
 
     store = online.open_store(settings, apply=True)
+    recorded = progress.load(settings)
     with delta.snapshot(*progress.SOURCES, settings=settings) as versions:
-        users = progress.users_to_read(settings, store, model.ref, versions)
+        users = progress.users_to_read(recorded, settings, store, model.ref, versions)
         items = tables.current_wardrobe_items(users, settings)
         the_plan, embedded, calls, duplicates = run(
             items, client, endpoint, model, settings, day, find_duplicate,
@@ -256,13 +260,11 @@ def catch_up(
     if the_plan.deferred:
         log.info("%d items deferred: the next run plans the same wardrobes", the_plan.deferred)
     else:
-        gone = set(the_plan.gone)
-        online_now = [t.item_id for t in the_plan.todo] + [
-            i for i in the_plan.up_to_date_ids if i not in gone
-        ]
-        previous = progress.load(settings)
-        if previous is not None and previous.probe and previous.probe not in gone:
-            online_now.append(previous.probe)
+        # Items with a vector online now (the planned ones are current, so none is gone);
+        # with nothing planned, the record's probe still is, unless this run removed it.
+        online_now = [t.item_id for t in the_plan.todo] + the_plan.up_to_date_ids
+        if recorded is not None and recorded.probe and recorded.probe not in the_plan.gone:
+            online_now.append(recorded.probe)
         progress.advance(settings, model.ref, versions, online_now)
     return the_plan, embedded, calls, duplicates
 

@@ -79,17 +79,17 @@ def clear(settings: Settings) -> bool:
 
 
 def users_to_read(
+    progress: Progress | None,
     settings: Settings,
     store: FeatureStore,
     model_ref: str,
     versions: Mapping[str, int],
 ) -> list[str] | None:
     """The users whose wardrobes this run plans (sorted; [] nothing changed), or None: every
-    wardrobe (the reason is logged). ``versions`` are the sources' versions this run reads
-    (:func:`dresscode.core.delta.snapshot`)."""
+    wardrobe (the reason is logged). ``progress`` is the record (:func:`load`), ``versions``
+    the sources' versions this run reads (:func:`dresscode.core.delta.snapshot`)."""
     from dresscode.features.embeddings import online
 
-    progress = load(settings)
     reason = None
     if progress is None:
         reason = "no record of an earlier run"
