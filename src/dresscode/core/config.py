@@ -101,6 +101,7 @@ class Settings:
     airflow_db_url: str | None
     serve_max_concurrency: int
     serve_alias_refresh_s: float
+    serve_table_refresh_s: float
     serve_canary_share: float
     serve_shadow_share: float
     serve_rate_limit_per_min: int

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
-from dresscode.core import delta_filters, delta_types
+from dresscode.core import delta_filters, delta_kept, delta_types
 from dresscode.core.config import Settings, get_settings
 from dresscode.core.delta_layout import BUCKET as BUCKET
 from dresscode.core.delta_layout import PART as PART
@@ -181,6 +181,21 @@ def at_versions(versions: Mapping[str, int]) -> Iterator[None]:
 
 def _pinned(name: str, version: int | None) -> int | None:
     return version if version is not None else (_PINNED.get() or {}).get(name)
+
+
+def _kept(name: str, settings: Settings | None) -> delta_kept.Kept | None:
+    """The table kept open by a long-lived reader (:mod:`dresscode.core.delta_kept`), if one
+    is in use; None otherwise (and while the table does not exist)."""
+    kept = delta_kept.in_use()
+    if kept is None:
+        return None
+    from deltalake.exceptions import DeltaError
+
+    uri, options = location(name, settings)
+    try:
+        return kept.get(uri, lambda: open_table(name, settings))
+    except (OSError, DeltaError) as exc:  # the log cannot be read now: as an open would say
+        raise failure(name, uri, options, exc) from exc
 
 
 def current_version(name: str, settings: Settings | None = None) -> int | None:
@@ -508,14 +523,19 @@ def read(
     import pyarrow as pa
     import pyarrow.dataset as ds
 
-    table = open_table(name, settings, version=_pinned(name, version))
+    pinned = _pinned(name, version)
+    kept = _kept(name, settings) if pinned is None else None
+    table = kept.table if kept is not None else open_table(name, settings, version=pinned)
     if table is None:
         return pd.DataFrame(columns=list(columns or []))
     names = set(pa.schema(table.schema()).names)
     terms, pruning = delta_filters.conditions(days, filters or [], names)
-    dataset = table.to_pyarrow_dataset(
-        file_pruning_predicate=" AND ".join(pruning) if pruning else None
-    )
+    # A kept table's files were listed once: the filter's terms prune them the same way.
+    dataset = None
+    if kept is None:
+        dataset = table.to_pyarrow_dataset(
+            file_pruning_predicate=" AND ".join(pruning) if pruning else None
+        )
     expression = None
     for term in terms:
         expression = term if expression is None else expression & term
@@ -523,7 +543,13 @@ def read(
     if present is not None and PARTITION not in present:
         present.append(PARTITION)  # the lake contract: rows carry their day
     try:
-        result = ds.Scanner.from_dataset(dataset, columns=present, filter=expression).to_table()
+        if kept is not None:
+            prune = None
+            for term in delta_filters.partition_terms(days, filters or [], TABLES[name].partition):
+                prune = term if prune is None else prune & term
+            result = kept.scan(prune, expression, present)
+        else:
+            result = ds.Scanner.from_dataset(dataset, columns=present, filter=expression).to_table()
     except (OSError, pa.ArrowException) as exc:  # a file the log names is missing or corrupt
         uri, options = location(name, settings)
         raise failure(name, f"{uri} (version {table.version()})", options, exc) from exc

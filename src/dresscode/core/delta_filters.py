@@ -51,6 +51,9 @@ def conditions(
                 # Users of many buckets (a style interval's active users): each bucket's range
                 # spans most of it, so the partitions are all there is to prune by.
                 pruning.append(f"{BUCKET} IN ({', '.join(sql(b) for b in sorted(by_bucket))})")
+                # The same as a term, for a dataset listed without the predicate
+                # (:mod:`dresscode.core.delta_kept`): pyarrow prunes its files by it.
+                terms.append(pc.field(BUCKET).isin(sorted(by_bucket)))
                 continue
             ranges = [(b, vs[0], vs[-1]) for b, vs in sorted(by_bucket.items())]
         else:
@@ -66,6 +69,32 @@ def conditions(
             + ")"
         )
     return terms, pruning
+
+
+def partition_terms(
+    days: Iterable[date | str] | None,
+    filters: list[tuple[str, str, Any]],
+    partition: str,
+) -> list[Any]:
+    """The terms on the table's partition column alone (the day, or the users' buckets):
+    what a dataset listed without a predicate (:mod:`dresscode.core.delta_kept`) prunes its
+    files by cheaply — pyarrow tests the whole filter against every file's ranges otherwise,
+    ~6 ms for ten users over 64 files."""
+    import pyarrow.compute as pc
+
+    terms: list[Any] = []
+    if partition == PARTITION and days is not None:
+        terms.append(
+            pc.field(PARTITION).isin(
+                sorted({d.isoformat() if isinstance(d, date) else str(d) for d in days})
+            )
+        )
+    for column, op, value in filters:
+        if column == partition:
+            terms.append(term(column, op, value))
+        elif partition == BUCKET and column == "user_id" and op == "in":
+            terms.append(pc.field(BUCKET).isin(sorted({user_bucket(str(v)) for v in value})))
+    return terms
 
 
 def any_range(column: str, ranges: list[tuple[str, str, str]]) -> Any:

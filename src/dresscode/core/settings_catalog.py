@@ -404,6 +404,12 @@ SETTINGS: dict[str, Knob] = {
         lambda _home: 10.0,
         "dresscode serve re-reads the production and candidate aliases this often: a promotion or rollback is served within it, without a restart.",
     ),
+    "serve_table_refresh_s": Knob(
+        "DRESSCODE_SERVE_TABLE_REFRESH_S",
+        _float_between(0.0, 3600),
+        lambda _home: 5.0,
+        "dresscode serve keeps the lake tables it reads open and asks their logs for new commits at most this often (0: before every read).",
+    ),
     "serve_canary_share": Knob(
         "DRESSCODE_SERVE_CANARY_SHARE",
         _float_between(0.0, 1.0),

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from dresscode.core import lake, tables
+from dresscode.core import delta_kept, lake, tables
 from dresscode.core.config import Settings
 from dresscode.outfits.stylist import UserContext
 from dresscode.serve.batching import BatchLoader
@@ -196,16 +196,23 @@ class WeatherAnswers:
 
 
 def lake_readers(settings: Settings) -> Readers:
-    """Readers over the lake, Feast's online store and the weather cache."""
+    """Readers over the lake, Feast's online store and the weather cache.
+
+    The lake tables stay open between reads (:mod:`dresscode.core.delta_kept`), brought up to
+    date at most every ``DRESSCODE_SERVE_TABLE_REFRESH_S``: a read scans only its users'
+    files, never the log or the table's file list again.
+    """
     store: list[Any] = []  # one FeatureStore per process, made on first use (Feast is slow)
+    kept = delta_kept.KeptTables(settings.serve_table_refresh_s)
 
     def profile_cities(user_ids: list[str]) -> dict[str, str]:
-        rows = lake.read_table(
-            tables.USERS.name,
-            settings,
-            columns=["user_id", "city", "last_active_at"],
-            filters=[("user_id", "in", user_ids)],
-        )
+        with delta_kept.keeping(kept):
+            rows = lake.read_table(
+                tables.USERS.name,
+                settings,
+                columns=["user_id", "city", "last_active_at"],
+                filters=[("user_id", "in", user_ids)],
+            )
         if rows.empty:
             return {}
         latest = rows.sort_values("last_active_at").drop_duplicates("user_id", keep="last")
@@ -216,7 +223,8 @@ def lake_readers(settings: Settings) -> Readers:
         }
 
     def wardrobes(user_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
-        found = tables.current_wardrobes_of(user_ids, settings)
+        with delta_kept.keeping(kept):
+            found = tables.current_wardrobes_of(user_ids, settings)
         return {u: [dict(item) for item in items] for u, items in found.items()}
 
     def online(keys: list[tuple[str, str]]) -> dict[tuple[str, str], FeatureRow]:

@@ -68,4 +68,7 @@ def run(host: str = "127.0.0.1", port: int | None = None) -> None:
         log_level="info",
         access_log=False,
         timeout_graceful_shutdown=30,
+        # Longer than a load balancer's or app backend's idle timeout (60 s is common): the
+        # caller, not the service, closes an idle connection, so it never reuses one just closed.
+        timeout_keep_alive=75,
     )
