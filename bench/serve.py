@@ -11,7 +11,12 @@ times, and measures per stream:
   the endpoint's own share of it (the final event's per-call timings: the tool-call turn's
   whole latency plus the answering turn's time to first token). **Added** = the difference:
   reading the inputs, answering the tool, the SSE path.
-* requests/s per core of the service process (requests over its CPU seconds) and its peak RSS.
+* requests/s per core of the service process (requests over its CPU seconds) and its peak RSS
+  (summed over its ``--workers`` uvicorn worker processes);
+* the load generator's own event-loop lag, so a reader knows when the client's clock includes
+  the client's own delay (each client holds one connection, made before the clock starts, and
+  the body is scanned as bytes: decoding every SSE line in Python, or making the clients
+  during the run, put seconds of the load generator's own delay into the p95).
 
 Then the same with the live shadow on (``--shadow-share``, a candidate set): the primary's
 p95 must stay within 5 % of the run without it. Every number here is the simulator's model
@@ -80,14 +85,20 @@ def seed_lake(home: Path, users: int) -> None:
     lake.write_parquet("wardrobe_items", now.date(), "bench", items)
 
 
-def run_service(home: str, sim_url: str, port: int, shadow_share: float) -> None:
-    """The stylist process: the real app over the scratch lake; Feast and weather stubbed."""
+def build_bench_app() -> Any:
+    """The real app over the scratch lake (Feast and weather stubbed), configured from the
+    environment :func:`run_service` sets: what each uvicorn worker process builds."""
     import dataclasses
     from datetime import date
 
-    import uvicorn
+    sim_url = os.environ["BENCH_SIM_URL"]
+    shadow_share = float(os.environ["BENCH_SHADOW_SHARE"])
+    if os.environ.get("BENCH_FRESH_READS"):  # the baseline: every read opens its tables
+        import contextlib
 
-    os.environ["DRESSCODE_HOME"] = home
+        from dresscode.core import delta_kept
+
+        delta_kept.keeping = lambda tables: contextlib.nullcontext(tables)  # type: ignore[assignment]
     from dresscode.core.config import get_settings
     from dresscode.llm import blueprints
     from dresscode.llm.client import LLMClient
@@ -137,28 +148,36 @@ def run_service(home: str, sim_url: str, port: int, shadow_share: float) -> None
         canary_share=0.0,
         shadow_share=shadow_share,
     )
-    app = create_app(service, api_key=API_KEY, rate_limit_per_min=10_000, max_days_ahead=14)
-    profile = os.environ.get("BENCH_SERVE_PROFILE")  # a path: where the service's CPU goes
-    if profile:
-        import cProfile
+    return create_app(service, api_key=API_KEY, rate_limit_per_min=10_000, max_days_ahead=14)
 
-        profiler = cProfile.Profile()
-        profiler.enable()
-    try:
-        # Keep-alive longer than any pause between a client's streams: a connection the server
-        # closes as the client reuses it is a client-side ReadError, not the service's doing.
-        uvicorn.run(
-            app,
-            host="127.0.0.1",
-            port=port,
-            log_level="warning",
-            access_log=False,
-            timeout_keep_alive=75,
-        )
-    finally:
-        if profile:
-            profiler.disable()
-            profiler.dump_stats(profile)
+
+def run_service(
+    home: str, sim_url: str, port: int, shadow_share: float, workers: int, fresh_reads: bool
+) -> None:
+    """The stylist: ``workers`` uvicorn worker processes on one port, each building its own
+    app from the factory (as ``uvicorn --factory dresscode.serve.main:build_app --workers N``
+    runs the real one)."""
+    import uvicorn
+
+    os.environ.update(
+        DRESSCODE_HOME=home,
+        BENCH_SIM_URL=sim_url,
+        BENCH_SHADOW_SHARE=str(shadow_share),
+        BENCH_FRESH_READS="1" if fresh_reads else "",
+    )
+    # Keep-alive longer than any pause between a client's streams: a connection the server
+    # closes as the client reuses it is a client-side ReadError, not the service's doing.
+    uvicorn.run(
+        "serve:build_bench_app",
+        factory=True,
+        app_dir=str(Path(__file__).parent),
+        workers=workers,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        access_log=False,
+        timeout_keep_alive=75,
+    )
 
 
 @dataclass
@@ -173,28 +192,29 @@ class Stream:
 
 
 async def one_stream(client: httpx.AsyncClient, url: str, user: str) -> Stream:
+    """One request, timed on the client's clock. The body is scanned as bytes for the first
+    ``meta`` and ``delta`` events and parsed only for the final ``outfit``: decoding every SSE
+    line in Python cost the load generator most of a core at 200 streams, on the cores the
+    service and the simulator share."""
     started = time.perf_counter()
     first: float | None = None
     meta: float | None = None
-    final: dict[str, Any] | None = None
-    event = ""
+    body = bytearray()
     async with client.stream(
         "POST",
         f"{url}/v1/outfits",
         json={"user_id": user},
         headers={"Authorization": f"Bearer {API_KEY}"},
     ) as response:
-        async for line in response.aiter_lines():
-            if line.startswith("event: "):
-                event = line[7:]
-            elif line.startswith("data: "):
-                if event == "meta":
-                    meta = (time.perf_counter() - started) * 1000
-                elif event == "delta" and first is None:
-                    first = (time.perf_counter() - started) * 1000
-                elif event == "outfit":
-                    final = json.loads(line[6:])
+        async for chunk in response.aiter_raw():
+            seen = max(0, len(body) - 16)  # an event name split over two chunks
+            body += chunk
+            if meta is None and body.find(b"event: meta\n", seen) >= 0:
+                meta = (time.perf_counter() - started) * 1000
+            if first is None and body.find(b"event: delta\n", seen) >= 0:
+                first = (time.perf_counter() - started) * 1000
     total = (time.perf_counter() - started) * 1000
+    final = _final_event(bytes(body))
     own = None
     if final and final["calls"]:
         *before, last = final["calls"]
@@ -212,10 +232,21 @@ async def one_stream(client: httpx.AsyncClient, url: str, user: str) -> Stream:
     )
 
 
-async def warm_up(url: str, users: list[str]) -> None:
-    """One stream first: the service's lazy imports and first table opens are not measured."""
+def _final_event(body: bytes) -> dict[str, Any] | None:
+    """The ``outfit`` event's data, or None (the stream ended with an ``error``)."""
+    at = body.rfind(b"event: outfit\ndata: ")
+    if at < 0:
+        return None
+    line = body[at + len(b"event: outfit\ndata: ") :].split(b"\n", 1)[0]
+    found: dict[str, Any] = json.loads(line)
+    return found
+
+
+async def warm_up(url: str, users: list[str], workers: int) -> None:
+    """A few streams first, over every worker: the service's lazy imports and first table
+    opens are not measured (the last user is never one of the load's)."""
     async with httpx.AsyncClient(timeout=120) as client:
-        await one_stream(client, url, users[-1])
+        await asyncio.gather(*(one_stream(client, url, users[-1]) for _ in range(4 * workers)))
 
 
 async def load(
@@ -287,29 +318,41 @@ def pct(values: list[float], q: float) -> float:
 
 
 def phase(
-    label: str, sim_url: str, home: Path, users: list[str], args: argparse.Namespace, shadow: float
+    label: str,
+    sim_url: str,
+    home: Path,
+    users: list[str],
+    args: argparse.Namespace,
+    shadow: float,
+    *,
+    fresh_reads: bool = False,
 ) -> dict[str, Any]:
     from dresscode.sim.testing import free_port, wait_healthy
 
     port = free_port()
     ctx = multiprocessing.get_context("spawn")
-    proc = ctx.Process(target=run_service, args=(str(home), sim_url, port, shadow), daemon=True)
+    proc = ctx.Process(
+        # Not a daemon: uvicorn's supervisor starts the worker processes (stopped below).
+        target=run_service,
+        args=(str(home), sim_url, port, shadow, args.workers, fresh_reads),
+    )
     proc.start()
     url = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(_Popen(proc), f"{url}/health", 120, "the stylist")
-        asyncio.run(warm_up(url, users))
+        asyncio.run(warm_up(url, users, args.workers))
         service = psutil.Process(proc.pid)
-        cpu0 = service.cpu_times()
+        processes = [service, *service.children(recursive=True)]  # uvicorn's workers
+        cpu0 = _cpu_s(processes)
         wall0 = time.perf_counter()
         lags: list[float] = []
         streams = asyncio.run(
             lagging(load(url, users, args.concurrency, args.rounds, burst=args.burst), lags)
         )
         wall = time.perf_counter() - wall0
-        cpu1 = service.cpu_times()
-        rss_mb = service.memory_info().rss / 2**20
-        peak_mb = _peak_rss_mb(proc.pid)
+        cpu_s = _cpu_s(processes) - cpu0
+        rss_mb = sum(p.memory_info().rss for p in processes) / 2**20
+        peak_mb = sum(_peak_rss_mb(p.pid) for p in processes)
     finally:
         proc.terminate()
         proc.join(30)
@@ -322,7 +365,6 @@ def phase(
     # The same, from the service's own clock: arrival -> first text, less the endpoint's share.
     added_in_service = [s.service_first_text_ms - s.endpoint_first_text_ms for s in ok]  # type: ignore[operator]
     inputs_in_service = [s.service_inputs_ms for s in ok]
-    cpu_s = (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)
     return {
         "label": label,
         "streams": len(streams),
@@ -362,6 +404,10 @@ class _Popen:
         return self._proc.exitcode
 
 
+def _cpu_s(processes: list[psutil.Process]) -> float:
+    return sum(t.user + t.system for t in (p.cpu_times() for p in processes))
+
+
 def _peak_rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -378,6 +424,9 @@ def main() -> int:
     parser.add_argument("--users", type=int, default=600)
     parser.add_argument("--shadow-share", type=float, default=0.1)
     parser.add_argument(
+        "--workers", type=int, default=1, help="the service's uvicorn worker processes"
+    )
+    parser.add_argument(
         "--burst", action="store_true", help="send each round's requests at the same instant"
     )
     args = parser.parse_args()
@@ -391,12 +440,17 @@ def main() -> int:
             runs = [
                 phase("shadow off", sim_url, home, users, args, 0.0),
                 phase(
+                    "shadow off, tables opened per read (before)",
+                    *(sim_url, home, users, args, 0.0),
+                    fresh_reads=True,
+                ),
+                phase(
                     f"shadow {args.shadow_share:.0%}", sim_url, home, users, args, args.shadow_share
                 ),
             ]
     print(
         f"{args.concurrency} concurrent streams x {args.rounds} rounds "
-        f"({'burst' if args.burst else 'steady'}), {os.cpu_count()} cores; "
+        f"({'burst' if args.burst else 'steady'}), {args.workers} service worker(s), {os.cpu_count()} cores; "
         "model times are the simulator's (not Gemma's)\n"
     )
     print(
@@ -420,7 +474,13 @@ def main() -> int:
             f"{r['label']}: the load generator's own event-loop lag p95 "
             f"{r['client_lag_p95_ms']:.0f} ms, max {r['client_lag_max_ms']:.0f} ms"
         )
-    off, on = runs
+    off, before, on = runs
+    print(
+        f"\nadded TTFT p50 / p95, service's clock, tables kept open vs opened per read: "
+        f"{off['svc_added_p50_ms'] / before['svc_added_p50_ms']:.2f} / "
+        f"{off['svc_added_p95_ms'] / before['svc_added_p95_ms']:.2f}; "
+        f"requests per service CPU-s {off['req_per_cpu_s'] / before['req_per_cpu_s']:.2f}x"
+    )
     ratio = on["first_text_p95_ms"] / off["first_text_p95_ms"]
     print(f"\nprimary first-text p95 with shadow on / off: {ratio:.3f} (target <= 1.05)")
     print(

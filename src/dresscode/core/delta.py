@@ -528,7 +528,7 @@ def read(
     table = kept.table if kept is not None else open_table(name, settings, version=pinned)
     if table is None:
         return pd.DataFrame(columns=list(columns or []))
-    names = set(pa.schema(table.schema()).names)
+    names = set(kept.names) if kept is not None else set(pa.schema(table.schema()).names)
     terms, pruning = delta_filters.conditions(days, filters or [], names)
     # A kept table's files were listed once: the filter's terms prune them the same way.
     dataset = None

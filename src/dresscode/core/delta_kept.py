@@ -51,6 +51,7 @@ class Kept:
     version: int
     checked_at: float
     owner: KeptTables
+    names: frozenset[str]  # the dataset's columns (the table's may have grown since)
 
     def scan(self, prune: Any, expression: Any, columns: list[str] | None) -> Any:
         """The matching rows (a pyarrow.Table), from the owner's kept files."""
@@ -116,7 +117,8 @@ class KeptTables:
             files.append(rows)
         if not files:
             return kept.dataset.schema.empty_table().select(columns or kept.dataset.schema.names)
-        found = pa.concat_tables(files)
+        # A file kept from an older version lacks the columns added since: nulls there.
+        found = pa.concat_tables(files, promote_options="default")
         if expression is not None:
             found = found.filter(expression)
         return found if columns is None else found.select(columns)
@@ -132,7 +134,8 @@ class KeptTables:
 
     def _listed(self, table: DeltaTable, now: float) -> Kept:
         self.opens += 1
-        return Kept(table, table.to_pyarrow_dataset(), table.version(), now, self)
+        dataset = table.to_pyarrow_dataset()
+        return Kept(table, dataset, table.version(), now, self, frozenset(dataset.schema.names))
 
 
 _IN_USE: ContextVar[KeptTables | None] = ContextVar("dresscode_delta_kept", default=None)

@@ -160,3 +160,28 @@ def test_a_missing_data_file_is_an_error_naming_the_table(dresscode_home: Path) 
     os.remove(path.removeprefix("file://"))
     with keeping(KeptTables(60)), pytest.raises(delta.DeltaTableError, match="'manifests'"):
         lake.read_table("manifests")
+
+
+def test_a_column_added_by_a_later_commit_reads_as_null_until_the_refresh(
+    dresscode_home: Path,
+) -> None:
+    _seed()
+    slow, every_read = KeptTables(3600), KeptTables(0)
+    wanted = {"filters": [("user_id", "in", USERS[:1])], "columns": ["item_id", "brand"]}
+    for kept in (slow, every_read):
+        with keeping(kept):
+            assert lake.read_table("wardrobe_items", **wanted)["brand"].isna().all()
+    lake.write_parquet(
+        "wardrobe_items", DAY, "p9", [{"item_id": "b-1", "user_id": USERS[0], "brand": "Acme"}]
+    )
+    with keeping(slow):  # its version has no such column yet: nulls, not an error
+        assert lake.read_table("wardrobe_items", **wanted)["brand"].isna().all()
+    with keeping(every_read):  # files kept from before the column lack it: nulls there
+        found = lake.read_table("wardrobe_items", **wanted)
+    pd.testing.assert_frame_equal(
+        _sorted(found), _sorted(lake.read_table("wardrobe_items", **wanted))
+    )
+    assert found.set_index("item_id")["brand"].to_dict() == {
+        "b-1": "Acme",
+        **{f"{USERS[0]}-{k}": None for k in (0, 1, 2, 9)},
+    }
