@@ -3,8 +3,9 @@
 What runs: the stack's own ``start`` with ``DRESSCODE_EXECUTOR=celery`` in a scratch home (its
 own ports, a scratch PostgreSQL database, its own Redis DB index) — the simulator, the MLflow
 server, Airflow's api-server, scheduler and dag-processor, and two ``airflow celery
-worker`` processes. 300 photos in landing, one ``wardrobe_ingest`` run in batches of 50; four
-batches fit the `llm` pool at once and each worker runs one task at a time, so both workers
+worker`` processes. 300 photos in landing (``DRESSCODE_TEST_CELERY_PHOTOS``: 500 is the
+issue's drill), one ``wardrobe_ingest`` run in batches of 50; four batches fit the `llm` pool
+at once and each worker runs one task at a time, so both workers
 take batches. While a batch runs, its worker is killed with SIGKILL (the worker and every
 process under it: a lost machine); the scheduler notices the silence after the heartbeat
 timeout and the batch is retried on the other worker.
@@ -45,7 +46,10 @@ from dresscode.core import config
 # Starting the stack, seeding and the run with its retry are the first test's setup.
 pytestmark = pytest.mark.timeout(900)
 
-PHOTOS = 300
+# The drill is 500 photos (DRESSCODE_TEST_CELERY_PHOTOS=500, run and reported in
+# docs/deploy.md); `make test` runs 300 — both workers and the kill in six batches — in less
+# of the suite's time on 2 cores.
+PHOTOS = int(os.environ.get("DRESSCODE_TEST_CELERY_PHOTOS", "300"))
 BATCH = 50
 OUTAGE_PHOTOS = 100  # the broker drill's run: two batches of new photos
 OUTAGE_S = 15  # how long the broker stays down, mid-batch
@@ -243,7 +247,7 @@ def test_no_photo_is_lost_or_digitized_twice(killed_run: dict[str, Any]) -> None
     from dresscode.core import lake
 
     manifests = lake.read_table("manifests")
-    # 0 lost: each of the 300 uploads seeded (all new, none before) has an outcome.
+    # 0 lost: each of the PHOTOS uploads seeded (all new, none before) has an outcome.
     assert manifests["upload_key"].nunique() == PHOTOS
     assert set(manifests["status"]) <= {"accepted", "quarantined", "digitize_failed"}
     accepted = manifests[manifests["status"] == "accepted"]

@@ -20,8 +20,8 @@ It also keeps the files' rows: a Delta table's data files never change (a commit
 removes whole files), so a file read once is the same file for every later read, of this
 version or the next. :meth:`KeptTables.scan` reads each file the filter leaves whole, once,
 keeps it in memory (least recently used dropped beyond ``max_bytes``), and filters the kept
-rows: a user's rows cost a filter over their bucket's file, not opening it (~1 ms a file). Reads pinned to a version (:func:`dresscode.core.delta.snapshot`)
-never use it.
+rows: a user's rows cost a filter over their bucket's file, not opening it (~1 ms a file).
+Reads pinned to a version (:func:`dresscode.core.delta.snapshot`) never use any of this.
 
 Used through :func:`keeping`: within the block (a context variable, so a thread started with
 ``asyncio.to_thread`` from inside it sees it too) :func:`dresscode.core.delta.read` takes its

@@ -199,8 +199,9 @@ def lake_readers(settings: Settings) -> Readers:
     """Readers over the lake, Feast's online store and the weather cache.
 
     The lake tables stay open between reads (:mod:`dresscode.core.delta_kept`), brought up to
-    date at most every ``DRESSCODE_SERVE_TABLE_REFRESH_S``: a read scans only its users'
-    files, never the log or the table's file list again.
+    date at most every ``DRESSCODE_SERVE_TABLE_REFRESH_S``: a read filters its users' files'
+    rows, kept in memory once read, instead of reading the log, listing the table's files and
+    opening its users' files again.
     """
     store: list[Any] = []  # one FeatureStore per process, made on first use (Feast is slow)
     kept = delta_kept.KeptTables(settings.serve_table_refresh_s)
