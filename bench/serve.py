@@ -158,8 +158,7 @@ def run_service(
     home: str, sim_url: str, port: int, shadow_share: float, workers: int, fresh_reads: bool
 ) -> None:
     """The stylist: ``workers`` uvicorn worker processes on one port, each building its own
-    app from the factory (as ``uvicorn --factory dresscode.serve.main:build_app --workers N``
-    runs the real one)."""
+    app from :func:`build_bench_app` (as replicas of the service would)."""
     import uvicorn
 
     os.environ.update(
