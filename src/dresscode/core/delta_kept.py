@@ -125,12 +125,15 @@ class KeptTables:
 
     def _keep(self, path: str, rows: Any) -> None:
         with self._guard:
+            self.files_read += 1
+            previous = self._files.pop(path, None)  # two readers read it at once: keep one
+            if previous is not None:
+                self._bytes -= previous.nbytes
             self._files[path] = rows
             self._bytes += rows.nbytes
             while self._bytes > self.max_bytes and len(self._files) > 1:
                 oldest = next(iter(self._files))
                 self._bytes -= self._files.pop(oldest).nbytes
-        self.files_read += 1
 
     def _listed(self, table: DeltaTable, now: float) -> Kept:
         self.opens += 1

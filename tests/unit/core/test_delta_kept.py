@@ -185,3 +185,13 @@ def test_a_column_added_by_a_later_commit_reads_as_null_until_the_refresh(
         "b-1": "Acme",
         **{f"{USERS[0]}-{k}": None for k in (0, 1, 2, 9)},
     }
+
+
+def test_a_file_two_readers_read_at_once_is_counted_once(dresscode_home: Path) -> None:
+    import pyarrow as pa
+
+    kept = KeptTables(60)
+    rows = pa.table({"user_id": ["u1", "u2"]})
+    kept._keep("bucket-1/part.parquet", rows)  # both readers missed it, both read it, both keep it
+    kept._keep("bucket-1/part.parquet", rows)
+    assert kept._bytes == rows.nbytes and len(kept._files) == 1 and kept.files_read == 2
