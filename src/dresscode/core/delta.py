@@ -528,25 +528,26 @@ def read(
     table = kept.table if kept is not None else open_table(name, settings, version=pinned)
     if table is None:
         return pd.DataFrame(columns=list(columns or []))
-    names = set(kept.names) if kept is not None else set(pa.schema(table.schema()).names)
+    # A kept dataset's own columns: the table's may have grown since it was listed.
+    schema = kept.dataset.schema if kept is not None else pa.schema(table.schema())
+    names = set(schema.names)
     terms, pruning = delta_filters.conditions(days, filters or [], names)
-    # A kept table's files were listed once: the filter's terms prune them the same way.
+    # A kept table's files were listed once; its scan prunes them by the partition terms.
     dataset = None
     if kept is None:
         dataset = table.to_pyarrow_dataset(
             file_pruning_predicate=" AND ".join(pruning) if pruning else None
         )
-    expression = None
-    for term in terms:
-        expression = term if expression is None else expression & term
+    expression = delta_filters.all_of(terms)
     present = None if columns is None else [c for c in columns if c in names]
     if present is not None and PARTITION not in present:
         present.append(PARTITION)  # the lake contract: rows carry their day
     try:
         if kept is not None:
-            prune = None
-            for term in delta_filters.partition_terms(days, filters or [], TABLES[name].partition):
-                prune = term if prune is None else prune & term
+            partition = TABLES[name].partition
+            prune = delta_filters.all_of(
+                delta_filters.partition_terms(days, filters or [], partition)
+            )
             result = kept.scan(prune, expression, present)
         else:
             result = ds.Scanner.from_dataset(dataset, columns=present, filter=expression).to_table()

@@ -30,7 +30,7 @@ def conditions(
     terms: list[Any] = []
     pruning: list[str] = []
     if days is not None:
-        wanted = sorted({d.isoformat() if isinstance(d, date) else str(d) for d in days})
+        wanted = day_strings(days)
         terms.append(pc.field(PARTITION).isin(wanted))
         if wanted:
             pruning.append(f"{PARTITION} IN ({', '.join(sql(d) for d in wanted)})")
@@ -51,9 +51,6 @@ def conditions(
                 # Users of many buckets (a style interval's active users): each bucket's range
                 # spans most of it, so the partitions are all there is to prune by.
                 pruning.append(f"{BUCKET} IN ({', '.join(sql(b) for b in sorted(by_bucket))})")
-                # The same as a term, for a dataset listed without the predicate
-                # (:mod:`dresscode.core.delta_kept`): pyarrow prunes its files by it.
-                terms.append(pc.field(BUCKET).isin(sorted(by_bucket)))
                 continue
             ranges = [(b, vs[0], vs[-1]) for b, vs in sorted(by_bucket.items())]
         else:
@@ -84,17 +81,26 @@ def partition_terms(
 
     terms: list[Any] = []
     if partition == PARTITION and days is not None:
-        terms.append(
-            pc.field(PARTITION).isin(
-                sorted({d.isoformat() if isinstance(d, date) else str(d) for d in days})
-            )
-        )
+        terms.append(pc.field(PARTITION).isin(day_strings(days)))
     for column, op, value in filters:
         if column == partition:
             terms.append(term(column, op, value))
         elif partition == BUCKET and column == "user_id" and op == "in":
             terms.append(pc.field(BUCKET).isin(sorted({user_bucket(str(v)) for v in value})))
     return terms
+
+
+def day_strings(days: Iterable[date | str]) -> list[str]:
+    """The days as sorted, distinct ISO strings (the ``date`` partition's values)."""
+    return sorted({d.isoformat() if isinstance(d, date) else str(d) for d in days})
+
+
+def all_of(terms: list[Any]) -> Any:
+    """The terms joined with AND (a pyarrow expression), or None for none."""
+    found = None
+    for term in terms:
+        found = term if found is None else found & term
+    return found
 
 
 def any_range(column: str, ranges: list[tuple[str, str, str]]) -> Any:

@@ -51,7 +51,6 @@ class Kept:
     version: int
     checked_at: float
     owner: KeptTables
-    names: frozenset[str]  # the dataset's columns (the table's may have grown since)
 
     def scan(self, prune: Any, expression: Any, columns: list[str] | None) -> Any:
         """The matching rows (a pyarrow.Table), from the owner's kept files."""
@@ -137,8 +136,7 @@ class KeptTables:
 
     def _listed(self, table: DeltaTable, now: float) -> Kept:
         self.opens += 1
-        dataset = table.to_pyarrow_dataset()
-        return Kept(table, dataset, table.version(), now, self, frozenset(dataset.schema.names))
+        return Kept(table, table.to_pyarrow_dataset(), table.version(), now, self)
 
 
 _IN_USE: ContextVar[KeptTables | None] = ContextVar("dresscode_delta_kept", default=None)
