@@ -18,8 +18,11 @@ times, and measures per stream:
   shared pool, or clients made during the run, put seconds of the client's own delay into
   the p95).
 
-Three phases: the service as it is, the same service with every lake read opening its tables
-(the baseline: what ``core/delta_kept`` replaced), and the live shadow on.
+Three phases: the service as shipped (its reads in ``--reader-processes`` reader processes,
+its start-up objects frozen: ``serve.reader_process``, ``serve.memory``), the same service
+with its reads in threads and nothing frozen (the baseline: the code before them), and the
+live shadow on. Each phase also counts the service's full garbage collections under load and
+the longest (a full collection pauses every stream).
 
 With the live shadow on (``--shadow-share``, a candidate set) the primary's p95 must stay
 within 5 % of the run without it. Every number here is the simulator's model
@@ -96,12 +99,6 @@ def build_bench_app() -> Any:
 
     sim_url = os.environ["BENCH_SIM_URL"]
     shadow_share = float(os.environ["BENCH_SHADOW_SHARE"])
-    if os.environ.get("BENCH_FRESH_READS"):  # the baseline: every read opens its tables
-        import contextlib
-
-        from dresscode.core import delta_kept
-
-        delta_kept.keeping = lambda tables: contextlib.nullcontext(tables)  # type: ignore[assignment]
     from dresscode.core.config import get_settings
     from dresscode.llm import blueprints
     from dresscode.llm.client import LLMClient
@@ -110,9 +107,13 @@ def build_bench_app() -> Any:
     from dresscode.serve.app import create_app
     from dresscode.serve.context import lake_readers
     from dresscode.serve.logbook import LakeLog
+    from dresscode.serve.memory import import_and_freeze
+    from dresscode.serve.reader_process import ReaderProcess
     from dresscode.serve.service import ATTEMPTS, Service
 
     settings = get_settings()
+    reader_processes = int(os.environ["BENCH_READER_PROCESSES"])
+    _log_collector_pauses(Path(os.environ["BENCH_GC_LOG"]))
     for name in ("httpx", "httpx2"):  # as DresscodeLLMHook.client_for does: no line per call
         logging.getLogger(name).setLevel(logging.WARNING)
     production = dataclasses.replace(blueprints.resolve("outfit-stylist@2"), model=MODEL)
@@ -136,6 +137,12 @@ def build_bench_app() -> Any:
         online=lambda keys: {},
         weather=lambda city, day: {"city": city, "date": date.isoformat(day), **weather},
     )
+    if reader_processes:  # as serve.main does, but the stubbed online read stays here
+        readers = ReaderProcess(settings, reader_processes).readers(
+            readers, reads=("profile_cities", "wardrobes", "pregenerated")
+        )
+    if os.environ["BENCH_FREEZE"]:
+        import_and_freeze()
     service = Service(
         prompts=LivePrompts("outfit-stylist", 60, load=load),
         readers=readers,
@@ -154,8 +161,42 @@ def build_bench_app() -> Any:
     return create_app(service, api_key=API_KEY, rate_limit_per_min=10_000, max_days_ahead=14)
 
 
+def _log_collector_pauses(path: Path) -> None:
+    """Every garbage collection of 5 ms or more, as a line ``generation ms`` in ``path``: a
+    full collection stops every stream of the process."""
+    import gc
+
+    started: list[float] = [0.0]
+
+    def timed(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started[0] = time.perf_counter()
+            return
+        pause_ms = (time.perf_counter() - started[0]) * 1000
+        if pause_ms >= 5:
+            with path.open("a") as out:
+                out.write(f"{info['generation']} {pause_ms:.1f}\n")
+
+    gc.callbacks.append(timed)
+
+
+def _collector_pauses(path: Path) -> list[tuple[int, float]]:
+    if not path.exists():
+        return []
+    return [
+        (int(g), float(ms)) for g, ms in (line.split() for line in path.read_text().splitlines())
+    ]
+
+
 def run_service(
-    home: str, sim_url: str, port: int, shadow_share: float, workers: int, fresh_reads: bool
+    home: str,
+    sim_url: str,
+    port: int,
+    shadow_share: float,
+    workers: int,
+    reader_processes: int,
+    freeze: bool,
+    gc_log: str,
 ) -> None:
     """The stylist: ``workers`` uvicorn worker processes on one port, each building its own
     app from :func:`build_bench_app` (as replicas of the service would)."""
@@ -165,7 +206,9 @@ def run_service(
         DRESSCODE_HOME=home,
         BENCH_SIM_URL=sim_url,
         BENCH_SHADOW_SHARE=str(shadow_share),
-        BENCH_FRESH_READS="1" if fresh_reads else "",
+        BENCH_READER_PROCESSES=str(reader_processes),
+        BENCH_FREEZE="1" if freeze else "",
+        BENCH_GC_LOG=gc_log,
     )
     # Keep-alive longer than any pause between a client's streams: a connection the server
     # closes as the client reuses it is a client-side ReadError, not the service's doing.
@@ -331,22 +374,28 @@ def phase(
     args: argparse.Namespace,
     shadow: float,
     *,
-    fresh_reads: bool = False,
+    reader_processes: int,
+    freeze: bool,
 ) -> dict[str, Any]:
     from dresscode.sim.testing import free_port, wait_healthy
 
     port = free_port()
+    gc_log = home.parent / f"gc-{port}.log"
     ctx = multiprocessing.get_context("spawn")
     proc = ctx.Process(
         # Not a daemon: uvicorn's supervisor starts the worker processes (stopped below).
         target=run_service,
-        args=(str(home), sim_url, port, shadow, args.workers, fresh_reads),
+        args=(
+            *(str(home), sim_url, port, shadow, args.workers),
+            *(reader_processes, freeze, str(gc_log)),
+        ),
     )
     proc.start()
     url = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(_Popen(proc), f"{url}/health", 120, "the stylist")
         asyncio.run(warm_up(url, users, args.workers))
+        gc_log.unlink(missing_ok=True)  # the pauses under load, not those of the warm-up
         service = psutil.Process(proc.pid)
         processes = [service, *service.children(recursive=True)]  # uvicorn's workers
         cpu0 = _cpu_s(processes)
@@ -362,6 +411,7 @@ def phase(
     finally:
         proc.terminate()
         proc.join(30)
+    full_pauses = [ms for generation, ms in _collector_pauses(gc_log) if generation == 2]
     ok = [
         s
         for s in streams
@@ -391,6 +441,8 @@ def phase(
         "req_per_cpu_s": len(streams) / cpu_s if cpu_s else float("nan"),
         "client_lag_p95_ms": pct(lags, 0.95),
         "client_lag_max_ms": max(lags),
+        "full_gc_pauses": len(full_pauses),
+        "full_gc_max_ms": max(full_pauses, default=0.0),
         "rss_mb": rss_mb,
         "peak_rss_mb": peak_mb,
     }
@@ -433,9 +485,16 @@ def main() -> int:
         "--workers", type=int, default=1, help="the service's uvicorn worker processes"
     )
     parser.add_argument(
+        "--reader-processes",
+        type=int,
+        default=1,
+        help="the service's reader processes (DRESSCODE_SERVE_READER_PROCESSES) as shipped",
+    )
+    parser.add_argument(
         "--burst", action="store_true", help="send each round's requests at the same instant"
     )
     args = parser.parse_args()
+    shipped = {"reader_processes": args.reader_processes, "freeze": True}
     from dresscode.sim.testing import simulator_process
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -444,27 +503,32 @@ def main() -> int:
         users = [f"user-{n:04d}" for n in range(args.users)]
         with simulator_process("--max-num-seqs", "256", "--max-queue", "1024") as sim_url:
             runs = [
-                phase("shadow off", sim_url, home, users, args, 0.0),
+                phase("shadow off", sim_url, home, users, args, 0.0, **shipped),
                 phase(
-                    "shadow off, tables opened per read (before)",
+                    "shadow off, reads in threads, nothing frozen (before)",
                     *(sim_url, home, users, args, 0.0),
-                    fresh_reads=True,
+                    reader_processes=0,
+                    freeze=False,
                 ),
                 phase(
-                    f"shadow {args.shadow_share:.0%}", sim_url, home, users, args, args.shadow_share
+                    f"shadow {args.shadow_share:.0%}",
+                    *(sim_url, home, users, args, args.shadow_share),
+                    **shipped,
                 ),
             ]
     print(
         f"{args.concurrency} concurrent streams x {args.rounds} rounds "
-        f"({'burst' if args.burst else 'steady'}), {args.workers} service worker(s), {os.cpu_count()} cores; "
+        f"({'burst' if args.burst else 'steady'}), {args.workers} service worker(s), "
+        f"{args.reader_processes} reader process(es), {os.cpu_count()} cores; "
         "model times are the simulator's (not Gemma's)\n"
     )
     print(
         "| run | streams ok | added TTFT p50 / p95, client's clock (ms) | of which to `meta` | "
         "added TTFT p50 / p95, service's clock (ms) | of which inputs | first text p50 / p95 (ms) | "
-        "stream p95 (ms) | req/s | req per service CPU-s | RSS end / peak (MB) |"
+        "stream p95 (ms) | req/s | req per service CPU-s | full GC pauses (max ms) | "
+        "RSS end / peak (MB) |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in runs:
         print(
             f"| {r['label']} | {r['ok']}/{r['streams']} "
@@ -473,7 +537,9 @@ def main() -> int:
             f"| {r['svc_added_p50_ms']:.1f} / {r['svc_added_p95_ms']:.1f} "
             f"| {r['svc_inputs_p50_ms']:.1f} / {r['svc_inputs_p95_ms']:.1f} "
             f"| {r['first_text_p50_ms']:.0f} / {r['first_text_p95_ms']:.0f} | {r['total_p95_ms']:.0f} "
-            f"| {r['req_per_s']:.1f} | {r['req_per_cpu_s']:.1f} | {r['rss_mb']:.0f} / {r['peak_rss_mb']:.0f} |"
+            f"| {r['req_per_s']:.1f} | {r['req_per_cpu_s']:.1f} "
+            f"| {r['full_gc_pauses']} ({r['full_gc_max_ms']:.0f}) "
+            f"| {r['rss_mb']:.0f} / {r['peak_rss_mb']:.0f} |"
         )
     for r in runs:
         print(
@@ -482,7 +548,7 @@ def main() -> int:
         )
     off, before, on = runs
     print(
-        f"\nadded TTFT p50 / p95, service's clock, tables kept open vs opened per read: "
+        f"\nadded TTFT p50 / p95, service's clock, as shipped vs reads in threads: "
         f"{off['svc_added_p50_ms'] / before['svc_added_p50_ms']:.2f} / "
         f"{off['svc_added_p95_ms'] / before['svc_added_p95_ms']:.2f}; "
         f"requests per service CPU-s {off['req_per_cpu_s'] / before['req_per_cpu_s']:.2f}x"

@@ -102,6 +102,7 @@ class Settings:
     serve_max_concurrency: int
     serve_alias_refresh_s: float
     serve_table_refresh_s: float
+    serve_reader_processes: int
     serve_canary_share: float
     serve_shadow_share: float
     serve_rate_limit_per_min: int

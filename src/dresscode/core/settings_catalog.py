@@ -410,6 +410,12 @@ SETTINGS: dict[str, Knob] = {
         lambda _home: 5.0,
         "dresscode serve keeps the lake tables it reads open and asks their logs for new commits at most this often (0: before every read).",
     ),
+    "serve_reader_processes": Knob(
+        "DRESSCODE_SERVE_READER_PROCESSES",
+        _int_between(0, 8),
+        lambda _home: 1,
+        "Processes dresscode serve reads the lake and Feast in, beside the one that streams (0: threads of the serving process).",
+    ),
     "serve_canary_share": Knob(
         "DRESSCODE_SERVE_CANARY_SHARE",
         _float_between(0.0, 1.0),

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import time
-from collections.abc import Callable, Hashable, Mapping
-from typing import Generic, TypeVar
+from collections.abc import Awaitable, Callable, Hashable, Mapping
+from typing import Generic, TypeVar, cast
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -31,7 +32,7 @@ class BatchLoader(Generic[K, V]):
 
     def __init__(
         self,
-        read_many: Callable[[list[K]], Mapping[K, V]],
+        read_many: Callable[[list[K]], Mapping[K, V] | Awaitable[Mapping[K, V]]],
         *,
         max_batch: int = 512,
         ttl_s: float = 0.0,
@@ -65,7 +66,7 @@ class BatchLoader(Generic[K, V]):
             batch = {k: self._waiting.pop(k) for k in keys}
             self.reads += 1
             try:
-                found = await asyncio.to_thread(self._read_many, keys)
+                found = await self._read(keys)
             except Exception as exc:
                 for future in batch.values():
                     if not future.done():
@@ -82,3 +83,12 @@ class BatchLoader(Generic[K, V]):
                     future.set_result(found.get(key))
             while len(self._kept) > self._max_kept:
                 del self._kept[next(iter(self._kept))]
+
+    async def _read(self, keys: list[K]) -> Mapping[K, V]:
+        """A blocking ``read_many`` runs in a thread; an async one (a reader process's) is
+        awaited as it is."""
+        if inspect.iscoroutinefunction(self._read_many):
+            found: Mapping[K, V] = await self._read_many(keys)
+            return found
+        blocking = cast("Callable[[list[K]], Mapping[K, V]]", self._read_many)
+        return await asyncio.to_thread(blocking, keys)

@@ -5,7 +5,8 @@ it and the morning's suggestions, the ``users`` table for the profile city, Feas
 ``outfit_context`` for the style and live weather features, the lake's per-city weather cache
 in front of the provider); :class:`Readers` bundles them so tests can give in-memory ones.
 They are blocking (pandas, Feast, the lake) and read many users at once: :class:`Loaders`
-coalesces the requests in flight into batch reads in threads (:mod:`dresscode.serve.batching`).
+coalesces the requests in flight into batch reads (:mod:`dresscode.serve.batching`), run in a
+reader process (:mod:`dresscode.serve.reader_process`) or, with none, in threads.
 
 :class:`WeatherAnswers` answers the ``get_weather`` tool for every request of the process:
 the request's online weather row first, then a process memo per (city, day), then the lake
@@ -21,10 +22,10 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any
+from typing import Any, TypeVar
 
 from dresscode.core import delta_kept, lake, tables
 from dresscode.core.config import Settings
@@ -34,6 +35,9 @@ from dresscode.serve.batching import BatchLoader
 log = logging.getLogger(__name__)
 
 FeatureRow = Mapping[str, Any]
+K = TypeVar("K")
+V = TypeVar("V")
+Read = Callable[[list[K]], Mapping[K, V] | Awaitable[Mapping[K, V]]]
 WeatherAnswer = dict[str, Any]
 # An online weather row answers the tool only with these (the rules read the high and low).
 _ANSWERING_FEATURES = ("temperature_c", "temperature_max_c", "temperature_min_c")
@@ -41,13 +45,17 @@ _ANSWERING_FEATURES = ("temperature_c", "temperature_max_c", "temperature_min_c"
 
 @dataclass(frozen=True)
 class Readers:
-    """The service's blocking readers, each for many keys at once (absent keys: not found)."""
+    """The service's readers, each for many keys at once (absent keys: not found): blocking
+    (run in a thread) or async (a reader process's, awaited)."""
 
-    profile_cities: Callable[[list[str]], Mapping[str, str]]  # user id -> profile city
-    wardrobes: Callable[[list[str]], Mapping[str, list[dict[str, Any]]]]  # current items
-    online: Callable[[list[tuple[str, str]]], Mapping[tuple[str, str], FeatureRow]]
-    pregenerated: Callable[[list[tuple[str, date]]], Mapping[tuple[str, date], dict[str, Any]]]
+    profile_cities: Read[str, str]  # user id -> profile city
+    wardrobes: Read[str, list[dict[str, Any]]]  # current items
+    online: Read[tuple[str, str], FeatureRow]
+    pregenerated: Read[tuple[str, date], dict[str, Any]]
     weather: Callable[[str, date], WeatherAnswer | None]  # the cache-then-provider fallback
+    # Run (in a thread) when the service starts and stops: reader processes start with it.
+    start: Callable[[], Any] | None = None
+    close: Callable[[], Any] | None = None
 
 
 # How long an answer is reused: profiles change rarely; a wardrobe changes when ingest or

@@ -11,6 +11,7 @@ from dresscode.serve.access import api_key_from_connection
 from dresscode.serve.aliases import LivePrompts
 from dresscode.serve.context import lake_readers
 from dresscode.serve.logbook import LakeLog
+from dresscode.serve.reader_process import readers_for
 from dresscode.serve.service import ATTEMPTS, RETRY_BUDGET_S, Service
 
 if TYPE_CHECKING:
@@ -39,7 +40,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
 
     service = Service(
         prompts=LivePrompts(prompts.STYLIST.name, settings.serve_alias_refresh_s),
-        readers=lake_readers(settings),
+        readers=readers_for(settings, lake_readers(settings)),
         lake_log=LakeLog(settings, settings.serve_log_flush_s),
         client_for=client_for,
         weather_ttl_s=float(settings.weather_cache_ttl_s),
@@ -59,8 +60,11 @@ def run(host: str = "127.0.0.1", port: int | None = None) -> None:
     """Serve until stopped (SIGTERM/SIGINT finish the open streams' lake writes first)."""
     import uvicorn
 
+    from dresscode.serve.memory import import_and_freeze
+
     settings = get_settings()
     app = build_app(settings)
+    import_and_freeze()
     uvicorn.run(
         app,
         host=host,

@@ -146,6 +146,8 @@ class Service:
         )
 
     async def start(self) -> None:
+        if self.readers.start is not None:
+            await asyncio.to_thread(self.readers.start)
         await self.prompts.start()
         self.lake_log.start()
 
@@ -155,6 +157,8 @@ class Service:
         await self.lake_log.aclose()
         for client in self._clients.values():
             await client.aclose()
+        if self.readers.close is not None:
+            await asyncio.to_thread(self.readers.close)
 
     def client(self, blueprint: Blueprint) -> LLMClient:
         """The model client of the deployment the blueprint names (blue-green), made once."""

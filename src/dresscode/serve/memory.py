@@ -1,0 +1,62 @@
+"""Settle a serving process's memory before it serves: no long garbage-collector pauses.
+
+CPython's full collection (its oldest generation) walks every container object the process
+holds. The service's request path imports pandas, pyarrow, deltalake, the OpenAI SDK and
+Airflow's object storage lazily, so the first requests left ~250k long-lived objects (modules,
+functions, types) in that generation, and under 200 concurrent streams each full collection
+paused the whole process, every stream with it, for 55-185 ms, several times a minute
+(measured with ``gc.callbacks`` in ``bench/serve.py``; docs/benchmarks.md).
+:func:`import_and_freeze` makes those imports at start and moves everything alive then into
+the collector's permanent generation (``gc.freeze``, as the CPython docs suggest for
+long-running servers), which collections skip: they walk only what requests allocate.
+
+Frozen objects are still freed by reference counting; only a reference cycle among them would
+never be collected, and a collection runs first so there is none from start-up.
+"""
+
+from __future__ import annotations
+
+import gc
+import importlib
+import importlib.util
+import logging
+
+log = logging.getLogger(__name__)
+
+# What the serving and reader processes import on a request's path (lazily, for a fast CLI).
+REQUEST_PATH_IMPORTS = (
+    "pandas",
+    "pyarrow.dataset",
+    "deltalake",
+    "airflow.sdk",
+    "openai",
+    "aiohttp",  # the SDK's transport when installed (llm.client)
+    "jsonschema",
+    "dresscode.core.lake",
+    "dresscode.core.delta",
+    "dresscode.core.delta_kept",
+    "dresscode.core.tables",
+    "dresscode.features.weather",
+    "dresscode.llm.ask",
+    "dresscode.llm.client",
+    "dresscode.outfits.stylist",
+)
+
+
+def import_and_freeze(
+    process: str = "serving process", modules: tuple[str, ...] = REQUEST_PATH_IMPORTS
+) -> int:
+    """Import ``modules`` (those not installed are skipped), collect, freeze: the number of
+    objects the collector no longer walks (logged, with the ``process`` it is)."""
+    for name in modules:
+        if importlib.util.find_spec(name.split(".")[0]) is not None:
+            importlib.import_module(name)
+    gc.collect()
+    gc.freeze()
+    frozen = gc.get_freeze_count()
+    log.info(
+        "%s: imports made and %d start-up objects frozen (no full-collection pauses for them)",
+        process,
+        frozen,
+    )
+    return frozen

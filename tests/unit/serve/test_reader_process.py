@@ -1,0 +1,178 @@
+"""The service's reads in a reader process: the same answers as in threads, a process that dies
+is replaced without refusing the read, and the processes start and stop with the service."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from dresscode.core import lake
+from dresscode.core.config import get_settings
+from dresscode.features import users
+from dresscode.serve.context import Readers, lake_readers
+from dresscode.serve.reader_process import ReaderProcess, readers_for
+
+DAY = date(2026, 5, 2)
+
+
+def _item(user: str, item_id: str, category: str) -> dict[str, Any]:
+    return {
+        "item_id": item_id,
+        "user_id": user,
+        "image_sha256": "b" * 64,
+        "prompt_version": 2,
+        "category": category,
+        "subcategory": category,
+        "color_names": ["black"],
+        "color_hexes": ["#000000"],
+        "warmth": "medium",
+        "formality": "casual",
+        "water_resistant": False,
+        "description": f"a {category}",
+    }
+
+
+@pytest.fixture
+def seeded(dresscode_home: Path) -> Path:
+    settings = get_settings()
+    users.write_profiles(
+        [
+            {"user_id": "u1", "city": "Oslo", "last_active_at": datetime(2026, 5, 1, tzinfo=UTC)},
+            {"user_id": "u1", "city": "Rome", "last_active_at": datetime(2026, 5, 2, tzinfo=UTC)},
+            {"user_id": "u2", "city": "Lima", "last_active_at": datetime(2026, 5, 1, tzinfo=UTC)},
+        ],
+        day="2026-05-02",
+        settings=settings,
+    )
+    lake.write_parquet(
+        "wardrobe_items",
+        "2026-05-01",
+        "p1",
+        [
+            _item("u1", "tee", "top"),
+            _item("u1", "jeans", "bottom"),
+            _item("u2", "coat", "outerwear"),
+        ],
+    )
+    return dresscode_home
+
+
+@pytest.fixture
+def reader(seeded: Path) -> Iterator[ReaderProcess]:
+    process = ReaderProcess(get_settings())
+    try:
+        yield process
+    finally:
+        process.close()
+
+
+def _not_here(_: Any) -> Any:
+    raise AssertionError("a read the reader process should answer ran in the serving process")
+
+
+def _remote_only(local: Readers) -> Readers:
+    """Local readers that fail if called: an answer must have come from the process."""
+    return dataclasses.replace(
+        local, profile_cities=_not_here, wardrobes=_not_here, pregenerated=_not_here
+    )
+
+
+async def test_the_reader_process_answers_as_the_readers_in_threads_do(
+    reader: ReaderProcess,
+) -> None:
+    local = lake_readers(get_settings())
+    remote = reader.readers(
+        _remote_only(local), reads=("profile_cities", "wardrobes", "pregenerated")
+    )
+    ids = ["u1", "u2", "nobody"]
+    assert await remote.profile_cities(ids) == local.profile_cities(ids)  # type: ignore[misc]
+    assert local.profile_cities(ids) == {"u1": "Rome", "u2": "Lima"}
+    found = await remote.wardrobes(ids)  # type: ignore[misc]
+    assert found == local.wardrobes(ids)
+    assert sorted(i["item_id"] for i in found["u1"]) == ["jeans", "tee"]
+    assert await remote.pregenerated([("u1", DAY)]) == {}  # type: ignore[misc]
+    # The process read the lake, not this one: its pid is not ours.
+    (pid,) = reader.start()
+    assert pid != os.getpid()
+
+
+async def test_a_reader_process_that_dies_is_replaced_and_the_read_still_answered(
+    reader: ReaderProcess, caplog: pytest.LogCaptureFixture
+) -> None:
+    (first,) = reader.start()
+    os.kill(first, signal.SIGKILL)
+    psutil.Process(first).wait(10)
+    assert await reader.read("profile_cities", ["u2"]) == {"u2": "Lima"}
+    assert reader.restarts == 1
+    (second,) = reader.start()
+    assert second != first
+    assert "a reader process stopped during a profile_cities read of 1 key(s)" in caplog.text
+
+
+def test_the_processes_start_and_stop_with_the_readers(seeded: Path) -> None:
+    process = ReaderProcess(get_settings())
+    readers = process.readers(lake_readers(get_settings()))
+    assert readers.start is not None and readers.close is not None
+    pids = readers.start()
+    assert all(psutil.pid_exists(p) for p in pids)
+    readers.close()
+    assert not any(psutil.pid_exists(p) for p in pids)  # stopped and reaped
+
+
+def test_no_reader_processes_when_the_setting_is_zero(
+    dresscode_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DRESSCODE_SERVE_READER_PROCESSES", "0")
+    get_settings.cache_clear()
+    local = lake_readers(get_settings())
+    assert readers_for(get_settings(), local) is local
+    monkeypatch.setenv("DRESSCODE_SERVE_READER_PROCESSES", "2")
+    get_settings.cache_clear()
+    remote = readers_for(get_settings(), local)
+    assert remote.wardrobes is not local.wardrobes and remote.weather is local.weather
+
+
+def test_a_reader_process_exits_when_its_server_is_killed(seeded: Path) -> None:
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import asyncio\n"
+            "from dresscode.core.config import get_settings\n"
+            "from dresscode.serve.reader_process import ReaderProcess\n"
+            "async def serve():\n"
+            "    process = ReaderProcess(get_settings())\n"
+            "    print('reader', *await asyncio.to_thread(process.start), flush=True)\n"
+            "    print('read', await process.read('profile_cities', ['u2']), flush=True)\n"
+            "    await asyncio.sleep(120)\n"
+            "asyncio.run(serve())\n",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    reader = None
+    try:
+        assert server.stdout is not None
+        line = next(line for line in server.stdout if line.startswith("reader "))
+        reader = psutil.Process(int(line.split()[1]))
+        assert next(line for line in server.stdout if line.startswith("read ")) == (
+            "read {'u2': 'Lima'}\n"
+        )
+        assert reader.ppid() == server.pid
+        server.kill()  # SIGKILL: no shutdown, no goodbye to the reader
+        server.wait(10)
+        reader.wait(10)  # psutil.TimeoutExpired if the orphan lived on
+    finally:
+        server.kill()
+        if reader is not None and reader.is_running():
+            reader.kill()
