@@ -91,11 +91,33 @@ def seed_lake(home: Path, users: int) -> None:
     lake.write_parquet("wardrobe_items", now.date(), "bench", items)
 
 
+WEATHER = {
+    "temperature_c": 14.0,
+    "temperature_max_c": 17.0,
+    "temperature_min_c": 9.0,
+    "precipitation_probability": 20,
+}
+
+
+def bench_readers(settings: Any) -> Any:
+    """The production lake readers with Feast's online read stubbed ("no features") and the
+    weather answered from memory: built in the service, and in its reader process."""
+    import dataclasses
+    from datetime import date
+
+    from dresscode.serve.context import lake_readers
+
+    return dataclasses.replace(
+        lake_readers(settings),
+        online=lambda keys: {},
+        weather=lambda city, day: {"city": city, "date": date.isoformat(day), **WEATHER},
+    )
+
+
 def build_bench_app() -> Any:
     """The real app over the scratch lake (Feast and weather stubbed), configured from the
     environment :func:`run_service` sets: what each uvicorn worker process builds."""
     import dataclasses
-    from datetime import date
 
     sim_url = os.environ["BENCH_SIM_URL"]
     shadow_share = float(os.environ["BENCH_SHADOW_SHARE"])
@@ -105,7 +127,6 @@ def build_bench_app() -> Any:
     from dresscode.registry.store import AliasNotSet
     from dresscode.serve.aliases import LivePrompts
     from dresscode.serve.app import create_app
-    from dresscode.serve.context import lake_readers
     from dresscode.serve.logbook import LakeLog
     from dresscode.serve.memory import import_and_freeze
     from dresscode.serve.reader_process import ReaderProcess
@@ -126,21 +147,9 @@ def build_bench_app() -> Any:
             raise AliasNotSet(alias)
         return aliases[alias]
 
-    weather = {
-        "temperature_c": 14.0,
-        "temperature_max_c": 17.0,
-        "temperature_min_c": 9.0,
-        "precipitation_probability": 20,
-    }
-    readers = dataclasses.replace(
-        lake_readers(settings),
-        online=lambda keys: {},
-        weather=lambda city, day: {"city": city, "date": date.isoformat(day), **weather},
-    )
-    if reader_processes:  # as serve.main does, but the stubbed online read stays here
-        readers = ReaderProcess(settings, reader_processes).readers(
-            readers, reads=("profile_cities", "wardrobes", "pregenerated")
-        )
+    readers = bench_readers(settings)
+    if reader_processes:  # as serve.main does, with the bench's stubs in the reader too
+        readers = ReaderProcess(settings, reader_processes, build=bench_readers).readers(readers)
     if os.environ["BENCH_FREEZE"]:
         import_and_freeze()
     service = Service(
@@ -505,7 +514,7 @@ def main() -> int:
             runs = [
                 phase("shadow off", sim_url, home, users, args, 0.0, **shipped),
                 phase(
-                    "shadow off, reads in threads, nothing frozen (before)",
+                    "shadow off, reads in a thread, nothing frozen (before)",
                     *(sim_url, home, users, args, 0.0),
                     reader_processes=0,
                     freeze=False,

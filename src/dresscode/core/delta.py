@@ -501,7 +501,7 @@ def _arrow(
     return pa.table(columns)
 
 
-def read(
+def read_arrow(
     name: str,
     settings: Settings | None = None,
     *,
@@ -509,8 +509,12 @@ def read(
     columns: Sequence[str] | None = None,
     filters: list[tuple[str, str, Any]] | None = None,
     version: int | None = None,
-) -> pd.DataFrame:
-    """Rows of ``days`` matching ``filters`` (pyarrow DNF), only the files that can hold them.
+) -> pa.Table | None:
+    """:func:`read`'s rows as a pyarrow Table (None: no such table), the bookkeeping columns
+    kept: for a reader of a few rows, pandas' frame costs more than the read (the online
+    stylist's profile read: ~3.4 -> ~1 ms).
+
+    Rows of ``days`` matching ``filters`` (pyarrow DNF), only the files that can hold them.
 
     The Delta log lists each file's partition and column ranges; only the files that can match
     become part of the scan (delta-rs ``file_pruning_predicate``: partitions, and the min-max
@@ -519,7 +523,6 @@ def read(
     statistics (it does not test an ``in`` list against them). A requested column the table
     does not have reads as nulls. ``version`` reads the table as it was (time travel).
     """
-    import pandas as pd
     import pyarrow as pa
     import pyarrow.dataset as ds
 
@@ -527,7 +530,7 @@ def read(
     kept = _kept(name, settings) if pinned is None else None
     table = kept.table if kept is not None else open_table(name, settings, version=pinned)
     if table is None:
-        return pd.DataFrame(columns=list(columns or []))
+        return None
     # A kept dataset's own columns: the table's may have grown since it was listed.
     schema = kept.dataset.schema if kept is not None else pa.schema(table.schema())
     names = set(schema.names)
@@ -554,6 +557,28 @@ def read(
     except (OSError, pa.ArrowException) as exc:  # a file the log names is missing or corrupt
         uri, options = location(name, settings)
         raise failure(name, f"{uri} (version {table.version()})", options, exc) from exc
+    return result
+
+
+def read(
+    name: str,
+    settings: Settings | None = None,
+    *,
+    days: Iterable[date | str] | None = None,
+    columns: Sequence[str] | None = None,
+    filters: list[tuple[str, str, Any]] | None = None,
+    version: int | None = None,
+) -> pd.DataFrame:
+    """Rows of ``days`` matching ``filters`` (pyarrow DNF) as a DataFrame (a missing table:
+    empty, with ``columns``); see :func:`read_arrow`. A requested column the table does not
+    have reads as nulls."""
+    import pandas as pd
+
+    result = read_arrow(
+        name, settings, days=days, columns=columns, filters=filters, version=version
+    )
+    if result is None:
+        return pd.DataFrame(columns=list(columns or []))
     frame = result.to_pandas()
     frame = frame.drop(columns=[PART, BUCKET], errors="ignore")
     for column in columns or []:

@@ -5,8 +5,9 @@ In threads of the serving process it took turns with the event loop streaming ev
 under 200 concurrent streams a profile or wardrobe read of 3-5 ms CPU took 15-60 ms wall, and
 the reads were most of the time the service added before the first token
 (docs/benchmarks.md, "The online stylist under load"). In a process of their own the reads run
-beside the loop, which only awaits their answers (user ids in, a few dicts out; no thread of the serving
-process waits for them).
+beside the loop, which only awaits their answers: a batch of requests' keys in, their inputs
+out (:func:`~dresscode.serve.context.read_inputs`: profile, online features, wardrobe and the
+morning's suggestion in one round trip), with no thread of the serving process waiting.
 
 :class:`ReaderProcess` holds ``DRESSCODE_SERVE_READER_PROCESSES`` processes (``0``: none, the
 reads run in threads of the serving process). Each builds the production readers once
@@ -26,36 +27,31 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import functools
 import logging
 import multiprocessing
 import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any
 
 from dresscode.core.config import Settings
-from dresscode.serve.context import Readers
+from dresscode.serve.context import InputsKey, Readers, UserInputs, lake_readers, read_inputs
 
 log = logging.getLogger(__name__)
 
-# The readers that read the lake or Feast; ``weather`` (memoised per city and day, rarely
-# called) stays in the serving process.
-READS = ("profile_cities", "wardrobes", "online", "pregenerated")
+BuildReaders = Callable[[Settings], Readers]  # module-level: it is sent to the process
 
 _in_reader: list[Readers] = []  # in a reader process: its readers, built by _start
 
 
-def _start(settings: Settings, server: int) -> None:
+def _start(settings: Settings, server: int, build: BuildReaders) -> None:
     """A reader process's start: its readers, and the imports its reads need, made now; it
     exits when the serving process ``server`` is gone (even killed, with no goodbye)."""
-    from dresscode.serve import context
     from dresscode.serve.memory import import_and_freeze
 
-    _in_reader.append(context.lake_readers(settings))
+    _in_reader.append(build(settings))
     import_and_freeze("reader process")
     threading.Thread(target=_exit_without, args=(server,), daemon=True).start()
 
@@ -68,8 +64,8 @@ def _exit_without(server: int) -> None:
     os._exit(0)
 
 
-def _read(name: str, keys: list[Any]) -> dict[Any, Any]:
-    return dict(getattr(_in_reader[0], name)(keys))
+def _read(keys: list[InputsKey]) -> dict[InputsKey, UserInputs]:
+    return read_inputs(_in_reader[0], keys)
 
 
 def _ready() -> int:
@@ -79,20 +75,23 @@ def _ready() -> int:
 class ReaderProcess:
     """``processes`` reader processes, started on :meth:`start` (or the first read)."""
 
-    def __init__(self, settings: Settings, processes: int = 1) -> None:
+    def __init__(
+        self, settings: Settings, processes: int = 1, build: BuildReaders = lake_readers
+    ) -> None:
         if processes < 1:
             raise ValueError("a ReaderProcess needs at least one process")
         self._settings = settings
+        self._build = build
         self._processes = processes
         self._pool: ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
         self.restarts = 0  # new processes made after one died (for tests and the log)
 
-    def readers(self, local: Readers, reads: tuple[str, ...] = READS) -> Readers:
-        """``local``'s readers, with those named in ``reads`` answered by the processes; the
-        returned :class:`Readers` starts and stops them with the service."""
-        remote: dict[str, Any] = {name: functools.partial(self.read, name) for name in reads}
-        return dataclasses.replace(local, **remote, start=self.start, close=self.close)
+    def readers(self, local: Readers) -> Readers:
+        """``local``'s readers, with a request's inputs read in the processes (all its reads
+        in one round trip: :func:`~dresscode.serve.context.read_inputs`); the returned
+        :class:`Readers` starts and stops the processes with the service."""
+        return dataclasses.replace(local, inputs=self.read, start=self.start, close=self.close)
 
     def start(self) -> list[int]:
         """Start the processes (spawned, their imports done) and wait until they answer:
@@ -106,20 +105,20 @@ class ReaderProcess:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
 
-    async def read(self, name: str, keys: list[Any]) -> Mapping[Any, Any]:
-        """One batch read in a reader process, awaited without a thread of this process."""
+    async def read(self, keys: list[InputsKey]) -> dict[InputsKey, UserInputs]:
+        """The inputs of a batch of requests, read in a reader process and awaited without a
+        thread of this process."""
         for attempt in (1, 2):
             pool = self._executor()
             try:
-                return await asyncio.wrap_future(pool.submit(_read, name, keys))
+                return await asyncio.wrap_future(pool.submit(_read, keys))
             except BrokenProcessPool:
                 self._discard(pool)
                 if attempt == 2:
                     raise
                 log.error(
-                    "a reader process stopped during a %s read of %d key(s); reading it again "
-                    "in a new one",
-                    name,
+                    "a reader process stopped while reading the inputs of %d request(s); "
+                    "reading them again in a new one",
                     len(keys),
                 )
         raise AssertionError("unreachable")
@@ -131,7 +130,7 @@ class ReaderProcess:
                     self._processes,
                     mp_context=multiprocessing.get_context("spawn"),
                     initializer=_start,
-                    initargs=(self._settings, os.getpid()),
+                    initargs=(self._settings, os.getpid(), self._build),
                 )
             return self._pool
 

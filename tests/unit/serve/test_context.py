@@ -4,6 +4,7 @@ real local lake, and the weather answers shared across requests."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -15,7 +16,7 @@ from dresscode.core import lake
 from dresscode.core.config import get_settings
 from dresscode.features import users
 from dresscode.serve.batching import BatchLoader
-from dresscode.serve.context import WeatherAnswers, lake_readers
+from dresscode.serve.context import Readers, WeatherAnswers, city_key, lake_readers, read_inputs
 
 DAY = date(2026, 5, 2)
 
@@ -177,3 +178,42 @@ async def test_answers_are_kept_for_their_ttl_found_or_not() -> None:
     await loader.load("b")  # a third key: the oldest kept answer ("a") is dropped
     await loader.load("a")
     assert asked[-1] == ["a"]
+
+
+def test_one_read_answers_every_request_of_a_batch_with_all_its_inputs(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    asked: dict[str, list[Any]] = {}
+
+    def reader(name: str, answer: Any) -> Any:
+        def read(keys: list[Any]) -> Any:
+            asked[name] = list(keys)
+            return answer(keys)
+
+        return read
+
+    readers = Readers(
+        profile_cities=reader("profiles", lambda ids: {u: "Oslo" for u in ids if u != "ghost"}),
+        wardrobes=reader("wardrobes", lambda ids: {u: [{"item_id": f"{u}-tee"}] for u in ids}),
+        online=reader("online", lambda keys: {k: {"city_id": k[1]} for k in keys}),
+        pregenerated=reader("pregenerated", lambda keys: {}),
+        weather=lambda city, day: None,
+    )
+    keys = [("u1", DAY, None), ("u2", DAY, "Bergen"), ("ghost", DAY, None)]
+    found = read_inputs(readers, keys)
+    assert set(found) == {("u1", DAY, None), ("u2", DAY, "Bergen")}  # the unknown user: absent
+    # The online features are those of the city asked for, else the profile's.
+    assert found[("u1", DAY, None)].online == {"city_id": city_key("Oslo")}
+    assert found[("u2", DAY, "Bergen")].online == {"city_id": city_key("Bergen")}
+    assert found[("u2", DAY, "Bergen")].profile_city == "Oslo"
+    assert found[("u1", DAY, None)].wardrobe == [{"item_id": "u1-tee"}]
+    # One read per reader for the whole batch; the unknown user's wardrobe is never read.
+    assert asked["profiles"] == ["ghost", "u1", "u2"] and asked["wardrobes"] == ["u1", "u2"]
+
+    def unreachable(keys: list[Any]) -> Any:
+        raise OSError("online store unreachable")
+
+    without_online = read_inputs(dataclasses.replace(readers, online=unreachable), keys)
+    assert without_online[("u1", DAY, None)].online == {}  # still answered, with the wardrobe
+    assert without_online[("u1", DAY, None)].wardrobe == [{"item_id": "u1-tee"}]
+    assert "online features unavailable (OSError: online store unreachable)" in caplog.text

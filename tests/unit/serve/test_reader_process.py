@@ -3,7 +3,6 @@ is replaced without refusing the read, and the processes start and stop with the
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import signal
 import subprocess
@@ -19,7 +18,7 @@ import pytest
 from dresscode.core import lake
 from dresscode.core.config import get_settings
 from dresscode.features import users
-from dresscode.serve.context import Readers, lake_readers
+from dresscode.serve.context import lake_readers, read_inputs
 from dresscode.serve.reader_process import ReaderProcess, readers_for
 
 DAY = date(2026, 5, 2)
@@ -76,31 +75,19 @@ def reader(seeded: Path) -> Iterator[ReaderProcess]:
         process.close()
 
 
-def _not_here(_: Any) -> Any:
-    raise AssertionError("a read the reader process should answer ran in the serving process")
-
-
-def _remote_only(local: Readers) -> Readers:
-    """Local readers that fail if called: an answer must have come from the process."""
-    return dataclasses.replace(
-        local, profile_cities=_not_here, wardrobes=_not_here, pregenerated=_not_here
-    )
-
-
-async def test_the_reader_process_answers_as_the_readers_in_threads_do(
+async def test_the_reader_process_answers_as_the_readers_in_a_thread_do(
     reader: ReaderProcess,
 ) -> None:
     local = lake_readers(get_settings())
-    remote = reader.readers(
-        _remote_only(local), reads=("profile_cities", "wardrobes", "pregenerated")
-    )
-    ids = ["u1", "u2", "nobody"]
-    assert await remote.profile_cities(ids) == local.profile_cities(ids)  # type: ignore[misc]
-    assert local.profile_cities(ids) == {"u1": "Rome", "u2": "Lima"}
-    found = await remote.wardrobes(ids)  # type: ignore[misc]
-    assert found == local.wardrobes(ids)
-    assert sorted(i["item_id"] for i in found["u1"]) == ["jeans", "tee"]
-    assert await remote.pregenerated([("u1", DAY)]) == {}  # type: ignore[misc]
+    remote = reader.readers(local)
+    keys = [("u1", DAY, None), ("u2", DAY, "Paris"), ("nobody", DAY, None)]
+    found = await remote.inputs(keys)  # type: ignore[misc]
+    assert found == read_inputs(local, keys)
+    assert set(found) == {("u1", DAY, None), ("u2", DAY, "Paris")}  # an unknown user: absent
+    mine = found[("u1", DAY, None)]
+    assert mine.profile_city == "Rome" and mine.pregenerated is None
+    assert sorted(i["item_id"] for i in mine.wardrobe) == ["jeans", "tee"]
+    assert found[("u2", DAY, "Paris")].profile_city == "Lima"
     # The process read the lake, not this one: its pid is not ours.
     (pid,) = reader.start()
     assert pid != os.getpid()
@@ -112,11 +99,12 @@ async def test_a_reader_process_that_dies_is_replaced_and_the_read_still_answere
     (first,) = reader.start()
     os.kill(first, signal.SIGKILL)
     psutil.Process(first).wait(10)
-    assert await reader.read("profile_cities", ["u2"]) == {"u2": "Lima"}
+    found = await reader.read([("u2", DAY, None)])
+    assert found[("u2", DAY, None)].profile_city == "Lima"
     assert reader.restarts == 1
     (second,) = reader.start()
     assert second != first
-    assert "a reader process stopped during a profile_cities read of 1 key(s)" in caplog.text
+    assert "a reader process stopped while reading the inputs of 1 request(s)" in caplog.text
 
 
 def test_the_processes_start_and_stop_with_the_readers(seeded: Path) -> None:
@@ -139,7 +127,8 @@ def test_no_reader_processes_when_the_setting_is_zero(
     monkeypatch.setenv("DRESSCODE_SERVE_READER_PROCESSES", "2")
     get_settings.cache_clear()
     remote = readers_for(get_settings(), local)
-    assert remote.wardrobes is not local.wardrobes and remote.weather is local.weather
+    assert remote.inputs is not None and local.inputs is None
+    assert remote.weather is local.weather and remote.wardrobes is local.wardrobes
 
 
 def test_a_reader_process_exits_when_its_server_is_killed(seeded: Path) -> None:
@@ -148,12 +137,14 @@ def test_a_reader_process_exits_when_its_server_is_killed(seeded: Path) -> None:
             sys.executable,
             "-c",
             "import asyncio\n"
+            "from datetime import date\n"
             "from dresscode.core.config import get_settings\n"
             "from dresscode.serve.reader_process import ReaderProcess\n"
             "async def serve():\n"
             "    process = ReaderProcess(get_settings())\n"
             "    print('reader', *await asyncio.to_thread(process.start), flush=True)\n"
-            "    print('read', await process.read('profile_cities', ['u2']), flush=True)\n"
+            "    found = await process.read([('u2', date(2026, 5, 2), None)])\n"
+            "    print('read', *(i.profile_city for i in found.values()), flush=True)\n"
             "    await asyncio.sleep(120)\n"
             "asyncio.run(serve())\n",
         ],
@@ -165,9 +156,7 @@ def test_a_reader_process_exits_when_its_server_is_killed(seeded: Path) -> None:
         assert server.stdout is not None
         line = next(line for line in server.stdout if line.startswith("reader "))
         reader = psutil.Process(int(line.split()[1]))
-        assert next(line for line in server.stdout if line.startswith("read ")) == (
-            "read {'u2': 'Lima'}\n"
-        )
+        assert next(line for line in server.stdout if line.startswith("read ")) == ("read Lima\n")
         assert reader.ppid() == server.pid
         server.kill()  # SIGKILL: no shutdown, no goodbye to the reader
         server.wait(10)

@@ -575,10 +575,10 @@ def test_an_unreadable_lake_is_a_503_in_one_sentence_not_a_crash(sim: str, home:
     world = World()
     with stylist_service(sim, world=world) as running:
 
-        def broken(users: list[str]) -> dict[str, Any]:
+        def broken(keys: list[Any]) -> dict[Any, Any]:
             raise OSError("lake unreachable")
 
-        running.service.loaders.wardrobe._read_many = broken  # the lake goes away
+        running.service.loaders.inputs._read_many = broken  # the lake goes away
         refused = running.post({"user_id": "u1"})
         assert refused.status_code == 503
         assert refused.json()["error"]["code"] == "inputs_unavailable"
