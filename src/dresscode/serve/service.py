@@ -302,8 +302,19 @@ class Service:
         )
         task.add_done_callback(lambda _: queue.put_nowait(None))
         try:
-            while (event := await queue.get()) is not None:
-                yield event
+            ended = False
+            while not ended and (event := await queue.get()) is not None:
+                # Events that arrived meanwhile go in the same write: under load a stream's
+                # chunks come several per loop turn, and each write is a trip through the
+                # ASGI stack (docs/benchmarks.md).
+                ready = [event]
+                while not queue.empty():
+                    more = queue.get_nowait()
+                    if more is None:
+                        ended = True
+                        break
+                    ready.append(more)
+                yield b"".join(ready)
             try:
                 suggestion, records = task.result()
             except Exception as exc:
