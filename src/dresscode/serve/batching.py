@@ -43,7 +43,10 @@ class BatchLoader(Generic[K, V]):
         self._ttl_s = ttl_s
         self._max_kept = max_kept
         self._kept: dict[K, tuple[float, V | None]] = {}
-        self._waiting: dict[K, asyncio.Future[V | None]] = {}
+        # Each request waits on a future of its own: one that goes away (a client disconnect)
+        # cancels only its own, never the read the others wait on, with no shield in between
+        # (every hop through a busy event loop is a wait: docs/benchmarks.md).
+        self._waiting: dict[K, list[asyncio.Future[V | None]]] = {}
         self._reader: asyncio.Task[None] | None = None
         self.reads = 0  # batch reads done (for tests and benchmarks)
 
@@ -51,36 +54,37 @@ class BatchLoader(Generic[K, V]):
         kept = self._kept.get(key)
         if kept is not None and time.monotonic() - kept[0] < self._ttl_s:
             return kept[1]
-        future = self._waiting.get(key)
-        if future is None:
-            future = asyncio.get_running_loop().create_future()
-            self._waiting[key] = future
+        future: asyncio.Future[V | None] = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(key, []).append(future)
         if self._reader is None or self._reader.done():
             self._reader = asyncio.create_task(self._read_while_waiting())
-        return await asyncio.shield(future)
+        return await future
 
     async def _read_while_waiting(self) -> None:
+        # The task's first step runs a loop turn after it was made: the requests of that turn
+        # have joined the first batch by then.
         while self._waiting:
-            await asyncio.sleep(0)  # the requests of this event-loop turn join the batch
             keys = list(self._waiting)[: self._max_batch]
             batch = {k: self._waiting.pop(k) for k in keys}
             self.reads += 1
             try:
                 found = await self._read(keys)
             except Exception as exc:
-                for future in batch.values():
-                    if not future.done():
-                        future.set_exception(exc)
-                        # Retrieved here so nobody's absence logs "exception never retrieved".
-                        with contextlib.suppress(BaseException):
-                            future.exception()
+                for futures in batch.values():
+                    for future in futures:
+                        if not future.done():
+                            future.set_exception(exc)
+                            # Retrieved here: nobody's absence logs "exception never retrieved".
+                            with contextlib.suppress(BaseException):
+                                future.exception()
                 continue
             now = time.monotonic()
-            for key, future in batch.items():
+            for key, futures in batch.items():
                 if self._ttl_s > 0:
                     self._kept[key] = (now, found.get(key))
-                if not future.done():
-                    future.set_result(found.get(key))
+                for future in futures:
+                    if not future.done():
+                        future.set_result(found.get(key))
             while len(self._kept) > self._max_kept:
                 del self._kept[next(iter(self._kept))]
 

@@ -217,3 +217,24 @@ def test_one_read_answers_every_request_of_a_batch_with_all_its_inputs(
     assert without_online[("u1", DAY, None)].online == {}  # still answered, with the wardrobe
     assert without_online[("u1", DAY, None)].wardrobe == [{"item_id": "u1-tee"}]
     assert "online features unavailable (OSError: online store unreachable)" in caplog.text
+
+
+async def test_a_request_that_goes_away_does_not_cancel_the_batch_read_others_wait_on() -> None:
+    release = asyncio.Event()
+    asked: list[list[str]] = []
+
+    async def read_many(keys: list[str]) -> dict[str, str]:
+        asked.append(sorted(keys))
+        await release.wait()
+        return {k: k.upper() for k in keys}
+
+    loader: BatchLoader[str, str] = BatchLoader(read_many)
+    leaving = asyncio.create_task(loader.load("a"))
+    staying = asyncio.create_task(loader.load("a"))
+    other = asyncio.create_task(loader.load("b"))
+    await asyncio.sleep(0.01)  # all three wait on one read
+    leaving.cancel()
+    await asyncio.sleep(0)
+    release.set()
+    assert await staying == "A" and await other == "B"
+    assert leaving.cancelled() and asked == [["a", "b"]]
