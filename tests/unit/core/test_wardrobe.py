@@ -120,3 +120,41 @@ def test_as_of_before_the_redigitization_shows_the_old_items(redigitized: None) 
     # The same day, before the digitization's hour: still the old items.
     morning = tables.current_wardrobes_of(["u1"], as_of=datetime(2026, 6, 1, 9, tzinfo=UTC))
     assert {i["item_id"] for i in morning["u1"]} == {"shirt-v1"}
+
+
+def test_records_are_what_pandas_to_dict_gives_for_every_kind_of_column() -> None:
+    import math
+
+    import numpy as np
+    import pandas as pd
+
+    from dresscode.core.tables import records
+
+    frame = pd.DataFrame(
+        {
+            "item_id": ["a", "b", "c"],
+            "n": [1, 2, 3],
+            "score": [1.5, np.nan, 2.0],
+            "water_resistant": [True, False, True],
+            "description": ["a tee", None, "a coat"],
+            "color_names": [np.array(["navy", "white"]), None, np.array([], dtype=object)],
+            "digitized_at": pd.to_datetime(["2026-01-01", "2026-01-02", None]),
+            "checked": pd.array([True, None, False], dtype="boolean"),
+            "count": pd.array([1, None, 3], dtype="Int64"),
+            "warmth": pd.Categorical(["light", "warm", "light"]),
+        }
+    )
+
+    def same(a: object, b: object) -> bool:
+        if isinstance(a, np.ndarray):
+            return isinstance(b, np.ndarray) and np.array_equal(a, b)
+        if isinstance(a, float) and math.isnan(a):
+            return isinstance(b, float) and math.isnan(b)
+        return type(a) is type(b) and (a is b or a == b)
+
+    expected = frame.to_dict("records")
+    found = records(frame)
+    assert [list(r) for r in found] == [list(r) for r in expected]
+    for want, got in zip(expected, found, strict=True):
+        assert all(same(want[k], got[k]) for k in want), (want, got)
+    assert records(frame.iloc[:0]) == []
