@@ -18,7 +18,7 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal, TypedDict
+from typing import TYPE_CHECKING, Any, Literal, TypedDict, cast
 
 from dresscode.core import lake, wardrobe
 from dresscode.core.config import Settings, get_settings
@@ -445,7 +445,7 @@ def _by_user(
         if "color_names" in columns:
             colors = row.get("color_names")
             row["color_names"] = [] if colors is None else [str(c) for c in colors]
-        found.setdefault(row["user_id"], []).append(row)
+        found.setdefault(row["user_id"], []).append(cast(WardrobeItemRow, row))
     return found
 
 
