@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import inspect
 import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any, TypeVar, cast
+from typing import Any
 
 from dresscode.core import delta, delta_kept, lake, tables
 from dresscode.core.config import Settings
@@ -36,9 +35,6 @@ from dresscode.serve.batching import BatchLoader
 log = logging.getLogger(__name__)
 
 FeatureRow = Mapping[str, Any]
-K = TypeVar("K")
-V = TypeVar("V")
-Read = Callable[[list[K]], Mapping[K, V] | Awaitable[Mapping[K, V]]]
 WeatherAnswer = dict[str, Any]
 # An online weather row answers the tool only with these (the rules read the high and low).
 _ANSWERING_FEATURES = ("temperature_c", "temperature_max_c", "temperature_min_c")
@@ -46,17 +42,16 @@ _ANSWERING_FEATURES = ("temperature_c", "temperature_max_c", "temperature_min_c"
 
 @dataclass(frozen=True)
 class Readers:
-    """The service's readers, each for many keys at once (absent keys: not found): blocking
-    (run in a thread) or async (a reader process's, awaited)."""
+    """The service's blocking readers, each for many keys at once (absent keys: not found)."""
 
-    profile_cities: Read[str, str]  # user id -> profile city
-    wardrobes: Read[str, list[dict[str, Any]]]  # current items
-    online: Read[tuple[str, str], FeatureRow]
-    pregenerated: Read[tuple[str, date], dict[str, Any]]
+    profile_cities: Callable[[list[str]], Mapping[str, str]]  # user id -> profile city
+    wardrobes: Callable[[list[str]], Mapping[str, list[dict[str, Any]]]]  # current items
+    online: Callable[[list[tuple[str, str]]], Mapping[tuple[str, str], FeatureRow]]
+    pregenerated: Callable[[list[tuple[str, date]]], Mapping[tuple[str, date], dict[str, Any]]]
     weather: Callable[[str, date], WeatherAnswer | None]  # the cache-then-provider fallback
-    # All of a request's reads at once (:func:`read_inputs` in a reader process); None: the
-    # service runs read_inputs over the readers above in a thread.
-    inputs: Read[InputsKey, UserInputs] | None = None
+    # All of a request's reads at once, awaited (:func:`read_inputs` in a reader process);
+    # None: the service runs read_inputs over the readers above in a thread.
+    inputs: Callable[[list[InputsKey]], Awaitable[Mapping[InputsKey, UserInputs]]] | None = None
     # Run (in a thread) when the service starts and stops: reader processes start with it.
     start: Callable[[], Any] | None = None
     close: Callable[[], Any] | None = None
@@ -82,13 +77,13 @@ def read_inputs(readers: Readers, keys: list[InputsKey]) -> dict[InputsKey, User
     morning's suggestions. Online features that cannot be read are none (logged): the stylist
     still has the wardrobe, and the weather comes through the cache. Blocking: it runs in a
     reader process (:mod:`dresscode.serve.reader_process`) or a thread."""
-    cities = _answer(readers.profile_cities(sorted({u for u, _, _ in keys})))
+    cities = readers.profile_cities(sorted({u for u, _, _ in keys}))
     known = [key for key in keys if key[0] in cities]
     if not known:
         return {}
     where = {key: city_key(key[2] or cities[key[0]]) for key in known}
     try:
-        online = _answer(readers.online(sorted({(key[0], c) for key, c in where.items()})))
+        online = readers.online(sorted({(key[0], c) for key, c in where.items()}))
     except Exception as exc:
         log.warning(
             "online features unavailable (%s: %s); answering without them",
@@ -97,8 +92,8 @@ def read_inputs(readers: Readers, keys: list[InputsKey]) -> dict[InputsKey, User
         )
         online = {}
     users = sorted({key[0] for key in known})
-    wardrobes = _answer(readers.wardrobes(users))
-    pregenerated = _answer(readers.pregenerated(sorted({(u, d) for u, d, _ in known})))
+    wardrobes = readers.wardrobes(users)
+    pregenerated = readers.pregenerated(sorted({(u, d) for u, d, _ in known}))
     return {
         key: UserInputs(
             cities[key[0]],
@@ -108,13 +103,6 @@ def read_inputs(readers: Readers, keys: list[InputsKey]) -> dict[InputsKey, User
         )
         for key in known
     }
-
-
-def _answer(found: Any) -> Mapping[Any, Any]:
-    """A blocking reader's answer (``read_inputs`` calls the readers it is given as they are)."""
-    if inspect.isawaitable(found):
-        raise TypeError("read_inputs needs blocking readers, not async ones")
-    return cast("Mapping[Any, Any]", found)
 
 
 class Loaders:

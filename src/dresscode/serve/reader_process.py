@@ -57,8 +57,8 @@ def _start(settings: Settings, server: int, build: BuildReaders) -> None:
 
 
 def _exit_without(server: int) -> None:
-    # The pool's queues hold both ends of their pipes in this process too, so the server's
-    # death is no end-of-file here: an orphan is noticed by its new parent instead.
+    # A worker waiting on the pool's queue does not reliably see its server die (a reader of
+    # `dresscode serve` killed with SIGKILL lived on; tested): a new parent is the sign.
     while os.getppid() == server:
         time.sleep(1.0)
     os._exit(0)
@@ -94,8 +94,8 @@ class ReaderProcess:
         return dataclasses.replace(local, inputs=self.read, start=self.start, close=self.close)
 
     def start(self) -> list[int]:
-        """Start the processes (spawned, their imports done) and wait until they answer:
-        their process ids."""
+        """Start the processes (spawned, their imports done) and wait until they answer: the
+        ids of the processes that answered."""
         pool = self._executor()
         return [f.result() for f in [pool.submit(_ready) for _ in range(self._processes)]]
 

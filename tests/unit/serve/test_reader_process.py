@@ -81,7 +81,8 @@ async def test_the_reader_process_answers_as_the_readers_in_a_thread_do(
     local = lake_readers(get_settings())
     remote = reader.readers(local)
     keys = [("u1", DAY, None), ("u2", DAY, "Paris"), ("nobody", DAY, None)]
-    found = await remote.inputs(keys)  # type: ignore[misc]
+    assert remote.inputs is not None
+    found = await remote.inputs(keys)
     assert found == read_inputs(local, keys)
     assert set(found) == {("u1", DAY, None), ("u2", DAY, "Paris")}  # an unknown user: absent
     mine = found[("u1", DAY, None)]
