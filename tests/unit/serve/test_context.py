@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-from datetime import UTC, date, datetime
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -14,51 +14,14 @@ import pytest
 
 from dresscode.core import lake
 from dresscode.core.config import get_settings
-from dresscode.features import users
 from dresscode.serve.batching import BatchLoader
 from dresscode.serve.context import Readers, WeatherAnswers, city_key, lake_readers, read_inputs
 
 DAY = date(2026, 5, 2)
 
 
-def _item(user: str, item_id: str, category: str) -> dict[str, Any]:
-    return {
-        "item_id": item_id,
-        "user_id": user,
-        "image_sha256": "a" * 64,
-        "prompt_version": 2,
-        "category": category,
-        "subcategory": category,
-        "color_names": ["white"],
-        "color_hexes": ["#ffffff"],
-        "warmth": "light",
-        "formality": "casual",
-        "water_resistant": False,
-        "description": f"a {category}",
-    }
-
-
-def test_the_lake_readers_answer_for_one_user(dresscode_home: Path) -> None:
+def test_the_lake_readers_answer_for_one_user(two_users_lake: Path) -> None:
     settings = get_settings()
-    users.write_profiles(
-        [
-            {"user_id": "u1", "city": "Oslo", "last_active_at": datetime(2026, 5, 1, tzinfo=UTC)},
-            {"user_id": "u1", "city": "Rome", "last_active_at": datetime(2026, 5, 2, tzinfo=UTC)},
-            {"user_id": "u2", "city": "Lima", "last_active_at": datetime(2026, 5, 1, tzinfo=UTC)},
-        ],
-        day="2026-05-02",
-        settings=settings,
-    )
-    lake.write_parquet(
-        "wardrobe_items",
-        "2026-05-01",
-        "p1",
-        [
-            _item("u1", "tee", "top"),
-            _item("u1", "jeans", "bottom"),
-            _item("u2", "coat", "outerwear"),
-        ],
-    )
     outfits = [{"item_ids": ["tee", "jeans"], "occasion": "everyday", "reason": "r"}]
     rows = [
         {

@@ -8,66 +8,21 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
-from datetime import UTC, date, datetime
+from datetime import date
 from pathlib import Path
-from typing import Any
 
 import psutil
 import pytest
 
-from dresscode.core import lake
 from dresscode.core.config import get_settings
-from dresscode.features import users
 from dresscode.serve.context import lake_readers, read_inputs
 from dresscode.serve.reader_process import ReaderProcess, readers_for
 
 DAY = date(2026, 5, 2)
 
 
-def _item(user: str, item_id: str, category: str) -> dict[str, Any]:
-    return {
-        "item_id": item_id,
-        "user_id": user,
-        "image_sha256": "b" * 64,
-        "prompt_version": 2,
-        "category": category,
-        "subcategory": category,
-        "color_names": ["black"],
-        "color_hexes": ["#000000"],
-        "warmth": "medium",
-        "formality": "casual",
-        "water_resistant": False,
-        "description": f"a {category}",
-    }
-
-
 @pytest.fixture
-def seeded(dresscode_home: Path) -> Path:
-    settings = get_settings()
-    users.write_profiles(
-        [
-            {"user_id": "u1", "city": "Oslo", "last_active_at": datetime(2026, 5, 1, tzinfo=UTC)},
-            {"user_id": "u1", "city": "Rome", "last_active_at": datetime(2026, 5, 2, tzinfo=UTC)},
-            {"user_id": "u2", "city": "Lima", "last_active_at": datetime(2026, 5, 1, tzinfo=UTC)},
-        ],
-        day="2026-05-02",
-        settings=settings,
-    )
-    lake.write_parquet(
-        "wardrobe_items",
-        "2026-05-01",
-        "p1",
-        [
-            _item("u1", "tee", "top"),
-            _item("u1", "jeans", "bottom"),
-            _item("u2", "coat", "outerwear"),
-        ],
-    )
-    return dresscode_home
-
-
-@pytest.fixture
-def reader(seeded: Path) -> Iterator[ReaderProcess]:
+def reader(two_users_lake: Path) -> Iterator[ReaderProcess]:
     process = ReaderProcess(get_settings())
     try:
         yield process
@@ -108,7 +63,7 @@ async def test_a_reader_process_that_dies_is_replaced_and_the_read_still_answere
     assert "a reader process stopped while reading the inputs of 1 request(s)" in caplog.text
 
 
-def test_the_processes_start_and_stop_with_the_readers(seeded: Path) -> None:
+def test_the_processes_start_and_stop_with_the_readers(two_users_lake: Path) -> None:
     process = ReaderProcess(get_settings())
     readers = process.readers(lake_readers(get_settings()))
     assert readers.start is not None and readers.close is not None
@@ -132,7 +87,7 @@ def test_no_reader_processes_when_the_setting_is_zero(
     assert remote.weather is local.weather and remote.wardrobes is local.wardrobes
 
 
-def test_a_reader_process_exits_when_its_server_is_killed(seeded: Path) -> None:
+def test_a_reader_process_exits_when_its_server_is_killed(two_users_lake: Path) -> None:
     server = subprocess.Popen(
         [
             sys.executable,
