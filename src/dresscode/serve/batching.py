@@ -1,9 +1,8 @@
 """Many requests, one read: concurrent single-key loads coalesced into batch reads.
 
-Reading one user's wardrobe costs about as much as reading two hundred users' (the cost is
-opening the Delta table and its log, not the rows: ``docs/benchmarks.md``), and the lake
-readers hold the GIL for most of it, so 200 requests arriving together must not make 200
-reads. A :class:`BatchLoader` keeps the keys asked for while a read is running and reads
+A read has a fixed cost that a batch shares (a round trip to the reader process, a pass over
+the kept lake files, pandas' per-call overhead: one user's inputs ~6 ms of CPU, two users'
+~7 ms; ``docs/benchmarks.md``), so 200 requests arriving together must not make 200 reads. A :class:`BatchLoader` keeps the keys asked for while a read is running and reads
 them all in the next one: one read in flight per loader, each taking everything that
 arrived meanwhile (up to ``max_batch``). A quiet service reads one key at once; a busy one
 reads in batches as large as its arrivals — no timer, no added wait.

@@ -306,7 +306,7 @@ class Service:
             while not ended and (event := await queue.get()) is not None:
                 # Events that arrived meanwhile go in the same write: under load a stream's
                 # chunks come several per loop turn, and each write is a trip through the
-                # ASGI stack (docs/benchmarks.md).
+                # ASGI stack and a socket write.
                 ready = [event]
                 while not queue.empty():
                     more = queue.get_nowait()
