@@ -151,7 +151,7 @@ def build_bench_app() -> Any:
     if reader_processes:  # as serve.main does, with the bench's stubs in the reader too
         readers = ReaderProcess(settings, reader_processes, build=bench_readers).readers(readers)
     if os.environ["BENCH_FREEZE"]:
-        import_and_freeze()
+        import_and_freeze(settings=settings)
     service = Service(
         prompts=LivePrompts("outfit-stylist", 60, load=load),
         readers=readers,

@@ -64,7 +64,7 @@ def run(host: str = "127.0.0.1", port: int | None = None) -> None:
 
     settings = get_settings()
     app = build_app(settings)
-    import_and_freeze()
+    import_and_freeze(settings=settings)
     uvicorn.run(
         app,
         host=host,

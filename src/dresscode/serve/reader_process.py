@@ -52,7 +52,7 @@ def _start(settings: Settings, server: int, build: BuildReaders) -> None:
     from dresscode.serve.memory import import_and_freeze
 
     _in_reader.append(build(settings))
-    import_and_freeze("reader process")
+    import_and_freeze("reader process", settings=settings)
     threading.Thread(target=_exit_without, args=(server,), daemon=True).start()
 
 
