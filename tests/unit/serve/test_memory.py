@@ -33,7 +33,8 @@ def _settle(tmp_path: Path, settings: str) -> tuple[int, bool]:
 
 def test_start_up_objects_are_frozen_and_the_lake_storage_opened(tmp_path: Path) -> None:
     frozen, opened = _settle(tmp_path, "settings=get_settings()")
-    assert frozen > 10_000  # the interpreter's and the imports' objects, out of the collector's walk
+    # The interpreter's and the imports' objects, out of the collector's walk.
+    assert frozen > 10_000
     # The object storage's filesystems (the amazon provider's s3fs among them) are imported at
     # start, not by the request log's first flush under load.
     assert opened
