@@ -16,7 +16,8 @@ times, and measures per stream:
 * the load generator's own event-loop lag, so a reader knows when the client's clock includes
   the client's own delay (each client holds one connection, made before the clock starts: a
   shared pool, or clients made during the run, put seconds of the client's own delay into
-  the p95).
+  the p95). Each phase starts with a warm-up of ``--concurrency`` streams at once, not measured:
+the clock starts with every connection open, as under steady traffic.
 
 Three phases: the service as shipped (its reads in ``--reader-processes`` reader processes,
 its start-up objects frozen: ``serve.reader_process``, ``serve.memory``), the same service
@@ -43,6 +44,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -300,17 +302,22 @@ def _final_event(body: bytes) -> dict[str, Any] | None:
     return found
 
 
-async def warm_up(url: str, users: list[str], workers: int) -> None:
-    """A few streams first, over every worker: the service's lazy imports and first table
-    opens are not measured (the last user is never one of the load's)."""
-    async with httpx.AsyncClient(timeout=120) as client:
-        await asyncio.gather(*(one_stream(client, url, users[-1]) for _ in range(4 * workers)))
-
-
 async def load(
-    url: str, users: list[str], concurrency: int, rounds: int, *, burst: bool
+    url: str,
+    users: list[str],
+    concurrency: int,
+    rounds: int,
+    *,
+    burst: bool,
+    warmed: Callable[[], None],
 ) -> list[Stream]:
-    """``concurrency`` clients, each streaming ``rounds`` suggestions back to back.
+    """``concurrency`` clients, each streaming ``rounds`` suggestions back to back, after a
+    warm-up whose end ``warmed`` marks (the clock starts there).
+
+    Warm-up: ``concurrency`` streams at once of the last user (never one of the load's), so
+    the measured streams find what steady traffic finds: the service's lazy first steps done
+    and its connections to the model endpoint open, and the load generator's to the service
+    (before it, ~200 connections were opened during the first seconds measured; py-spy).
 
     Steady (default): the clients start spread over ``STAGGER_S`` (about one stream's length),
     so ``concurrency`` streams are in flight at a steady arrival rate, as under real traffic.
@@ -320,6 +327,9 @@ async def load(
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     results: list[Stream] = []
     if burst:
+        async with httpx.AsyncClient(timeout=120, limits=limits) as client:
+            await asyncio.gather(*(one_stream(client, url, users[-1]) for _ in range(concurrency)))
+        warmed()
         for r in range(rounds):
             # A fresh pool per round: a keep-alive connection the server closed between
             # rounds would be a client-side ReadError, not something the service did.
@@ -343,6 +353,8 @@ async def load(
     one = httpx.Limits(max_connections=1, max_keepalive_connections=1)
     clients = [httpx.AsyncClient(timeout=120, limits=one) for _ in range(concurrency)]
     try:
+        await asyncio.gather(*(one_stream(client, url, users[-1]) for client in clients))
+        warmed()
         for streams in await asyncio.gather(
             *(client_loop(client, n) for n, client in enumerate(clients))
         ):
@@ -403,18 +415,20 @@ def phase(
     url = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(_Popen(proc), f"{url}/health", 120, "the stylist")
-        asyncio.run(warm_up(url, users, args.workers))
-        gc_log.unlink(missing_ok=True)  # the pauses under load, not those of the warm-up
         service = psutil.Process(proc.pid)
-        processes = [service, *service.children(recursive=True)]  # uvicorn's workers
-        cpu0 = _cpu_s(processes)
-        wall0 = time.perf_counter()
+        processes = [service, *service.children(recursive=True)]  # uvicorn's workers, readers
         lags: list[float] = []
-        streams = asyncio.run(
-            lagging(load(url, users, args.concurrency, args.rounds, burst=args.burst), lags)
-        )
-        wall = time.perf_counter() - wall0
-        cpu_s = _cpu_s(processes) - cpu0
+        clock: dict[str, float] = {}
+
+        def warmed() -> None:  # what is measured starts here
+            gc_log.unlink(missing_ok=True)  # the pauses under load, not those of the warm-up
+            lags.clear()
+            clock.update(cpu0=_cpu_s(processes), wall0=time.perf_counter())
+
+        work = load(url, users, args.concurrency, args.rounds, burst=args.burst, warmed=warmed)
+        streams = asyncio.run(lagging(work, lags))
+        wall = time.perf_counter() - clock["wall0"]
+        cpu_s = _cpu_s(processes) - clock["cpu0"]
         rss_mb = sum(p.memory_info().rss for p in processes) / 2**20
         peak_mb = sum(_peak_rss_mb(p.pid) for p in processes)
     finally:
