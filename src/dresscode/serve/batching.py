@@ -1,16 +1,20 @@
 """Many requests, one read: concurrent single-key loads coalesced into batch reads.
 
 A read has a fixed cost that a batch shares (a round trip to the reader process, a pass over
-the kept lake files, pandas' per-call overhead: one user's inputs ~6 ms of CPU, two users'
-~7 ms; ``docs/benchmarks.md``), so 200 requests arriving together must not make 200 reads. A :class:`BatchLoader` keeps the keys asked for while a read is running and reads
-them all in the next one: one read in flight per loader, each taking everything that
-arrived meanwhile (up to ``max_batch``). A quiet service reads one key at once; a busy one
-reads in batches as large as its arrivals — no timer, no added wait.
+the kept lake files, pandas' per-call overhead: one user's inputs ~4 ms of CPU, five users'
+~6 ms; ``docs/benchmarks.md``), so 200 requests arriving together must not make 200 reads. A
+:class:`BatchLoader` keeps the keys asked for while a read is running and reads them in the
+next: one read in flight, each taking up to ``max_batch`` of the keys waiting. A quiet service
+reads one key at once; a busy one reads in batches as large as its arrivals — no timer, no
+added wait.
 
-A batch read that fails fails every request in it (each says so in one sentence); a
-request that goes away does not cancel the read the others wait on. With ``ttl_s`` the
-answers (found or not) are kept that long, at most ``max_kept`` keys (oldest dropped first):
-the same user asking again within it costs no read.
+Measured and not taken (``bench/serve.py``, 200 streams): two reads in flight (the next batch
+sent while the reader process works on this one) made batches of one, ~15 % more CPU per
+request and the p95 higher; batches of at most 32 for bursts of 200 new users left the median
+time to read a request's inputs as it was (189 vs 185 ms) and raised its p95 (419 vs 220 ms).
+
+A batch read that fails fails every request in it (each says so in one sentence); a request
+that goes away does not cancel the read the others wait on.
 """
 
 from __future__ import annotations
@@ -18,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
-import time
 from collections.abc import Awaitable, Callable, Hashable, Mapping
 from typing import Generic, TypeVar, cast
 
@@ -34,14 +37,11 @@ class BatchLoader(Generic[K, V]):
         read_many: Callable[[list[K]], Mapping[K, V] | Awaitable[Mapping[K, V]]],
         *,
         max_batch: int = 512,
-        ttl_s: float = 0.0,
-        max_kept: int = 100_000,
     ) -> None:
+        if max_batch < 1:
+            raise ValueError("max_batch must be at least 1")
         self._read_many = read_many
         self._max_batch = max_batch
-        self._ttl_s = ttl_s
-        self._max_kept = max_kept
-        self._kept: dict[K, tuple[float, V | None]] = {}
         # Each request waits on a future of its own: one that goes away (a client disconnect)
         # cancels only its own, never the read the others wait on, with no shield in between
         # (every hop through a busy event loop is a wait: docs/benchmarks.md).
@@ -50,9 +50,6 @@ class BatchLoader(Generic[K, V]):
         self.reads = 0  # batch reads done (for tests and benchmarks)
 
     async def load(self, key: K) -> V | None:
-        kept = self._kept.get(key)
-        if kept is not None and time.monotonic() - kept[0] < self._ttl_s:
-            return kept[1]
         future: asyncio.Future[V | None] = asyncio.get_running_loop().create_future()
         self._waiting.setdefault(key, []).append(future)
         if self._reader is None or self._reader.done():
@@ -77,15 +74,10 @@ class BatchLoader(Generic[K, V]):
                             with contextlib.suppress(BaseException):
                                 future.exception()
                 continue
-            now = time.monotonic()
             for key, futures in batch.items():
-                if self._ttl_s > 0:
-                    self._kept[key] = (now, found.get(key))
                 for future in futures:
                     if not future.done():
                         future.set_result(found.get(key))
-            while len(self._kept) > self._max_kept:
-                del self._kept[next(iter(self._kept))]
 
     async def _read(self, keys: list[K]) -> Mapping[K, V]:
         """A blocking ``read_many`` runs in a thread; an async one (a reader process's) is

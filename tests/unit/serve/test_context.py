@@ -127,20 +127,31 @@ async def test_a_request_that_goes_away_does_not_cancel_the_fetch_others_wait_on
         await leaving
 
 
-async def test_answers_are_kept_for_their_ttl_found_or_not() -> None:
-    asked: list[list[str]] = []
+async def test_one_read_at_a_time_each_of_at_most_max_batch_keys() -> None:
+    release = asyncio.Event()
+    asked: list[list[int]] = []
+    running = 0
+    most_running = 0
 
-    def read_many(keys: list[str]) -> dict[str, str]:
-        asked.append(sorted(keys))
-        return {k: "x" for k in keys if k != "ghost"}
+    async def read_many(keys: list[int]) -> dict[int, int]:
+        nonlocal running, most_running
+        asked.append(list(keys))
+        running += 1
+        most_running = max(most_running, running)
+        await release.wait()
+        running -= 1
+        return {k: k * 10 for k in keys}
 
-    loader: BatchLoader[str, str] = BatchLoader(read_many, ttl_s=3600, max_kept=2)
-    assert [await loader.load("a"), await loader.load("ghost")] == ["x", None]
-    assert [await loader.load("a"), await loader.load("ghost")] == ["x", None]
-    assert asked == [["a"], ["ghost"]]  # asked again within the TTL: no read
-    await loader.load("b")  # a third key: the oldest kept answer ("a") is dropped
-    await loader.load("a")
-    assert asked[-1] == ["a"]
+    loader: BatchLoader[int, int] = BatchLoader(read_many, max_batch=4)
+    first = asyncio.create_task(loader.load(0))
+    await asyncio.sleep(0.01)  # the first read is on its way with one key
+    rest = [asyncio.create_task(loader.load(k)) for k in range(1, 11)]
+    await asyncio.sleep(0.01)
+    assert asked == [[0]]  # the others wait for it, not a read each
+    release.set()
+    assert await first == 0 and await asyncio.gather(*rest) == [k * 10 for k in range(1, 11)]
+    # Then the ten waiting, four at a time (the first of a burst go before the last is read).
+    assert asked == [[0], [1, 2, 3, 4], [5, 6, 7, 8], [9, 10]] and most_running == 1
 
 
 def test_one_read_answers_every_request_of_a_batch_with_all_its_inputs(

@@ -3,6 +3,7 @@ is replaced without refusing the read, and the processes start and stop with the
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -61,6 +62,22 @@ async def test_a_reader_process_that_dies_is_replaced_and_the_read_still_answere
     (second,) = reader.start()
     assert second != first
     assert "a reader process stopped while reading the inputs of 1 request(s)" in caplog.text
+
+
+async def test_reads_at_once_each_get_their_own_answer(reader: ReaderProcess) -> None:
+    reader.start()
+    mine = asyncio.create_task(reader.read([("u1", DAY, None)]))
+    leaving = asyncio.create_task(reader.read([("u1", DAY, "Paris")]))
+    theirs = asyncio.create_task(reader.read([("u2", DAY, None), ("nobody", DAY, None)]))
+    await asyncio.sleep(0)  # the first is out; the others wait their turn on the socket
+    leaving.cancel()  # gone before its turn: nothing of it reaches the reader
+    after = await reader.read([("u2", DAY, "Paris")])
+    assert list(await mine) == [("u1", DAY, None)]
+    assert list(await theirs) == [("u2", DAY, None)]
+    assert (
+        list(after) == [("u2", DAY, "Paris")] and after[("u2", DAY, "Paris")].profile_city == "Lima"
+    )
+    assert leaving.cancelled() and reader.restarts == 0
 
 
 def test_the_processes_start_and_stop_with_the_readers(two_users_lake: Path) -> None:
