@@ -165,6 +165,7 @@ async def ask(
     columns: Mapping[str, Any] | None = None,
     request_id: str | None = None,
     on_content: ContentSink | None = None,
+    stream: bool = True,
 ) -> Answer[T]:
     """Ask the model once; never raises for model or network failures.
 
@@ -172,7 +173,8 @@ async def ask(
     ``messages`` to continue a conversation. ``constrained`` sends the blueprint's output
     schema as ``response_format`` under ``schema_name``; the blueprint's tools are always
     offered (``tool_choice: auto``). ``purpose`` and ``columns`` go into the log row, the
-    judge's fields on top (see :class:`Judgement`). ``on_content`` hears the text as it streams.
+    judge's fields on top (see :class:`Judgement`). ``on_content`` hears the text as it streams;
+    ``stream=False`` for an answer nobody watches arrive (:meth:`LLMClient.chat`).
     """
     from dresscode.llm.parsing import parse_structured
 
@@ -194,6 +196,7 @@ async def ask(
         request_id=request_id,
         model=blueprint.model,
         on_content=on_content,
+        stream=stream,
     )
     parse = None
     if result.ok and not (tools and result.tool_calls):

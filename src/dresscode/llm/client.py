@@ -3,8 +3,9 @@
 One :class:`LLMClient` per task and event loop. It keeps the endpoint saturated without
 drowning it (a semaphore bounds the calls in flight and the HTTP pool is sized to match),
 retries only what is worth retrying (429, 5xx, connection errors, timeouts — never other 4xx)
-with exponential backoff, full jitter and ``Retry-After``, and always streams with
-``include_usage`` so every call reports its time to first token, latency and token counts.
+with exponential backoff, full jitter and ``Retry-After``, and streams with ``include_usage``
+so every call reports its time to first token, latency and token counts (a call nobody watches
+arrive, the live shadow's, may ask for its answer in one response instead).
 
 API and network failures never raise: :meth:`LLMClient.chat` returns a :class:`ChatResult`
 with ``error_class`` set, so one bad call never fails a batch. Stages go through
@@ -31,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal, Self, cast
 import openai
 
 from dresscode.core.http import retry_after_seconds
+from dresscode.llm.assembly import Assembly
 
 # Request shaping and the log row live next door; their old home keeps them importable.
 
@@ -223,6 +225,7 @@ class LLMClient:
         request_id: str | None = None,
         model: str | None = None,
         on_content: ContentSink | None = None,
+        stream: bool = True,
     ) -> ChatResult:
         """One chat completion, retried as needed. Never raises for API or network failures.
 
@@ -230,11 +233,19 @@ class LLMClient:
         names the model it was evaluated with). ``request_id`` (a fresh uuid4 hex by default) goes out as ``X-Request-Id`` on every
         attempt, so the server's logs tie the retries of one call together.
         ``on_content`` is told each text delta as it arrives (see :data:`ContentSink`).
+        ``stream=False`` asks for the whole answer in one response, for calls nobody watches
+        arrive (the live shadow's): one JSON parse instead of one SSE event per token, and no
+        ``ttft_ms``.
         """
+        if on_content is not None and not stream:
+            raise ValueError("on_content hears a streamed answer: it needs stream=True")
         request_id = request_id or uuid.uuid4().hex
         body = self._request_body(
             messages, response_format, tools, tool_choice, temperature, max_tokens
         )
+        if not stream:
+            body["stream"] = False
+            del body["stream_options"]
         if model:
             body["model"] = model
         headers = {**(headers or {}), "X-Request-Id": request_id}
@@ -326,6 +337,8 @@ class LLMClient:
             t0 = time.perf_counter()
             try:
                 async with asyncio.timeout(self.timeout_s):
+                    if not body["stream"]:
+                        return await self._complete(body, headers, request_id, attempt)
                     return await self._stream(body, headers, request_id, attempt, on_content)
             except (openai.APIError, TimeoutError, ValueError) as err:
                 failure = _classify(err)
@@ -351,7 +364,7 @@ class LLMClient:
         docs/benchmarks.md). Auth, base URL, SSE decoding, timeouts and the error classes
         stay the SDK's.
         """
-        answer = _Assembly()
+        answer = Assembly()
         t0 = time.perf_counter()
         stream = await self._openai.post(
             "/chat/completions",
@@ -368,19 +381,18 @@ class LLMClient:
                     answer.ttft_ms = (time.perf_counter() - t0) * 1000.0
                 if on_content is not None and len(answer.content) > pieces:
                     on_content(answer.content[-1], attempt)
-        return ChatResult(
-            request_id=request_id,
-            model=answer.model or body["model"],
-            content="".join(answer.content) if answer.content else None,
-            tool_calls=answer.tool_call_list(),
-            finish_reason=answer.finish_reason,
-            ttft_ms=answer.ttft_ms,
-            latency_ms=(time.perf_counter() - t0) * 1000.0,
-            prompt_tokens=answer.prompt_tokens,
-            completion_tokens=answer.completion_tokens,
-            http_status=200,
-            attempts=attempt,
+        return _result(answer, body, request_id, attempt, t0)
+
+    async def _complete(
+        self, body: dict[str, Any], headers: dict[str, str], request_id: str, attempt: int
+    ) -> ChatResult:
+        """One completion in one response (``stream: false``), a plain dict like the streamed
+        chunks (see :meth:`_stream`)."""
+        t0 = time.perf_counter()
+        completion = await self._openai.post(
+            "/chat/completions", cast_to=object, body=body, options={"headers": headers}
         )
+        return _result(Assembly.of_completion(completion), body, request_id, attempt, t0)
 
     # --- retries ---------------------------------------------------------------------------
 
@@ -416,69 +428,22 @@ class LLMClient:
         )
 
 
-class _Assembly:
-    """Accumulates streamed chunks into one answer (choice 0; we never ask for n > 1)."""
-
-    __slots__ = (
-        "completion_tokens",
-        "content",
-        "finish_reason",
-        "model",
-        "prompt_tokens",
-        "tool_calls",
-        "ttft_ms",
+def _result(
+    answer: Assembly, body: dict[str, Any], request_id: str, attempt: int, t0: float
+) -> ChatResult:
+    return ChatResult(
+        request_id=request_id,
+        model=answer.model or body["model"],
+        content="".join(answer.content) if answer.content else None,
+        tool_calls=answer.tool_call_list(),
+        finish_reason=answer.finish_reason,
+        ttft_ms=answer.ttft_ms,
+        latency_ms=(time.perf_counter() - t0) * 1000.0,
+        prompt_tokens=answer.prompt_tokens,
+        completion_tokens=answer.completion_tokens,
+        http_status=200,
+        attempts=attempt,
     )
-
-    def __init__(self) -> None:
-        self.content: list[str] = []
-        self.tool_calls: dict[int, dict[str, Any]] = {}
-        self.finish_reason: str | None = None
-        self.model: str | None = None
-        self.prompt_tokens: int | None = None
-        self.completion_tokens: int | None = None
-        self.ttft_ms: float | None = None
-
-    def add(self, chunk: dict[str, Any]) -> bool:
-        """Fold one chunk in; True if it carried content or a tool-call delta (for TTFT)."""
-        if not isinstance(chunk, dict):
-            raise ValueError(f"stream chunk is a {type(chunk).__name__}, not an object")
-        self.model = self.model or chunk.get("model")
-        usage = chunk.get("usage")
-        if usage:  # the final chunk (include_usage) has usage and no choices
-            self.prompt_tokens = usage.get("prompt_tokens")
-            self.completion_tokens = usage.get("completion_tokens")
-        produced = False
-        for choice in chunk.get("choices") or ():
-            if choice.get("index", 0) != 0:
-                continue
-            delta = choice.get("delta") or {}
-            if content := delta.get("content"):
-                self.content.append(content)
-                produced = True
-            if tool_calls := delta.get("tool_calls"):
-                self._add_tool_calls(tool_calls)
-                produced = True
-            if reason := choice.get("finish_reason"):
-                self.finish_reason = reason
-        return produced
-
-    def _add_tool_calls(self, deltas: list[dict[str, Any]]) -> None:
-        # Tool calls stream as fragments keyed by index: id and name once, arguments in pieces.
-        for delta in deltas:
-            call = self.tool_calls.setdefault(
-                delta.get("index", 0), {"id": None, "name": None, "args": []}
-            )
-            call["id"] = delta.get("id") or call["id"]
-            function = delta.get("function") or {}
-            call["name"] = function.get("name") or call["name"]
-            if arguments := function.get("arguments"):
-                call["args"].append(arguments)
-
-    def tool_call_list(self) -> list[dict]:
-        return [
-            {"id": call["id"], "name": call["name"], "arguments": "".join(call["args"])}
-            for _, call in sorted(self.tool_calls.items())
-        ]
 
 
 def _priority_refused(failure: _Failure) -> bool:

@@ -405,6 +405,7 @@ async def suggest(
     *,
     max_turns: int,
     on_content: Callable[[int, str, int], None] | None = None,  # (turn, text delta, attempt)
+    stream: bool = True,  # False: nobody watches it arrive (the live shadow)
 ) -> tuple[Suggestion, list[dict[str, Any]]]:
     """One user's suggestion and the inference-log rows of its model calls (one per call).
 
@@ -446,6 +447,7 @@ async def suggest(
             judge=judge,
             columns=_columns(ctx, turn),
             on_content=partial(on_content, turn) if on_content else None,
+            stream=stream,
         )
         records.append(answer.record)
         out.turns, out.request_ids = turn, [*out.request_ids, answer.request_id]

@@ -284,8 +284,15 @@ class Service:
                 prepared.request_id,
                 prepared.blueprint,
                 candidate,
+                # Not streamed: nobody watches the candidate's answer arrive, and a stream
+                # costs this loop one event per token (the primaries' first tokens wait).
                 lambda: stylist.suggest(
-                    self.client(candidate), candidate, user, lookup, max_turns=self.max_turns
+                    self.client(candidate),
+                    candidate,
+                    user,
+                    lookup,
+                    max_turns=self.max_turns,
+                    stream=False,
                 ),
                 served,
             )

@@ -11,7 +11,10 @@ formed, the unowned ids it named, whether it answered at all, latency and tokens
 Shadows never crowd out users: at most ``max_in_flight`` run at once and a request arriving
 when they are all busy is not shadowed (counted in ``skipped``). A candidate that fails costs
 a row saying so, never the user's answer. The candidate's own model calls are not written to
-``inference_log`` (nobody was served them); their numbers are in the shadow row.
+``inference_log`` (nobody was served them); their numbers are in the shadow row. They are not
+streamed (``stream=False``): nobody watches them arrive, and a stream costs the serving loop
+one event per token, time the primaries' streams wait for; a candidate's latency is its calls'
+whole time either way.
 """
 
 from __future__ import annotations

@@ -127,6 +127,39 @@ async def test_tool_call_is_assembled_from_streamed_fragments(sim):
     assert json.loads(call["arguments"])["city"] == "Lisbon"
 
 
+async def test_an_answer_nobody_watches_comes_whole_with_the_same_fields(sim, transport):
+    # stream=False (the live shadow's calls): one response, the same content, tool calls and
+    # usage as streamed; no time to first token.
+    async with LLMClient(sim, model=MODEL, transport=transport) as client:
+        said = await client.chat(
+            say(), response_format=json_schema_format("hello", {"type": "object"}), stream=False
+        )
+        called = await client.chat(
+            say("Plan an outfit. city: Lisbon"),
+            tools=[WEATHER_TOOL],
+            tool_choice="required",
+            stream=False,
+        )
+        streamed = await client.chat(
+            say(), response_format=json_schema_format("hello", {"type": "object"})
+        )
+    assert said.ok and said.finish_reason == "stop" and said.ttft_ms is None
+    assert said.content and json.loads(said.content) == json.loads(streamed.content or "")
+    assert said.prompt_tokens == streamed.prompt_tokens and said.completion_tokens
+    assert said.latency_ms > 0 and said.model == MODEL
+    assert called.ok and called.finish_reason == "tool_calls" and called.content is None
+    [call] = called.tool_calls
+    assert call["name"] == "get_weather" and call["id"]
+    assert json.loads(call["arguments"])["city"] == "Lisbon"
+    assert streamed.ttft_ms is not None  # (the streamed call of the same prompt, for contrast)
+
+
+async def test_text_cannot_be_relayed_from_an_answer_that_is_not_streamed(sim):
+    async with LLMClient(sim, model=MODEL) as client:
+        with pytest.raises(ValueError, match="needs stream=True"):
+            await client.chat(say(), on_content=lambda text, attempt: None, stream=False)
+
+
 async def test_tool_numbers_sent_as_strings_are_repaired_by_the_parser(sim):
     async with LLMClient(sim, model=MODEL) as client:
         result = await client.chat(
