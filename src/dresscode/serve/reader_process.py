@@ -115,7 +115,7 @@ def _exactly(sock: socket.socket, size: int) -> bytearray | None:
 # --- the serving process's side -------------------------------------------------------------
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(eq=False)
 class _Reader:
     """One reader process and the server's end of its socket (non-blocking, the loop's)."""
 
