@@ -16,20 +16,23 @@ times, and measures per stream:
 * the load generator's own event-loop lag, so a reader knows when the client's clock includes
   the client's own delay (each client holds one connection, made before the clock starts: a
   shared pool, or clients made during the run, put seconds of the client's own delay into
-  the p95). Each phase starts with a warm-up of ``--concurrency`` streams at once, not measured:
-the clock starts with every connection open, as under steady traffic.
+  the p95).
 
-Three phases: the service as shipped (its reads in ``--reader-processes`` reader processes,
-its start-up objects frozen: ``serve.reader_process``, ``serve.memory``), the same service
-with its reads in threads and nothing frozen (the baseline: the code before them), and the
-live shadow on. Each phase also counts the service's full garbage collections under load and
-the longest (a full collection pauses every stream).
+Each phase is a fresh service process and starts with a warm-up of ``--concurrency`` streams at
+once, not measured: the clock starts with every connection open, as under steady traffic.
+Phases: the service as shipped (its reads in ``--reader-processes`` reader processes, its
+start-up objects frozen: ``serve.reader_process``, ``serve.memory``) with the live shadow off
+and on, alternated ``--repeats`` times and pooled (on a shared 2-core box one pair of phases
+differs by +-5 % with nothing changed), and once the same service with its reads in threads
+and nothing frozen (the baseline of the ratio). Each phase also counts the service's full
+garbage collections under load and the longest (a full collection pauses every stream).
 
 With the live shadow on (``--shadow-share``, a candidate set) the primary's p95 must stay
-within 5 % of the run without it. Every number here is the simulator's model
-time plus this service's; nothing is Gemma's.
+within 5 % of the run without it; the bench prints that ratio's two parts (the endpoint's own
+time, the service's added time). Every number here is the simulator's model time plus this
+service's; nothing is Gemma's.
 
-    .venv/bin/python bench/serve.py --concurrency 200 --rounds 3
+    .venv/bin/python bench/serve.py --concurrency 200 --rounds 3 --users 601 --repeats 2
 """
 
 from __future__ import annotations
