@@ -115,6 +115,7 @@ def bench_readers(settings: Any) -> Any:
     return dataclasses.replace(
         lake_readers(settings),
         online=lambda keys: {},
+        warm=None,  # nothing to open: Feast is stubbed
         weather=lambda city, day: {"city": city, "date": date.isoformat(day), **WEATHER},
     )
 

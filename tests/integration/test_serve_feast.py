@@ -22,7 +22,7 @@ pytestmark = pytest.mark.integration
 
 
 def test_the_serve_reader_gets_style_and_live_weather_for_many_users_at_once(
-    dresscode_home: Path,
+    dresscode_home: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     features.apply()
     now = datetime.now(UTC).replace(microsecond=0)
@@ -64,6 +64,10 @@ def test_the_serve_reader_gets_style_and_live_weather_for_many_users_at_once(
     )
 
     readers = lake_readers(get_settings())
+    assert readers.warm is not None
+    with caplog.at_level("INFO", logger="dresscode.serve.context"):
+        readers.warm()  # what a reader does at start: the first request finds the store open
+    assert "Feast's online store opened in" in caplog.text
     rows = readers.online([("u1", oslo), ("ghost", "atlantis")])
     assert rows[("u1", oslo)]["wardrobe_size"] == 3
     assert rows[("u1", oslo)]["temperature_c"] == 4.0

@@ -55,6 +55,9 @@ class Readers:
     # Run (in a thread) when the service starts and stops: reader processes start with it.
     start: Callable[[], Any] | None = None
     close: Callable[[], Any] | None = None
+    # Run once where the reads run, before the first: opens what a first read would (Feast's
+    # store, ~3 s), so the first request does not wait for it.
+    warm: Callable[[], Any] | None = None
 
 
 InputsKey = tuple[str, date, str | None]  # user id, day, the city asked for (None: the profile's)
@@ -256,14 +259,34 @@ def lake_readers(settings: Settings) -> Readers:
             found = tables.current_wardrobes_of(user_ids, settings)
         return {u: [dict(item) for item in items] for u, items in found.items()}
 
-    def online(keys: list[tuple[str, str]]) -> dict[tuple[str, str], FeatureRow]:
+    def feature_store() -> Any:
         from dresscode.features import store as features
 
         if not store:
             store.append(features.feature_store(settings))
-        service = store[0].get_feature_service(features.SERVICE)
+        return store[0]
+
+    def warm() -> None:
+        from dresscode.features import store as features
+
+        started = time.perf_counter()
+        try:
+            feature_store().get_feature_service(features.SERVICE)  # loads the registry
+        except Exception as exc:  # the first online read will say so, and answer without it
+            log.warning(
+                "Feast's online store not opened at start (%s: %s)",
+                type(exc).__name__,
+                str(exc)[:200],
+            )
+            return
+        log.info("Feast's online store opened in %.1f s", time.perf_counter() - started)
+
+    def online(keys: list[tuple[str, str]]) -> dict[tuple[str, str], FeatureRow]:
+        from dresscode.features import store as features
+
+        service = feature_store().get_feature_service(features.SERVICE)
         rows = [{"user_id": u, "city_id": c} for u, c in keys]
-        answer = store[0].get_online_features(features=service, entity_rows=rows).to_dict()
+        answer = feature_store().get_online_features(features=service, entity_rows=rows).to_dict()
         return {key: {k: v[n] for k, v in answer.items()} for n, key in enumerate(keys)}
 
     def pregenerated(keys: list[tuple[str, date]]) -> dict[tuple[str, date], dict[str, Any]]:
@@ -295,4 +318,4 @@ def lake_readers(settings: Settings) -> Readers:
             return None
         return found.tool_answer()
 
-    return Readers(profile_cities, wardrobes, online, pregenerated, weather)
+    return Readers(profile_cities, wardrobes, online, pregenerated, weather, warm=warm)

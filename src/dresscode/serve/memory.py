@@ -28,6 +28,8 @@ import logging
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from dresscode.core.config import Settings
 
 log = logging.getLogger(__name__)
@@ -56,15 +58,19 @@ def import_and_freeze(
     process: str = "serving process",
     modules: tuple[str, ...] = REQUEST_PATH_IMPORTS,
     settings: Settings | None = None,
+    warm: Callable[[], object] | None = None,
 ) -> int:
     """Import ``modules`` (those not installed are skipped), open the lake's storage if
-    ``settings`` are given, collect, freeze: the number of objects the collector no longer
-    walks (logged, with the ``process`` it is)."""
+    ``settings`` are given, run ``warm`` (what it opens is frozen too; logging is set up by
+    then: the imports include Airflow's), collect, freeze: the number of objects the collector
+    no longer walks (logged, with the ``process`` it is)."""
     for name in modules:
         if importlib.util.find_spec(name.split(".")[0]) is not None:
             importlib.import_module(name)
     if settings is not None:
         _open_lake_storage(settings)
+    if warm is not None:
+        warm()
     gc.collect()
     gc.freeze()
     frozen = gc.get_freeze_count()

@@ -27,7 +27,9 @@ so the first request does not pay for their imports.
 A reader process that dies (killed, out of memory) fails the read it was doing; that read is
 tried once more in a new process (logged at ERROR), so the requests waiting on it are answered
 late rather than refused. A second failure is the read's error (the requests get
-``inputs_unavailable``, one sentence). A reader process whose server is gone (stopped, or
+``inputs_unavailable``, one sentence). A read stuck longer than ``READ_TIMEOUT_S`` (a storage
+stall) is refused the same way and its process killed and replaced, so the requests after it
+are read by a fresh process instead of waiting behind it. A reader process whose server is gone (stopped, or
 killed with no chance to stop it) sees its end of the socket close and exits; it ignores
 Ctrl-C (the terminal sends it to the whole process group): its server decides when it stops.
 """
@@ -57,6 +59,9 @@ BuildReaders = Callable[[Settings], Readers]  # module-level: it is sent to the 
 
 _LENGTH = struct.Struct("!Q")
 START_TIMEOUT_S = 300.0  # a reader's imports (Feast ~18 s) on a busy machine
+# A batch reads in milliseconds (a burst of 200 new users ~0.3 s); one stuck this long (a
+# storage stall) would keep every later request waiting behind it: its process is killed.
+READ_TIMEOUT_S = 30.0
 
 
 class ReaderGone(ConnectionError):
@@ -73,7 +78,7 @@ def _serve(sock: socket.socket, settings: Settings, build: BuildReaders) -> None
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     readers = build(settings)
-    import_and_freeze("reader process", settings=settings)
+    import_and_freeze("reader process", settings=settings, warm=readers.warm)
     _send(sock, os.getpid())
     while (keys := _receive(sock)) is not None:
         try:
@@ -197,11 +202,16 @@ class ReaderProcess:
     """``processes`` reader processes, started on :meth:`start` (or the first read)."""
 
     def __init__(
-        self, settings: Settings, processes: int = 1, build: BuildReaders = lake_readers
+        self,
+        settings: Settings,
+        processes: int = 1,
+        build: BuildReaders = lake_readers,
+        read_timeout_s: float = READ_TIMEOUT_S,
     ) -> None:
         if processes < 1:
             raise ValueError("a ReaderProcess needs at least one process")
         self._settings = settings
+        self.read_timeout_s = read_timeout_s  # seconds a read may take before its process dies
         self._build = build
         self._processes = processes
         self._readers: list[_Reader] = []
@@ -214,7 +224,9 @@ class ReaderProcess:
         """``local``'s readers, with a request's inputs read in the processes (all its reads
         in one round trip: :func:`~dresscode.serve.context.read_inputs`); the returned
         :class:`Readers` starts and stops the processes with the service."""
-        return dataclasses.replace(local, inputs=self.read, start=self.start, close=self.close)
+        return dataclasses.replace(
+            local, inputs=self.read, start=self.start, close=self.close, warm=None
+        )
 
     def start(self) -> list[int]:
         """Start the processes (spawned, their imports done; blocking): their ids."""
@@ -235,11 +247,22 @@ class ReaderProcess:
 
     async def read(self, keys: list[InputsKey]) -> dict[InputsKey, UserInputs]:
         """The inputs of a batch of requests, read in a reader process; one that stopped
-        is replaced and the read tried once more."""
+        is replaced and the read tried once more; one stuck is killed and replaced, and the
+        read fails (``TimeoutError``)."""
         for attempt in (1, 2):
             reader = await self._reader()
             try:
-                return await reader.read(keys)
+                async with asyncio.timeout(self.read_timeout_s):
+                    return await reader.read(keys)
+            except TimeoutError:
+                self._discard(reader)
+                log.error(
+                    "a reader process took over %.0f s to read the inputs of %d request(s): "
+                    "killed and replaced; those requests are answered inputs_unavailable",
+                    self.read_timeout_s,
+                    len(keys),
+                )
+                raise
             except ReaderGone:
                 self._discard(reader)
                 if attempt == 2:

@@ -148,6 +148,8 @@ class Service:
     async def start(self) -> None:
         if self.readers.start is not None:
             await asyncio.to_thread(self.readers.start)
+        if self.readers.warm is not None:  # reads in this process: warm them here
+            await asyncio.to_thread(self.readers.warm)
         await self.prompts.start()
         self.lake_log.start()
 

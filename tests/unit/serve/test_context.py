@@ -56,6 +56,17 @@ def test_the_lake_readers_answer_for_one_user(two_users_lake: Path) -> None:
     assert morning[("u1", DAY)]["outfits"] == outfits
 
 
+def test_warming_without_a_feature_store_is_a_warning_not_a_failure(
+    two_users_lake: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    readers = lake_readers(get_settings())  # a lake with no Feast registry applied
+    assert readers.warm is not None
+    readers.warm()
+    assert "Feast's online store not opened at start" in caplog.text
+    # The lake reads do not depend on it.
+    assert readers.profile_cities(["u1"]) == {"u1": "Rome"}
+
+
 async def test_requests_in_flight_together_are_read_in_one_batch() -> None:
     asked: list[list[str]] = []
 

@@ -80,6 +80,26 @@ async def test_reads_at_once_each_get_their_own_answer(reader: ReaderProcess) ->
     assert leaving.cancelled() and reader.restarts == 0
 
 
+async def test_a_stuck_reader_is_killed_and_replaced_and_its_read_refused(
+    two_users_lake: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    process = ReaderProcess(get_settings(), read_timeout_s=2.0)
+    try:
+        (stuck,) = process.start()
+        os.kill(stuck, signal.SIGSTOP)  # a read that never ends (a storage stall, say)
+        with pytest.raises(TimeoutError):
+            await process.read([("u1", DAY, None)])
+        assert not psutil.pid_exists(stuck)  # killed and reaped, not left stopped
+        assert "took over 2 s to read the inputs of 1 request(s): killed" in caplog.text
+        # The next read goes to a new process, not behind the stuck one (its first read opens
+        # the lake tables and Feast's store: seconds on a busy machine, not stuck).
+        process.read_timeout_s = 120.0
+        found = await process.read([("u2", DAY, None)])
+        assert found[("u2", DAY, None)].profile_city == "Lima" and process.restarts == 1
+    finally:
+        process.close()
+
+
 def test_the_processes_start_and_stop_with_the_readers(two_users_lake: Path) -> None:
     process = ReaderProcess(get_settings())
     readers = process.readers(lake_readers(get_settings()))
@@ -101,6 +121,8 @@ def test_no_reader_processes_when_the_setting_is_zero(
     get_settings.cache_clear()
     remote = readers_for(get_settings(), local)
     assert remote.inputs is not None and local.inputs is None
+    # The reads are warmed where they run: in the reader process, not in this one.
+    assert local.warm is not None and remote.warm is None
     assert remote.weather is local.weather and remote.wardrobes is local.wardrobes
 
 
