@@ -29,9 +29,10 @@ tried once more in a new process (logged at ERROR), so the requests waiting on i
 late rather than refused. A second failure is the read's error (the requests get
 ``inputs_unavailable``, one sentence). A read stuck longer than ``READ_TIMEOUT_S`` (a storage
 stall) is refused the same way and its process killed and replaced, so the requests after it
-are read by a fresh process instead of waiting behind it. A reader process whose server is gone (stopped, or
-killed with no chance to stop it) sees its end of the socket close and exits; it ignores
-Ctrl-C (the terminal sends it to the whole process group): its server decides when it stops.
+are read by a fresh process instead of waiting behind it. A reader process whose server is
+gone (stopped, or killed with no chance to stop it) sees its end of the socket close and
+exits; it ignores Ctrl-C (the terminal sends it to the whole process group): its server
+decides when it stops.
 """
 
 from __future__ import annotations
