@@ -274,7 +274,7 @@ def lake_readers(settings: Settings) -> Readers:
             feature_store().get_feature_service(features.SERVICE)  # loads the registry
         except Exception as exc:  # the first online read will say so, and answer without it
             log.warning(
-                "Feast's online store not opened at start (%s: %s)",
+                "Feast's online store not ready at start (%s: %s); the online reads try again",
                 type(exc).__name__,
                 str(exc)[:200],
             )

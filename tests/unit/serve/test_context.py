@@ -62,7 +62,7 @@ def test_warming_without_a_feature_store_is_a_warning_not_a_failure(
     readers = lake_readers(get_settings())  # a lake with no Feast registry applied
     assert readers.warm is not None
     readers.warm()
-    assert "Feast's online store not opened at start" in caplog.text
+    assert "Feast's online store not ready at start" in caplog.text
     # The lake reads do not depend on it.
     assert readers.profile_cities(["u1"]) == {"u1": "Rome"}
 
