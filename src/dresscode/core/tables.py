@@ -532,8 +532,9 @@ def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
 
     columns: list[list[Any]] = []
     for name in frame.columns:
-        values = frame[name].tolist()
-        if isinstance(frame[name].dtype, pd.api.extensions.ExtensionDtype):
+        column = frame[name]
+        values = column.tolist()
+        if isinstance(column.dtype, pd.api.extensions.ExtensionDtype):
             values = [None if v is pd.NA else v for v in values]
         columns.append(values)
     names = list(frame.columns)

@@ -284,9 +284,10 @@ def lake_readers(settings: Settings) -> Readers:
     def online(keys: list[tuple[str, str]]) -> dict[tuple[str, str], FeatureRow]:
         from dresscode.features import store as features
 
-        service = feature_store().get_feature_service(features.SERVICE)
+        online_store = feature_store()
+        service = online_store.get_feature_service(features.SERVICE)
         rows = [{"user_id": u, "city_id": c} for u, c in keys]
-        answer = feature_store().get_online_features(features=service, entity_rows=rows).to_dict()
+        answer = online_store.get_online_features(features=service, entity_rows=rows).to_dict()
         return {key: {k: v[n] for k, v in answer.items()} for n, key in enumerate(keys)}
 
     def pregenerated(keys: list[tuple[str, date]]) -> dict[tuple[str, date], dict[str, Any]]:
