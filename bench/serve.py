@@ -57,6 +57,7 @@ import httpx
 import psutil
 
 API_KEY = "bench-key"
+SERVICE_CORES = [0]  # with --pin
 MODEL = "google/gemma-4-26B-A4B-it"
 STAGGER_S = 2.5  # about one stream's length: the clients' start is spread over it
 CATEGORIES = ["top", "top", "bottom", "bottom", "footwear", "outerwear", "top", "dress"]
@@ -212,10 +213,15 @@ def run_service(
     reader_processes: int,
     freeze: bool,
     gc_log: str,
+    cores: list[int] | None = None,
 ) -> None:
     """The stylist: ``workers`` uvicorn worker processes on one port, each building its own
-    app from :func:`build_bench_app` (as replicas of the service would)."""
+    app from :func:`build_bench_app` (as replicas of the service would); on ``cores`` only
+    when given (its workers and reader processes inherit them)."""
     import uvicorn
+
+    if cores:
+        os.sched_setaffinity(0, cores)
 
     os.environ.update(
         DRESSCODE_HOME=home,
@@ -412,7 +418,7 @@ def phase(
         target=run_service,
         args=(
             *(str(home), sim_url, port, shadow, args.workers),
-            *(reader_processes, freeze, str(gc_log)),
+            *(reader_processes, freeze, str(gc_log), SERVICE_CORES if args.pin else None),
         ),
     )
     proc.start()
@@ -421,18 +427,25 @@ def phase(
         wait_healthy(_Popen(proc), f"{url}/health", 120, "the stylist")
         service = psutil.Process(proc.pid)
         processes = [service, *service.children(recursive=True)]  # uvicorn's workers, readers
+        # The harness beside it on the same cores: this process (the load generator) and the
+        # simulator (this process's other child).
+        me = psutil.Process()
+        harness = [me, *(p for p in me.children() if p.pid != proc.pid)]
         lags: list[float] = []
         clock: dict[str, float] = {}
 
         def warmed() -> None:  # what is measured starts here
             gc_log.unlink(missing_ok=True)  # the pauses under load, not those of the warm-up
             lags.clear()
-            clock.update(cpu0=_cpu_s(processes), wall0=time.perf_counter())
+            clock.update(
+                cpu0=_cpu_s(processes), harness0=_cpu_s(harness), wall0=time.perf_counter()
+            )
 
         work = load(url, users, args.concurrency, args.rounds, burst=args.burst, warmed=warmed)
         streams = asyncio.run(lagging(work, lags))
         wall = time.perf_counter() - clock["wall0"]
         cpu_s = _cpu_s(processes) - clock["cpu0"]
+        harness_cpu_s = _cpu_s(harness) - clock["harness0"]
         rss_mb = sum(p.memory_info().rss for p in processes) / 2**20
         peak_mb = sum(_peak_rss_mb(p.pid) for p in processes)
     finally:
@@ -470,6 +483,8 @@ def phase(
         "req_per_s": len(streams) / wall,
         "service_cpu_s": cpu_s,
         "req_per_cpu_s": len(streams) / cpu_s if cpu_s else float("nan"),
+        "service_cores": cpu_s / wall,  # cores busy on average while measured
+        "harness_cores": harness_cpu_s / wall,
         "client_lag_p95_ms": pct(lags, 0.95),
         "client_lag_max_ms": max(lags),
         "full_gc_pauses": len(full_pauses),
@@ -527,7 +542,15 @@ def main() -> int:
     parser.add_argument(
         "--burst", action="store_true", help="send each round's requests at the same instant"
     )
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="the service on core 0, the simulator and the load generator on the others: "
+        "the service's clock then measures the service, not its neighbours' bursts",
+    )
     args = parser.parse_args()
+    if args.pin:  # the simulator, started below, inherits this process's cores
+        os.sched_setaffinity(0, set(range(os.cpu_count() or 2)) - set(SERVICE_CORES))
     shipped = {"reader_processes": args.reader_processes, "freeze": True}
     from dresscode.sim.testing import simulator_process
 
@@ -563,7 +586,8 @@ def main() -> int:
     print(
         f"{args.concurrency} concurrent streams x {args.rounds} rounds "
         f"({'burst' if args.burst else 'steady'}), {args.workers} service worker(s), "
-        f"{args.reader_processes} reader process(es), {os.cpu_count()} cores; "
+        f"{args.reader_processes} reader process(es), {os.cpu_count()} cores"
+        f"{' (the service pinned to core 0, the rest on the others)' if args.pin else ''}; "
         "model times are the simulator's (not Gemma's)\n"
     )
     print(
@@ -588,7 +612,9 @@ def main() -> int:
     for r in runs:
         print(
             f"{r['label']}: the load generator's own event-loop lag p95 "
-            f"{r['client_lag_p95_ms']:.0f} ms, max {r['client_lag_max_ms']:.0f} ms"
+            f"{r['client_lag_p95_ms']:.0f} ms, max {r['client_lag_max_ms']:.0f} ms; cores busy: "
+            f"the service {r['service_cores']:.2f}, the simulator and load generator "
+            f"{r['harness_cores']:.2f} (of {os.cpu_count()})"
         )
     offs = [r for r in runs if r["label"].startswith("shadow off #")]
     ons = [r for r in runs if r["label"].startswith("shadow ") and r not in offs]

@@ -520,8 +520,8 @@ def read_arrow(
     become part of the scan (delta-rs ``file_pruning_predicate``: partitions, and the min-max
     range of an ``in`` filter, per ``user_bucket`` for a user filter on a table partitioned by
     it), and the range is added to the row filter too, so pyarrow skips row groups by their
-    statistics (it does not test an ``in`` list against them). ``version`` reads the table as
-    it was (time travel).
+    statistics (it does not test an ``in`` list against them; a kept table's rows, in memory,
+    are filtered by the exact terms alone). ``version`` reads the table as it was (time travel).
     """
     import pyarrow as pa
     import pyarrow.dataset as ds
@@ -534,7 +534,7 @@ def read_arrow(
     # A kept dataset's own columns: the table's may have grown since it was listed.
     schema = kept.dataset.schema if kept is not None else pa.schema(table.schema())
     names = set(schema.names)
-    terms, pruning = delta_filters.conditions(days, filters or [], names)
+    terms, pruning = delta_filters.conditions(days, filters or [], names, ranges=kept is None)
     # A kept table's files were listed once; its scan prunes them by the partition terms.
     dataset = None
     if kept is None:

@@ -119,7 +119,9 @@ class KeptTables:
         # A file kept from an older version lacks the columns added since: nulls there.
         found = pa.concat_tables(files, promote_options="default")
         if expression is not None:
-            found = found.filter(expression)
+            # In one chunk first: pyarrow's filter pays a fixed cost per chunk, most of the work
+            # for a few users' files (five files, 350 rows: ~1.9 -> ~0.7 ms of CPU; measured).
+            found = found.combine_chunks().filter(expression)
         return found if columns is None else found.select(columns)
 
     def _keep(self, path: str, rows: Any) -> None:
