@@ -13,6 +13,8 @@ times, and measures per stream:
   reading the inputs, answering the tool, the SSE path.
 * requests/s per core of the service process (requests over its CPU seconds) and its peak RSS
   (summed over its ``--workers`` uvicorn worker processes);
+* the cores each side kept busy on average: the service's processes, and the harness beside
+  it on the same machine (the simulator and this load generator);
 * the load generator's own event-loop lag, so a reader knows when the client's clock includes
   the client's own delay (each client holds one connection, made before the clock starts: a
   shared pool, or clients made during the run, put seconds of the client's own delay into
@@ -33,6 +35,9 @@ time, the service's added time). Every number here is the simulator's model time
 service's; nothing is Gemma's.
 
     .venv/bin/python bench/serve.py --concurrency 200 --rounds 3 --users 601 --repeats 2
+
+``--pin`` puts the service on core 0 and the harness on the others (on a 2-core machine one
+core is less than the service needs at 200 streams: measured, docs/benchmarks.md).
 """
 
 from __future__ import annotations

@@ -534,7 +534,7 @@ def read_arrow(
     # A kept dataset's own columns: the table's may have grown since it was listed.
     schema = kept.dataset.schema if kept is not None else pa.schema(table.schema())
     names = set(schema.names)
-    terms, pruning = delta_filters.conditions(days, filters or [], names, ranges=kept is None)
+    terms, pruning = delta_filters.conditions(days, filters or [], names, with_ranges=kept is None)
     # A kept table's files were listed once; its scan prunes them by the partition terms.
     dataset = None
     if kept is None:

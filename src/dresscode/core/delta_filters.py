@@ -24,11 +24,11 @@ def conditions(
     filters: list[tuple[str, str, Any]],
     names: set[str],
     *,
-    ranges: bool = True,
+    with_ranges: bool = True,
 ) -> tuple[list[Any], list[str]]:
     """The row filter's terms (pyarrow expressions) and the file-pruning conjuncts (SQL).
 
-    ``ranges=False``: the exact terms only, no ranges (rows already in memory have no row-group
+    ``with_ranges=False``: the exact terms only, no ranges (rows already in memory have no row-group
     statistics to skip by, and testing the ranges too costs the filter)."""
     import pyarrow.compute as pc
 
@@ -43,7 +43,7 @@ def conditions(
             pruning.append("false")
     for column, op, value in filters:
         terms.append(term(column, op, value))
-        if not ranges or op != "in" or column not in names:
+        if not with_ranges or op != "in" or column not in names:
             continue
         values = sorted({str(v) for v in value})
         if not values or not all(isinstance(v, str) for v in value):
