@@ -28,7 +28,7 @@ def conditions(
 ) -> tuple[list[Any], list[str]]:
     """The row filter's terms (pyarrow expressions) and the file-pruning conjuncts (SQL).
 
-    ``with_ranges=False``: the exact terms only, no ranges (rows already in memory have no row-group
+    ``with_ranges=False``: the exact terms only (rows already in memory have no row-group
     statistics to skip by, and testing the ranges too costs the filter)."""
     import pyarrow.compute as pc
 
