@@ -195,3 +195,30 @@ def test_changed_users_cannot_tell_without_the_old_version(dresscode_home: Path)
     assert delta.changed_users("wardrobe_items", 0) is None
     with pytest.raises(ValueError, match="not partitioned by user_bucket"):
         delta.changed_users("manifests", 0)
+
+
+def test_rows_in_memory_are_filtered_by_the_exact_terms_alone() -> None:
+    """The ranges an ``in`` filter adds are for row-group statistics; without them (a kept
+    table's rows, in memory) the same rows match, through one term per filter."""
+    import pyarrow as pa
+
+    from dresscode.core import delta_filters
+    from dresscode.core.delta_layout import user_bucket
+
+    users = ["u1", "u2", "u7", "zz", "u3", "u9"]
+    rows = pa.table(
+        {
+            "user_id": users,
+            "user_bucket": [user_bucket(u) for u in users],
+            "date": ["2026-05-02"] * 6,
+        }
+    )
+    names = set(rows.column_names)
+    filters = [("user_id", "in", ["u1", "u7", "zz"])]
+    full, pruning = delta_filters.conditions(["2026-05-02"], filters, names)
+    exact, day_only = delta_filters.conditions(["2026-05-02"], filters, names, with_ranges=False)
+    assert len(full) == 3 and any("user_id >=" in p for p in pruning)  # + the id ranges
+    assert len(exact) == 2 and day_only == ["date IN ('2026-05-02')"]
+    matched = rows.filter(delta_filters.all_of(exact))["user_id"].to_pylist()
+    assert sorted(matched) == ["u1", "u7", "zz"]
+    assert matched == rows.filter(delta_filters.all_of(full))["user_id"].to_pylist()
