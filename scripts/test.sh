@@ -1,10 +1,8 @@
 #!/usr/bin/env bash
-# `make test`: the whole suite, as five pytest processes at once. tests/dags (Airflow's
+# `make test`: the whole suite, as four pytest processes at once. tests/dags (Airflow's
 # dag.test(): simulators, retry delays) and tests/integration (real servers and subprocesses)
 # spend much of their time waiting, so they run beside tests/unit instead of after it, and the
-# suite takes about as long as its longest part. tests/scenarios (fuzzing, drills; about half
-# of what ran as tests/unit) is a part of its own: in one part with tests/unit it ran for
-# minutes alone on one core after the others had finished. The background parts' output is shown once
+# suite takes about as long as its longest part. The background parts' output is shown once
 # tests/unit is done (and kept in their logs). Extra arguments go to every pytest part. `make
 # lint` (ruff, mypy, the import contracts) runs alongside too, so CI enforces it. Fails when
 # any part fails. Each part ends with its ten slowest tests (--durations=10): where the time goes.
@@ -31,10 +29,9 @@ declare -A args=(
     [dags]="tests/dags --ignore=$governance"
     [integration]="tests/integration --ignore=$celery"
     [celery]="$celery $governance"
-    [scenarios]="tests/scenarios"
 )
 declare -A pids
-for part in dags integration celery scenarios; do
+for part in dags integration celery; do
     # shellcheck disable=SC2086  # the arguments are words on purpose
     "$py" -m pytest ${args[$part]} -p no:cacheprovider --durations=10 "$@" >"$logs/$part.log" 2>&1 &
     pids[$part]=$!
@@ -43,13 +40,12 @@ make -s lint >"$logs/lint.log" 2>&1 &
 pids[lint]=$!
 trap 'kill "${pids[@]}" 2>/dev/null' EXIT
 
-"$py" -m pytest --ignore=tests/dags --ignore=tests/integration --ignore=tests/scenarios \
-    --durations=10 "$@"
+"$py" -m pytest --ignore=tests/dags --ignore=tests/integration --durations=10 "$@"
 rc=$?
 summary="tests/unit: exit $rc"
 failed=$(( rc != 0 ))
 
-for part in lint scenarios dags integration celery; do
+for part in lint dags integration celery; do
     name="tests/$part"
     [ "$part" = lint ] && name="make lint"
     [ "$part" = celery ] && name="$celery $governance"
