@@ -550,8 +550,8 @@ def main() -> int:
     parser.add_argument(
         "--pin",
         action="store_true",
-        help="the service on core 0, the simulator and the load generator on the others: "
-        "the service's clock then measures the service, not its neighbours' bursts",
+        help="the service on core 0, the simulator and the load generator on the others "
+        "(on 2 cores one is less than the service needs at 200 streams: docs/benchmarks.md)",
     )
     args = parser.parse_args()
     if args.pin:  # the simulator, started below, inherits this process's cores
