@@ -36,9 +36,13 @@ BATCHES = 60  # per size
 
 def measure(users: int) -> dict[str, Any]:
     """CPU ms per batch (p50, p95) for each size, and the 5-user batch's reads apart."""
+    with tempfile.TemporaryDirectory() as tmp:
+        return _measure(Path(tmp) / "home", users)
+
+
+def _measure(home: Path, users: int) -> dict[str, Any]:
     import serve as bench  # bench/serve.py: the scratch lake and the stubbed readers
 
-    home = Path(tempfile.mkdtemp()) / "home"
     bench.seed_lake(home, users)
     from dresscode.core.config import get_settings
     from dresscode.serve.context import read_inputs
