@@ -75,18 +75,15 @@ def _measure(home: Path, users: int) -> dict[str, Any]:
         ]
         found[f"batch of {size}"] = times
     parts = {
-        "profiles": lambda us: readers.profile_cities(us),
-        "wardrobes": lambda us: readers.wardrobes(us),
+        "profiles": readers.profile_cities,
+        "wardrobes": readers.wardrobes,
         "suggestions": lambda us: readers.pregenerated([(u, day) for u in us]),
     }
     for name, read in parts.items():
         found[f"5 users: {name}"] = [
             cpu_ms(lambda read=read: read(next_users(5))) for _ in range(BATCHES)
         ]
-    return {
-        key: (statistics.median(times), sorted(times)[int(0.95 * len(times))])
-        for key, times in found.items()
-    }
+    return {key: (statistics.median(times), bench.pct(times, 0.95)) for key, times in found.items()}
 
 
 def measured_in(src: str | None, users: int) -> dict[str, Any]:

@@ -241,11 +241,8 @@ class LLMClient:
             raise ValueError("on_content hears a streamed answer: it needs stream=True")
         request_id = request_id or uuid.uuid4().hex
         body = self._request_body(
-            messages, response_format, tools, tool_choice, temperature, max_tokens
+            messages, response_format, tools, tool_choice, temperature, max_tokens, stream
         )
-        if not stream:
-            body["stream"] = False
-            del body["stream_options"]
         if model:
             body["model"] = model
         headers = {**(headers or {}), "X-Request-Id": request_id}
@@ -292,6 +289,7 @@ class LLMClient:
         tool_choice: Any,
         temperature: float,
         max_tokens: int,
+        stream: bool,
     ) -> dict[str, Any]:
         """The JSON body shared by every attempt of one call."""
         body: dict[str, Any] = {
@@ -299,9 +297,10 @@ class LLMClient:
             "messages": messages,
             "temperature": temperature,
             "max_tokens": max_tokens,
-            "stream": True,
-            "stream_options": {"include_usage": True},
+            "stream": stream,
         }
+        if stream:
+            body["stream_options"] = {"include_usage": True}
         if response_format is not None:
             body["response_format"] = response_format
         if tools:
