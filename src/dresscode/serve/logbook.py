@@ -43,6 +43,7 @@ class LakeLog:
         self._write = write
         self._rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self._loop: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
         self._lock = asyncio.Lock()
         self.written: dict[str, int] = defaultdict(int)
 
@@ -61,43 +62,71 @@ class LakeLog:
         self._loop = asyncio.create_task(self._flush_forever(), name="lake-log-flush")
 
     async def aclose(self) -> None:
+        """Stop the periodic flush and write what is buffered.
+
+        The loop is asked to stop, not cancelled: a flush in progress finishes its writes
+        (a write runs in a thread, which cancelling would orphan, racing the final flush).
+        """
         if self._loop is not None:
-            self._loop.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loop
+            self._stopping.set()
+            await self._loop
         await self.flush()
 
     async def _flush_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self.flush_s)
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.flush_s)
             await self.flush()
 
     async def flush(self) -> None:
-        """Write everything buffered now: one part per table and day."""
+        """Write everything buffered now: one part per table and day.
+
+        Rows not written (a write failed, or the flush was cancelled) go back to the buffer
+        for the next flush; a part written twice replaces itself.
+        """
         async with self._lock:
             batches, self._rows = self._rows, defaultdict(list)
-            for table, rows in batches.items():
-                by_day: dict[str, list[dict[str, Any]]] = defaultdict(list)
-                for row in rows:
-                    by_day[_day_of(row)].append(row)
-                for day, day_rows in by_day.items():
-                    ids = "\n".join(sorted(str(r.get("request_id")) for r in day_rows))
-                    part = "serve-" + hashlib.sha256(ids.encode()).hexdigest()[:16]
-                    try:
-                        await asyncio.to_thread(
-                            self._write, table, day, part, day_rows, self.settings
-                        )
-                    except Exception as exc:
-                        log.error(
-                            "could not write %d %s row(s) to the lake (%s: %s); retrying at the next flush",
-                            len(day_rows),
-                            table,
-                            type(exc).__name__,
-                            str(exc)[:200],
-                        )
-                        self.add(table, day_rows)
-                        continue
-                    self.written[table] += len(day_rows)
+            parts = [
+                (table, day, day_rows)
+                for table, rows in batches.items()
+                for day, day_rows in _by_day(rows).items()
+            ]
+            for n, (table, day, day_rows) in enumerate(parts):
+                ids = "\n".join(sorted(str(r.get("request_id")) for r in day_rows))
+                part = "serve-" + hashlib.sha256(ids.encode()).hexdigest()[:16]
+                write = asyncio.ensure_future(
+                    asyncio.to_thread(self._write, table, day, part, day_rows, self.settings)
+                )
+                try:
+                    await asyncio.shield(write)
+                except asyncio.CancelledError:
+                    # A thread cannot be stopped: let this write land, then keep the rows
+                    # not written for the next flush (rewritten, they would be a new part).
+                    await asyncio.wait([write])
+                    landed = not write.cancelled() and write.exception() is None
+                    if landed:
+                        self.written[table] += len(day_rows)
+                    for unwritten_table, _, unwritten in parts[n + 1 if landed else n :]:
+                        self.add(unwritten_table, unwritten)
+                    raise
+                except Exception as exc:
+                    log.error(
+                        "could not write %d %s row(s) to the lake (%s: %s); retrying at the next flush",
+                        len(day_rows),
+                        table,
+                        type(exc).__name__,
+                        str(exc)[:200],
+                    )
+                    self.add(table, day_rows)
+                    continue
+                self.written[table] += len(day_rows)
+
+
+def _by_day(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    by_day: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        by_day[_day_of(row)].append(row)
+    return by_day
 
 
 def _day_of(row: Mapping[str, Any]) -> str:

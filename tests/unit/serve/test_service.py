@@ -134,6 +134,8 @@ def serving(app: Any) -> Iterator[str]:
         server.should_exit = True
         thread.join(timeout=15)
         sock.close()
+        # Shutdown flushes the lake log: a test reading the lake after it needs it finished.
+        assert not thread.is_alive(), "the service did not stop within 15 s"
 
 
 @dataclass
