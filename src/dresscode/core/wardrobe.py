@@ -19,10 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    import pandas as pd
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -56,42 +53,48 @@ ITEM_FIELDS: tuple[str, ...] = (
 _CORRECTABLE = tuple(f for f in ITEM_FIELDS if f != "colors")
 
 
-def one_row_per_item(items: pd.DataFrame) -> pd.DataFrame:
+def one_row_per_item(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Each item id once: the row of its latest ``digitized_at`` (a table format keeps no file
-    order, so "the part written last" is not a thing a reader can rely on)."""
-    if items.empty:
-        return items
-    if DIGITIZED_AT in items.columns:
-        stamp = items[DIGITIZED_AT].fillna("").astype(str)
-        items = items.iloc[stamp.argsort(kind="stable")]
-    return items.drop_duplicates("item_id", keep="last")
+    order, so "the part written last" is not a thing a reader can rely on). Rows in the order
+    of their stamps (stable), each where its item's last row was."""
+    kept: dict[Any, dict[str, Any]] = {}
+    for row in sorted(items, key=stamp_of):
+        kept.pop(row.get("item_id"), None)  # the later row takes the later place
+        kept[row.get("item_id")] = row
+    return list(kept.values())
 
 
-def newest_digitization(items: pd.DataFrame) -> pd.DataFrame:
-    """Only each (user, photo)'s rows of its newest digitization (ties keep all their rows)."""
-    if items.empty or DIGITIZED_AT not in items.columns or "image_sha256" not in items.columns:
-        return items
-    import pandas as pd
-
-    stamp = items[DIGITIZED_AT].fillna("").astype(str)
-    photo = [items["user_id"].astype(str), items["image_sha256"].fillna("").astype(str)]
-    # ISO stamps as their rank (sorted factorize codes): a max over strings falls back to a
-    # Python loop per group in pandas (~1 min for 250k photos); over ints it is one pass.
-    rank = pd.Series(pd.factorize(stamp, sort=True)[0], index=items.index)
-    newest = rank.groupby(photo).transform("max")
-    return items[rank == newest]
+def newest_digitization(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Only each (user, photo)'s rows of its newest digitization (ties keep all their rows);
+    rows without a photo column are kept."""
+    newest: dict[tuple[str, str], str] = {}
+    for row in items:
+        if "image_sha256" in row:
+            photo = _photo(row)
+            newest[photo] = max(newest.get(photo, ""), stamp_of(row))
+    return [r for r in items if "image_sha256" not in r or stamp_of(r) == newest[_photo(r)]]
 
 
-def successors(items: pd.DataFrame) -> dict[str, str]:
+def stamp_of(row: dict[str, Any]) -> str:
+    """The row's ``digitized_at``; rows written before the column existed: "" (the oldest)."""
+    stamp = row.get(DIGITIZED_AT)
+    return "" if stamp is None else str(stamp)
+
+
+def _photo(row: dict[str, Any]) -> tuple[str, str]:
+    sha = row.get("image_sha256")
+    return str(row.get("user_id")), "" if sha is None else str(sha)
+
+
+def successors(items: list[dict[str, Any]]) -> dict[str, str]:
     """Old item id -> the id of the item that holds its place now (chains followed to the end).
 
     Only the rows given count: a caller that reads "as of" a moment passes the rows of that
     moment, so a later re-digitization does not move an earlier event.
     """
-    if items.empty or REPLACES not in items.columns:
-        return {}
     direct: dict[str, str] = {}
-    for new, old in zip(items["item_id"], items[REPLACES], strict=True):
+    for row in items:
+        new, old = row.get("item_id"), row.get(REPLACES)
         if isinstance(old, str) and old and old != new:
             direct[old] = str(new)
     resolved: dict[str, str] = {}
@@ -155,8 +158,9 @@ def _added_row(item_id: str, event: dict[str, Any], item: dict[str, Any]) -> dic
     return row
 
 
-def columns_of(items: pd.DataFrame, current: dict[str, dict[str, Any]]) -> list[str]:
-    names = list(items.columns)
+def columns_of(names: list[str], current: dict[str, dict[str, Any]]) -> list[str]:
+    """The table's columns, then any an added item brought."""
+    names = list(names)
     for row in current.values():
         names += [k for k in row if k not in names]
     return names

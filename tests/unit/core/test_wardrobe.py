@@ -7,7 +7,6 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 from dresscode.core import lake, tables, wardrobe
@@ -45,29 +44,41 @@ def _event(event_id: str, at: str, kind: str, item_id: str, **payload: object) -
 
 
 def test_newest_digitization_keeps_one_digitization_per_photo() -> None:
-    items = pd.DataFrame(
-        [
-            _row("old-a", 1, None),  # written before the column existed: the oldest
-            _row("old-b", 1, None),
-            _row("new-a", 2, "2026-06-01T00:00:00.000+00:00"),
-            _row("other", 1, None, sha="c" * 64),  # another photo, never re-digitized
-            _row("theirs", 1, None, user="u2"),  # the same photo of another user
-        ]
-    )
+    items = [
+        _row("old-a", 1, None),  # written before the column existed: the oldest
+        _row("old-b", 1, None),
+        _row("new-a", 2, "2026-06-01T00:00:00.000+00:00"),
+        _row("other", 1, None, sha="c" * 64),  # another photo, never re-digitized
+        _row("theirs", 1, None, user="u2"),  # the same photo of another user
+    ]
     kept = wardrobe.newest_digitization(items)
-    assert sorted(kept["item_id"]) == ["new-a", "other", "theirs"]
+    assert sorted(r["item_id"] for r in kept) == ["new-a", "other", "theirs"]
+
+
+def test_one_row_per_item_keeps_the_latest_digitization_whatever_the_file_order() -> None:
+    items = [
+        _row("a", 2, "2026-06-02T00:00:00.000+00:00", category="outerwear"),
+        _row("b", 1, None),
+        _row("a", 1, "2026-06-01T00:00:00.000+00:00"),
+        _row("c", 1, "2026-06-01T00:00:00.000+00:00"),
+    ]
+    kept = wardrobe.one_row_per_item(items)
+    # In the order of their stamps, each where its item's latest row is.
+    assert [(r["item_id"], r["category"]) for r in kept] == [
+        ("b", "top"),
+        ("c", "top"),
+        ("a", "outerwear"),
+    ]
 
 
 def test_successors_follow_chains_and_survive_a_cycle() -> None:
-    items = pd.DataFrame(
-        [
-            _row("v2", 2, "2026-06-01T00:00:00.000+00:00", "v1"),
-            _row("v3", 3, "2026-06-02T00:00:00.000+00:00", "v2"),
-            _row("x", 3, "2026-06-02T00:00:00.000+00:00", None),
-        ]
-    )
+    items = [
+        _row("v2", 2, "2026-06-01T00:00:00.000+00:00", "v1"),
+        _row("v3", 3, "2026-06-02T00:00:00.000+00:00", "v2"),
+        _row("x", 3, "2026-06-02T00:00:00.000+00:00", None),
+    ]
     assert wardrobe.successors(items) == {"v1": "v3", "v2": "v3"}
-    loop = pd.DataFrame([_row("a", 2, "t", "b"), _row("b", 3, "t", "a")])
+    loop = [_row("a", 2, "t", "b"), _row("b", 3, "t", "a")]
     found = wardrobe.successors(loop)  # never written, but a walk must still end
     assert set(found) == {"a", "b"}
 
@@ -120,41 +131,3 @@ def test_as_of_before_the_redigitization_shows_the_old_items(redigitized: None) 
     # The same day, before the digitization's hour: still the old items.
     morning = tables.current_wardrobes_of(["u1"], as_of=datetime(2026, 6, 1, 9, tzinfo=UTC))
     assert {i["item_id"] for i in morning["u1"]} == {"shirt-v1"}
-
-
-def test_records_are_what_pandas_to_dict_gives_for_every_kind_of_column() -> None:
-    import math
-
-    import numpy as np
-    import pandas as pd
-
-    from dresscode.core.tables import records
-
-    frame = pd.DataFrame(
-        {
-            "item_id": ["a", "b", "c"],
-            "n": [1, 2, 3],
-            "score": [1.5, np.nan, 2.0],
-            "water_resistant": [True, False, True],
-            "description": ["a tee", None, "a coat"],
-            "color_names": [np.array(["navy", "white"]), None, np.array([], dtype=object)],
-            "digitized_at": pd.to_datetime(["2026-01-01", "2026-01-02", None]),
-            "checked": pd.array([True, None, False], dtype="boolean"),
-            "count": pd.array([1, None, 3], dtype="Int64"),
-            "warmth": pd.Categorical(["light", "warm", "light"]),
-        }
-    )
-
-    def same(a: object, b: object) -> bool:
-        if isinstance(a, np.ndarray):
-            return isinstance(b, np.ndarray) and np.array_equal(a, b)
-        if isinstance(a, float) and math.isnan(a):
-            return isinstance(b, float) and math.isnan(b)
-        return type(a) is type(b) and (a is b or a == b)
-
-    expected = frame.to_dict("records")
-    found = records(frame)
-    assert [list(r) for r in found] == [list(r) for r in expected]
-    for want, got in zip(expected, found, strict=True):
-        assert all(same(want[k], got[k]) for k in want), (want, got)
-    assert records(frame.iloc[:0]) == []
