@@ -1,8 +1,8 @@
 """Many requests, one read: concurrent single-key loads coalesced into batch reads.
 
 A read has a fixed cost that a batch shares (a round trip to the reader process, a pass over
-the kept lake files, pandas' per-call overhead: one user's inputs ~4 ms of CPU, five users'
-~6 ms; ``docs/benchmarks.md``), so 200 requests arriving together must not make 200 reads. A
+the kept lake files: one user's inputs ~2.7 ms of CPU, five users' ~3.6 ms, twenty ~5.9 ms;
+``docs/benchmarks.md``), so 200 requests arriving together must not make 200 reads. A
 :class:`BatchLoader` keeps the keys asked for while a read is running and reads them in the
 next: one read in flight, each taking up to ``max_batch`` of the keys waiting. A quiet service
 reads one key at once; a busy one reads in batches as large as its arrivals — no timer, no
