@@ -504,7 +504,7 @@ def _current_rows(
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """:func:`current_wardrobe_items` as rows and their column names, folded in Python: the
     online stylist reads a few users' wardrobes per request, where pandas' frames cost more
-    than the rows (~7 of a batch's ~10 ms of CPU)."""
+    than the rows (five users' wardrobes: 4.4 -> 1.8 ms of CPU; ``docs/benchmarks.md``)."""
     settings = settings or get_settings()
     wanted = None if user_ids is None else sorted({str(u) for u in user_ids})
     items, names = _rows_of(WARDROBE_ITEMS.name, wanted, settings)

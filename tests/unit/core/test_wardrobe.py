@@ -131,3 +131,27 @@ def test_as_of_before_the_redigitization_shows_the_old_items(redigitized: None) 
     # The same day, before the digitization's hour: still the old items.
     morning = tables.current_wardrobes_of(["u1"], as_of=datetime(2026, 6, 1, 9, tzinfo=UTC))
     assert {i["item_id"] for i in morning["u1"]} == {"shirt-v1"}
+
+
+def test_an_added_item_without_some_fields_reads_them_as_none(redigitized: None) -> None:
+    lake.write_parquet(
+        "feedback",
+        "2026-06-02",
+        "added",
+        [
+            _event(
+                "e3",
+                "2026-06-02T08:00:00.000+00:00",
+                "item_added",
+                "hat-1",
+                item={"category": "accessory", "colors": [{"name": "red", "hex": "#ff0000"}]},
+            )
+        ],
+    )
+    items = {i["item_id"]: i for i in tables.current_wardrobes_of(["u1"])["u1"]}
+    hat = items["hat-1"]
+    assert (hat["category"], hat["color_names"]) == ("accessory", ["red"])
+    # A column the table has that the event did not name is None (never NaN): the stylist's
+    # prompt is JSON.
+    assert hat["subcategory"] is None and items["shirt-v2"]["subcategory"] == "shirt"
+    json.dumps(list(items.values()), allow_nan=False)
