@@ -28,6 +28,7 @@ starts its own).
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import time
@@ -534,14 +535,15 @@ def read_arrow(
     # A kept dataset's own columns: the table's may have grown since it was listed.
     schema = kept.dataset.schema if kept is not None else pa.schema(table.schema())
     names = set(schema.names)
-    terms, pruning = delta_filters.conditions(days, filters or [], names, with_ranges=kept is None)
-    # A kept table's files were listed once; its scan prunes them by the partition terms.
-    dataset = None
+    # A kept table's files were listed once; its scan prunes them by the partition terms and
+    # filters its rows in memory (delta_filters.rows_matching).
+    dataset, expression = None, None
     if kept is None:
+        terms, pruning = delta_filters.conditions(days, filters or [], names)
         dataset = table.to_pyarrow_dataset(
             file_pruning_predicate=" AND ".join(pruning) if pruning else None
         )
-    expression = delta_filters.all_of(terms)
+        expression = delta_filters.all_of(terms)
     present = None if columns is None else [c for c in columns if c in names]
     if present is not None and PARTITION not in present:
         present.append(PARTITION)  # the lake contract: rows carry their day
@@ -551,7 +553,8 @@ def read_arrow(
             prune = delta_filters.all_of(
                 delta_filters.partition_terms(days, filters or [], partition)
             )
-            result = kept.scan(prune, expression, present)
+            keep = functools.partial(delta_filters.rows_matching, days=days, filters=filters or [])
+            result = kept.scan(prune, keep, present)
         else:
             result = ds.Scanner.from_dataset(dataset, columns=present, filter=expression).to_table()
     except (OSError, pa.ArrowException) as exc:  # a file the log names is missing or corrupt

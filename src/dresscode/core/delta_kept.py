@@ -55,9 +55,9 @@ class Kept:
     checked_at: float
     owner: KeptTables
 
-    def scan(self, prune: Any, expression: Any, columns: list[str] | None) -> Any:
+    def scan(self, prune: Any, keep: Callable[[Any], Any] | None, columns: list[str] | None) -> Any:
         """The matching rows (a pyarrow.Table), from the owner's kept files."""
-        return self.owner.scan(self, prune, expression, columns)
+        return self.owner.scan(self, prune, keep, columns)
 
 
 class KeptTables:
@@ -101,8 +101,14 @@ class KeptTables:
             self._kept[uri] = kept
             return kept
 
-    def scan(self, kept: Kept, prune: Any, expression: Any, columns: list[str] | None) -> Any:
-        """The rows of ``kept`` matching ``expression`` (a pyarrow expression, or None), with
+    def scan(
+        self,
+        kept: Kept,
+        prune: Any,
+        keep: Callable[[Any], Any] | None,
+        columns: list[str] | None,
+    ) -> Any:
+        """The rows of ``kept`` that ``keep`` keeps (rows -> rows; None: all), with
         ``columns`` (None: all), from the files ``prune`` (an expression on the partition
         column, or None) leaves, each read once and kept."""
         import pyarrow as pa
@@ -121,13 +127,13 @@ class KeptTables:
             return kept.dataset.schema.empty_table().select(columns or kept.dataset.schema.names)
         # A file kept from an older version lacks the columns added since: nulls there.
         found = pa.concat_tables(files, promote_options="default")
-        if expression is not None:
+        if keep is not None:
             # In one chunk first: pyarrow's filter pays a fixed cost per chunk, most of the work
             # for a few users' files (five files, 350 rows: ~1.9 -> ~0.7 ms of CPU; measured).
             # Not for a large read, where copying its files would cost more than it saves.
             if found.nbytes <= _COMBINE_MAX_BYTES:
                 found = found.combine_chunks()
-            found = found.filter(expression)
+            found = keep(found)
         return found if columns is None else found.select(columns)
 
     def _keep(self, path: str, rows: Any) -> None:

@@ -197,28 +197,49 @@ def test_changed_users_cannot_tell_without_the_old_version(dresscode_home: Path)
         delta.changed_users("manifests", 0)
 
 
-def test_rows_in_memory_are_filtered_by_the_exact_terms_alone() -> None:
-    """The ranges an ``in`` filter adds are for row-group statistics; without them (a kept
-    table's rows, in memory) the same rows match, through one term per filter."""
+def test_rows_in_memory_are_filtered_as_the_expression_filters_them() -> None:
+    """A kept table's rows are filtered by a mask (``rows_matching``), not an Acero plan: for
+    every operator, nulls, days and terms together, the rows the read's own expression keeps
+    (the ranges an ``in`` filter adds are for row-group statistics and change nothing)."""
     import pyarrow as pa
+    import pyarrow.compute as pc
 
     from dresscode.core import delta_filters
     from dresscode.core.delta_layout import user_bucket
 
-    users = ["u1", "u2", "u7", "zz", "u3", "u9"]
+    users = ["u1", "u2", "u7", None, "zz", "u3", "u9", "u1"]
     rows = pa.table(
         {
             "user_id": users,
-            "user_bucket": [user_bucket(u) for u in users],
-            "date": ["2026-05-02"] * 6,
+            "user_bucket": [user_bucket(str(u)) for u in users],
+            "date": ["2026-05-02", "2026-05-03"] * 4,
+            "n": pa.array([1, 2, None, 4, 5, 6, 7, 8], type=pa.int32()),
         }
     )
     names = set(rows.column_names)
-    filters = [("user_id", "in", ["u1", "u7", "zz"])]
-    full, pruning = delta_filters.conditions(["2026-05-02"], filters, names)
-    exact, day_only = delta_filters.conditions(["2026-05-02"], filters, names, with_ranges=False)
-    assert len(full) == 3 and any("user_id >=" in p for p in pruning)  # + the id ranges
-    assert len(exact) == 2 and day_only == ["date IN ('2026-05-02')"]
-    matched = rows.filter(delta_filters.all_of(exact))["user_id"].to_pylist()
-    assert sorted(matched) == ["u1", "u7", "zz"]
-    assert matched == rows.filter(delta_filters.all_of(full))["user_id"].to_pylist()
+    cases: list[tuple[list[str] | None, list[tuple[str, str, object]]]] = [
+        (None, []),
+        (["2026-05-02"], []),
+        (None, [("user_id", "in", ["u1", "u7", "zz", "nobody"])]),
+        (["2026-05-03"], [("user_id", "in", ["u1", "u2", "u9"])]),
+        (None, [("user_id", "not in", ["u1", "u2"])]),
+        *((None, [("n", op, 4)]) for op in ("=", "==", "!=", "<", "<=", ">", ">=")),
+        (["2026-05-02", "2026-05-03"], [("user_id", "in", ["u1", "zz"]), ("n", ">", 1)]),
+        (None, [("user_id", "=", "u9"), ("n", "!=", 7)]),
+    ]
+    for days, filters in cases:
+        terms, _ = delta_filters.conditions(days, filters, names)
+        expression = delta_filters.all_of(terms)
+        expected = rows if expression is None else rows.filter(expression)
+        found = delta_filters.rows_matching(rows, days, filters)
+        assert found.equals(expected), (days, filters)
+    assert delta_filters.rows_matching(rows, None, [("n", ">", 100)]).num_rows == 0
+    # No days, no ids: no rows (an Acero plan refuses an empty list's type instead).
+    assert delta_filters.rows_matching(rows, [], []).num_rows == 0
+    assert delta_filters.rows_matching(rows, None, [("user_id", "in", [])]).num_rows == 0
+    with pytest.raises(pa.ArrowInvalid, match="nope"):  # as Acero says a missing column
+        delta_filters.rows_matching(rows, None, [("nope", "in", ["x"])])
+    with pytest.raises(pa.ArrowInvalid):
+        rows.filter(pc.field("nope").isin(["x"]))
+    with pytest.raises(ValueError, match="unsupported filter operator"):
+        delta_filters.rows_matching(rows, None, [("n", "~", 1)])
