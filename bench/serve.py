@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import multiprocessing
@@ -151,8 +152,13 @@ def build_bench_app() -> Any:
         logging.getLogger(name).setLevel(logging.WARNING)
     production = dataclasses.replace(blueprints.resolve("outfit-stylist@2"), model=MODEL)
     aliases = {"production": production}
+    # The candidate on its own deployment (blue-green: a blueprint names its connection) when
+    # --candidate-endpoint own started a second simulator; else on the production endpoint.
+    candidate_url = os.environ.get("BENCH_CANDIDATE_URL", "")
     if shadow_share:
-        aliases["candidate"] = dataclasses.replace(production, version=3)
+        aliases["candidate"] = dataclasses.replace(
+            production, version=3, connection="candidate" if candidate_url else ""
+        )
 
     def load(name: str, alias: str) -> Any:
         if alias not in aliases:
@@ -169,7 +175,7 @@ def build_bench_app() -> Any:
         readers=readers,
         lake_log=LakeLog(settings, 5.0),
         client_for=lambda conn: LLMClient(
-            sim_url,
+            candidate_url if conn == "candidate" else sim_url,
             model=MODEL,
             max_concurrency=settings.serve_max_concurrency,
             max_attempts=ATTEMPTS,
@@ -219,6 +225,7 @@ def run_service(
     freeze: bool,
     gc_log: str,
     cores: list[int] | None = None,
+    candidate_url: str = "",
 ) -> None:
     """The stylist: ``workers`` uvicorn worker processes on one port, each building its own
     app from :func:`build_bench_app` (as replicas of the service would); on ``cores`` only
@@ -235,6 +242,7 @@ def run_service(
         BENCH_READER_PROCESSES=str(reader_processes),
         BENCH_FREEZE="1" if freeze else "",
         BENCH_GC_LOG=gc_log,
+        BENCH_CANDIDATE_URL=candidate_url,
     )
     # Keep-alive longer than any pause between a client's streams: a connection the server
     # closes as the client reuses it is a client-side ReadError, not the service's doing.
@@ -412,6 +420,7 @@ def phase(
     *,
     reader_processes: int,
     freeze: bool,
+    candidate_url: str = "",
 ) -> dict[str, Any]:
     from dresscode.sim.testing import free_port, wait_healthy
 
@@ -424,6 +433,7 @@ def phase(
         args=(
             *(str(home), sim_url, port, shadow, args.workers),
             *(reader_processes, freeze, str(gc_log), SERVICE_CORES if args.pin else None),
+            candidate_url,
         ),
     )
     proc.start()
@@ -553,17 +563,28 @@ def main() -> int:
         help="the service on core 0, the simulator and the load generator on the others "
         "(on 2 cores one is less than the service needs at 200 streams: docs/benchmarks.md)",
     )
+    parser.add_argument(
+        "--candidate-endpoint",
+        choices=("same", "own"),
+        default="same",
+        help="the shadow's candidate served by the production endpoint (same) or by a second "
+        "simulator, its own deployment (own: blue-green, the blueprint names its connection)",
+    )
     args = parser.parse_args()
     if args.pin:  # the simulator, started below, inherits this process's cores
         os.sched_setaffinity(0, set(range(os.cpu_count() or 2)) - set(SERVICE_CORES))
-    shipped = {"reader_processes": args.reader_processes, "freeze": True}
+    shipped: dict[str, Any] = {"reader_processes": args.reader_processes, "freeze": True}
     from dresscode.sim.testing import simulator_process
 
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp) / "home"
         seed_lake(home, args.users)
         users = [f"user-{n:04d}" for n in range(args.users)]
-        with simulator_process("--max-num-seqs", "256", "--max-queue", "1024") as sim_url:
+        sim_args = ("--max-num-seqs", "256", "--max-queue", "1024")
+        with contextlib.ExitStack() as endpoints:
+            sim_url = endpoints.enter_context(simulator_process(*sim_args))
+            if args.candidate_endpoint == "own":
+                shipped["candidate_url"] = endpoints.enter_context(simulator_process(*sim_args))
             # Shadow off and on alternate --repeats times (pooled below): two phases are two
             # service processes on a shared 2-core box, and one pair's p95s differ by +-5 %
             # with nothing changed; the baseline runs once, after the first pair.
@@ -593,7 +614,8 @@ def main() -> int:
         f"({'burst' if args.burst else 'steady'}), {args.workers} service worker(s), "
         f"{args.reader_processes} reader process(es), {os.cpu_count()} cores"
         f"{' (the service pinned to core 0, the rest on the others)' if args.pin else ''}; "
-        "model times are the simulator's (not Gemma's)\n"
+        f"the shadow's candidate on {'its own' if args.candidate_endpoint == 'own' else 'the production'} "
+        "endpoint; model times are the simulator's (not Gemma's)\n"
     )
     print(
         "| run | streams ok | added TTFT p50 / p95, client's clock (ms) | of which to `meta` | "
