@@ -9,7 +9,6 @@ each bucket — both in the row filter and in the SQL predicate handed to delta-
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Iterable
 from datetime import date
 from typing import Any
@@ -127,8 +126,8 @@ def rows_matching(
         if op in ("in", "not in"):
             found = among(name, list(value))
             masks.append(found if op == "in" else pc.invert(found))
-        elif op in _COMPUTE:
-            masks.append(pc.call_function(_COMPUTE[op], [column(name), value]))
+        elif op in _COMPARISONS:
+            masks.append(getattr(pc, _COMPARISONS[op])(column(name), value))
         else:
             raise ValueError(f"unsupported filter operator {op!r}")
     if not masks:
@@ -177,20 +176,12 @@ def term(column: str, op: str, value: Any) -> Any:
     compare = _COMPARISONS.get(op)
     if compare is None:
         raise ValueError(f"unsupported filter operator {op!r}")
-    return compare(field, value)
+    return getattr(pc, compare)(field, value)
 
 
+# pyarrow.compute's comparisons by filter operator: each takes an expression (the files' row
+# filter) or a column in memory (a kept table's rows) alike.
 _COMPARISONS = {
-    "=": operator.eq,
-    "==": operator.eq,
-    "!=": operator.ne,
-    "<": operator.lt,
-    "<=": operator.le,
-    ">": operator.gt,
-    ">=": operator.ge,
-}
-# The same comparisons as pyarrow.compute functions (a column is not an expression).
-_COMPUTE = {
     "=": "equal",
     "==": "equal",
     "!=": "not_equal",
