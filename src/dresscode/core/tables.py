@@ -527,9 +527,10 @@ def _current_rows(
         events = [e for e in events if str(e.get("event_time")) <= stamp]
     seen: set[tuple[Any, Any]] = set()
     for event in sorted(events, key=_event_order):
-        if (event.get("user_id"), event.get("event_id")) in seen:
+        key = (event.get("user_id"), event.get("event_id"))
+        if key in seen:
             continue  # the same event in two feedback files: the first counts
-        seen.add((event.get("user_id"), event.get("event_id")))
+        seen.add(key)
         if event["event_type"] != "item_added" and str(event.get("item_id")) in successor:
             event["item_id"] = successor[str(event["item_id"])]
         wardrobe.apply_event(current, event)
